@@ -1,0 +1,30 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export CARELENS_DATA ?= $(abspath ../shared/data)
+# glibc: keep big activation buffers instead of returning them to the OS each step (PERF-NOTES.md)
+export MALLOC_MMAP_MAX_ ?= 0
+export MALLOC_TRIM_THRESHOLD_ ?= 100000000000
+
+.PHONY: setup test demo clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train,test]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/carelens audit ham10000 --out demo/audit.json
+	$(VENV)/bin/carelens split ham10000 --out demo/splits.json
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache

@@ -1,0 +1,191 @@
+"""`carelens <verb>`: the command-line edge. Domain errors become one red line and exit code 1."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.table import Table
+
+from carelens import __version__
+from carelens._console import console, err_console, progress_bar
+from carelens.errors import CarelensError, ConfigError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(name="carelens", help="Trustworthy triage models from labelled medical images.", no_args_is_help=True)
+data_app = typer.Typer(help="Get public datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _edge(fn: F) -> F:
+    """Translate carelens errors once: one line on stderr, exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CarelensError as exc:
+            err_console.print(f"[red]{type(exc).__name__}: {exc}[/red]", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _fractions(text: str) -> tuple[float, float, float]:
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--fractions must be three numbers like 0.7,0.1,0.2, got {text!r}") from None
+    if len(parts) != 3:
+        raise ConfigError(f"--fractions must be three numbers like 0.7,0.1,0.2, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+@app.command()
+def version() -> None:
+    """Print the carelens version."""
+    console.print(__version__)
+
+
+@app.command()
+@_edge
+def specs() -> None:
+    """List the label specs that ship with carelens."""
+    from carelens.labels import builtin_specs, load_spec
+
+    table = Table("spec", "classes", "title")
+    for name in builtin_specs():
+        s = load_spec(name)
+        table.add_row(name, str(len(s.classes)), s.title)
+    console.print(table)
+
+
+@app.command()
+@_edge
+def audit(
+    data: Annotated[str, typer.Argument(help="Image folder, manifest (.csv/.json), MedMNIST .npz, or a public set name (ham10000, busi, busi_binary, pneumoniamnist).")],
+    spec: Annotated[str | None, typer.Option(help="Label spec: a YAML path or a built-in name.")] = None,
+    out: Annotated[Path, typer.Option(help="Where to write audit.json.")] = Path("audit.json"),
+    splits: Annotated[Path | None, typer.Option(help="A split file to check for leakage.")] = None,
+    target: Annotated[int | None, typer.Option(help="Examples wanted per class (for the deficit column).")] = None,
+    min_per_class: Annotated[int, typer.Option(help="Below this, a class is too small to validate.")] = 100,
+    near_threshold: Annotated[float, typer.Option(help="Thumbnail correlation for near-duplicates.")] = 0.99,
+    workers: Annotated[int | None, typer.Option(help="Processes that read images.")] = None,
+) -> None:
+    """Audit a dataset: class counts, imbalance, bad files, duplicates, leakage."""
+    from carelens.data import audit_dataset, load_splits, open_dataset
+
+    ds = open_dataset(data, spec)
+    split_obj = load_splits(splits, ds) if splits else None
+    with progress_bar(f"reading {ds.name}", len(ds)) as advance:
+        report = audit_dataset(
+            ds, splits=split_obj, target_per_class=target, min_per_class=min_per_class,
+            near_threshold=near_threshold, workers=workers, progress=advance,
+        )
+    report.save(out)
+    table = Table(title=f"{ds.name}: {report.n_readable}/{report.n_examples} readable, imbalance {report.imbalance_ratio}:1")
+    for col in ("class", "examples", "groups", "share", f"deficit to {report.target_per_class}", "validate?"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c in report.classes:
+        table.add_row(
+            c.id, str(c.readable), str(c.groups), f"{c.share:.1%}", str(c.deficit),
+            "[red]too few[/red]" if c.too_few_to_validate else "ok",
+        )
+    console.print(table)
+    facts = Table.grid(padding=(0, 2))
+    for name, value in (
+        ("unreadable files", len(report.unreadable)),
+        ("tiny images", len(report.tiny_images)),
+        ("exact duplicate sets", len(report.exact_duplicates)),
+        ("near-duplicate pairs", len(report.near_duplicates)),
+        ("duplicates across classes", len(report.cross_class_duplicates)),
+        ("duplicates across groups", len(report.cross_group_duplicates)),
+        ("duplicates across splits (leakage)", len(report.split_leaks)),
+        ("groups spanning classes", len(report.groups_spanning_classes)),
+    ):
+        facts.add_row(name, str(value))
+    console.print(facts)
+    for item in report.unreadable[:10]:
+        console.print(f"[yellow]unreadable[/yellow] {item['path'] or item['id']}: {item['error']}")
+    for line in report.warnings:
+        console.print(f"[yellow]! {line}[/yellow]")
+    console.print(f"wrote {out} in {report.seconds:.1f} s")
+
+
+@app.command()
+@_edge
+def split(
+    data: Annotated[str, typer.Argument(help="Dataset (as for `audit`).")],
+    out: Annotated[Path, typer.Option(help="Split file to write.")] = Path("splits.json"),
+    spec: Annotated[str | None, typer.Option(help="Label spec.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fractions: Annotated[str, typer.Option(help="train,val,test shares.")] = "0.7,0.1,0.2",
+    near_threshold: Annotated[float, typer.Option(help="Near-duplicate threshold (used when the data has no groups).")] = 0.99,
+) -> None:
+    """Write a stratified, group-aware split file that every later stage reads."""
+    from carelens.data import make_splits, near_duplicate_pairs, open_dataset, scan_dataset
+
+    shares = _fractions(fractions)
+    ds = open_dataset(data, spec)
+    pairs = None
+    if not ds.has_groups and not ds.has_official_split:
+        with progress_bar(f"grouping near-duplicates in {ds.name}", len(ds)) as advance:
+            scan = scan_dataset(ds, progress=advance)
+        pairs = [(a, b) for a, b, _ in near_duplicate_pairs(scan.thumbs, near_threshold)]
+    s = make_splits(ds, shares, seed, near_duplicate_pairs=pairs)
+    s.save(out, ds)
+    table = Table("class", "train", "val", "test", title=f"{ds.name} split ({s.strategy}, seed {seed})")
+    counts = s.counts(ds)
+    for c in ds.class_counts():
+        table.add_row(c, *(str(counts[k].get(c, 0)) for k in ("train", "val", "test")))
+    console.print(table)
+    console.print(f"wrote {out}")
+
+
+@data_app.command("fetch")
+@_edge
+def fetch(
+    family: Annotated[str, typer.Argument(help="Dataset family (only 'medmnist' for now).")],
+    name: Annotated[str, typer.Argument(help="Set name, e.g. pneumoniamnist.")],
+    size: Annotated[int, typer.Option(help="Image size: 28, 64, 128 or 224.")] = 28,
+    data_dir: Annotated[Path | None, typer.Option(help="Local folder to look in first (default $CARELENS_DATA).")] = None,
+    out: Annotated[Path, typer.Option(help="Where downloads go.")] = Path("data"),
+    offline: Annotated[bool, typer.Option(help="Never download; use the local folder only.")] = False,
+) -> None:
+    """Download a MedMNIST set (official MD5 checked), or find it in a local folder."""
+    from carelens.data import MEDMNIST, fetch_medmnist, md5sum, read_medmnist
+    from carelens.settings import data_root
+
+    if family != "medmnist":
+        raise ConfigError(f"unknown dataset family {family!r}; known: medmnist")
+    local = data_dir or data_root()
+    with progress_bar(f"downloading {name}", None) as advance:
+        last = [0]
+
+        def on_chunk(done: int, total: int) -> None:
+            advance(done - last[0])
+            last[0] = done
+
+        path = fetch_medmnist(name, size, data_dir=local, download_dir=out, offline=offline, progress=on_chunk)
+    digest = md5sum(path)
+    official = MEDMNIST[name].md5[size]
+    ds = read_medmnist(path, name)
+    counts = {s: sum(1 for e in ds if e.split == s) for s in ("train", "val", "test")}
+    console.print(json.dumps({"path": str(path), "md5": digest, "official_md5": digest == official, "counts": counts}))
+    if digest != official:
+        console.print(f"[yellow]! {path.name} is a local copy whose MD5 is not the official one ({official}).[/yellow]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Data: sources, image reading, audit and splits."""
+
+from carelens.data._audit import AuditReport, ClassAudit, audit_dataset
+from carelens.data._dataset import Dataset, Example, UnreadableImageWarning
+from carelens.data._image_io import IMAGE_SUFFIXES, decode_image, read_image, to_rgb_array
+from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
+from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
+from carelens.data._sources import HAM10000_FORMAT, ManifestFormat, open_dataset, read_folder, read_manifest
+from carelens.data._splits import SPLIT_NAMES, Splits, groups_from_pairs, load_splits, make_splits
+
+__all__ = [
+    "HAM10000_FORMAT",
+    "IMAGE_SUFFIXES",
+    "MEDMNIST",
+    "SPLIT_NAMES",
+    "AuditReport",
+    "ClassAudit",
+    "Dataset",
+    "Example",
+    "ManifestFormat",
+    "ScanResult",
+    "Splits",
+    "UnreadableImageWarning",
+    "audit_dataset",
+    "decode_image",
+    "fetch_medmnist",
+    "groups_from_pairs",
+    "load_splits",
+    "make_splits",
+    "md5sum",
+    "near_duplicate_pairs",
+    "open_dataset",
+    "read_folder",
+    "read_image",
+    "read_manifest",
+    "read_medmnist",
+    "scan_dataset",
+    "to_rgb_array",
+    "verify_md5",
+]

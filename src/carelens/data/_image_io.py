@@ -1,0 +1,105 @@
+"""Reading one image file into a plain RGB (or grey) uint8 array, the same way everywhere.
+
+Every colour mode is converted explicitly (no silent Pillow default): EXIF orientation is applied,
+16-bit and 32-bit integer images are scaled from their full range to 8 bits, float images from their
+own min/max, transparency is composited on white, palettes are expanded. A file that is empty,
+truncated or not an image raises :class:`~carelens.errors.ImageReadError` naming the file.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from carelens.errors import ImageReadError
+
+__all__ = ["IMAGE_SUFFIXES", "decode_image", "read_image", "to_rgb_array", "MAX_PIXELS"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# Above this, a file is treated as a decompression bomb, not an image to diagnose.
+MAX_PIXELS = 80_000_000
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never half an image
+
+ColorMode = Literal["RGB", "L"]
+
+
+def read_image(path: str | Path, mode: ColorMode = "RGB") -> np.ndarray:
+    """Decode ``path`` to an array of shape (H, W, 3) for RGB or (H, W) for L, dtype uint8.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, not an image or too large.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ImageReadError(p, f"cannot open the file ({exc.strerror or exc})") from None
+    return decode_image(data, mode=mode, name=str(p))
+
+
+def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>") -> np.ndarray:
+    """Decode image bytes (as uploaded to the service, or read from a file); see :func:`read_image`."""
+    if not data:
+        raise ImageReadError(name, "the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise ImageReadError(
+                        name, f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,} limit"
+                    )
+                img.load()  # decodes fully: a truncated file fails here, not later
+                img = ImageOps.exif_transpose(img)
+                return to_rgb_array(img, mode)
+    except ImageReadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not a recognised image format (is it really an image?)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(name, f"too many pixels ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageReadError(name, f"corrupt or truncated image data ({exc})") from None
+
+
+def to_rgb_array(img: Image.Image, mode: ColorMode = "RGB") -> np.ndarray:
+    """Convert a Pillow image of any mode to uint8 RGB (H, W, 3) or L (H, W), explicitly."""
+    m = img.mode
+    if m in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        a = np.asarray(img).astype(np.float64)
+        full = 65535.0 if m.startswith("I;16") or a.max(initial=0) <= 65535 else 2.0**32 - 1
+        grey = np.clip(np.round(a / full * 255.0), 0, 255).astype(np.uint8)
+        return _grey_out(grey, mode)
+    if m == "F":
+        a = np.asarray(img).astype(np.float64)
+        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+        scaled = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        return _grey_out(np.nan_to_num(scaled).round().astype(np.uint8), mode)
+    if m == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        m = img.mode
+    if m in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba).convert("RGB")
+    elif m in ("1", "L"):
+        return _grey_out(np.asarray(img.convert("L")), mode)
+    elif m != "RGB":
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV
+    rgb = np.asarray(img, dtype=np.uint8)
+    if mode == "L":
+        return np.asarray(Image.fromarray(rgb).convert("L"), dtype=np.uint8)
+    return np.ascontiguousarray(rgb)
+
+
+def _grey_out(grey: np.ndarray, mode: ColorMode) -> np.ndarray:
+    grey = np.ascontiguousarray(grey, dtype=np.uint8)
+    if mode == "L":
+        return grey
+    return np.repeat(grey[:, :, None], 3, axis=2)

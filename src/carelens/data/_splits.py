@@ -1,0 +1,186 @@
+"""Stratified, group-aware, seeded train/val/test splits, saved to a file every later stage reads.
+
+No group crosses splits. Groups come from the data's group column (patient, lesion, animal); where
+the data has none, near-duplicate images are joined into one group first (BUSI holds several frames
+of one lesion). Official splits (MedMNIST) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carelens.data._dataset import Dataset
+from carelens.errors import ConfigError, DataError
+
+__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_splits", "make_splits"]
+
+SPLIT_NAMES = ("train", "val", "test")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Which split each example id belongs to, and how the split was made."""
+
+    assignment: dict[str, str]  # example id -> "train" | "val" | "test"
+    strategy: str  # "official" | "group" | "near_duplicate_group" | "example"
+    seed: int
+    fractions: tuple[float, float, float]
+    fingerprint: str  # Dataset.fingerprint() of the data it was made for
+
+    def indices(self, ds: Dataset, split: str) -> list[int]:
+        """Positions in ``ds`` of the examples in ``split``."""
+        if split not in SPLIT_NAMES:
+            raise ConfigError(f"split must be one of {SPLIT_NAMES}, got {split!r}")
+        return [i for i, e in enumerate(ds) if self.assignment.get(e.id) == split]
+
+    def counts(self, ds: Dataset) -> dict[str, dict[str, int]]:
+        out: dict[str, Counter[str]] = {s: Counter() for s in SPLIT_NAMES}
+        for e in ds:
+            s = self.assignment.get(e.id)
+            if s is not None:
+                out[s][e.label] += 1
+        return {s: dict(sorted(c.items())) for s, c in out.items()}
+
+    def save(self, path: str | Path, ds: Dataset | None = None) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        doc: dict[str, Any] = {
+            "format": FORMAT_VERSION,
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "fractions": list(self.fractions),
+            "fingerprint": self.fingerprint,
+            "counts": self.counts(ds) if ds is not None else None,
+            "assignment": self.assignment,
+        }
+        p.write_text(json.dumps(doc, indent=1, sort_keys=False), encoding="utf-8")
+        return p
+
+
+def load_splits(path: str | Path, ds: Dataset | None = None) -> Splits:
+    """Read a split file; with ``ds``, check that it was made for exactly this data.
+
+    Raises:
+        DataError: unreadable file, other format version, or a dataset it does not cover.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"split file {p} cannot be read: {exc}") from None
+    if doc.get("format") != FORMAT_VERSION:
+        raise DataError(f"split file {p} has format {doc.get('format')!r}; this carelens reads {FORMAT_VERSION}")
+    splits = Splits(
+        assignment=dict(doc["assignment"]),
+        strategy=str(doc["strategy"]),
+        seed=int(doc["seed"]),
+        fractions=tuple(doc["fractions"]),  # type: ignore[arg-type]
+        fingerprint=str(doc["fingerprint"]),
+    )
+    if ds is not None:
+        missing = [e.id for e in ds if e.id not in splits.assignment]
+        if missing:
+            raise DataError(
+                f"split file {p} does not cover {len(missing)} example(s) of {ds.name!r} "
+                f"(e.g. {missing[0]}); the data changed since it was made. Re-run `carelens split`."
+            )
+        if splits.fingerprint != ds.fingerprint():
+            raise DataError(
+                f"split file {p} was made for different data (labels or groups changed). "
+                "Re-run `carelens split` so no example moves between splits unnoticed."
+            )
+    return splits
+
+
+def groups_from_pairs(n: int, pairs: Sequence[tuple[int, int]], base: Sequence[str | None] | None = None) -> list[str]:
+    """Connected components over ``pairs`` (union-find), optionally joined with existing groups."""
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    if base is not None:
+        first: dict[str, int] = {}
+        for i, g in enumerate(base):
+            if g is not None:
+                union(i, first.setdefault(g, i))
+    for a, b in pairs:
+        union(a, b)
+    return [f"g{find(i)}" for i in range(n)]
+
+
+def make_splits(
+    ds: Dataset,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    *,
+    near_duplicate_pairs: Sequence[tuple[int, int]] | None = None,
+) -> Splits:
+    """Split ``ds`` into train/val/test.
+
+    Args:
+        ds: the dataset (labels already mapped by its spec, if any).
+        fractions: train, val, test shares; must be positive and sum to 1.
+        seed: makes the split reproducible.
+        near_duplicate_pairs: index pairs to keep together; used when ``ds`` has no groups.
+
+    Returns:
+        The assignment; official splits are returned unchanged.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ConfigError(f"fractions must be three positive shares summing to 1, got {fractions}")
+    fp = ds.fingerprint()
+    if ds.has_official_split:
+        return Splits({e.id: e.split for e in ds}, "official", seed, fractions, fp)  # type: ignore[misc]
+    if ds.has_groups:
+        groups = groups_from_pairs(len(ds), [], [e.group if e.group is not None else f"id:{e.id}" for e in ds])
+        strategy = "group"
+    elif near_duplicate_pairs:
+        groups = groups_from_pairs(len(ds), near_duplicate_pairs)
+        strategy = "near_duplicate_group"
+    else:
+        groups = [e.id for e in ds]
+        strategy = "example"
+
+    members: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        members[g].append(i)
+    # A group's stratum is its most common label (ties: alphabetical); groups spanning classes are
+    # rare and reported by the audit.
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for g, idx in members.items():
+        label = sorted(Counter(ds[i].label for i in idx).most_common(), key=lambda t: (-t[1], t[0]))[0][0]
+        by_class[label].append(g)
+
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    target = np.asarray(fractions)
+    for label in sorted(by_class):
+        glist = sorted(by_class[label])
+        glist = [glist[k] for k in rng.permutation(len(glist))]
+        glist.sort(key=lambda g: -len(members[g]))  # big groups first, random among equals
+        total = sum(len(members[g]) for g in glist)
+        have = np.zeros(3)
+        for g in glist:
+            # put the group where the split is furthest below its share of this class
+            k = int(np.argmax(target * total - have))
+            have[k] += len(members[g])
+            for i in members[g]:
+                assignment[ds[i].id] = SPLIT_NAMES[k]
+    return Splits(assignment, strategy, seed, fractions, fp)

@@ -1,0 +1,231 @@
+"""Label specs: what each class is, how urgent it is, and how source labels map onto classes.
+
+A spec is YAML (see ``carelens/specs/*.yaml``). Each class has an ``id``, a display ``name``, a
+body-system ``group``, a ``severity``, a ``triage`` level and ``advice``. ``merge`` rules map source
+labels (folder names, manifest values, MedMNIST label names; shell-style patterns allowed) onto
+class ids, so classes can be merged or split into finer ones without moving files. ``drop`` lists
+source labels that are left out on purpose.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from carelens.errors import LabelSpecError
+
+__all__ = [
+    "SEVERITIES",
+    "TRIAGE_LEVELS",
+    "ClassSpec",
+    "LabelSpec",
+    "MergeRule",
+    "builtin_specs",
+    "load_spec",
+    "triage_rank",
+]
+
+SEVERITIES = ("low", "moderate", "high", "critical")
+# Ordered from least to most urgent: the decision policy takes the max over plausible classes.
+TRIAGE_LEVELS = ("self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance")
+
+Severity = Literal["low", "moderate", "high", "critical"]
+Triage = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
+
+
+def triage_rank(level: str) -> int:
+    """Position of a triage level in urgency order (0 = self care)."""
+    try:
+        return TRIAGE_LEVELS.index(level)
+    except ValueError:
+        raise LabelSpecError(
+            f"unknown triage level {level!r}; expected one of {', '.join(TRIAGE_LEVELS)}"
+        ) from None
+
+
+class ClassSpec(BaseModel):
+    """One condition the model can report."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    group: str = "general"
+    severity: Severity = "moderate"
+    triage: Triage = "consultation"
+    advice: str = ""
+    description: str = ""
+
+    @property
+    def is_critical(self) -> bool:
+        """A class that must not be missed: severity high or critical."""
+        return self.severity in ("high", "critical")
+
+
+class MergeRule(BaseModel):
+    """Map every source label matching one of ``from`` onto class ``to``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    sources: tuple[str, ...] = Field(alias="from", min_length=1)
+    to: str
+
+
+class LabelSpec(BaseModel):
+    """The classes of one model and the rules that map source labels onto them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    title: str = ""
+    task: Literal["multiclass"] = "multiclass"
+    modality: str = ""
+    description: str = ""
+    reference: dict[str, Any] = Field(default_factory=dict)
+    classes: tuple[ClassSpec, ...] = Field(min_length=2)
+    merge: tuple[MergeRule, ...] = ()
+    drop: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> LabelSpec:
+        ids = [c.id for c in self.classes]
+        dupes = sorted(i for i, n in Counter(ids).items() if n > 1)
+        if dupes:
+            raise ValueError(f"class ids must be unique; repeated: {', '.join(dupes)}")
+        unknown = sorted({r.to for r in self.merge} - set(ids))
+        if unknown:
+            raise ValueError(
+                f"merge rules point to classes that are not defined: {', '.join(unknown)}; "
+                f"defined classes: {', '.join(ids)}"
+            )
+        return self
+
+    # -- lookups -------------------------------------------------------------------------------
+    @property
+    def class_ids(self) -> list[str]:
+        return [c.id for c in self.classes]
+
+    def index(self, class_id: str) -> int:
+        try:
+            return self.class_ids.index(class_id)
+        except ValueError:
+            raise LabelSpecError(
+                f"class {class_id!r} is not in spec {self.name!r} ({', '.join(self.class_ids)})"
+            ) from None
+
+    def get(self, class_id: str) -> ClassSpec:
+        return self.classes[self.index(class_id)]
+
+    # -- mapping source labels -----------------------------------------------------------------
+    def map_label(self, source: str) -> str | None:
+        """The class id for one source label, ``None`` if dropped, ``LabelSpecError`` if unknown."""
+        mapped = self._map(source)
+        if mapped is _UNKNOWN:
+            raise LabelSpecError(self._unknown_message([source]))
+        return mapped  # type: ignore[return-value]
+
+    def map_labels(self, sources: Iterable[str]) -> list[str | None]:
+        """Map many labels; every unknown one is named in a single error."""
+        out: list[str | None] = []
+        unknown: set[str] = set()
+        cache: dict[str, object] = {}
+        for s in sources:
+            if s not in cache:
+                cache[s] = self._map(s)
+            m = cache[s]
+            if m is _UNKNOWN:
+                unknown.add(s)
+            out.append(m)  # type: ignore[arg-type]
+        if unknown:
+            raise LabelSpecError(self._unknown_message(sorted(unknown)))
+        return out
+
+    def check_counts(self, counts: Mapping[str, int]) -> None:
+        """Refuse a spec whose classes have no examples in the data (after mapping)."""
+        empty = [c for c in self.class_ids if counts.get(c, 0) == 0]
+        if empty:
+            raise LabelSpecError(
+                f"spec {self.name!r} defines classes with no examples in this data: "
+                f"{', '.join(empty)}. Add images for them, merge them into another class with a "
+                "`merge` rule, or remove them from the spec."
+            )
+
+    def _map(self, source: str) -> object:
+        for pattern in self.drop:
+            if fnmatch.fnmatchcase(source, pattern):
+                return None
+        for rule in self.merge:
+            for pattern in rule.sources:
+                if fnmatch.fnmatchcase(source, pattern):
+                    return rule.to
+        ids = set(self.class_ids)
+        if source in ids:
+            return source
+        leaf = source.rsplit("/", 1)[-1]  # nested folders: 'skin/hot_spot' -> 'hot_spot'
+        if leaf in ids:
+            return leaf
+        return _UNKNOWN
+
+    def _unknown_message(self, labels: list[str]) -> str:
+        shown = ", ".join(repr(x) for x in labels[:20])
+        more = f" (and {len(labels) - 20} more)" if len(labels) > 20 else ""
+        return (
+            f"spec {self.name!r} does not know the source labels {shown}{more}. "
+            f"Its classes are {', '.join(self.class_ids)}. Add a `merge` rule mapping them onto a "
+            "class, list them under `drop`, or fix the folder/manifest labels."
+        )
+
+    # -- io ------------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, text: str, *, origin: str = "<string>") -> LabelSpec:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise LabelSpecError(f"label spec {origin} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise LabelSpecError(f"label spec {origin} must be a YAML mapping with `classes`")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+            )
+            raise LabelSpecError(f"label spec {origin} is invalid: {problems}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+_UNKNOWN = object()
+
+
+def builtin_specs() -> list[str]:
+    """Names of the specs that ship with carelens."""
+    folder = resources.files("carelens") / "specs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_spec(spec: str | Path | LabelSpec) -> LabelSpec:
+    """Load a spec from a YAML path or a built-in name (``ham10000``, ``busi``, ...)."""
+    if isinstance(spec, LabelSpec):
+        return spec
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise LabelSpecError(f"label spec file {path} does not exist")
+        return LabelSpec.from_yaml(path.read_text(encoding="utf-8"), origin=str(path))
+    name = str(spec)
+    if name in builtin_specs():
+        text = (resources.files("carelens") / "specs" / f"{name}.yaml").read_text(encoding="utf-8")
+        return LabelSpec.from_yaml(text, origin=f"built-in spec {name!r}")
+    raise LabelSpecError(
+        f"no label spec named {name!r}: not a file, and not one of the built-in specs "
+        f"({', '.join(builtin_specs())})"
+    )

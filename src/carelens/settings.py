@@ -1,0 +1,34 @@
+"""Where carelens finds data and keeps caches: one setting each, read from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["data_root", "cache_dir", "DATA_ENV"]
+
+DATA_ENV = "CARELENS_DATA"
+
+
+def data_root(explicit: str | Path | None = None) -> Path:
+    """The folder of public datasets.
+
+    Order: the explicit argument, then ``$CARELENS_DATA``, then ``../shared/data`` beside the
+    current checkout (the layout CI uses). The folder may not exist; callers decide whether that
+    is an error (see ``tests/conftest.py``).
+    """
+    if explicit is not None:
+        return Path(explicit).expanduser().resolve()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[2]  # src/carelens/settings.py -> repo root
+    return (repo.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """A writable cache folder (``$CARELENS_CACHE`` or ``~/.cache/carelens``); never under data."""
+    env = os.environ.get("CARELENS_CACHE")
+    path = Path(env) if env else Path.home() / ".cache" / "carelens"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

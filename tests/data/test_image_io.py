@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from carelens.data import decode_image, read_image
+from carelens.errors import ImageReadError
+
+
+def _png(img: Image.Image, path: Path, **kw: object) -> Path:
+    img.save(path, **kw)
+    return path
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    # 40 wide x 20 high, left half red; EXIF orientation 6 = rotate 90 degrees clockwise to view.
+    a = np.zeros((20, 40, 3), np.uint8)
+    a[:, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "rot.jpg"
+    Image.fromarray(a).save(p, exif=exif.tobytes(), quality=95)
+    out = read_image(p)
+    assert out.shape == (40, 20, 3)  # rotated: now 20 wide, 40 high
+    assert out[5, 10, 0] > 200 and out[35, 10, 0] < 60  # red half is now on top
+
+
+def test_grey_rgba_16bit_palette_become_rgb(tmp_path: Path) -> None:
+    grey = _png(Image.fromarray(np.full((8, 9), 77, np.uint8)), tmp_path / "g.png")
+    rgba_arr = np.zeros((8, 8, 4), np.uint8)
+    rgba_arr[..., 0] = 200
+    rgba_arr[:, :4, 3] = 255  # left opaque red, right fully transparent
+    rgba = _png(Image.fromarray(rgba_arr, "RGBA"), tmp_path / "a.png")
+    sixteen = _png(Image.fromarray(np.full((6, 6), 65535 // 2, np.uint16)), tmp_path / "s.png")
+    pal = _png(Image.fromarray(np.full((5, 5, 3), (10, 200, 30), np.uint8)).convert("P"), tmp_path / "p.png")
+    g = read_image(grey)
+    assert g.shape == (8, 9, 3) and (g == 77).all()
+    a = read_image(rgba)
+    assert tuple(a[0, 0]) == (200, 0, 0) and tuple(a[0, 7]) == (255, 255, 255)  # composited on white
+    s = read_image(sixteen)
+    assert Image.open(sixteen).mode.startswith("I") and s.dtype == np.uint8 and abs(int(s[0, 0, 0]) - 127) <= 1
+    p = read_image(pal)
+    assert p.shape == (5, 5, 3) and abs(int(p[0, 0, 1]) - 200) <= 8
+    assert read_image(grey, mode="L").shape == (8, 9)
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "empty"),
+        (b"this is a text file, not a picture\n" * 3, "not a recognised image"),
+    ],
+)
+def test_bad_files_raise_with_the_file_name(tmp_path: Path, content: bytes, reason: str) -> None:
+    p = tmp_path / "x.jpg"
+    p.write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason) as info:
+        read_image(p)
+    assert str(p) in str(info.value)
+
+
+def test_truncated_jpeg_is_an_error_not_half_an_image(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    data = buf.getvalue()
+    with pytest.raises(ImageReadError, match="truncated"):
+        decode_image(data[: len(data) // 2], name="half.jpg")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ImageReadError, match="cannot open"):
+        read_image(tmp_path / "nope.png")
