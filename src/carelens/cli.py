@@ -149,6 +149,57 @@ def split(
     console.print(f"wrote {out}")
 
 
+@app.command("train")
+@_edge
+def train_cmd(
+    data: Annotated[str, typer.Argument(help="Dataset (as for `audit`).")],
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("run"),
+    spec: Annotated[str | None, typer.Option(help="Label spec.")] = None,
+    splits: Annotated[Path | None, typer.Option(help="Split file from `carelens split` (default: made here, seed 0).")] = None,
+    config: Annotated[Path | None, typer.Option(help="JSON file of training settings (see TrainConfig).")] = None,
+    model: Annotated[str | None, typer.Option(help="efficientnet_lite0 or small_cnn.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Input size in pixels.")] = None,
+    head_epochs: Annotated[int | None, typer.Option(help="Epochs of the head on frozen features.")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(help="Epochs of fine-tuning.")] = None,
+    imbalance: Annotated[str | None, typer.Option(help="Comma list of none, weighted, focal, balanced_sampler.")] = None,
+    augment: Annotated[str | None, typer.Option(help="Augmentation preset.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+) -> None:
+    """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
+    from carelens.data import load_splits, make_splits, near_duplicate_pairs, open_dataset, scan_dataset
+    from carelens.train import TrainConfig, train
+
+    settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
+    for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
+                       ("finetune_epochs", finetune_epochs), ("augment", augment), ("seed", seed)):
+        if value is not None:
+            settings[key] = value
+    if imbalance is not None:
+        settings["imbalance"] = tuple(s.strip() for s in imbalance.split(","))
+    cfg = TrainConfig.from_dict(settings)  # fails here, before any image is read
+    ds = open_dataset(data, spec)
+    if splits is not None:
+        split_obj = load_splits(splits, ds)
+    else:
+        pairs = None
+        if not ds.has_groups and not ds.has_official_split:
+            with progress_bar("grouping near-duplicates", len(ds)) as advance:
+                pairs = [(a, b) for a, b, _ in near_duplicate_pairs(scan_dataset(ds, progress=advance).thumbs, 0.99)]
+        split_obj = make_splits(ds, seed=cfg.seed, near_duplicate_pairs=pairs)
+    res = train(ds, split_obj, cfg, out, resume=resume)
+    table = Table("split", "balanced acc", "accuracy", "macro AUC", "macro F1", title=f"{ds.name}: {out}")
+    for name, m in (("val", res.val), ("test", res.test)):
+        if m:
+            table.add_row(name, f"{m['balanced_accuracy']:.3f}", f"{m['accuracy']:.3f}", f"{m['macro_auc']:.3f}",
+                          f"{m['macro_f1']:.3f}")
+    console.print(table)
+    if res.test:
+        recall = ", ".join(f"{c} {r:.2f}" for c, r in res.test["per_class_recall"].items())
+        console.print(f"test recall per class: {recall}")
+    console.print(f"wrote {out}/ (metrics.json, curves.png, best.pt) in {res.seconds:.0f} s")
+
+
 @data_app.command("fetch")
 @_edge
 def fetch(

@@ -1,0 +1,70 @@
+"""Classification metrics used by every stage: balanced accuracy and per-class recall first."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
+
+__all__ = ["classification_metrics", "macro_auc"]
+
+
+def macro_auc(y: np.ndarray, proba: np.ndarray) -> tuple[float, list[float]]:
+    """One-vs-rest AUC per class and their mean; NaN (with a warning) where a class is absent."""
+    k = proba.shape[1]
+    per: list[float] = []
+    for c in range(k):
+        pos = y == c
+        if pos.all() or not pos.any():
+            per.append(float("nan"))
+            continue
+        per.append(float(roc_auc_score(pos, proba[:, c])))
+    valid = [a for a in per if not np.isnan(a)]
+    if len(valid) < len(per):
+        warnings.warn("AUROC undefined for classes absent from (or alone in) this split; they are NaN.", stacklevel=2)
+    if k == 2:
+        return (per[1] if not np.isnan(per[1]) else float("nan")), per
+    return (float(np.mean(valid)) if valid else float("nan")), per
+
+
+def classification_metrics(y: Sequence[int] | np.ndarray, proba: np.ndarray, class_ids: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class precision/recall/F1/support, macro and weighted F1,
+    one-vs-rest macro AUC, confusion matrix and worst classes. Binary tasks add MedMNIST's ACC
+    (threshold 0.5 on the second class) and AUC so results compare with its tables.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    k = len(class_ids)
+    if proba.ndim != 2 or proba.shape != (len(y), k):
+        raise ValueError(f"proba must have shape ({len(y)}, {k}), got {proba.shape}")
+    pred = proba.argmax(1)
+    labels = list(range(k))
+    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    present = sup > 0
+    auc, per_auc = macro_auc(y, proba)
+    cm = confusion_matrix(y, pred, labels=labels)
+    per_class = {
+        cid: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(sup[i]),
+              "auc": per_auc[i]}
+        for i, cid in enumerate(class_ids)
+    }
+    order = sorted((i for i in labels if present[i]), key=lambda i: (rec[i], f1[i]))
+    out: dict[str, Any] = {
+        "n": int(len(y)),
+        "accuracy": float((pred == y).mean()),
+        "balanced_accuracy": float(rec[present].mean()) if present.any() else float("nan"),
+        "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
+        "weighted_f1": float(np.average(f1, weights=sup)) if sup.sum() else float("nan"),
+        "macro_auc": auc,
+        "per_class": per_class,
+        "per_class_recall": {cid: float(rec[i]) for i, cid in enumerate(class_ids)},
+        "confusion_matrix": cm.tolist(),
+        "worst_classes": [class_ids[i] for i in order[:3]],
+        "majority_baseline_accuracy": float(sup.max() / sup.sum()) if sup.sum() else float("nan"),
+    }
+    if k == 2:
+        out["medmnist_acc"] = float(((proba[:, 1] >= 0.5).astype(int) == y).mean())
+    return out

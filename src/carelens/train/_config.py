@@ -1,0 +1,103 @@
+"""Typed, validated training configuration: a bad config fails before any image is read."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from carelens.errors import ConfigError
+from carelens.models import BACKBONES
+
+__all__ = ["IMBALANCE_STRATEGIES", "AUGMENT_PRESETS", "TrainConfig"]
+
+IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
+AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo")
+MONITORS = ("balanced_accuracy", "macro_auc", "macro_f1", "accuracy", "neg_log_loss")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every item of the recipe. Defaults: frozen-feature head, then fine-tune the top 5 stages."""
+
+    model: str = "efficientnet_lite0"
+    pretrained: bool = True
+    image_size: int = 224
+    resize: str = "stretch"
+    batch_size: int = 32
+    # phase 1: backbone frozen, pooled features cached, head trained on them
+    head_epochs: int = 40
+    lr_head: float = 3e-3
+    # phase 2: fine-tune the top `unfreeze_stages` stages (-1 = all) with augmentation
+    finetune_epochs: int = 6
+    unfreeze_stages: int = 5
+    lr_finetune: float = 5e-4
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    label_smoothing: float = 0.0
+    imbalance: tuple[str, ...] = ("weighted",)
+    class_weights: str = "inverse"  # or "effective" (Cui et al. 2019)
+    effective_beta: float = 0.999
+    focal_gamma: float = 2.0
+    schedule: str = "cosine"  # or "plateau"
+    monitor: str = "balanced_accuracy"
+    patience: int = 3
+    augment: str = "default"
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model not in BACKBONES:
+            problems.append(f"model {self.model!r} is unknown (choose {', '.join(BACKBONES)})")
+        if self.model == "small_cnn" and self.pretrained:
+            object.__setattr__(self, "pretrained", False)  # no pretrained weights exist for it
+        for name in ("lr_head", "lr_finetune"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                problems.append(f"{name} must be a positive number, got {v}")
+        for name in ("head_epochs", "finetune_epochs", "patience"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.head_epochs + self.finetune_epochs == 0:
+            problems.append("head_epochs and finetune_epochs are both 0: nothing would be trained")
+        if not self.pretrained and self.finetune_epochs == 0:
+            problems.append("a backbone without pretrained weights needs finetune_epochs > 0")
+        if self.batch_size < 2:
+            problems.append(f"batch_size must be >= 2, got {self.batch_size}")
+        if not 8 <= self.image_size <= 1024:
+            problems.append(f"image_size must be in [8, 1024], got {self.image_size}")
+        bad = [s for s in self.imbalance if s not in IMBALANCE_STRATEGIES]
+        if bad or not self.imbalance:
+            problems.append(f"imbalance {bad or '()'} unknown; combine any of {', '.join(IMBALANCE_STRATEGIES)}")
+        if "none" in self.imbalance and len(self.imbalance) > 1:
+            problems.append("imbalance 'none' cannot be combined with other strategies")
+        if self.class_weights not in ("inverse", "effective"):
+            problems.append(f"class_weights must be inverse or effective, got {self.class_weights!r}")
+        if self.schedule not in ("cosine", "plateau"):
+            problems.append(f"schedule must be cosine or plateau, got {self.schedule!r}")
+        if self.monitor not in MONITORS:
+            problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if self.augment not in AUGMENT_PRESETS:
+            problems.append(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}")
+        if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
+            problems.append("dropout and label_smoothing must be in [0, 1)")
+        if self.focal_gamma < 0:
+            problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["imbalance"] = list(self.imbalance)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
+        if "imbalance" in d:
+            d = {**d, "imbalance": tuple(d["imbalance"])}
+        return cls(**d)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from carelens.errors import ConfigError
+from carelens.train import FocalLoss, TrainConfig, build_loss, class_weights
+
+
+def test_focal_with_gamma_zero_is_cross_entropy() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(64, 5, generator=g), torch.randint(0, 5, (64,), generator=g)
+    assert torch.allclose(FocalLoss(gamma=0.0)(logits, y), F.cross_entropy(logits, y), atol=1e-6)
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0, 1.0])
+    assert torch.allclose(FocalLoss(0.0, w)(logits, y), F.cross_entropy(logits, y, weight=w), atol=1e-6)
+    assert FocalLoss(2.0)(logits, y) < F.cross_entropy(logits, y)  # easy examples down-weighted
+
+
+def test_class_weights_raise_the_cost_of_missing_a_rare_class() -> None:
+    counts = [900, 100]
+    w = class_weights(counts)
+    assert w[1] / w[0] == pytest.approx(9.0) and w.mean() == pytest.approx(1.0)
+    eff = class_weights(counts, "effective", 0.999)
+    assert 1 < eff[1] / eff[0] < 9  # gentler than inverse frequency
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])  # predicts the majority for both
+    y = torch.tensor([0, 1])
+    plain = build_loss(["none"], counts)(logits, y)
+    weighted = build_loss(["weighted"], counts)(logits, y)
+    assert weighted > plain  # the rare-class miss now dominates
+    with pytest.raises(ValueError, match="at least one training example"):
+        class_weights([5, 0])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"model": "resnet9000"}, "model 'resnet9000' is unknown"),
+        ({"lr_finetune": -1e-3}, "lr_finetune must be a positive number"),
+        ({"imbalance": ("oversample",)}, "unknown"),
+        ({"imbalance": ("none", "focal")}, "cannot be combined"),
+        ({"head_epochs": 0, "finetune_epochs": 0}, "nothing would be trained"),
+        ({"augment": "sepia"}, "augment must be one of"),
+    ],
+)
+def test_bad_config_fails_before_training(kwargs: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_config_round_trip() -> None:
+    c = TrainConfig(imbalance=("weighted", "balanced_sampler"), seed=3)
+    assert TrainConfig.from_dict(c.to_dict()) == c
+    with pytest.raises(ConfigError, match="unknown training settings: colour"):
+        TrainConfig.from_dict({"colour": "red"})
+    assert np.isfinite(TrainConfig().lr_head)

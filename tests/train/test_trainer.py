@@ -1,0 +1,103 @@
+"""End-to-end training on tiny real subsets (PneumoniaMNIST 28px, HAM10000 at 48px)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from carelens.data import Dataset, make_splits, open_dataset
+from carelens.errors import ConfigError
+from carelens.train import TrainConfig, train
+
+
+def _subset(ds: Dataset, per_split: dict[str, int], seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for split, n in per_split.items():
+        idx = [i for i, e in enumerate(ds) if e.split == split]
+        keep += sorted(rng.choice(idx, n, replace=False).tolist())
+    return ds.subset(keep)
+
+
+@pytest.fixture(scope="module")
+def pneumonia_small(data_dir: Path) -> Dataset:
+    ds = open_dataset(data_dir / "pneumoniamnist" / "pneumoniamnist_reconstructed_official_split_counts.npz",
+                      "pneumoniamnist")
+    return _subset(ds, {"train": 700, "val": 200, "test": 200})
+
+
+CNN = dict(model="small_cnn", image_size=28, head_epochs=0, finetune_epochs=3, lr_finetune=3e-3, batch_size=64,
+           augment="xray", threads=2)
+
+
+def test_tiny_run_beats_the_majority_baseline(pneumonia_small: Dataset, tmp_path: Path) -> None:
+    res = train(pneumonia_small, make_splits(pneumonia_small), TrainConfig(**CNN), tmp_path / "run")
+    assert res.test is not None
+    # predicting the majority class gives balanced accuracy 0.5
+    assert res.test["balanced_accuracy"] > 0.75
+    assert min(res.test["per_class_recall"].values()) > 0.5
+    for f in ("config.json", "splits.json", "best.pt", "last.pt", "metrics.json", "curves.png", "predictions.npz"):
+        assert (tmp_path / "run" / f).is_file(), f
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["test"]["balanced_accuracy"] == pytest.approx(res.test["balanced_accuracy"])
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.pt", weights_only=False)["model"]  # type: ignore[no-any-return]
+
+
+def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, tmp_path: Path) -> None:
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
+    splits = make_splits(small)
+    cfg = TrainConfig(**{**CNN, "finetune_epochs": 2, "patience": 0})
+    a = train(small, splits, cfg, tmp_path / "a", evaluate_test=False)
+    b = train(small, splits, cfg, tmp_path / "b", evaluate_test=False)
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.history == b.history
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch: int) -> None:
+        if epoch == 1:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(small, splits, cfg, tmp_path / "c", evaluate_test=False, on_epoch_end=kill_after_first)
+    c = train(small, splits, cfg, tmp_path / "c", evaluate_test=False, resume=True)
+    wc = _weights(tmp_path / "c")
+    assert all(torch.allclose(wa[k].float(), wc[k].float(), atol=1e-6) for k in wa)
+    assert [h["score"] for h in c.history] == [h["score"] for h in a.history]
+
+
+def test_pretrained_two_phase_recipe_on_ham_subset(ham: Dataset, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    keep = []
+    for c in ("nv", "mel", "bkl"):
+        idx = [i for i, e in enumerate(ham) if e.label == c]
+        keep += rng.choice(idx, 120, replace=False).tolist()
+    from carelens.labels import LabelSpec
+
+    spec = LabelSpec(name="t", classes=[ham.spec.get(c) for c in ("bkl", "mel", "nv")])  # type: ignore[union-attr]
+    ds = ham.subset(sorted(keep)).with_spec(spec)
+    cfg = TrainConfig(image_size=48, head_epochs=15, finetune_epochs=1, unfreeze_stages=3, batch_size=32,
+                      imbalance=("focal", "balanced_sampler"), threads=2)
+    res = train(ds, make_splits(ds, seed=1), cfg, tmp_path / "run")
+    phases = [h["phase"] for h in res.history]
+    assert phases.count("head") == 15 and phases.count("finetune") == 1
+    assert res.val["balanced_accuracy"] > 1 / 3  # better than chance on 3 balanced classes
+
+
+def test_class_without_training_examples_fails_before_training(pneumonia_small: Dataset, tmp_path: Path) -> None:
+    splits = make_splits(pneumonia_small)
+    for e in pneumonia_small:
+        if e.label == "normal" and splits.assignment[e.id] == "train":
+            splits.assignment[e.id] = "test"
+    with pytest.raises(ConfigError, match="normal have no training examples"):
+        train(pneumonia_small, splits, TrainConfig(**CNN), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
