@@ -39,3 +39,46 @@ def busi_dir(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def pneumonia_npz(data_dir: Path) -> Path:
     return data_dir / "pneumoniamnist" / "pneumoniamnist_reconstructed_official_split_counts.npz"
+
+
+@pytest.fixture(scope="session")
+def tiny_pneumonia_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real run shared by the calibration and bundle tests (small CNN, PneumoniaMNIST 28px)."""
+    import numpy as np
+
+    from carelens.data import make_splits, open_dataset
+    from carelens.train import TrainConfig, train
+
+    ds = open_dataset(data_dir / "pneumoniamnist" / "pneumoniamnist_reconstructed_official_split_counts.npz",
+                      "pneumoniamnist")
+    rng = np.random.default_rng(0)
+    keep: list[int] = []
+    for split, n in (("train", 800), ("val", 524), ("test", 624)):
+        idx = [i for i, e in enumerate(ds) if e.split == split]
+        keep += sorted(rng.choice(idx, min(n, len(idx)), replace=False).tolist())
+    small = ds.subset(keep)
+    run = tmp_path_factory.mktemp("pneumonia") / "run"
+    cfg = TrainConfig(model="small_cnn", image_size=28, head_epochs=0, finetune_epochs=4, lr_finetune=3e-3,
+                      batch_size=64, augment="xray", threads=2, patience=0)
+    train(small, make_splits(small), cfg, run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """Frozen EfficientNet-Lite0 features at 64px + a trained head on a class-balanced-ish HAM10000 subset."""
+    import numpy as np
+
+    from carelens.data import make_splits
+    from carelens.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    keep: list[int] = []
+    for c, n in ham.class_counts().items():
+        idx = [i for i, e in enumerate(ham) if e.label == c]
+        keep += rng.choice(idx, min(n, 160), replace=False).tolist()
+    ds = ham.subset(sorted(keep))
+    run = tmp_path_factory.mktemp("ham") / "run"
+    cfg = TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2)
+    train(ds, make_splits(ds, seed=0), cfg, run)
+    return run

@@ -200,6 +200,34 @@ def train_cmd(
     console.print(f"wrote {out}/ (metrics.json, curves.png, best.pt) in {res.seconds:.0f} s")
 
 
+@app.command()
+@_edge
+def calibrate(
+    run: Annotated[Path, typer.Argument(help="A training run directory.")],
+    alpha: Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")] = 0.1,
+    score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
+    class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
+    ood_method: Annotated[str, typer.Option(help="mahalanobis or knn.")] = "mahalanobis",
+) -> None:
+    """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split."""
+    from carelens.calibrate import calibrate_run
+
+    cal = calibrate_run(run, alpha=alpha, score=score, class_conditional=class_conditional, ood_method=ood_method)
+    r = cal.report
+    console.print(f"temperature {r['temperature']:.3f}")
+    t = r.get("test")
+    if t:
+        table = Table("test figure", "value")
+        for k in ("ece_before", "ece", "brier_before", "brier", "coverage", "min_class_coverage", "mean_set_size",
+                  "ood_pass_rate", "critical_miss_rate"):
+            v = t.get(k)
+            table.add_row(k, "n/a" if v is None else f"{v:.4f}")
+        console.print(table)
+    for w in r.get("warnings", []):
+        console.print(f"[yellow]! {w}[/yellow]")
+    console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png")
+
+
 @data_app.command("fetch")
 @_edge
 def fetch(

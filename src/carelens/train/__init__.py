@@ -2,6 +2,7 @@
 
 from carelens.train._config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._losses import FocalLoss, build_loss, class_weights
+from carelens.train._runs import embed_images, load_run_model
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "TrainConfig",
     "build_loss",
     "class_weights",
+    "embed_images",
+    "load_run_model",
     "load_split",
     "predict_logits",
     "train",

@@ -176,7 +176,7 @@ def train(
     pre = PreprocessConfig(image_size=config.image_size, resize=config.resize)  # type: ignore[arg-type]
     (run / "config.json").write_text(json.dumps({
         "train": config.to_dict(), "preprocess": pre.to_dict(), "class_ids": class_ids,
-        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n": len(ds)},
+        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n": len(ds), "source": str(ds.root)},
         "spec": ds.spec.to_dict() if ds.spec else None,
     }, indent=1))
     splits.save(run / "splits.json", ds)
@@ -318,8 +318,11 @@ def train(
     model.load_state_dict(torch.load(run / "best.pt", map_location=dev, weights_only=False)["model"])
     val_logits, val_feats = predict_logits(model, va.images, pre, with_features=True)
     val_m = classification_metrics(va.y, _softmax(val_logits), class_ids)
+    # train features (no augmentation) model the in-distribution data for the OOD gate
+    train_logits, train_feats = predict_logits(model, tr.images, pre, with_features=True)
     arrays: dict[str, Any] = {"val_logits": val_logits, "val_features": val_feats, "val_y": va.y,
-                              "val_ids": np.asarray(va.ids)}
+                              "val_ids": np.asarray(va.ids), "train_logits": train_logits,
+                              "train_features": train_feats, "train_y": tr.y}
     test_m = None
     if evaluate_test and test_idx:
         te = load_split(ds, test_idx, pre, class_ids, "test")

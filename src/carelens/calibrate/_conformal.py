@@ -1,0 +1,136 @@
+"""Split conformal prediction sets (LAC and APS scores), marginal or class-conditional (Mondrian).
+
+Given calibrated probabilities on held-out labelled data, a threshold per class is chosen so that the
+true class is in the set with probability >= 1 - alpha (marginally, or for each class). Where a class
+has fewer than (1 - alpha) / alpha calibration examples, its own quantile cannot carry the guarantee:
+the marginal threshold is used instead and the class is listed in ``fallback_classes_``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+from carelens.errors import ConfigError, NotFittedError
+
+__all__ = ["ConformalClassifier", "conformal_quantile", "coverage_report", "nonconformity"]
+
+Score = Literal["lac", "aps"]
+
+
+def nonconformity(proba: np.ndarray, score: Score) -> np.ndarray:
+    """Score of every (example, class): low = conforming. Shape (n, k).
+
+    LAC: 1 - p_k. APS: total probability of the classes ranked at or above k.
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    if score == "lac":
+        return 1.0 - p
+    order = np.argsort(-p, axis=1, kind="stable")
+    sorted_p = np.take_along_axis(p, order, axis=1)
+    cum = np.cumsum(sorted_p, axis=1)
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, cum, axis=1)
+    return out
+
+
+def conformal_quantile(scores: np.ndarray, alpha: float) -> float:
+    """The ceil((n + 1)(1 - alpha)) / n empirical quantile; +inf when n is too small for it."""
+    n = len(scores)
+    level = math.ceil((n + 1) * (1 - alpha)) / n if n else math.inf
+    if level > 1:
+        return math.inf
+    return float(np.quantile(scores, level, method="higher"))
+
+
+class ConformalClassifier:
+    """Prediction sets with coverage 1 - alpha.
+
+    Args:
+        alpha: miscoverage (0.1 gives 90% coverage).
+        score: "lac" (smallest sets, coverage close to the target) or "aps" (adaptive; larger sets on
+            hard inputs). APS is used without randomisation so that one input always gets one set:
+            still valid, but conservative (coverage above the target, most visibly with 2 classes).
+        class_conditional: one threshold per class (Mondrian), so rare classes are covered too.
+    """
+
+    def __init__(self, alpha: float = 0.1, score: Score = "lac", class_conditional: bool = True) -> None:
+        self.alpha = alpha
+        self.score = score
+        self.class_conditional = class_conditional
+
+    def fit(self, proba: np.ndarray, y: np.ndarray) -> ConformalClassifier:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"alpha must be in (0, 1), got {self.alpha}")
+        if self.score not in ("lac", "aps"):
+            raise ConfigError(f"score must be 'lac' or 'aps', got {self.score!r}")
+        p = np.asarray(proba, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        k = p.shape[1]
+        s = nonconformity(p, self.score)[np.arange(len(y)), y]
+        marginal = conformal_quantile(s, self.alpha)
+        need = math.ceil((1 - self.alpha) / self.alpha)
+        thresholds = np.full(k, marginal)
+        fallback: list[int] = []
+        counts = np.bincount(y, minlength=k)
+        if self.class_conditional:
+            for c in range(k):
+                if counts[c] < need:
+                    fallback.append(c)
+                    continue
+                thresholds[c] = conformal_quantile(s[y == c], self.alpha)
+        self.marginal_threshold_ = marginal
+        self.thresholds_ = thresholds
+        self.fallback_classes_ = fallback
+        self.class_counts_ = counts
+        self.min_per_class_ = need
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "thresholds_"):
+            raise NotFittedError("ConformalClassifier is not fitted yet: call fit(proba, y) on calibration data")
+
+    def predict_set(self, proba: np.ndarray) -> np.ndarray:
+        """Boolean mask (n, k) of the classes in each set; the top class is always included."""
+        self._check()
+        p = np.asarray(proba, dtype=np.float64)
+        mask = nonconformity(p, self.score) <= self.thresholds_[None, :]
+        mask[np.arange(len(p)), p.argmax(1)] = True  # never an empty set
+        return mask  # type: ignore[no-any-return]
+
+    def to_dict(self) -> dict[str, Any]:
+        self._check()
+        return {
+            "alpha": self.alpha, "score": self.score, "class_conditional": self.class_conditional,
+            "thresholds": [float(t) for t in self.thresholds_], "marginal_threshold": float(self.marginal_threshold_),
+            "fallback_classes": list(self.fallback_classes_), "min_per_class": self.min_per_class_,
+            "class_counts": [int(c) for c in self.class_counts_],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ConformalClassifier:
+        c = cls(d["alpha"], d["score"], d["class_conditional"])
+        c.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
+        c.marginal_threshold_ = float(d["marginal_threshold"])
+        c.fallback_classes_ = list(d["fallback_classes"])
+        c.min_per_class_ = int(d["min_per_class"])
+        c.class_counts_ = np.asarray(d["class_counts"])
+        return c
+
+
+def coverage_report(mask: np.ndarray, y: np.ndarray, class_ids: list[str]) -> dict[str, Any]:
+    """Marginal and per-class coverage, mean set size and the set-size histogram."""
+    y = np.asarray(y, dtype=np.int64)
+    hit = mask[np.arange(len(y)), y]
+    per = {cid: (float(hit[y == i].mean()) if (y == i).any() else float("nan")) for i, cid in enumerate(class_ids)}
+    sizes = mask.sum(1)
+    valid = [v for v in per.values() if not math.isnan(v)]
+    return {
+        "coverage": float(hit.mean()),
+        "per_class_coverage": per,
+        "min_class_coverage": float(min(valid)) if valid else float("nan"),
+        "mean_set_size": float(sizes.mean()),
+        "set_size_histogram": np.bincount(sizes, minlength=mask.shape[1] + 1)[1:].tolist(),
+    }

@@ -1,0 +1,150 @@
+"""Out-of-distribution gate: is this input like the images the model was trained on?
+
+Two signals on what the network sees: a distance of the pooled backbone features to the training
+data (Mahalanobis to the nearest class mean with one shared, shrunk covariance; or the distance to
+the k-th nearest training feature), and the energy of the logits (Liu et al. 2020). Each is
+standardised on in-distribution validation images and the larger of the two is the combined score.
+The threshold passes ``pass_rate`` (95%) of validation images. A single input's ``ood_score`` is its
+in-distribution p-value: the share of validation images that look at least as unusual. High means
+typical; below 1 - pass_rate means out of distribution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy.special import logsumexp
+
+from carelens.calibrate._scores import check_logits
+from carelens.errors import ConfigError, NotFittedError
+
+__all__ = ["OODGate"]
+
+Method = Literal["mahalanobis", "knn"]
+
+
+def _check_features(f: np.ndarray) -> np.ndarray:
+    a = np.asarray(f, dtype=np.float64)
+    if a.ndim != 2:
+        raise ConfigError(f"features must have shape (n, d), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise ConfigError(f"features contain {int((~np.isfinite(a)).sum())} NaN or infinite value(s); "
+                          "the image or the model export is broken")
+    return a
+
+
+class OODGate:
+    def __init__(self, method: Method = "mahalanobis", pass_rate: float = 0.95, k: int = 10,
+                 use_energy: bool = True) -> None:
+        self.method = method
+        self.pass_rate = pass_rate
+        self.k = k
+        self.use_energy = use_energy
+
+    # -- raw scores ----------------------------------------------------------------------------
+    def _distance(self, f: np.ndarray) -> np.ndarray:
+        if self.method == "mahalanobis":
+            # min over classes of (f - mu_c)^T P (f - mu_c), via the whitening W (P = W W^T)
+            zf = f @ self.whiten_  # (n, d)
+            zm = self.means_ @ self.whiten_  # (k, d)
+            d2 = (zf**2).sum(1)[:, None] - 2 * zf @ zm.T + (zm**2).sum(1)[None, :]
+            return np.sqrt(np.maximum(d2.min(1), 0.0))  # type: ignore[no-any-return]
+        fn = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+        sims = fn @ self.bank_.T  # cosine similarity to every training feature
+        kth = np.partition(-sims, self.k - 1, axis=1)[:, self.k - 1]
+        return 1.0 + kth  # 1 - cos of the k-th nearest  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _energy(logits: np.ndarray) -> np.ndarray:
+        return -logsumexp(logits, axis=1)  # type: ignore[no-any-return]
+
+    def _combined(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        z = (self._distance(features) - self.dist_stats_[0]) / self.dist_stats_[1]
+        if not self.use_energy:
+            return z  # type: ignore[no-any-return]
+        e = (self._energy(logits) - self.energy_stats_[0]) / self.energy_stats_[1]
+        return np.maximum(z, e)  # type: ignore[no-any-return]
+
+    # -- estimator API ---------------------------------------------------------------------------
+    def fit(self, train_features: np.ndarray, train_y: np.ndarray, val_features: np.ndarray,
+            val_logits: np.ndarray) -> OODGate:
+        """Model the training features; set the threshold on validation (in-distribution) images."""
+        if self.method not in ("mahalanobis", "knn"):
+            raise ConfigError(f"method must be 'mahalanobis' or 'knn', got {self.method!r}")
+        if not 0.5 < self.pass_rate < 1:
+            raise ConfigError(f"pass_rate must be in (0.5, 1), got {self.pass_rate}")
+        ft = _check_features(train_features)
+        fv = _check_features(val_features)
+        lv = check_logits(val_logits)
+        y = np.asarray(train_y, dtype=np.int64)
+        if self.method == "mahalanobis":
+            from sklearn.covariance import LedoitWolf
+
+            classes = np.unique(y)
+            self.means_ = np.stack([ft[y == c].mean(0) for c in classes])
+            centred = ft - self.means_[np.searchsorted(classes, y)]
+            cov = LedoitWolf(assume_centered=True).fit(centred).covariance_
+            evals, evecs = np.linalg.eigh(cov)
+            self.whiten_ = evecs / np.sqrt(np.maximum(evals, 1e-9))  # (d, d): cov^-1/2 up to rotation
+        else:
+            self.bank_ = ft / np.maximum(np.linalg.norm(ft, axis=1, keepdims=True), 1e-12)
+        dv = self._distance(fv)
+        ev = self._energy(lv)
+        self.dist_stats_ = (float(dv.mean()), float(dv.std() + 1e-12))
+        self.energy_stats_ = (float(ev.mean()), float(ev.std() + 1e-12))
+        self.val_scores_ = np.sort(self._combined(fv, lv))
+        self.threshold_ = float(np.quantile(self.val_scores_, self.pass_rate))
+        return self
+
+    def _check(self) -> None:
+        if not hasattr(self, "threshold_"):
+            raise NotFittedError("OODGate is not fitted yet: call fit(...) with training and validation features")
+
+    def score(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Combined score: higher is more unusual; above ``threshold_`` is out of distribution."""
+        self._check()
+        return self._combined(_check_features(features), check_logits(logits))
+
+    def p_value(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Share of validation images at least as unusual (the ``ood_score`` of an assessment)."""
+        s = self.score(features, logits)
+        n = len(self.val_scores_)
+        above = n - np.searchsorted(self.val_scores_, s, side="left")
+        return (above + 1) / (n + 1)  # type: ignore[no-any-return]
+
+    def is_in_distribution(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        return self.score(features, logits) <= self.threshold_  # type: ignore[no-any-return]
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        self._check()
+        arrays: dict[str, Any] = {
+            "val_scores": self.val_scores_.astype(np.float64),
+            "dist_stats": np.asarray(self.dist_stats_), "energy_stats": np.asarray(self.energy_stats_),
+        }
+        if self.method == "mahalanobis":
+            arrays.update(means=self.means_.astype(np.float32), whiten=self.whiten_.astype(np.float32))
+        else:
+            arrays.update(bank=self.bank_.astype(np.float32))
+        np.savez_compressed(path, **arrays)
+
+    def params(self) -> dict[str, Any]:
+        self._check()
+        return {"method": self.method, "pass_rate": self.pass_rate, "k": self.k, "use_energy": self.use_energy,
+                "threshold": self.threshold_}
+
+    @classmethod
+    def load(cls, path: str | Path, params: dict[str, Any]) -> OODGate:
+        g = cls(params["method"], params["pass_rate"], params["k"], params["use_energy"])
+        with np.load(path) as z:
+            g.val_scores_ = z["val_scores"]
+            g.dist_stats_ = tuple(z["dist_stats"].tolist())  # type: ignore[assignment]
+            g.energy_stats_ = tuple(z["energy_stats"].tolist())  # type: ignore[assignment]
+            if g.method == "mahalanobis":
+                g.means_, g.whiten_ = z["means"].astype(np.float64), z["whiten"].astype(np.float64)
+            else:
+                g.bank_ = z["bank"].astype(np.float64)
+        g.threshold_ = float(params["threshold"])
+        return g

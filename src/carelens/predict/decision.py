@@ -1,0 +1,108 @@
+"""The decision policy: calibrated probabilities + conformal set + OOD score -> an assessment.
+
+Safety first: the triage level is the most urgent among the classes in the prediction set, and
+uncertain or out-of-distribution input is never below ``consultation``. When unsure, say so and
+escalate, never the reverse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from carelens.errors import ConfigError
+from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
+from carelens.predict.schema import Assessment, ClassProbability, ModelRef, TriageDecision
+
+__all__ = ["DecisionPolicy", "decide"]
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    likely: float = 0.70  # calibrated top probability for "likely" (with a set of one)
+    possible: float = 0.50  # ... for "possible" (or a set of 2-3)
+    ambiguous_margin: float = 0.10  # top two closer than this -> "ambiguous"
+    floor_when_unsure: str = "consultation"  # uncertain / out-of-distribution never below this
+    top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.possible <= self.likely <= 1:
+            raise ConfigError(f"need 0 < possible ({self.possible}) <= likely ({self.likely}) <= 1")
+        if self.floor_when_unsure not in TRIAGE_LEVELS:
+            raise ConfigError(f"floor_when_unsure must be one of {TRIAGE_LEVELS}")
+
+
+def decide(
+    proba: np.ndarray,
+    in_set: np.ndarray,
+    *,
+    spec: LabelSpec,
+    model: ModelRef,
+    coverage: float,
+    in_distribution: bool = True,
+    ood_score: float = 1.0,
+    policy: DecisionPolicy | None = None,
+    extra_flags: tuple[str, ...] = (),
+) -> Assessment:
+    """One assessment from one calibrated probability vector (k,) and its set mask (k,)."""
+    pol = policy or DecisionPolicy()
+    p = np.asarray(proba, dtype=np.float64)
+    if p.shape != (len(spec.classes),) or not np.isfinite(p).all() or abs(p.sum() - 1) > 1e-4:
+        raise ConfigError(f"probabilities must be {len(spec.classes)} finite values summing to 1, got {p}")
+    order = np.argsort(-p, kind="stable")
+    classes = spec.classes
+    top = [ClassProbability(id=classes[i].id, name=classes[i].name, probability=round(float(p[i]), 4),
+                            group=classes[i].group, severity=classes[i].severity) for i in order[: pol.top_k]]
+    members = [int(i) for i in order if in_set[i]]
+    if not members:
+        members = [int(order[0])]
+    set_ids = [classes[i].id for i in members]
+
+    flags: list[str] = []
+    p1 = float(p[order[0]])
+    p2 = float(p[order[1]]) if len(order) > 1 else 0.0
+    if p1 - p2 < pol.ambiguous_margin:
+        flags.append("ambiguous")
+    if not in_distribution:
+        flags.append("out_of_distribution")
+    if len({classes[i].group for i in members}) > 1:
+        flags.append("multi_system")
+    flags += [f for f in extra_flags if f not in flags]
+
+    if not in_distribution:
+        confidence = "uncertain"
+    elif p1 >= pol.likely and len(members) == 1:
+        confidence = "likely"
+    elif p1 >= pol.possible or 2 <= len(members) <= 3:
+        confidence = "possible"
+    else:
+        confidence = "uncertain"
+
+    # most urgent class in the plausible set decides; ties go to the more probable class
+    urgent = max(members, key=lambda i: (triage_rank(classes[i].triage), p[i]))
+    level = classes[urgent].triage
+    if urgent == order[0]:
+        reason = f"{classes[urgent].name} is the most likely finding"
+    else:
+        reason = f"{classes[urgent].name} is in the plausible set"
+    advice = classes[urgent].advice
+    floor = pol.floor_when_unsure
+    if confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
+        level = floor
+        if not in_distribution:
+            reason = "the image does not look like the images this model was trained on"
+            advice = ("This image does not look like what the model was trained on (wrong kind of image, poor "
+                      "quality, or an unusual case), so its answer cannot be relied on. Have a professional look.")
+        else:
+            reason = "the model is not sure, so a professional should look"
+            advice = "The model could not decide between several conditions. Have a professional look. " + advice
+    elif not in_distribution:
+        reason += "; the image also looks unlike the training images"
+    return Assessment(
+        model=model, in_distribution=in_distribution, ood_score=round(float(ood_score), 4), top=top,
+        prediction_set=set_ids, coverage=coverage, confidence=confidence,  # type: ignore[arg-type]
+        flags=flags,  # type: ignore[arg-type]
+        triage=TriageDecision(level=level, reason=reason),  # type: ignore[arg-type]
+        advice=advice,
+    )

@@ -1,0 +1,51 @@
+"""The assessment: what every prediction returns (one schema for CLI, API and reports)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["Assessment", "ClassProbability", "ModelRef", "TriageDecision", "DISCLAIMER"]
+
+DISCLAIMER = (
+    "Not a diagnosis. This is an automated estimate from an image model with known error rates; "
+    "a qualified professional must confirm any finding. If the person or animal seems seriously unwell, "
+    "seek care now regardless of this result."
+)
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    version: str
+
+
+class ClassProbability(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: str
+    name: str
+    probability: float = Field(ge=0, le=1, description="calibrated (temperature-scaled)")
+    group: str
+    severity: str
+
+
+class TriageDecision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    level: Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
+    reason: str
+
+
+class Assessment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    model: ModelRef
+    in_distribution: bool
+    ood_score: float = Field(description="share of validation images at least as unusual; low = out of distribution")
+    top: list[ClassProbability]
+    prediction_set: list[str]
+    coverage: float
+    confidence: Literal["likely", "possible", "uncertain"]
+    flags: list[Literal["ambiguous", "out_of_distribution", "multi_system", "symptom_conflict"]]
+    triage: TriageDecision
+    advice: str
+    disclaimer: str = DISCLAIMER

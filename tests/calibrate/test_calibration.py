@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carelens.calibrate import (
+    ConformalClassifier,
+    OODGate,
+    TemperatureScaler,
+    calibrate_run,
+    coverage_report,
+    expected_calibration_error,
+    load_calibration,
+    softmax,
+)
+from carelens.errors import ConfigError, NotFittedError
+
+
+def _preds(run: Path) -> dict[str, np.ndarray]:
+    with np.load(run / "predictions.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_temperature_lowers_ece_on_held_out_real_data_and_keeps_argmax(tiny_pneumonia_run: Path) -> None:
+    a = _preds(tiny_pneumonia_run)
+    logits = np.concatenate([a["val_logits"], a["test_logits"]])
+    y = np.concatenate([a["val_y"], a["test_y"]])
+    idx = np.random.default_rng(0).permutation(len(y))
+    fit, held = idx[: len(y) // 2], idx[len(y) // 2 :]
+    ts = TemperatureScaler().fit(logits[fit], y[fit])
+    before = expected_calibration_error(softmax(logits[held]), y[held])[0]
+    after = expected_calibration_error(ts.predict_proba(logits[held]), y[held])[0]
+    assert after < before
+    assert (ts.predict_proba(logits).argmax(1) == logits.argmax(1)).all()
+    with pytest.raises(NotFittedError, match="call fit"):
+        TemperatureScaler().predict_proba(logits)
+
+
+@pytest.mark.parametrize("score", ["lac", "aps"])
+def test_conformal_coverage_on_a_real_split_is_within_sampling_error(tiny_pneumonia_run: Path, score: str) -> None:
+    a = _preds(tiny_pneumonia_run)
+    logits = np.concatenate([a["val_logits"], a["test_logits"]])
+    y = np.concatenate([a["val_y"], a["test_y"]])
+    proba = softmax(logits)
+    covs = []
+    for seed in range(5):  # exchangeable halves of real predictions
+        idx = np.random.default_rng(seed).permutation(len(y))
+        cal, held = idx[: len(y) // 2], idx[len(y) // 2 :]
+        cp = ConformalClassifier(0.1, score, class_conditional=False).fit(proba[cal], y[cal])
+        covs.append(coverage_report(cp.predict_set(proba[held]), y[held], ["normal", "pneumonia"])["coverage"])
+    se = np.sqrt(0.09 / (len(y) // 2))
+    if score == "lac":
+        assert abs(np.mean(covs) - 0.9) < 3 * se + 0.01
+    else:  # APS without randomisation is valid but conservative (it keeps the class that crosses)
+        assert np.mean(covs) > 0.9 - 3 * se
+
+
+def test_rare_class_falls_back_to_the_marginal_threshold() -> None:
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(200, int), np.ones(200, int), [2, 2]]  # class 2: two validation examples
+    proba = rng.dirichlet([1, 1, 1], len(y))
+    cp = ConformalClassifier(0.1, "lac", class_conditional=True).fit(proba, y)
+    assert cp.fallback_classes_ == [2]
+    assert cp.thresholds_[2] == cp.marginal_threshold_
+    assert cp.thresholds_[0] != cp.marginal_threshold_ or cp.thresholds_[1] != cp.marginal_threshold_
+    assert cp.predict_set(proba).any(1).all()  # never empty
+
+
+def test_degenerate_inputs_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match="constant"):
+        TemperatureScaler().fit(np.zeros((10, 3)), np.arange(10) % 3)
+    with pytest.raises(ConfigError, match="NaN"):
+        TemperatureScaler().fit(np.array([[np.nan, 1.0], [0.0, 1.0]]), np.array([0, 1]))
+    rng = np.random.default_rng(0)
+    gate = OODGate().fit(rng.normal(size=(100, 8)), np.arange(100) % 2, rng.normal(size=(40, 8)),
+                         rng.normal(size=(40, 2)))
+    bad = rng.normal(size=(1, 8))
+    bad[0, 3] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        gate.score(bad, np.zeros((1, 2)))
+
+
+def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -> None:
+    cal = calibrate_run(tiny_pneumonia_run)
+    rep = json.loads((tiny_pneumonia_run / "calibration.json").read_text())
+    assert rep["test"]["ece"] <= rep["test"]["ece_before"] + 0.02
+    assert 0.85 <= rep["test"]["ood_pass_rate"] <= 1.0
+    assert (tiny_pneumonia_run / "reliability.png").stat().st_size > 1000
+    again = load_calibration(tiny_pneumonia_run)
+    a = _preds(tiny_pneumonia_run)
+    assert np.allclose(again.ood.score(a["test_features"], a["test_logits"]),
+                       cal.ood.score(a["test_features"], a["test_logits"]), rtol=1e-4, atol=1e-4)
+    assert np.array_equal(again.conformal.predict_set(softmax(a["test_logits"])),
+                          cal.conformal.predict_set(softmax(a["test_logits"])))
+
+
+def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: Path) -> None:
+    skimage_data = pytest.importorskip("skimage.data")
+    from carelens.train import embed_images, load_run_model
+
+    cal = calibrate_run(tiny_ham_run)
+    model, pre, _ = load_run_model(tiny_ham_run)
+    logits, feats = embed_images(model, pre, [skimage_data.astronaut(), skimage_data.coffee()])
+    assert not cal.ood.is_in_distribution(feats, logits).any()
+    assert (cal.ood.p_value(feats, logits) < 0.05).all()
+    a = _preds(tiny_ham_run)
+    assert cal.ood.is_in_distribution(a["test_features"], a["test_logits"]).mean() > 0.85

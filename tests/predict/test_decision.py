@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carelens.errors import ConfigError
+from carelens.labels import load_spec
+from carelens.predict import DecisionPolicy, ModelRef, decide
+
+HAM = load_spec("ham10000")
+REF = ModelRef(name="derma", version="test")
+IDS = HAM.class_ids
+
+
+def _p(**kw: float) -> np.ndarray:
+    p = np.full(len(IDS), 0.0)
+    for k, v in kw.items():
+        p[IDS.index(k)] = v
+    rest = 1 - p.sum()
+    zero = p == 0
+    p[zero] = rest / zero.sum()
+    return p
+
+
+def _mask(*ids: str) -> np.ndarray:
+    m = np.zeros(len(IDS), bool)
+    for i in ids:
+        m[IDS.index(i)] = True
+    return m
+
+
+def test_ambiguous_case_with_a_critical_class_escalates() -> None:
+    a = decide(_p(nv=0.45, mel=0.40), _mask("nv", "mel"), spec=HAM, model=REF, coverage=0.9)
+    assert a.top[0].id == "nv" and a.prediction_set == ["nv", "mel"]
+    assert "ambiguous" in a.flags
+    assert a.triage.level == "consultation_24"  # nv alone would be self care
+    assert "Melanoma" in a.triage.reason and "plausible" in a.triage.reason
+    assert a.confidence == "possible"
+
+
+def test_confident_benign_case_is_self_care() -> None:
+    a = decide(_p(nv=0.93), _mask("nv"), spec=HAM, model=REF, coverage=0.9)
+    assert a.confidence == "likely" and a.triage.level == "self_care" and a.flags == []
+    assert len(a.top) == 3 and a.disclaimer.startswith("Not a diagnosis")
+
+
+def test_out_of_distribution_is_never_below_consultation() -> None:
+    a = decide(_p(nv=0.95), _mask("nv"), spec=HAM, model=REF, coverage=0.9, in_distribution=False, ood_score=0.001)
+    assert a.confidence == "uncertain" and "out_of_distribution" in a.flags
+    assert a.triage.level == "consultation" and "does not look like" in a.advice
+
+
+def test_uncertain_is_escalated_to_the_floor() -> None:
+    a = decide(_p(nv=0.30, bkl=0.28), _mask("nv"), spec=HAM, model=REF, coverage=0.9)
+    assert a.confidence == "uncertain" and a.triage.level == "consultation"
+
+
+def test_multi_system_flag() -> None:
+    vet = load_spec("vet_dog_cat")
+    p = np.full(len(vet.classes), 0.01)
+    p[vet.index("otitis")], p[vet.index("allergic_dermatitis")] = 0.5, 0.5 - 0.01 * (len(p) - 2) + 0.01 * 0
+    p = p / p.sum()
+    m = np.zeros(len(p), bool)
+    m[[vet.index("otitis"), vet.index("allergic_dermatitis")]] = True
+    a = decide(p, m, spec=vet, model=REF, coverage=0.9)
+    assert "multi_system" in a.flags
+
+
+def test_bad_probabilities_are_refused() -> None:
+    with pytest.raises(ConfigError, match="summing to 1"):
+        decide(np.full(len(IDS), 0.5), _mask("nv"), spec=HAM, model=REF, coverage=0.9)
+    with pytest.raises(ConfigError):
+        DecisionPolicy(likely=0.4, possible=0.6)
