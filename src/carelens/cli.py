@@ -228,6 +228,66 @@ def calibrate(
     console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png")
 
 
+@app.command()
+@_edge
+def export(
+    run: Annotated[Path, typer.Argument(help="A calibrated training run.")],
+    out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
+    name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: a UTC timestamp).")] = None,
+    zip_: Annotated[bool, typer.Option("--zip", help="Also write BUNDLE.zip.")] = False,
+) -> None:
+    """Export a run to a verified bundle: model.onnx, bundle.json, ood.npz, head.npz."""
+    import shutil
+
+    from carelens.bundle._export import export_run
+
+    path = export_run(run, out, name=name, version=version)
+    doc = json.loads((path / "bundle.json").read_text())
+    console.print(f"exported {doc['name']} {doc['version']} to {path}: ONNX vs PyTorch max |logit diff| "
+                  f"{doc['parity']['max_abs_logit_diff']:.1e} on {doc['parity']['images']} validation images")
+    if zip_:
+        archive = shutil.make_archive(str(path), "zip", root_dir=path)
+        console.print(f"wrote {archive}")
+
+
+@app.command()
+@_edge
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .zip.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or manifests.")],
+    out: Annotated[Path | None, typer.Option(help="Write results here (.jsonl or .csv); default stdout.")] = None,
+    heatmaps: Annotated[Path | None, typer.Option(help="Write a heatmap overlay PNG per image into this folder.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+) -> None:
+    """Assess images with a bundle: one assessment per image, unreadable files reported and skipped."""
+    import sys
+
+    from carelens.bundle import load_bundle
+    from carelens.data import read_image
+    from carelens.predict import Engine, collect_inputs, overlay_heatmap, write_results
+
+    engine = Engine(load_bundle(bundle), batch_size=batch_size)
+    paths = collect_inputs(inputs)
+    fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
+    stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    if heatmaps:
+        heatmaps.mkdir(parents=True, exist_ok=True)
+    errors = 0
+    try:
+        with progress_bar("predicting", len(paths)) as advance:
+            for k, r in enumerate(write_results(engine.predict_paths(paths, heatmaps=heatmaps is not None), stream, fmt)):
+                errors += r.error is not None
+                if heatmaps and r.heatmap is not None:
+                    (heatmaps / f"{k:05d}_{Path(r.input).stem}.png").write_bytes(
+                        overlay_heatmap(read_image(r.input), r.heatmap))
+                advance(1)
+    finally:
+        if out:
+            stream.close()
+    err_console.print(f"{len(paths) - errors} assessed, {errors} unreadable" + (f"; wrote {out}" if out else ""))
+
+
 @data_app.command("fetch")
 @_edge
 def fetch(

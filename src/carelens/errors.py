@@ -12,6 +12,7 @@ __all__ = [
     "DataError",
     "ImageReadError",
     "LabelSpecError",
+    "BundleError",
     "ChecksumError",
     "NotFittedError",
 ]
@@ -48,3 +49,7 @@ class ChecksumError(DataError):
 
 class NotFittedError(CarelensError, ValueError):
     """An estimator was used before `fit` was called."""
+
+
+class BundleError(CarelensError):
+    """A bundle is missing, corrupt, altered, or from an incompatible carelens."""

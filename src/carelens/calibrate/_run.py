@@ -15,8 +15,6 @@ from carelens.calibrate._scores import calibration_report, softmax
 from carelens.calibrate._temperature import TemperatureScaler
 from carelens.errors import DataError
 from carelens.labels import LabelSpec, triage_rank
-from carelens.predict.decision import DecisionPolicy, decide
-from carelens.predict.schema import ModelRef
 
 __all__ = ["Calibration", "calibrate_run", "critical_miss_rate", "load_calibration"]
 
@@ -42,8 +40,11 @@ def _load_run(run: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def critical_miss_rate(proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,
-                       spec: LabelSpec, policy: DecisionPolicy | None = None) -> float:
+                       spec: LabelSpec, policy: Any = None) -> float:
     """Share of cases of a critical class (severity high/critical) triaged below ``consultation_24``."""
+    from carelens.predict.decision import decide  # late: predict imports bundle, which imports calibrate
+    from carelens.predict.schema import ModelRef
+
     critical = [i for i, c in enumerate(spec.classes) if c.is_critical]
     rows = [n for n in range(len(y)) if y[n] in critical]
     if not rows:

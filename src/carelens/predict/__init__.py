@@ -1,6 +1,20 @@
 """Prediction: the decision policy and the assessment schema (no torch)."""
 
 from carelens.predict.decision import DecisionPolicy, decide
+from carelens.predict.engine import Engine, Result, collect_inputs, overlay_heatmap, write_results
 from carelens.predict.schema import DISCLAIMER, Assessment, ClassProbability, ModelRef, TriageDecision
 
-__all__ = ["DISCLAIMER", "Assessment", "ClassProbability", "DecisionPolicy", "ModelRef", "TriageDecision", "decide"]
+__all__ = [
+    "DISCLAIMER",
+    "Assessment",
+    "ClassProbability",
+    "DecisionPolicy",
+    "Engine",
+    "ModelRef",
+    "Result",
+    "TriageDecision",
+    "collect_inputs",
+    "decide",
+    "overlay_heatmap",
+    "write_results",
+]

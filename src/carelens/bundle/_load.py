@@ -1,0 +1,152 @@
+"""Loading a bundle: format version, file hashes, self-test; any failure says what to do. No torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, sha256_file
+from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.errors import BundleError
+from carelens.labels import LabelSpec
+from carelens.preprocess import PreprocessConfig
+
+__all__ = ["Bundle", "BundleError", "load_bundle", "make_session", "run_selftest", "selftest_input"]
+
+
+def make_session(model_path: Path, threads: int | None = None) -> Any:
+    """An ONNX Runtime session tuned for a small CPU: intra-op threads = cores, full graph optimisation."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class Bundle:
+    path: Path
+    spec: BundleSpec
+    labels: LabelSpec
+    preprocess: PreprocessConfig
+    session: Any
+    temperature: TemperatureScaler
+    conformal: ConformalClassifier
+    ood: OODGate
+    head_weight: np.ndarray  # (k, C) for class-activation maps
+    head_bias: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(logits, features, feature map) for a preprocessed batch (N, 3, S, S) float32."""
+        io = self.spec.model_io
+        out = self.session.run(io["outputs"], {io["input"]: np.ascontiguousarray(batch, dtype=np.float32)})
+        return out[0], out[1], out[2]
+
+
+def _unzip(path: Path) -> Path:
+    target = Path(tempfile.mkdtemp(prefix="carelens-bundle-"))
+    try:
+        with zipfile.ZipFile(path) as z:
+            for member in z.namelist():
+                if member.startswith("/") or ".." in Path(member).parts:
+                    raise BundleError(f"{path}: unsafe path {member!r} inside the zip")
+            z.extractall(target)
+    except zipfile.BadZipFile as exc:
+        raise BundleError(f"{path} is not a valid zip file: {exc}") from None
+    inner = [p for p in target.rglob("bundle.json")]
+    if len(inner) != 1:
+        raise BundleError(f"{path}: expected exactly one bundle.json inside the zip, found {len(inner)}")
+    return inner[0].parent
+
+
+def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool = True) -> Bundle:
+    """Open a bundle directory or ``.zip`` and verify it.
+
+    Raises:
+        BundleError: missing files, a newer format, altered files, or a failed self-test.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise BundleError(f"bundle {p} does not exist")
+    folder = _unzip(p) if p.is_file() and p.suffix == ".zip" else p
+    manifest = folder / "bundle.json"
+    if not manifest.is_file():
+        raise BundleError(f"{folder} is not a bundle: bundle.json is missing. Create one with `carelens export`.")
+    try:
+        raw = json.loads(manifest.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{manifest} is not valid JSON ({exc}); the bundle is corrupt. Re-export it.") from None
+    fmt = raw.get("format_version") if isinstance(raw, dict) else None
+    if not isinstance(fmt, int):
+        raise BundleError(f"{manifest} has no format_version; it is not a carelens bundle")
+    if fmt > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle {p} has format version {fmt}, newer than the {FORMAT_VERSION} this carelens reads. "
+            "Upgrade carelens (pip install -U carelens) to load it."
+        )
+    if fmt < FORMAT_VERSION:
+        raise BundleError(f"bundle {p} has old format version {fmt}; re-export it with `carelens export`.")
+    try:
+        spec = BundleSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{manifest} does not match the bundle format: {exc.errors()[0]['msg']} "
+                          f"at {'.'.join(str(x) for x in exc.errors()[0]['loc'])}. Re-export the bundle.") from None
+    if spec.integrity != spec.digest():
+        raise BundleError(f"{manifest} was modified after export (integrity check failed). "
+                          "Re-export the bundle instead of editing bundle.json.")
+    for name, digest in spec.files.items():
+        f = folder / name
+        if not f.is_file():
+            raise BundleError(f"bundle {p} is missing {name}; re-export it")
+        if sha256_file(f) != digest:
+            raise BundleError(f"{name} in bundle {p} does not match its recorded sha256: the file was altered or "
+                              "corrupted. Re-export the bundle or restore the original file.")
+    session = make_session(folder / "model.onnx", threads)
+    with np.load(folder / "head.npz") as h:
+        weight, bias = h["weight"], h["bias"]
+    ts = TemperatureScaler()
+    ts.temperature_ = float(spec.temperature)
+    b = Bundle(
+        path=folder, spec=spec, labels=LabelSpec.model_validate(spec.label_spec),
+        preprocess=PreprocessConfig.from_dict(spec.preprocess), session=session, temperature=ts,
+        conformal=ConformalClassifier.from_dict(spec.conformal), ood=OODGate.load(folder / "ood.npz", spec.ood),
+        head_weight=weight, head_bias=bias,
+    )
+    if selftest:
+        run_selftest(b)
+    return b
+
+
+def selftest_input(seed: int, shape: list[int]) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def run_selftest(b: Bundle) -> None:
+    st = b.spec.selftest
+    logits, _, _ = b.run(selftest_input(st.seed, st.shape))
+    diff = float(np.abs(logits - np.asarray(st.logits)).max())
+    if not diff <= st.atol:
+        raise BundleError(
+            f"bundle {b.path} failed its self-test: logits differ by {diff:.2e} (allowed {st.atol:.0e}). "
+            "The model file or this onnxruntime computes differently from export time; re-export the bundle "
+            "or install the onnxruntime version recorded in bundle.json "
+            f"({b.spec.versions.get('onnxruntime', '?')})."
+        )

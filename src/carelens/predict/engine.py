@@ -1,0 +1,172 @@
+"""The inference engine: decode -> the one preprocessing -> ONNX Runtime -> calibration -> decision.
+
+Imports no torch. Batches for throughput; one bad file never stops a run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+from PIL import Image
+
+from carelens.bundle import Bundle
+from carelens.calibrate import softmax
+from carelens.data._image_io import IMAGE_SUFFIXES, read_image
+from carelens.errors import DataError, ImageReadError
+from carelens.predict.decision import DecisionPolicy, decide
+from carelens.predict.schema import Assessment, ModelRef
+from carelens.preprocess import preprocess
+
+__all__ = ["Engine", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
+
+
+@dataclass
+class Result:
+    input: str
+    assessment: Assessment | None = None
+    error: str | None = None
+    heatmap: np.ndarray | None = None  # (H, W) in [0, 1], the input's size
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"input": self.input}
+        if self.assessment is not None:
+            d["assessment"] = self.assessment.model_dump(mode="json")
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+class Engine:
+    def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 32) -> None:
+        self.bundle = bundle
+        self.policy = policy or DecisionPolicy()
+        self.batch_size = batch_size
+        self.ref = ModelRef(name=bundle.name, version=bundle.version)
+        self.coverage = 1.0 - float(bundle.conformal.alpha)
+
+    def model_only(self, batch: np.ndarray) -> np.ndarray:
+        return self.bundle.run(batch)[0]
+
+    def assess(self, images: list[np.ndarray], heatmaps: bool = False) -> list[tuple[Assessment, np.ndarray | None]]:
+        """Assess decoded uint8 images (any size); one batch through the model."""
+        if not images:
+            return []
+        b = self.bundle
+        batch = np.stack([preprocess(img, b.preprocess) for img in images])
+        logits, feats, fmap = b.run(batch)
+        proba = softmax(logits, b.temperature.temperature_)
+        mask = b.conformal.predict_set(proba)
+        pval = b.ood.p_value(feats, logits)
+        in_dist = b.ood.is_in_distribution(feats, logits)
+        out = []
+        for n, img in enumerate(images):
+            a = decide(proba[n], mask[n], spec=b.labels, model=self.ref, coverage=self.coverage,
+                       in_distribution=bool(in_dist[n]), ood_score=float(pval[n]), policy=self.policy)
+            hm = self._cam(fmap[n], int(proba[n].argmax()), img.shape[:2]) if heatmaps else None
+            out.append((a, hm))
+        return out
+
+    def _cam(self, fmap: np.ndarray, cls: int, size: tuple[int, int]) -> np.ndarray:
+        """Class-activation map of class ``cls`` (Zhou et al. 2016), mapped back onto the input image."""
+        cam = np.tensordot(self.bundle.head_weight[cls], fmap, axes=(0, 0))  # (h, w)
+        cam = np.maximum(cam, 0)
+        cam = cam / cam.max() if cam.max() > 0 else cam
+        h, w = size
+        mode = self.bundle.preprocess.resize
+        if mode == "stretch":
+            return _resize01(cam, w, h)
+        side = min(h, w) if mode == "center_crop" else max(h, w)
+        square = _resize01(cam, side, side)
+        if mode == "center_crop":
+            full = np.zeros((h, w), np.float32)
+            top, left = (h - side) // 2, (w - side) // 2
+            full[top : top + side, left : left + side] = square
+            return full
+        top, left = (side - h) // 2, (side - w) // 2
+        return square[top : top + h, left : left + w]
+
+    def predict_paths(self, paths: Iterable[Path | str], heatmaps: bool = False) -> Iterator[Result]:
+        """Stream results for files, in order, batching readable ones; unreadable files become errors."""
+        pending: list[tuple[str, np.ndarray]] = []
+
+        def flush() -> Iterator[Result]:
+            done = self.assess([img for _, img in pending], heatmaps)
+            for (name, _), (a, hm) in zip(pending, done, strict=True):
+                yield Result(name, a, heatmap=hm)
+            pending.clear()
+
+        for p in paths:
+            try:
+                pending.append((str(p), read_image(p)))
+            except ImageReadError as exc:
+                yield from flush()  # keep output in input order
+                yield Result(str(p), error=exc.reason)
+                continue
+            if len(pending) >= self.batch_size:
+                yield from flush()
+        yield from flush()
+
+
+def _resize01(a: np.ndarray, w: int, h: int) -> np.ndarray:
+    img = Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+
+
+def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> bytes:
+    """A PNG of the image with the heatmap blended in (blue = low, red = high)."""
+    h = heat[..., None]
+    colour = np.concatenate([h, 1 - np.abs(2 * h - 1), 1 - h], axis=2) * 255  # blue -> green -> red
+    mix = image.astype(np.float32) * (1 - alpha * h) + colour * alpha * h
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(mix, 0, 255).astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files, folders (searched recursively for images) and manifests (.csv/.json with a path column)."""
+    out: list[Path] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+        elif p.suffix.lower() in (".csv", ".json") and p.is_file():
+            from carelens.data import read_manifest
+
+            out += [e.path for e in read_manifest(p) if e.path is not None]
+        elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(p)  # a missing image file is reported per file, not fatal
+        else:
+            raise DataError(f"{p} is neither an image, a folder nor a manifest")
+    return out
+
+
+CSV_FIELDS = ["input", "error", "top_id", "top_probability", "prediction_set", "confidence", "triage",
+              "in_distribution", "ood_score", "flags"]
+
+
+def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl") -> Iterator[Result]:
+    """Write each result as it comes (JSON lines or CSV) and pass it on."""
+    writer = csv.DictWriter(stream, CSV_FIELDS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    for r in results:
+        if writer is None:
+            stream.write(json.dumps(r.to_dict()) + "\n")
+        else:
+            a = r.assessment
+            writer.writerow({
+                "input": r.input, "error": r.error or "",
+                "top_id": a.top[0].id if a else "", "top_probability": a.top[0].probability if a else "",
+                "prediction_set": "|".join(a.prediction_set) if a else "", "confidence": a.confidence if a else "",
+                "triage": a.triage.level if a else "", "in_distribution": a.in_distribution if a else "",
+                "ood_score": a.ood_score if a else "", "flags": "|".join(a.flags) if a else "",
+            })
+        stream.flush()
+        yield r

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from carelens.bundle import BundleError, load_bundle
+from carelens.bundle._export import export_run
+from carelens.calibrate import calibrate_run
+from carelens.cli import app
+from carelens.predict import Engine
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tiny_pneumonia_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    calibrate_run(tiny_pneumonia_run)
+    return export_run(tiny_pneumonia_run, tmp_path_factory.mktemp("b") / "bundle", name="chest", version="1.0")
+
+
+def _copy(src: Path, tmp: Path) -> Path:
+    dst = tmp / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_round_trip_parity_and_contents(bundle_dir: Path) -> None:
+    doc = json.loads((bundle_dir / "bundle.json").read_text())
+    assert doc["parity"]["max_abs_logit_diff"] <= 1e-4 and doc["parity"]["identical_decisions"]
+    assert doc["parity"]["images"] == 16
+    assert set(doc["files"]) == {"model.onnx", "ood.npz", "head.npz"}
+    assert doc["class_ids"] == ["normal", "pneumonia"] and doc["preprocess"]["image_size"] == 28
+    assert 0.05 < doc["temperature"] < 20 and doc["data_fingerprint"]
+    b = load_bundle(bundle_dir)
+    assert (b.name, b.version) == ("chest", "1.0")
+
+
+def test_tampered_files_are_refused(bundle_dir: Path, tmp_path: Path) -> None:
+    onnx_copy = _copy(bundle_dir, tmp_path / "a")
+    with (onnx_copy / "model.onnx").open("r+b") as f:
+        f.seek(-100, 2)
+        f.write(b"\x00" * 8)
+    with pytest.raises(BundleError, match="model.onnx .* does not match its recorded sha256"):
+        load_bundle(onnx_copy)
+    json_copy = _copy(bundle_dir, tmp_path / "b")
+    doc = json.loads((json_copy / "bundle.json").read_text())
+    doc["temperature"] = 0.5  # a hand edit that would silently change every probability
+    (json_copy / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="modified after export"):
+        load_bundle(json_copy)
+
+
+def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) -> None:
+    c = _copy(bundle_dir, tmp_path)
+    doc = json.loads((c / "bundle.json").read_text())
+    doc["format_version"] = 99
+    (c / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="format version 99, newer .* Upgrade carelens"):
+        load_bundle(c)
+
+
+def test_zip_is_accepted(bundle_dir: Path, tmp_path: Path) -> None:
+    archive = shutil.make_archive(str(tmp_path / "chest"), "zip", root_dir=bundle_dir)
+    assert load_bundle(archive).name == "chest"
+
+
+def test_predict_cli_reports_corrupt_files_and_continues(bundle_dir: Path, tmp_path: Path, pneumonia_npz: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    with np.load(pneumonia_npz) as z:
+        for k in range(5):
+            Image.fromarray(z["test_images"][k]).save(folder / f"x{k}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "res.jsonl"
+    res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6
+    bad = [r for r in rows if "error" in r]
+    assert len(bad) == 1 and bad[0]["input"].endswith("broken.png")
+    good = [r["assessment"] for r in rows if "assessment" in r]
+    assert all(abs(sum(t["probability"] for t in a["top"]) - 1) < 1e-3 for a in good)
+    assert all(a["triage"]["level"] in ("self_care", "consultation", "consultation_24") for a in good)
+    csv_out = tmp_path / "res.csv"
+    res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(csv_out)])
+    assert res.exit_code == 0 and csv_out.read_text().count("\n") == 7
+
+
+def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz: Path, tmp_path: Path) -> None:
+    with np.load(pneumonia_npz) as z:
+        Image.fromarray(z["test_images"][0]).save(tmp_path / "x.png")
+    code = textwrap.dedent(f"""
+        import importlib.abc, sys
+
+        class BlockTorch(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this process")
+
+        sys.meta_path.insert(0, BlockTorch())  # any 'import torch' now fails
+        from carelens.bundle import load_bundle
+        from carelens.predict import Engine
+        engine = Engine(load_bundle({str(bundle_dir)!r}))
+        r = next(engine.predict_paths([{str(tmp_path / 'x.png')!r}]))
+        assert r.assessment is not None, r.error
+        assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+        print("ok", r.assessment.triage.level)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ok")
+
+
+def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
+    """A model trained to find a bright blob looks at the blob."""
+    from carelens.data import make_splits, open_dataset
+    from carelens.train import TrainConfig, train
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "blobs"
+    for k in range(240):
+        img = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+        label = "blob" if k % 2 else "plain"
+        if label == "blob":
+            cy, cx = rng.integers(6, 26, 2)
+            img[cy - 4 : cy + 4, cx - 4 : cx + 4] = 250
+        (root / label).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / label / f"{k}.png")
+    ds = open_dataset(root)
+    run = tmp_path / "run"
+    train(ds, make_splits(ds), TrainConfig(model="small_cnn", image_size=32, head_epochs=0, finetune_epochs=4,
+                                           lr_finetune=3e-3, batch_size=32, augment="none", threads=2), run)
+    calibrate_run(run)
+    engine = Engine(load_bundle(export_run(run, tmp_path / "bundle")))
+    hits = 0
+    for k in range(10):
+        img = rng.integers(0, 60, (48, 40, 3)).astype(np.uint8)  # another size than training: mapped back
+        cy, cx = int(rng.integers(8, 40)), int(rng.integers(8, 32))
+        img[cy - 6 : cy + 6, cx - 6 : cx + 6] = 250
+        (a, heat), = engine.assess([img], heatmaps=True)
+        assert heat is not None and heat.shape == (48, 40)
+        inside = heat[cy - 6 : cy + 6, cx - 6 : cx + 6].mean()
+        hits += a.top[0].id == "blob" and inside > 1.5 * heat.mean()
+    assert hits >= 8
