@@ -16,6 +16,9 @@ RESULTS = BENCH / "results"
 OUT = BENCH / "out"
 
 
+LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "mean_set_size", "errors", "brier", "nll"}
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -39,11 +42,11 @@ def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any]
         v = metrics.get(k)
         if v is None:
             continue
-        met[k] = bool(v <= t) if k.endswith(("_s", "_ms", "_mb", "rate")) else bool(v >= t)
+        met[k] = bool(v <= t) if k in LOWER_IS_BETTER or k.endswith(("_s", "_ms", "_mb")) else bool(v >= t)
     doc = {
         "case": case, "dataset": dataset, "split": split,
         "command": "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(), "wall_s": round(wall_s, 1), "peak_rss_mb": peak_rss_mb(),
         "metrics": metrics, "baseline": baseline or {}, "targets": targets, "met": met, "notes": notes,
     }

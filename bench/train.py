@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result  # noqa: E402
+from _common import OUT, write_result
 
-from carelens.data import make_splits, near_duplicate_pairs, open_dataset, scan_dataset  # noqa: E402
-from carelens.train import TrainConfig, train  # noqa: E402
+from carelens.data import open_dataset, split_dataset
+from carelens.train import TrainConfig, train
 
 HAM = dict(model="efficientnet_lite0", image_size=128, head_epochs=40, finetune_epochs=8, unfreeze_stages=-1,
            lr_finetune=1e-3, batch_size=32, augment="dermoscopy", patience=3)
@@ -50,11 +50,7 @@ def run(case: str) -> None:
     spec = CASES[case]
     t0 = time.perf_counter()
     ds = open_dataset(spec["data"])
-    pairs = None
-    if not ds.has_groups and not ds.has_official_split:
-        scan = scan_dataset(ds)
-        pairs = [(a, b) for a, b, _ in near_duplicate_pairs(scan.thumbs, 0.99)]
-    splits = make_splits(ds, (0.7, 0.1, 0.2), seed=0, near_duplicate_pairs=pairs)
+    splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
     cfg = TrainConfig(**spec["cfg"])
     res = train(ds, splits, cfg, OUT / case / "run")
     wall = time.perf_counter() - t0

@@ -82,3 +82,38 @@ def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type
     cfg = TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2)
     train(ds, make_splits(ds, seed=0), cfg, run)
     return run
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium for browser tests; installed here when missing (the machine runs as root)."""
+    import shutil
+    import subprocess
+
+    path = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists() and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, capture_output=True)
+    if not Path(path).exists():
+        msg = "Chromium is not installed and could not be installed (apt-get install chromium)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def tiny_busi_run(busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frozen EfficientNet-Lite0 features at 64px + a head on BUSI (3 classes), near-duplicates grouped."""
+    from carelens.data import open_dataset, split_dataset
+    from carelens.train import TrainConfig, train
+
+    ds = open_dataset(busi_dir, "busi")
+    run = tmp_path_factory.mktemp("busi") / "run"
+    train(ds, split_dataset(ds, seed=0), TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2), run)
+    return run

@@ -16,7 +16,7 @@ def test_public_api() -> None:
         "Example", "ManifestFormat", "ScanResult", "Splits", "UnreadableImageWarning", "audit_dataset",
         "decode_image", "fetch_medmnist", "groups_from_pairs", "load_splits", "make_splits", "md5sum",
         "near_duplicate_pairs", "open_dataset", "read_folder", "read_image", "read_manifest", "read_medmnist",
-        "scan_dataset", "to_rgb_array", "verify_md5",
+        "scan_dataset", "split_dataset", "to_rgb_array", "verify_md5",
     }
     for mod in (carelens, carelens.data, carelens.labels):
         for name in mod.__all__:

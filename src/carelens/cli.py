@@ -130,16 +130,12 @@ def split(
     near_threshold: Annotated[float, typer.Option(help="Near-duplicate threshold (used when the data has no groups).")] = 0.99,
 ) -> None:
     """Write a stratified, group-aware split file that every later stage reads."""
-    from carelens.data import make_splits, near_duplicate_pairs, open_dataset, scan_dataset
+    from carelens.data import open_dataset, split_dataset
 
     shares = _fractions(fractions)
     ds = open_dataset(data, spec)
-    pairs = None
-    if not ds.has_groups and not ds.has_official_split:
-        with progress_bar(f"grouping near-duplicates in {ds.name}", len(ds)) as advance:
-            scan = scan_dataset(ds, progress=advance)
-        pairs = [(a, b) for a, b, _ in near_duplicate_pairs(scan.thumbs, near_threshold)]
-    s = make_splits(ds, shares, seed, near_duplicate_pairs=pairs)
+    with progress_bar(f"splitting {ds.name}", len(ds)) as advance:
+        s = split_dataset(ds, shares, seed, near_threshold=near_threshold, progress=advance)
     s.save(out, ds)
     table = Table("class", "train", "val", "test", title=f"{ds.name} split ({s.strategy}, seed {seed})")
     counts = s.counts(ds)
@@ -167,7 +163,7 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
-    from carelens.data import load_splits, make_splits, near_duplicate_pairs, open_dataset, scan_dataset
+    from carelens.data import load_splits, open_dataset, split_dataset
     from carelens.train import TrainConfig, train
 
     settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
@@ -182,11 +178,8 @@ def train_cmd(
     if splits is not None:
         split_obj = load_splits(splits, ds)
     else:
-        pairs = None
-        if not ds.has_groups and not ds.has_official_split:
-            with progress_bar("grouping near-duplicates", len(ds)) as advance:
-                pairs = [(a, b) for a, b, _ in near_duplicate_pairs(scan_dataset(ds, progress=advance).thumbs, 0.99)]
-        split_obj = make_splits(ds, seed=cfg.seed, near_duplicate_pairs=pairs)
+        with progress_bar(f"splitting {ds.name}", len(ds)) as advance:
+            split_obj = split_dataset(ds, seed=cfg.seed, progress=advance)
     res = train(ds, split_obj, cfg, out, resume=resume)
     table = Table("split", "balanced acc", "accuracy", "macro AUC", "macro F1", title=f"{ds.name}: {out}")
     for name, m in (("val", res.val), ("test", res.test)):
@@ -286,6 +279,41 @@ def predict(
         if out:
             stream.close()
     err_console.print(f"{len(paths) - errors} assessed, {errors} unreadable" + (f"; wrote {out}" if out else ""))
+
+
+@app.command()
+@_edge
+def evaluate(
+    args: Annotated[list[str], typer.Argument(help="BUNDLE DATA, or with --compare: BUNDLE_A BUNDLE_B DATA.")],
+    out: Annotated[Path, typer.Option(help="Report folder (report.html, metrics.json, predictions.npz).")] = Path("report"),
+    compare: Annotated[bool, typer.Option("--compare", help="Compare two bundles side by side.")] = False,
+    split: Annotated[str, typer.Option(help="Which split to evaluate.")] = "test",
+    splits: Annotated[Path | None, typer.Option(help="The run's split file (default: re-made and checked).")] = None,
+    spec: Annotated[str | None, typer.Option(help="Label spec for DATA (default: the bundle's).")] = None,
+    other: Annotated[str | None, typer.Option(help="Images of another modality for the edge-case table.")] = None,
+) -> None:
+    """Write a self-contained HTML evaluation report and metrics.json."""
+    from carelens.bundle import load_bundle
+    from carelens.data import open_dataset
+    from carelens.report.evaluate import evaluate as run_eval
+    from carelens.report.evaluate import resolve_splits
+    from carelens.report.html import write_comparison, write_report
+
+    if len(args) != (3 if compare else 2):
+        raise ConfigError("give BUNDLE DATA, or --compare BUNDLE_A BUNDLE_B DATA")
+    *bundle_paths, data = args
+    other_ds = open_dataset(other) if other else None
+    evals = []
+    for bp in bundle_paths:
+        bundle = load_bundle(bp)
+        ds = open_dataset(data, spec if spec is not None else bundle.labels)
+        ds, split_obj = resolve_splits(bundle, ds, splits)
+        with progress_bar(f"evaluating {bundle.name} on {split}", len(split_obj.indices(ds, split))) as advance:
+            evals.append(run_eval(bundle, ds, split_obj, split=split, other=other_ds, progress=advance))
+    path = write_comparison(evals[0], evals[1], out) if compare else write_report(evals[0], out)
+    m = evals[0].metrics
+    console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
+                  f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
 
 
 @data_app.command("fetch")

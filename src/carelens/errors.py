@@ -7,13 +7,13 @@ Each message names the input, what was expected, what was found and what to do, 
 from __future__ import annotations
 
 __all__ = [
+    "BundleError",
     "CarelensError",
+    "ChecksumError",
     "ConfigError",
     "DataError",
     "ImageReadError",
     "LabelSpecError",
-    "BundleError",
-    "ChecksumError",
     "NotFittedError",
 ]
 

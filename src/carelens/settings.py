@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["data_root", "cache_dir", "DATA_ENV"]
+__all__ = ["DATA_ENV", "cache_dir", "data_root"]
 
 DATA_ENV = "CARELENS_DATA"
 

@@ -113,7 +113,7 @@ def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz
         assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
         print("ok", r.assessment.triage.level)
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok")
 

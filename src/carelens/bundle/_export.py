@@ -16,7 +16,7 @@ from torch import nn
 
 from carelens import __version__
 from carelens.bundle._load import load_bundle, selftest_input
-from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, SelfTest, sha256_file
+from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, SelfTest, canonical_digest, sha256_file
 from carelens.calibrate import load_calibration
 from carelens.data import load_splits, open_dataset
 from carelens.errors import BundleError, DataError
@@ -65,6 +65,13 @@ def _parity_images(cfg: dict[str, Any], run: Path, n: int = 16) -> list[np.ndarr
     return [img for _, img in ds.iter_images(idx)]
 
 
+def _split_info(run: Path) -> dict[str, Any]:
+    doc = json.loads((run / "splits.json").read_text())
+    return {"strategy": doc["strategy"], "seed": doc["seed"], "fractions": doc["fractions"],
+            "data_fingerprint": doc["fingerprint"], "assignment_sha256": canonical_digest(doc["assignment"]),
+            "counts": doc.get("counts")}
+
+
 def export_run(run: str | Path, out: str | Path, *, name: str | None = None, version: str | None = None,
                parity_images: list[np.ndarray] | None = None, atol: float = 1e-4) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
@@ -100,7 +107,7 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
     from carelens.bundle._load import make_session
 
     sess = make_session(out / "model.onnx")
-    o_logits, o_feats, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
+    o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
     same = bool((o_logits.argmax(1) == t_logits.argmax(1)).all())
     if diff > atol or not same:
@@ -117,8 +124,8 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
     bundle = BundleSpec(
         format_version=FORMAT_VERSION,
         name=name or spec_dict["name"],
-        version=version or dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M%S"),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        version=version or dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         intended_use=INTENDED_USE,
         label_spec=spec_dict,
         class_ids=cfg["class_ids"],
@@ -134,6 +141,7 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
         training_config=cfg["train"],
         versions=_versions(),
         selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
+        split=_split_info(run),
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

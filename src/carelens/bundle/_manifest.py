@@ -47,6 +47,7 @@ class BundleSpec(BaseModel):
     versions: dict[str, str]
     selftest: SelfTest
     parity: dict[str, Any] = Field(default_factory=dict)
+    split: dict[str, Any] = Field(default_factory=dict)  # how train/val/test were made, and a digest
     files: dict[str, str]  # name -> sha256
     integrity: str = ""  # sha256 of this document without this field
 

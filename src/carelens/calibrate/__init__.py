@@ -1,7 +1,13 @@
 """Calibration: temperature scaling, conformal prediction sets, the out-of-distribution gate (numpy only)."""
 
-from carelens.calibrate._conformal import ConformalClassifier, conformal_quantile, coverage_report, nonconformity
+from carelens.calibrate._conformal import (
+    ConformalClassifier,
+    conformal_quantile,
+    coverage_report,
+    nonconformity,
+)
 from carelens.calibrate._ood import OODGate
+from carelens.calibrate._run import Calibration, calibrate_run, critical_miss_rate, load_calibration
 from carelens.calibrate._scores import (
     calibration_report,
     check_logits,
@@ -9,7 +15,6 @@ from carelens.calibrate._scores import (
     reliability,
     softmax,
 )
-from carelens.calibrate._run import Calibration, calibrate_run, critical_miss_rate, load_calibration
 from carelens.calibrate._temperature import TemperatureScaler
 
 __all__ = [

@@ -6,7 +6,14 @@ from carelens.data._image_io import IMAGE_SUFFIXES, decode_image, read_image, to
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
 from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
 from carelens.data._sources import HAM10000_FORMAT, ManifestFormat, open_dataset, read_folder, read_manifest
-from carelens.data._splits import SPLIT_NAMES, Splits, groups_from_pairs, load_splits, make_splits
+from carelens.data._splits import (
+    SPLIT_NAMES,
+    Splits,
+    groups_from_pairs,
+    load_splits,
+    make_splits,
+    split_dataset,
+)
 
 __all__ = [
     "HAM10000_FORMAT",
@@ -35,6 +42,7 @@ __all__ = [
     "read_manifest",
     "read_medmnist",
     "scan_dataset",
+    "split_dataset",
     "to_rgb_array",
     "verify_md5",
 ]

@@ -18,7 +18,7 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from carelens.errors import ImageReadError
 
-__all__ = ["IMAGE_SUFFIXES", "decode_image", "read_image", "to_rgb_array", "MAX_PIXELS"]
+__all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "decode_image", "read_image", "to_rgb_array"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 # Above this, a file is treated as a decompression bomb, not an image to diagnose.

@@ -22,7 +22,7 @@ from carelens.data._dataset import Dataset
 from carelens.data._image_io import read_image
 from carelens.errors import ImageReadError
 
-__all__ = ["ScanResult", "near_duplicate_pairs", "scan_dataset", "THUMB"]
+__all__ = ["THUMB", "ScanResult", "near_duplicate_pairs", "scan_dataset"]
 
 THUMB = 16  # thumbnail side; 256-dimensional fingerprint
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import numpy as np
 from carelens.data._dataset import Dataset
 from carelens.errors import ConfigError, DataError
 
-__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_splits", "make_splits"]
+__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_splits", "make_splits", "split_dataset"]
 
 SPLIT_NAMES = ("train", "val", "test")
 FORMAT_VERSION = 1
@@ -165,7 +165,7 @@ def make_splits(
     # rare and reported by the audit.
     by_class: dict[str, list[str]] = defaultdict(list)
     for g, idx in members.items():
-        label = sorted(Counter(ds[i].label for i in idx).most_common(), key=lambda t: (-t[1], t[0]))[0][0]
+        label = min(Counter(ds[i].label for i in idx).items(), key=lambda t: (-t[1], t[0]))[0]
         by_class[label].append(g)
 
     rng = np.random.default_rng(seed)
@@ -184,3 +184,21 @@ def make_splits(
             for i in members[g]:
                 assignment[ds[i].id] = SPLIT_NAMES[k]
     return Splits(assignment, strategy, seed, fractions, fp)
+
+
+def split_dataset(
+    ds: Dataset,
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    *,
+    near_threshold: float = 0.99,
+    progress: Callable[[int], None] | None = None,
+) -> Splits:
+    """:func:`make_splits`, first reading the images to group near-duplicates when the data has no groups."""
+    pairs = None
+    if not ds.has_groups and not ds.has_official_split:
+        from carelens.data._scan import near_duplicate_pairs, scan_dataset
+
+        thumbs = scan_dataset(ds, progress=progress).thumbs
+        pairs = [(a, b) for a, b, _ in near_duplicate_pairs(thumbs, near_threshold)]
+    return make_splits(ds, fractions, seed, near_duplicate_pairs=pairs)

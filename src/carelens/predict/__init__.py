@@ -1,7 +1,7 @@
 """Prediction: the decision policy and the assessment schema (no torch)."""
 
 from carelens.predict.decision import DecisionPolicy, decide
-from carelens.predict.engine import Engine, Result, collect_inputs, overlay_heatmap, write_results
+from carelens.predict.engine import Engine, Inference, Result, collect_inputs, overlay_heatmap, write_results
 from carelens.predict.schema import DISCLAIMER, Assessment, ClassProbability, ModelRef, TriageDecision
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "ClassProbability",
     "DecisionPolicy",
     "Engine",
+    "Inference",
     "ModelRef",
     "Result",
     "TriageDecision",

@@ -24,7 +24,19 @@ from carelens.predict.decision import DecisionPolicy, decide
 from carelens.predict.schema import Assessment, ModelRef
 from carelens.preprocess import preprocess
 
-__all__ = ["Engine", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
+__all__ = ["Engine", "Inference", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
+
+
+@dataclass
+class Inference:
+    logits: np.ndarray  # (n, k)
+    features: np.ndarray  # (n, C) pooled
+    fmap: np.ndarray  # (n, C, h, w)
+    proba: np.ndarray  # (n, k) calibrated
+    in_set: np.ndarray  # (n, k) bool, conformal set
+    ood_raw: np.ndarray  # (n,) combined OOD score, higher = more unusual
+    ood_p: np.ndarray  # (n,) in-distribution p-value
+    in_distribution: np.ndarray  # (n,) bool
 
 
 @dataclass
@@ -54,24 +66,35 @@ class Engine:
     def model_only(self, batch: np.ndarray) -> np.ndarray:
         return self.bundle.run(batch)[0]
 
-    def assess(self, images: list[np.ndarray], heatmaps: bool = False) -> list[tuple[Assessment, np.ndarray | None]]:
-        """Assess decoded uint8 images (any size); one batch through the model."""
-        if not images:
-            return []
+    def infer(self, images: list[np.ndarray]) -> Inference:
+        """Every number the bundle computes for a batch of decoded uint8 images (any size)."""
         b = self.bundle
         batch = np.stack([preprocess(img, b.preprocess) for img in images])
         logits, feats, fmap = b.run(batch)
         proba = softmax(logits, b.temperature.temperature_)
-        mask = b.conformal.predict_set(proba)
-        pval = b.ood.p_value(feats, logits)
-        in_dist = b.ood.is_in_distribution(feats, logits)
-        out = []
-        for n, img in enumerate(images):
-            a = decide(proba[n], mask[n], spec=b.labels, model=self.ref, coverage=self.coverage,
-                       in_distribution=bool(in_dist[n]), ood_score=float(pval[n]), policy=self.policy)
-            hm = self._cam(fmap[n], int(proba[n].argmax()), img.shape[:2]) if heatmaps else None
-            out.append((a, hm))
-        return out
+        return Inference(
+            logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.conformal.predict_set(proba),
+            ood_raw=b.ood.score(feats, logits), ood_p=b.ood.p_value(feats, logits),
+            in_distribution=b.ood.is_in_distribution(feats, logits),
+        )
+
+    def decide(self, inf: Inference, n: int) -> Assessment:
+        return decide(inf.proba[n], inf.in_set[n], spec=self.bundle.labels, model=self.ref, coverage=self.coverage,
+                      in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]),
+                      policy=self.policy)
+
+    def assess(self, images: list[np.ndarray], heatmaps: bool = False) -> list[tuple[Assessment, np.ndarray | None]]:
+        """Assess decoded uint8 images (any size); one batch through the model."""
+        if not images:
+            return []
+        inf = self.infer(images)
+        return [
+            (self.decide(inf, n), self.heatmap(inf, n, img.shape[:2]) if heatmaps else None)
+            for n, img in enumerate(images)
+        ]
+
+    def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray:
+        return self._cam(inf.fmap[n], int(inf.proba[n].argmax()), size)
 
     def _cam(self, fmap: np.ndarray, cls: int, size: tuple[int, int]) -> np.ndarray:
         """Class-activation map of class ``cls`` (Zhou et al. 2016), mapped back onto the input image."""

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Assessment", "ClassProbability", "ModelRef", "TriageDecision", "DISCLAIMER"]
+__all__ = ["DISCLAIMER", "Assessment", "ClassProbability", "ModelRef", "TriageDecision"]
 
 DISCLAIMER = (
     "Not a diagnosis. This is an automated estimate from an image model with known error rates; "

@@ -53,7 +53,7 @@ def classification_metrics(y: Sequence[int] | np.ndarray, proba: np.ndarray, cla
     }
     order = sorted((i for i in labels if present[i]), key=lambda i: (rec[i], f1[i]))
     out: dict[str, Any] = {
-        "n": int(len(y)),
+        "n": len(y),
         "accuracy": float((pred == y).mean()),
         "balanced_accuracy": float(rec[present].mean()) if present.any() else float("nan"),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),

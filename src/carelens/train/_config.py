@@ -9,7 +9,7 @@ from typing import Any
 from carelens.errors import ConfigError
 from carelens.models import BACKBONES
 
-__all__ = ["IMBALANCE_STRATEGIES", "AUGMENT_PRESETS", "TrainConfig"]
+__all__ = ["AUGMENT_PRESETS", "IMBALANCE_STRATEGIES", "TrainConfig"]
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
 AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo")

@@ -1,0 +1,131 @@
+"""Inference benchmark (issue 5), case `inference`: python bench/inference.py
+
+Builds a 224px EfficientNet-Lite0 bundle (head trained on frozen features of a HAM10000 subset: the
+graph is the full model, which is what latency depends on), then measures in one run:
+engine latency per image (decode + preprocess + model + decision), the model alone through the
+bundle's session versus a bare onnxruntime session and PyTorch eager on the same weights, batched
+folder throughput, and the peak memory of a separate process that loads the bundle and predicts.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT, write_result
+
+from carelens.bundle import load_bundle
+from carelens.bundle._export import export_run
+from carelens.calibrate import calibrate_run
+from carelens.data import make_splits, open_dataset
+from carelens.predict.engine import Engine
+from carelens.train import TrainConfig, load_run_model, train
+
+
+def _timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def main() -> None:
+    t0 = time.perf_counter()
+    case_dir = OUT / "inference"
+    ham = open_dataset("ham10000")
+    rng = np.random.default_rng(0)
+    keep = sorted(rng.choice(len(ham), 900, replace=False).tolist())
+    ds = ham.subset(keep)
+    run = case_dir / "run"
+    if not (run / "predictions.npz").exists():
+        train(ds, make_splits(ds), TrainConfig(image_size=224, head_epochs=20, finetune_epochs=0), run)
+    calibrate_run(run)
+    bundle_dir = export_run(run, case_dir / "bundle", name="derma224", version="bench")
+    bundle = load_bundle(bundle_dir)
+    engine = Engine(bundle, batch_size=32)
+    files = [e.path for e in ham][:600]
+
+    # single image, end to end: read file, decode, preprocess, model, calibrate, decide
+    single = [_timed(lambda p=p: list(engine.predict_paths([p])), 1)[0] for p in files[:200]]
+    x1 = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    x32 = np.random.default_rng(1).standard_normal((32, 3, 224, 224)).astype(np.float32)
+
+    import onnxruntime as ort
+
+    bare = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    for _ in range(5):
+        bundle.run(x1)
+        bare.run(None, {"input": x1})
+    model_ms = _timed(lambda: bundle.run(x1), 100)
+    bare_ms = _timed(lambda: bare.run(None, {"input": x1}), 100)
+
+    import torch
+
+    torch.set_num_threads(2)
+    tmodel, _, _ = load_run_model(run)
+    xt = torch.from_numpy(x1)
+    with torch.inference_mode():
+        for _ in range(3):
+            tmodel(xt)
+        torch_ms = _timed(lambda: tmodel(xt), 30)
+
+    # folder throughput, batched
+    t = time.perf_counter()
+    n = sum(1 for r in engine.predict_paths(files) if r.assessment is not None)
+    throughput = n / (time.perf_counter() - t)
+    batch_ms = statistics.median(_timed(lambda: bundle.run(x32), 10)) / 32
+
+    # peak memory of a fresh serving-like process (no torch)
+    code = textwrap.dedent(f"""
+        import resource, sys, json
+        from carelens.bundle import load_bundle
+        from carelens.predict.engine import Engine
+        e = Engine(load_bundle({str(bundle_dir)!r}))
+        n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
+        print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                          "torch": "torch" in sys.modules, "n": n}}))
+    """)
+    proc = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                      .stdout.strip().splitlines()[-1])
+
+    p50 = statistics.median(single)
+    metrics = {
+        "latency_p50_ms": round(p50, 2),
+        "latency_p99_ms": round(float(np.percentile(single, 99)), 2),
+        "model_p50_ms": round(statistics.median(model_ms), 2),
+        "bare_onnxruntime_p50_ms": round(statistics.median(bare_ms), 2),
+        "model_vs_bare_ratio": round(statistics.median(model_ms) / statistics.median(bare_ms), 3),
+        "torch_eager_p50_ms": round(statistics.median(torch_ms), 2),
+        "speedup_vs_torch": round(statistics.median(torch_ms) / statistics.median(model_ms), 2),
+        "throughput_img_s": round(throughput, 1),
+        "model_batch32_ms_per_img": round(batch_ms, 2),
+        "serving_process_peak_rss_mb": round(proc["rss_mb"], 1),
+        "serving_process_imported_torch": proc["torch"],
+    }
+    targets = {"latency_p50_ms": 8.0, "model_vs_bare_ratio": 1.3, "speedup_vs_torch": 4.0,
+               "throughput_img_s": 150.0, "serving_process_peak_rss_mb": 300.0}
+    # ratio target: lower is better
+    res = write_result("inference", "ham10000", time.perf_counter() - t0, metrics, targets,
+                       baseline={"name": "PyTorch eager, same weights, batch 1, 2 threads",
+                                 "metrics": {"latency_p50_ms": metrics["torch_eager_p50_ms"]}},
+                       notes="HAM10000 200x150 JPEGs, 224px model input; single-image figures over 200 files; "
+                             "model-alone figures over 100 calls on a fixed input; throughput over 600 files, batch 32.")
+    doc = json.loads(res.read_text())
+    doc["met"]["model_vs_bare_ratio"] = metrics["model_vs_bare_ratio"] <= 1.3
+    res.write_text(json.dumps(doc, indent=1))
+    print(res, json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""`carelens evaluate`: run a bundle over a split once, save every prediction, derive every figure."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from carelens.bundle import Bundle
+from carelens.bundle._manifest import canonical_digest
+from carelens.calibrate import calibration_report, coverage_report
+from carelens.data import Dataset, Splits, load_splits, split_dataset
+from carelens.errors import DataError
+from carelens.labels import triage_rank
+from carelens.predict.engine import Engine
+from carelens.report.metrics import classification_metrics
+from carelens.report.plots import risk_coverage
+
+__all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits", "save_predictions"]
+
+
+@dataclass
+class EdgeCase:
+    case: str
+    kind: str  # natural_photo | blank | noise | blur | other_modality
+    top: str
+    probability: float
+    confidence: str
+    in_distribution: bool
+    triage: str
+    ood_raw: float
+
+    @property
+    def handled(self) -> bool:
+        """An edge case is handled when the model says it is unsure or out of distribution."""
+        return self.confidence == "uncertain" or not self.in_distribution
+
+
+@dataclass
+class Evaluation:
+    bundle: Bundle
+    dataset: Dataset
+    split: str
+    ids: list[str]
+    arrays: dict[str, np.ndarray]  # y, logits, proba, in_set, ood_raw, ood_p, in_distribution, triage_rank
+    metrics: dict[str, Any]
+    assessments: list[dict[str, Any]]
+    edge_cases: list[EdgeCase] = field(default_factory=list)
+    edge_ood: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def resolve_splits(bundle: Bundle, ds: Dataset, splits_file: Path | None) -> tuple[Dataset, Splits]:
+    """The exact split the model was trained with: from a file, or re-made and checked by digest."""
+    if splits_file is not None:
+        assigned = set(json.loads(splits_file.read_text())["assignment"])
+        sub = ds.subset([i for i, e in enumerate(ds) if e.id in assigned])
+        return sub, load_splits(splits_file, sub)
+    info = bundle.spec.split
+    s = split_dataset(ds, tuple(info.get("fractions", (0.7, 0.1, 0.2))), int(info.get("seed", 0)))  # type: ignore[arg-type]
+    if info and canonical_digest(s.assignment) != info.get("assignment_sha256"):
+        raise DataError(
+            "re-making the split of this data does not reproduce the split the model was trained with, so the "
+            "'test' images could include training images. Pass the run's split file: --splits RUN/splits.json"
+        )
+    return ds, s
+
+
+def metrics_from_predictions(a: dict[str, np.ndarray], class_ids: list[str], critical: list[int],
+                             coverage_target: float) -> dict[str, Any]:
+    """Every headline figure from the saved predictions (so scripts can recompute and check them)."""
+    y = a["y"]
+    m = classification_metrics(y, a["proba"], class_ids)
+    before, after = calibration_report(a["proba_raw"], y), calibration_report(a["proba"], y)
+    cov = coverage_report(a["in_set"].astype(bool), y, class_ids)
+    crit_rows = np.isin(y, critical)
+    bar = triage_rank("consultation_24")
+    rc_cov, rc_acc = risk_coverage(a["proba"].max(1), (a["proba"].argmax(1) == y).astype(float))
+    return {
+        **{k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc", "macro_f1", "weighted_f1",
+                             "per_class", "per_class_recall", "confusion_matrix", "worst_classes",
+                             "majority_baseline_accuracy") if k in m},
+        **({"medmnist_acc": m["medmnist_acc"]} if "medmnist_acc" in m else {}),
+        "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier": after["brier"],
+        "nll": after["nll"], "reliability_before": before["reliability"], "reliability": after["reliability"],
+        "coverage_target": coverage_target, **cov,
+        "ood_pass_rate": float(a["in_distribution"].mean()),
+        "critical_miss_rate": float((a["triage_rank"][crit_rows] < bar).mean()) if crit_rows.any() else None,
+        "selective_accuracy_at_80": float(rc_acc[max(int(0.8 * len(rc_acc)) - 1, 0)]),
+        "risk_coverage_aurc": float(np.mean(1 - rc_acc)),
+    }
+
+
+def _edge_images(ds: Dataset, test_idx: list[int], other: Dataset | None) -> list[tuple[str, str, np.ndarray]]:
+    out: list[tuple[str, str, np.ndarray]] = [
+        ("blank white", "blank", np.full((224, 224, 3), 255, np.uint8)),
+        ("blank black", "blank", np.zeros((224, 224, 3), np.uint8)),
+        ("uniform noise", "noise", np.random.default_rng(0).integers(0, 256, (224, 224, 3), dtype=np.uint8)),
+    ]
+    if test_idx:
+        src = ds.load_image(test_idx[0])
+        blurred = np.asarray(Image.fromarray(src).filter(ImageFilter.GaussianBlur(radius=max(src.shape[:2]) / 10)))
+        out.append((f"heavy blur of {ds[test_idx[0]].id}", "blur", blurred))
+    try:
+        from skimage import data as sk
+
+        for name in ("astronaut", "chelsea", "coffee", "rocket"):
+            out.append((f"natural photo: {name}", "natural_photo", np.asarray(getattr(sk, name)())[:, :, :3]))
+    except ImportError:
+        pass
+    if other is not None:
+        idx = np.random.default_rng(0).choice(len(other), min(20, len(other)), replace=False)
+        for i, img in other.iter_images(sorted(idx.tolist())):
+            out.append((f"other modality: {other.name} {other[i].id}", "other_modality", img))
+    return out
+
+
+def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test", other: Dataset | None = None,
+             batch_size: int = 32, progress: Callable[[int], None] | None = None) -> Evaluation:
+    """Assess every readable image of ``split`` once and derive the metrics from those predictions."""
+    class_ids = bundle.spec.class_ids
+    if ds.spec is not None and ds.spec.class_ids != class_ids:
+        raise DataError(f"the data's classes {ds.spec.class_ids} differ from the bundle's {class_ids}")
+    engine = Engine(bundle, batch_size=batch_size)
+    idx = splits.indices(ds, split)
+    if not idx:
+        raise DataError(f"the {split} split of {ds.name} is empty")
+    index = {c: i for i, c in enumerate(class_ids)}
+    rows: dict[str, list[Any]] = {k: [] for k in ("y", "logits", "proba", "in_set", "ood_raw", "ood_p",
+                                                  "in_distribution", "triage_rank")}
+    ids: list[str] = []
+    assessments: list[dict[str, Any]] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        inf = engine.infer([img for _, img in pending])
+        for n, (i, _) in enumerate(pending):
+            a = engine.decide(inf, n)
+            ids.append(ds[i].id)
+            rows["y"].append(index[ds[i].label])
+            for key, arr in (("logits", inf.logits), ("proba", inf.proba), ("in_set", inf.in_set),
+                             ("ood_raw", inf.ood_raw), ("ood_p", inf.ood_p), ("in_distribution", inf.in_distribution)):
+                rows[key].append(arr[n])
+            rows["triage_rank"].append(triage_rank(a.triage.level))
+            assessments.append(a.model_dump(mode="json"))
+        if progress:
+            progress(len(pending))
+        pending.clear()
+
+    for i, img in ds.iter_images(idx):
+        pending.append((i, img))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    from carelens.calibrate import softmax
+
+    arrays["proba_raw"] = softmax(arrays["logits"])
+    critical = [i for i, c in enumerate(bundle.labels.classes) if c.is_critical]
+    metrics = metrics_from_predictions(arrays, class_ids, critical, engine.coverage)
+
+    edges: list[EdgeCase] = []
+    edge_scores: dict[str, list[float]] = {}
+    cases = _edge_images(ds, idx, other)
+    inf = engine.infer([img for _, _, img in cases])
+    for n, (name, kind, _) in enumerate(cases):
+        a = engine.decide(inf, n)
+        edges.append(EdgeCase(name, kind, a.top[0].id, a.top[0].probability, a.confidence, a.in_distribution,
+                              a.triage.level, float(inf.ood_raw[n])))
+        edge_scores.setdefault(kind, []).append(float(inf.ood_raw[n]))
+    metrics["edge_cases_handled"] = float(np.mean([e.handled for e in edges]))
+    metrics["edge_cases"] = len(edges)
+    metrics.update(
+        model={"name": bundle.name, "version": bundle.version}, dataset=ds.name, split=split,
+        data_fingerprint=ds.fingerprint(), bundle_data_fingerprint=bundle.spec.data_fingerprint,
+        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        anchors=bundle.labels.reference.get("anchors", {}),
+    )
+    return Evaluation(bundle, ds, split, ids, arrays, metrics, assessments, edges,
+                      {k: np.asarray(v) for k, v in edge_scores.items()})
+
+
+def save_predictions(ev: Evaluation, out: Path) -> Path:
+    p = out / "predictions.npz"
+    np.savez_compressed(p, ids=np.asarray(ev.ids), **ev.arrays)
+    return p

@@ -1,0 +1,198 @@
+"""The self-contained HTML evaluation report: images embedded, no scripts, fonts or network."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from carelens.predict.engine import Engine, overlay_heatmap
+from carelens.report import plots
+from carelens.report.evaluate import Evaluation, save_predictions
+
+__all__ = ["write_comparison", "write_report"]
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2430;max-width:1200px}
+h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0;font-size:14px}th,td{border:1px solid #d5d9e0;padding:4px 8px;text-align:right}
+th{background:#f2f4f7}td:first-child,th:first-child{text-align:left}.worst{background:#fde8e8}
+.ok{color:#1a7f37}.bad{color:#b42318}.grid{display:flex;flex-wrap:wrap;gap:16px}.grid figure{margin:0}
+figcaption{font-size:13px;color:#555}.card{border:1px solid #d5d9e0;border-radius:6px;padding:8px;width:230px;font-size:12px}
+.card img{max-width:100%}.note{font-size:13px;color:#555}.disclaimer{margin-top:32px;font-size:12px;color:#666}
+"""
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _thumb(img: np.ndarray, size: int = 200) -> bytes:
+    pil = Image.fromarray(img)
+    pil.thumbnail((size, size))
+    buf = io.BytesIO()
+    pil.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "n/a"
+    return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    anchors = m.get("anchors", {})
+
+    def anchor(suffix: str) -> str | None:
+        found = [f"{v:.3f} ({k.replace('_', ' ')})" for k, v in anchors.items() if k.endswith(suffix)]
+        return "; ".join(found) or None
+
+    anchor_acc, anchor_auc = anchor("_acc"), anchor("_auc")
+    return [
+        ("balanced accuracy (mean recall)", m["balanced_accuracy"], anchor("balanced_accuracy_no_external_data")),
+        ("accuracy", m["accuracy"], anchor_acc),
+        ("majority-class accuracy (floor)", m["majority_baseline_accuracy"], None),
+        ("macro AUC", m["macro_auc"], anchor_auc),
+        ("ECE before / after temperature", f"{m['ece_before']:.3f} / {m['ece']:.3f}", None),
+        (f"conformal coverage (target {m['coverage_target']:.2f})", m["coverage"], None),
+        ("lowest class coverage", m["min_class_coverage"], None),
+        ("mean prediction set size", m["mean_set_size"], None),
+        ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
+        ("critical-miss rate (critical cases triaged below consultation_24)", m["critical_miss_rate"], None),
+        ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"], None),
+    ]
+
+
+def _per_class_table(m: dict[str, Any], class_ids: list[str]) -> str:
+    worst = set(m["worst_classes"][:2])
+    rows = []
+    for c in class_ids:
+        pc = m["per_class"][c]
+        cls = ' class="worst"' if c in worst else ""
+        rows.append(
+            f"<tr{cls}><td>{html.escape(c)}{' (worst)' if c in worst else ''}</td><td>{pc['support']}</td>"
+            f"<td>{_fmt(pc['precision'])}</td><td>{_fmt(pc['recall'])}</td><td>{_fmt(pc['f1'])}</td>"
+            f"<td>{_fmt(pc['auc'])}</td><td>{_fmt(m['per_class_coverage'][c])}</td></tr>"
+        )
+    return ('<table id="per-class"><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th>'
+            "<th>AUC</th><th>set coverage</th></tr>" + "".join(rows) + "</table>")
+
+
+def _gallery(ev: Evaluation, n: int = 8) -> str:
+    a = ev.arrays
+    pred = a["proba"].argmax(1)
+    wrong = np.nonzero(pred != a["y"])[0]
+    worst = wrong[np.argsort(-a["proba"][wrong, pred[wrong]])][:n]
+    if len(worst) == 0:
+        return "<p>No mistakes on this split.</p>"
+    engine = Engine(ev.bundle)
+    pos = {e.id: i for i, e in enumerate(ev.dataset)}
+    cards = []
+    class_ids = ev.bundle.spec.class_ids
+    for r in worst:
+        img = ev.dataset.load_image(pos[ev.ids[r]])
+        (asm, heat), = engine.assess([img], heatmaps=True)
+        overlay = overlay_heatmap(img, heat) if heat is not None else _thumb(img)
+        thumb = _thumb(np.asarray(Image.open(io.BytesIO(overlay)).convert("RGB")))
+        cards.append(
+            f'<div class="card">{_img_tag(thumb, ev.ids[r])}<br><b>{html.escape(ev.ids[r])}</b><br>'
+            f"true: {class_ids[a['y'][r]]}, predicted: {asm.top[0].id} ({asm.top[0].probability:.2f})<br>"
+            f"set: {', '.join(asm.prediction_set)}; {asm.confidence}; triage <b>{asm.triage.level}</b></div>"
+        )
+    return '<div class="grid" id="errors">' + "".join(cards) + "</div>"
+
+
+def _edge_table(ev: Evaluation) -> str:
+    rows = "".join(
+        f"<tr><td>{html.escape(e.case)}</td><td>{e.top} ({e.probability:.2f})</td><td>{e.confidence}</td>"
+        f"<td>{'yes' if e.in_distribution else 'no'}</td><td>{e.triage}</td>"
+        f"<td class=\"{'ok' if e.handled else 'bad'}\">{'handled' if e.handled else 'NOT flagged'}</td></tr>"
+        for e in ev.edge_cases
+    )
+    return ('<table id="edge-cases"><tr><th>input</th><th>top class</th><th>confidence</th><th>in distribution</th>'
+            "<th>triage</th><th>verdict</th></tr>" + rows + "</table>")
+
+
+def _figures(ev: Evaluation) -> str:
+    m, a = ev.metrics, ev.arrays
+    ids = ev.bundle.spec.class_ids
+    figs = [
+        ("Confusion matrix", plots.confusion_png(m["confusion_matrix"], ids)),
+        ("Reliability diagram", plots.reliability_png(m["reliability_before"], m["reliability"])),
+        ("Risk-coverage: accuracy when only the most confident cases are answered",
+         plots.risk_coverage_png(a["proba"].max(1), (a["proba"].argmax(1) == a["y"]).astype(float))),
+        ("Prediction set sizes", plots.set_size_png(m["set_size_histogram"])),
+        ("ROC curves (one vs rest)", plots.roc_png(a["y"], a["proba"], ids)),
+        ("OOD score: test images vs edge cases", plots.ood_histogram_png(a["ood_raw"], ev.edge_ood,
+                                                                          ev.bundle.ood.threshold_)),
+    ]
+    return '<div class="grid">' + "".join(
+        f"<figure>{_img_tag(png, cap)}<figcaption>{html.escape(cap)}</figcaption></figure>" for cap, png in figs
+    ) + "</div>"
+
+
+def write_report(ev: Evaluation, out: str | Path) -> Path:
+    """Write report.html, metrics.json and predictions.npz into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_predictions(ev, out)
+    (out / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
+    m = ev.metrics
+    title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.dataset.name} ({ev.split})"
+    summary = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
+        for k, v, ref in _summary_rows(m)
+    )
+    fp_note = ("" if m["bundle_data_fingerprint"] == m["data_fingerprint"] else
+               '<p class="bad">This data differs from the data the model was trained on (fingerprint mismatch).</p>')
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
+Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone rewards predicting the majority class.</p>
+{fp_note}
+<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
+<h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
+<h2>Figures</h2>{_figures(ev)}
+<h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
+<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
+<p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def write_comparison(a: Evaluation, b: Evaluation, out: str | Path) -> Path:
+    """Two bundles side by side on the same data and split."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["balanced_accuracy", "accuracy", "macro_auc", "macro_f1", "ece", "coverage", "min_class_coverage",
+            "mean_set_size", "ood_pass_rate", "critical_miss_rate", "edge_cases_handled"]
+    rows = "".join(f"<tr><td>{k}</td><td>{_fmt(a.metrics.get(k))}</td><td>{_fmt(b.metrics.get(k))}</td></tr>"
+                   for k in keys)
+    recall = "".join(
+        f"<tr><td>{c}</td><td>{_fmt(a.metrics['per_class_recall'][c])}</td><td>{_fmt(b.metrics['per_class_recall'][c])}</td></tr>"
+        for c in a.bundle.spec.class_ids
+    )
+    na, nb = f"{a.bundle.name} {a.bundle.version}", f"{b.bundle.name} {b.bundle.version}"
+    title = f"carelens comparison on {a.dataset.name} ({a.split})"
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>
+<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>{html.escape(na)}</th><th>{html.escape(nb)}</th></tr>{rows}</table>
+<h2>Recall per class</h2><table id="per-class"><tr><th>class</th><th>{html.escape(na)}</th><th>{html.escape(nb)}</th></tr>{recall}</table>
+<h2>Confusion matrices</h2><div class="grid">
+<figure>{_img_tag(plots.confusion_png(a.metrics['confusion_matrix'], a.bundle.spec.class_ids), na)}<figcaption>{html.escape(na)}</figcaption></figure>
+<figure>{_img_tag(plots.confusion_png(b.metrics['confusion_matrix'], b.bundle.spec.class_ids), nb)}<figcaption>{html.escape(nb)}</figcaption></figure>
+</div></body></html>"""
+    (out / "metrics.json").write_text(json.dumps({"a": a.metrics, "b": b.metrics}, indent=1))
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,122 @@
+"""Report figures as PNG bytes (matplotlib, Agg backend; embedded in the HTML report)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+__all__ = [
+    "confusion_png",
+    "ood_histogram_png",
+    "reliability_png",
+    "risk_coverage",
+    "risk_coverage_png",
+    "roc_png",
+    "set_size_png",
+]
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def confusion_png(cm: Sequence[Sequence[int]], class_ids: Sequence[str]) -> bytes:
+    m = np.asarray(cm, dtype=float)
+    rows = m / np.maximum(m.sum(1, keepdims=True), 1)
+    k = len(class_ids)
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * k, 0.9 + 0.55 * k))
+    for ax, data, title, fmt in ((axes[0], m, "counts", "{:.0f}"), (axes[1], rows, "row-normalised (recall)", "{:.2f}")):
+        ax.imshow(data if title != "counts" else rows, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(k), class_ids, rotation=45, ha="right")
+        ax.set_yticks(range(k), class_ids)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center",
+                        color="white" if rows[i, j] > 0.5 else "black", fontsize=8)
+    return _png(fig)
+
+
+def reliability_png(before: Mapping[str, Any], after: Mapping[str, Any]) -> bytes:
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
+    for ax, (name, r) in zip(axes, (("before temperature scaling", before), ("after", after)), strict=True):
+        edges = np.asarray(r["edges"])
+        mids = (edges[:-1] + edges[1:]) / 2
+        acc = np.nan_to_num(np.asarray(r["accuracy"], dtype=float))
+        ax.bar(mids, acc, width=edges[1] - edges[0], edgecolor="k", alpha=0.75, label="accuracy in bin")
+        ax.plot([0, 1], [0, 1], "r--", label="perfect calibration")
+        ax.set_title(name)
+        ax.set_xlabel("confidence")
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left", fontsize=8)
+    return _png(fig)
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fraction answered (most confident first) and the accuracy on that fraction."""
+    order = np.argsort(-confidence, kind="stable")
+    hits = np.cumsum(correct[order])
+    n = np.arange(1, len(order) + 1)
+    return n / len(order), hits / n
+
+
+def risk_coverage_png(confidence: np.ndarray, correct: np.ndarray) -> bytes:
+    cov, acc = risk_coverage(confidence, correct)
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    ax.plot(cov, acc)
+    ax.set_xlabel("fraction of cases answered (most confident first)")
+    ax.set_ylabel("accuracy on answered cases")
+    ax.set_ylim(max(0.0, float(acc.min()) - 0.05), 1.01)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def set_size_png(histogram: Sequence[int]) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.5, 3.4))
+    ax.bar(range(1, len(histogram) + 1), histogram)
+    ax.set_xlabel("prediction set size")
+    ax.set_ylabel("cases")
+    return _png(fig)
+
+
+def roc_png(y: np.ndarray, proba: np.ndarray, class_ids: Sequence[str]) -> bytes:
+    fig, ax = plt.subplots(figsize=(4.8, 4))
+    for c, cid in enumerate(class_ids):
+        pos = y == c
+        if pos.any() and not pos.all():
+            fpr, tpr, _ = roc_curve(pos, proba[:, c])
+            ax.plot(fpr, tpr, label=cid)
+        if len(class_ids) == 2:
+            break  # one curve says it all for two classes
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def ood_histogram_png(in_scores: np.ndarray, out_scores: Mapping[str, np.ndarray], threshold: float) -> bytes:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    allv = np.concatenate([in_scores, *out_scores.values()]) if out_scores else in_scores
+    bins = np.linspace(float(allv.min()), float(np.percentile(allv, 99.5)) + 1e-6, 40)
+    ax.hist(in_scores, bins=bins, alpha=0.6, density=True, label="in-distribution (test)")
+    for name, s in out_scores.items():
+        ax.hist(np.clip(s, None, bins[-1]), bins=bins, alpha=0.5, density=True, label=name)
+    ax.axvline(threshold, color="r", ls="--", label="threshold")
+    ax.set_xlabel("OOD score (higher = more unusual)")
+    ax.legend(fontsize=8)
+    return _png(fig)

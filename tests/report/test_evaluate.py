@@ -1,0 +1,106 @@
+"""The HTML report: figures recomputed from saved predictions, and the page checked in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
+from typer.testing import CliRunner
+
+from carelens.bundle._export import export_run
+from carelens.calibrate import calibrate_run
+from carelens.cli import app
+from conftest import CHROMIUM_ARGS
+
+
+def _report(run: Path, data: str, tmp: Path, name: str) -> Path:
+    calibrate_run(run)
+    bundle = export_run(run, tmp / f"{name}_bundle", name=name, version="t")
+    out = tmp / f"{name}_report"
+    res = CliRunner().invoke(app, ["evaluate", str(bundle), data, "--splits", str(run / "splits.json"),
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def ham_report(tiny_ham_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _report(tiny_ham_run, str(data_dir / "ham10000"), tmp_path_factory.mktemp("r"), "derma")
+
+
+@pytest.fixture(scope="module")
+def busi_report(tiny_busi_run: Path, busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _report(tiny_busi_run, str(busi_dir), tmp_path_factory.mktemp("r"), "breast")
+
+
+def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) -> None:
+    m = json.loads((ham_report / "metrics.json").read_text())
+    with np.load(ham_report / "predictions.npz") as z:
+        y, proba, proba_raw, in_set = z["y"], z["proba"], z["proba_raw"], z["in_set"]
+        in_dist, rank = z["in_distribution"], z["triage_rank"]
+    pred = proba.argmax(1)
+    assert m["n"] == len(y)
+    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    aucs = [roc_auc_score(y == c, proba[:, c]) for c in range(proba.shape[1]) if 0 < (y == c).sum() < len(y)]
+    assert m["macro_auc"] == pytest.approx(np.mean(aucs))
+    hit = in_set[np.arange(len(y)), y]
+    assert m["coverage"] == pytest.approx(hit.mean())
+    assert m["mean_set_size"] == pytest.approx(in_set.sum(1).mean())
+    assert m["ood_pass_rate"] == pytest.approx(in_dist.mean())
+    critical = np.isin(y, [0, 1, 4])  # akiec, bcc, mel
+    assert m["critical_miss_rate"] == pytest.approx((rank[critical] < 2).mean())
+
+    def ece(p: np.ndarray) -> float:
+        conf, correct = p.max(1), (p.argmax(1) == y)
+        bins = np.clip(np.ceil(conf * 15) - 1, 0, 14).astype(int)
+        return float(sum(abs(correct[bins == b].mean() - conf[bins == b].mean()) * (bins == b).mean()
+                         for b in range(15) if (bins == b).any()))
+
+    assert m["ece"] == pytest.approx(ece(proba), abs=1e-9)
+    assert m["ece_before"] == pytest.approx(ece(proba_raw), abs=1e-9)
+    assert m["per_class_recall"]["nv"] == pytest.approx((pred[y == 5] == 5).mean())
+
+
+@pytest.mark.parametrize("which", ["ham_report", "busi_report"])
+def test_report_opens_offline_in_chromium(which: str, request: pytest.FixtureRequest, chromium: str) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    report: Path = request.getfixturevalue(which)
+    m = json.loads((report / "metrics.json").read_text())
+    n_classes = len(m["per_class"])
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("request", lambda req: requests.append(req.url))
+        page.goto((report / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        title = page.title()
+        rows = page.locator("#per-class tr").count() - 1
+        broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).length")
+        n_images = page.evaluate("document.images.length")
+        page.screenshot(path=str(report / "screenshot.png"), full_page=True)
+        browser.close()
+    assert title.startswith("carelens evaluation:")
+    assert rows == n_classes
+    assert n_images >= 6 and broken == 0
+    assert errors == []
+    assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    assert (report / "screenshot.png").stat().st_size > 10_000
+
+
+def test_compare_mode(ham_report: Path, tiny_ham_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    bundle = ham_report.parent / "derma_bundle"
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(app, ["evaluate", "--compare", str(bundle), str(bundle), str(data_dir / "ham10000"),
+                                   "--splits", str(tiny_ham_run / "splits.json"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["a"]["balanced_accuracy"] == doc["b"]["balanced_accuracy"]
+    assert "carelens comparison" in (out / "report.html").read_text()
