@@ -251,7 +251,7 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or manifests.")],
     out: Annotated[Path | None, typer.Option(help="Write results here (.jsonl or .csv); default stdout.")] = None,
     heatmaps: Annotated[Path | None, typer.Option(help="Write a heatmap overlay PNG per image into this folder.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
 ) -> None:
     """Assess images with a bundle: one assessment per image, unreadable files reported and skipped."""
     import sys

@@ -56,7 +56,7 @@ class Result:
 
 
 class Engine:
-    def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 32) -> None:
+    def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 8) -> None:
         self.bundle = bundle
         self.policy = policy or DecisionPolicy()
         self.batch_size = batch_size

@@ -1,0 +1,151 @@
+"""The symptom bundle: vocabulary, parser threshold, symptom model, calibration and label spec in one
+JSON file (plus cached phrase embeddings). Like the image bundle, it loads without torch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carelens.calibrate import ConformalClassifier, TemperatureScaler, coverage_report
+from carelens.errors import BundleError, DataError
+from carelens.labels import LabelSpec
+from carelens.predict.decision import DecisionPolicy, decide
+from carelens.predict.schema import Assessment, ModelRef
+from carelens.symptoms._data import load_kaggle_table, partial_reports, split_patterns
+from carelens.symptoms._models import LinearModel
+from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
+from carelens.symptoms._vocabulary import Vocabulary
+
+__all__ = ["SymptomBundle", "build_symptom_bundle"]
+
+FORMAT = 1
+
+
+def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
+    top = np.argsort(-proba, axis=1)[:, :k]
+    return float((top == y[:, None]).any(1).mean())
+
+
+def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float = 0.1) -> dict[str, Any]:
+    """Fit on unique-pattern train split with simulated partial reports; choose C and calibrate on val;
+    report on test with exactly 3 reported symptoms. Returns the test figures."""
+    t = load_kaggle_table(root)
+    tr, va, te = split_patterns(t.y, seed=seed)
+    xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, seed)
+    xtr, ytr = np.r_[xtr, t.X[tr]], np.r_[ytr, t.y[tr]]
+    xva, yva = partial_reports(t.X[va], t.y[va], (2, 4), 20, seed + 1)
+    xte, yte = partial_reports(t.X[te], t.y[te], 3, 20, seed + 2)
+    k = len(t.spec.classes)
+    best: tuple[float, LinearModel] | None = None
+    for c in (0.3, 1.0, 3.0, 10.0):
+        m = LinearModel(C=c).fit(xtr, ytr, k)
+        p = m.predict_proba(xva)
+        ll = float(-np.log(np.clip(p[np.arange(len(yva)), yva], 1e-12, None)).mean())
+        if best is None or ll < best[0]:
+            best = (ll, m)
+    assert best is not None  # noqa: S101 - loop above always runs
+    model = best[1]
+    ts = TemperatureScaler().fit(model.decision_function(xva), yva)
+    cp = ConformalClassifier(alpha, "lac", class_conditional=False).fit(ts.predict_proba(model.decision_function(xva)), yva)
+    pt = ts.predict_proba(model.decision_function(xte))
+    cov = coverage_report(cp.predict_set(pt), yte, t.spec.class_ids)
+    metrics = {"top1_accuracy_3_reported": float((pt.argmax(1) == yte).mean()),
+               "top3_accuracy_3_reported": _top_k(pt, yte, 3), "coverage": cov["coverage"],
+               "mean_set_size": cov["mean_set_size"], "val_log_loss": best[0], "C": model.C,
+               "patterns": {"train": len(tr), "val": len(va), "test": len(te)}}
+    doc = {
+        "format": FORMAT, "name": "symptoms_kaggle41",
+        "version": dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M%S"),
+        "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
+        "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "symptoms.json").write_text(json.dumps(doc))
+    return metrics
+
+
+@dataclass
+class SymptomBundle:
+    path: Path
+    doc: dict[str, Any]
+    spec: LabelSpec
+    vocab: Vocabulary
+    model: LinearModel
+    temperature: TemperatureScaler
+    conformal: ConformalClassifier
+    parser: SymptomParser
+
+    @classmethod
+    def load(cls, path: str | Path, *, encoder: Any = "default") -> SymptomBundle:
+        p = Path(path)
+        f = p / "symptoms.json" if p.is_dir() else p
+        if not f.is_file():
+            raise BundleError(f"{f} not found; build one with `carelens symptoms build`")
+        doc = json.loads(f.read_text())
+        if doc.get("format") != FORMAT:
+            raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads {FORMAT}")
+        vocab = Vocabulary.from_dict(doc["vocabulary"])
+        if encoder == "default":
+            from carelens.symptoms._encoder import MiniLMEncoder
+
+            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz")
+        ts = TemperatureScaler()
+        ts.temperature_ = float(doc["temperature"])
+        return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
+                   LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
+                   SymptomParser(vocab, encoder, float(doc["threshold"])))
+
+    def vector(self, symptom_ids: list[str]) -> np.ndarray:
+        unknown = [s for s in symptom_ids if s not in self.vocab]
+        if unknown:
+            raise DataError(f"unknown symptom id(s) {unknown}; see the vocabulary (GET /v1/symptoms)")
+        x = np.zeros(len(self.vocab.ids))
+        for s in symptom_ids:
+            x[self.vocab.ids.index(s)] = 1.0
+        return x
+
+    def proba(self, symptom_ids: list[str]) -> np.ndarray:
+        return self.temperature.predict_proba(self.model.decision_function(self.vector(symptom_ids)[None]))[0]
+
+    def assess(self, text: str, policy: DecisionPolicy | None = None) -> tuple[Assessment, ParsedSymptoms]:
+        """Assessment of free text; a text with no recognised symptom is a DataError naming what was unclear."""
+        parsed = self.parser.parse(text)
+        if not parsed.present:
+            raise DataError(
+                "no symptom was recognised in the text"
+                + (f" (not understood: {'; '.join(parsed.unmapped)})" if parsed.unmapped else "")
+                + ". Describe what you see in plain words, e.g. 'itching, vomiting, no fever'."
+            )
+        p = self.proba(parsed.present)
+        mask = self.conformal.predict_set(p[None])[0]
+        a = decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
+                   coverage=1 - float(self.conformal.alpha), policy=policy)
+        return a, parsed
+
+
+class _CachedEncoder:
+    """Phrase embeddings are cached next to the bundle (keyed by the phrase list)."""
+
+    def __init__(self, inner: Any, cache: Path) -> None:
+        self.inner, self.cache = inner, cache
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if len(texts) < 50:
+            return self.inner.encode(texts)  # type: ignore[no-any-return]
+        key = hashlib.sha256("\n".join(texts).encode()).hexdigest()
+        if self.cache.is_file():
+            with np.load(self.cache) as z:
+                if str(z["key"]) == key:
+                    return z["emb"]  # type: ignore[no-any-return]
+        emb = np.concatenate([self.inner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+        try:
+            np.savez(self.cache, key=key, emb=emb)
+        except OSError:
+            pass  # read-only bundle folder: recompute next time
+        return emb  # type: ignore[no-any-return]

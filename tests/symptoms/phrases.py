@@ -1,0 +1,33 @@
+"""A labelled phrase set for choosing the embedding-match threshold (phrases that are NOT in the
+synonym table, so they exercise the embedding step). None = should stay unmapped."""
+
+PHRASES: list[tuple[str, str | None]] = [
+    ("my skin is really itchy all over", "itching"),
+    ("feeling hot and feverish", "high_fever"),
+    ("keeps throwing up his food", "vomiting"),
+    ("struggling to catch my breath", "breathlessness"),
+    ("pain in my belly", "abdominal_pain"),
+    ("my tummy is sore", "stomach_pain"),
+    ("bad headaches", "headache"),
+    ("the room is spinning", "spinning_movements"),
+    ("aching in the knees", "knee_pain"),
+    ("hurts when I pee", "burning_micturition"),
+    ("can't stop coughing", "cough"),
+    ("nose keeps running", "runny_nose"),
+    ("yellowish colour of the skin", "yellowish_skin"),
+    ("loose watery poo", "diarrhoea"),
+    ("no appetite at all", "loss_of_appetite"),
+    ("skin is peeling off", "skin_peeling"),
+    ("my neck is stiff", "stiff_neck"),
+    ("joints are swollen", "swelling_joints"),
+    ("very sleepy and sluggish", "lethargy"),
+    ("my heart is pounding", "palpitations"),
+    ("blood when coughing", "blood_in_sputum"),
+    ("sore red eyes", "redness_of_eyes"),
+    ("the weather is lovely today", None),
+    ("we moved house last week", None),
+    ("he likes playing fetch", None),
+    ("I bought a new car", None),
+    ("my favourite colour is blue", None),
+    ("the appointment is on monday", None),
+]
