@@ -20,6 +20,8 @@ __all__ = ["app", "main"]
 app = typer.Typer(name="carelens", help="Trustworthy triage models from labelled medical images.", no_args_is_help=True)
 data_app = typer.Typer(help="Get public datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+symptoms_app = typer.Typer(help="The symptom bundle.", no_args_is_help=True)
+app.add_typer(symptoms_app, name="symptoms")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -314,6 +316,46 @@ def evaluate(
     m = evals[0].metrics
     console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
                   f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
+
+
+@symptoms_app.command("build")
+@_edge
+def symptoms_build(
+    out: Annotated[Path, typer.Option(help="Symptom bundle folder.")] = Path("symptom_bundle"),
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding symptom_disease_kaggle41 (default $CARELENS_DATA).")] = None,
+) -> None:
+    """Build the symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables."""
+    from carelens.settings import data_root
+    from carelens.symptoms import SymptomBundle, build_symptom_bundle
+
+    m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
+    with progress_bar("embedding the vocabulary", None):
+        SymptomBundle.load(out).parser.parse("warm-up: itchy skin and a fever that will not settle")
+    console.print(f"top-3 accuracy with 3 reported symptoms {m['top3_accuracy_3_reported']:.3f}; wrote {out}")
+
+
+@app.command("triage")
+@_edge
+def triage_cmd(
+    text: Annotated[str | None, typer.Option(help="Symptoms in plain words.")] = None,
+    symptoms: Annotated[Path | None, typer.Option(help="Symptom bundle folder.")] = None,
+    image: Annotated[Path | None, typer.Option(help="An image to assess with --bundle.")] = None,
+    bundle: Annotated[Path | None, typer.Option(help="Image bundle for --image.")] = None,
+) -> None:
+    """Triage from an image and/or a symptom description: one assessment, safety first."""
+    from carelens.symptoms import SymptomBundle, triage
+
+    image_a = None
+    if image is not None:
+        if bundle is None:
+            raise ConfigError("--image needs --bundle (an image model bundle)")
+        from carelens.bundle import load_bundle
+        from carelens.data import read_image
+        from carelens.predict import Engine
+
+        image_a = Engine(load_bundle(bundle)).assess([read_image(image)])[0][0]
+    sym = SymptomBundle.load(symptoms) if symptoms is not None else None
+    console.print_json(json.dumps(triage(image=image_a, text=text, symptoms=sym)))
 
 
 @data_app.command("fetch")

@@ -121,3 +121,44 @@ def test_log_linear_pooling_learns_to_trust_the_informative_source() -> None:
     assert np.allclose(fused.sum(1), 1) and (fused.argmax(1) == y).mean() > 0.95
     with pytest.raises(ConfigError, match="same classes"):
         pool.combine([good, noise[:, :2]])
+
+
+def test_triage_cli_text_and_image(kaggle: Path, tmp_path: Path, data_dir: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from carelens.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["symptoms", "build", "--out", str(tmp_path / "sym"), "--data-dir", str(data_dir)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["triage", "--symptoms", str(tmp_path / "sym"), "--text",
+                              "sudden weakness on one side, slurred speech, no fever"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["assessment"]["triage"]["level"] == "emergency_ambulance"
+    assert "high_fever" in doc["symptoms"]["absent"]
+    res = runner.invoke(app, ["triage", "--text", "itching"])
+    assert res.exit_code == 1 and "symptom bundle" in res.output
+
+
+def test_combined_triage_takes_the_more_urgent_source(kaggle: Path, tmp_path: Path) -> None:
+    from carelens.labels import load_spec
+    from carelens.predict import ModelRef, decide
+    from carelens.symptoms import triage
+
+    build_symptom_bundle(kaggle, tmp_path / "sym")
+    sym = SymptomBundle.load(tmp_path / "sym", encoder=None)
+    ham = load_spec("ham10000")
+    p = np.full(7, 0.01)
+    p[ham.index("nv")] = 0.94
+    mask = np.zeros(7, bool)
+    mask[ham.index("nv")] = True
+    image = decide(p, mask, spec=ham, model=ModelRef(name="derma", version="t"), coverage=0.9)
+    assert image.triage.level == "self_care"
+    out = triage(image=image, text="chest pain and short of breath", symptoms=sym)
+    a = out["assessment"]
+    assert a["top"][0]["id"] == "nv"  # the image finding stays the finding
+    assert a["triage"]["level"] == "emergency_ambulance"  # but the symptoms decide the urgency
+    assert "multi_system" in a["flags"]
