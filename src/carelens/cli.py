@@ -358,6 +358,29 @@ def triage_cmd(
     console.print_json(json.dumps(triage(image=image_a, text=text, symptoms=sym)))
 
 
+@app.command()
+@_edge
+def serve(
+    models: Annotated[Path | None, typer.Option(help="Folder of bundles (default $CARELENS_MODELS_DIR or ./models).")] = None,
+    symptoms: Annotated[Path | None, typer.Option(help="Symptom bundle folder (default $CARELENS_SYMPTOMS_DIR).")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the HTTP API and the web page (settings: CARELENS_* environment variables, see README)."""
+    import uvicorn
+
+    from carelens.serve import ServeSettings, create_app
+
+    overrides: dict[str, Any] = {}
+    if models is not None:
+        overrides["models_dir"] = models
+    if symptoms is not None:
+        overrides["symptoms_dir"] = symptoms
+    settings = ServeSettings(**overrides)
+    console.print(f"carelens serving {settings.models_dir} on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
 @data_app.command("fetch")
 @_edge
 def fetch(

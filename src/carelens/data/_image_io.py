@@ -43,7 +43,8 @@ def read_image(path: str | Path, mode: ColorMode = "RGB") -> np.ndarray:
     return decode_image(data, mode=mode, name=str(p))
 
 
-def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
+                 max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode image bytes (as uploaded to the service, or read from a file); see :func:`read_image`."""
     if not data:
         raise ImageReadError(name, "the file is empty (0 bytes)")
@@ -51,9 +52,9 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_PIXELS:
+                if img.width * img.height > max_pixels:
                     raise ImageReadError(
-                        name, f"{img.width}x{img.height} pixels is over the {MAX_PIXELS:,} limit"
+                        name, f"{img.width}x{img.height} pixels is over the {max_pixels:,} limit"
                     )
                 img.load()  # decodes fully: a truncated file fails here, not later
                 img = ImageOps.exif_transpose(img)

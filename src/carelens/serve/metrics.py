@@ -1,0 +1,71 @@
+"""Prometheus metrics in the text exposition format (counters and a latency histogram)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+__all__ = ["Metrics"]
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def _labels(**kv: str) -> str:
+    inner = ",".join(f'{k}="{str(v).replace(chr(34), "")}"' for k, v in kv.items())
+    return "{" + inner + "}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: Counter[tuple[str, str, int]] = Counter()
+        self.buckets: Counter[tuple[str, float]] = Counter()
+        self.latency_sum: Counter[str] = Counter()
+        self.latency_count: Counter[str] = Counter()
+        self.predictions: Counter[tuple[str, str]] = Counter()
+        self.triage: Counter[str] = Counter()
+        self.ood: Counter[tuple[str, bool]] = Counter()
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        with self._lock:
+            self.requests[(method, route, status)] += 1
+            self.latency_sum[route] += seconds
+            self.latency_count[route] += 1
+            for b in BUCKETS:
+                if seconds <= b:
+                    self.buckets[(route, b)] += 1
+
+    def observe_assessment(self, model: str, top: str, level: str, in_distribution: bool) -> None:
+        with self._lock:
+            self.predictions[(model, top)] += 1
+            self.triage[level] += 1
+            self.ood[(model, in_distribution)] += 1
+
+    def render(self) -> str:
+        lines = ["# HELP carelens_requests_total HTTP requests", "# TYPE carelens_requests_total counter"]
+        with self._lock:
+            for (m, r, s), n in sorted(self.requests.items()):
+                lines.append(f"carelens_requests_total{_labels(method=m, route=r, status=str(s))} {n}")
+            lines += ["# HELP carelens_request_seconds request latency", "# TYPE carelens_request_seconds histogram"]
+            for route in sorted(self.latency_count):
+                for b in BUCKETS:
+                    lines.append(f"carelens_request_seconds_bucket{_labels(route=route, le=str(b))} "
+                                 f"{self.buckets[(route, b)]}")
+                lines.append(f"carelens_request_seconds_bucket{_labels(route=route, le='+Inf')} "
+                             f"{self.latency_count[route]}")
+                lines.append(f"carelens_request_seconds_sum{_labels(route=route)} {self.latency_sum[route]:.6f}")
+                lines.append(f"carelens_request_seconds_count{_labels(route=route)} {self.latency_count[route]}")
+            lines += ["# TYPE carelens_predictions_total counter"]
+            for (model, top), n in sorted(self.predictions.items()):
+                lines.append(f"carelens_predictions_total{_labels(model=model, top_class=top)} {n}")
+            lines += ["# TYPE carelens_triage_total counter"]
+            for level, n in sorted(self.triage.items()):
+                lines.append(f"carelens_triage_total{_labels(level=level)} {n}")
+            lines += ["# TYPE carelens_out_of_distribution_total counter"]
+            for (model, ind), n in sorted(self.ood.items()):
+                if not ind:
+                    lines.append(f"carelens_out_of_distribution_total{_labels(model=model)} {n}")
+            total = sum(self.ood.values())
+            rate = sum(n for (_, ind), n in self.ood.items() if not ind) / total if total else 0.0
+        lines += ["# TYPE carelens_ood_rate gauge", f"carelens_ood_rate {rate:.6f}"]
+        return "\n".join(lines) + "\n"

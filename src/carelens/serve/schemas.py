@@ -1,0 +1,60 @@
+"""API request and response models (separate from internal types)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from carelens.predict.schema import Assessment
+
+__all__ = ["ErrorResponse", "FeedbackRequest", "FeedbackResponse", "ModelInfo", "PredictResponse", "TriageResponse"]
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    task: str
+    modality: str
+    classes: list[dict[str, str]]
+    image_size: int
+    metrics: dict[str, Any]
+    intended_use: str
+
+
+class PredictResponse(BaseModel):
+    id: str = Field(description="prediction id, for /v1/feedback")
+    assessment: Assessment
+    heatmap_png: str | None = Field(None, description="base64 PNG overlay, when heatmap=true")
+    latency_ms: float
+
+
+class TriageResponse(BaseModel):
+    id: str
+    assessment: Assessment
+    sources: dict[str, Any]
+    symptoms: dict[str, Any] | None = None
+    facts_used: bool = False
+    heatmap_png: str | None = None
+    latency_ms: float
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str = Field(min_length=1, max_length=64)
+    diagnosis: str = Field(min_length=1, max_length=128, description="the confirmed diagnosis (class id or text)")
+    note: str = Field("", max_length=2000)
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: int
+    prediction_id: str

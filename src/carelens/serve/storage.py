@@ -1,0 +1,98 @@
+"""The audit log: every prediction and triage, and the feedback that confirms or corrects it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, create_engine, event, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+__all__ = ["AuditLog", "Feedback", "PredictionRecord", "new_session"]
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class PredictionRecord(_Base):
+    __tablename__ = "predictions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    kind: Mapped[str] = mapped_column(String(16))  # predict | triage
+    model_name: Mapped[str] = mapped_column(String(128))
+    model_version: Mapped[str] = mapped_column(String(64))
+    input_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    image_width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    image_height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    assessment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class Feedback(_Base):
+    __tablename__ = "feedback"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    diagnosis: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(String(2000), default="")
+    api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class AuditLog:
+    """SQLite (WAL) by default, any SQLAlchemy URL otherwise. Each write commits before returning."""
+
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn: Any, _: Any) -> None:
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=5000")
+                cur.close()
+        _Base.metadata.create_all(self.engine)
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def record(self, *, kind: str, model_name: str, model_version: str, assessment: dict[str, Any],
+               latency_ms: float, input_sha256: str | None = None, size: tuple[int, int] | None = None,
+               api_key_id: str | None = None) -> str:
+        pid = str(uuid.uuid4())
+        with self.session() as s, s.begin():
+            s.add(PredictionRecord(
+                id=pid, created=dt.datetime.now(dt.timezone.utc), kind=kind, model_name=model_name,
+                model_version=model_version, input_sha256=input_sha256,
+                image_width=size[0] if size else None, image_height=size[1] if size else None,
+                assessment=json.loads(json.dumps(assessment)), latency_ms=latency_ms, api_key_id=api_key_id,
+            ))
+        return pid
+
+    def add_feedback(self, prediction_id: str, diagnosis: str, note: str, api_key_id: str | None) -> int | None:
+        with self.session() as s, s.begin():
+            if s.get(PredictionRecord, prediction_id) is None:
+                return None
+            fb = Feedback(prediction_id=prediction_id, created=dt.datetime.now(dt.timezone.utc), diagnosis=diagnosis,
+                          note=note, api_key_id=api_key_id)
+            s.add(fb)
+            s.flush()
+            return fb.id
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        with self.session() as s:
+            return s.get(PredictionRecord, prediction_id)
+
+    def ids(self) -> set[str]:
+        with self.session() as s:
+            return set(s.scalars(select(PredictionRecord.id)))
+
+    def count(self) -> int:
+        return len(self.ids())
+
+
+def new_session(log: AuditLog) -> Session:
+    return log.session()

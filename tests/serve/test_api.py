@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from carelens.serve import ServeSettings, create_app
+
+
+def _client(models: Path, tmp: Path, symptoms: Path | None = None, **kw: object) -> TestClient:
+    s = ServeSettings(models_dir=models, symptoms_dir=symptoms, database_url=f"sqlite:///{tmp / 'audit.db'}", **kw)
+    return TestClient(create_app(s))
+
+
+@pytest.fixture()
+def client(models_copy: Path, serve_dirs: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
+    with _client(models_copy, tmp_path, serve_dirs["symptoms"], max_upload_bytes=200_000, max_pixels=1_000_000) as c:
+        yield c
+
+
+def test_every_endpoint(client: TestClient, xray_png: bytes) -> None:
+    assert client.get("/health").json() == {"status": "alive"}
+    r = client.get("/ready")
+    assert r.status_code == 200 and r.json()["models"] == {"chest": "1"} and r.json()["symptoms"]
+    models = client.get("/v1/models").json()
+    assert models[0]["name"] == "chest" and [c["id"] for c in models[0]["classes"]] == ["normal", "pneumonia"]
+    r = client.post("/v1/models/chest/predict?heatmap=true", files={"file": ("x.png", xray_png, "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["assessment"]["model"] == {"name": "chest", "version": "1"} and body["heatmap_png"]
+    assert abs(sum(t["probability"] for t in body["assessment"]["top"]) - 1) < 1e-3
+    pid = body["id"]
+    fb = client.post("/v1/feedback", json={"prediction_id": pid, "diagnosis": "pneumonia"})
+    assert fb.status_code == 200 and fb.json()["prediction_id"] == pid
+    r = client.post("/v1/triage", data={"text": "high fever, cough and chest pain, no rash"},
+                    files={"image": ("x.png", xray_png, "image/png")})
+    assert r.status_code == 200, r.text
+    t = r.json()
+    assert t["sources"]["image"] and t["sources"]["symptoms"] and "skin_rash" in t["symptoms"]["absent"]
+    r = client.post("/v1/triage", data={"text": "vomiting and diarrhoea"})
+    assert r.status_code == 200 and r.json()["sources"]["image"] is None
+    vocab = client.get("/v1/symptoms").json()
+    assert len(vocab) == 131 and {"id", "name", "group", "weight", "synonyms"} <= set(vocab[0])
+    assert client.post("/v1/admin/reload").json()["loaded"] == {"chest": "1"}
+    m = client.get("/metrics").text
+    assert "carelens_requests_total" in m and 'carelens_triage_total{level="' in m and "carelens_ood_rate" in m
+    assert client.get("/").text.startswith("<!doctype html>")
+    schema = client.get("/openapi.json").json()
+    assert "/v1/triage" in schema["paths"] and "/v1/models/{name}/predict" in schema["paths"]
+
+
+def _png(w: int, h: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((h, w, 3), np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _jpeg_truncated() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()[:300]
+
+
+BAD = [
+    ("not an image", "post", "/v1/models/chest/predict", {"files": {"file": ("a.jpg", b"hello, I am text", "image/jpeg")}}, 415),
+    ("truncated", "post", "/v1/models/chest/predict", {"files": {"file": ("a.jpg", _jpeg_truncated(), "image/jpeg")}}, 422),
+    ("zero bytes", "post", "/v1/models/chest/predict", {"files": {"file": ("a.png", b"", "image/png")}}, 400),
+    ("huge upload", "post", "/v1/models/chest/predict", {"files": {"file": ("a.png", b"\0" * 300_000, "image/png")}}, 413),
+    ("too many pixels", "post", "/v1/models/chest/predict", {"files": {"file": ("a.png", _png(2000, 1000), "image/png")}}, 413),
+    ("wrong field", "post", "/v1/models/chest/predict", {"files": {"photo": ("a.png", _png(8, 8), "image/png")}}, 422),
+    ("unknown model", "post", "/v1/models/brain/predict", {"files": {"file": ("a.png", _png(8, 8), "image/png")}}, 404),
+    ("no symptom recognised", "post", "/v1/triage", {"data": {"text": "the weather is lovely"}}, 422),
+    ("malformed facts JSON", "post", "/v1/triage", {"data": {"text": "fever", "facts": "{age: 5"}}, 422),
+    ("facts not an object", "post", "/v1/triage", {"data": {"text": "fever", "facts": "[1, 2]"}}, 422),
+    ("nothing to assess", "post", "/v1/triage", {"data": {}}, 422),
+    ("malformed feedback JSON", "post", "/v1/feedback", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422),
+    ("feedback missing field", "post", "/v1/feedback", {"json": {"prediction_id": "x"}}, 422),
+    ("unknown prediction", "post", "/v1/feedback", {"json": {"prediction_id": "nope", "diagnosis": "x"}}, 404),
+    ("unknown route", "get", "/v2/everything", {}, 404),
+]
+
+
+@pytest.mark.parametrize(("case", "method", "url", "kwargs", "status"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_gets_a_clear_4xx(client: TestClient, case: str, method: str, url: str, kwargs: dict, status: int) -> None:
+    r = getattr(client, method)(url, **kwargs)
+    assert r.status_code == status, (case, r.text)
+    body = r.json()
+    assert body["error"]["message"] and "Traceback" not in r.text
+
+
+def test_api_keys(models_copy: Path, tmp_path: Path, xray_png: bytes) -> None:
+    with _client(models_copy, tmp_path, api_keys="user-key,admin:admin-key") as c:
+        assert c.get("/health").status_code == 200  # liveness stays open
+        assert c.get("/v1/models").status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/v1/models", headers={"X-API-Key": "user-key"}).status_code == 200
+        r = c.post("/v1/models/chest/predict", headers={"Authorization": "Bearer user-key"},
+                   files={"file": ("x.png", xray_png, "image/png")})
+        assert r.status_code == 200
+        assert c.post("/v1/admin/reload", headers={"X-API-Key": "user-key"}).status_code == 403
+        assert c.post("/v1/admin/reload", headers={"X-API-Key": "admin-key"}).status_code == 200
+        rec = c.app.state.log.get(r.json()["id"])  # type: ignore[attr-defined]
+        assert rec is not None and rec.api_key_id and "user-key" not in json.dumps(rec.assessment)
+
+
+def test_audit_row_and_no_image_stored_by_default(client: TestClient, xray_png: bytes, tmp_path: Path) -> None:
+    r = client.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
+    rec = client.app.state.log.get(r.json()["id"])  # type: ignore[attr-defined]
+    assert rec.model_name == "chest" and rec.model_version == "1" and rec.image_width == 28
+    assert rec.assessment["triage"]["level"] == r.json()["assessment"]["triage"]["level"]
+    import hashlib
+
+    assert rec.input_sha256 == hashlib.sha256(xray_png).hexdigest()
+    assert not (tmp_path / "stored_images").exists()
+
+
+def test_not_ready_without_models(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with _client(tmp_path / "empty", tmp_path) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503 and "no bundles" in r.json()["error"]["message"]
