@@ -103,10 +103,6 @@ def chromium() -> str:
     return path
 
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
 @pytest.fixture(scope="session")
 def tiny_busi_run(busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Frozen EfficientNet-Lite0 features at 64px + a head on BUSI (3 classes), near-duplicates grouped."""

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from carelens.bundle._export import export_run
 from carelens.calibrate import calibrate_run
 from carelens.cli import app
-from conftest import CHROMIUM_ARGS
+from helpers import CHROMIUM_ARGS
 
 
 def _report(run: Path, data: str, tmp: Path, name: str) -> Path:

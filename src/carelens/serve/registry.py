@@ -18,6 +18,8 @@ from carelens.predict.schema import Assessment
 
 __all__ = ["MicroBatcher", "ModelRegistry"]
 
+_STOP = object()
+
 
 class MicroBatcher:
     """Requests that arrive within ``max_wait_ms`` of each other share one model call (up to ``max_batch``).
@@ -30,47 +32,74 @@ class MicroBatcher:
         self.pool = pool
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
-        self.queue: asyncio.Queue[tuple[np.ndarray, bool, asyncio.Future[Any]]] | None = None
+        self.queue: asyncio.Queue[Any] | None = None
         self.task: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.closed = False
 
     async def submit(self, image: np.ndarray, heatmap: bool) -> tuple[Assessment, np.ndarray | None]:
+        loop = asyncio.get_running_loop()
+        if self.closed:  # retired by a reload after this request picked its model: answer it alone
+            return (await loop.run_in_executor(self.pool, self.engine.assess, [image], heatmap))[0]
         if self.queue is None:
-            self.queue = asyncio.Queue()
+            self.queue, self.loop = asyncio.Queue(), loop
             self.task = asyncio.create_task(self._run())
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Any] = loop.create_future()
         await self.queue.put((image, heatmap, fut))
         return await fut  # type: ignore[no-any-return]
 
     async def _run(self) -> None:
         assert self.queue is not None  # noqa: S101
         loop = asyncio.get_running_loop()
-        while True:
-            items = [await self.queue.get()]
+        stopping = False
+        while not stopping:
+            first = await self.queue.get()
+            items = [] if first is _STOP else [first]
+            stopping = first is _STOP
             deadline = loop.time() + self.max_wait
-            while len(items) < self.max_batch:
+            while len(items) < self.max_batch and not stopping:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    items.append(await asyncio.wait_for(self.queue.get(), timeout))
+                    nxt = await asyncio.wait_for(self.queue.get(), timeout)
                 except asyncio.TimeoutError:
                     break
-            images = [i[0] for i in items]
-            heat = any(i[1] for i in items)
-            try:
-                results = await loop.run_in_executor(self.pool, self.engine.assess, images, heat)
-            except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
-                for _, _, fut in items:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
-            for (_, _, fut), res in zip(items, results, strict=True):
+                if nxt is _STOP:
+                    stopping = True
+                else:
+                    items.append(nxt)
+            if stopping:  # drain: everything queued before the stop is still answered
+                while not self.queue.empty():
+                    nxt = self.queue.get_nowait()
+                    if nxt is not _STOP:
+                        items.append(nxt)
+            if items:
+                await self._answer(loop, items)
+
+    async def _answer(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
+        for k in range(0, len(items), self.max_batch):
+            await self._answer_batch(loop, items[k : k + self.max_batch])
+
+    async def _answer_batch(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
+        images = [i[0] for i in items]
+        heat = any(i[1] for i in items)
+        try:
+            results = await loop.run_in_executor(self.pool, self.engine.assess, images, heat)
+        except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
+            for _, _, fut in items:
                 if not fut.done():
-                    fut.set_result(res)
+                    fut.set_exception(exc)
+            return
+        for (_, _, fut), res in zip(items, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
 
     def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        """Retire gracefully (callable from any thread): queued requests are answered, then the worker ends."""
+        self.closed = True
+        if self.queue is not None and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, _STOP)
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""The service as a real process: acknowledged predictions survive a kill, reload under load loses
+no request, and the web page works end to end in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from carelens.serve.storage import AuditLog
+from helpers import CHROMIUM_ARGS
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, models: Path, db: Path, symptoms: Path | None = None) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{db}"}
+        if symptoms:
+            env["CARELENS_SYMPTOMS_DIR"] = str(symptoms)
+        self.proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(self.port)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "server died")
+            time.sleep(0.3)
+        self.kill()
+        raise RuntimeError("server did not become ready")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def test_acknowledged_predictions_survive_a_kill(models_copy: Path, tmp_path: Path, xray_png: bytes) -> None:
+    db = tmp_path / "audit.db"
+    srv = Server(models_copy, db)
+    ids = []
+    try:
+        with httpx.Client(base_url=srv.url, timeout=30) as c:
+            for _ in range(20):
+                r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
+                assert r.status_code == 200
+                ids.append(r.json()["id"])
+    finally:
+        srv.kill()  # no clean shutdown: only what was committed before each response counts
+    assert set(ids) <= AuditLog(f"sqlite:///{db}").ids()
+
+
+def test_hot_reload_under_load_fails_no_request(models_copy: Path, tmp_path: Path, xray_png: bytes) -> None:
+    srv = Server(models_copy, tmp_path / "audit.db")
+    statuses: list[int] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def client() -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            while not stop.is_set():
+                r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    versions.add(r.json()["assessment"]["model"]["version"])
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        # a new version of the bundle replaces the old one on disk, then the admin reloads
+        new = tmp_path / "chest_v2"
+        shutil.copytree(models_copy / "chest", new)
+        doc = json.loads((new / "bundle.json").read_text())
+        doc["version"] = "2"
+        from carelens.bundle import BundleSpec
+
+        BundleSpec.model_validate(doc).write(new)  # re-sealed, as `carelens export` would
+        shutil.rmtree(models_copy / "chest")
+        shutil.move(str(new), models_copy / "chest")
+        r = httpx.post(srv.url + "/v1/admin/reload", timeout=60)
+        assert r.json()["loaded"] == {"chest": "2"}
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        srv.kill()
+    assert len(statuses) > 20
+    assert set(statuses) == {200}
+    assert versions == {"1", "2"}
+
+
+def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    (tmp_path / "x.png").write_bytes(xray_png)
+    srv = Server(serve_dirs["models"], tmp_path / "audit.db", serve_dirs["symptoms"])
+    errors: list[str] = []
+    external: list[str] = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda r: external.append(r.url) if not r.url.startswith((srv.url, "data:")) else None)
+            page.goto(srv.url + "/")
+            page.wait_for_selector("#model option", state="attached")
+            page.set_input_files("#image", str(tmp_path / "x.png"))
+            page.fill("#text", "cough and high fever, no rash")
+            page.click("#submit")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            banner = page.inner_text("#banner")
+            bars = page.locator("#top .bar").count()
+            heat_visible = page.is_visible("#heatmap")
+            disclaimer = page.inner_text("#disclaimer")
+            page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+            browser.close()
+    finally:
+        srv.kill()
+    assert any(level in banner for level in ("SELF CARE", "CONSULTATION", "EMERGENCY"))
+    assert bars == 2 and heat_visible and disclaimer.startswith("Not a diagnosis")
+    assert errors == [] and external == []
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    shutil.copy(tmp_path / "page.png", serve_dirs["root"] / "page.png")
