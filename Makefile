@@ -23,8 +23,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(VENV)/bin/carelens audit ham10000 --out demo/audit.json
-	$(VENV)/bin/carelens split ham10000 --out demo/splits.json
+	CARELENS_DATABASE_URL=sqlite:///demo/audit_log.db bash scripts/demo.sh
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -16,7 +16,8 @@ RESULTS = BENCH / "results"
 OUT = BENCH / "out"
 
 
-LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "mean_set_size", "errors", "brier", "nll"}
+LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
+                   "model_vs_bare_ratio"}
 
 
 def machine() -> dict[str, Any]:

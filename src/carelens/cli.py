@@ -202,7 +202,7 @@ def calibrate(
     alpha: Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")] = 0.1,
     score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
     class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
-    ood_method: Annotated[str, typer.Option(help="mahalanobis or knn.")] = "mahalanobis",
+    ood_method: Annotated[str, typer.Option(help="combined (default), mahalanobis or knn.")] = "combined",
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split."""
     from carelens.calibrate import calibrate_run

@@ -60,7 +60,7 @@ def critical_miss_rate(proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray,
 
 
 def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", class_conditional: bool = True,
-                  ood_method: str = "mahalanobis", pass_rate: float = 0.95) -> Calibration:
+                  ood_method: str = "combined", pass_rate: float = 0.95) -> Calibration:
     """Fit on the run's validation split; report on its test split; write calibration.json and ood.npz."""
     run = Path(run)
     cfg, a = _load_run(run)

@@ -1,0 +1,114 @@
+"""Load benchmark of the service (issue 8), case `load`: python bench/load.py [--clients 32] [--seconds 30]
+
+Starts `carelens serve` on loopback with the 224px bundle of bench/inference.py, then N concurrent
+clients post HAM10000 images for a bounded time. Reports throughput, p50/p99 latency, errors and the
+server's resident memory before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT, write_result  # noqa: E402
+
+from carelens.data import open_dataset  # noqa: E402
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def _client(url: str, images: list[bytes], stop: float, lat: list[float], errors: list[str], k: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        i = k
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            try:
+                r = await c.post("/v1/models/derma224/predict", files={"file": ("x.jpg", images[i % len(images)], "image/jpeg")})
+                if r.status_code != 200:
+                    errors.append(str(r.status_code))
+                else:
+                    lat.append((time.perf_counter() - t) * 1000)
+            except httpx.HTTPError as exc:
+                errors.append(type(exc).__name__)
+            i += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=30)
+    args = ap.parse_args()
+    bundle = OUT / "inference" / "bundle"
+    if not (bundle / "bundle.json").is_file():
+        raise SystemExit("run bench/inference.py first (it builds the 224px bundle)")
+    tmp = Path(tempfile.mkdtemp())
+    shutil.copytree(bundle, tmp / "models" / "derma224")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db"}
+    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        ds = open_dataset("ham10000")
+        idx = np.random.default_rng(0).choice(len(ds), 200, replace=False)
+        images = [Path(ds[int(i)].path).read_bytes() for i in idx]  # type: ignore[arg-type]
+        # warm up, then measure
+        lat: list[float] = []
+        errors: list[str] = []
+        asyncio.run(_gather(url, images, 3.0, lat, errors, 4))
+        rss_before = _rss_mb(proc.pid)
+        lat, errors = [], []
+        t0 = time.perf_counter()
+        asyncio.run(_gather(url, images, args.seconds, lat, errors, args.clients))
+        wall = time.perf_counter() - t0
+        rss_after = _rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    metrics = {
+        "requests_per_s": round(len(lat) / wall, 1), "latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "latency_p99_ms": round(float(np.percentile(lat, 99)), 1), "errors": len(errors),
+        "requests": len(lat), "clients": args.clients, "server_rss_before_mb": round(rss_before, 1),
+        "server_rss_after_mb": round(rss_after, 1), "rss_growth": round(rss_after / rss_before - 1, 4),
+    }
+    print(write_result("load", "ham10000", wall, metrics,
+                       {"requests_per_s": 100, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10},
+                       notes="224px EfficientNet-Lite0 bundle; clients and server share the same 2 cores; every "
+                             "request is written to the SQLite audit log before its response"))
+
+
+async def _gather(url: str, images: list[bytes], seconds: float, lat: list[float], errors: list[str], n: int) -> None:
+    stop = time.perf_counter() + seconds
+    await asyncio.gather(*(_client(url, images, stop, lat, errors, k) for k in range(n)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Regenerate bench/README.md from bench/results/*.json: python bench/table.py"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHOW = ["balanced_accuracy", "accuracy", "macro_auc", "medmnist_acc", "ece_before", "ece", "coverage",
+        "min_class_coverage", "mean_set_size", "critical_miss_rate", "ood_auroc_far", "ood_auroc_near",
+        "ood_pass_rate", "top3_accuracy", "balanced_accuracy_gain", "latency_p50_ms", "latency_p99_ms",
+        "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",
+        "requests_per_s", "errors", "rss_growth", "wall_s"]
+
+
+def fmt(v: object) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def main() -> None:
+    rows = []
+    for p in sorted((HERE / "results").glob("*.json")):
+        d = json.loads(p.read_text())
+        m = d["metrics"]
+        figs = []
+        for k in SHOW:
+            if k in m and m[k] is not None:
+                t = d["targets"].get(k)
+                mark = "" if t is None else (" ✓" if d["met"].get(k) else f" ✗ (target {t})")
+                figs.append(f"{k} {fmt(m[k])}{mark}")
+        recall = m.get("per_class_recall")
+        if isinstance(recall, dict):
+            figs.append("recall " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
+        rows.append(f"| `{d['case']}` | {'; '.join(figs)} | `{d['command']}` | {d['date'][:16]} |")
+    text = ("# Benchmarks\n\nMeasured on the 2-core development machine (no GPU). Each row is one file in "
+            "`results/`; ✓/✗ compare with the issue's target. Timings taken while other benchmarks or tests shared "
+            "the two cores are noted in each file's `notes`; ratios are measured within one run.\n\n"
+            "| case | figures (test split unless noted) | command | date |\n|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    (HERE / "README.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
