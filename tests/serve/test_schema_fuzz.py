@@ -40,7 +40,7 @@ def test_schema_lists_every_operation(fuzz_client: TestClient) -> None:
             "/v1/symptoms", "/v1/feedback", "/v1/admin/reload"} <= set(paths)
 
 
-FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 
 
 @FUZZ
