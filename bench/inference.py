@@ -93,7 +93,8 @@ def main() -> None:
         from carelens.predict.engine import Engine
         e = Engine(load_bundle({str(bundle_dir)!r}))
         n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
-        print(json.dumps({{"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+        print(json.dumps({{"rss_mb": hwm / 1024,
                           "torch": "torch" in sys.modules, "n": n}}))
     """)
     import os

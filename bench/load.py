@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result  # noqa: E402
+from _common import OUT, write_result
 
-from carelens.data import open_dataset  # noqa: E402
+from carelens.data import open_dataset
 
 
 def _rss_mb(pid: int) -> float:

@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT  # noqa: E402
+from _common import OUT
 
-from carelens.cli import app  # noqa: E402
+from carelens.cli import app
 
 DATA = {"ham10000": "ham10000", "busi_binary": "busi_binary", "busi_3class": "busi", "pneumoniamnist": "pneumoniamnist"}
 OTHER = {"ham10000": "busi", "busi_binary": "ham10000", "busi_3class": "ham10000", "pneumoniamnist": "ham10000"}

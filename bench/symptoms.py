@@ -17,12 +17,12 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result  # noqa: E402
+from _common import OUT, write_result
 
-from carelens.calibrate import TemperatureScaler, expected_calibration_error  # noqa: E402
-from carelens.data import open_dataset  # noqa: E402
-from carelens.settings import data_root  # noqa: E402
-from carelens.symptoms import (  # noqa: E402
+from carelens.calibrate import TemperatureScaler, expected_calibration_error
+from carelens.data import open_dataset
+from carelens.settings import data_root
+from carelens.symptoms import (
     HEART,
     HORSE_COLIC,
     LinearModel,
@@ -41,7 +41,7 @@ def symptoms() -> None:
     t0 = time.perf_counter()
     root = data_root() / "symptom_disease_kaggle41"
     t = load_kaggle_table(root)
-    tr, va, te = split_patterns(t.y)
+    tr, va, _ = split_patterns(t.y)
     xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, 0)
     xtr, ytr = np.r_[xtr, t.X[tr]], np.r_[ytr, t.y[tr]]
     xva, yva = partial_reports(t.X[va], t.y[va], (2, 4), 20, 1)
@@ -124,7 +124,7 @@ def fusion_ham10000() -> None:
     splits = json.loads((run / "splits.json").read_text())["assignment"]
     class_ids = json.loads((run / "config.json").read_text())["class_ids"]
     train_ids = [i for i, s in splits.items() if s == "train"]
-    facts = lambda ids: [dict(by_id[i].facts) for i in ids]  # noqa: E731
+    facts = lambda ids: [dict(by_id[i].facts) for i in ids]
     ytr = np.asarray([class_ids.index(by_id[i].label) for i in train_ids])
     meta = TabularModel(["age"], ["sex", "localization"], C=1.0, class_weight="balanced")
     meta.fit(facts(train_ids), ytr, len(class_ids))

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import CHROMIUM_ARGS
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from typer.testing import CliRunner
 
 from carelens.bundle._export import export_run
 from carelens.calibrate import calibrate_run
 from carelens.cli import app
-from helpers import CHROMIUM_ARGS
 
 
 def _report(run: Path, data: str, tmp: Path, name: str) -> Path:

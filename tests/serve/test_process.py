@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import CHROMIUM_ARGS
 
 from carelens.serve.storage import AuditLog
-from helpers import CHROMIUM_ARGS
 
 
 def _free_port() -> int:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from phrases import PHRASES
 
 from carelens.errors import ConfigError, DataError
 from carelens.symptoms import (
@@ -17,7 +18,6 @@ from carelens.symptoms import (
     load_kaggle_table,
     load_kaggle_vocabulary,
 )
-from phrases import PHRASES
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_symptom_bundle_partial_reports_and_assessment(kaggle: Path, tmp_path: P
     m = build_symptom_bundle(kaggle, tmp_path / "sym")
     assert m["top3_accuracy_3_reported"] >= 0.95
     b = SymptomBundle.load(tmp_path / "sym", encoder=None)
-    a, parsed = b.assess("crushing chest pain, sweating, short of breath")
+    a, _ = b.assess("crushing chest pain, sweating, short of breath")
     assert a.top[0].id == "heart_attack" and a.triage.level == "emergency_ambulance"
     assert abs(sum(t.probability for t in a.top) - 1) < 0.05
     with pytest.raises(DataError, match="no symptom was recognised"):

@@ -24,6 +24,18 @@ from carelens.predict.decision import DecisionPolicy, decide
 from carelens.predict.schema import Assessment, ModelRef
 from carelens.preprocess import preprocess
 
+_BLAS: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """A context limiting BLAS to one thread (threadpoolctl; the library scan happens once)."""
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
+
 __all__ = ["Engine", "Inference", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
 
 
@@ -71,11 +83,12 @@ class Engine:
         b = self.bundle
         batch = np.stack([preprocess(img, b.preprocess) for img in images])
         logits, feats, fmap = b.run(batch)
-        proba = softmax(logits, b.temperature.temperature_)
+        with _one_blas_thread():  # small matrix-vector work: BLAS threads would only fight ONNX Runtime's
+            proba = softmax(logits, b.temperature.temperature_)
+            ood = b.ood.score(feats, logits)  # once; p-value and verdict derive from it
         return Inference(
             logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.conformal.predict_set(proba),
-            ood_raw=b.ood.score(feats, logits), ood_p=b.ood.p_value(feats, logits),
-            in_distribution=b.ood.is_in_distribution(feats, logits),
+            ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
 
     def decide(self, inf: Inference, n: int) -> Assessment:

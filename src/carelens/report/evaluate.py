@@ -80,7 +80,7 @@ def metrics_from_predictions(a: dict[str, np.ndarray], class_ids: list[str], cri
     cov = coverage_report(a["in_set"].astype(bool), y, class_ids)
     crit_rows = np.isin(y, critical)
     bar = triage_rank("consultation_24")
-    rc_cov, rc_acc = risk_coverage(a["proba"].max(1), (a["proba"].argmax(1) == y).astype(float))
+    _, rc_acc = risk_coverage(a["proba"].max(1), (a["proba"].argmax(1) == y).astype(float))
     return {
         **{k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc", "macro_f1", "weighted_f1",
                              "per_class", "per_class_recall", "confusion_matrix", "worst_classes",
@@ -180,7 +180,7 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     metrics.update(
         model={"name": bundle.name, "version": bundle.version}, dataset=ds.name, split=split,
         data_fingerprint=ds.fingerprint(), bundle_data_fingerprint=bundle.spec.data_fingerprint,
-        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        date=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         anchors=bundle.labels.reference.get("anchors", {}),
     )
     return Evaluation(bundle, ds, split, ids, arrays, metrics, assessments, edges,

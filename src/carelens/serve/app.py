@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
-
 from typing import Annotated, Any
 
 import numpy as np
@@ -166,7 +165,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {', '.join(registry.models) or 'none'}")
         try:
             a, heat = await asyncio.wait_for(entry.batcher.submit(img, heatmap), cfg.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApiError(503, "timeout", f"the model did not answer within {cfg.request_timeout_s:.0f} s") from None
         png = base64.b64encode(overlay_heatmap(img, heat)).decode() if heatmap and heat is not None else None
         metrics.observe_assessment(name, a.top[0].id, a.triage.level, a.in_distribution)

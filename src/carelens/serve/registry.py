@@ -49,7 +49,7 @@ class MicroBatcher:
         return await fut  # type: ignore[no-any-return]
 
     async def _run(self) -> None:
-        assert self.queue is not None  # noqa: S101
+        assert self.queue is not None
         loop = asyncio.get_running_loop()
         stopping = False
         while not stopping:
@@ -63,7 +63,7 @@ class MicroBatcher:
                     break
                 try:
                     nxt = await asyncio.wait_for(self.queue.get(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if nxt is _STOP:
                     stopping = True

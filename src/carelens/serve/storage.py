@@ -65,7 +65,7 @@ class AuditLog:
         pid = str(uuid.uuid4())
         with self.session() as s, s.begin():
             s.add(PredictionRecord(
-                id=pid, created=dt.datetime.now(dt.timezone.utc), kind=kind, model_name=model_name,
+                id=pid, created=dt.datetime.now(dt.UTC), kind=kind, model_name=model_name,
                 model_version=model_version, input_sha256=input_sha256,
                 image_width=size[0] if size else None, image_height=size[1] if size else None,
                 assessment=json.loads(json.dumps(assessment)), latency_ms=latency_ms, api_key_id=api_key_id,
@@ -76,7 +76,7 @@ class AuditLog:
         with self.session() as s, s.begin():
             if s.get(PredictionRecord, prediction_id) is None:
                 return None
-            fb = Feedback(prediction_id=prediction_id, created=dt.datetime.now(dt.timezone.utc), diagnosis=diagnosis,
+            fb = Feedback(prediction_id=prediction_id, created=dt.datetime.now(dt.UTC), diagnosis=diagnosis,
                           note=note, api_key_id=api_key_id)
             s.add(fb)
             s.flush()

@@ -49,7 +49,7 @@ def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float =
         ll = float(-np.log(np.clip(p[np.arange(len(yva)), yva], 1e-12, None)).mean())
         if best is None or ll < best[0]:
             best = (ll, m)
-    assert best is not None  # noqa: S101 - loop above always runs
+    assert best is not None
     model = best[1]
     ts = TemperatureScaler().fit(model.decision_function(xva), yva)
     cp = ConformalClassifier(alpha, "lac", class_conditional=False).fit(ts.predict_proba(model.decision_function(xva)), yva)
@@ -61,7 +61,7 @@ def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float =
                "patterns": {"train": len(tr), "val": len(va), "test": len(te)}}
     doc = {
         "format": FORMAT, "name": "symptoms_kaggle41",
-        "version": dt.datetime.now(dt.timezone.utc).strftime("%Y.%m.%d-%H%M%S"),
+        "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
         "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
     }

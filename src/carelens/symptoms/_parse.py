@@ -20,11 +20,11 @@ __all__ = ["DEFAULT_THRESHOLD", "ParsedSymptoms", "SymptomParser"]
 DEFAULT_THRESHOLD = 0.62
 _NEGATION = re.compile(
     r"^(?:no|not|never|without|denies|denied|deny|hasn't|hasnt|hasn't had|doesn't have|does not have|"
-    r"isn't|is not|no sign of|negative for|free of|nor|won't|can't|refuses)\b\s*", re.I)
-_SPLIT = re.compile(r"[.;,!?\n]+|\s+\b(?:and|but|also|plus|with|then|or|nor)\b\s+", re.I)
+    r"isn't|is not|no sign of|negative for|free of|nor|won't|can't|refuses)\b\s*", re.IGNORECASE)
+_SPLIT = re.compile(r"[.;,!?\n]+|\s+\b(?:and|but|also|plus|with|then|or|nor)\b\s+", re.IGNORECASE)
 _FILLER = re.compile(r"^(?:he|she|it|they|i|we|my \w+|the \w+|our \w+|has|have|had|is|are|was|were|keeps|"
                      r"been|a|an|some|any|bit of|little|lot of|lots of|very|really|also|now|since|today|"
-                     r"yesterday|seems|seem|to|be|feels?|feeling|got|getting)\s+", re.I)
+                     r"yesterday|seems|seem|to|be|feels?|feeling|got|getting)\s+", re.IGNORECASE)
 
 
 class Encoder(Protocol):
@@ -60,7 +60,7 @@ class SymptomParser:
 
     def _phrase_embeddings(self) -> np.ndarray:
         if self._emb is None:
-            assert self.encoder is not None  # noqa: S101 - internal invariant, checked by caller
+            assert self.encoder is not None
             self._emb = self.encoder.encode([p for p, _ in self._phrases])
         return self._emb
 

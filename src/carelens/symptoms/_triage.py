@@ -52,7 +52,7 @@ def triage(*, image: Assessment | None = None, text: str | None = None,
         combined = combine_assessments(image, sym_a, parsed, symptoms)
     else:
         combined = image or sym_a
-    assert combined is not None  # noqa: S101 - one of the two exists, checked above
+    assert combined is not None
     return {
         "assessment": combined.model_dump(mode="json"),
         "sources": {"image": image.model_dump(mode="json") if image else None,
