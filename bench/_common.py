@@ -20,6 +20,16 @@ LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "mean_set_size", "errors"
                    "model_vs_bare_ratio"}
 
 
+def lower_is_better(metric: str) -> bool:
+    return metric in LOWER_IS_BETTER or metric == "wall_s" or metric.endswith(("_ms", "_mb"))
+
+
+def judge(metrics: dict[str, Any], targets: dict[str, float]) -> dict[str, bool]:
+    """Which targets were met (lower-is-better metrics: times, memory, error rates)."""
+    return {k: bool(metrics[k] <= t) if lower_is_better(k) else bool(metrics[k] >= t)
+            for k, t in targets.items() if metrics.get(k) is not None}
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -38,12 +48,7 @@ def peak_rss_mb() -> float:
 
 def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any], targets: dict[str, float],
                  baseline: dict[str, Any] | None = None, split: str = "test", notes: str = "") -> Path:
-    met = {}
-    for k, t in targets.items():
-        v = metrics.get(k)
-        if v is None:
-            continue
-        met[k] = bool(v <= t) if k in LOWER_IS_BETTER or k.endswith(("_s", "_ms", "_mb")) else bool(v >= t)
+    met = judge(metrics, targets)
     doc = {
         "case": case, "dataset": dataset, "split": split,
         "command": "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
