@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import judge  # noqa: E402
+from _common import judge
 
 HERE = Path(__file__).resolve().parent
 SHOW = ["balanced_accuracy", "accuracy", "macro_auc", "medmnist_acc", "ece_before", "ece", "coverage",
