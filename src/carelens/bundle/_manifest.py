@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from carelens._hashing import file_digest
+
 __all__ = ["FORMAT_VERSION", "BundleSpec", "SelfTest", "canonical_digest", "sha256_file"]
 
 FORMAT_VERSION = 1
@@ -66,8 +68,4 @@ def canonical_digest(obj: Any) -> str:
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
