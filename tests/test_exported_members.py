@@ -11,7 +11,7 @@ EXPECTED = {
     "carelens.data": {
         "HAM10000_FORMAT", "IMAGE_SUFFIXES", "MEDMNIST", "SPLIT_NAMES", "AuditReport", "ClassAudit", "Dataset",
         "Example", "ManifestFormat", "ScanResult", "Splits", "UnreadableImageWarning", "audit_dataset",
-        "decode_image", "fetch_medmnist", "groups_from_pairs", "load_splits", "make_splits", "md5sum",
+        "decode_image", "fetch_medmnist", "groups_from_pairs", "load_run_splits", "load_splits", "make_splits", "md5sum",
         "near_duplicate_pairs", "open_dataset", "read_folder", "read_image", "read_manifest", "read_medmnist",
         "scan_dataset", "split_dataset", "to_rgb_array", "verify_md5",
     },

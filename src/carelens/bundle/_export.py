@@ -18,7 +18,7 @@ from carelens import __version__
 from carelens.bundle._load import load_bundle, selftest_input
 from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, SelfTest, canonical_digest, sha256_file
 from carelens.calibrate import load_calibration
-from carelens.data import load_splits, open_dataset
+from carelens.data import load_run_splits, open_dataset
 from carelens.errors import BundleError, DataError
 from carelens.labels import LabelSpec
 from carelens.preprocess import preprocess
@@ -55,10 +55,7 @@ def _parity_images(cfg: dict[str, Any], run: Path, n: int = 16) -> list[np.ndarr
     source = cfg["dataset"].get("source")
     spec = LabelSpec.model_validate(cfg["spec"]) if cfg.get("spec") else None
     try:
-        full = open_dataset(source, spec)
-        assigned = set(json.loads((run / "splits.json").read_text())["assignment"])
-        ds = full.subset([i for i, e in enumerate(full) if e.id in assigned])  # runs may use a subset
-        splits = load_splits(run / "splits.json", ds)
+        ds, splits = load_run_splits(run / "splits.json", open_dataset(source, spec))
     except (DataError, TypeError) as exc:
         raise BundleError(f"the run's data ({source}) is needed to verify the export: {exc}") from None
     idx = sorted(splits.indices(ds, "val"), key=lambda i: ds[i].id)[:n]

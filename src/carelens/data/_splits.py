@@ -19,7 +19,7 @@ import numpy as np
 from carelens.data._dataset import Dataset
 from carelens.errors import ConfigError, DataError
 
-__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_splits", "make_splits", "split_dataset"]
+__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_run_splits", "load_splits", "make_splits", "split_dataset"]
 
 SPLIT_NAMES = ("train", "val", "test")
 FORMAT_VERSION = 1
@@ -98,6 +98,13 @@ def load_splits(path: str | Path, ds: Dataset | None = None) -> Splits:
                 "Re-run `carelens split` so no example moves between splits unnoticed."
             )
     return splits
+
+
+def load_run_splits(path: str | Path, ds: Dataset) -> tuple[Dataset, Splits]:
+    """A run's split file with the part of ``ds`` it covers (a run may train on a subset), checked."""
+    assigned = set(json.loads(Path(path).read_text(encoding="utf-8"))["assignment"])
+    sub = ds.subset([i for i, e in enumerate(ds) if e.id in assigned])
+    return sub, load_splits(path, sub)
 
 
 def groups_from_pairs(n: int, pairs: Sequence[tuple[int, int]], base: Sequence[str | None] | None = None) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from PIL import Image, ImageFilter
 from carelens.bundle import Bundle
 from carelens.bundle._manifest import canonical_digest
 from carelens.calibrate import calibration_report, coverage_report
-from carelens.data import Dataset, Splits, load_splits, split_dataset
+from carelens.data import Dataset, Splits, load_run_splits, split_dataset
 from carelens.errors import DataError
 from carelens.labels import triage_rank
 from carelens.predict.engine import Engine
@@ -58,9 +57,7 @@ class Evaluation:
 def resolve_splits(bundle: Bundle, ds: Dataset, splits_file: Path | None) -> tuple[Dataset, Splits]:
     """The exact split the model was trained with: from a file, or re-made and checked by digest."""
     if splits_file is not None:
-        assigned = set(json.loads(splits_file.read_text())["assignment"])
-        sub = ds.subset([i for i, e in enumerate(ds) if e.id in assigned])
-        return sub, load_splits(splits_file, sub)
+        return load_run_splits(splits_file, ds)
     info = bundle.spec.split
     s = split_dataset(ds, tuple(info.get("fractions", (0.7, 0.1, 0.2))), int(info.get("seed", 0)))  # type: ignore[arg-type]
     if info and canonical_digest(s.assignment) != info.get("assignment_sha256"):

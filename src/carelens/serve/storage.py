@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, create_engine, event, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-__all__ = ["AuditLog", "Feedback", "PredictionRecord", "new_session"]
+__all__ = ["AuditLog", "Feedback", "PredictionRecord"]
 
 
 class _Base(DeclarativeBase):
@@ -90,9 +90,4 @@ class AuditLog:
         with self.session() as s:
             return set(s.scalars(select(PredictionRecord.id)))
 
-    def count(self) -> int:
-        return len(self.ids())
 
-
-def new_session(log: AuditLog) -> Session:
-    return log.session()

@@ -55,7 +55,7 @@ class SymptomParser:
         phrases = vocabulary.phrases()
         # longest phrases first, so "high fever" wins over "fever"
         self._phrases = sorted(((p.lower(), sid) for p, sid in phrases), key=lambda t: -len(t[0]))
-        self._patterns = [(re.compile(rf"\b{re.escape(p)}\b"), sid) for p, sid in self._phrases]
+        self._patterns = [(p, re.compile(rf"\b{re.escape(p)}\b"), sid) for p, sid in self._phrases]
         self._emb: np.ndarray | None = None
 
     def _phrase_embeddings(self) -> np.ndarray:
@@ -106,7 +106,7 @@ class SymptomParser:
     def _exact(self, text: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         taken = text
-        for (phrase, _), (pat, sid) in zip(self._phrases, self._patterns, strict=True):
+        for phrase, pat, sid in self._patterns:
             if pat.search(taken):
                 found.append((sid, phrase))
                 taken = pat.sub(" ", taken)  # a word is used by one phrase only

@@ -195,6 +195,7 @@ def train(
     history: list[dict[str, Any]] = []
     best = -math.inf
     state: dict[str, Any] = {"phase": "head", "epoch": 0}
+    ck: dict[str, Any] = {}  # the checkpoint resumed from, read once
 
     if resume:
         ck = torch.load(run / "last.pt", map_location=dev, weights_only=False)
@@ -263,14 +264,12 @@ def train(
             if config.schedule == "cosine"
             else torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=1)
         )
-        if resume and "opt" in (ck := torch.load(run / "last.pt", map_location=dev, weights_only=False)):
+        if "opt" in ck:  # resumed inside phase 2
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
-        stale = sum(1 for _ in range(0))
-        if history:
-            ft = [h for h in history if h["phase"] == "finetune"]
-            stale = 0
-            for h in ft:
+        stale = 0  # fine-tune epochs since the last improvement, carried over a resume
+        for h in history:
+            if h["phase"] == "finetune":
                 stale = 0 if h.get("improved") else stale + 1
         for ep in range(state["epoch"], config.finetune_epochs):
             if stale >= config.patience > 0:
