@@ -17,8 +17,10 @@ from rich.progress import (
 
 __all__ = ["console", "err_console", "progress_bar"]
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: messages and paths are never broken by hard newlines when output goes to a pipe or log
+# (tables still fit the terminal width)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager

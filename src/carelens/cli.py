@@ -355,7 +355,7 @@ def triage_cmd(
 
         image_a = Engine(load_bundle(bundle)).assess([read_image(image)])[0][0]
     sym = SymptomBundle.load(symptoms) if symptoms is not None else None
-    console.print_json(json.dumps(triage(image=image_a, text=text, symptoms=sym)))
+    typer.echo(json.dumps(triage(image=image_a, text=text, symptoms=sym), indent=2))
 
 
 @app.command()
@@ -410,9 +410,10 @@ def fetch(
     official = MEDMNIST[name].md5[size]
     ds = read_medmnist(path, name)
     counts = {s: sum(1 for e in ds if e.split == s) for s in ("train", "val", "test")}
-    console.print(json.dumps({"path": str(path), "md5": digest, "official_md5": digest == official, "counts": counts}))
+    # machine-readable result on stdout, unwrapped whatever the terminal width; the warning on stderr
+    typer.echo(json.dumps({"path": str(path), "md5": digest, "official_md5": digest == official, "counts": counts}))
     if digest != official:
-        console.print(f"[yellow]! {path.name} is a local copy whose MD5 is not the official one ({official}).[/yellow]")
+        err_console.print(f"[yellow]! {path.name} is a local copy whose MD5 is not the official one ({official}).[/yellow]")
 
 
 def main() -> None:

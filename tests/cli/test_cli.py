@@ -42,4 +42,5 @@ def test_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
 def test_fetch_offline_from_local_folder(data_dir: Path) -> None:
     res = runner.invoke(app, ["data", "fetch", "medmnist", "pneumoniamnist", "--data-dir", str(data_dir), "--offline"])
     assert res.exit_code == 0, res.output
-    assert '"train": 4708' in res.output and '"official_md5": false' in res.output
+    result = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("{")))
+    assert result["counts"]["train"] == 4708 and result["official_md5"] is False
