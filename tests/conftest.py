@@ -113,3 +113,23 @@ def tiny_busi_run(busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     run = tmp_path_factory.mktemp("busi") / "run"
     train(ds, split_dataset(ds, seed=0), TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2), run)
     return run
+
+
+@pytest.fixture(scope="session")
+def ham_bundle(tiny_ham_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny HAM10000 run calibrated (with its age/sex/site facts model) and exported."""
+    from carelens.bundle._export import export_run
+    from carelens.calibrate import calibrate_run
+
+    calibrate_run(tiny_ham_run)
+    return export_run(tiny_ham_run, tmp_path_factory.mktemp("ham_bundle") / "derma", name="derma", version="1")
+
+
+@pytest.fixture(scope="session")
+def symptom_bundle_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The symptom bundle built from the Kaggle tables (vocabulary, parser, calibrated model)."""
+    from carelens.symptoms import build_symptom_bundle
+
+    out = tmp_path_factory.mktemp("symptoms") / "symptoms"
+    build_symptom_bundle(data_dir / "symptom_disease_kaggle41", out)
+    return out

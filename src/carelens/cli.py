@@ -203,11 +203,17 @@ def calibrate(
     score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
     class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
     ood_method: Annotated[str, typer.Option(help="combined (default), mahalanobis or knn.")] = "combined",
+    facts: Annotated[str | None, typer.Option(
+        help="Clinical facts to fuse with the image, comma-separated (default: every fact the dataset has).")] = None,
+    no_facts: Annotated[bool, typer.Option("--no-facts", help="Image only: fit no facts model.")] = False,
 ) -> None:
-    """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split."""
+    """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
+    with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
     from carelens.calibrate import calibrate_run
 
-    cal = calibrate_run(run, alpha=alpha, score=score, class_conditional=class_conditional, ood_method=ood_method)
+    names = [] if no_facts else ([f.strip() for f in facts.split(",") if f.strip()] if facts else None)
+    cal = calibrate_run(run, alpha=alpha, score=score, class_conditional=class_conditional, ood_method=ood_method,
+                        facts=names)
     r = cal.report
     console.print(f"temperature {r['temperature']:.3f}")
     t = r.get("test")
@@ -217,6 +223,13 @@ def calibrate(
                   "ood_pass_rate", "critical_miss_rate"):
             v = t.get(k)
             table.add_row(k, "n/a" if v is None else f"{v:.4f}")
+        console.print(table)
+    ft = (r.get("facts") or {}).get("test")
+    if ft:
+        table = Table("test figure", "image alone", "image + facts")
+        for k in ("balanced_accuracy", "accuracy", "macro_auc", "nll", "coverage", "mean_set_size"):
+            table.add_row(k, f"{ft[k + '_image']:.4f}", f"{ft[k]:.4f}")
+        console.print(f"facts fused: {', '.join(r['facts']['schema'])}")
         console.print(table)
     for w in r.get("warnings", []):
         console.print(f"[yellow]! {w}[/yellow]")
@@ -337,25 +350,64 @@ def symptoms_build(
 @app.command("triage")
 @_edge
 def triage_cmd(
-    text: Annotated[str | None, typer.Option(help="Symptoms in plain words.")] = None,
-    symptoms: Annotated[Path | None, typer.Option(help="Symptom bundle folder.")] = None,
-    image: Annotated[Path | None, typer.Option(help="An image to assess with --bundle.")] = None,
-    bundle: Annotated[Path | None, typer.Option(help="Image bundle for --image.")] = None,
+    model: Annotated[Path | None, typer.Option(help="Image model bundle (folder or .zip) for --image.")] = None,
+    image: Annotated[Path | None, typer.Option(help="An image to assess with --model.")] = None,
+    symptoms: Annotated[str | None, typer.Option(help="Symptoms in plain words, e.g. 'itching, no fever'.")] = None,
+    facts: Annotated[list[str] | None, typer.Option(
+        help="Clinical facts as name=value, fused with the image (repeat or space-separate: 'age=54 sex=male').")] = None,
+    symptom_model: Annotated[Path | None, typer.Option(
+        help="Symptom bundle folder (default $CARELENS_SYMPTOMS_DIR; build one with `carelens symptoms build`).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Triage from an image and/or a symptom description: one assessment, safety first."""
-    from carelens.symptoms import SymptomBundle, triage
+    """Triage from an image (with clinical facts) and/or a symptom description: one assessment, safety first."""
+    import os
 
+    from carelens.symptoms import SymptomBundle, parse_fact_pairs, triage
+
+    fact_values = parse_fact_pairs(facts or [])
     image_a = None
-    if image is not None:
-        if bundle is None:
-            raise ConfigError("--image needs --bundle (an image model bundle)")
+    if image is not None or model is not None:
+        if image is None or model is None:
+            raise ConfigError("--image and --model go together (an image and the bundle that assesses it)")
         from carelens.bundle import load_bundle
         from carelens.data import read_image
         from carelens.predict import Engine
 
-        image_a = Engine(load_bundle(bundle)).assess([read_image(image)])[0][0]
-    sym = SymptomBundle.load(symptoms) if symptoms is not None else None
-    typer.echo(json.dumps(triage(image=image_a, text=text, symptoms=sym), indent=2))
+        engine = Engine(load_bundle(model))
+        checked = engine.check_facts(fact_values) if fact_values else None  # unknown names, bad values: errors
+        image_a = engine.assess([read_image(image)], facts=[checked])[0][0]
+    elif fact_values:
+        raise ConfigError("--facts are fused with an image model trained with them; give --image and --model too")
+    sym_dir = symptom_model or (Path(os.environ["CARELENS_SYMPTOMS_DIR"]) if os.environ.get("CARELENS_SYMPTOMS_DIR")
+                                else None)
+    sym = SymptomBundle.load(sym_dir) if sym_dir is not None and symptoms else None
+    result = triage(image=image_a, text=symptoms, symptoms=sym)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    _print_assessment(result)
+
+
+def _print_assessment(result: dict[str, Any]) -> None:
+    a = result["assessment"]
+    level_colour = {"self_care": "green", "consultation": "yellow", "consultation_24": "dark_orange",
+                    "emergency": "red", "emergency_ambulance": "bold red"}[a["triage"]["level"]]
+    console.print(f"[{level_colour}]{a['triage']['level'].replace('_', ' ').upper()}[/{level_colour}]: "
+                  f"{a['triage']['reason']}")
+    table = Table("condition", "probability", "group", "in plausible set")
+    for c in a["top"]:
+        table.add_row(c["name"], f"{c['probability']:.1%}", c["group"], "yes" if c["id"] in a["prediction_set"] else "")
+    console.print(table)
+    console.print(f"confidence: {a['confidence']}; based on: {', '.join(a['based_on'])}; "
+                  f"flags: {', '.join(a['flags']) or 'none'}; looks like the training data: "
+                  f"{'yes' if a['in_distribution'] else 'NO'} (ood score {a['ood_score']:.2f})")
+    sym = result.get("symptoms")
+    if sym:
+        console.print(f"symptoms present: {', '.join(sym['present']) or '-'}; absent: {', '.join(sym['absent']) or '-'}"
+                      + (f"; [yellow]not understood: {'; '.join(sym['not_understood'])}[/yellow]"
+                         if sym["not_understood"] else ""))
+    console.print(a["advice"])
+    console.print(f"[dim]{a['disclaimer']}[/dim]")
 
 
 @app.command()

@@ -7,16 +7,15 @@ import pytest
 
 from carelens.bundle._export import export_run
 from carelens.calibrate import calibrate_run
-from carelens.symptoms import build_symptom_bundle
 
 
 @pytest.fixture(scope="session")
-def serve_dirs(tiny_pneumonia_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def serve_dirs(tiny_pneumonia_run: Path, symptom_bundle_dir: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve")
     calibrate_run(tiny_pneumonia_run)
     export_run(tiny_pneumonia_run, root / "models" / "chest", name="chest", version="1")
-    build_symptom_bundle(data_dir / "symptom_disease_kaggle41", root / "symptoms")
-    return {"models": root / "models", "symptoms": root / "symptoms", "root": root}
+    return {"models": root / "models", "symptoms": symptom_bundle_dir, "root": root}
 
 
 @pytest.fixture()

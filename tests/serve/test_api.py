@@ -124,3 +124,31 @@ def test_not_ready_without_models(tmp_path: Path) -> None:
     with _client(tmp_path / "empty", tmp_path) as c:
         r = c.get("/ready")
         assert r.status_code == 503 and "no bundles" in r.json()["error"]["message"]
+
+
+def test_triage_fuses_clinical_facts(ham_bundle: Path, data_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from carelens.data import open_dataset
+
+    models = tmp_path / "models"
+    shutil.copytree(ham_bundle, models / "derma")
+    ex = next(e for e in open_dataset(data_dir / "ham10000") if e.label == "bkl")
+    image = {"image": ("lesion.jpg", Path(ex.path).read_bytes(), "image/jpeg")}
+    with _client(models, tmp_path) as c:
+        info = c.get("/v1/models").json()[0]
+        assert info["facts"]["age"]["type"] == "number" and "back" in info["facts"]["localization"]["values"]
+        alone = c.post("/v1/triage", files=image).json()
+        assert alone["facts_used"] is False and alone["assessment"]["based_on"] == ["image"]
+        r = c.post("/v1/triage", files=image, data={"facts": json.dumps({"age": 70, "sex": "male",
+                                                                          "localization": "face"})})
+        assert r.status_code == 200, r.text
+        fused = r.json()
+        assert fused["facts_used"] is True and fused["assessment"]["based_on"] == ["image", "facts"]
+        assert fused["assessment"]["top"] != alone["assessment"]["top"]
+        for facts, code in [({"weight": 3}, "invalid_facts"), ({"age": 400}, "invalid_facts"),
+                            ({"localization": "elbow"}, "invalid_facts")]:
+            r = c.post("/v1/triage", files=image, data={"facts": json.dumps(facts)})
+            assert r.status_code == 422 and r.json()["error"]["type"] == code, r.text
+        r = c.post("/v1/triage", data={"facts": json.dumps({"age": 40})})  # facts alone: nothing to fuse them with
+        assert r.status_code == 422 and "nothing_to_assess" in r.text

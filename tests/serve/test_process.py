@@ -12,7 +12,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,17 +115,25 @@ def test_hot_reload_under_load_fails_no_request(models_copy: Path, tmp_path: Pat
     assert versions == {"1", "2"}
 
 
-def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
+@contextmanager
+def _browser_page(chromium: str, errors: list[str]) -> Iterator[Any]:
+    """A Chromium page (playwright) whose console errors are collected in ``errors``."""
     sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        yield page
+        browser.close()
+
+
+def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
     (tmp_path / "x.png").write_bytes(xray_png)
     srv = Server(serve_dirs["models"], tmp_path / "audit.db", serve_dirs["symptoms"])
     errors: list[str] = []
     external: list[str] = []
     try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        with _browser_page(chromium, errors) as page:
             page.on("request", lambda r: external.append(r.url) if not r.url.startswith((srv.url, "data:")) else None)
             page.goto(srv.url + "/")
             page.wait_for_selector("#model option", state="attached")
@@ -135,7 +146,6 @@ def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_pat
             heat_visible = page.is_visible("#heatmap")
             disclaimer = page.inner_text("#disclaimer")
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-            browser.close()
     finally:
         srv.kill()
     assert any(level in banner for level in ("SELF CARE", "CONSULTATION", "EMERGENCY"))
@@ -143,3 +153,25 @@ def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_pat
     assert errors == [] and external == []
     assert (tmp_path / "page.png").stat().st_size > 10_000
     shutil.copy(tmp_path / "page.png", serve_dirs["root"] / "page.png")
+
+
+def test_web_page_sends_clinical_facts(chromium: str, ham_bundle: Path, data_dir: Path, tmp_path: Path) -> None:
+    from carelens.data import open_dataset
+
+    shutil.copytree(ham_bundle, tmp_path / "models" / "derma")
+    ex = next(e for e in open_dataset(data_dir / "ham10000") if e.label == "bkl")
+    srv = Server(tmp_path / "models", tmp_path / "audit.db")
+    errors: list[str] = []
+    try:
+        with _browser_page(chromium, errors) as page:
+            page.goto(srv.url + "/")
+            page.wait_for_selector("#fact-age", state="visible")
+            page.set_input_files("#image", str(ex.path))
+            page.fill("#fact-age", "70")
+            page.select_option("#fact-localization", "face")
+            page.click("#submit")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            basis = page.inner_text("#basis")
+    finally:
+        srv.kill()
+    assert basis == "Based on: image, facts" and errors == []

@@ -139,6 +139,7 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
         versions=_versions(),
         selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
         split=_split_info(run),
+        facts=cal.report.get("facts"),
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, sha256_file
+from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, BundleSpec, sha256_file
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.labels import LabelSpec
@@ -47,6 +47,7 @@ class Bundle:
     ood: OODGate
     head_weight: np.ndarray  # (k, C) for class-activation maps
     head_bias: np.ndarray
+    facts: Any = None  # carelens.symptoms.FactsFusion when the model fuses clinical facts
 
     @property
     def name(self) -> str:
@@ -104,7 +105,7 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
             f"bundle {p} has format version {fmt}, newer than the {FORMAT_VERSION} this carelens reads. "
             "Upgrade carelens (pip install -U carelens) to load it."
         )
-    if fmt < FORMAT_VERSION:
+    if fmt < OLDEST_READABLE_FORMAT:
         raise BundleError(f"bundle {p} has old format version {fmt}; re-export it with `carelens export`.")
     try:
         spec = BundleSpec.model_validate(raw)
@@ -130,11 +131,19 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
         path=folder, spec=spec, labels=LabelSpec.model_validate(spec.label_spec),
         preprocess=PreprocessConfig.from_dict(spec.preprocess), session=session, temperature=ts,
         conformal=ConformalClassifier.from_dict(spec.conformal), ood=OODGate.load(folder / "ood.npz", spec.ood),
-        head_weight=weight, head_bias=bias,
+        head_weight=weight, head_bias=bias, facts=_facts_fusion(spec),
     )
     if selftest:
         run_selftest(b)
     return b
+
+
+def _facts_fusion(spec: BundleSpec) -> Any:
+    if not spec.facts:
+        return None
+    from carelens.symptoms._facts import FactsFusion  # late: symptoms -> predict -> bundle
+
+    return FactsFusion.from_dict(spec.facts["fusion"])
 
 
 def selftest_input(seed: int, shape: list[int]) -> np.ndarray:

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from carelens._hashing import file_digest
 
-__all__ = ["FORMAT_VERSION", "BundleSpec", "SelfTest", "canonical_digest", "sha256_file"]
+__all__ = ["FORMAT_VERSION", "OLDEST_READABLE_FORMAT", "BundleSpec", "SelfTest", "canonical_digest", "sha256_file"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the optional ``facts`` section (clinical facts fused with the image)
+OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts
 
 
 class SelfTest(BaseModel):
@@ -50,6 +51,7 @@ class BundleSpec(BaseModel):
     selftest: SelfTest
     parity: dict[str, Any] = Field(default_factory=dict)
     split: dict[str, Any] = Field(default_factory=dict)  # how train/val/test were made, and a digest
+    facts: dict[str, Any] | None = None  # {"fusion": FactsFusion.to_dict(), "schema": ..., "test": ...}
     files: dict[str, str]  # name -> sha256
     integrity: str = ""  # sha256 of this document without this field
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,12 @@ def critical_miss_rate(proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray,
 
 
 def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", class_conditional: bool = True,
-                  ood_method: str = "combined", pass_rate: float = 0.95) -> Calibration:
-    """Fit on the run's validation split; report on its test split; write calibration.json and ood.npz."""
+                  ood_method: str = "combined", pass_rate: float = 0.95, facts: Sequence[str] | None = None) -> Calibration:
+    """Fit on the run's validation split; report on its test split; write calibration.json and ood.npz.
+
+    ``facts``: clinical facts of the dataset (manifest columns such as age, sex, site) to fuse with the
+    image model; ``None`` uses every fact the dataset has, ``[]`` none.
+    """
     run = Path(run)
     cfg, a = _load_run(run)
     class_ids: list[str] = cfg["class_ids"]
@@ -85,6 +90,10 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
             f"{cp.min_per_class_} its own {1 - alpha:.0%} guarantee needs: it uses the marginal threshold"
             for i in cp.fallback_classes_
         ]
+    if facts is None or facts:
+        section = _fit_facts(cfg, run, a, ts, cp, facts)
+        if section is not None:
+            report["facts"] = section
     if "test_logits" in a:
         y = a["test_y"]
         pt = ts.predict_proba(a["test_logits"])
@@ -103,6 +112,56 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
     gate.save(run / "ood.npz")
     _plot_reliability(report, run / "reliability.png")
     return Calibration(ts, cp, gate, report)
+
+
+def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: TemperatureScaler, cp: ConformalClassifier,
+               names: Sequence[str] | None) -> dict[str, Any] | None:
+    """Fit the facts model (train split) and its fusion with the image (val split); measure it on test."""
+    from carelens.data import load_run_splits, open_dataset  # late: the data layer is only needed here
+    from carelens.symptoms._facts import FactsFusion, infer_fact_kinds
+
+    spec = LabelSpec.model_validate(cfg["spec"]) if cfg.get("spec") else None
+    source = cfg.get("dataset", {}).get("source")
+    try:
+        ds, splits = load_run_splits(run / "splits.json", open_dataset(source, spec))
+    except (DataError, TypeError) as exc:
+        if names:
+            raise DataError(f"facts fusion needs the run's data ({source}): {exc}") from None
+        return None
+    if not any(e.facts for e in ds):
+        if names:
+            raise DataError(f"the run's data ({source}) has no clinical facts; it has only images and labels")
+        return None
+    by_id = {e.id: e for e in ds}
+    class_ids: list[str] = cfg["class_ids"]
+    rows = lambda ids: [dict(by_id[str(i)].facts) for i in ids]
+    train_ids = [ds[i].id for i in splits.indices(ds, "train")]
+    numeric, categorical = infer_fact_kinds(rows(train_ids), names)
+    fusion = FactsFusion(numeric, categorical, alpha=cp.alpha, score=cp.score, class_conditional=cp.class_conditional)
+    fusion.fit(rows(train_ids), np.asarray([class_ids.index(by_id[i].label) for i in train_ids]),
+               rows(a["val_ids"]), ts.predict_proba(a["val_logits"]), a["val_y"])
+    section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
+    if "test_logits" in a:
+        from carelens.report.metrics import classification_metrics
+
+        y, img = a["test_y"], ts.predict_proba(a["test_logits"])
+        image_mask = cp.predict_set(img)
+        fused, mask, disagree = fusion.fuse(img, rows(a["test_ids"]))
+        mask = fusion.widen(mask, image_mask, disagree)
+        m_img, m_fused = classification_metrics(y, img, class_ids), classification_metrics(y, fused, class_ids)
+        cov_img, cov_fused = coverage_report(image_mask, y, class_ids), coverage_report(mask, y, class_ids)
+        section["test"] = {
+            "weights": {"image": float(fusion.pooling_.weights_[0]), "facts": float(fusion.pooling_.weights_[1])},
+            **{f"{k}_image": m_img[k] for k in ("balanced_accuracy", "accuracy", "macro_auc")},
+            **{k: m_fused[k] for k in ("balanced_accuracy", "accuracy", "macro_auc")},
+            "nll_image": calibration_report(img, y)["nll"], "nll": calibration_report(fused, y)["nll"],
+            "ece": calibration_report(fused, y)["ece"],
+            "coverage_image": cov_img["coverage"], "mean_set_size_image": cov_img["mean_set_size"],
+            "coverage": cov_fused["coverage"], "mean_set_size": cov_fused["mean_set_size"],
+            "min_class_coverage": cov_fused["min_class_coverage"],
+            "conflict_rate": float(disagree.mean()),
+        }
+    return section
 
 
 def load_calibration(run: str | Path) -> Calibration:

@@ -44,6 +44,7 @@ def decide(
     ood_score: float = 1.0,
     policy: DecisionPolicy | None = None,
     extra_flags: tuple[str, ...] = (),
+    based_on: tuple[str, ...] = ("image",),
 ) -> Assessment:
     """One assessment from one calibrated probability vector (k,) and its set mask (k,)."""
     pol = policy or DecisionPolicy()
@@ -72,7 +73,7 @@ def decide(
 
     if not in_distribution:
         confidence = "uncertain"
-    elif p1 >= pol.likely and len(members) == 1:
+    elif p1 >= pol.likely and len(members) == 1 and "symptom_conflict" not in flags:
         confidence = "likely"
     elif p1 >= pol.possible or 2 <= len(members) <= 3:
         confidence = "possible"
@@ -104,5 +105,5 @@ def decide(
         prediction_set=set_ids, coverage=coverage, confidence=confidence,  # type: ignore[arg-type]
         flags=flags,  # type: ignore[arg-type]
         triage=TriageDecision(level=level, reason=reason),  # type: ignore[arg-type]
-        advice=advice,
+        advice=advice, based_on=list(based_on),  # type: ignore[arg-type]
     )

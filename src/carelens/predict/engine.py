@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +19,7 @@ from PIL import Image
 from carelens.bundle import Bundle
 from carelens.calibrate import softmax
 from carelens.data._image_io import IMAGE_SUFFIXES, read_image
-from carelens.errors import DataError, ImageReadError
+from carelens.errors import ConfigError, DataError, ImageReadError
 from carelens.predict.decision import DecisionPolicy, decide
 from carelens.predict.schema import Assessment, ModelRef
 from carelens.preprocess import preprocess
@@ -91,18 +91,39 @@ class Engine:
             ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
 
-    def decide(self, inf: Inference, n: int) -> Assessment:
-        return decide(inf.proba[n], inf.in_set[n], spec=self.bundle.labels, model=self.ref, coverage=self.coverage,
-                      in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]),
-                      policy=self.policy)
+    @property
+    def fuses_facts(self) -> bool:
+        return self.bundle.facts is not None
 
-    def assess(self, images: list[np.ndarray], heatmaps: bool = False) -> list[tuple[Assessment, np.ndarray | None]]:
-        """Assess decoded uint8 images (any size); one batch through the model."""
+    def check_facts(self, facts: Mapping[str, Any]) -> dict[str, Any]:
+        """Validated clinical facts for this model (ConfigError naming what is accepted)."""
+        if self.bundle.facts is None:
+            raise ConfigError(f"model {self.bundle.name} was trained without clinical facts; send the image alone")
+        return self.bundle.facts.check(facts)  # type: ignore[no-any-return]
+
+    def decide(self, inf: Inference, n: int, facts: Mapping[str, Any] | None = None) -> Assessment:
+        """The assessment of image ``n``; with clinical facts (checked) fused in when the model has a facts model."""
+        proba, in_set, flags, based_on = inf.proba[n], inf.in_set[n], (), ("image",)
+        if facts and self.bundle.facts is not None:
+            fusion = self.bundle.facts
+            fused, mask, disagree = fusion.fuse(proba[None], [self.check_facts(facts)])
+            proba, in_set = fused[0], fusion.widen(mask, in_set[None], disagree)[0]
+            flags, based_on = (("symptom_conflict",) if disagree[0] else ()), ("image", "facts")
+        return decide(proba, in_set, spec=self.bundle.labels, model=self.ref, coverage=self.coverage,
+                      in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]),
+                      policy=self.policy, extra_flags=flags, based_on=based_on)
+
+    def assess(self, images: list[np.ndarray], heatmaps: bool = False,
+               facts: Sequence[Mapping[str, Any] | None] | None = None) -> list[tuple[Assessment, np.ndarray | None]]:
+        """Assess decoded uint8 images (any size); one batch through the model. ``facts``: one dict (or None)
+        per image, fused when the bundle has a facts model."""
         if not images:
             return []
+        if facts is not None and len(facts) != len(images):
+            raise ConfigError(f"{len(images)} images but {len(facts)} sets of facts")
         inf = self.infer(images)
         return [
-            (self.decide(inf, n), self.heatmap(inf, n, img.shape[:2]) if heatmaps else None)
+            (self.decide(inf, n, facts[n] if facts else None), self.heatmap(inf, n, img.shape[:2]) if heatmaps else None)
             for n, img in enumerate(images)
         ]
 

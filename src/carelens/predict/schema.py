@@ -48,4 +48,6 @@ class Assessment(BaseModel):
     flags: list[Literal["ambiguous", "out_of_distribution", "multi_system", "symptom_conflict"]]
     triage: TriageDecision
     advice: str
+    based_on: list[Literal["image", "facts", "symptoms"]] = Field(
+        default_factory=list, description="the sources this assessment fused (image, clinical facts, symptoms)")
     disclaimer: str = DISCLAIMER

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carelens import __version__
 from carelens.data._image_io import decode_image
-from carelens.errors import BundleError, CarelensError, DataError, ImageReadError
+from carelens.errors import BundleError, CarelensError, ConfigError, DataError, ImageReadError
 from carelens.predict.engine import overlay_heatmap
 from carelens.predict.schema import Assessment
 from carelens.serve.auth import KeyRing, Principal
@@ -155,7 +155,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             cfg.images_dir.mkdir(parents=True, exist_ok=True)
             (cfg.images_dir / digest).write_bytes(data)
 
-    async def run_model(name: str | None, img: np.ndarray, heatmap: bool) -> tuple[Assessment, str | None, str, str]:
+    def resolve(name: str | None) -> tuple[str, Any]:
         if name is None:
             if len(registry.models) != 1:
                 raise ApiError(422, "model_required", f"name a model; loaded: {', '.join(registry.models) or 'none'}")
@@ -163,8 +163,13 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         entry = registry.get(name)
         if entry is None:
             raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {', '.join(registry.models) or 'none'}")
+        return name, entry
+
+    async def run_model(name: str | None, img: np.ndarray, heatmap: bool,
+                        facts: dict[str, Any] | None = None) -> tuple[Assessment, str | None, str, str]:
+        name, entry = resolve(name)
         try:
-            a, heat = await asyncio.wait_for(entry.batcher.submit(img, heatmap), cfg.request_timeout_s)
+            a, heat = await asyncio.wait_for(entry.batcher.submit(img, heatmap, facts), cfg.request_timeout_s)
         except TimeoutError:
             raise ApiError(503, "timeout", f"the model did not answer within {cfg.request_timeout_s:.0f} s") from None
         png = base64.b64encode(overlay_heatmap(img, heat)).decode() if heatmap and heat is not None else None
@@ -201,7 +206,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                 image_size=int(s.preprocess["image_size"]),
                 metrics={k: tm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc") if k in tm}
                 | {k: s.calibration.get(k) for k in ("ece", "coverage", "mean_set_size") if k in s.calibration},
-                intended_use=s.intended_use))
+                intended_use=s.intended_use, facts=(s.facts or {}).get("schema")))
         return out
 
     @app.post("/v1/models/{name}/predict", tags=["models"], response_model=PredictResponse, responses=ERRORS)
@@ -242,12 +247,21 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         has_image = image is not None and (image.filename or image.size)
         if not has_image and not (text and text.strip()):
             raise ApiError(422, "nothing_to_assess", "send an image, a symptom description (text), or both")
+        checked: dict[str, Any] | None = None
+        if facts_obj:  # checked before the model runs: a bad fact must not fail a shared batch
+            if not has_image:
+                raise ApiError(422, "invalid_facts", "clinical facts are fused with an image model trained with "
+                                                     "them; send an image too")
+            try:
+                checked = resolve(model)[1].engine.check_facts(facts_obj)
+            except ConfigError as exc:
+                raise ApiError(422, "invalid_facts", str(exc)) from None
         if text and text.strip() and state["symptoms"] is None:
             raise ApiError(503, "symptoms_unavailable", state["symptoms_error"] or "no symptom bundle is configured")
         image_a, png, mname, version, digest, size = None, None, "symptoms", "", None, None
         if has_image:
             data, img = await read_upload(image)  # type: ignore[arg-type]
-            image_a, png, mname, version = await run_model(model, img, heatmap)
+            image_a, png, mname, version = await run_model(model, img, heatmap, checked)
             digest, size = hashlib.sha256(data).hexdigest(), (img.shape[1], img.shape[0])
             store(data, digest)
         loop = asyncio.get_running_loop()
@@ -265,7 +279,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             kind="triage", model_name=mname, model_version=version, assessment=record, latency_ms=ms,
             input_sha256=digest, size=size, api_key_id=who.key_id))
         return TriageResponse(id=pid, assessment=a, sources=out["sources"], symptoms=out["symptoms"],
-                              facts_used=False, heatmap_png=png, latency_ms=round(ms, 2))
+                              facts_used="facts" in a.based_on, heatmap_png=png, latency_ms=round(ms, 2))
 
     @app.get("/v1/symptoms", tags=["triage"], responses=ERRORS)
     async def symptoms(_: Annotated[Principal, Depends(principal)]) -> list[dict[str, Any]]:

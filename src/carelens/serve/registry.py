@@ -37,15 +37,17 @@ class MicroBatcher:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.closed = False
 
-    async def submit(self, image: np.ndarray, heatmap: bool) -> tuple[Assessment, np.ndarray | None]:
+    async def submit(self, image: np.ndarray, heatmap: bool,
+                     facts: dict[str, Any] | None = None) -> tuple[Assessment, np.ndarray | None]:
+        """``facts``: already checked with ``engine.check_facts`` (a bad one must not fail the whole batch)."""
         loop = asyncio.get_running_loop()
         if self.closed:  # retired by a reload after this request picked its model: answer it alone
-            return (await loop.run_in_executor(self.pool, self.engine.assess, [image], heatmap))[0]
+            return (await loop.run_in_executor(self.pool, self.engine.assess, [image], heatmap, [facts]))[0]
         if self.queue is None:
             self.queue, self.loop = asyncio.Queue(), loop
             self.task = asyncio.create_task(self._run())
         fut: asyncio.Future[Any] = loop.create_future()
-        await self.queue.put((image, heatmap, fut))
+        await self.queue.put((image, heatmap, facts, fut))
         return await fut  # type: ignore[no-any-return]
 
     async def _run(self) -> None:
@@ -84,14 +86,15 @@ class MicroBatcher:
     async def _answer_batch(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
         images = [i[0] for i in items]
         heat = any(i[1] for i in items)
+        facts = [i[2] for i in items]
         try:
-            results = await loop.run_in_executor(self.pool, self.engine.assess, images, heat)
+            results = await loop.run_in_executor(self.pool, self.engine.assess, images, heat, facts)
         except Exception as exc:  # noqa: BLE001 - delivered to every waiting request
-            for _, _, fut in items:
+            for *_, fut in items:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        for (_, _, fut), res in zip(items, results, strict=True):
+        for (*_, fut), res in zip(items, results, strict=True):
             if not fut.done():
                 fut.set_result(res)
 

@@ -29,6 +29,8 @@ class ModelInfo(BaseModel):
     image_size: int
     metrics: dict[str, Any]
     intended_use: str
+    facts: dict[str, dict[str, Any]] | None = Field(
+        None, description="clinical facts /v1/triage fuses with this model's images: type, range or values")
 
 
 class PredictResponse(BaseModel):

