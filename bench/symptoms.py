@@ -5,7 +5,6 @@ Usage: python bench/symptoms.py [symptoms] [heart] [horse_colic] [fusion_ham1000
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,14 +18,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, write_result
 
-from carelens.calibrate import TemperatureScaler, expected_calibration_error
-from carelens.data import open_dataset
+from carelens.calibrate import calibrate_run, expected_calibration_error
 from carelens.settings import data_root
 from carelens.symptoms import (
     HEART,
     HORSE_COLIC,
     LinearModel,
-    LogLinearPooling,
     TabularModel,
     build_symptom_bundle,
     load_heart,
@@ -114,40 +111,24 @@ def horse_colic() -> None:
 
 
 def fusion_ham10000() -> None:
-    """Image (the ham10000 training benchmark's model) + metadata (age, sex, site), fused on validation."""
+    """Image (the ham10000 training benchmark's model) + metadata (age, sex, site): the shipped fusion
+    (``carelens calibrate`` fits it, the bundle carries it), measured on the lesion-grouped test split."""
     t0 = time.perf_counter()
     run = OUT / "ham10000" / "run"
-    with np.load(run / "predictions.npz") as z:
-        a = {k: z[k] for k in z.files}
-    ds = open_dataset("ham10000")
-    by_id = {e.id: e for e in ds}
-    splits = json.loads((run / "splits.json").read_text())["assignment"]
-    class_ids = json.loads((run / "config.json").read_text())["class_ids"]
-    train_ids = [i for i, s in splits.items() if s == "train"]
-    facts = lambda ids: [dict(by_id[i].facts) for i in ids]
-    ytr = np.asarray([class_ids.index(by_id[i].label) for i in train_ids])
-    meta = TabularModel(["age"], ["sex", "localization"], C=1.0, class_weight="balanced")
-    meta.fit(facts(train_ids), ytr, len(class_ids))
-    ts = TemperatureScaler().fit(a["val_logits"], a["val_y"])
-    img_val, img_test = ts.predict_proba(a["val_logits"]), ts.predict_proba(a["test_logits"])
-    meta_val = meta.predict_proba(facts([str(i) for i in a["val_ids"]]))
-    meta_test = meta.predict_proba(facts([str(i) for i in a["test_ids"]]))
-    pool = LogLinearPooling().fit([img_val, meta_val], a["val_y"])
-    fused = pool.combine([img_test, meta_test])
-    y = a["test_y"]
-    ba_img = balanced_accuracy_score(y, img_test.argmax(1))
-    ba_fused = balanced_accuracy_score(y, fused.argmax(1))
-    metrics = {"balanced_accuracy_image": ba_img, "balanced_accuracy": ba_fused,
-               "balanced_accuracy_metadata_only": balanced_accuracy_score(y, meta_test.argmax(1)),
-               "balanced_accuracy_gain": ba_fused - ba_img,
-               "accuracy_image": accuracy_score(y, img_test.argmax(1)), "accuracy": accuracy_score(y, fused.argmax(1)),
-               "weights": pool.weights_.tolist()}
+    t = calibrate_run(run).report["facts"]["test"]
+    metrics = {**t, "balanced_accuracy_gain": t["balanced_accuracy"] - t["balanced_accuracy_image"],
+               "macro_auc_gain": t["macro_auc"] - t["macro_auc_image"], "nll_change": t["nll"] - t["nll_image"],
+               "mean_set_size_change": t["mean_set_size"] - t["mean_set_size_image"]}
     print(write_result("fusion_ham10000", "ham10000", time.perf_counter() - t0, metrics,
-                       {"balanced_accuracy_gain": 0.03}, baseline={"name": "image alone",
-                                                                  "metrics": {"balanced_accuracy": ba_img}},
-                       notes="lesion-grouped test split of the ham10000 training benchmark; metadata model "
-                             "(class-balanced logistic regression on age, sex, localization) fitted on train; "
-                             "pooling weights fitted on val by log loss"))
+                       {"balanced_accuracy_gain": 0.03},
+                       baseline={"name": "image alone (temperature-scaled, its own conformal sets)",
+                                 "metrics": {k[: -len("_image")]: v for k, v in t.items() if k.endswith("_image")}},
+                       notes="lesion-grouped test split of the ham10000 training benchmark. Facts model: logistic "
+                             "regression on age, sex, localization fitted on train, divided by the train prior "
+                             "(a likelihood ratio); image weight held at 1, facts weight fitted on val by log loss; "
+                             "fused conformal sets fitted on val and widened to the union with the image set on "
+                             "conflict. A gradient-boosted facts model (tried) lowered NLL by 0.016 more and left "
+                             "balanced accuracy unchanged."))
 
 
 if __name__ == "__main__":
