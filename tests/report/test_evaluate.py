@@ -16,10 +16,7 @@ from carelens.calibrate import calibrate_run
 from carelens.cli import app
 
 
-def _report(run: Path, data: str, tmp: Path, name: str) -> Path:
-    calibrate_run(run)
-    bundle = export_run(run, tmp / f"{name}_bundle", name=name, version="t")
-    out = tmp / f"{name}_report"
+def _report(bundle: Path, run: Path, data: str, out: Path) -> Path:
     res = CliRunner().invoke(app, ["evaluate", str(bundle), data, "--splits", str(run / "splits.json"),
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -27,13 +24,16 @@ def _report(run: Path, data: str, tmp: Path, name: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def ham_report(tiny_ham_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _report(tiny_ham_run, str(data_dir / "ham10000"), tmp_path_factory.mktemp("r"), "derma")
+def ham_report(ham_bundle: Path, tiny_ham_run: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _report(ham_bundle, tiny_ham_run, str(data_dir / "ham10000"), tmp_path_factory.mktemp("r") / "derma")
 
 
 @pytest.fixture(scope="module")
 def busi_report(tiny_busi_run: Path, busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _report(tiny_busi_run, str(busi_dir), tmp_path_factory.mktemp("r"), "breast")
+    tmp = tmp_path_factory.mktemp("r")
+    calibrate_run(tiny_busi_run)
+    bundle = export_run(tiny_busi_run, tmp / "breast_bundle", name="breast", version="t")
+    return _report(bundle, tiny_busi_run, str(busi_dir), tmp / "breast")
 
 
 def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) -> None:
@@ -63,6 +63,11 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) 
     assert m["ece"] == pytest.approx(ece(proba), abs=1e-9)
     assert m["ece_before"] == pytest.approx(ece(proba_raw), abs=1e-9)
     assert m["per_class_recall"]["nv"] == pytest.approx((pred[y == 5] == 5).mean())
+    # the bundle's facts fusion, measured on the same images beside the image alone
+    f = m["facts_fusion"]
+    assert f["facts"] == ["age", "localization", "sex"] and 0 <= f["conflict_rate"] < 0.5
+    assert f["coverage"] >= m["coverage"] - 0.1 and abs(f["balanced_accuracy"] - m["balanced_accuracy"]) < 0.2
+    assert 'id="facts"' in (ham_report / "report.html").read_text()
 
 
 @pytest.mark.parametrize("which", ["ham_report", "busi_report"])
@@ -95,8 +100,8 @@ def test_report_opens_offline_in_chromium(which: str, request: pytest.FixtureReq
     assert (report / "screenshot.png").stat().st_size > 10_000
 
 
-def test_compare_mode(ham_report: Path, tiny_ham_run: Path, data_dir: Path, tmp_path: Path) -> None:
-    bundle = ham_report.parent / "derma_bundle"
+def test_compare_mode(ham_bundle: Path, tiny_ham_run: Path, data_dir: Path, tmp_path: Path) -> None:
+    bundle = ham_bundle
     out = tmp_path / "cmp"
     res = CliRunner().invoke(app, ["evaluate", "--compare", str(bundle), str(bundle), str(data_dir / "ham10000"),
                                    "--splits", str(tiny_ham_run / "splits.json"), "--out", str(out)])

@@ -85,6 +85,19 @@ def _per_class_table(m: dict[str, Any], class_ids: list[str]) -> str:
             "<th>AUC</th><th>set coverage</th></tr>" + "".join(rows) + "</table>")
 
 
+def _facts_section(m: dict[str, Any]) -> str:
+    f = m.get("facts_fusion")
+    if not f:
+        return ""
+    rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(m.get(k))}</td><td>{_fmt(f.get(k))}</td></tr>"
+                   for k in ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size"))
+    return (f"<h2>Image + clinical facts</h2><p class=\"note\">The bundle fuses {html.escape(', '.join(f['facts']))} "
+            f"with the image (log-linear pooling fitted on validation data). Same test images; in "
+            f"{f['conflict_rate']:.1%} of them the facts overturned a fairly sure image finding (flagged "
+            f"<i>symptom conflict</i>, plausible set widened).</p><table id=\"facts\"><tr><th>figure</th>"
+            f"<th>image alone</th><th>image + facts</th></tr>{rows}</table>")
+
+
 def _gallery(ev: Evaluation, n: int = 8) -> str:
     a = ev.arrays
     pred = a["proba"].argmax(1)
@@ -160,7 +173,7 @@ Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
-<h2>Figures</h2>{_figures(ev)}
+{_facts_section(m)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
 <h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
 <p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
