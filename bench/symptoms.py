@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.model_selection import GroupKFold, StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -23,9 +22,10 @@ from carelens.settings import data_root
 from carelens.symptoms import (
     HEART,
     HORSE_COLIC,
+    FactsEncoder,
     LinearModel,
-    TabularModel,
     build_symptom_bundle,
+    cross_validate,
     load_heart,
     load_horse_colic,
     load_kaggle_table,
@@ -66,29 +66,28 @@ def symptoms() -> None:
                        "symptoms per case, 20 draws per test pattern."))
 
 
-def _cv(rows, y, splitter, groups, numeric, categorical):  # type: ignore[no-untyped-def]
-    oof_lr = np.zeros(len(y))
+def _cv(rows, y, groups, numeric, categorical):  # type: ignore[no-untyped-def]
+    """The shipped logistic regression (carelens.symptoms.cross_validate) and gradient boosting on its folds."""
+    lr = cross_validate(rows, y, numeric, categorical, groups=groups)
     oof_gb = np.zeros(len(y))
-    for tr, te in splitter.split(rows, y, groups):
-        m = TabularModel(numeric, categorical, C=0.3).fit([rows[i] for i in tr], y[tr], 2)
-        oof_lr[te] = m.predict_proba([rows[i] for i in te])[:, 1]
-        enc = m.encoder_
+    enc = FactsEncoder(numeric, categorical)
+    for f in np.unique(lr["fold"]):
+        tr, te = np.flatnonzero(lr["fold"] != f), np.flatnonzero(lr["fold"] == f)
+        enc.fit([rows[i] for i in tr])
         gb = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05, random_state=0)
         gb.fit(enc.transform([rows[i] for i in tr]), y[tr])
         oof_gb[te] = gb.predict_proba(enc.transform([rows[i] for i in te]))[:, 1]
-    out = {}
-    for name, p in (("logistic_regression", oof_lr), ("gradient_boosting", oof_gb)):
-        ece, _ = expected_calibration_error(np.c_[1 - p, p], y, 10)
-        out[name] = {"auc": float(roc_auc_score(y, p)), "accuracy": float(accuracy_score(y, p >= 0.5)),
-                     "balanced_accuracy": float(balanced_accuracy_score(y, p >= 0.5)),
-                     "brier": float(brier_score_loss(y, p)), "ece": ece}
-    return out
+    ece, _ = expected_calibration_error(np.c_[1 - oof_gb, oof_gb], y, 10)
+    gb = {"auc": float(roc_auc_score(y, oof_gb)), "accuracy": float(accuracy_score(y, oof_gb >= 0.5)),
+          "balanced_accuracy": float(balanced_accuracy_score(y, oof_gb >= 0.5)),
+          "brier": float(brier_score_loss(y, oof_gb)), "ece": ece}
+    return {"logistic_regression": {k: v for k, v in lr.items() if k not in ("proba", "fold")}, "gradient_boosting": gb}
 
 
 def heart() -> None:
     t0 = time.perf_counter()
     rows, y = load_heart(data_root() / "uci_heart_disease")
-    res = _cv(rows, y, StratifiedKFold(5, shuffle=True, random_state=0), None, HEART["numeric"], HEART["categorical"])
+    res = _cv(rows, y, None, HEART["numeric"], HEART["categorical"])
     lr = res["logistic_regression"]
     print(write_result("heart", "uci_heart_disease/cleveland", time.perf_counter() - t0,
                        {"macro_auc": lr["auc"], "accuracy": lr["accuracy"], "brier": lr["brier"], "ece": lr["ece"],
@@ -99,7 +98,7 @@ def heart() -> None:
 def horse_colic() -> None:
     t0 = time.perf_counter()
     rows, y, groups = load_horse_colic(data_root() / "veterinary" / "uci_horse_colic")
-    res = _cv(rows, y, GroupKFold(5), groups, HORSE_COLIC["numeric"], HORSE_COLIC["categorical"])
+    res = _cv(rows, y, groups, HORSE_COLIC["numeric"], HORSE_COLIC["categorical"])
     lr = res["logistic_regression"]
     print(write_result("horse_colic", "veterinary/uci_horse_colic", time.perf_counter() - t0,
                        {"macro_auc": lr["auc"], "accuracy": lr["accuracy"], "balanced_accuracy": lr["balanced_accuracy"],

@@ -1,7 +1,7 @@
 """Symptoms and clinical facts: vocabulary, free-text parsing, models, fusion (no torch)."""
 
 from carelens.symptoms._bundle import SymptomBundle, build_symptom_bundle
-from carelens.symptoms._clinical import HEART, HORSE_COLIC, load_heart, load_horse_colic
+from carelens.symptoms._clinical import HEART, HORSE_COLIC, cross_validate, load_heart, load_horse_colic
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._facts import FactsFusion, infer_fact_kinds, parse_fact_pairs
 from carelens.symptoms._fusion import LogLinearPooling, conflict
@@ -29,6 +29,7 @@ __all__ = [
     "clean_symptom_name",
     "combine_assessments",
     "conflict",
+    "cross_validate",
     "infer_fact_kinds",
     "load_heart",
     "load_horse_colic",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from carelens.errors import DataError
+from carelens.symptoms._models import TabularModel
 
-__all__ = ["HEART", "HORSE_COLIC", "load_heart", "load_horse_colic"]
+__all__ = ["HEART", "HORSE_COLIC", "cross_validate", "load_heart", "load_horse_colic"]
 
 HEART = {
     "columns": ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak", "slope",
@@ -81,3 +83,37 @@ def load_horse_colic(root: Path) -> tuple[list[dict[str, Any]], np.ndarray, np.n
             groups.append(str(row.pop("hospital_number")))
             rows.append(row)
     return rows, np.asarray(y), np.asarray(groups)
+
+
+def cross_validate(rows: Sequence[Mapping[str, Any]], y: np.ndarray, numeric: Sequence[str], categorical: Sequence[str],
+                   *, groups: Sequence[str] | np.ndarray | None = None, folds: int = 5, seed: int = 0,
+                   C: float = 0.3) -> dict[str, Any]:
+    """Out-of-fold probabilities of a :class:`TabularModel` and their metrics.
+
+    Folds are stratified, or grouped when ``groups`` is given (a horse's hospital number, a patient id):
+    no group is in two folds, so a repeated patient cannot be both trained on and tested.
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    from carelens.calibrate import expected_calibration_error
+
+    y = np.asarray(y, dtype=np.int64)
+    k = int(y.max()) + 1
+    if groups is not None:
+        splits = GroupKFold(folds).split(rows, y, np.asarray(groups))
+    else:
+        splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(rows, y)
+    proba, fold = np.zeros((len(y), k)), np.full(len(y), -1)
+    for f, (tr, te) in enumerate(splits):
+        m = TabularModel(numeric, categorical, C=C).fit([rows[i] for i in tr], y[tr], k)
+        proba[te] = m.predict_proba([rows[i] for i in te])
+        fold[te] = f
+    pred = proba.argmax(1)
+    out: dict[str, Any] = {"proba": proba, "fold": fold, "accuracy": float(accuracy_score(y, pred)),
+                           "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+                           "ece": expected_calibration_error(proba, y, 10)[0]}
+    if k == 2:
+        out["auc"] = float(roc_auc_score(y, proba[:, 1]))
+        out["brier"] = float(brier_score_loss(y, proba[:, 1]))
+    return out
