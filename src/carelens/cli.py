@@ -358,13 +358,16 @@ def triage_cmd(
     symptom_model: Annotated[Path | None, typer.Option(
         help="Symptom bundle folder (default $CARELENS_SYMPTOMS_DIR; build one with `carelens symptoms build`).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    more_facts: Annotated[list[str] | None, typer.Argument(
+        metavar="[NAME=VALUE]...", help="More facts, so that `--facts age=7 sex=male` reads as written.",
+        show_default=False)] = None,
 ) -> None:
     """Triage from an image (with clinical facts) and/or a symptom description: one assessment, safety first."""
     import os
 
     from carelens.symptoms import SymptomBundle, parse_fact_pairs, triage
 
-    fact_values = parse_fact_pairs(facts or [])
+    fact_values = parse_fact_pairs([*(facts or []), *(more_facts or [])])
     image_a = None
     if image is not None or model is not None:
         if image is None or model is None:

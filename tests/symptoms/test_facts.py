@@ -115,8 +115,8 @@ def test_triage_cli_every_input_combination(ham_bundle: Path, symptom_bundle_dir
 
     only_image = run("--model", str(ham_bundle), "--image", img)
     assert only_image["assessment"]["based_on"] == ["image"] and only_image["symptoms"] is None
-    facts = run("--model", str(ham_bundle), "--image", img, "--facts", f"age={ex.facts['age']} sex={ex.facts['sex']}",
-                "--facts", "localization=face")
+    facts = run("--model", str(ham_bundle), "--image", img, "--facts", f"age={ex.facts['age']}", f"sex={ex.facts['sex']}",
+                "--facts", "localization=face")  # `--facts a=1 b=2` as the issue writes it, and repeated --facts
     assert facts["assessment"]["based_on"] == ["image", "facts"]
     assert facts["assessment"]["top"] != only_image["assessment"]["top"]
     both = run("--model", str(ham_bundle), "--image", img, "--symptoms", "itchy skin rash, no fever")
@@ -134,6 +134,7 @@ def test_triage_cli_every_input_combination(ham_bundle: Path, symptom_bundle_dir
     # clear errors
     for args, message in [
         (["--model", str(ham_bundle), "--image", img, "--facts", "weight=7"], "unknown fact"),
+        (["--model", str(ham_bundle), "--image", img, "stray"], "name=value"),
         (["--model", str(ham_bundle), "--image", img, "--facts", "age=-40"], "outside the range"),
         (["--facts", "age=50"], "give --image and --model"),
         (["--image", img], "go together"),
