@@ -66,6 +66,25 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
         load_bundle(c)
 
 
+def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
+    from carelens.bundle._manifest import canonical_digest
+
+    c = _copy(bundle_dir, tmp_path)
+    doc = json.loads((c / "bundle.json").read_text())
+    assert doc["format_version"] == 2 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    del doc["facts"], doc["integrity"]
+    doc["format_version"] = 1  # exactly what carelens wrote before facts existed
+    doc["integrity"] = canonical_digest(doc)
+    (c / "bundle.json").write_text(json.dumps(doc))
+    b = load_bundle(c)
+    assert b.spec.format_version == 1 and b.facts is None
+    doc["format_version"] = 0
+    doc["integrity"] = canonical_digest({k: v for k, v in doc.items() if k != "integrity"})
+    (c / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="old format version 0"):
+        load_bundle(c)
+
+
 def test_zip_is_accepted(bundle_dir: Path, tmp_path: Path) -> None:
     archive = shutil.make_archive(str(tmp_path / "chest"), "zip", root_dir=bundle_dir)
     assert load_bundle(archive).name == "chest"

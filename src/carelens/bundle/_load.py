@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, BundleSpec, sha256_file
+from carelens.bundle._manifest import (
+    FORMAT_VERSION,
+    OLDEST_READABLE_FORMAT,
+    BundleSpec,
+    canonical_digest,
+    sha256_file,
+)
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.labels import LabelSpec
@@ -112,7 +118,9 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
     except ValidationError as exc:
         raise BundleError(f"{manifest} does not match the bundle format: {exc.errors()[0]['msg']} "
                           f"at {'.'.join(str(x) for x in exc.errors()[0]['loc'])}. Re-export the bundle.") from None
-    if spec.integrity != spec.digest():
+    # over the document as written (not as re-read): a bundle of an older format keeps verifying after
+    # this carelens adds optional fields
+    if spec.integrity != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
         raise BundleError(f"{manifest} was modified after export (integrity check failed). "
                           "Re-export the bundle instead of editing bundle.json.")
     for name, digest in spec.files.items():
