@@ -85,6 +85,17 @@ def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: P
         load_bundle(c)
 
 
+def test_facts_for_a_model_trained_without_them_are_an_error(bundle_dir: Path) -> None:
+    from carelens.errors import ConfigError
+    from carelens.predict import Engine
+
+    engine = Engine(load_bundle(bundle_dir))
+    image = np.zeros((28, 28), np.uint8)
+    assert engine.assess([image], facts=[None])[0][0].based_on == ["image"]
+    with pytest.raises(ConfigError, match="trained without clinical facts"):
+        engine.assess([image], facts=[{"age": 3}])
+
+
 def test_zip_is_accepted(bundle_dir: Path, tmp_path: Path) -> None:
     archive = shutil.make_archive(str(tmp_path / "chest"), "zip", root_dir=bundle_dir)
     assert load_bundle(archive).name == "chest"

@@ -142,25 +142,8 @@ def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: Tem
                rows(a["val_ids"]), ts.predict_proba(a["val_logits"]), a["val_y"])
     section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
     if "test_logits" in a:
-        from carelens.report.metrics import classification_metrics
-
-        y, img = a["test_y"], ts.predict_proba(a["test_logits"])
-        image_mask = cp.predict_set(img)
-        fused, mask, disagree = fusion.fuse(img, rows(a["test_ids"]))
-        mask = fusion.widen(mask, image_mask, disagree)
-        m_img, m_fused = classification_metrics(y, img, class_ids), classification_metrics(y, fused, class_ids)
-        cov_img, cov_fused = coverage_report(image_mask, y, class_ids), coverage_report(mask, y, class_ids)
-        section["test"] = {
-            "weights": {"image": float(fusion.pooling_.weights_[0]), "facts": float(fusion.pooling_.weights_[1])},
-            **{f"{k}_image": m_img[k] for k in ("balanced_accuracy", "accuracy", "macro_auc")},
-            **{k: m_fused[k] for k in ("balanced_accuracy", "accuracy", "macro_auc")},
-            "nll_image": calibration_report(img, y)["nll"], "nll": calibration_report(fused, y)["nll"],
-            "ece": calibration_report(fused, y)["ece"],
-            "coverage_image": cov_img["coverage"], "mean_set_size_image": cov_img["mean_set_size"],
-            "coverage": cov_fused["coverage"], "mean_set_size": cov_fused["mean_set_size"],
-            "min_class_coverage": cov_fused["min_class_coverage"],
-            "conflict_rate": float(disagree.mean()),
-        }
+        img = ts.predict_proba(a["test_logits"])
+        section["test"] = fusion.measure(img, cp.predict_set(img), rows(a["test_ids"]), a["test_y"], class_ids)
     return section
 
 

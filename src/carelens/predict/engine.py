@@ -91,10 +91,6 @@ class Engine:
             ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
 
-    @property
-    def fuses_facts(self) -> bool:
-        return self.bundle.facts is not None
-
     def check_facts(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         """Validated clinical facts for this model (ConfigError naming what is accepted)."""
         if self.bundle.facts is None:
@@ -102,11 +98,13 @@ class Engine:
         return self.bundle.facts.check(facts)  # type: ignore[no-any-return]
 
     def decide(self, inf: Inference, n: int, facts: Mapping[str, Any] | None = None) -> Assessment:
-        """The assessment of image ``n``; with clinical facts (checked) fused in when the model has a facts model."""
+        """The assessment of image ``n``, with clinical facts fused in (checked: a model trained without facts,
+        an unknown name or a value out of range is a ConfigError)."""
         proba, in_set, flags, based_on = inf.proba[n], inf.in_set[n], (), ("image",)
-        if facts and self.bundle.facts is not None:
+        if facts:
+            checked = self.check_facts(facts)
             fusion = self.bundle.facts
-            fused, mask, disagree = fusion.fuse(proba[None], [self.check_facts(facts)])
+            fused, mask, disagree = fusion.fuse(proba[None], [checked])
             proba, in_set = fused[0], fusion.widen(mask, in_set[None], disagree)[0]
             flags, based_on = (("symptom_conflict",) if disagree[0] else ()), ("image", "facts")
         return decide(proba, in_set, spec=self.bundle.labels, model=self.ref, coverage=self.coverage,

@@ -165,7 +165,8 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     by_id = {e.id: e for e in (ds[i] for i in idx)}
     facts_rows = [dict(by_id[i].facts) for i in ids]
     if bundle.facts is not None and any(facts_rows):
-        metrics["facts_fusion"] = _facts_metrics(bundle, arrays, facts_rows, class_ids)
+        metrics["facts_fusion"] = bundle.facts.measure(arrays["proba"], arrays["in_set"].astype(bool), facts_rows,
+                                                       arrays["y"], class_ids)
 
     edges: list[EdgeCase] = []
     edge_scores: dict[str, list[float]] = {}
@@ -186,20 +187,6 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     )
     return Evaluation(bundle, ds, split, ids, arrays, metrics, assessments, edges,
                       {k: np.asarray(v) for k, v in edge_scores.items()})
-
-
-def _facts_metrics(bundle: Bundle, a: dict[str, np.ndarray], facts: list[dict[str, Any]],
-                   class_ids: list[str]) -> dict[str, Any]:
-    """The bundle's image + clinical facts fusion on the same images, beside the image alone."""
-    fusion = bundle.facts
-    fused, mask, disagree = fusion.fuse(a["proba"], facts)
-    mask = fusion.widen(mask, a["in_set"].astype(bool), disagree)
-    y = a["y"]
-    m, cal, cov = classification_metrics(y, fused, class_ids), calibration_report(fused, y), coverage_report(mask, y, class_ids)
-    return {"facts": fusion.names, "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"],
-            "macro_auc": m.get("macro_auc"), "ece": cal["ece"], "nll": cal["nll"], "coverage": cov["coverage"],
-            "mean_set_size": cov["mean_set_size"], "per_class_recall": m["per_class_recall"],
-            "conflict_rate": float(disagree.mean())}
 
 
 def save_predictions(ev: Evaluation, out: Path) -> Path:

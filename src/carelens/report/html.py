@@ -89,7 +89,7 @@ def _facts_section(m: dict[str, Any]) -> str:
     f = m.get("facts_fusion")
     if not f:
         return ""
-    rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(m.get(k))}</td><td>{_fmt(f.get(k))}</td></tr>"
+    rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(f.get(k + '_image'))}</td><td>{_fmt(f.get(k))}</td></tr>"
                    for k in ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size"))
     return (f"<h2>Image + clinical facts</h2><p class=\"note\">The bundle fuses {html.escape(', '.join(f['facts']))} "
             f"with the image (log-linear pooling fitted on validation data). Same test images; in "

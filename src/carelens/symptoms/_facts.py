@@ -166,6 +166,26 @@ class FactsFusion:
         """On disagreement the plausible set is the union of both; otherwise the fused set."""
         return np.where(disagree[:, None], fused_mask | image_mask, fused_mask)  # type: ignore[no-any-return]
 
+    def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, rows: Sequence[Mapping[str, Any]], y: np.ndarray,
+                class_ids: Sequence[str]) -> dict[str, Any]:
+        """Image alone (``*_image``) and image + facts on the same labelled cases: the figures calibrate and
+        evaluate report."""
+        from carelens.calibrate import calibration_report, coverage_report
+        from carelens.report.metrics import classification_metrics
+
+        fused, mask, disagree = self.fuse(image_proba, rows)
+        mask = self.widen(mask, image_mask, disagree)
+        out: dict[str, Any] = {"facts": self.names, "weights": {"image": float(self.pooling_.weights_[0]),
+                                                                "facts": float(self.pooling_.weights_[1])}}
+        for suffix, p, m in (("_image", image_proba, image_mask), ("", fused, mask)):
+            cm, cal, cov = classification_metrics(y, p, class_ids), calibration_report(p, y), coverage_report(m, y, class_ids)
+            out.update({f"{k}{suffix}": cm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc")})
+            out.update({f"{k}{suffix}": cal[k] for k in ("ece", "nll")})
+            out.update({f"{k}{suffix}": cov[k] for k in ("coverage", "mean_set_size", "min_class_coverage")})
+            out[f"per_class_recall{suffix}"] = cm["per_class_recall"]
+        out["conflict_rate"] = float(disagree.mean())
+        return out
+
     # -- storage (plain JSON, inside bundle.json) -----------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         self._fitted()
