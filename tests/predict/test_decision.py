@@ -71,3 +71,19 @@ def test_bad_probabilities_are_refused() -> None:
         decide(np.full(len(IDS), 0.5), _mask("nv"), spec=HAM, model=REF, coverage=0.9)
     with pytest.raises(ConfigError):
         DecisionPolicy(likely=0.4, possible=0.6)
+
+
+def test_clinical_facts_may_raise_the_level_but_never_lower_it() -> None:
+    from carelens.predict import decide_with_facts
+
+    kw = dict(spec=HAM, model=REF, coverage=0.9)
+    # the image keeps melanoma plausible; the facts talk it out of the fused set: the image's level stands
+    a = decide_with_facts(_p(nv=0.55, mel=0.35), _mask("nv", "mel"), _p(nv=0.9), _mask("nv"), conflict=False, **kw)
+    assert a.triage.level == "consultation_24" and "do not lower" in a.triage.reason
+    assert a.prediction_set == ["nv", "mel"] and a.based_on == ["image", "facts"] and a.top[0].probability == 0.9
+    # the facts bring melanoma in: the more urgent fused level is taken
+    b = decide_with_facts(_p(nv=0.9), _mask("nv"), _p(nv=0.5, mel=0.4), _mask("nv", "mel"), conflict=False, **kw)
+    assert b.triage.level == "consultation_24" and "do not lower" not in b.triage.reason
+    # a confident image finding overturned by the facts: flagged, never "likely"
+    c = decide_with_facts(_p(mel=0.6), _mask("mel"), _p(bkl=0.8), _mask("bkl", "mel"), conflict=True, **kw)
+    assert "symptom_conflict" in c.flags and c.confidence != "likely" and c.triage.level == "consultation_24"

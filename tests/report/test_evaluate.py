@@ -67,6 +67,8 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) 
     f = m["facts_fusion"]
     assert f["facts"] == ["age", "localization", "sex"] and 0 <= f["conflict_rate"] < 0.5
     assert f["balanced_accuracy_image"] == m["balanced_accuracy"] and f["coverage_image"] == m["coverage"]
+    assert f["critical_miss_rate_image"] == m["critical_miss_rate"]
+    assert f["critical_miss_rate"] <= f["critical_miss_rate_image"]  # facts never lower a triage level
     assert f["coverage"] >= m["coverage"] - 0.1 and abs(f["balanced_accuracy"] - m["balanced_accuracy"]) < 0.2
     assert 'id="facts"' in (ham_report / "report.html").read_text()
 

@@ -41,9 +41,13 @@ def _load_run(run: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 
 def critical_miss_rate(proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,
-                       spec: LabelSpec, policy: Any = None) -> float:
-    """Share of cases of a critical class (severity high/critical) triaged below ``consultation_24``."""
-    from carelens.predict.decision import decide  # late: predict imports bundle, which imports calibrate
+                       spec: LabelSpec, policy: Any = None,
+                       fused: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> float:
+    """Share of cases of a critical class (severity high/critical) triaged below ``consultation_24``.
+
+    ``fused``: (probabilities, sets, conflicts) of image + clinical facts, to measure that decision instead.
+    """
+    from carelens.predict.decision import decide, decide_with_facts  # late: predict imports bundle -> calibrate
     from carelens.predict.schema import ModelRef
 
     critical = [i for i, c in enumerate(spec.classes) if c.is_critical]
@@ -52,12 +56,14 @@ def critical_miss_rate(proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray,
         return float("nan")
     ref = ModelRef(name=spec.name, version="eval")
     bar = triage_rank("consultation_24")
-    missed = sum(
-        triage_rank(decide(proba[n], mask[n], spec=spec, model=ref, coverage=0.0, in_distribution=bool(in_dist[n]),
-                           policy=policy).triage.level) < bar
-        for n in rows
-    )
-    return missed / len(rows)
+
+    def level(n: int) -> str:
+        kw = dict(spec=spec, model=ref, coverage=0.0, in_distribution=bool(in_dist[n]), policy=policy)
+        if fused is None:
+            return decide(proba[n], mask[n], **kw).triage.level  # type: ignore[arg-type]
+        return decide_with_facts(proba[n], mask[n], fused[0][n], fused[1][n], conflict=bool(fused[2][n]), **kw).triage.level
+
+    return sum(triage_rank(level(n)) < bar for n in rows) / len(rows)
 
 
 def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", class_conditional: bool = True,
@@ -91,7 +97,7 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
             for i in cp.fallback_classes_
         ]
     if facts is None or facts:
-        section = _fit_facts(cfg, run, a, ts, cp, facts)
+        section = _fit_facts(cfg, run, a, ts, cp, gate, facts)
         if section is not None:
             report["facts"] = section
     if "test_logits" in a:
@@ -115,7 +121,7 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
 
 
 def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: TemperatureScaler, cp: ConformalClassifier,
-               names: Sequence[str] | None) -> dict[str, Any] | None:
+               gate: OODGate, names: Sequence[str] | None) -> dict[str, Any] | None:
     """Fit the facts model (train split) and its fusion with the image (val split); measure it on test."""
     from carelens.data import load_run_splits, open_dataset  # late: the data layer is only needed here
     from carelens.symptoms._facts import FactsFusion, infer_fact_kinds
@@ -143,7 +149,8 @@ def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: Tem
     section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
     if "test_logits" in a:
         img = ts.predict_proba(a["test_logits"])
-        section["test"] = fusion.measure(img, cp.predict_set(img), rows(a["test_ids"]), a["test_y"], class_ids)
+        section["test"] = fusion.measure(img, cp.predict_set(img), rows(a["test_ids"]), a["test_y"], class_ids, spec=spec,
+                                         in_distribution=gate.is_in_distribution(a["test_features"], a["test_logits"]))
     return section
 
 

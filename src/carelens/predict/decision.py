@@ -8,6 +8,7 @@ escalate, never the reverse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from carelens.errors import ConfigError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
 from carelens.predict.schema import Assessment, ClassProbability, ModelRef, TriageDecision
 
-__all__ = ["DecisionPolicy", "decide"]
+__all__ = ["DecisionPolicy", "decide", "decide_with_facts"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +108,23 @@ def decide(
         triage=TriageDecision(level=level, reason=reason),  # type: ignore[arg-type]
         advice=advice, based_on=list(based_on),  # type: ignore[arg-type]
     )
+
+
+def decide_with_facts(image_proba: np.ndarray, image_set: np.ndarray, fused_proba: np.ndarray, fused_set: np.ndarray,
+                      *, conflict: bool, **kw: Any) -> Assessment:
+    """The assessment of an image with clinical facts fused in (``kw`` as for :func:`decide`).
+
+    Safety first: the facts may raise the triage level, never lower it below the image's own decision
+    (measured on HAM10000: the fused sets alone raised the critical-miss rate from 0.009 to 0.012-0.021).
+    When the image alone is more urgent, its level, reason and advice stand and its plausible classes
+    join the set.
+    """
+    image = decide(image_proba, image_set, **kw)
+    a = decide(fused_proba, fused_set, extra_flags=("symptom_conflict",) if conflict else (),
+               based_on=("image", "facts"), **kw)
+    if triage_rank(a.triage.level) >= triage_rank(image.triage.level):
+        return a
+    kept = [c for c in image.prediction_set if c not in a.prediction_set]
+    reason = f"{image.triage.reason} (on the image alone; the clinical facts do not lower the level)"
+    return a.model_copy(update={"triage": TriageDecision(level=image.triage.level, reason=reason),  # type: ignore[arg-type]
+                                "advice": image.advice, "prediction_set": a.prediction_set + kept})

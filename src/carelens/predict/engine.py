@@ -20,7 +20,7 @@ from carelens.bundle import Bundle
 from carelens.calibrate import softmax
 from carelens.data._image_io import IMAGE_SUFFIXES, read_image
 from carelens.errors import ConfigError, DataError, ImageReadError
-from carelens.predict.decision import DecisionPolicy, decide
+from carelens.predict.decision import DecisionPolicy, decide, decide_with_facts
 from carelens.predict.schema import Assessment, ModelRef
 from carelens.preprocess import preprocess
 
@@ -99,17 +99,16 @@ class Engine:
 
     def decide(self, inf: Inference, n: int, facts: Mapping[str, Any] | None = None) -> Assessment:
         """The assessment of image ``n``, with clinical facts fused in (checked: a model trained without facts,
-        an unknown name or a value out of range is a ConfigError)."""
-        proba, in_set, flags, based_on = inf.proba[n], inf.in_set[n], (), ("image",)
-        if facts:
-            checked = self.check_facts(facts)
-            fusion = self.bundle.facts
-            fused, mask, disagree = fusion.fuse(proba[None], [checked])
-            proba, in_set = fused[0], fusion.widen(mask, in_set[None], disagree)[0]
-            flags, based_on = (("symptom_conflict",) if disagree[0] else ()), ("image", "facts")
-        return decide(proba, in_set, spec=self.bundle.labels, model=self.ref, coverage=self.coverage,
-                      in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]),
-                      policy=self.policy, extra_flags=flags, based_on=based_on)
+        an unknown name or a value out of range is a ConfigError); see :func:`decide_with_facts`."""
+        common = dict(spec=self.bundle.labels, model=self.ref, coverage=self.coverage, policy=self.policy,
+                      in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]))
+        if not facts:
+            return decide(inf.proba[n], inf.in_set[n], **common)  # type: ignore[arg-type]
+        checked = self.check_facts(facts)
+        fusion = self.bundle.facts
+        fused, mask, disagree = fusion.fuse(inf.proba[n][None], [checked])
+        mask = fusion.widen(mask, inf.in_set[n][None], disagree)
+        return decide_with_facts(inf.proba[n], inf.in_set[n], fused[0], mask[0], conflict=bool(disagree[0]), **common)
 
     def assess(self, images: list[np.ndarray], heatmaps: bool = False,
                facts: Sequence[Mapping[str, Any] | None] | None = None) -> list[tuple[Assessment, np.ndarray | None]]:

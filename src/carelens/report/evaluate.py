@@ -166,7 +166,8 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     facts_rows = [dict(by_id[i].facts) for i in ids]
     if bundle.facts is not None and any(facts_rows):
         metrics["facts_fusion"] = bundle.facts.measure(arrays["proba"], arrays["in_set"].astype(bool), facts_rows,
-                                                       arrays["y"], class_ids)
+                                                       arrays["y"], class_ids, spec=bundle.labels,
+                                                       in_distribution=arrays["in_distribution"])
 
     edges: list[EdgeCase] = []
     edge_scores: dict[str, list[float]] = {}

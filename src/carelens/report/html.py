@@ -90,11 +90,13 @@ def _facts_section(m: dict[str, Any]) -> str:
     if not f:
         return ""
     rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(f.get(k + '_image'))}</td><td>{_fmt(f.get(k))}</td></tr>"
-                   for k in ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size"))
+                   for k in ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size",
+                             "critical_miss_rate"))
     return (f"<h2>Image + clinical facts</h2><p class=\"note\">The bundle fuses {html.escape(', '.join(f['facts']))} "
             f"with the image (log-linear pooling fitted on validation data). Same test images; in "
             f"{f['conflict_rate']:.1%} of them the facts overturned a fairly sure image finding (flagged "
-            f"<i>symptom conflict</i>, plausible set widened).</p><table id=\"facts\"><tr><th>figure</th>"
+            f"<i>symptom conflict</i>, plausible set widened). The facts may raise a triage level, never lower it "
+            f"below the image's own.</p><table id=\"facts\"><tr><th>figure</th>"
             f"<th>image alone</th><th>image + facts</th></tr>{rows}</table>")
 
 

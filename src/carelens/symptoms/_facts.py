@@ -167,10 +167,10 @@ class FactsFusion:
         return np.where(disagree[:, None], fused_mask | image_mask, fused_mask)  # type: ignore[no-any-return]
 
     def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, rows: Sequence[Mapping[str, Any]], y: np.ndarray,
-                class_ids: Sequence[str]) -> dict[str, Any]:
+                class_ids: Sequence[str], *, spec: Any = None, in_distribution: np.ndarray | None = None) -> dict[str, Any]:
         """Image alone (``*_image``) and image + facts on the same labelled cases: the figures calibrate and
-        evaluate report."""
-        from carelens.calibrate import calibration_report, coverage_report
+        evaluate report (with ``spec``, also the critical-miss rate of each decision)."""
+        from carelens.calibrate import calibration_report, coverage_report, critical_miss_rate
         from carelens.report.metrics import classification_metrics
 
         fused, mask, disagree = self.fuse(image_proba, rows)
@@ -184,6 +184,11 @@ class FactsFusion:
             out.update({f"{k}{suffix}": cov[k] for k in ("coverage", "mean_set_size", "min_class_coverage")})
             out[f"per_class_recall{suffix}"] = cm["per_class_recall"]
         out["conflict_rate"] = float(disagree.mean())
+        if spec is not None:
+            ind = np.ones(len(y), bool) if in_distribution is None else np.asarray(in_distribution, bool)
+            out["critical_miss_rate_image"] = critical_miss_rate(image_proba, image_mask, ind, y, spec)
+            out["critical_miss_rate"] = critical_miss_rate(image_proba, image_mask, ind, y, spec,
+                                                           fused=(fused, mask, disagree))
         return out
 
     # -- storage (plain JSON, inside bundle.json) -----------------------------------------------------
