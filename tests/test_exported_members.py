@@ -23,7 +23,7 @@ EXPECTED = {
     "carelens.bundle": {"FORMAT_VERSION", "Bundle", "BundleError", "BundleSpec", "load_bundle", "make_session"},
     "carelens.predict": {
         "DISCLAIMER", "Assessment", "ClassProbability", "DecisionPolicy", "Engine", "Inference", "ModelRef", "Result",
-        "TriageDecision", "collect_inputs", "decide", "overlay_heatmap", "write_results",
+        "TriageDecision", "collect_inputs", "decide", "decide_with_facts", "overlay_heatmap", "write_results",
     },
     "carelens.serve": {"ServeSettings", "create_app"},
     "carelens.report": {"classification_metrics"},
