@@ -227,8 +227,10 @@ def calibrate(
     ft = (r.get("facts") or {}).get("test")
     if ft:
         table = Table("test figure", "image alone", "image + facts")
-        for k in ("balanced_accuracy", "accuracy", "macro_auc", "nll", "coverage", "mean_set_size"):
-            table.add_row(k, f"{ft[k + '_image']:.4f}", f"{ft[k]:.4f}")
+        for k in ("balanced_accuracy", "accuracy", "macro_auc", "nll", "coverage", "mean_set_size",
+                  "critical_miss_rate"):
+            if k in ft:
+                table.add_row(k, f"{ft[k + '_image']:.4f}", f"{ft[k]:.4f}")
         console.print(f"facts fused: {', '.join(r['facts']['schema'])}")
         console.print(table)
     for w in r.get("warnings", []):
