@@ -21,7 +21,7 @@ HAM = dict(model="efficientnet_lite0", image_size=128, head_epochs=40, finetune_
            lr_finetune=1e-3, batch_size=32, augment="dermoscopy", patience=3)
 
 CASES: dict[str, dict] = {
-    "ham10000": dict(data="ham10000", cfg=dict(HAM, image_size=160, imbalance=("weighted",)),
+    "ham10000": dict(data="ham10000", cfg=dict(HAM, imbalance=("weighted",)),
                      targets={"balanced_accuracy": 0.75, "accuracy": 0.85, "macro_auc": 0.95, "wall_s": 1800}),
     "pneumoniamnist": dict(data="pneumoniamnist",
                            cfg=dict(model="small_cnn", image_size=28, head_epochs=0, finetune_epochs=12,
