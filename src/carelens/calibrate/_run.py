@@ -96,15 +96,13 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
             f"{cp.min_per_class_} its own {1 - alpha:.0%} guarantee needs: it uses the marginal threshold"
             for i in cp.fallback_classes_
         ]
-    if facts is None or facts:
-        section = _fit_facts(cfg, run, a, ts, cp, gate, facts)
-        if section is not None:
-            report["facts"] = section
+    test = None
     if "test_logits" in a:
         y = a["test_y"]
         pt = ts.predict_proba(a["test_logits"])
         mask = cp.predict_set(pt)
         in_dist = gate.is_in_distribution(a["test_features"], a["test_logits"])
+        test = (pt, mask, in_dist)
         before, after = calibration_report(softmax(a["test_logits"]), y), calibration_report(pt, y)
         report["test"] = {
             "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier_before": before["brier"],
@@ -114,19 +112,24 @@ def calibrate_run(run: str | Path, *, alpha: float = 0.1, score: str = "lac", cl
             "ood_pass_rate": float(in_dist.mean()),
             "critical_miss_rate": critical_miss_rate(pt, mask, in_dist, y, spec) if spec else None,
         }
+    if facts is None or facts:
+        section = _fit_facts(cfg, spec, run, a, pv, cp, facts, test)
+        if section is not None:
+            report["facts"] = section
     (run / "calibration.json").write_text(json.dumps(report, indent=1))
     gate.save(run / "ood.npz")
     _plot_reliability(report, run / "reliability.png")
     return Calibration(ts, cp, gate, report)
 
 
-def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: TemperatureScaler, cp: ConformalClassifier,
-               gate: OODGate, names: Sequence[str] | None) -> dict[str, Any] | None:
-    """Fit the facts model (train split) and its fusion with the image (val split); measure it on test."""
+def _fit_facts(cfg: dict[str, Any], spec: LabelSpec | None, run: Path, a: dict[str, np.ndarray], pv: np.ndarray,
+               cp: ConformalClassifier, names: Sequence[str] | None,
+               test: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> dict[str, Any] | None:
+    """Fit the facts model (train split) and its fusion with the image (val probabilities ``pv``); measure
+    it on the test split's image probabilities, sets and OOD verdicts (``test``)."""
     from carelens.data import load_run_splits, open_dataset  # late: the data layer is only needed here
     from carelens.symptoms._facts import FactsFusion, infer_fact_kinds
 
-    spec = LabelSpec.model_validate(cfg["spec"]) if cfg.get("spec") else None
     source = cfg.get("dataset", {}).get("source")
     try:
         ds, splits = load_run_splits(run / "splits.json", open_dataset(source, spec))
@@ -145,12 +148,12 @@ def _fit_facts(cfg: dict[str, Any], run: Path, a: dict[str, np.ndarray], ts: Tem
     numeric, categorical = infer_fact_kinds(rows(train_ids), names)
     fusion = FactsFusion(numeric, categorical, alpha=cp.alpha, score=cp.score, class_conditional=cp.class_conditional)
     fusion.fit(rows(train_ids), np.asarray([class_ids.index(by_id[i].label) for i in train_ids]),
-               rows(a["val_ids"]), ts.predict_proba(a["val_logits"]), a["val_y"])
+               rows(a["val_ids"]), pv, a["val_y"])
     section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
-    if "test_logits" in a:
-        img = ts.predict_proba(a["test_logits"])
-        section["test"] = fusion.measure(img, cp.predict_set(img), rows(a["test_ids"]), a["test_y"], class_ids, spec=spec,
-                                         in_distribution=gate.is_in_distribution(a["test_features"], a["test_logits"]))
+    if test is not None:
+        pt, mask, in_dist = test
+        section["test"] = fusion.measure(pt, mask, rows(a["test_ids"]), a["test_y"], class_ids, spec=spec,
+                                         in_distribution=in_dist)
     return section
 
 

@@ -162,9 +162,11 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     arrays["proba_raw"] = softmax(arrays["logits"])
     critical = [i for i, c in enumerate(bundle.labels.classes) if c.is_critical]
     metrics = metrics_from_predictions(arrays, class_ids, critical, engine.coverage)
-    by_id = {e.id: e for e in (ds[i] for i in idx)}
-    facts_rows = [dict(by_id[i].facts) for i in ids]
-    if bundle.facts is not None and any(facts_rows):
+    facts_rows: list[dict[str, Any]] = []
+    if bundle.facts is not None:
+        by_id = {ds[i].id: ds[i] for i in idx}
+        facts_rows = [dict(by_id[i].facts) for i in ids]  # the assessed (readable) images, in order
+    if any(facts_rows):
         metrics["facts_fusion"] = bundle.facts.measure(arrays["proba"], arrays["in_set"].astype(bool), facts_rows,
                                                        arrays["y"], class_ids, spec=bundle.labels,
                                                        in_distribution=arrays["in_distribution"])

@@ -90,8 +90,9 @@ class FactsFusion:
             lo, hi = min(vals), max(vals)
             pad = max((hi - lo) / 2, 1.0)
             self.ranges_[c] = (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
-        self.pooling_ = LogLinearPooling(anchor=0).fit([val_image_proba, self.likelihood(val_rows)], y_val)
-        fused = self.pooling_.combine([val_image_proba, self.likelihood(val_rows)])
+        sources = [val_image_proba, self.likelihood(val_rows)]
+        self.pooling_ = LogLinearPooling(anchor=0).fit(sources, y_val)
+        fused = self.pooling_.combine(sources)
         self.conformal_ = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(fused, y_val)  # type: ignore[arg-type]
         return self
 
