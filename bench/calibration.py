@@ -19,10 +19,10 @@ from _common import OUT, write_result
 from _ood_sets import far_ood, modality
 
 from carelens.bundle import load_bundle
-from carelens.bundle._export import export_run
-from carelens.calibrate import calibrate_run
-from carelens.predict.engine import Engine
+from carelens.predict import Engine
 from carelens.preprocess import preprocess
+from carelens.steps import Run, calibrate_run
+from carelens.steps.export import export_run
 
 OTHER = {"ham10000": ("xray", "ultrasound"), "pneumoniamnist": ("dermoscopy", "ultrasound"),
          "busi_binary": ("dermoscopy", "xray"), "busi_3class": ("dermoscopy", "xray")}
@@ -70,8 +70,8 @@ def run(case: str) -> None:
     t1 = time.perf_counter()
     bundle_dir = export_run(run_dir, OUT / case / "bundle", name=case, version="bench")
     engine = Engine(load_bundle(bundle_dir))
-    with np.load(run_dir / "predictions.npz") as z:
-        test_f, test_l = z["test_features"], z["test_logits"]
+    pred = Run(run_dir).predictions()
+    test_f, test_l = pred.test_features, pred.test_logits
     far = list(far_ood().values())
     near = [img for m in OTHER[case] for img in modality(m, 150)]
     out: dict[str, float] = {}

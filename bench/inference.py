@@ -24,11 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, write_result
 
 from carelens.bundle import load_bundle
-from carelens.bundle._export import export_run
-from carelens.calibrate import calibrate_run
 from carelens.data import make_splits, open_dataset
-from carelens.predict.engine import Engine
-from carelens.train import TrainConfig, load_run_model, train
+from carelens.predict import Engine
+from carelens.preprocess import PreprocessConfig
+from carelens.steps import Run, calibrate_run
+from carelens.steps.export import export_run, load_run_model
+from carelens.train import TrainConfig, train
 
 ROUNDS = 5
 
@@ -50,8 +51,8 @@ def main() -> None:
     keep = sorted(rng.choice(len(ham), 900, replace=False).tolist())
     ds = ham.subset(keep)
     run = case_dir / "run"
-    if not (run / "predictions.npz").exists():
-        train(ds, make_splits(ds), TrainConfig(image_size=224, head_epochs=20, finetune_epochs=0), run)
+    if not Run(run).file(Run.PREDICTIONS).exists():
+        train(ds, make_splits(ds), TrainConfig(preprocess=PreprocessConfig(image_size=224), head_epochs=20, finetune_epochs=0), run)
     calibrate_run(run)
     bundle_dir = export_run(run, case_dir / "bundle", name="derma224", version="bench")
     bundle = load_bundle(bundle_dir)
@@ -66,7 +67,7 @@ def main() -> None:
 
     bare = ort.InferenceSession(str(bundle_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     torch.set_num_threads(2)
-    tmodel, _, _ = load_run_model(run)
+    tmodel = load_run_model(run)
     xt = torch.from_numpy(x1)
     with torch.inference_mode():
         for _ in range(5):
@@ -99,7 +100,7 @@ def main() -> None:
     code = textwrap.dedent(f"""
         import resource, sys, json
         from carelens.bundle import load_bundle
-        from carelens.predict.engine import Engine
+        from carelens.predict import Engine
         e = Engine(load_bundle({str(bundle_dir)!r}))
         n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
         hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]

@@ -17,14 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, write_result
 
-from carelens.calibrate import calibrate_run, expected_calibration_error
 from carelens.data import open_dataset, split_dataset
+from carelens.fusion import FactsEncoder, LinearModel
+from carelens.metrics import expected_calibration_error
+from carelens.preprocess import PreprocessConfig
 from carelens.settings import data_root
+from carelens.steps import Run, calibrate_run
 from carelens.symptoms import (
     HEART,
     HORSE_COLIC,
-    FactsEncoder,
-    LinearModel,
     build_symptom_bundle,
     cross_validate,
     load_heart,
@@ -118,10 +119,10 @@ def fusion_ham10000() -> None:
     t0 = time.perf_counter()
     t = calibrate_run(OUT / "ham10000" / "run").report["facts"]["test"]
     frozen_run = OUT / "fusion_ham10000" / "frozen_run"
-    if not (frozen_run / "predictions.npz").is_file():
+    if not Run(frozen_run).file(Run.PREDICTIONS).is_file():
         ds = open_dataset("ham10000")
         train(ds, split_dataset(ds, (0.7, 0.1, 0.2), seed=0),
-              TrainConfig(model="efficientnet_lite0", image_size=128, head_epochs=40, finetune_epochs=0), frozen_run)
+              TrainConfig(model="efficientnet_lite0", preprocess=PreprocessConfig(image_size=128), head_epochs=40, finetune_epochs=0), frozen_run)
     f = calibrate_run(frozen_run).report["facts"]["test"]
 
     def gains(m: dict) -> dict:  # type: ignore[type-arg]

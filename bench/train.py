@@ -51,7 +51,7 @@ def run(case: str) -> None:
     t0 = time.perf_counter()
     ds = open_dataset(spec["data"])
     splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
-    cfg = TrainConfig(**spec["cfg"])
+    cfg = TrainConfig.from_dict(spec["cfg"])
     res = train(ds, splits, cfg, OUT / case / "run")
     wall = time.perf_counter() - t0
     t = res.test or {}

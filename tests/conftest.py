@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from carelens.preprocess import PreprocessConfig
 from carelens.settings import data_root
 
 
@@ -58,7 +59,7 @@ def tiny_pneumonia_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         keep += sorted(rng.choice(idx, min(n, len(idx)), replace=False).tolist())
     small = ds.subset(keep)
     run = tmp_path_factory.mktemp("pneumonia") / "run"
-    cfg = TrainConfig(model="small_cnn", image_size=28, head_epochs=0, finetune_epochs=4, lr_finetune=3e-3,
+    cfg = TrainConfig(model="small_cnn", preprocess=PreprocessConfig(image_size=28), head_epochs=0, finetune_epochs=4, lr_finetune=3e-3,
                       batch_size=64, augment="xray", threads=2, patience=0)
     train(small, make_splits(small), cfg, run)
     return run
@@ -79,7 +80,7 @@ def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type
         keep += rng.choice(idx, min(n, 160), replace=False).tolist()
     ds = ham.subset(sorted(keep))
     run = tmp_path_factory.mktemp("ham") / "run"
-    cfg = TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2)
+    cfg = TrainConfig(preprocess=PreprocessConfig(image_size=64), head_epochs=30, finetune_epochs=0, threads=2)
     train(ds, make_splits(ds, seed=0), cfg, run)
     return run
 
@@ -111,15 +112,15 @@ def tiny_busi_run(busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
     ds = open_dataset(busi_dir, "busi")
     run = tmp_path_factory.mktemp("busi") / "run"
-    train(ds, split_dataset(ds, seed=0), TrainConfig(image_size=64, head_epochs=30, finetune_epochs=0, threads=2), run)
+    train(ds, split_dataset(ds, seed=0), TrainConfig(preprocess=PreprocessConfig(image_size=64), head_epochs=30, finetune_epochs=0, threads=2), run)
     return run
 
 
 @pytest.fixture(scope="session")
 def ham_bundle(tiny_ham_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny HAM10000 run calibrated (with its age/sex/site facts model) and exported."""
-    from carelens.bundle._export import export_run
-    from carelens.calibrate import calibrate_run
+    from carelens.steps import calibrate_run
+    from carelens.steps.export import export_run
 
     calibrate_run(tiny_ham_run)
     return export_run(tiny_ham_run, tmp_path_factory.mktemp("ham_bundle") / "derma", name="derma", version="1")

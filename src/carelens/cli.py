@@ -1,4 +1,8 @@
-"""`carelens <verb>`: the command-line edge. Domain errors become one red line and exit code 1."""
+"""`carelens <verb>`: the command-line edge. Domain errors become one red line and exit code 1.
+
+Each verb imports what it needs when it runs, so that `carelens --help` starts fast and serving verbs never
+import torch; the CLI sits on top of every package, so these imports cannot form a cycle.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import typer
 from rich.table import Table
 
 from carelens import __version__
-from carelens._console import console, err_console, progress_bar
+from carelens.console import console, err_console, progress_bar
 from carelens.errors import CarelensError, ConfigError
 
 __all__ = ["app", "main"]
@@ -165,8 +169,9 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
+    from carelens.config import TrainConfig
     from carelens.data import load_splits, open_dataset, split_dataset
-    from carelens.train import TrainConfig, train
+    from carelens.train import train
 
     settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
     for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
@@ -209,7 +214,7 @@ def calibrate(
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
     with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
-    from carelens.calibrate import calibrate_run
+    from carelens.steps import calibrate_run
 
     names = [] if no_facts else ([f.strip() for f in facts.split(",") if f.strip()] if facts else None)
     cal = calibrate_run(run, alpha=alpha, score=score, class_conditional=class_conditional, ood_method=ood_method,
@@ -250,7 +255,7 @@ def export(
     """Export a run to a verified bundle: model.onnx, bundle.json, ood.npz, head.npz."""
     import shutil
 
-    from carelens.bundle._export import export_run
+    from carelens.steps.export import export_run
 
     path = export_run(run, out, name=name, version=version)
     doc = json.loads((path / "bundle.json").read_text())
@@ -312,9 +317,8 @@ def evaluate(
     """Write a self-contained HTML evaluation report and metrics.json."""
     from carelens.bundle import load_bundle
     from carelens.data import open_dataset
-    from carelens.report.evaluate import evaluate as run_eval
-    from carelens.report.evaluate import resolve_splits
-    from carelens.report.html import write_comparison, write_report
+    from carelens.report import evaluate as run_eval
+    from carelens.report import resolve_splits, write_comparison, write_report
 
     if len(args) != (3 if compare else 2):
         raise ConfigError("give BUNDLE DATA, or --compare BUNDLE_A BUNDLE_B DATA")
@@ -367,7 +371,8 @@ def triage_cmd(
     """Triage from an image (with clinical facts) and/or a symptom description: one assessment, safety first."""
     import os
 
-    from carelens.symptoms import SymptomBundle, parse_fact_pairs, triage
+    from carelens.fusion import parse_fact_pairs
+    from carelens.symptoms import SymptomBundle, triage
 
     fact_values = parse_fact_pairs([*(facts or []), *(more_facts or [])])
     image_a = None

@@ -12,9 +12,13 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "DataError",
+    "FactsError",
     "ImageReadError",
+    "ImageTooLargeError",
     "LabelSpecError",
+    "NotAnImageError",
     "NotFittedError",
+    "NothingRecognisedError",
 ]
 
 
@@ -37,6 +41,23 @@ class ImageReadError(DataError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"cannot read image {self.path}: {reason}")
+
+
+class ImageTooLargeError(ImageReadError):
+    """The image has more pixels than the limit (a decompression bomb, or a photo too large to assess)."""
+
+
+class NotAnImageError(ImageReadError):
+    """The bytes are not in an image format carelens reads."""
+
+
+class FactsError(ConfigError):
+    """Clinical facts that a model cannot use: an unknown name, a value out of range or an unseen category,
+    or facts for a model trained without them."""
+
+
+class NothingRecognisedError(DataError):
+    """A symptom description in which no symptom of the vocabulary was recognised."""
 
 
 class LabelSpecError(CarelensError, ValueError):

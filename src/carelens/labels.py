@@ -123,6 +123,11 @@ class LabelSpec(BaseModel):
     def get(self, class_id: str) -> ClassSpec:
         return self.classes[self.index(class_id)]
 
+    @property
+    def critical_indices(self) -> list[int]:
+        """Indices of the classes that must not be missed (severity high or critical)."""
+        return [i for i, c in enumerate(self.classes) if c.is_critical]
+
     # -- mapping source labels -----------------------------------------------------------------
     def map_label(self, source: str) -> str | None:
         """The class id for one source label, ``None`` if dropped, ``LabelSpecError`` if unknown."""

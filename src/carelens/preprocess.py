@@ -40,7 +40,7 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        return cls(**{**d, "mean": tuple(d["mean"]), "std": tuple(d["std"])})
+        return cls(**{**d, **{k: tuple(d[k]) for k in ("mean", "std") if k in d}})
 
 
 def resize_image(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:

@@ -12,11 +12,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from carelens.bundle import BundleError, load_bundle
-from carelens.bundle._export import export_run
-from carelens.calibrate import calibrate_run
+from carelens.bundle import BundleSpec, load_bundle
 from carelens.cli import app
+from carelens.errors import BundleError
+from carelens.hashing import canonical_digest
 from carelens.predict import Engine
+from carelens.preprocess import PreprocessConfig
+from carelens.steps import calibrate_run
+from carelens.steps.export import export_run
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +70,6 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
 
 
 def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
-    from carelens.bundle._manifest import canonical_digest
-
     c = _copy(bundle_dir, tmp_path)
     doc = json.loads((c / "bundle.json").read_text())
     assert doc["format_version"] == 2 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
@@ -83,6 +84,22 @@ def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: P
     (c / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="old format version 0"):
         load_bundle(c)
+
+
+def test_bundle_json_written_before_the_relayering_still_reads() -> None:
+    """bundle.json of the PneumoniaMNIST benchmark bundle, exported by commit f4a8ae0 (before bundle.json's
+    sections were typed): it validates, its integrity digest verifies, and every section reads as written."""
+    raw = json.loads((Path(__file__).parent / "fixtures" / "bundle_format2_f4a8ae0.json").read_text())
+    spec = BundleSpec.model_validate(raw)
+    assert spec.integrity == canonical_digest({k: v for k, v in raw.items() if k != "integrity"})
+    assert spec.label_spec.class_ids == raw["class_ids"] == ["normal", "pneumonia"]
+    assert spec.preprocess.image_size == raw["preprocess"]["image_size"] == 28
+    assert spec.model_io.outputs == ["logits", "features", "fmap"] and spec.ood.method == "combined"
+    assert spec.conformal.thresholds == raw["conformal"]["thresholds"] and spec.split is not None
+    assert spec.split.assignment_sha256 == raw["split"]["assignment_sha256"] and spec.facts is None
+    # written again, the document is the same one, so a re-export keeps the same integrity for the same content
+    assert {k: v for k, v in spec.document().items() if k != "integrity"} == \
+        {k: v for k, v in raw.items() if k != "integrity"}
 
 
 def test_facts_for_a_model_trained_without_them_are_an_error(bundle_dir: Path) -> None:
@@ -135,7 +152,7 @@ def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz
                     raise ImportError("torch is blocked in this process")
 
         sys.meta_path.insert(0, BlockTorch())  # any 'import torch' now fails
-        from carelens.bundle import load_bundle
+        from carelens.bundle import BundleSpec, load_bundle
         from carelens.predict import Engine
         engine = Engine(load_bundle({str(bundle_dir)!r}))
         r = next(engine.predict_paths([{str(tmp_path / 'x.png')!r}]))
@@ -165,7 +182,7 @@ def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
         Image.fromarray(img).save(root / label / f"{k}.png")
     ds = open_dataset(root)
     run = tmp_path / "run"
-    train(ds, make_splits(ds), TrainConfig(model="small_cnn", image_size=32, head_epochs=0, finetune_epochs=4,
+    train(ds, make_splits(ds), TrainConfig(model="small_cnn", preprocess=PreprocessConfig(image_size=32), head_epochs=0, finetune_epochs=4,
                                            lr_finetune=3e-3, batch_size=32, augment="none", threads=2), run)
     calibrate_run(run)
     engine = Engine(load_bundle(export_run(run, tmp_path / "bundle")))

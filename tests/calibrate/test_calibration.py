@@ -6,17 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carelens.calibrate import (
-    ConformalClassifier,
-    OODGate,
-    TemperatureScaler,
-    calibrate_run,
-    coverage_report,
-    expected_calibration_error,
-    load_calibration,
-    softmax,
-)
+from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import ConfigError, NotFittedError
+from carelens.metrics import coverage_report, expected_calibration_error, softmax
+from carelens.steps import Run, calibrate_run
 
 
 def _preds(run: Path) -> dict[str, np.ndarray]:
@@ -89,7 +82,7 @@ def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -
     assert rep["test"]["ece"] <= rep["test"]["ece_before"] + 0.02
     assert 0.85 <= rep["test"]["ood_pass_rate"] <= 1.0
     assert (tiny_pneumonia_run / "reliability.png").stat().st_size > 1000
-    again = load_calibration(tiny_pneumonia_run)
+    again = Run(tiny_pneumonia_run).calibration()
     a = _preds(tiny_pneumonia_run)
     assert np.allclose(again.ood.score(a["test_features"], a["test_logits"]),
                        cal.ood.score(a["test_features"], a["test_logits"]), rtol=1e-4, atol=1e-4)
@@ -99,10 +92,12 @@ def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -
 
 def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: Path) -> None:
     skimage_data = pytest.importorskip("skimage.data")
-    from carelens.train import embed_images, load_run_model
+    from carelens.models import embed_images
+    from carelens.steps.export import load_run_model
 
     cal = calibrate_run(tiny_ham_run)
-    model, pre, _ = load_run_model(tiny_ham_run)
+    model = load_run_model(tiny_ham_run)
+    pre = Run(tiny_ham_run).config.preprocess
     logits, feats = embed_images(model, pre, [skimage_data.astronaut(), skimage_data.coffee()])
     assert not cal.ood.is_in_distribution(feats, logits).any()
     assert (cal.ood.p_value(feats, logits) < 0.05).all()

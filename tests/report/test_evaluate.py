@@ -11,9 +11,9 @@ from helpers import CHROMIUM_ARGS
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from typer.testing import CliRunner
 
-from carelens.bundle._export import export_run
-from carelens.calibrate import calibrate_run
 from carelens.cli import app
+from carelens.steps import calibrate_run
+from carelens.steps.export import export_run
 
 
 def _report(bundle: Path, run: Path, data: str, out: Path) -> Path:
@@ -53,6 +53,7 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) 
     assert m["ood_pass_rate"] == pytest.approx(in_dist.mean())
     critical = np.isin(y, [0, 1, 4])  # akiec, bcc, mel
     assert m["critical_miss_rate"] == pytest.approx((rank[critical] < 2).mean())
+    assert m["over_triage_rate"] == pytest.approx((rank[~critical] >= 2).mean())  # benign sent to urgent care
 
     def ece(p: np.ndarray) -> float:
         conf, correct = p.max(1), (p.argmax(1) == y)

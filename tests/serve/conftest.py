@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from carelens.bundle._export import export_run
-from carelens.calibrate import calibrate_run
+from carelens.steps import calibrate_run
+from carelens.steps.export import export_run
 
 
 @pytest.fixture(scope="session")

@@ -104,13 +104,13 @@ def test_api_keys(models_copy: Path, tmp_path: Path, xray_png: bytes) -> None:
         assert r.status_code == 200
         assert c.post("/v1/admin/reload", headers={"X-API-Key": "user-key"}).status_code == 403
         assert c.post("/v1/admin/reload", headers={"X-API-Key": "admin-key"}).status_code == 200
-        rec = c.app.state.log.get(r.json()["id"])  # type: ignore[attr-defined]
+        rec = c.app.state.services.log.get(r.json()["id"])  # type: ignore[attr-defined]
         assert rec is not None and rec.api_key_id and "user-key" not in json.dumps(rec.assessment)
 
 
 def test_audit_row_and_no_image_stored_by_default(client: TestClient, xray_png: bytes, tmp_path: Path) -> None:
     r = client.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
-    rec = client.app.state.log.get(r.json()["id"])  # type: ignore[attr-defined]
+    rec = client.app.state.services.log.get(r.json()["id"])  # type: ignore[attr-defined]
     assert rec.model_name == "chest" and rec.model_version == "1" and rec.image_width == 28
     assert rec.assessment["triage"]["level"] == r.json()["assessment"]["triage"]["level"]
     import hashlib

@@ -7,12 +7,11 @@ import pytest
 from phrases import PHRASES
 
 from carelens.errors import ConfigError, DataError
+from carelens.fusion import LogLinearPooling, TabularModel
 from carelens.symptoms import (
     DEFAULT_THRESHOLD,
-    LogLinearPooling,
     SymptomBundle,
     SymptomParser,
-    TabularModel,
     build_symptom_bundle,
     clean_symptom_name,
     load_kaggle_table,
@@ -27,7 +26,7 @@ def kaggle(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def encoder():  # type: ignore[no-untyped-def]
-    from carelens.symptoms._encoder import MiniLMEncoder
+    from carelens.symptoms import MiniLMEncoder
 
     return MiniLMEncoder()
 
@@ -128,7 +127,7 @@ def test_log_linear_pooling_learns_to_trust_the_informative_source() -> None:
 
 def test_combined_triage_takes_the_more_urgent_source(kaggle: Path, tmp_path: Path) -> None:
     from carelens.labels import load_spec
-    from carelens.predict import ModelRef, decide
+    from carelens.policy import ModelRef, decide
     from carelens.symptoms import triage
 
     build_symptom_bundle(kaggle, tmp_path / "sym")

@@ -13,19 +13,15 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import (
-    FORMAT_VERSION,
-    OLDEST_READABLE_FORMAT,
-    BundleSpec,
-    canonical_digest,
-    sha256_file,
-)
+from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, BundleSpec
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import BundleError
+from carelens.fusion import FactsFusion
+from carelens.hashing import canonical_digest, file_digest
 from carelens.labels import LabelSpec
 from carelens.preprocess import PreprocessConfig
 
-__all__ = ["Bundle", "BundleError", "load_bundle", "make_session", "run_selftest", "selftest_input"]
+__all__ = ["Bundle", "load_bundle", "make_session", "run_selftest", "selftest_input"]
 
 
 def make_session(model_path: Path, threads: int | None = None) -> Any:
@@ -43,17 +39,25 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
 
 @dataclass
 class Bundle:
+    """A loaded, verified bundle: the ONNX session and every fitted object the decision needs."""
+
     path: Path
     spec: BundleSpec
-    labels: LabelSpec
-    preprocess: PreprocessConfig
-    session: Any
+    session: Any  # onnxruntime.InferenceSession (imported only when a bundle is loaded)
     temperature: TemperatureScaler
     conformal: ConformalClassifier
     ood: OODGate
     head_weight: np.ndarray  # (k, C) for class-activation maps
     head_bias: np.ndarray
-    facts: Any = None  # carelens.symptoms.FactsFusion when the model fuses clinical facts
+    facts: FactsFusion | None = None  # when the model fuses clinical facts
+
+    @property
+    def labels(self) -> LabelSpec:
+        return self.spec.label_spec
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.spec.preprocess
 
     @property
     def name(self) -> str:
@@ -66,7 +70,7 @@ class Bundle:
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits, features, feature map) for a preprocessed batch (N, 3, S, S) float32."""
         io = self.spec.model_io
-        out = self.session.run(io["outputs"], {io["input"]: np.ascontiguousarray(batch, dtype=np.float32)})
+        out = self.session.run(io.outputs, {io.input: np.ascontiguousarray(batch, dtype=np.float32)})
         return out[0], out[1], out[2]
 
 
@@ -127,31 +131,21 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
         f = folder / name
         if not f.is_file():
             raise BundleError(f"bundle {p} is missing {name}; re-export it")
-        if sha256_file(f) != digest:
+        if file_digest(f) != digest:
             raise BundleError(f"{name} in bundle {p} does not match its recorded sha256: the file was altered or "
                               "corrupted. Re-export the bundle or restore the original file.")
     session = make_session(folder / "model.onnx", threads)
     with np.load(folder / "head.npz") as h:
         weight, bias = h["weight"], h["bias"]
-    ts = TemperatureScaler()
-    ts.temperature_ = float(spec.temperature)
     b = Bundle(
-        path=folder, spec=spec, labels=LabelSpec.model_validate(spec.label_spec),
-        preprocess=PreprocessConfig.from_dict(spec.preprocess), session=session, temperature=ts,
-        conformal=ConformalClassifier.from_dict(spec.conformal), ood=OODGate.load(folder / "ood.npz", spec.ood),
-        head_weight=weight, head_bias=bias, facts=_facts_fusion(spec),
+        path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature}),
+        conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()),
+        ood=OODGate.from_dict(spec.ood.model_dump(), folder / "ood.npz"),
+        head_weight=weight, head_bias=bias, facts=FactsFusion.from_dict(spec.facts.fusion) if spec.facts else None,
     )
     if selftest:
         run_selftest(b)
     return b
-
-
-def _facts_fusion(spec: BundleSpec) -> Any:
-    if not spec.facts:
-        return None
-    from carelens.symptoms._facts import FactsFusion  # late: symptoms -> predict -> bundle
-
-    return FactsFusion.from_dict(spec.facts["fusion"])
 
 
 def selftest_input(seed: int, shape: list[int]) -> np.ndarray:

@@ -1,28 +1,102 @@
-"""bundle.json: the self-description of a model bundle (pydantic; no torch)."""
+"""bundle.json: the self-description of a model bundle (pydantic; no torch).
+
+Every section carelens reads back is typed: the label spec, the preprocessing, the model's inputs and
+outputs, the conformal thresholds, the OOD gate's parameters, the split and the facts fusion. The
+remaining sections (test metrics, calibration figures, training recipe, library versions, export parity)
+are records for people and tools; carelens writes them and never decides anything from them.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from carelens._hashing import file_digest
+from carelens.hashing import canonical_digest
+from carelens.labels import LabelSpec
+from carelens.preprocess import PreprocessConfig
 
-__all__ = ["FORMAT_VERSION", "OLDEST_READABLE_FORMAT", "BundleSpec", "SelfTest", "canonical_digest", "sha256_file"]
+__all__ = [
+    "FORMAT_VERSION",
+    "OLDEST_READABLE_FORMAT",
+    "BundleSpec",
+    "ConformalParams",
+    "FactsSection",
+    "ModelIO",
+    "OODParams",
+    "SelfTest",
+    "SplitInfo",
+]
 
 FORMAT_VERSION = 2  # 2 added the optional ``facts`` section (clinical facts fused with the image)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts
 
 
-class SelfTest(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SelfTest(_Section):
     seed: int
     shape: list[int]
     logits: list[list[float]]
     atol: float = 1e-3
+
+
+class ModelIO(_Section):
+    """The ONNX graph's input name and outputs (logits, pooled features, last feature map)."""
+
+    input: str
+    outputs: list[str]
+    opset: int
+    features: int  # width of the pooled features
+    fmap: list[int]  # (C, h, w) of the feature map
+
+
+class ConformalParams(_Section):
+    """:meth:`carelens.calibrate.ConformalClassifier.to_dict`."""
+
+    alpha: float
+    score: Literal["lac", "aps"]
+    class_conditional: bool
+    thresholds: list[float]
+    marginal_threshold: float
+    fallback_classes: list[int]
+    min_per_class: int
+    class_counts: list[int]
+
+
+class OODParams(_Section):
+    """:meth:`carelens.calibrate.OODGate.to_dict`; its statistics are in ``ood.npz``."""
+
+    method: Literal["mahalanobis", "knn", "combined"]
+    pass_rate: float
+    k: int
+    use_energy: bool
+    threshold: float
+
+
+class SplitInfo(_Section):
+    """How train/val/test were made, and a digest of the assignment (to check a re-made split)."""
+
+    strategy: str
+    seed: int
+    fractions: list[float]
+    data_fingerprint: str
+    assignment_sha256: str
+    counts: dict[str, dict[str, int]] | None = None
+
+
+class FactsSection(_Section):
+    """The clinical facts fused with the image: the fitted fusion, what each fact may be, test figures."""
+
+    fusion: dict[str, Any]  # carelens.fusion.FactsFusion.to_dict()
+    schema_: dict[str, dict[str, Any]] = Field(alias="schema")
+    test: dict[str, Any] | None = None
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 class BundleSpec(BaseModel):
@@ -33,41 +107,42 @@ class BundleSpec(BaseModel):
     format_version: int
     name: str
     version: str
-    task: str = "multiclass"
+    task: Literal["multiclass"] = "multiclass"
     created: str
     intended_use: str = ""
-    label_spec: dict[str, Any]
+    label_spec: LabelSpec
     class_ids: list[str]
-    preprocess: dict[str, Any]
-    model_io: dict[str, Any]  # input name, output names, feature size, feature map size
+    preprocess: PreprocessConfig
+    model_io: ModelIO
     temperature: float
-    conformal: dict[str, Any]
-    ood: dict[str, Any]
-    test_metrics: dict[str, Any] = Field(default_factory=dict)
-    calibration: dict[str, Any] = Field(default_factory=dict)
+    conformal: ConformalParams
+    ood: OODParams
+    test_metrics: dict[str, Any] = Field(default_factory=dict)  # record
+    calibration: dict[str, Any] = Field(default_factory=dict)  # record
     data_fingerprint: str
-    training_config: dict[str, Any]
-    versions: dict[str, str]
+    training_config: dict[str, Any]  # record: the TrainConfig the model was trained with
+    versions: dict[str, str]  # record
     selftest: SelfTest
-    parity: dict[str, Any] = Field(default_factory=dict)
-    split: dict[str, Any] = Field(default_factory=dict)  # how train/val/test were made, and a digest
-    facts: dict[str, Any] | None = None  # {"fusion": FactsFusion.to_dict(), "schema": ..., "test": ...}
+    parity: dict[str, Any] = Field(default_factory=dict)  # record: ONNX Runtime vs PyTorch at export
+    split: SplitInfo | None = None
+    facts: FactsSection | None = None
     files: dict[str, str]  # name -> sha256
     integrity: str = ""  # sha256 of this document without this field
 
+    @field_validator("split", mode="before")
+    @classmethod
+    def _no_split(cls, v: Any) -> Any:
+        return v or None  # bundles written without split information hold {}
+
+    def document(self) -> dict[str, Any]:
+        """bundle.json as written (JSON types, aliases as in the file)."""
+        return self.model_dump(mode="json", by_alias=True)
+
     def digest(self) -> str:
-        return canonical_digest(self.model_dump(mode="json", exclude={"integrity"}))
+        return canonical_digest({k: v for k, v in self.document().items() if k != "integrity"})
 
     def write(self, folder: Path) -> Path:
         doc = self.model_copy(update={"integrity": self.digest()})
         path = folder / "bundle.json"
-        path.write_text(json.dumps(doc.model_dump(mode="json"), indent=1), encoding="utf-8")
+        path.write_text(json.dumps(doc.document(), indent=1), encoding="utf-8")
         return path
-
-
-def canonical_digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return file_digest(path, "sha256")

@@ -1,36 +1,19 @@
-"""Calibration: temperature scaling, conformal prediction sets, the out-of-distribution gate (numpy only)."""
+"""Calibration (numpy; no torch): temperature scaling, conformal prediction sets, the out-of-distribution gate.
 
-from carelens.calibrate._conformal import (
-    ConformalClassifier,
-    conformal_quantile,
-    coverage_report,
-    nonconformity,
-)
-from carelens.calibrate._ood import OODGate
-from carelens.calibrate._run import Calibration, calibrate_run, critical_miss_rate, load_calibration
-from carelens.calibrate._scores import (
-    calibration_report,
-    check_logits,
-    expected_calibration_error,
-    reliability,
-    softmax,
-)
+Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) that persists as plain data
+(``to_dict`` / ``from_dict``). Fitting them on a training run is the calibrate step (:mod:`carelens.steps`).
+"""
+
+from carelens.calibrate._conformal import ConformalClassifier, ConformalScore, conformal_quantile, nonconformity
+from carelens.calibrate._ood import OODGate, OODMethod
 from carelens.calibrate._temperature import TemperatureScaler
 
 __all__ = [
-    "Calibration",
     "ConformalClassifier",
+    "ConformalScore",
     "OODGate",
+    "OODMethod",
     "TemperatureScaler",
-    "calibrate_run",
-    "calibration_report",
-    "check_logits",
     "conformal_quantile",
-    "coverage_report",
-    "critical_miss_rate",
-    "expected_calibration_error",
-    "load_calibration",
     "nonconformity",
-    "reliability",
-    "softmax",
 ]

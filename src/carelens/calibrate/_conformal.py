@@ -9,18 +9,20 @@ the marginal threshold is used instead and the class is listed in ``fallback_cla
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
 
-from carelens.errors import ConfigError, NotFittedError
+from carelens.errors import ConfigError
+from carelens.validation import check_is_fitted
 
-__all__ = ["ConformalClassifier", "conformal_quantile", "coverage_report", "nonconformity"]
+__all__ = ["ConformalClassifier", "ConformalScore", "conformal_quantile", "nonconformity"]
 
-Score = Literal["lac", "aps"]
+ConformalScore = Literal["lac", "aps"]
 
 
-def nonconformity(proba: np.ndarray, score: Score) -> np.ndarray:
+def nonconformity(proba: np.ndarray, score: ConformalScore) -> np.ndarray:
     """Score of every (example, class): low = conforming. Shape (n, k).
 
     LAC: 1 - p_k. APS: total probability of the classes ranked at or above k.
@@ -56,7 +58,7 @@ class ConformalClassifier:
         class_conditional: one threshold per class (Mondrian), so rare classes are covered too.
     """
 
-    def __init__(self, alpha: float = 0.1, score: Score = "lac", class_conditional: bool = True) -> None:
+    def __init__(self, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True) -> None:
         self.alpha = alpha
         self.score = score
         self.class_conditional = class_conditional
@@ -89,8 +91,7 @@ class ConformalClassifier:
         return self
 
     def _check(self) -> None:
-        if not hasattr(self, "thresholds_"):
-            raise NotFittedError("ConformalClassifier is not fitted yet: call fit(proba, y) on calibration data")
+        check_is_fitted(self, "thresholds_", "call fit(proba, y) on calibration data")
 
     def predict_set(self, proba: np.ndarray) -> np.ndarray:
         """Boolean mask (n, k) of the classes in each set; the top class is always included."""
@@ -110,7 +111,7 @@ class ConformalClassifier:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ConformalClassifier:
+    def from_dict(cls, d: Mapping[str, Any]) -> ConformalClassifier:
         c = cls(d["alpha"], d["score"], d["class_conditional"])
         c.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
         c.marginal_threshold_ = float(d["marginal_threshold"])
@@ -118,19 +119,3 @@ class ConformalClassifier:
         c.min_per_class_ = int(d["min_per_class"])
         c.class_counts_ = np.asarray(d["class_counts"])
         return c
-
-
-def coverage_report(mask: np.ndarray, y: np.ndarray, class_ids: list[str]) -> dict[str, Any]:
-    """Marginal and per-class coverage, mean set size and the set-size histogram."""
-    y = np.asarray(y, dtype=np.int64)
-    hit = mask[np.arange(len(y)), y]
-    per = {cid: (float(hit[y == i].mean()) if (y == i).any() else float("nan")) for i, cid in enumerate(class_ids)}
-    sizes = mask.sum(1)
-    valid = [v for v in per.values() if not math.isnan(v)]
-    return {
-        "coverage": float(hit.mean()),
-        "per_class_coverage": per,
-        "min_class_coverage": float(min(valid)) if valid else float("nan"),
-        "mean_set_size": float(sizes.mean()),
-        "set_size_histogram": np.bincount(sizes, minlength=mask.shape[1] + 1)[1:].tolist(),
-    }

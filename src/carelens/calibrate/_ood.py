@@ -14,33 +14,24 @@ typical; below 1 - pass_rate means out of distribution.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from scipy.special import logsumexp
 
-from carelens.calibrate._scores import check_logits
-from carelens.errors import ConfigError, NotFittedError
+from carelens.errors import ConfigError
+from carelens.validation import check_features, check_is_fitted, check_logits
 
-__all__ = ["OODGate"]
+__all__ = ["OODGate", "OODMethod"]
 
-Method = Literal["mahalanobis", "knn", "combined"]
+OODMethod = Literal["mahalanobis", "knn", "combined"]
 BANK_MAX = 2000  # training features kept for the k-NN distance (a seeded sample beyond this)
 
 
-def _check_features(f: np.ndarray) -> np.ndarray:
-    a = np.asarray(f, dtype=np.float64)
-    if a.ndim != 2:
-        raise ConfigError(f"features must have shape (n, d), got {a.shape}")
-    if not np.isfinite(a).all():
-        raise ConfigError(f"features contain {int((~np.isfinite(a)).sum())} NaN or infinite value(s); "
-                          "the image or the model export is broken")
-    return a
-
-
 class OODGate:
-    def __init__(self, method: Method = "combined", pass_rate: float = 0.95, k: int = 10,
+    def __init__(self, method: OODMethod = "combined", pass_rate: float = 0.95, k: int = 10,
                  use_energy: bool = True) -> None:
         self.method = method
         self.pass_rate = pass_rate
@@ -84,8 +75,8 @@ class OODGate:
             raise ConfigError(f"method must be 'mahalanobis', 'knn' or 'combined', got {self.method!r}")
         if not 0.5 < self.pass_rate < 1:
             raise ConfigError(f"pass_rate must be in (0.5, 1), got {self.pass_rate}")
-        ft = _check_features(train_features)
-        fv = _check_features(val_features)
+        ft = check_features(train_features)
+        fv = check_features(val_features)
         lv = check_logits(val_logits)
         y = np.asarray(train_y, dtype=np.int64)
         if self.method in ("mahalanobis", "combined"):
@@ -109,13 +100,12 @@ class OODGate:
         return self
 
     def _check(self) -> None:
-        if not hasattr(self, "threshold_"):
-            raise NotFittedError("OODGate is not fitted yet: call fit(...) with training and validation features")
+        check_is_fitted(self, "threshold_", "call fit(...) with training and validation features")
 
     def score(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Combined score: higher is more unusual; above ``threshold_`` is out of distribution."""
         self._check()
-        return self._combined(_check_features(features), check_logits(logits))
+        return self._combined(check_features(features), check_logits(logits))
 
     def p_value(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Share of validation images at least as unusual (the ``ood_score`` of an assessment)."""
@@ -129,8 +119,9 @@ class OODGate:
     def is_in_distribution(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         return self.score(features, logits) <= self.threshold_  # type: ignore[no-any-return]
 
-    # -- persistence -----------------------------------------------------------------------------
+    # -- persistence: parameters as JSON (to_dict), statistics as arrays (save, ood.npz) -------------
     def save(self, path: str | Path) -> None:
+        """Write the fitted statistics (class means, whitening, k-NN bank, validation scores) to ``path``."""
         self._check()
         arrays: dict[str, Any] = {"val_scores": self.val_scores_.astype(np.float64)}
         arrays.update({f"stats_{p}": np.asarray(s) for p, s in self.stats_.items()})
@@ -140,15 +131,17 @@ class OODGate:
             arrays.update(bank=self.bank_.astype(np.float32))
         np.savez_compressed(path, **arrays)
 
-    def params(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters and threshold (the arrays go to :meth:`save`)."""
         self._check()
         return {"method": self.method, "pass_rate": self.pass_rate, "k": self.k, "use_energy": self.use_energy,
                 "threshold": self.threshold_}
 
     @classmethod
-    def load(cls, path: str | Path, params: dict[str, Any]) -> OODGate:
+    def from_dict(cls, params: Mapping[str, Any], arrays: str | Path) -> OODGate:
+        """A fitted gate from :meth:`to_dict` and the statistics file written by :meth:`save`."""
         g = cls(params["method"], params["pass_rate"], params["k"], params["use_energy"])
-        with np.load(path) as z:
+        with np.load(arrays) as z:
             g.val_scores_ = z["val_scores"]
             g.stats_ = {k[6:]: (float(z[k][0]), float(z[k][1])) for k in z.files if k.startswith("stats_")}
             # float32 at serving time: half the memory traffic per call; scores are standardised anyway

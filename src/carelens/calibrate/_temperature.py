@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from carelens.calibrate._scores import check_logits, softmax
-from carelens.errors import ConfigError, NotFittedError
+from carelens.errors import ConfigError
+from carelens.metrics import nll, softmax
+from carelens.validation import check_is_fitted, check_logits
 
 __all__ = ["TemperatureScaler"]
 
@@ -24,20 +28,15 @@ class TemperatureScaler:
             raise ConfigError("every logit row is constant (all classes scored equally): the model outputs carry "
                               "no information to calibrate; check the run or the export")
         if len(np.unique(y)) < 2:
-            raise ValueError("temperature scaling needs validation labels from at least two classes")
-
-        def nll(log_t: float) -> float:
-            p = softmax(z, float(np.exp(log_t)))
-            return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
-
+            raise ConfigError("temperature scaling needs validation labels from at least two classes")
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
-        res = minimize_scalar(nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-5})
+        res = minimize_scalar(lambda log_t: nll(softmax(z, float(np.exp(log_t))), y), bounds=(lo, hi),
+                              method="bounded", options={"xatol": 1e-5})
         self.temperature_ = float(np.exp(res.x))
         return self
 
     def _check(self) -> None:
-        if not hasattr(self, "temperature_"):
-            raise NotFittedError("TemperatureScaler is not fitted yet: call fit(logits, y) on validation data first")
+        check_is_fitted(self, "temperature_", "call fit(logits, y) on validation data first")
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
         self._check()
@@ -46,3 +45,14 @@ class TemperatureScaler:
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         self._check()
         return softmax(check_logits(logits), self.temperature_)
+
+    # -- persistence (plain JSON) ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        self._check()
+        return {"temperature": self.temperature_}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TemperatureScaler:
+        ts = cls()
+        ts.temperature_ = float(d["temperature"])
+        return ts

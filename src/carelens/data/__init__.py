@@ -2,7 +2,7 @@
 
 from carelens.data._audit import AuditReport, ClassAudit, audit_dataset
 from carelens.data._dataset import Dataset, Example, UnreadableImageWarning
-from carelens.data._image_io import IMAGE_SUFFIXES, decode_image, read_image, to_rgb_array
+from carelens.data._image_io import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
 from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
 from carelens.data._sources import HAM10000_FORMAT, ManifestFormat, open_dataset, read_folder, read_manifest
@@ -13,12 +13,14 @@ from carelens.data._splits import (
     load_run_splits,
     load_splits,
     make_splits,
+    read_split_document,
     split_dataset,
 )
 
 __all__ = [
     "HAM10000_FORMAT",
     "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
     "MEDMNIST",
     "SPLIT_NAMES",
     "AuditReport",
@@ -43,6 +45,7 @@ __all__ = [
     "read_image",
     "read_manifest",
     "read_medmnist",
+    "read_split_document",
     "scan_dataset",
     "split_dataset",
     "to_rgb_array",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from carelens.data._dataset import Dataset
-from carelens.data._scan import near_duplicate_pairs, scan_dataset
+from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
 from carelens.data._splits import Splits
 from carelens.errors import ConfigError
 
@@ -94,21 +94,43 @@ def audit_dataset(
         raise ConfigError(f"near_threshold must be in (0.5, 1], got {near_threshold}")
     t0 = time.perf_counter()
     scan = scan_dataset(ds, workers=workers, progress=progress)
-    n = len(ds)
-    labels = ds.labels
-    ok = scan.ok
+    split_of, strategy = _split_of(ds, splits)
+    classes, imbalance, target = _class_audit(ds, scan, split_of, target_per_class, min_per_class)
+    unreadable, tiny = _file_findings(ds, scan, tiny_side)
+    dupes = _duplicate_findings(ds, scan, split_of, near_threshold)
+    spanning = _groups_spanning_classes(ds)
+    return AuditReport(
+        dataset={"name": ds.name, "source": ds.source, "root": str(ds.root), "fingerprint": ds.fingerprint()},
+        spec=ds.spec.name if ds.spec else None,
+        n_examples=len(ds),
+        n_readable=int(scan.ok.sum()),
+        classes=classes,
+        imbalance_ratio=round(imbalance, 2),
+        target_per_class=target,
+        min_per_class=min_per_class,
+        unreadable=unreadable,
+        tiny_images=tiny,
+        **dupes,
+        groups_spanning_classes=spanning,
+        split_strategy=strategy,
+        warnings=_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning),
+        seconds=round(time.perf_counter() - t0, 2),
+    )
 
-    # -- which split each example is in ------------------------------------------------------
-    split_of: list[str | None]
-    strategy: str | None
+
+def _split_of(ds: Dataset, splits: Splits | None) -> tuple[list[str | None], str | None]:
+    """Which split each example is in, and how the split was made (None when there is none)."""
     if splits is not None:
-        split_of, strategy = [splits.assignment.get(e.id) for e in ds], splits.strategy
-    elif ds.has_official_split:
-        split_of, strategy = [e.split for e in ds], "official"
-    else:
-        split_of, strategy = [None] * n, None
+        return [splits.assignment.get(e.id) for e in ds], splits.strategy
+    if ds.has_official_split:
+        return [e.split for e in ds], "official"
+    return [None] * len(ds), None
 
-    # -- classes -------------------------------------------------------------------------------
+
+def _class_audit(ds: Dataset, scan: ScanResult, split_of: list[str | None], target_per_class: int | None,
+                 min_per_class: int) -> tuple[list[ClassAudit], float, int]:
+    """Per class: readable examples, groups, share, deficit to the target, per split; the imbalance ratio."""
+    n, labels, ok = len(ds), ds.labels, scan.ok
     counts = ds.class_counts()
     readable = Counter(labels[i] for i in range(n) if ok[i])
     group_sets: dict[str, set[str]] = defaultdict(set)
@@ -121,34 +143,36 @@ def audit_dataset(
     for c, cnt in counts.items():
         r = readable.get(c, 0)
         per_split = Counter(split_of[i] for i in range(n) if labels[i] == c and split_of[i] is not None)
-        classes.append(
-            ClassAudit(
-                id=c,
-                count=cnt,
-                readable=r,
-                groups=len(group_sets.get(c, ())),
-                share=round(r / max(int(ok.sum()), 1), 4),
-                deficit=max(0, target - r),
-                too_few_to_validate=r < min_per_class,
-                per_split=dict(sorted(per_split.items())),  # type: ignore[arg-type]
-            )
-        )
+        classes.append(ClassAudit(
+            id=c, count=cnt, readable=r, groups=len(group_sets.get(c, ())), share=round(r / max(int(ok.sum()), 1), 4),
+            deficit=max(0, target - r), too_few_to_validate=r < min_per_class,
+            per_split=dict(sorted(per_split.items())),  # type: ignore[arg-type]
+        ))
+    return classes, imbalance, target
 
-    # -- files ---------------------------------------------------------------------------------
+
+def _file_findings(ds: Dataset, scan: ScanResult, tiny_side: int) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """Files that cannot be read, and images smaller than ``tiny_side`` on a side."""
     unreadable = [
         {"id": ds[i].id, "path": str(ds[i].path) if ds[i].path else "", "error": err}
         for i, err in sorted(scan.errors.items())
     ]
     tiny = [
         {"id": ds[i].id, "width": int(scan.width[i]), "height": int(scan.height[i])}
-        for i in range(n)
-        if ok[i] and min(scan.width[i], scan.height[i]) < tiny_side
+        for i in range(len(ds))
+        if scan.ok[i] and min(scan.width[i], scan.height[i]) < tiny_side
     ]
+    return unreadable, tiny
 
-    # -- duplicates ----------------------------------------------------------------------------
+
+def _duplicate_findings(ds: Dataset, scan: ScanResult, split_of: list[str | None],
+                        near_threshold: float) -> dict[str, Any]:
+    """Exact (pixel hash) and near (thumbnail correlation) duplicates, and those that cross a class, a group
+    or a split."""
+    labels = ds.labels
     by_hash: dict[str, list[int]] = defaultdict(list)
-    for i in range(n):
-        if ok[i]:
+    for i in range(len(ds)):
+        if scan.ok[i]:
             by_hash[scan.pixel_hash[i]].append(i)
     exact_sets = [idx for idx in by_hash.values() if len(idx) > 1]
     exact_pairs = {(a, b) for idx in exact_sets for k, a in enumerate(idx) for b in idx[k + 1 :]}
@@ -162,22 +186,29 @@ def audit_dataset(
             "splits": [split_of[a], split_of[b]],
         }
 
-    cross_class = [pair(*p) for p in all_pairs if labels[p[0]] != labels[p[1]]]
-    cross_group = [
-        pair(*p) for p in all_pairs
-        if ds[p[0]].group is not None and ds[p[1]].group is not None and ds[p[0]].group != ds[p[1]].group
-    ]
-    leaks = [
-        pair(*p) for p in all_pairs
-        if split_of[p[0]] is not None and split_of[p[1]] is not None and split_of[p[0]] != split_of[p[1]]
-    ]
+    def differ(x: Any, y: Any) -> bool:
+        return x is not None and y is not None and x != y
+
+    return {
+        "exact_duplicates": [[ds[i].id for i in idx] for idx in exact_sets],
+        "near_duplicates": [pair(a, b, r, "near") for a, b, r in near],
+        "cross_class_duplicates": [pair(*p) for p in all_pairs if labels[p[0]] != labels[p[1]]],
+        "cross_group_duplicates": [pair(*p) for p in all_pairs if differ(ds[p[0]].group, ds[p[1]].group)],
+        "split_leaks": [pair(*p) for p in all_pairs if differ(split_of[p[0]], split_of[p[1]])],
+    }
+
+
+def _groups_spanning_classes(ds: Dataset) -> list[dict[str, Any]]:
     group_labels: dict[str, set[str]] = defaultdict(set)
     for e in ds:
         if e.group is not None:
             group_labels[e.group].add(e.label)
-    spanning = [{"group": g, "labels": sorted(ls)} for g, ls in sorted(group_labels.items()) if len(ls) > 1]
+    return [{"group": g, "labels": sorted(ls)} for g, ls in sorted(group_labels.items()) if len(ls) > 1]
 
-    # -- plain-language findings ---------------------------------------------------------------
+
+def _warnings(classes: list[ClassAudit], imbalance: float, min_per_class: int, unreadable: list[Any],
+              tiny: list[Any], tiny_side: int, dupes: dict[str, Any], spanning: list[Any]) -> list[str]:
+    """The findings in plain language, each with what it means for the model."""
     warn: list[str] = []
     for c in classes:
         if c.too_few_to_validate:
@@ -195,33 +226,14 @@ def audit_dataset(
         warn.append(f"{len(unreadable)} file(s) cannot be read and will be skipped in training.")
     if tiny:
         warn.append(f"{len(tiny)} image(s) are smaller than {tiny_side}px on a side.")
-    if cross_class:
-        warn.append(f"{len(cross_class)} duplicate pair(s) carry different labels (label noise).")
-    if cross_group:
-        warn.append(f"{len(cross_group)} duplicate pair(s) have different group ids: probably one subject under two ids.")
-    if leaks:
-        warn.append(f"{len(leaks)} duplicate pair(s) cross splits (leakage): test figures would be optimistic.")
+    if dupes["cross_class_duplicates"]:
+        warn.append(f"{len(dupes['cross_class_duplicates'])} duplicate pair(s) carry different labels (label noise).")
+    if dupes["cross_group_duplicates"]:
+        warn.append(f"{len(dupes['cross_group_duplicates'])} duplicate pair(s) have different group ids: probably one "
+                    "subject under two ids.")
+    if dupes["split_leaks"]:
+        warn.append(f"{len(dupes['split_leaks'])} duplicate pair(s) cross splits (leakage): test figures would be "
+                    "optimistic.")
     if spanning:
         warn.append(f"{len(spanning)} group(s) carry more than one label.")
-
-    return AuditReport(
-        dataset={"name": ds.name, "source": ds.source, "root": str(ds.root), "fingerprint": ds.fingerprint()},
-        spec=ds.spec.name if ds.spec else None,
-        n_examples=n,
-        n_readable=int(ok.sum()),
-        classes=classes,
-        imbalance_ratio=round(imbalance, 2),
-        target_per_class=target,
-        min_per_class=min_per_class,
-        unreadable=unreadable,
-        tiny_images=tiny,
-        exact_duplicates=[[ds[i].id for i in idx] for idx in exact_sets],
-        near_duplicates=[pair(a, b, r, "near") for a, b, r in near],
-        cross_class_duplicates=cross_class,
-        cross_group_duplicates=cross_group,
-        split_leaks=leaks,
-        groups_spanning_classes=spanning,
-        split_strategy=strategy,
-        warnings=warn,
-        seconds=round(time.perf_counter() - t0, 2),
-    )
+    return warn

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from carelens.errors import ImageReadError
+from carelens.errors import ImageReadError, ImageTooLargeError, NotAnImageError
 
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "decode_image", "read_image", "to_rgb_array"]
 
@@ -53,7 +53,7 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
                 if img.width * img.height > max_pixels:
-                    raise ImageReadError(
+                    raise ImageTooLargeError(
                         name, f"{img.width}x{img.height} pixels is over the {max_pixels:,} limit"
                     )
                 img.load()  # decodes fully: a truncated file fails here, not later
@@ -62,9 +62,9 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
     except ImageReadError:
         raise
     except UnidentifiedImageError:
-        raise ImageReadError(name, "not a recognised image format (is it really an image?)") from None
+        raise NotAnImageError(name, "not a recognised image format (is it really an image?)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageReadError(name, f"too many pixels ({exc})") from None
+        raise ImageTooLargeError(name, f"too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(name, f"corrupt or truncated image data ({exc})") from None
 

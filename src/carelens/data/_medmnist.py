@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from carelens._hashing import file_digest
 from carelens.data._dataset import Dataset, Example
 from carelens.errors import ChecksumError, ConfigError, DataError
+from carelens.hashing import file_digest
 
 __all__ = ["MEDMNIST", "MedMNISTInfo", "fetch_medmnist", "md5sum", "read_medmnist", "verify_md5"]
 

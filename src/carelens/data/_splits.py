@@ -17,9 +17,20 @@ from typing import Any
 import numpy as np
 
 from carelens.data._dataset import Dataset
+from carelens.data._scan import near_duplicate_pairs, scan_dataset
 from carelens.errors import ConfigError, DataError
+from carelens.hashing import canonical_digest
 
-__all__ = ["SPLIT_NAMES", "Splits", "groups_from_pairs", "load_run_splits", "load_splits", "make_splits", "split_dataset"]
+__all__ = [
+    "SPLIT_NAMES",
+    "Splits",
+    "groups_from_pairs",
+    "load_run_splits",
+    "load_splits",
+    "make_splits",
+    "read_split_document",
+    "split_dataset",
+]
 
 SPLIT_NAMES = ("train", "val", "test")
 FORMAT_VERSION = 1
@@ -49,10 +60,12 @@ class Splits:
                 out[s][e.label] += 1
         return {s: dict(sorted(c.items())) for s, c in out.items()}
 
-    def save(self, path: str | Path, ds: Dataset | None = None) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        doc: dict[str, Any] = {
+    def assignment_digest(self) -> str:
+        """sha256 of the assignment: equal digests, identical splits (a bundle records it)."""
+        return canonical_digest(self.assignment)
+
+    def to_dict(self, ds: Dataset | None = None) -> dict[str, Any]:
+        return {
             "format": FORMAT_VERSION,
             "strategy": self.strategy,
             "seed": self.seed,
@@ -61,8 +74,56 @@ class Splits:
             "counts": self.counts(ds) if ds is not None else None,
             "assignment": self.assignment,
         }
-        p.write_text(json.dumps(doc, indent=1, sort_keys=False), encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any], origin: str = "split file") -> Splits:
+        if doc.get("format") != FORMAT_VERSION:
+            raise DataError(f"{origin} has format {doc.get('format')!r}; this carelens reads {FORMAT_VERSION}")
+        return cls(
+            assignment=dict(doc["assignment"]),
+            strategy=str(doc["strategy"]),
+            seed=int(doc["seed"]),
+            fractions=tuple(doc["fractions"]),  # type: ignore[arg-type]
+            fingerprint=str(doc["fingerprint"]),
+        )
+
+    def save(self, path: str | Path, ds: Dataset | None = None) -> Path:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(ds), indent=1, sort_keys=False), encoding="utf-8")
         return p
+
+    def check(self, ds: Dataset, origin: str = "the split file") -> None:
+        """Refuse data this split was not made for (examples it does not cover, or changed labels/groups)."""
+        missing = [e.id for e in ds if e.id not in self.assignment]
+        if missing:
+            raise DataError(
+                f"{origin} does not cover {len(missing)} example(s) of {ds.name!r} "
+                f"(e.g. {missing[0]}); the data changed since it was made. Re-run `carelens split`."
+            )
+        if self.fingerprint != ds.fingerprint():
+            raise DataError(
+                f"{origin} was made for different data (labels or groups changed). "
+                "Re-run `carelens split` so no example moves between splits unnoticed."
+            )
+
+    def covered(self, ds: Dataset, origin: str = "the split file") -> Dataset:
+        """The part of ``ds`` this split assigns (a run may train on a subset), checked."""
+        sub = ds.subset([i for i, e in enumerate(ds) if e.id in self.assignment])
+        self.check(sub, origin)
+        return sub
+
+
+def read_split_document(path: str | Path) -> dict[str, Any]:
+    """The JSON document of a split file (DataError when it cannot be read)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"split file {p} cannot be read: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"split file {p} is not a JSON object")
+    return doc
 
 
 def load_splits(path: str | Path, ds: Dataset | None = None) -> Splits:
@@ -71,40 +132,16 @@ def load_splits(path: str | Path, ds: Dataset | None = None) -> Splits:
     Raises:
         DataError: unreadable file, other format version, or a dataset it does not cover.
     """
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"split file {p} cannot be read: {exc}") from None
-    if doc.get("format") != FORMAT_VERSION:
-        raise DataError(f"split file {p} has format {doc.get('format')!r}; this carelens reads {FORMAT_VERSION}")
-    splits = Splits(
-        assignment=dict(doc["assignment"]),
-        strategy=str(doc["strategy"]),
-        seed=int(doc["seed"]),
-        fractions=tuple(doc["fractions"]),  # type: ignore[arg-type]
-        fingerprint=str(doc["fingerprint"]),
-    )
+    splits = Splits.from_dict(read_split_document(path), f"split file {path}")
     if ds is not None:
-        missing = [e.id for e in ds if e.id not in splits.assignment]
-        if missing:
-            raise DataError(
-                f"split file {p} does not cover {len(missing)} example(s) of {ds.name!r} "
-                f"(e.g. {missing[0]}); the data changed since it was made. Re-run `carelens split`."
-            )
-        if splits.fingerprint != ds.fingerprint():
-            raise DataError(
-                f"split file {p} was made for different data (labels or groups changed). "
-                "Re-run `carelens split` so no example moves between splits unnoticed."
-            )
+        splits.check(ds, f"split file {path}")
     return splits
 
 
 def load_run_splits(path: str | Path, ds: Dataset) -> tuple[Dataset, Splits]:
     """A run's split file with the part of ``ds`` it covers (a run may train on a subset), checked."""
-    assigned = set(json.loads(Path(path).read_text(encoding="utf-8"))["assignment"])
-    sub = ds.subset([i for i, e in enumerate(ds) if e.id in assigned])
-    return sub, load_splits(path, sub)
+    splits = load_splits(path)
+    return splits.covered(ds, f"split file {path}"), splits
 
 
 def groups_from_pairs(n: int, pairs: Sequence[tuple[int, int]], base: Sequence[str | None] | None = None) -> list[str]:
@@ -204,8 +241,6 @@ def split_dataset(
     """:func:`make_splits`, first reading the images to group near-duplicates when the data has no groups."""
     pairs = None
     if not ds.has_groups and not ds.has_official_split:
-        from carelens.data._scan import near_duplicate_pairs, scan_dataset
-
         thumbs = scan_dataset(ds, progress=progress).thumbs
         pairs = [(a, b) for a, b, _ in near_duplicate_pairs(thumbs, near_threshold)]
     return make_splits(ds, fractions, seed, near_duplicate_pairs=pairs)

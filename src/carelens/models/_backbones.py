@@ -12,11 +12,10 @@ import io
 import torch
 from torch import nn
 
+from carelens.config import BACKBONES
 from carelens.errors import ConfigError
 
-__all__ = ["BACKBONES", "Backbone", "build_backbone"]
-
-BACKBONES = ("efficientnet_lite0", "small_cnn")
+__all__ = ["Backbone", "build_backbone"]
 
 
 class Backbone(nn.Module):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from carelens.models._backbones import Backbone, build_backbone
+from carelens.preprocess import PreprocessConfig, preprocess
 
-__all__ = ["Classifier", "MulticlassHead", "build_classifier"]
+__all__ = ["Classifier", "MulticlassHead", "build_classifier", "embed_images"]
 
 
 class MulticlassHead(nn.Module):
@@ -41,3 +43,11 @@ def build_classifier(backbone: str, n_classes: int, image_size: int, *, pretrain
                      dropout: float = 0.2) -> Classifier:
     bb = build_backbone(backbone, image_size, pretrained=pretrained)
     return Classifier(bb, MulticlassHead(bb.out_channels, n_classes, dropout))
+
+
+@torch.inference_mode()
+def embed_images(model: Classifier, pre: PreprocessConfig, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(logits, pooled features) for decoded uint8 images, through the one preprocessing function."""
+    x = torch.from_numpy(np.stack([preprocess(img, pre) for img in images]))
+    logits, feats, _ = model.forward_all(x)
+    return logits.numpy(), feats.numpy()

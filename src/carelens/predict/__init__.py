@@ -1,22 +1,7 @@
-"""Prediction: the decision policy and the assessment schema (no torch)."""
+"""Prediction (no torch): the ONNX Runtime engine that turns images into assessments, heatmaps, and the
+readers and writers of `carelens predict`. The assessment schema and decision policy are in
+:mod:`carelens.policy`."""
 
-from carelens.predict.decision import DecisionPolicy, decide, decide_with_facts
 from carelens.predict.engine import Engine, Inference, Result, collect_inputs, overlay_heatmap, write_results
-from carelens.predict.schema import DISCLAIMER, Assessment, ClassProbability, ModelRef, TriageDecision
 
-__all__ = [
-    "DISCLAIMER",
-    "Assessment",
-    "ClassProbability",
-    "DecisionPolicy",
-    "Engine",
-    "Inference",
-    "ModelRef",
-    "Result",
-    "TriageDecision",
-    "collect_inputs",
-    "decide",
-    "decide_with_facts",
-    "overlay_heatmap",
-    "write_results",
-]
+__all__ = ["Engine", "Inference", "Result", "collect_inputs", "overlay_heatmap", "write_results"]

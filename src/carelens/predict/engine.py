@@ -15,24 +15,22 @@ from typing import Any, TextIO
 
 import numpy as np
 from PIL import Image
+from threadpoolctl import ThreadpoolController
 
 from carelens.bundle import Bundle
-from carelens.calibrate import softmax
-from carelens.data._image_io import IMAGE_SUFFIXES, read_image
-from carelens.errors import ConfigError, DataError, ImageReadError
-from carelens.predict.decision import DecisionPolicy, decide, decide_with_facts
-from carelens.predict.schema import Assessment, ModelRef
+from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
+from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
+from carelens.metrics import softmax
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide, decide_with_facts
 from carelens.preprocess import preprocess
 
-_BLAS: Any = None
+_BLAS: ThreadpoolController | None = None
 
 
 def _one_blas_thread() -> Any:
     """A context limiting BLAS to one thread (threadpoolctl; the library scan happens once)."""
     global _BLAS
     if _BLAS is None:
-        from threadpoolctl import ThreadpoolController
-
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
 
@@ -94,8 +92,8 @@ class Engine:
     def check_facts(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         """Validated clinical facts for this model (ConfigError naming what is accepted)."""
         if self.bundle.facts is None:
-            raise ConfigError(f"model {self.bundle.name} was trained without clinical facts; send the image alone")
-        return self.bundle.facts.check(facts)  # type: ignore[no-any-return]
+            raise FactsError(f"model {self.bundle.name} was trained without clinical facts; send the image alone")
+        return self.bundle.facts.check(facts)
 
     def decide(self, inf: Inference, n: int, facts: Mapping[str, Any] | None = None) -> Assessment:
         """The assessment of image ``n``, with clinical facts fused in (checked: a model trained without facts,
@@ -106,6 +104,7 @@ class Engine:
             return decide(inf.proba[n], inf.in_set[n], **common)  # type: ignore[arg-type]
         checked = self.check_facts(facts)
         fusion = self.bundle.facts
+        assert fusion is not None  # check_facts refuses a bundle without one
         fused, mask, disagree = fusion.fuse(inf.proba[n][None], [checked])
         mask = fusion.widen(mask, inf.in_set[n][None], disagree)
         return decide_with_facts(inf.proba[n], inf.in_set[n], fused[0], mask[0], conflict=bool(disagree[0]), **common)
@@ -191,8 +190,6 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         if p.is_dir():
             out += sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
         elif p.suffix.lower() in (".csv", ".json") and p.is_file():
-            from carelens.data import read_manifest
-
             out += [e.path for e in read_manifest(p) if e.path is not None]
         elif p.exists() or p.suffix.lower() in IMAGE_SUFFIXES:
             out.append(p)  # a missing image file is reported per file, not fatal

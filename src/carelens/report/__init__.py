@@ -1,5 +1,8 @@
-"""Metrics, plots and reports."""
+"""Evaluation reports (on top of predict): run a bundle over a split once, derive every figure from the saved
+predictions, write a self-contained HTML report."""
 
-from carelens.report.metrics import classification_metrics
+from carelens.report.evaluate import EdgeCase, Evaluation, evaluate, metrics_from_predictions, resolve_splits
+from carelens.report.html import write_comparison, write_report
 
-__all__ = ["classification_metrics"]
+__all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits", "write_comparison",
+           "write_report"]

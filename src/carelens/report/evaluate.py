@@ -12,14 +12,12 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from carelens.bundle import Bundle
-from carelens.bundle._manifest import canonical_digest
-from carelens.calibrate import calibration_report, coverage_report
 from carelens.data import Dataset, Splits, load_run_splits, split_dataset
 from carelens.errors import DataError
-from carelens.labels import triage_rank
-from carelens.predict.engine import Engine
-from carelens.report.metrics import classification_metrics
-from carelens.report.plots import risk_coverage
+from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
+from carelens.metrics import calibration_report, classification_metrics, coverage_report, risk_coverage, softmax
+from carelens.policy import critical_miss_rate, over_triage_rate
+from carelens.predict import Engine
 
 __all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits", "save_predictions"]
 
@@ -59,8 +57,9 @@ def resolve_splits(bundle: Bundle, ds: Dataset, splits_file: Path | None) -> tup
     if splits_file is not None:
         return load_run_splits(splits_file, ds)
     info = bundle.spec.split
-    s = split_dataset(ds, tuple(info.get("fractions", (0.7, 0.1, 0.2))), int(info.get("seed", 0)))  # type: ignore[arg-type]
-    if info and canonical_digest(s.assignment) != info.get("assignment_sha256"):
+    fractions, seed = (tuple(info.fractions), info.seed) if info else ((0.7, 0.1, 0.2), 0)
+    s = split_dataset(ds, fractions, seed)  # type: ignore[arg-type]
+    if info and s.assignment_digest() != info.assignment_sha256:
         raise DataError(
             "re-making the split of this data does not reproduce the split the model was trained with, so the "
             "'test' images could include training images. Pass the run's split file: --splits RUN/splits.json"
@@ -68,15 +67,18 @@ def resolve_splits(bundle: Bundle, ds: Dataset, splits_file: Path | None) -> tup
     return ds, s
 
 
-def metrics_from_predictions(a: dict[str, np.ndarray], class_ids: list[str], critical: list[int],
-                             coverage_target: float) -> dict[str, Any]:
+def _or_none(v: float) -> float | None:
+    return None if np.isnan(v) else v
+
+
+def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage_target: float) -> dict[str, Any]:
     """Every headline figure from the saved predictions (so scripts can recompute and check them)."""
     y = a["y"]
+    class_ids = spec.class_ids
     m = classification_metrics(y, a["proba"], class_ids)
     before, after = calibration_report(a["proba_raw"], y), calibration_report(a["proba"], y)
     cov = coverage_report(a["in_set"].astype(bool), y, class_ids)
-    crit_rows = np.isin(y, critical)
-    bar = triage_rank("consultation_24")
+    levels = [TRIAGE_LEVELS[r] for r in a["triage_rank"]]
     _, rc_acc = risk_coverage(a["proba"].max(1), (a["proba"].argmax(1) == y).astype(float))
     return {
         **{k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc", "macro_f1", "weighted_f1",
@@ -87,7 +89,8 @@ def metrics_from_predictions(a: dict[str, np.ndarray], class_ids: list[str], cri
         "nll": after["nll"], "reliability_before": before["reliability"], "reliability": after["reliability"],
         "coverage_target": coverage_target, **cov,
         "ood_pass_rate": float(a["in_distribution"].mean()),
-        "critical_miss_rate": float((a["triage_rank"][crit_rows] < bar).mean()) if crit_rows.any() else None,
+        "critical_miss_rate": _or_none(critical_miss_rate(levels, y, spec)),
+        "over_triage_rate": _or_none(over_triage_rate(levels, y, spec)),
         "selective_accuracy_at_80": float(rc_acc[max(int(0.8 * len(rc_acc)) - 1, 0)]),
         "risk_coverage_aurc": float(np.mean(1 - rc_acc)),
     }
@@ -157,16 +160,13 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
             flush()
     flush()
     arrays = {k: np.asarray(v) for k, v in rows.items()}
-    from carelens.calibrate import softmax
-
     arrays["proba_raw"] = softmax(arrays["logits"])
-    critical = [i for i, c in enumerate(bundle.labels.classes) if c.is_critical]
-    metrics = metrics_from_predictions(arrays, class_ids, critical, engine.coverage)
+    metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage)
     facts_rows: list[dict[str, Any]] = []
     if bundle.facts is not None:
         by_id = {ds[i].id: ds[i] for i in idx}
         facts_rows = [dict(by_id[i].facts) for i in ids]  # the assessed (readable) images, in order
-    if any(facts_rows):
+    if bundle.facts is not None and any(facts_rows):
         metrics["facts_fusion"] = bundle.facts.measure(arrays["proba"], arrays["in_set"].astype(bool), facts_rows,
                                                        arrays["y"], class_ids, spec=bundle.labels,
                                                        in_distribution=arrays["in_distribution"])

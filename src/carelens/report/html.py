@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from carelens.predict.engine import Engine, overlay_heatmap
-from carelens.report import plots
+from carelens import plots
+from carelens.predict import Engine, overlay_heatmap
 from carelens.report.evaluate import Evaluation, save_predictions
 
 __all__ = ["write_comparison", "write_report"]
@@ -66,6 +66,7 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("mean prediction set size", m["mean_set_size"], None),
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
         ("critical-miss rate (critical cases triaged below consultation_24)", m["critical_miss_rate"], None),
+        ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"), None),
         ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"], None),
     ]
 
@@ -91,7 +92,7 @@ def _facts_section(m: dict[str, Any]) -> str:
         return ""
     rows = "".join(f"<tr><td>{k.replace('_', ' ')}</td><td>{_fmt(f.get(k + '_image'))}</td><td>{_fmt(f.get(k))}</td></tr>"
                    for k in ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size",
-                             "critical_miss_rate"))
+                             "critical_miss_rate", "over_triage_rate"))
     return (f"<h2>Image + clinical facts</h2><p class=\"note\">The bundle fuses {html.escape(', '.join(f['facts']))} "
             f"with the image (log-linear pooling fitted on validation data). Same test images; in "
             f"{f['conflict_rate']:.1%} of them the facts overturned a fairly sure image finding (flagged "
@@ -190,7 +191,7 @@ def write_comparison(a: Evaluation, b: Evaluation, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keys = ["balanced_accuracy", "accuracy", "macro_auc", "macro_f1", "ece", "coverage", "min_class_coverage",
-            "mean_set_size", "ood_pass_rate", "critical_miss_rate", "edge_cases_handled"]
+            "mean_set_size", "ood_pass_rate", "critical_miss_rate", "over_triage_rate", "edge_cases_handled"]
     rows = "".join(f"<tr><td>{k}</td><td>{_fmt(a.metrics.get(k))}</td><td>{_fmt(b.metrics.get(k))}</td></tr>"
                    for k in keys)
     recall = "".join(

@@ -13,10 +13,10 @@ import numpy as np
 
 from carelens.bundle import load_bundle
 from carelens.errors import BundleError
-from carelens.predict.engine import Engine
-from carelens.predict.schema import Assessment
+from carelens.policy import Assessment
+from carelens.predict import Engine
 
-__all__ = ["MicroBatcher", "ModelRegistry"]
+__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry"]
 
 _STOP = object()
 
@@ -106,7 +106,7 @@ class MicroBatcher:
 
 
 @dataclass
-class _Entry:
+class ModelEntry:
     engine: Engine
     batcher: MicroBatcher
     source: Path
@@ -118,7 +118,7 @@ class ModelRegistry:
     max_batch: int = 8
     max_wait_ms: float = 5.0
     threads: int | None = None
-    models: dict[str, _Entry] = field(default_factory=dict)
+    models: dict[str, ModelEntry] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
@@ -131,7 +131,7 @@ class ModelRegistry:
 
     def load(self) -> dict[str, Any]:
         """Load every bundle, then swap the whole table at once: requests see the old or the new set."""
-        fresh: dict[str, _Entry] = {}
+        fresh: dict[str, ModelEntry] = {}
         errors: dict[str, str] = {}
         for path in self._candidates():
             try:
@@ -144,7 +144,7 @@ class ModelRegistry:
             if old is not None and old.engine.bundle.version == b.version and old.source == path:
                 fresh[b.name] = old  # unchanged: keep the warm engine
                 continue
-            fresh[b.name] = _Entry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms), path)
+            fresh[b.name] = ModelEntry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms), path)
         with self._lock:
             previous, self.models, self.errors = self.models, fresh, errors
         for name, entry in previous.items():
@@ -152,7 +152,7 @@ class ModelRegistry:
                 entry.batcher.close()  # its in-flight requests already hold their futures
         return {"loaded": {n: e.engine.bundle.version for n, e in fresh.items()}, "errors": errors}
 
-    def get(self, name: str) -> _Entry | None:
+    def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
 
     @property

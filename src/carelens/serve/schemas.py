@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carelens.predict.schema import Assessment
+from carelens.policy import Assessment
 
 __all__ = ["ErrorResponse", "FeedbackRequest", "FeedbackResponse", "ModelInfo", "PredictResponse", "TriageResponse"]
 

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier, TemperatureScaler, coverage_report
-from carelens.errors import BundleError, DataError
+from carelens.calibrate import ConformalClassifier, TemperatureScaler
+from carelens.errors import BundleError, DataError, NothingRecognisedError
+from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
-from carelens.predict.decision import DecisionPolicy, decide
-from carelens.predict.schema import Assessment, ModelRef
+from carelens.metrics import coverage_report, nll
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide
 from carelens.symptoms._data import load_kaggle_table, partial_reports, split_patterns
-from carelens.symptoms._models import LinearModel
+from carelens.symptoms._encoder import MiniLMEncoder
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
 from carelens.symptoms._vocabulary import Vocabulary
 
@@ -45,8 +46,7 @@ def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float =
     best: tuple[float, LinearModel] | None = None
     for c in (0.3, 1.0, 3.0, 10.0):
         m = LinearModel(C=c).fit(xtr, ytr, k)
-        p = m.predict_proba(xva)
-        ll = float(-np.log(np.clip(p[np.arange(len(yva)), yva], 1e-12, None)).mean())
+        ll = nll(m.predict_proba(xva), yva)
         if best is None or ll < best[0]:
             best = (ll, m)
     assert best is not None
@@ -92,11 +92,8 @@ class SymptomBundle:
             raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads {FORMAT}")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
-            from carelens.symptoms._encoder import MiniLMEncoder
-
             encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz")
-        ts = TemperatureScaler()
-        ts.temperature_ = float(doc["temperature"])
+        ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
                    LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
                    SymptomParser(vocab, encoder, float(doc["threshold"])))
@@ -114,10 +111,11 @@ class SymptomBundle:
         return self.temperature.predict_proba(self.model.decision_function(self.vector(symptom_ids)[None]))[0]
 
     def assess(self, text: str, policy: DecisionPolicy | None = None) -> tuple[Assessment, ParsedSymptoms]:
-        """Assessment of free text; a text with no recognised symptom is a DataError naming what was unclear."""
+        """Assessment of free text; a text with no recognised symptom is a NothingRecognisedError naming what
+        was unclear."""
         parsed = self.parser.parse(text)
         if not parsed.present:
-            raise DataError(nothing_recognised(parsed))
+            raise NothingRecognisedError(nothing_recognised(parsed))
         return self.assess_parsed(parsed, policy), parsed
 
     def assess_parsed(self, parsed: ParsedSymptoms, policy: DecisionPolicy | None = None) -> Assessment:

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from carelens.errors import DataError
-from carelens.symptoms._models import TabularModel
+from carelens.fusion import TabularModel
+from carelens.metrics import expected_calibration_error
 
 __all__ = ["HEART", "HORSE_COLIC", "cross_validate", "load_heart", "load_horse_colic"]
 
@@ -95,8 +96,6 @@ def cross_validate(rows: Sequence[Mapping[str, Any]], y: np.ndarray, numeric: Se
     """
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score_loss, roc_auc_score
     from sklearn.model_selection import GroupKFold, StratifiedKFold
-
-    from carelens.calibrate import expected_calibration_error
 
     y = np.asarray(y, dtype=np.int64)
     k = int(y.max()) + 1

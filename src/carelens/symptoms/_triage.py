@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from carelens.errors import ConfigError, DataError
+from carelens.errors import ConfigError, NothingRecognisedError
 from carelens.labels import triage_rank
-from carelens.predict.schema import Assessment, TriageDecision
+from carelens.policy import Assessment, TriageDecision
 from carelens.symptoms._bundle import SymptomBundle, nothing_recognised
 from carelens.symptoms._parse import ParsedSymptoms
 
@@ -61,7 +61,7 @@ def triage(*, image: Assessment | None = None, text: str | None = None,
         if parsed.present:
             sym_a = symptoms.assess_parsed(parsed)
         elif image is None:
-            raise DataError(nothing_recognised(parsed))
+            raise NothingRecognisedError(nothing_recognised(parsed))
     if image is not None and sym_a is not None and parsed is not None and symptoms is not None:
         combined = combine_assessments(image, sym_a, parsed, symptoms)
     else:

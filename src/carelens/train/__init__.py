@@ -1,8 +1,8 @@
-"""Training (imports torch; not needed for predict or serve)."""
+"""Training (imports torch; not needed for predict or serve): the two-phase trainer that writes a run folder
+(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets."""
 
-from carelens.train._config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
+from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._losses import FocalLoss, build_loss, class_weights
-from carelens.train._runs import embed_images, load_run_model
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
 __all__ = [
@@ -13,8 +13,6 @@ __all__ = [
     "TrainConfig",
     "build_loss",
     "class_weights",
-    "embed_images",
-    "load_run_model",
     "load_split",
     "predict_logits",
     "train",

@@ -3,28 +3,30 @@ checkpoints that survive an interruption, and honest metrics on validation and t
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import warnings
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from carelens._console import progress_bar
+from carelens.config import TrainConfig
+from carelens.console import progress_bar
 from carelens.data import Dataset, Splits, UnreadableImageWarning
 from carelens.errors import ConfigError, DataError
+from carelens.metrics import classification_metrics, softmax
 from carelens.models import Classifier, build_classifier
+from carelens.plots import curves_png
 from carelens.preprocess import PreprocessConfig, normalize, resize_image
-from carelens.report.metrics import classification_metrics
+from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
-from carelens.train._config import TrainConfig
 from carelens.train._losses import build_loss
 from carelens.train._runtime import configure_runtime, device
 
@@ -103,12 +105,6 @@ def _score(metrics: dict[str, Any], monitor: str, logits: np.ndarray, y: np.ndar
     return v if not math.isnan(v) else -1.0
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 def _sampler_order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> np.ndarray:
     n = len(y)
     if not balanced:
@@ -139,6 +135,45 @@ def _train_mode(model: Classifier) -> None:
     model.head.train()
 
 
+@dataclass
+class _Fit:
+    """What both training phases work on, and what survives an interruption (history, best score, phase)."""
+
+    model: Classifier
+    loss_fn: nn.Module
+    config: TrainConfig
+    run: Run
+    tr: LoadedSplit
+    va: LoadedSplit
+    class_ids: list[str]
+    dev: torch.device
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: float = -math.inf
+    state: dict[str, Any] = field(default_factory=lambda: {"phase": "head", "epoch": 0})
+    resumed: dict[str, Any] = field(default_factory=dict)  # the checkpoint resumed from, read once
+
+    @property
+    def pre(self) -> PreprocessConfig:
+        return self.config.preprocess
+
+    @property
+    def balanced(self) -> bool:
+        return "balanced_sampler" in self.config.imbalance
+
+    def validate(self) -> tuple[dict[str, Any], np.ndarray]:
+        logits, _ = predict_logits(self.model, self.va.images, self.pre)
+        return classification_metrics(self.va.y, softmax(logits, dtype=np.float32), self.class_ids), logits
+
+    def save_best(self) -> None:
+        torch.save({"model": self.model.state_dict(), "score": self.best}, self.run.best_checkpoint)
+
+    def checkpoint(self, extra: dict[str, Any]) -> None:
+        tmp = self.run.last_checkpoint.with_suffix(".pt.tmp")
+        torch.save({"model": self.model.state_dict(), "history": self.history, "best": self.best, "state": self.state,
+                    **extra}, tmp)
+        tmp.replace(self.run.last_checkpoint)  # atomic: a kill never leaves half a file
+
+
 def train(
     ds: Dataset,
     splits: Splits,
@@ -149,215 +184,202 @@ def train(
     evaluate_test: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Train a classifier on ``ds`` with ``splits``; everything is written under ``out``.
+    """Train a classifier on ``ds`` with ``splits``; everything is written into the run folder ``out``.
+
+    Phase 1 trains the head on cached pooled features of the frozen backbone; phase 2 fine-tunes the top
+    stages with augmentation. Then the best checkpoint is measured on validation and (once) test.
 
     Raises:
         ConfigError: before any image is read, for a class with no training example.
     """
     t0 = time.perf_counter()
-    run = Path(out)
+    run = Run(out)
     class_ids = ds.spec.class_ids if ds.spec else sorted(set(ds.labels))
-    train_idx, val_idx, test_idx = (splits.indices(ds, s) for s in ("train", "val", "test"))
-    train_counts = Counter(ds[i].label for i in train_idx)
+    _check_inputs(ds, splits, class_ids, run, resume)
+    run.create()
+    configure_runtime(config.threads)
+    run.write_config(RunConfig(
+        train=config, class_ids=class_ids, spec=ds.spec,
+        dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
+    run.write_splits(splits, ds)
+    fit = _start(ds, splits, config, run, class_ids, resume)
+    if config.pretrained and config.head_epochs > 0 and fit.state["phase"] == "head":
+        _train_head(fit)
+    elif fit.state["phase"] == "head":
+        fit.state = {"phase": "finetune", "epoch": 0}
+    if config.finetune_epochs > 0:
+        _finetune(fit, on_epoch_end)
+    val_m, test_m = _finish(fit, ds, splits.indices(ds, "test") if evaluate_test else [])
+    seconds = time.perf_counter() - t0
+    run.write_metrics({"val": val_m, "test": test_m, "seconds": round(seconds, 1), "history": fit.history})
+    if fit.history:
+        run.write_curves(curves_png(fit.history))
+    return RunResult(run.path, val_m, test_m, fit.history, seconds)
+
+
+def _check_inputs(ds: Dataset, splits: Splits, class_ids: list[str], run: Run, resume: bool) -> None:
+    train_counts = Counter(ds[i].label for i in splits.indices(ds, "train"))
     missing = [c for c in class_ids if train_counts.get(c, 0) == 0]
     if missing:
         raise ConfigError(
             f"class(es) {', '.join(missing)} have no training examples in this split; collect images, merge "
             "them into another class in the label spec, or re-split."
         )
-    if not val_idx:
+    if not splits.indices(ds, "val"):
         raise ConfigError("the validation split is empty; model selection needs one (re-split with a val share)")
-    if resume and not (run / "last.pt").is_file():
-        raise ConfigError(f"--resume: no checkpoint {run / 'last.pt'} to resume from")
-    run.mkdir(parents=True, exist_ok=True)
+    if resume and not run.last_checkpoint.is_file():
+        raise ConfigError(f"--resume: no checkpoint {run.last_checkpoint} to resume from")
 
-    configure_runtime(config.threads)
+
+def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, class_ids: list[str], resume: bool) -> _Fit:
+    """Decode the train and val splits once, build the model and loss (seeded), or resume from last.pt."""
     dev = device()
-    pre = PreprocessConfig(image_size=config.image_size, resize=config.resize)  # type: ignore[arg-type]
-    (run / "config.json").write_text(json.dumps({
-        "train": config.to_dict(), "preprocess": pre.to_dict(), "class_ids": class_ids,
-        "dataset": {"name": ds.name, "fingerprint": ds.fingerprint(), "n": len(ds), "source": str(ds.root)},
-        "spec": ds.spec.to_dict() if ds.spec else None,
-    }, indent=1))
-    splits.save(run / "splits.json", ds)
-
-    tr = load_split(ds, train_idx, pre, class_ids, "train")
-    va = load_split(ds, val_idx, pre, class_ids, "val")
+    pre = config.preprocess
+    tr = load_split(ds, splits.indices(ds, "train"), pre, class_ids, "train")
+    va = load_split(ds, splits.indices(ds, "val"), pre, class_ids, "val")
     counts = np.bincount(tr.y, minlength=len(class_ids))
-
     torch.manual_seed(config.seed)
     model = build_classifier(config.model, len(class_ids), config.image_size, pretrained=config.pretrained,
                              dropout=config.dropout).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss_fn = build_loss(config.imbalance, counts.tolist(), mode=config.class_weights, beta=config.effective_beta,
                          gamma=config.focal_gamma, label_smoothing=config.label_smoothing).to(dev)
-    balanced = "balanced_sampler" in config.imbalance
-    history: list[dict[str, Any]] = []
-    best = -math.inf
-    state: dict[str, Any] = {"phase": "head", "epoch": 0}
-    ck: dict[str, Any] = {}  # the checkpoint resumed from, read once
-
+    fit = _Fit(model, loss_fn, config, run, tr, va, class_ids, dev)
     if resume:
-        ck = torch.load(run / "last.pt", map_location=dev, weights_only=False)
+        ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=False)
         model.load_state_dict(ck["model"])
-        history, best, state = ck["history"], ck["best"], ck["state"]
+        fit.history, fit.best, fit.state, fit.resumed = ck["history"], ck["best"], ck["state"], ck
+    return fit
 
-    def evaluate() -> tuple[dict[str, Any], np.ndarray]:
-        logits, _ = predict_logits(model, va.images, pre)
-        return classification_metrics(va.y, _softmax(logits), class_ids), logits
 
-    def checkpoint(extra: dict[str, Any]) -> None:
-        torch.save({"model": model.state_dict(), "history": history, "best": best, "state": state, **extra},
-                   run / "last.pt.tmp")
-        (run / "last.pt.tmp").replace(run / "last.pt")  # atomic: a kill never leaves half a file
-
-    # -- phase 1: frozen backbone, head on cached pooled features --------------------------------
-    if config.pretrained and config.head_epochs > 0 and state["phase"] == "head":
-        ftr = torch.from_numpy(_features(model, tr.images, pre, "features (train)"))
-        fva = torch.from_numpy(_features(model, va.images, pre, "features (val)"))
-        ytr = torch.from_numpy(tr.y)
-        head = model.head
-        opt = torch.optim.AdamW(head.parameters(), lr=config.lr_head, weight_decay=config.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.head_epochs)
-        gen = torch.Generator().manual_seed(config.seed)
-        best_head, best_state = -math.inf, None
-        for ep in range(config.head_epochs):
-            head.train()
-            order = _sampler_order(tr.y, balanced, gen)
-            total = 0.0
-            for k in range(0, len(order), 256):
-                b = torch.from_numpy(order[k : k + 256])
-                loss = loss_fn(head(ftr[b].to(dev)), ytr[b].to(dev))
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(b)
-            sched.step()
-            head.eval()
-            with torch.inference_mode():
-                lv = head(fva.to(dev)).cpu().numpy()
-            m = classification_metrics(va.y, _softmax(lv), class_ids)
-            score = _score(m, config.monitor, lv, va.y)
-            history.append({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
+def _train_head(fit: _Fit) -> None:
+    """Phase 1: the backbone frozen, its pooled features cached once, the head trained on them."""
+    cfg, dev = fit.config, fit.dev
+    ftr = torch.from_numpy(_features(fit.model, fit.tr.images, fit.pre, "features (train)"))
+    fva = torch.from_numpy(_features(fit.model, fit.va.images, fit.pre, "features (val)"))
+    ytr = torch.from_numpy(fit.tr.y)
+    head = fit.model.head
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr_head, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.head_epochs)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    best_head, best_state = -math.inf, None
+    for ep in range(cfg.head_epochs):
+        head.train()
+        order = _sampler_order(fit.tr.y, fit.balanced, gen)
+        total = 0.0
+        for k in range(0, len(order), 256):
+            b = torch.from_numpy(order[k : k + 256])
+            loss = fit.loss_fn(head(ftr[b].to(dev)), ytr[b].to(dev))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        sched.step()
+        head.eval()
+        with torch.inference_mode():
+            lv = head(fva.to(dev)).cpu().numpy()
+        m = classification_metrics(fit.va.y, softmax(lv, dtype=np.float32), fit.class_ids)
+        score = _score(m, cfg.monitor, lv, fit.va.y)
+        fit.history.append({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
                             "val_balanced_accuracy": m["balanced_accuracy"], "val_accuracy": m["accuracy"],
                             "val_macro_auc": m["macro_auc"], "score": score})
-            if score > best_head:
-                best_head, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
-        if best_state is not None:
-            head.load_state_dict(best_state)
-        best = best_head
-        torch.save({"model": model.state_dict(), "score": best}, run / "best.pt")
-        state = {"phase": "finetune", "epoch": 0}
-        checkpoint({})
-    elif state["phase"] == "head":
-        state = {"phase": "finetune", "epoch": 0}
+        if score > best_head:
+            best_head, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
+    if best_state is not None:
+        head.load_state_dict(best_state)
+    fit.best = best_head
+    fit.save_best()
+    fit.state = {"phase": "finetune", "epoch": 0}
+    fit.checkpoint({})
 
-    # -- phase 2: fine-tune the top stages with augmentation -------------------------------------
-    if config.finetune_epochs > 0:
-        _set_trainable(model, config.unfreeze_stages if config.pretrained else -1)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=config.lr_finetune, weight_decay=config.weight_decay)
-        steps = math.ceil(len(tr.y) / config.batch_size)
-        sched: Any = (
-            torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr_finetune, total_steps=config.finetune_epochs * steps,
-                                                pct_start=0.15, anneal_strategy="cos")
-            if config.schedule == "cosine"
-            else torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=1)
-        )
-        if "opt" in ck:  # resumed inside phase 2
-            opt.load_state_dict(ck["opt"])
-            sched.load_state_dict(ck["sched"])
-        stale = 0  # fine-tune epochs since the last improvement, carried over a resume
-        for h in history:
-            if h["phase"] == "finetune":
-                stale = 0 if h.get("improved") else stale + 1
-        for ep in range(state["epoch"], config.finetune_epochs):
-            if stale >= config.patience > 0:
-                break
-            epoch_seed = config.seed * 1000 + ep  # the same epoch gives the same batches after a resume
-            torch.manual_seed(epoch_seed)
-            gen = torch.Generator().manual_seed(epoch_seed)
-            aug = build_augment(config.augment, config.image_size, epoch_seed)
-            order = _sampler_order(tr.y, balanced, gen)
-            _train_mode(model)
-            total = 0.0
-            with progress_bar(f"fine-tune epoch {ep + 1}/{config.finetune_epochs}", len(order)) as advance:
-                for k in range(0, len(order), config.batch_size):
-                    b = order[k : k + config.batch_size]
-                    if len(b) < 2:
-                        continue  # BatchNorm needs 2
-                    x = _to_tensor(augment_batch(aug, tr.images[b]), pre, dev)
-                    loss = loss_fn(model(x), torch.from_numpy(tr.y[b]).to(dev))
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
-                    if config.schedule == "cosine":
-                        sched.step()
-                    total += loss.item() * len(b)
-                    advance(len(b))
-            m, lv = evaluate()
-            score = _score(m, config.monitor, lv, va.y)
-            if config.schedule == "plateau":
-                sched.step(score)
-            improved = score > best
-            history.append({"phase": "finetune", "epoch": ep + 1, "train_loss": total / len(order),
+
+def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
+    """Phase 2: fine-tune the top stages with augmentation; early stopping on the monitored score."""
+    cfg, model = fit.config, fit.model
+    _set_trainable(model, cfg.unfreeze_stages if cfg.pretrained else -1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr_finetune, weight_decay=cfg.weight_decay)
+    steps = math.ceil(len(fit.tr.y) / cfg.batch_size)
+    sched: Any = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr_finetune, total_steps=cfg.finetune_epochs * steps,
+                                            pct_start=0.15, anneal_strategy="cos")
+        if cfg.schedule == "cosine"
+        else torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=1)
+    )
+    if "opt" in fit.resumed:  # resumed inside phase 2
+        opt.load_state_dict(fit.resumed["opt"])
+        sched.load_state_dict(fit.resumed["sched"])
+    stale = 0  # fine-tune epochs since the last improvement, carried over a resume
+    for h in fit.history:
+        if h["phase"] == "finetune":
+            stale = 0 if h.get("improved") else stale + 1
+    for ep in range(fit.state["epoch"], cfg.finetune_epochs):
+        if stale >= cfg.patience > 0:
+            break
+        total, n = _finetune_epoch(fit, opt, sched, ep)
+        m, lv = fit.validate()
+        score = _score(m, cfg.monitor, lv, fit.va.y)
+        if cfg.schedule == "plateau":
+            sched.step(score)
+        improved = score > fit.best
+        fit.history.append({"phase": "finetune", "epoch": ep + 1, "train_loss": total / n,
                             "val_balanced_accuracy": m["balanced_accuracy"], "val_accuracy": m["accuracy"],
                             "val_macro_auc": m["macro_auc"], "score": score, "improved": improved,
                             "lr": opt.param_groups[0]["lr"]})
-            if improved:
-                best = score
-                torch.save({"model": model.state_dict(), "score": best}, run / "best.pt")
-            stale = 0 if improved else stale + 1
-            state = {"phase": "finetune", "epoch": ep + 1}
-            checkpoint({"opt": opt.state_dict(), "sched": sched.state_dict()})
-            if on_epoch_end is not None:
-                on_epoch_end(ep + 1)
+        if improved:
+            fit.best = score
+            fit.save_best()
+        stale = 0 if improved else stale + 1
+        fit.state = {"phase": "finetune", "epoch": ep + 1}
+        fit.checkpoint({"opt": opt.state_dict(), "sched": sched.state_dict()})
+        if on_epoch_end is not None:
+            on_epoch_end(ep + 1)
 
-    # -- final: best checkpoint, metrics on val and (once) test ----------------------------------
-    model.load_state_dict(torch.load(run / "best.pt", map_location=dev, weights_only=False)["model"])
-    val_logits, val_feats = predict_logits(model, va.images, pre, with_features=True)
-    val_m = classification_metrics(va.y, _softmax(val_logits), class_ids)
+
+def _finetune_epoch(fit: _Fit, opt: torch.optim.Optimizer, sched: Any, ep: int) -> tuple[float, int]:
+    """One augmented pass over the training split; (summed loss, examples in the order)."""
+    cfg = fit.config
+    epoch_seed = cfg.seed * 1000 + ep  # the same epoch gives the same batches after a resume
+    torch.manual_seed(epoch_seed)
+    gen = torch.Generator().manual_seed(epoch_seed)
+    aug = build_augment(cfg.augment, cfg.image_size, epoch_seed)
+    order = _sampler_order(fit.tr.y, fit.balanced, gen)
+    _train_mode(fit.model)
+    total = 0.0
+    with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
+        for k in range(0, len(order), cfg.batch_size):
+            b = order[k : k + cfg.batch_size]
+            if len(b) < 2:
+                continue  # BatchNorm needs 2
+            x = _to_tensor(augment_batch(aug, fit.tr.images[b]), fit.pre, fit.dev)
+            loss = fit.loss_fn(fit.model(x), torch.from_numpy(fit.tr.y[b]).to(fit.dev))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if cfg.schedule == "cosine":
+                sched.step()
+            total += loss.item() * len(b)
+            advance(len(b))
+    return total, len(order)
+
+
+def _finish(fit: _Fit, ds: Dataset, test_idx: list[int]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Reload the best checkpoint; metrics on val and (once) test; predictions.npz for the calibrate step."""
+    model, pre = fit.model, fit.pre
+    model.load_state_dict(torch.load(fit.run.best_checkpoint, map_location=fit.dev, weights_only=False)["model"])
+    val_logits, val_feats = predict_logits(model, fit.va.images, pre, with_features=True)
+    val_m = classification_metrics(fit.va.y, softmax(val_logits, dtype=np.float32), fit.class_ids)
     # train features (no augmentation) model the in-distribution data for the OOD gate
-    train_logits, train_feats = predict_logits(model, tr.images, pre, with_features=True)
-    arrays: dict[str, Any] = {"val_logits": val_logits, "val_features": val_feats, "val_y": va.y,
-                              "val_ids": np.asarray(va.ids), "train_logits": train_logits,
-                              "train_features": train_feats, "train_y": tr.y}
+    train_logits, train_feats = predict_logits(model, fit.tr.images, pre, with_features=True)
+    test: dict[str, Any] = {}
     test_m = None
-    if evaluate_test and test_idx:
-        te = load_split(ds, test_idx, pre, class_ids, "test")
+    if test_idx:
+        te = load_split(ds, test_idx, pre, fit.class_ids, "test")
         tl, tf = predict_logits(model, te.images, pre, with_features=True)
-        test_m = classification_metrics(te.y, _softmax(tl), class_ids)
-        arrays.update(test_logits=tl, test_features=tf, test_y=te.y, test_ids=np.asarray(te.ids))
-    np.savez_compressed(run / "predictions.npz", **arrays)
-    seconds = time.perf_counter() - t0
-    (run / "metrics.json").write_text(json.dumps({"val": val_m, "test": test_m, "seconds": round(seconds, 1),
-                                                  "history": history}, indent=1))
-    _plot_curves(history, run / "curves.png")
-    return RunResult(run, val_m, test_m, history, seconds)
-
-
-def _plot_curves(history: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not history:
-        return
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    x = list(range(1, len(history) + 1))
-    axes[0].plot(x, [h["train_loss"] for h in history], label="train loss")
-    axes[0].set_xlabel("epoch (head, then fine-tune)")
-    axes[0].legend()
-    for key, lab in (("val_balanced_accuracy", "val balanced acc"), ("val_accuracy", "val acc"),
-                     ("val_macro_auc", "val macro AUC")):
-        axes[1].plot(x, [h[key] for h in history], label=lab)
-    n_head = sum(1 for h in history if h["phase"] == "head")
-    for ax in axes:
-        if 0 < n_head < len(history):
-            ax.axvline(n_head + 0.5, color="grey", ls=":")
-    axes[1].set_ylim(0, 1)
-    axes[1].legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+        test_m = classification_metrics(te.y, softmax(tl, dtype=np.float32), fit.class_ids)
+        test = dict(test_logits=tl, test_features=tf, test_y=te.y, test_ids=np.asarray(te.ids))
+    fit.run.write_predictions(Predictions(
+        train_logits=train_logits, train_features=train_feats, train_y=fit.tr.y,  # type: ignore[arg-type]
+        val_logits=val_logits, val_features=val_feats, val_y=fit.va.y, val_ids=np.asarray(fit.va.ids),  # type: ignore[arg-type]
+        **test))
+    return val_m, test_m

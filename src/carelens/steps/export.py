@@ -1,30 +1,42 @@
-"""`carelens export RUN --out BUNDLE`: ONNX + bundle.json + calibration, verified with numbers."""
+"""`carelens export RUN --out BUNDLE`: ONNX + bundle.json + calibration, verified with numbers.
+
+The training side of the bundle (imports torch): reading a run's best checkpoint back into a model,
+exporting it to ONNX, and checking ONNX Runtime against PyTorch on real validation images."""
 
 from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata as md
-import json
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from carelens import __version__
-from carelens.bundle._load import load_bundle, selftest_input
-from carelens.bundle._manifest import FORMAT_VERSION, BundleSpec, SelfTest, canonical_digest, sha256_file
-from carelens.calibrate import load_calibration
-from carelens.data import load_run_splits, open_dataset
+from carelens.bundle import (
+    FORMAT_VERSION,
+    BundleSpec,
+    ConformalParams,
+    FactsSection,
+    ModelIO,
+    OODParams,
+    SelfTest,
+    SplitInfo,
+    load_bundle,
+    make_session,
+    selftest_input,
+)
 from carelens.errors import BundleError, DataError
+from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
+from carelens.models import Classifier, build_classifier
 from carelens.preprocess import preprocess
-from carelens.train._runs import load_run_model
+from carelens.steps.run import Run
 
-__all__ = ["export_run"]
+__all__ = ["export_run", "load_run_model"]
 
 OPSET = 17
 INTENDED_USE = ("Decision support for triage: estimates which conditions are plausible and how urgently to seek "
@@ -50,36 +62,47 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _parity_images(cfg: dict[str, Any], run: Path, n: int = 16) -> list[np.ndarray]:
+def load_run_model(run: str | Path | Run) -> Classifier:
+    """The best checkpoint of ``run`` in eval mode (its preprocessing is ``Run(run).config.preprocess``)."""
+    r = run if isinstance(run, Run) else Run(run)
+    r.require(Run.CONFIG, Run.BEST, step="train")
+    t = r.config.train
+    model = build_classifier(t.model, len(r.config.class_ids), t.image_size, pretrained=False, dropout=t.dropout)
+    model.load_state_dict(torch.load(r.best_checkpoint, map_location="cpu", weights_only=False)["model"])
+    return model.eval()
+
+
+def _parity_images(run: Run, n: int = 16) -> list[np.ndarray]:
     """A fixed batch of real validation images of the run (the first n by id)."""
-    source = cfg["dataset"].get("source")
-    spec = LabelSpec.model_validate(cfg["spec"]) if cfg.get("spec") else None
     try:
-        ds, splits = load_run_splits(run / "splits.json", open_dataset(source, spec))
+        ds, splits = run.data()
     except (DataError, TypeError) as exc:
-        raise BundleError(f"the run's data ({source}) is needed to verify the export: {exc}") from None
+        raise BundleError(f"the run's data ({run.config.dataset.source}) is needed to verify the export: {exc}") from None
     idx = sorted(splits.indices(ds, "val"), key=lambda i: ds[i].id)[:n]
     return [img for _, img in ds.iter_images(idx)]
 
 
-def _split_info(run: Path) -> dict[str, Any]:
-    doc = json.loads((run / "splits.json").read_text())
-    return {"strategy": doc["strategy"], "seed": doc["seed"], "fractions": doc["fractions"],
-            "data_fingerprint": doc["fingerprint"], "assignment_sha256": canonical_digest(doc["assignment"]),
-            "counts": doc.get("counts")}
+def _split_info(run: Run) -> SplitInfo:
+    doc, splits = run.split_document, run.splits()
+    return SplitInfo(strategy=splits.strategy, seed=splits.seed, fractions=list(splits.fractions),
+                     data_fingerprint=splits.fingerprint, assignment_sha256=splits.assignment_digest(),
+                     counts=doc.get("counts"))
 
 
-def export_run(run: str | Path, out: str | Path, *, name: str | None = None, version: str | None = None,
+def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
                parity_images: list[np.ndarray] | None = None, atol: float = 1e-4) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
 
     Raises:
         BundleError: ONNX Runtime and PyTorch disagree beyond ``atol`` or on any decision.
     """
-    run, out = Path(run), Path(out)
-    cal = load_calibration(run)
-    model, pre, cfg = load_run_model(run)
-    images = parity_images if parity_images is not None else _parity_images(cfg, run)
+    r = run if isinstance(run, Run) else Run(run)
+    out = Path(out)
+    cal = r.calibration()
+    model = load_run_model(r)
+    cfg = r.config
+    pre = cfg.preprocess
+    images = parity_images if parity_images is not None else _parity_images(r)
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -95,14 +118,12 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
         )
     head = model.head.fc  # type: ignore[union-attr]
     np.savez(out / "head.npz", weight=head.weight.detach().numpy(), bias=head.bias.detach().numpy())
-    shutil.copy(run / "ood.npz", out / "ood.npz")
+    shutil.copy(r.ood_path, out / "ood.npz")
 
     # parity: PyTorch and ONNX Runtime on real validation images
     batch = np.stack([preprocess(img, pre) for img in images])
     with torch.inference_mode():
         t_logits, t_feats, t_fmap = (a.numpy() for a in model.forward_all(torch.from_numpy(batch)))
-    from carelens.bundle._load import make_session
-
     sess = make_session(out / "model.onnx")
     o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
@@ -114,32 +135,33 @@ def export_run(run: str | Path, out: str | Path, *, name: str | None = None, ver
     st_in = selftest_input(seed, [1, 3, s, s])
     st_logits = sess.run(["logits"], {"input": st_in})[0]
 
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = r.metrics()
     test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
-    spec_dict = cfg["spec"] or {"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg["class_ids"]]}
-    files = {f: sha256_file(out / f) for f in ("model.onnx", "ood.npz", "head.npz")}
+    spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
+    files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", "head.npz")}
+    facts = cal.report.get("facts")
     bundle = BundleSpec(
         format_version=FORMAT_VERSION,
-        name=name or spec_dict["name"],
+        name=name or spec.name,
         version=version or dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         intended_use=INTENDED_USE,
-        label_spec=spec_dict,
-        class_ids=cfg["class_ids"],
-        preprocess=pre.to_dict(),
-        model_io={"input": "input", "outputs": ["logits", "features", "fmap"], "opset": OPSET,
-                  "features": int(t_feats.shape[1]), "fmap": list(t_fmap.shape[1:])},
+        label_spec=spec,
+        class_ids=cfg.class_ids,
+        preprocess=pre,
+        model_io=ModelIO(input="input", outputs=["logits", "features", "fmap"], opset=OPSET,
+                         features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:])),
         temperature=cal.temperature.temperature_,
-        conformal=cal.conformal.to_dict(),
-        ood=cal.ood.params(),
+        conformal=ConformalParams(**cal.conformal.to_dict()),
+        ood=OODParams(**cal.ood.to_dict()),
         test_metrics={k: v for k, v in (metrics.get("test") or {}).items() if k != "confusion_matrix"},
         calibration=test_cal,
-        data_fingerprint=cfg["dataset"]["fingerprint"],
-        training_config=cfg["train"],
+        data_fingerprint=cfg.dataset.fingerprint,
+        training_config=cfg.train.to_dict(),
         versions=_versions(),
         selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
-        split=_split_info(run),
-        facts=cal.report.get("facts"),
+        split=_split_info(r),
+        facts=FactsSection.model_validate(facts) if facts else None,
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

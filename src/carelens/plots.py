@@ -1,4 +1,5 @@
-"""Report figures as PNG bytes (matplotlib, Agg backend; embedded in the HTML report)."""
+"""Figures as PNG bytes (matplotlib, Agg backend): the run folder's plots and the HTML report's, one
+implementation each."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from carelens.metrics import risk_coverage
+
 __all__ = [
     "confusion_png",
+    "curves_png",
     "ood_histogram_png",
     "reliability_png",
-    "risk_coverage",
     "risk_coverage_png",
     "roc_png",
     "set_size_png",
@@ -51,9 +54,12 @@ def confusion_png(cm: Sequence[Sequence[int]], class_ids: Sequence[str]) -> byte
     return _png(fig)
 
 
-def reliability_png(before: Mapping[str, Any], after: Mapping[str, Any]) -> bytes:
+def reliability_png(before: Mapping[str, Any], after: Mapping[str, Any], split: str = "") -> bytes:
+    """Reliability diagrams before and after temperature scaling (``metrics.reliability`` data)."""
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), sharey=True)
-    for ax, (name, r) in zip(axes, (("before temperature scaling", before), ("after", after)), strict=True):
+    where = f" ({split})" if split else ""
+    panels = ((f"before temperature scaling{where}", before), (f"after{where}", after))
+    for ax, (name, r) in zip(axes, panels, strict=True):
         edges = np.asarray(r["edges"])
         mids = (edges[:-1] + edges[1:]) / 2
         acc = np.nan_to_num(np.asarray(r["accuracy"], dtype=float))
@@ -64,14 +70,6 @@ def reliability_png(before: Mapping[str, Any], after: Mapping[str, Any]) -> byte
     axes[0].set_ylabel("accuracy")
     axes[0].legend(loc="upper left", fontsize=8)
     return _png(fig)
-
-
-def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fraction answered (most confident first) and the accuracy on that fraction."""
-    order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(correct[order])
-    n = np.arange(1, len(order) + 1)
-    return n / len(order), hits / n
 
 
 def risk_coverage_png(confidence: np.ndarray, correct: np.ndarray) -> bytes:
@@ -119,4 +117,24 @@ def ood_histogram_png(in_scores: np.ndarray, out_scores: Mapping[str, np.ndarray
     ax.axvline(threshold, color="r", ls="--", label="threshold")
     ax.set_xlabel("OOD score (higher = more unusual)")
     ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def curves_png(history: Sequence[Mapping[str, Any]]) -> bytes:
+    """Training curves: train loss, and validation balanced accuracy / accuracy / macro AUC per epoch; a dotted
+    line where the head phase ends and fine-tuning begins."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    x = list(range(1, len(history) + 1))
+    axes[0].plot(x, [h["train_loss"] for h in history], label="train loss")
+    axes[0].set_xlabel("epoch (head, then fine-tune)")
+    axes[0].legend()
+    for key, lab in (("val_balanced_accuracy", "val balanced acc"), ("val_accuracy", "val acc"),
+                     ("val_macro_auc", "val macro AUC")):
+        axes[1].plot(x, [h[key] for h in history], label=lab)
+    n_head = sum(1 for h in history if h["phase"] == "head")
+    for ax in axes:
+        if 0 < n_head < len(history):
+            ax.axvline(n_head + 0.5, color="grey", ls=":")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend(loc="lower right")
     return _png(fig)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = ["DISCLAIMER", "Assessment", "ClassProbability", "ModelRef", "TriageDecision"]
 
 DISCLAIMER = (
-    "Not a diagnosis. This is an automated estimate from an image model with known error rates; "
+    "Not a diagnosis. This is an automated estimate from models with known error rates; "
     "a qualified professional must confirm any finding. If the person or animal seems seriously unwell, "
     "seek care now regardless of this result."
 )

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import softmax
-from carelens.errors import ConfigError, NotFittedError
+from carelens.errors import ConfigError
+from carelens.metrics import softmax
+from carelens.validation import check_is_fitted
 
-__all__ = ["FactsEncoder", "LinearModel", "TabularModel"]
+__all__ = ["FactsEncoder", "LinearModel", "TabularModel", "is_missing"]
 
 
 class LinearModel:
@@ -45,8 +46,7 @@ class LinearModel:
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "coef_"):
-            raise NotFittedError("LinearModel is not fitted yet: call fit first")
+        check_is_fitted(self, "coef_")
         return np.asarray(X, dtype=np.float64) @ self.coef_.T + self.intercept_  # type: ignore[no-any-return]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -62,7 +62,8 @@ class LinearModel:
         return m
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """None, NaN, an empty string or '?' (the UCI tables' marker) is a missing value."""
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and v.strip() in ("", "?"))
 
 
@@ -81,12 +82,12 @@ class FactsEncoder:
             raise ConfigError(f"facts {unknown} never appear in the training rows")
         self.stats_: dict[str, tuple[float, float]] = {}
         for c in self.numeric:
-            vals = np.asarray([float(r[c]) for r in rows if not _is_missing(r.get(c))])
+            vals = np.asarray([float(r[c]) for r in rows if not is_missing(r.get(c))])
             med = float(np.median(vals)) if len(vals) else 0.0
             sd = float(vals.std()) if len(vals) > 1 and vals.std() > 0 else 1.0
             self.stats_[c] = (med, sd)
         self.levels_: dict[str, list[str]] = {
-            c: sorted({str(r[c]).strip() for r in rows if not _is_missing(r.get(c))}) for c in self.categorical
+            c: sorted({str(r[c]).strip() for r in rows if not is_missing(r.get(c))}) for c in self.categorical
         }
         return self
 
@@ -98,15 +99,14 @@ class FactsEncoder:
         return out
 
     def transform(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        if not hasattr(self, "stats_"):
-            raise NotFittedError("FactsEncoder is not fitted yet: call fit first")
+        check_is_fitted(self, "stats_")
         out = np.zeros((len(rows), len(self.names)))
         for i, r in enumerate(rows):
             col = 0
             for c in self.numeric:
                 med, sd = self.stats_[c]
                 v = r.get(c)
-                miss = _is_missing(v)
+                miss = is_missing(v)
                 try:
                     x = med if miss else float(v)  # type: ignore[arg-type]
                 except (TypeError, ValueError):
@@ -118,7 +118,7 @@ class FactsEncoder:
             for c in self.categorical:
                 levels = self.levels_[c]
                 v = r.get(c)
-                if _is_missing(v) or str(v).strip() not in levels:
+                if is_missing(v) or str(v).strip() not in levels:
                     out[i, col + len(levels)] = 1.0  # missing or never seen: explicit, not dropped
                 else:
                     out[i, col + levels.index(str(v).strip())] = 1.0
@@ -149,8 +149,7 @@ class TabularModel:
         return self
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("TabularModel is not fitted yet: call fit first")
+        check_is_fitted(self, "model_")
         return self.model_.predict_proba(self.encoder_.transform(rows))
 
     def to_dict(self) -> dict[str, Any]:

@@ -22,10 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier
-from carelens.errors import ConfigError, NotFittedError
-from carelens.symptoms._fusion import LogLinearPooling, conflict
-from carelens.symptoms._models import TabularModel, _is_missing
+from carelens.calibrate import ConformalClassifier, ConformalScore
+from carelens.errors import ConfigError, FactsError
+from carelens.fusion._pooling import LogLinearPooling, conflict
+from carelens.fusion._tabular import TabularModel, is_missing
+from carelens.labels import LabelSpec
+from carelens.metrics import calibration_report, classification_metrics, coverage_report
+from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.validation import check_is_fitted
 
 __all__ = ["FactsFusion", "infer_fact_kinds", "parse_fact_pairs"]
 
@@ -47,7 +51,7 @@ def infer_fact_kinds(rows: Sequence[Mapping[str, Any]], names: Sequence[str] | N
     names = list(names) if names is not None else sorted({k for r in rows for k in r})
     numeric, categorical = [], []
     for n in names:
-        present = [r[n] for r in rows if n in r and not _is_missing(r[n])]
+        present = [r[n] for r in rows if n in r and not is_missing(r[n])]
         if not present:
             raise ConfigError(f"fact {n!r} has no values in the training rows")
         (numeric if all(_number(v) is not None for v in present) else categorical).append(n)
@@ -60,7 +64,7 @@ def parse_fact_pairs(pairs: Sequence[str]) -> dict[str, Any]:
     for token in (t for p in pairs for t in p.replace(",", " ").split()):
         name, sep, value = token.partition("=")
         if not sep or not name or not value:
-            raise ConfigError(f"a fact is written name=value (e.g. age=54 sex=male); got {token!r}")
+            raise FactsError(f"a fact is written name=value (e.g. age=54 sex=male); got {token!r}")
         num = _number(value)
         out[name.strip()] = num if num is not None else value.strip()
     return out
@@ -70,7 +74,7 @@ class FactsFusion:
     """Facts model + pooling weights + fused conformal sets; fit on a run's train and val splits."""
 
     def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = (), *, C: float = 1.0,
-                 alpha: float = 0.1, score: str = "lac", class_conditional: bool = True) -> None:
+                 alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True) -> None:
         if not numeric and not categorical:
             raise ConfigError("facts fusion needs at least one fact")
         self.numeric, self.categorical = list(numeric), list(categorical)
@@ -86,7 +90,7 @@ class FactsFusion:
         self.prior_ = (counts + 1.0) / (counts.sum() + k)  # Laplace: a class absent from train is not infinite
         self.ranges_: dict[str, tuple[float, float]] = {}
         for c in self.numeric:
-            vals = [float(r[c]) for r in train_rows if not _is_missing(r.get(c))]
+            vals = [float(r[c]) for r in train_rows if not is_missing(r.get(c))]
             lo, hi = min(vals), max(vals)
             pad = max((hi - lo) / 2, 1.0)
             self.ranges_[c] = (max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
@@ -97,8 +101,7 @@ class FactsFusion:
         return self
 
     def _fitted(self) -> None:
-        if not hasattr(self, "model_"):
-            raise NotFittedError("FactsFusion is not fitted yet: call fit (carelens calibrate does) first")
+        check_is_fitted(self, "model_", "call fit (carelens calibrate does) first")
 
     # -- the facts a user may give -----------------------------------------------------------------
     @property
@@ -121,24 +124,24 @@ class FactsFusion:
         self._fitted()
         unknown = sorted(set(facts) - set(self.names))
         if unknown:
-            raise ConfigError(f"unknown fact(s) {', '.join(unknown)}; this model uses: {', '.join(self.names)}")
+            raise FactsError(f"unknown fact(s) {', '.join(unknown)}; this model uses: {', '.join(self.names)}")
         out: dict[str, Any] = {}
         for name, v in facts.items():
-            if _is_missing(v):
+            if is_missing(v):
                 continue
             if name in self.ranges_:
                 x, (lo, hi) = _number(v), self.ranges_[name]
                 if x is None:
-                    raise ConfigError(f"fact {name!r} must be a number, got {v!r}")
+                    raise FactsError(f"fact {name!r} must be a number, got {v!r}")
                 if not lo <= x <= hi:
-                    raise ConfigError(f"fact {name}={x:g} is outside the range this model accepts ({lo:g} to {hi:g})")
+                    raise FactsError(f"fact {name}={x:g} is outside the range this model accepts ({lo:g} to {hi:g})")
                 out[name] = x
             else:
                 levels = self.model_.encoder_.levels_[name]
                 s = str(v).strip()
                 match = next((lv for lv in levels if lv.lower() == s.lower()), None)
                 if match is None:
-                    raise ConfigError(f"fact {name}={s!r} is not a value this model knows; use one of: {', '.join(levels)}")
+                    raise FactsError(f"fact {name}={s!r} is not a value this model knows; use one of: {', '.join(levels)}")
                 out[name] = match
         return out
 
@@ -168,12 +171,10 @@ class FactsFusion:
         return np.where(disagree[:, None], fused_mask | image_mask, fused_mask)  # type: ignore[no-any-return]
 
     def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, rows: Sequence[Mapping[str, Any]], y: np.ndarray,
-                class_ids: Sequence[str], *, spec: Any = None, in_distribution: np.ndarray | None = None) -> dict[str, Any]:
+                class_ids: Sequence[str], *, spec: LabelSpec | None = None,
+                in_distribution: np.ndarray | None = None) -> dict[str, Any]:
         """Image alone (``*_image``) and image + facts on the same labelled cases: the figures calibrate and
-        evaluate report (with ``spec``, also the critical-miss rate of each decision)."""
-        from carelens.calibrate import calibration_report, coverage_report, critical_miss_rate
-        from carelens.report.metrics import classification_metrics
-
+        evaluate report (with ``spec``, also the critical-miss and over-triage rates of each decision)."""
         fused, mask, disagree = self.fuse(image_proba, rows)
         mask = self.widen(mask, image_mask, disagree)
         out: dict[str, Any] = {"facts": self.names, "weights": {"image": float(self.pooling_.weights_[0]),
@@ -187,9 +188,11 @@ class FactsFusion:
         out["conflict_rate"] = float(disagree.mean())
         if spec is not None:
             ind = np.ones(len(y), bool) if in_distribution is None else np.asarray(in_distribution, bool)
-            out["critical_miss_rate_image"] = critical_miss_rate(image_proba, image_mask, ind, y, spec)
-            out["critical_miss_rate"] = critical_miss_rate(image_proba, image_mask, ind, y, spec,
-                                                           fused=(fused, mask, disagree))
+            for suffix, levels in (("_image", triage_levels(image_proba, image_mask, ind, spec)),
+                                   ("", triage_levels(image_proba, image_mask, ind, spec,
+                                                      fused=(fused, mask, disagree)))):
+                out[f"critical_miss_rate{suffix}"] = critical_miss_rate(levels, y, spec)
+                out[f"over_triage_rate{suffix}"] = over_triage_rate(levels, y, spec)
         return out
 
     # -- storage (plain JSON, inside bundle.json) -----------------------------------------------------
@@ -197,7 +200,7 @@ class FactsFusion:
         self._fitted()
         return {"model": self.model_.to_dict(), "prior": self.prior_.tolist(),
                 "ranges": {k: list(v) for k, v in self.ranges_.items()}, "weights": self.pooling_.weights_.tolist(),
-                "conformal": self.conformal_.to_dict(), "C": self.C}
+                "conformal": self.conformal_.to_dict(), "C": self.C}  # "weights": the pooling's, as format 2 wrote them
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> FactsFusion:
@@ -207,6 +210,5 @@ class FactsFusion:
                 class_conditional=conf.class_conditional)
         f.model_, f.prior_, f.conformal_ = model, np.asarray(d["prior"], float), conf
         f.ranges_ = {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()}
-        f.pooling_ = LogLinearPooling()
-        f.pooling_.weights_ = np.asarray(d["weights"], float)
+        f.pooling_ = LogLinearPooling.from_dict({"weights": d["weights"], "anchor": 0})
         return f

@@ -14,7 +14,7 @@ import numpy as np
 
 from carelens.errors import ConfigError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
-from carelens.predict.schema import Assessment, ClassProbability, ModelRef, TriageDecision
+from carelens.policy._schema import Assessment, ClassProbability, ModelRef, TriageDecision
 
 __all__ = ["DecisionPolicy", "decide", "decide_with_facts"]
 

@@ -1,4 +1,4 @@
-"""Calibration measures: ECE, MCE, Brier score, NLL and reliability-diagram data (numpy only)."""
+"""Calibration measures: ECE, MCE, Brier score, NLL and reliability-diagram data."""
 
 from __future__ import annotations
 
@@ -6,29 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from carelens.errors import ConfigError
+from carelens.metrics._probability import nll
 
-__all__ = ["calibration_report", "check_logits", "expected_calibration_error", "reliability", "softmax"]
-
-
-def check_logits(logits: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """Refuse NaN/inf or wrongly shaped logits with a clear error (never a silent answer)."""
-    a = np.asarray(logits, dtype=np.float64)
-    if a.ndim != 2 or a.shape[1] < 2:
-        raise ConfigError(f"logits must have shape (n, k>=2), got {a.shape}")
-    if n_classes is not None and a.shape[1] != n_classes:
-        raise ConfigError(f"logits have {a.shape[1]} classes, expected {n_classes}")
-    if not np.isfinite(a).all():
-        raise ConfigError(f"logits contain {int((~np.isfinite(a)).sum())} NaN or infinite value(s); "
-                          "check the input image and the model export")
-    return a
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+__all__ = ["calibration_report", "expected_calibration_error", "reliability"]
 
 
 def reliability(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, list[float]]:
@@ -60,6 +40,7 @@ def expected_calibration_error(proba: np.ndarray, y: np.ndarray, n_bins: int = 1
 
 
 def calibration_report(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, Any]:
+    """ECE, MCE, Brier score, NLL and the reliability-diagram data of calibrated probabilities."""
     y = np.asarray(y, dtype=np.int64)
     ece, mce = expected_calibration_error(proba, y, n_bins)
     onehot = np.eye(proba.shape[1])[y]
@@ -67,6 +48,6 @@ def calibration_report(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> di
         "ece": ece,
         "mce": mce,
         "brier": float(((proba - onehot) ** 2).sum(1).mean()),
-        "nll": float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, None)).mean()),
+        "nll": nll(proba, y),
         "reliability": reliability(proba, y, n_bins),
     }

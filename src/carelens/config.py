@@ -1,15 +1,22 @@
-"""Typed, validated training configuration: a bad config fails before any image is read."""
+"""The training recipe, typed and validated: a bad config fails before any image is read.
+
+It sits at the bottom of the package (no torch) so that the run folder, the steps that read it and
+the trainer all share one definition. The recipe holds the :class:`~carelens.preprocess.PreprocessConfig`
+it trains with; nothing copies its fields.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from carelens.errors import ConfigError
-from carelens.models import BACKBONES
+from carelens.preprocess import PreprocessConfig
 
-__all__ = ["AUGMENT_PRESETS", "IMBALANCE_STRATEGIES", "TrainConfig"]
+__all__ = ["AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MONITORS", "TrainConfig"]
+
+BACKBONES = ("efficientnet_lite0", "small_cnn")  # built by carelens.models.build_backbone
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
 AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo")
@@ -22,8 +29,7 @@ class TrainConfig:
 
     model: str = "efficientnet_lite0"
     pretrained: bool = True
-    image_size: int = 224
-    resize: str = "stretch"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)  # size, resize mode, normalisation
     batch_size: int = 32
     # phase 1: backbone frozen, pooled features cached, head trained on them
     head_epochs: int = 40
@@ -65,8 +71,6 @@ class TrainConfig:
             problems.append("a backbone without pretrained weights needs finetune_epochs > 0")
         if self.batch_size < 2:
             problems.append(f"batch_size must be >= 2, got {self.batch_size}")
-        if not 8 <= self.image_size <= 1024:
-            problems.append(f"image_size must be in [8, 1024], got {self.image_size}")
         bad = [s for s in self.imbalance if s not in IMBALANCE_STRATEGIES]
         if bad or not self.imbalance:
             problems.append(f"imbalance {bad or '()'} unknown; combine any of {', '.join(IMBALANCE_STRATEGIES)}")
@@ -87,17 +91,29 @@ class TrainConfig:
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 
+    @property
+    def image_size(self) -> int:
+        return self.preprocess.image_size
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["imbalance"] = list(self.imbalance)
+        d["preprocess"] = self.preprocess.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """From a JSON settings file or a run's config.json. ``image_size`` and ``resize`` may be given at the
+        top level (the CLI's flags, and runs written before the recipe held its preprocessing)."""
+        d = dict(d)
+        shorthand = {k: d.pop(k) for k in ("image_size", "resize") if k in d}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
+        pre = d.get("preprocess")
+        pre_dict = pre.to_dict() if isinstance(pre, PreprocessConfig) else dict(pre or {})
+        d["preprocess"] = PreprocessConfig.from_dict({**pre_dict, **shorthand})
         if "imbalance" in d:
-            d = {**d, "imbalance": tuple(d["imbalance"])}
+            d["imbalance"] = tuple(d["imbalance"])
         return cls(**d)

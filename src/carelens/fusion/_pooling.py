@@ -7,13 +7,15 @@ by the other raises ``symptom_conflict`` (see :func:`conflict`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
-from carelens.calibrate import softmax
-from carelens.errors import ConfigError, NotFittedError
+from carelens.errors import ConfigError
+from carelens.metrics import nll, softmax
+from carelens.validation import check_is_fitted
 
 __all__ = ["LogLinearPooling", "conflict"]
 
@@ -38,21 +40,24 @@ class LogLinearPooling:
     def fit(self, probas: Sequence[np.ndarray], y: np.ndarray) -> LogLinearPooling:
         logs = _logs(probas)
         y = np.asarray(y, dtype=np.int64)
-        rows = np.arange(len(y))
-
-        def nll(w: np.ndarray) -> float:
-            p = softmax(np.tensordot(w, logs, axes=1))
-            return float(-np.log(np.clip(p[rows, y], 1e-12, None)).mean())
-
         w0 = np.ones(len(probas))
         bounds = [(1.0, 1.0) if s == self.anchor else (0.0, self.max_weight) for s in range(len(probas))]
-        res = minimize(nll, w0, method="L-BFGS-B", bounds=bounds)
+        res = minimize(lambda w: nll(softmax(np.tensordot(w, logs, axes=1)), y), w0, method="L-BFGS-B", bounds=bounds)
         self.weights_ = res.x
         return self
 
+    def to_dict(self) -> dict[str, Any]:
+        check_is_fitted(self, "weights_", "call fit on validation data first")
+        return {"weights": self.weights_.tolist(), "max_weight": self.max_weight, "anchor": self.anchor}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LogLinearPooling:
+        p = cls(float(d.get("max_weight", 5.0)), d.get("anchor"))
+        p.weights_ = np.asarray(d["weights"], dtype=np.float64)
+        return p
+
     def combine(self, probas: Sequence[np.ndarray]) -> np.ndarray:
-        if not hasattr(self, "weights_"):
-            raise NotFittedError("LogLinearPooling is not fitted yet: call fit on validation data first")
+        check_is_fitted(self, "weights_", "call fit on validation data first")
         if len(probas) != len(self.weights_):
             raise ConfigError(f"fitted for {len(self.weights_)} sources, got {len(probas)}")
         return softmax(np.tensordot(self.weights_, _logs(probas), axes=1))

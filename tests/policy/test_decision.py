@@ -5,7 +5,7 @@ import pytest
 
 from carelens.errors import ConfigError
 from carelens.labels import load_spec
-from carelens.predict import DecisionPolicy, ModelRef, decide
+from carelens.policy import DecisionPolicy, ModelRef, decide
 
 HAM = load_spec("ham10000")
 REF = ModelRef(name="derma", version="test")
@@ -74,7 +74,7 @@ def test_bad_probabilities_are_refused() -> None:
 
 
 def test_clinical_facts_may_raise_the_level_but_never_lower_it() -> None:
-    from carelens.predict import decide_with_facts
+    from carelens.policy import decide_with_facts
 
     kw = dict(spec=HAM, model=REF, coverage=0.9)
     # the image keeps melanoma plausible; the facts talk it out of the fused set: the image's level stands

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carelens.report.metrics import classification_metrics
+from carelens.metrics import classification_metrics
 
 
 def test_majority_predictor_is_exposed_by_balanced_accuracy() -> None:

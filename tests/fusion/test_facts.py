@@ -13,8 +13,8 @@ from carelens.bundle import load_bundle
 from carelens.cli import app
 from carelens.data import open_dataset
 from carelens.errors import ConfigError
+from carelens.fusion import FactsFusion, parse_fact_pairs
 from carelens.predict import Engine
-from carelens.symptoms import FactsFusion, parse_fact_pairs
 
 runner = CliRunner()
 

@@ -1,0 +1,21 @@
+"""The shared decision vocabulary (no torch, no model): the assessment every prediction returns, the
+safety-first decision policy that writes it, and the clinical metrics that measure its decisions."""
+
+from carelens.policy._clinical import URGENT, critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
+from carelens.policy._schema import DISCLAIMER, Assessment, ClassProbability, ModelRef, TriageDecision
+
+__all__ = [
+    "DISCLAIMER",
+    "URGENT",
+    "Assessment",
+    "ClassProbability",
+    "DecisionPolicy",
+    "ModelRef",
+    "TriageDecision",
+    "critical_miss_rate",
+    "decide",
+    "decide_with_facts",
+    "over_triage_rate",
+    "triage_levels",
+]

@@ -1,0 +1,62 @@
+"""Clinical decision metrics: what the triage decisions cost, measured on labelled cases.
+
+Safety is measured together with its price. The **critical-miss rate** is the share of cases of a
+critical class (severity high or critical) triaged below ``consultation_24``; the **over-triage rate** is
+the share of the other cases sent to ``consultation_24`` or above. Escalating everyone gives a zero
+critical-miss rate and an over-triage rate of one: no triage at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from carelens.labels import LabelSpec, triage_rank
+from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
+from carelens.policy._schema import ModelRef
+
+__all__ = ["URGENT", "critical_miss_rate", "over_triage_rate", "triage_levels"]
+
+URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
+
+
+def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec, *,
+                  policy: DecisionPolicy | None = None,
+                  fused: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> list[str]:
+    """The triage level the decision policy gives each case.
+
+    Args:
+        proba: (n, k) calibrated image probabilities; in_set: (n, k) their conformal sets;
+            in_distribution: (n,) the OOD gate's verdicts.
+        fused: (probabilities, sets, conflicts) of image + clinical facts, to measure that decision instead
+            (:func:`~carelens.policy.decide_with_facts`).
+    """
+    ref = ModelRef(name=spec.name, version="eval")
+    out = []
+    for n in range(len(proba)):
+        common = dict(spec=spec, model=ref, coverage=0.0, in_distribution=bool(in_distribution[n]), policy=policy)
+        if fused is None:
+            a = decide(proba[n], in_set[n], **common)  # type: ignore[arg-type]
+        else:
+            a = decide_with_facts(proba[n], in_set[n], fused[0][n], fused[1][n], conflict=bool(fused[2][n]), **common)
+        out.append(a.triage.level)
+    return out
+
+
+def _rate(levels: Sequence[str], rows: np.ndarray, urgent: bool) -> float:
+    if not rows.any():
+        return float("nan")
+    bar = triage_rank(URGENT)
+    ranks = np.asarray([triage_rank(lv) for lv in levels])[rows]
+    return float((ranks >= bar).mean() if urgent else (ranks < bar).mean())
+
+
+def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
+    """Share of critical-class cases (``spec.critical_indices``) triaged below ``consultation_24``; NaN if none."""
+    return _rate(levels, np.isin(np.asarray(y), spec.critical_indices), urgent=False)
+
+
+def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
+    """Share of non-critical cases sent to ``consultation_24`` or above; NaN if there are none."""
+    return _rate(levels, ~np.isin(np.asarray(y), spec.critical_indices), urgent=True)

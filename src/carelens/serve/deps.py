@@ -1,0 +1,89 @@
+"""What the routes share, built once per app and handed to them through ``Depends``: the settings, the model
+registry, the key ring, the audit log, the metrics and the symptom bundle. A test can override any one."""
+
+# No `from __future__ import annotations`: FastAPI resolves these signatures at import.
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Header, Request
+
+from carelens.serve.auth import KeyRing, Principal
+from carelens.serve.errors import ApiError
+from carelens.serve.metrics import Metrics
+from carelens.serve.registry import ModelEntry, ModelRegistry
+from carelens.serve.settings import ServeSettings
+from carelens.serve.storage import AuditLog
+from carelens.symptoms import SymptomBundle
+
+__all__ = ["Services", "ServicesDep", "admin", "in_thread", "principal", "resolve_model", "services", "symptom_bundle"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class Services:
+    settings: ServeSettings
+    registry: ModelRegistry
+    keys: KeyRing
+    log: AuditLog
+    metrics: Metrics = field(default_factory=Metrics)
+    symptoms: SymptomBundle | None = None
+    symptoms_error: str | None = None
+
+    @classmethod
+    def from_settings(cls, cfg: ServeSettings) -> "Services":
+        return cls(settings=cfg, registry=ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, cfg.threads),
+                   keys=KeyRing(cfg.api_keys, cfg.api_keys_file), log=AuditLog(cfg.database_url))
+
+    def resolve(self, name: str | None) -> tuple[str, ModelEntry]:
+        """The named model, or the only one loaded; 404/422 naming what is loaded."""
+        loaded = ", ".join(self.registry.models) or "none"
+        if name is None:
+            if len(self.registry.models) != 1:
+                raise ApiError(422, "model_required", f"name a model; loaded: {loaded}")
+            name = next(iter(self.registry.models))
+        entry = self.registry.get(name)
+        if entry is None:
+            raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {loaded}")
+        return name, entry
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+ServicesDep = Annotated[Services, Depends(services)]
+
+
+def principal(svc: ServicesDep, x_api_key: Annotated[str | None, Header()] = None,
+              authorization: Annotated[str | None, Header()] = None) -> Principal:
+    key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
+    p = svc.keys.check(key)
+    if p is None:
+        raise ApiError(401, "unauthorized", "a valid API key is required (header X-API-Key or Authorization: Bearer)")
+    return p
+
+
+def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+    if not p.admin:
+        raise ApiError(403, "forbidden", "this endpoint needs an API key with the admin scope")
+    return p
+
+
+def resolve_model(name: str, svc: ServicesDep) -> ModelEntry:
+    """The model named in the path (404 before the upload is read)."""
+    return svc.resolve(name)[1]
+
+
+def symptom_bundle(svc: ServicesDep) -> SymptomBundle:
+    if svc.symptoms is None:
+        raise ApiError(503, "symptoms_unavailable", svc.symptoms_error or "no symptom bundle is configured")
+    return svc.symptoms
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking work (decoding, the database, parsing, loading) off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)

@@ -1,0 +1,38 @@
+"""Operations: liveness, readiness, Prometheus metrics and the admin reload."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import PlainTextResponse
+
+from carelens.serve.auth import Principal
+from carelens.serve.deps import ServicesDep, admin, in_thread
+from carelens.serve.errors import ERROR_RESPONSES, error_response
+from carelens.serve.schemas import ErrorResponse
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "alive"}
+
+
+@router.get("/ready", responses={503: {"model": ErrorResponse}})
+async def ready(svc: ServicesDep) -> Any:
+    reg = svc.registry
+    if not reg.ready:
+        detail = "; ".join(f"{k}: {v}" for k, v in reg.errors.items()) or f"no bundles in {svc.settings.models_dir}"
+        return error_response(503, "not_ready", detail)
+    return {"status": "ready", "models": {n: e.engine.bundle.version for n, e in reg.models.items()},
+            "symptoms": svc.symptoms is not None}
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def prometheus(svc: ServicesDep) -> str:
+    return svc.metrics.render()
+
+
+@router.post("/v1/admin/reload", responses=ERROR_RESPONSES)
+async def reload(svc: ServicesDep, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
+    return await in_thread(svc.registry.load)

@@ -1,0 +1,78 @@
+"""Triage: an image (with clinical facts) and/or symptoms in plain words -> one assessment; the vocabulary."""
+
+import json
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from carelens.errors import FactsError
+from carelens.policy import Assessment
+from carelens.serve.auth import Principal
+from carelens.serve.deps import Services, ServicesDep, in_thread, principal, symptom_bundle
+from carelens.serve.errors import ERROR_RESPONSES, ApiError
+from carelens.serve.images import Upload, assess_image, read_upload
+from carelens.serve.schemas import TriageResponse
+from carelens.symptoms import SymptomBundle, triage
+
+router = APIRouter(prefix="/v1", tags=["triage"])
+
+
+def _parse_facts(facts: str | None) -> dict[str, Any] | None:
+    if not facts:
+        return None
+    try:
+        obj = json.loads(facts)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "malformed_json", f"facts is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(obj, dict):
+        raise ApiError(422, "malformed_json", "facts must be a JSON object such as {\"age\": 54}")
+    return obj
+
+
+@router.post("/triage", response_model=TriageResponse, responses=ERROR_RESPONSES)
+async def triage_route(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
+                       image: Annotated[UploadFile | None, File(description="optional image")] = None,
+                       model: Annotated[str | None, Form(description="image model name")] = None,
+                       text: Annotated[str | None, Form(max_length=2000, description="symptoms in plain words")] = None,
+                       facts: Annotated[str | None, Form(description="JSON object of clinical facts")] = None,
+                       heatmap: Annotated[bool, Form()] = False) -> TriageResponse:
+    t = time.perf_counter()
+    facts_obj = _parse_facts(facts)
+    has_image = image is not None and bool(image.filename or image.size)
+    has_text = bool(text and text.strip())
+    if not has_image and not has_text:
+        raise ApiError(422, "nothing_to_assess", "send an image, a symptom description (text), or both")
+    checked: dict[str, Any] | None = None
+    if facts_obj:  # checked before the model runs: a bad fact must not fail a shared batch
+        if not has_image:
+            raise FactsError("clinical facts are fused with an image model trained with them; send an image too")
+        checked = svc.resolve(model)[1].engine.check_facts(facts_obj)
+    sym: SymptomBundle | None = symptom_bundle(svc) if has_text else None
+    image_a, png, mname, version, up = None, None, "symptoms", "", None
+    if has_image:
+        assert image is not None
+        up = await read_upload(image, svc)
+        image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked)
+    out = await in_thread(lambda: triage(image=image_a, text=text, symptoms=sym))
+    a = Assessment.model_validate(out["assessment"])
+    if image_a is None:
+        mname, version = a.model.name, a.model.version
+        svc.metrics.observe_assessment(mname, a.top[0].id, a.triage.level, a.in_distribution)
+    ms = (time.perf_counter() - t) * 1000
+    pid = await in_thread(lambda: _record(svc, out, facts_obj, text, mname, version, ms, up, who))
+    return TriageResponse(id=pid, assessment=a, sources=out["sources"], symptoms=out["symptoms"],
+                          facts_used="facts" in a.based_on, heatmap_png=png, latency_ms=round(ms, 2))
+
+
+def _record(svc: Services, out: dict[str, Any], facts: dict[str, Any] | None, text: str | None, mname: str,
+            version: str, ms: float, up: Upload | None, who: Principal) -> str:
+    return svc.log.record(kind="triage", model_name=mname, model_version=version,
+                          assessment={**out, "facts": facts, "text": text}, latency_ms=ms,
+                          input_sha256=up.sha256 if up else None, size=up.size if up else None, api_key_id=who.key_id)
+
+
+@router.get("/symptoms", responses=ERROR_RESPONSES)
+async def symptoms(_: Annotated[Principal, Depends(principal)],
+                   sym: Annotated[SymptomBundle, Depends(symptom_bundle)]) -> list[dict[str, Any]]:
+    return sym.vocab.to_dict()  # type: ignore[no-any-return]

@@ -1,0 +1,122 @@
+"""`carelens calibrate RUN`: fit temperature, conformal thresholds, the OOD gate and (where the data has
+clinical facts) the facts fusion on the run's validation split; report on its test split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carelens.calibrate import ConformalClassifier, ConformalScore, OODGate, OODMethod, TemperatureScaler
+from carelens.errors import DataError
+from carelens.fusion import FactsFusion, infer_fact_kinds
+from carelens.labels import LabelSpec
+from carelens.metrics import calibration_report, coverage_report, softmax
+from carelens.plots import reliability_png
+from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.steps.run import Calibration, Predictions, Run
+
+__all__ = ["calibrate_run"]
+
+TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # calibrated probabilities, set masks, OOD verdicts
+
+
+def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
+                  ood_method: OODMethod = "combined", pass_rate: float = 0.95,
+                  facts: Sequence[str] | None = None) -> Calibration:
+    """Fit on the run's validation split; report on its test split; write calibration.json, ood.npz and
+    reliability.png into the run.
+
+    Args:
+        facts: clinical facts of the dataset (manifest columns such as age, sex, site) to fuse with the
+            image model; ``None`` uses every fact the dataset has, ``[]`` none.
+    """
+    r = run if isinstance(run, Run) else Run(run)
+    cfg = r.config
+    a = r.predictions()
+    ts = TemperatureScaler().fit(a.val_logits, a.val_y)
+    pv = ts.predict_proba(a.val_logits)
+    cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, a.val_y)
+    gate = OODGate(ood_method, pass_rate).fit(a.train_features, a.train_y, a.val_features, a.val_logits)
+    report: dict[str, Any] = {
+        "temperature": ts.temperature_,
+        "val": {"before": calibration_report(softmax(a.val_logits), a.val_y),
+                "after": calibration_report(pv, a.val_y)},
+        "conformal": cp.to_dict(),
+        "fallback_classes": [cfg.class_ids[i] for i in cp.fallback_classes_],
+        "ood": gate.to_dict(),
+    }
+    if cp.fallback_classes_:
+        report["warnings"] = [
+            f"class {cfg.class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "
+            f"{cp.min_per_class_} its own {1 - alpha:.0%} guarantee needs: it uses the marginal threshold"
+            for i in cp.fallback_classes_
+        ]
+    test: TestOutputs | None = None
+    if a.has_test:
+        test, report["test"] = _test_report(a, ts, cp, gate, cfg.class_ids, cfg.spec)
+    if facts is None or facts:
+        section = _fit_facts(r, a, pv, cp, facts, test)
+        if section is not None:
+            report["facts"] = section
+    cal = Calibration(ts, cp, gate, report)
+    section = report.get("test") or {}
+    before = section.get("reliability_before") or report["val"]["before"]["reliability"]
+    after = section.get("reliability") or report["val"]["after"]["reliability"]
+    r.write_calibration(cal, reliability_png(before, after, "test" if section else "val"))
+    return cal
+
+
+def _test_report(a: Predictions, ts: TemperatureScaler, cp: ConformalClassifier, gate: OODGate,
+                 class_ids: list[str], spec: LabelSpec | None) -> tuple[TestOutputs, dict[str, Any]]:
+    assert a.test_logits is not None and a.test_y is not None and a.test_features is not None  # a.has_test
+    y = a.test_y
+    pt = ts.predict_proba(a.test_logits)
+    mask = cp.predict_set(pt)
+    in_dist = gate.is_in_distribution(a.test_features, a.test_logits)
+    before, after = calibration_report(softmax(a.test_logits), y), calibration_report(pt, y)
+    levels = triage_levels(pt, mask, in_dist, spec) if spec else None
+    return (pt, mask, in_dist), {
+        "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier_before": before["brier"],
+        "brier": after["brier"], "nll_before": before["nll"], "nll": after["nll"],
+        "reliability_before": before["reliability"], "reliability": after["reliability"],
+        **coverage_report(mask, y, class_ids),
+        "ood_pass_rate": float(in_dist.mean()),
+        "critical_miss_rate": critical_miss_rate(levels, y, spec) if spec and levels else None,
+        "over_triage_rate": over_triage_rate(levels, y, spec) if spec and levels else None,
+    }
+
+
+def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier, names: Sequence[str] | None,
+               test: TestOutputs | None) -> dict[str, Any] | None:
+    """Fit the facts model (train split) and its fusion with the image (val probabilities ``pv``); measure
+    it on the test split's image probabilities, sets and OOD verdicts (``test``)."""
+    cfg = run.config
+    try:
+        ds, splits = run.data()
+    except (DataError, TypeError) as exc:
+        if names:
+            raise DataError(f"facts fusion needs the run's data ({cfg.dataset.source}): {exc}") from None
+        return None
+    if not any(e.facts for e in ds):
+        if names:
+            raise DataError(f"the run's data ({cfg.dataset.source}) has no clinical facts; it has only images and labels")
+        return None
+    by_id = {e.id: e for e in ds}
+
+    def rows(ids: Sequence[Any]) -> list[dict[str, Any]]:
+        return [dict(by_id[str(i)].facts) for i in ids]
+
+    train_ids = [ds[i].id for i in splits.indices(ds, "train")]
+    numeric, categorical = infer_fact_kinds(rows(train_ids), names)
+    fusion = FactsFusion(numeric, categorical, alpha=cp.alpha, score=cp.score, class_conditional=cp.class_conditional)
+    fusion.fit(rows(train_ids), np.asarray([cfg.class_ids.index(by_id[i].label) for i in train_ids]),
+               rows(a.val_ids), pv, a.val_y)
+    section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
+    if test is not None and a.test_ids is not None and a.test_y is not None:
+        pt, mask, in_dist = test
+        section["test"] = fusion.measure(pt, mask, rows(a.test_ids), a.test_y, cfg.class_ids, spec=cfg.spec,
+                                         in_distribution=in_dist)
+    return section
