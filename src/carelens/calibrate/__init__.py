@@ -1,4 +1,5 @@
-"""Calibration (numpy; no torch): temperature scaling, conformal prediction sets, the out-of-distribution gate.
+"""Calibration (numpy, scipy and scikit-learn; no torch): temperature scaling, conformal prediction sets and
+the out-of-distribution gate.
 
 Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) that persists as plain data
 (``to_dict`` / ``from_dict``). Fitting them on a training run is the calibrate step (:mod:`carelens.steps`).
