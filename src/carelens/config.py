@@ -106,7 +106,7 @@ class TrainConfig:
         """From a JSON settings file or a run's config.json. ``image_size`` and ``resize`` may be given at the
         top level (the CLI's flags, and runs written before the recipe held its preprocessing)."""
         d = dict(d)
-        shorthand = {k: d.pop(k) for k in ("image_size", "resize") if k in d}
+        shorthand: dict[str, Any] = {k: d.pop(k) for k in ("image_size", "resize") if k in d}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 __all__ = ["coverage_report"]
 
 
-def coverage_report(mask: np.ndarray, y: np.ndarray, class_ids: list[str]) -> dict[str, Any]:
+def coverage_report(mask: np.ndarray, y: np.ndarray, class_ids: Sequence[str]) -> dict[str, Any]:
     """Marginal and per-class coverage, mean set size and the set-size histogram."""
     y = np.asarray(y, dtype=np.int64)
     hit = mask[np.arange(len(y)), y]

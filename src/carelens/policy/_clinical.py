@@ -33,7 +33,7 @@ def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.nda
             (:func:`~carelens.policy.decide_with_facts`).
     """
     ref = ModelRef(name=spec.name, version="eval")
-    out = []
+    out: list[str] = []
     for n in range(len(proba)):
         common = dict(spec=spec, model=ref, coverage=0.0, in_distribution=bool(in_distribution[n]), policy=policy)
         if fused is None:

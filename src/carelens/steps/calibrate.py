@@ -106,7 +106,7 @@ def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier
         return None
     by_id = {e.id: e for e in ds}
 
-    def rows(ids: Sequence[Any]) -> list[dict[str, Any]]:
+    def rows(ids: Sequence[Any] | np.ndarray) -> list[dict[str, Any]]:
         return [dict(by_id[str(i)].facts) for i in ids]
 
     train_ids = [ds[i].id for i in splits.indices(ds, "train")]
