@@ -65,7 +65,8 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db"}
+    env = {**os.environ, "CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
+           "CARELENS_RATE_LIMIT_PER_S": "0"}  # capacity, not the per-key limiter, is measured
     proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"

@@ -26,6 +26,10 @@ data_app = typer.Typer(help="Get public datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 symptoms_app = typer.Typer(help="The symptom bundle.", no_args_is_help=True)
 app.add_typer(symptoms_app, name="symptoms")
+keys_app = typer.Typer(help="Signing keys for bundles.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+audit_log_app = typer.Typer(help="The service's audit log.", no_args_is_help=True)
+app.add_typer(audit_log_app, name="audit-log")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -251,13 +255,17 @@ def export(
     name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name).")] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default: a UTC timestamp).")] = None,
     zip_: Annotated[bool, typer.Option("--zip", help="Also write BUNDLE.zip.")] = False,
+    sign: Annotated[Path | None, typer.Option(help="Ed25519 private key (PEM) to sign the bundle with.")] = None,
 ) -> None:
-    """Export a run to a verified bundle: model.onnx, bundle.json, ood.npz, head.npz."""
+    """Export a run to a verified bundle: model.onnx, bundle.json, ood.npz, head.npz (and bundle.sig with --sign)."""
     import shutil
 
+    from carelens.bundle import sign_bundle
     from carelens.steps.export import export_run
 
     path = export_run(run, out, name=name, version=version)
+    if sign is not None:
+        sign_bundle(path, sign)
     doc = json.loads((path / "bundle.json").read_text())
     console.print(f"exported {doc['name']} {doc['version']} to {path}: ONNX vs PyTorch max |logit diff| "
                   f"{doc['parity']['max_abs_logit_diff']:.1e} on {doc['parity']['images']} validation images")
@@ -427,6 +435,10 @@ def serve(
     symptoms: Annotated[Path | None, typer.Option(help="Symptom bundle folder (default $CARELENS_SYMPTOMS_DIR).")] = None,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    trusted_keys: Annotated[Path | None, typer.Option(
+        help="Folder of Ed25519 public keys (*.pem): only bundles signed by one of them are served.")] = None,
+    allow_open: Annotated[bool, typer.Option(
+        "--allow-open", help="Serve without API keys on an address other than loopback.")] = False,
 ) -> None:
     """Serve the HTTP API and the web page (settings: CARELENS_* environment variables, see README)."""
     import uvicorn
@@ -438,9 +450,48 @@ def serve(
         overrides["models_dir"] = models
     if symptoms is not None:
         overrides["symptoms_dir"] = symptoms
+    if trusted_keys is not None:
+        overrides["trusted_keys_dir"] = trusted_keys
     settings = ServeSettings(**overrides)
+    app_ = create_app(settings)  # a missing keys file or key folder stops here, before anything listens
+    if not app_.state.services.keys.enabled:
+        if host not in ("127.0.0.1", "localhost", "::1") and not allow_open:
+            raise ConfigError(f"no API keys are set, so the service would be open to anyone who reaches {host}. "
+                              "Set CARELENS_API_KEYS or CARELENS_API_KEYS_FILE, bind 127.0.0.1, or pass --allow-open.")
+        err_console.print("[bold yellow]! WARNING: no API keys are set: anyone who can reach this address can use the "
+                          "service and reload its models. Set CARELENS_API_KEYS for anything but a local trial."
+                          "[/bold yellow]")
     console.print(f"carelens serving {settings.models_dir} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@keys_app.command("generate")
+@_edge
+def keys_generate(
+    out: Annotated[Path, typer.Option(help="Folder for private.pem (keep it secret) and public.pem.")] = Path("keys"),
+) -> None:
+    """Make an Ed25519 key pair for signing bundles (`carelens export --sign`, `carelens serve --trusted-keys`)."""
+    from carelens.bundle import generate_keys
+
+    private, public = generate_keys(out)
+    console.print(f"wrote {private} (keep it secret) and {public} (give it to the services that load your bundles)")
+
+
+@audit_log_app.command("prune")
+@_edge
+def audit_log_prune(
+    days: Annotated[int | None, typer.Option(help="Delete rows older than this (default $CARELENS_RETENTION_DAYS).")] = None,
+) -> None:
+    """Delete audit-log rows (and their feedback) older than the retention period."""
+    from carelens.serve import ServeSettings
+    from carelens.serve.storage import AuditLog
+
+    settings = ServeSettings()  # type: ignore[call-arg]
+    keep = days or settings.retention_days
+    if keep is None:
+        raise ConfigError("give --days or set CARELENS_RETENTION_DAYS")
+    n = AuditLog(settings.database_url).prune(keep)
+    console.print(f"deleted {n} prediction(s) older than {keep} days from {settings.database_url}")
 
 
 @data_app.command("fetch")

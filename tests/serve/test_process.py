@@ -34,7 +34,8 @@ class Server:
     def __init__(self, models: Path, db: Path, symptoms: Path | None = None) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{db}"}
+        env = {**os.environ, "CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{db}",
+               "CARELENS_RATE_LIMIT_PER_S": "0"}  # load, not the limiter, is under test here
         if symptoms:
             env["CARELENS_SYMPTOMS_DIR"] = str(symptoms)
         self.proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(self.port)],

@@ -49,7 +49,7 @@ def test_tiny_run_beats_the_majority_baseline(pneumonia_small: Dataset, tmp_path
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "last.pt", weights_only=False)["model"]  # type: ignore[no-any-return]
+    return torch.load(run / "last.pt", weights_only=True)["model"]  # type: ignore[no-any-return]
 
 
 def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, BundleSpec
+from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, REQUIRED_FILES, BundleSpec
+from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
@@ -50,6 +53,14 @@ class Bundle:
     head_weight: np.ndarray  # (k, C) for class-activation maps
     head_bias: np.ndarray
     facts: FactsFusion | None = None  # when the model fuses clinical facts
+    signed_by: str | None = None  # id of the trusted key that signed it (when keys were given)
+    extracted: Path | None = None  # the temporary folder a .zip bundle was unpacked into
+
+    def close(self) -> None:
+        """Release the bundle: a zip bundle's unpacked folder is deleted."""
+        if self.extracted is not None:
+            shutil.rmtree(self.extracted, ignore_errors=True)
+            self.extracted = None
 
     @property
     def labels(self) -> LabelSpec:
@@ -74,32 +85,73 @@ class Bundle:
         return out[0], out[1], out[2]
 
 
-def _unzip(path: Path) -> Path:
+# A bundle zip holds a handful of files; anything far beyond this is an archive bomb or not a bundle.
+ZIP_MAX_MEMBERS = 16
+ZIP_MAX_BYTES = 2 << 30  # uncompressed total
+ZIP_MAX_RATIO = 50  # per member: ONNX weights and npz statistics hardly compress
+
+
+def _unzip(path: Path) -> tuple[Path, Path]:
+    """Unpack a bundle zip into a new temporary folder (limits on members, size and compression ratio);
+    (the temporary folder, the bundle folder inside it)."""
     target = Path(tempfile.mkdtemp(prefix="carelens-bundle-"))
     try:
         with zipfile.ZipFile(path) as z:
-            for member in z.namelist():
-                if member.startswith("/") or ".." in Path(member).parts:
-                    raise BundleError(f"{path}: unsafe path {member!r} inside the zip")
+            infos = z.infolist()
+            if len(infos) > ZIP_MAX_MEMBERS:
+                raise BundleError(f"{path.name} holds {len(infos)} entries; a bundle has at most {ZIP_MAX_MEMBERS}")
+            total = 0
+            for info in infos:
+                if info.filename.startswith("/") or ".." in Path(info.filename).parts:
+                    raise BundleError(f"{path.name}: unsafe path {info.filename!r} inside the zip")
+                total += info.file_size
+                if info.file_size > ZIP_MAX_RATIO * max(info.compress_size, 1) and info.file_size > 1 << 20:
+                    raise BundleError(f"{path.name}: {info.filename} expands {info.file_size / max(info.compress_size, 1):.0f}"
+                                      f"-fold (more than {ZIP_MAX_RATIO}); refusing a likely zip bomb")
+            if total > ZIP_MAX_BYTES:
+                raise BundleError(f"{path.name} expands to {total:,} bytes, over the {ZIP_MAX_BYTES:,}-byte limit")
             z.extractall(target)
+        inner = list(target.rglob("bundle.json"))
+        if len(inner) != 1:
+            raise BundleError(f"{path.name}: expected exactly one bundle.json inside the zip, found {len(inner)}")
+        return target, inner[0].parent
     except zipfile.BadZipFile as exc:
-        raise BundleError(f"{path} is not a valid zip file: {exc}") from None
-    inner = [p for p in target.rglob("bundle.json")]
-    if len(inner) != 1:
-        raise BundleError(f"{path}: expected exactly one bundle.json inside the zip, found {len(inner)}")
-    return inner[0].parent
+        shutil.rmtree(target, ignore_errors=True)
+        raise BundleError(f"{path.name} is not a valid zip file: {exc}") from None
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
-def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool = True) -> Bundle:
+def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool = True,
+                trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> Bundle:
     """Open a bundle directory or ``.zip`` and verify it.
 
+    Args:
+        trusted_keys: Ed25519 public keys by key id (:func:`load_trusted_keys`); when given, the bundle must
+            carry a signature by one of them.
+
     Raises:
-        BundleError: missing files, a newer format, altered files, or a failed self-test.
+        BundleError: missing or unlisted files, a newer format, altered files, a missing or foreign signature,
+            or a failed self-test.
     """
     p = Path(path)
     if not p.exists():
         raise BundleError(f"bundle {p} does not exist")
-    folder = _unzip(p) if p.is_file() and p.suffix == ".zip" else p
+    if p.is_file() and p.suffix == ".zip":
+        root, folder = _unzip(p)
+        try:
+            b = _load_folder(folder, p, threads, selftest, trusted_keys)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        b.extracted = root
+        return b
+    return _load_folder(p, p, threads, selftest, trusted_keys)
+
+
+def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
+                 trusted_keys: dict[str, Ed25519PublicKey] | None) -> Bundle:
     manifest = folder / "bundle.json"
     if not manifest.is_file():
         raise BundleError(f"{folder} is not a bundle: bundle.json is missing. Create one with `carelens export`.")
@@ -127,6 +179,15 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
     if spec.integrity != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
         raise BundleError(f"{manifest} was modified after export (integrity check failed). "
                           "Re-export the bundle instead of editing bundle.json.")
+    signed_by = verify_signature(folder, trusted_keys) if trusted_keys is not None else None
+    missing = sorted(REQUIRED_FILES - set(spec.files))
+    if missing:
+        raise BundleError(f"bundle {p} does not list {', '.join(missing)} in bundle.json; re-export it")
+    known = {*spec.files, "bundle.json", SIGNATURE_FILE}
+    unlisted = sorted(f.name for f in folder.iterdir() if f.name not in known and not f.name.startswith("."))
+    if unlisted:
+        raise BundleError(f"bundle {p} holds files that bundle.json does not list ({', '.join(unlisted)}); a bundle "
+                          "loads only what its manifest vouches for. Remove them or re-export the bundle.")
     for name, digest in spec.files.items():
         f = folder / name
         if not f.is_file():
@@ -142,6 +203,7 @@ def load_bundle(path: str | Path, *, threads: int | None = None, selftest: bool 
         conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()),
         ood=OODGate.from_dict(spec.ood.model_dump(), folder / "ood.npz"),
         head_weight=weight, head_bias=bias, facts=FactsFusion.from_dict(spec.facts.fusion) if spec.facts else None,
+        signed_by=signed_by,
     )
     if selftest:
         run_selftest(b)

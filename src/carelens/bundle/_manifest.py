@@ -21,6 +21,7 @@ from carelens.preprocess import PreprocessConfig
 __all__ = [
     "FORMAT_VERSION",
     "OLDEST_READABLE_FORMAT",
+    "REQUIRED_FILES",
     "BundleSpec",
     "ConformalParams",
     "FactsSection",
@@ -32,6 +33,7 @@ __all__ = [
 
 FORMAT_VERSION = 2  # 2 added the optional ``facts`` section (clinical facts fused with the image)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts
+REQUIRED_FILES = frozenset({"model.onnx", "ood.npz", "head.npz"})  # every one listed in ``files`` with its sha256
 
 
 class _Section(BaseModel):

@@ -5,7 +5,16 @@ from carelens.data._dataset import Dataset, Example, UnreadableImageWarning
 from carelens.data._image_io import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
 from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
-from carelens.data._sources import HAM10000_FORMAT, ManifestFormat, open_dataset, read_folder, read_manifest
+from carelens.data._sources import (
+    HAM10000_FORMAT,
+    HAM10000_KAGGLE_FORMAT,
+    ManifestFormat,
+    is_split_layout,
+    open_dataset,
+    read_folder,
+    read_manifest,
+    read_split_folders,
+)
 from carelens.data._splits import (
     SPLIT_NAMES,
     Splits,
@@ -19,6 +28,7 @@ from carelens.data._splits import (
 
 __all__ = [
     "HAM10000_FORMAT",
+    "HAM10000_KAGGLE_FORMAT",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "MEDMNIST",
@@ -35,6 +45,7 @@ __all__ = [
     "decode_image",
     "fetch_medmnist",
     "groups_from_pairs",
+    "is_split_layout",
     "load_run_splits",
     "load_splits",
     "make_splits",
@@ -46,6 +57,7 @@ __all__ = [
     "read_manifest",
     "read_medmnist",
     "read_split_document",
+    "read_split_folders",
     "scan_dataset",
     "split_dataset",
     "to_rgb_array",

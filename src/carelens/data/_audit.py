@@ -54,6 +54,7 @@ class AuditReport:
     cross_group_duplicates: list[dict[str, Any]]
     split_leaks: list[dict[str, Any]]
     groups_spanning_classes: list[dict[str, Any]]
+    excluded_files: list[str]  # left out on purpose by the reader (segmentation masks ...)
     split_strategy: str | None
     warnings: list[str]
     seconds: float
@@ -112,8 +113,10 @@ def audit_dataset(
         tiny_images=tiny,
         **dupes,
         groups_spanning_classes=spanning,
+        excluded_files=list(ds.excluded),
         split_strategy=strategy,
-        warnings=_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning),
+        warnings=[*ds.notes,
+                  *_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning)],
         seconds=round(time.perf_counter() - t0, 2),
     )
 

@@ -60,12 +60,16 @@ class Dataset(Sequence[Example]):
         root: Path | None = None,
         images: np.ndarray | None = None,
         spec: LabelSpec | None = None,
+        notes: Iterable[str] = (),
+        excluded: Iterable[str] = (),
     ) -> None:
         self.name = name
-        self.source = source  # "folder" | "manifest" | "medmnist"
+        self.source = source  # "folder" | "split_folders" | "manifest" | "medmnist"
         self.root = root
         self.images = images  # (N, H, W) or (N, H, W, 3) uint8 for array sources
         self.spec = spec
+        self.notes = tuple(notes)  # what reading the source decided, in words (the audit repeats them)
+        self.excluded = tuple(excluded)  # files left out on purpose (segmentation masks ...), relative paths
         self._examples = tuple(examples)
         ids = [e.id for e in self._examples]
         if len(set(ids)) != len(ids):
@@ -117,6 +121,8 @@ class Dataset(Sequence[Example]):
             root=self.root,
             images=self.images,
             spec=self.spec,
+            notes=self.notes,
+            excluded=self.excluded,
         )
 
     def with_spec(self, spec: LabelSpec) -> Dataset:
@@ -128,7 +134,8 @@ class Dataset(Sequence[Example]):
         mapped = spec.map_labels(e.source_label for e in self._examples)
         kept = [replace(e, label=m) for e, m in zip(self._examples, mapped, strict=True) if m is not None]
         spec.check_counts(Counter(e.label for e in kept))
-        return Dataset(self.name, kept, source=self.source, root=self.root, images=self.images, spec=spec)
+        return Dataset(self.name, kept, source=self.source, root=self.root, images=self.images, spec=spec,
+                       notes=self.notes, excluded=self.excluded)
 
     def fingerprint(self) -> str:
         """sha256 of the manifest (id, label, group): identifies the exact data a model saw."""

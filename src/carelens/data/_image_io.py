@@ -21,6 +21,10 @@ from carelens.errors import ImageReadError, ImageTooLargeError, NotAnImageError
 __all__ = ["IMAGE_SUFFIXES", "MAX_PIXELS", "decode_image", "read_image", "to_rgb_array"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+# The decoders Pillow may use: exactly the formats the error messages promise (its JPEG decoder also opens a
+# phone camera's multi-picture JPEG). Pillow would otherwise try some 40 more (EPS, PSD, FITS, ...), each a
+# parser exposed to uploads.
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 # Above this, a file is treated as a decompression bomb, not an image to diagnose.
 MAX_PIXELS = 80_000_000
 
@@ -51,7 +55,7 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as img:
                 if img.width * img.height > max_pixels:
                     raise ImageTooLargeError(
                         name, f"{img.width}x{img.height} pixels is over the {max_pixels:,} limit"
@@ -67,20 +71,25 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
         raise ImageTooLargeError(name, f"too many pixels ({exc})") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(name, f"corrupt or truncated image data ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a decoder's own failure (struct.error, IndexError ...) on bad bytes
+        raise ImageReadError(name, f"the image data cannot be decoded ({type(exc).__name__})") from None
 
 
 def to_rgb_array(img: Image.Image, mode: ColorMode = "RGB") -> np.ndarray:
     """Convert a Pillow image of any mode to uint8 RGB (H, W, 3) or L (H, W), explicitly."""
     m = img.mode
     if m in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(img).astype(np.float64)
-        full = 65535.0 if m.startswith("I;16") or a.max(initial=0) <= 65535 else 2.0**32 - 1
-        grey = np.clip(np.round(a / full * 255.0), 0, 255).astype(np.uint8)
+        # integer arithmetic, rounded to nearest: no float64 copy of a 16-bit image (4 bytes a pixel at most here)
+        a = np.asarray(img)
+        wide = np.uint32 if m.startswith("I;16") else np.int64
+        full = 65535 if m.startswith("I;16") or a.max(initial=0) <= 65535 else 2**32 - 1
+        x = np.clip(a, 0, full).astype(wide, copy=False)
+        grey = ((x * 255 + full // 2) // full).astype(np.uint8)
         return _grey_out(grey, mode)
     if m == "F":
-        a = np.asarray(img).astype(np.float64)
+        a = np.asarray(img, dtype=np.float32)
         lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        scaled = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+        scaled = (a - lo) * np.float32(255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
         return _grey_out(np.nan_to_num(scaled).round().astype(np.uint8), mode)
     if m == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import warnings
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,8 @@ from carelens.errors import DataError
 from carelens.labels import LabelSpec, load_spec
 from carelens.settings import data_root
 
-__all__ = ["HAM10000_FORMAT", "ManifestFormat", "open_dataset", "read_folder", "read_manifest"]
+__all__ = ["HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "ManifestFormat", "is_split_layout", "open_dataset",
+           "read_folder", "read_manifest", "read_split_folders"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class ManifestFormat:
     path_column: str = "path"
     label_column: str = "label"
     group_column: str | None = "group"
-    path_template: str = "{}"
+    path_template: str = "{}"  # may hold a glob in its folders: "HAM10000_images_part_*/{}.jpg"
     exclude: tuple[str, ...] = ()
 
 
@@ -44,6 +48,21 @@ HAM10000_FORMAT = ManifestFormat(
     path_template="images_200x150/{}.jpg",
     exclude=("dx_type",),
 )
+# The layout of the Kaggle/Harvard download: the images split over two folders beside the metadata CSV
+HAM10000_KAGGLE_FORMAT = replace(HAM10000_FORMAT, path_template="HAM10000_images_part_*/{}.jpg")
+
+MASK = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)  # BUSI's segmentation masks: benign (3)_mask.png, ..._mask_1.png
+SPLIT_FOLDERS = ("train", "val", "test")
+# Kaggle chest X-ray (Kermany et al.): person1_bacteria_1.jpeg, NORMAL2-IM-0123-0001.jpeg, IM-0115-0001.jpeg
+_PATIENT = (re.compile(r"^(person\d+)_", re.IGNORECASE), re.compile(r"^((?:NORMAL2-)?IM-\d+)-\d+", re.IGNORECASE))
+
+
+def _patient(filename: str) -> str | None:
+    for pattern in _PATIENT:
+        m = pattern.match(filename)
+        if m:
+            return m.group(1)
+    return None
 
 # Public datasets by the folder name they have under $CARELENS_DATA.
 _KNOWN = {
@@ -54,24 +73,50 @@ _KNOWN = {
 }
 
 
+def _image_files(base: Path) -> tuple[list[Path], list[str]]:
+    """Image files below ``base`` (hidden ones skipped), and the segmentation masks left out (relative paths)."""
+    files, masks = [], []
+    for p in sorted(base.rglob("*")):
+        rel = p.relative_to(base)
+        if not p.is_file() or any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if MASK.search(p.stem):
+            masks.append(rel.as_posix())
+        else:
+            files.append(p)
+    return files, masks
+
+
+def _mask_note(masks: list[str]) -> list[str]:
+    if not masks:
+        return []
+    return [(f"{len(masks)} segmentation mask(s) (*_mask*) left out: they are annotations, not images of a class "
+            f"(e.g. {masks[0]})")]
+
+
+def is_split_layout(base: Path) -> bool:
+    """``train/`` and ``test/`` (``val/`` optional), each holding class folders: the Kaggle chest X-ray layout."""
+    return all((base / s).is_dir() and any(c.is_dir() for c in (base / s).iterdir()) for s in ("train", "test"))
+
+
 def read_folder(root: str | Path, name: str | None = None) -> Dataset:
     """One sub-folder per class; nested folders give labels like ``skin/hot_spot``.
 
     Files directly in ``root`` have no class and are skipped with a warning; files with other
-    suffixes are ignored. Files with image suffixes that are not images are kept: the audit
-    reports them and loading skips them.
+    suffixes are ignored; segmentation masks (``*_mask*``) are left out and named in the audit. Files
+    with image suffixes that are not images are kept: the audit reports them and loading skips them.
+    A folder of ``train/``, ``val/``, ``test/`` split folders is read by :func:`read_split_folders`.
     """
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"image folder {base} does not exist")
+    if is_split_layout(base):
+        return read_split_folders(base, name)
+    files, masks = _image_files(base)
     examples: list[Example] = []
     loose: list[str] = []
-    for p in sorted(base.rglob("*")):
+    for p in files:
         rel = p.relative_to(base)
-        if not p.is_file() or any(part.startswith(".") for part in rel.parts):
-            continue
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
         if len(rel.parts) == 1:
             loose.append(rel.as_posix())
             continue
@@ -88,7 +133,36 @@ def read_folder(root: str | Path, name: str | None = None) -> Dataset:
             f"no images found in class sub-folders of {base} (looked for "
             f"{', '.join(sorted(IMAGE_SUFFIXES))})"
         )
-    return Dataset(name or base.name, examples, source="folder", root=base)
+    return Dataset(name or base.name, examples, source="folder", root=base, notes=_mask_note(masks), excluded=masks)
+
+
+def read_split_folders(root: str | Path, name: str | None = None) -> Dataset:
+    """``train|val|test/<class>/...`` (the Kaggle chest X-ray layout): the split folders are the split, the class
+    is the folder below them, and the patient in a file name (``person12_...``, ``IM-0115-...``) is the group.
+
+    The official ``val/`` folder of that set holds 16 images, too few to choose a model on: it is merged into
+    train, and :func:`carelens.data.make_splits` takes a patient-grouped validation split from train instead
+    (the test folder stays the test split). The dataset's notes say so, and the audit repeats them.
+    """
+    base = Path(root)
+    files, masks = _image_files(base)
+    examples: list[Example] = []
+    per_split: Counter[str] = Counter()
+    for p in files:
+        rel = p.relative_to(base)
+        if len(rel.parts) < 3 or rel.parts[0] not in SPLIT_FOLDERS:
+            continue  # not inside split/class/
+        split, label = rel.parts[0], "/".join(rel.parts[1:-1])
+        per_split[split] += 1
+        examples.append(Example(id=rel.as_posix(), label=label, source_label=label, path=p, group=_patient(p.name),
+                                split="test" if split == "test" else "train"))
+    notes = _mask_note(masks)
+    if per_split["val"]:
+        notes.append(f"the official val/ folder ({per_split['val']} images) is merged into train: too few to choose a "
+                     "model on; a patient-grouped validation split is taken from train instead (test/ stays the test)")
+    if not examples:
+        raise DataError(f"no images found in {base}/train|test/<class>/")
+    return Dataset(name or base.name, examples, source="split_folders", root=base, notes=notes, excluded=masks)
 
 
 def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str | None = None) -> Dataset:
@@ -109,17 +183,27 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
                 f"{', '.join(sorted(columns))}. Name the right one (--{what}-column)."
             )
     group_col = fmt.group_column if fmt.group_column in columns else None
+    locate = _locator(p.parent, fmt.path_template)
     skip = {fmt.path_column, fmt.label_column, group_col, *fmt.exclude}
     examples = []
     for n, row in enumerate(rows, start=2):
         ref, label = _text(row.get(fmt.path_column)), _text(row.get(fmt.label_column))
         if not ref or not label:
             raise DataError(f"manifest {p}, row {n}: empty {fmt.path_column!r} or {fmt.label_column!r}")
-        file = p.parent / fmt.path_template.format(ref)
+        file = locate(ref)
         group = _text(row.get(group_col)) if group_col else None
         facts = {k: _fact(v) for k, v in row.items() if k not in skip}
         examples.append(Example(id=ref, label=label, source_label=label, group=group or None, path=file, facts=facts))
     return Dataset(name or p.stem, examples, source="manifest", root=p.parent)
+
+
+def _locator(folder: Path, template: str) -> Callable[[str], Path]:
+    """Reference -> file. A template with a glob in its folders is resolved through one index of the files."""
+    head, _, leaf = template.rpartition("/")
+    if not any(ch in head for ch in "*?["):
+        return lambda ref: folder / template.format(ref)
+    index = {f.name: f for d in sorted(folder.glob(head)) if d.is_dir() for f in d.iterdir()}
+    return lambda ref: index.get(leaf.format(ref), folder / head / leaf.format(ref))
 
 
 def open_dataset(source: str | Path, spec: str | Path | LabelSpec | None = None) -> Dataset:
@@ -143,7 +227,8 @@ def open_dataset(source: str | Path, spec: str | Path | LabelSpec | None = None)
     if p.is_dir() and (p / "HAM10000_metadata.csv").is_file():
         p = p / "HAM10000_metadata.csv"
     if p.is_file() and p.name == "HAM10000_metadata.csv":
-        ds = read_manifest(p, HAM10000_FORMAT, name="ham10000")
+        kaggle = not (p.parent / "images_200x150").is_dir() and any(p.parent.glob("HAM10000_images_part_*"))
+        ds = read_manifest(p, HAM10000_KAGGLE_FORMAT if kaggle else HAM10000_FORMAT, name="ham10000")
     elif p.suffix == ".npz":
         ds = read_medmnist(p)
     elif p.suffix.lower() in (".csv", ".json"):

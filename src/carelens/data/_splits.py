@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,36 +185,48 @@ def make_splits(
         near_duplicate_pairs: index pairs to keep together; used when ``ds`` has no groups.
 
     Returns:
-        The assignment; official splits are returned unchanged.
+        The assignment. Official splits are returned unchanged; an official train/test split without a
+        validation split (a too-small ``val/`` merged into train) gets one taken from train, grouped.
     """
     if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ConfigError(f"fractions must be three positive shares summing to 1, got {fractions}")
     fp = ds.fingerprint()
+    groups, strategy = _groups(ds, near_duplicate_pairs)
+    rng = np.random.default_rng(seed)
     if ds.has_official_split:
-        return Splits({e.id: e.split for e in ds}, "official", seed, fractions, fp)  # type: ignore[misc]
-    if ds.has_groups:
-        groups = groups_from_pairs(len(ds), [], [e.group if e.group is not None else f"id:{e.id}" for e in ds])
-        strategy = "group"
-    elif near_duplicate_pairs:
-        groups = groups_from_pairs(len(ds), near_duplicate_pairs)
-        strategy = "near_duplicate_group"
-    else:
-        groups = [e.id for e in ds]
-        strategy = "example"
+        official = {e.id: str(e.split) for e in ds}
+        if "val" in official.values():
+            return Splits(official, "official", seed, fractions, fp)
+        # official train/test only (a too-small val/ merged into train): validation is taken from train, grouped
+        train = [i for i, e in enumerate(ds) if e.split == "train"]
+        share = fractions[1] / (fractions[0] + fractions[1])
+        carved = _assign(ds, train, groups, np.asarray([1 - share, share, 0.0]), rng)
+        return Splits({**official, **carved}, f"official_test+{strategy}_val", seed, fractions, fp)
+    return Splits(_assign(ds, range(len(ds)), groups, np.asarray(fractions), rng), strategy, seed, fractions, fp)
 
+
+def _groups(ds: Dataset, near_duplicate_pairs: Sequence[tuple[int, int]] | None) -> tuple[list[str], str]:
+    """A group per example (never split apart), and how they were found."""
+    if ds.has_groups:
+        return groups_from_pairs(len(ds), [], [e.group if e.group is not None else f"id:{e.id}" for e in ds]), "group"
+    if near_duplicate_pairs:
+        return groups_from_pairs(len(ds), near_duplicate_pairs), "near_duplicate_group"
+    return [e.id for e in ds], "example"
+
+
+def _assign(ds: Dataset, indices: Iterable[int], groups: list[str], target: np.ndarray,
+            rng: np.random.Generator) -> dict[str, str]:
+    """Stratified assignment of whole groups to train/val/test in the ``target`` shares."""
     members: dict[str, list[int]] = defaultdict(list)
-    for i, g in enumerate(groups):
-        members[g].append(i)
+    for i in indices:
+        members[groups[i]].append(i)
     # A group's stratum is its most common label (ties: alphabetical); groups spanning classes are
     # rare and reported by the audit.
     by_class: dict[str, list[str]] = defaultdict(list)
     for g, idx in members.items():
         label = min(Counter(ds[i].label for i in idx).items(), key=lambda t: (-t[1], t[0]))[0]
         by_class[label].append(g)
-
-    rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
-    target = np.asarray(fractions)
     for label in sorted(by_class):
         glist = sorted(by_class[label])
         glist = [glist[k] for k in rng.permutation(len(glist))]
@@ -227,7 +239,7 @@ def make_splits(
             have[k] += len(members[g])
             for i in members[g]:
                 assignment[ds[i].id] = SPLIT_NAMES[k]
-    return Splits(assignment, strategy, seed, fractions, fp)
+    return assignment
 
 
 def split_dataset(

@@ -2,6 +2,16 @@
 readers and writers of `carelens predict`. The assessment schema and decision policy are in
 :mod:`carelens.policy`."""
 
-from carelens.predict.engine import Engine, Inference, Result, collect_inputs, overlay_heatmap, write_results
+from carelens.predict.engine import (
+    HEATMAP_MAX_SIDE,
+    Engine,
+    Inference,
+    Result,
+    capped_size,
+    collect_inputs,
+    overlay_heatmap,
+    write_results,
+)
 
-__all__ = ["Engine", "Inference", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
+__all__ = ["HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "capped_size", "collect_inputs", "overlay_heatmap",
+           "write_results"]

@@ -34,7 +34,8 @@ def _one_blas_thread() -> Any:
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
 
-__all__ = ["Engine", "Inference", "Result", "collect_inputs", "overlay_heatmap", "write_results"]
+__all__ = ["HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "capped_size", "collect_inputs", "overlay_heatmap",
+           "write_results"]
 
 
 @dataclass
@@ -109,17 +110,24 @@ class Engine:
         mask = fusion.widen(mask, inf.in_set[n][None], disagree)
         return decide_with_facts(inf.proba[n], inf.in_set[n], fused[0], mask[0], conflict=bool(disagree[0]), **common)
 
-    def assess(self, images: list[np.ndarray], heatmaps: bool = False,
+    def assess(self, images: list[np.ndarray], heatmaps: bool | Sequence[bool] = False,
                facts: Sequence[Mapping[str, Any] | None] | None = None) -> list[tuple[Assessment, np.ndarray | None]]:
-        """Assess decoded uint8 images (any size); one batch through the model. ``facts``: one dict (or None)
-        per image, fused when the bundle has a facts model."""
+        """Assess decoded uint8 images (any size); one batch through the model.
+
+        Args:
+            heatmaps: for every image, or one flag per image: a class-activation map (at most
+                :data:`HEATMAP_MAX_SIDE` pixels a side) is computed only where asked.
+            facts: one dict (or None) per image, fused when the bundle has a facts model.
+        """
         if not images:
             return []
         if facts is not None and len(facts) != len(images):
             raise ConfigError(f"{len(images)} images but {len(facts)} sets of facts")
+        wanted = [heatmaps] * len(images) if isinstance(heatmaps, bool) else list(heatmaps)
         inf = self.infer(images)
         return [
-            (self.decide(inf, n, facts[n] if facts else None), self.heatmap(inf, n, img.shape[:2]) if heatmaps else None)
+            (self.decide(inf, n, facts[n] if facts else None),
+             self.heatmap(inf, n, capped_size(img.shape[:2])) if wanted[n] else None)
             for n, img in enumerate(images)
         ]
 
@@ -167,13 +175,27 @@ class Engine:
         yield from flush()
 
 
+HEATMAP_MAX_SIDE = 1024  # heatmaps and overlays: enough to see where the model looked, bounded in memory
+
+
+def capped_size(size: tuple[int, int], max_side: int = HEATMAP_MAX_SIDE) -> tuple[int, int]:
+    """(h, w) scaled down (keeping the aspect ratio) so that neither side exceeds ``max_side``."""
+    h, w = size
+    scale = min(1.0, max_side / max(h, w))
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def _resize01(a: np.ndarray, w: int, h: int) -> np.ndarray:
     img = Image.fromarray(a.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(img, dtype=np.float32), 0, 1)
 
 
 def overlay_heatmap(image: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> bytes:
-    """A PNG of the image with the heatmap blended in (blue = low, red = high)."""
+    """A PNG of the image with the heatmap blended in (blue = low, red = high), at the heatmap's size."""
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[:2] != heat.shape:
+        image = np.asarray(Image.fromarray(image).resize((heat.shape[1], heat.shape[0]), Image.Resampling.BILINEAR))
     h = heat[..., None]
     colour = np.concatenate([h, 1 - np.abs(2 * h - 1), 1 - h], axis=2) * 255  # blue -> green -> red
     mix = image.astype(np.float32) * (1 - alpha * h) + colour * alpha * h

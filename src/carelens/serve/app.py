@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from carelens import __version__
 from carelens.errors import CarelensError
 from carelens.serve.deps import Services, in_thread
 from carelens.serve.errors import install_error_handlers
+from carelens.serve.limits import FORM_OVERHEAD, BodyLimit
 from carelens.serve.routers import feedback, models, ops, page, triage
 from carelens.serve.settings import ServeSettings
 from carelens.symptoms import SymptomBundle
@@ -34,27 +38,49 @@ def _load_symptoms(svc: Services) -> None:
         svc.symptoms_error = str(exc)
 
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
-    svc = Services.from_settings(settings or ServeSettings())
+    """The service. Raises ConfigError at once for settings it must not run with (a missing keys file)."""
+    svc = Services.from_settings(settings or ServeSettings())  # type: ignore[call-arg]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if svc.settings.retention_days:
+            await in_thread(svc.log.prune, svc.settings.retention_days)
         await in_thread(svc.registry.load)
         await in_thread(_load_symptoms, svc)
         yield
 
     app = FastAPI(title="carelens", version=__version__, lifespan=lifespan,
-                  description="Triage assessments from images and symptoms. Not a diagnosis.")
+                  description="Triage assessments from images and symptoms. Not a diagnosis.",
+                  form_limits={"max_files": 1, "max_fields": 8, "max_part_size": 64 * 1024})  # one image per request
     app.state.services = svc
     install_error_handlers(app)
 
     @app.middleware("http")
     async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Every response carries a request id (the caller's, when well-formed) and is counted, 5xx included."""
+        given = request.headers.get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        request.state.request_id = rid
         t = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception:
+            path = getattr(request.scope.get("route"), "path", "unmatched")
+            svc.metrics.observe_request(request.method, path, 500, time.perf_counter() - t)
+            raise  # the error handler answers 500 with the request id
+        response.headers["X-Request-ID"] = rid
         path = getattr(request.scope.get("route"), "path", "unmatched")
         svc.metrics.observe_request(request.method, path, response.status_code, time.perf_counter() - t)
         return response
+
+    app.add_middleware(BodyLimit, max_bytes=svc.settings.max_upload_bytes + FORM_OVERHEAD)
+    hosts = [h.strip() for h in svc.settings.trusted_hosts.split(",") if h.strip()]
+    if hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     for r in (ops.router, models.router, triage.router, feedback.router, page.router):
         app.include_router(r)

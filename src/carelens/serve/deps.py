@@ -4,13 +4,14 @@ registry, the key ring, the audit log, the metrics and the symptom bundle. A tes
 # No `from __future__ import annotations`: FastAPI resolves these signatures at import.
 
 import asyncio
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Request
 
-from carelens.serve.auth import KeyRing, Principal
+from carelens.serve.auth import KeyRing, Principal, RateLimiter
 from carelens.serve.errors import ApiError
 from carelens.serve.metrics import Metrics
 from carelens.serve.registry import ModelEntry, ModelRegistry
@@ -29,14 +30,21 @@ class Services:
     registry: ModelRegistry
     keys: KeyRing
     log: AuditLog
+    limiter: RateLimiter
+    decode_slots: asyncio.Semaphore  # decoding is memory-hungry: a few at a time, the rest wait
     metrics: Metrics = field(default_factory=Metrics)
     symptoms: SymptomBundle | None = None
     symptoms_error: str | None = None
 
     @classmethod
     def from_settings(cls, cfg: ServeSettings) -> "Services":
-        return cls(settings=cfg, registry=ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, cfg.threads),
-                   keys=KeyRing(cfg.api_keys, cfg.api_keys_file), log=AuditLog(cfg.database_url))
+        """Everything the routes share. Raises ConfigError for a keys file that is missing or empty."""
+        keys = KeyRing(cfg.api_keys, cfg.api_keys_file)
+        registry = ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, cfg.threads, max_queue=cfg.max_queue,
+                                 trusted_keys_dir=cfg.trusted_keys_dir)
+        return cls(settings=cfg, registry=registry, keys=keys, log=AuditLog(cfg.database_url),
+                   limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
+                   decode_slots=asyncio.Semaphore(cfg.decode_concurrency))
 
     def resolve(self, name: str | None) -> tuple[str, ModelEntry]:
         """The named model, or the only one loaded; 404/422 naming what is loaded."""
@@ -58,12 +66,18 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def principal(svc: ServicesDep, x_api_key: Annotated[str | None, Header()] = None,
+def principal(request: Request, svc: ServicesDep, x_api_key: Annotated[str | None, Header()] = None,
               authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The caller's key (401 without a valid one), within its rate (429 with Retry-After beyond it)."""
     key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
     p = svc.keys.check(key)
     if p is None:
         raise ApiError(401, "unauthorized", "a valid API key is required (header X-API-Key or Authorization: Bearer)")
+    bucket = p.key_id if svc.keys.enabled else f"{p.key_id}:{request.client.host if request.client else '?'}"
+    wait = svc.limiter.take(bucket)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"too many requests for this key; retry in {wait:.1f} s",
+                       {"Retry-After": str(max(1, math.ceil(wait)))})
     return p
 
 

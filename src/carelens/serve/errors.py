@@ -6,6 +6,7 @@ class to a status code and an error type, most specific first. Nothing here read
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,50 +23,68 @@ from carelens.errors import (
     NotAnImageError,
     NothingRecognisedError,
 )
+from carelens.serve.registry import Overloaded, ReloadInProgress
 from carelens.serve.schemas import ErrorResponse
 
-__all__ = ["DOMAIN_ERRORS", "ERROR_RESPONSES", "ApiError", "error_response", "install_error_handlers"]
+__all__ = ["DOMAIN_ERRORS", "ERROR_RESPONSES", "ApiError", "BodyTooLarge", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("carelens.serve")
 
 IMAGE_FORMATS_HINT = "send a JPEG, PNG, BMP, TIFF or WebP image"
 
-# (class, status, type, hint appended to the message); the first matching class wins
-DOMAIN_ERRORS: tuple[tuple[type[CarelensError], int, str, str], ...] = (
-    (ImageTooLargeError, 413, "too_many_pixels", ""),
-    (NotAnImageError, 415, "not_an_image", IMAGE_FORMATS_HINT),
-    (ImageReadError, 422, "unreadable_image", ""),
-    (FactsError, 422, "invalid_facts", ""),
-    (NothingRecognisedError, 422, "no_symptom_recognised", ""),
-    (BundleError, 503, "BundleError", ""),
+RETRY_SOON = {"Retry-After": "1"}
+
+# (class, status, type, hint appended to the message, headers); the first matching class wins
+DOMAIN_ERRORS: tuple[tuple[type[CarelensError], int, str, str, dict[str, str] | None], ...] = (
+    (ImageTooLargeError, 413, "too_many_pixels", "", None),
+    (NotAnImageError, 415, "not_an_image", IMAGE_FORMATS_HINT, None),
+    (ImageReadError, 422, "unreadable_image", "", None),
+    (FactsError, 422, "invalid_facts", "", None),
+    (NothingRecognisedError, 422, "no_symptom_recognised", "", None),
+    (Overloaded, 503, "overloaded", "", RETRY_SOON),
+    (ReloadInProgress, 409, "reload_in_progress", "", None),
+    (BundleError, 503, "BundleError", "", None),
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 415, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 }
 
 
 class ApiError(Exception):
-    """An error that only exists at the HTTP edge (no key, unknown model, nothing sent ...)."""
+    """An error that only exists at the HTTP edge (no key, unknown model, nothing sent, overloaded ...)."""
 
-    def __init__(self, status: int, kind: str, message: str) -> None:
+    def __init__(self, status: int, kind: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
+        self.status, self.kind, self.message, self.headers = status, kind, message, headers
 
 
-def error_response(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+class BodyTooLarge(StarletteHTTPException):
+    """A request body over the limit, noticed while it streams in (before auth, before anything is spooled)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the {limit:,}-byte limit")
+
+
+def error_response(status: int, kind: str, message: str, headers: dict[str, str] | None = None,
+                   request_id: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": kind, "message": message}
+    if request_id:
+        body["request_id"] = request_id
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
 def _domain(exc: CarelensError) -> JSONResponse:
-    for cls, status, kind, hint in DOMAIN_ERRORS:
+    for cls, status, kind, hint, headers in DOMAIN_ERRORS:
         if isinstance(exc, cls):
-            return error_response(status, kind, f"{exc}; {hint}" if hint else str(exc))
+            return error_response(status, kind, f"{exc}; {hint}" if hint else str(exc), headers)
     return error_response(422, type(exc).__name__, str(exc))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.kind, exc.message)
+        return error_response(exc.status, exc.kind, exc.message, exc.headers)
 
     @app.exception_handler(CarelensError)
     async def _domain_error(_: Request, exc: CarelensError) -> JSONResponse:
@@ -81,8 +100,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+        kind = "too_large" if isinstance(exc, BodyTooLarge) else "http_error"
+        return error_response(exc.status_code, kind, str(exc.detail), dict(exc.headers) if exc.headers else None)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, "internal_error", "the server failed to handle this request; it has been logged")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", None)
+        log.error("unexpected error in %s %s (request %s)", request.method, request.url.path, rid, exc_info=exc)
+        return error_response(500, "internal_error", "the server failed to handle this request; it has been logged "
+                              "under the request id", {"X-Request-ID": rid} if rid else None, rid)

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,12 +42,17 @@ async def read_upload(upload: UploadFile, svc: Services) -> Upload:
     if not data:
         raise ApiError(400, "empty_file", "the uploaded file is empty (0 bytes)")
     name = upload.filename or "upload"
-    img = await in_thread(lambda: decode_image(data, name=name, max_pixels=cfg.max_pixels))
+    async with svc.decode_slots:  # a few decodes at a time: each can take a few hundred MB at the pixel limit
+        img = await in_thread(lambda: decode_image(data, name=name, max_pixels=cfg.max_pixels))
     up = Upload(data, img, hashlib.sha256(data).hexdigest())
     if cfg.store_images:
-        cfg.images_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.images_dir / up.sha256).write_bytes(data)
+        await in_thread(_store, cfg.images_dir, up)
     return up
+
+
+def _store(folder: Path, up: Upload) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / up.sha256).write_bytes(up.data)
 
 
 async def assess_image(svc: Services, model: str | None, img: np.ndarray, heatmap: bool,
@@ -61,6 +67,8 @@ async def assess_image(svc: Services, model: str | None, img: np.ndarray, heatma
         a, heat = await asyncio.wait_for(entry.batcher.submit(img, heatmap, facts), timeout)
     except TimeoutError:
         raise ApiError(503, "timeout", f"the model did not answer within {timeout:.0f} s") from None
-    png = base64.b64encode(overlay_heatmap(img, heat)).decode() if heatmap and heat is not None else None
+    png = None
+    if heatmap and heat is not None:  # blended off the event loop, at the heatmap's capped size
+        png = base64.b64encode(await in_thread(overlay_heatmap, img, heat)).decode()
     svc.metrics.observe_assessment(name, a.top[0].id, a.triage.level, a.in_distribution)
     return a, png, name, entry.engine.bundle.version

@@ -1,8 +1,16 @@
-"""Models loaded once at start, swapped atomically on reload; requests micro-batched per model."""
+"""Models loaded once at start, swapped atomically on reload; requests micro-batched per model.
+
+A reload never loses a model: every bundle is loaded and self-tested beside the one serving, and swapped in
+only when that succeeds; a bundle that fails keeps its previous version serving and is reported. Versions
+are told apart by content (the integrity digest), never by the version string. Each model's queue is
+bounded: when it is full the request is refused at once (503, Retry-After) instead of waiting in a growing
+backlog, and requests whose caller has given up are dropped before they are computed."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,27 +19,38 @@ from typing import Any
 
 import numpy as np
 
-from carelens.bundle import load_bundle
-from carelens.errors import BundleError
+from carelens.bundle import load_bundle, load_trusted_keys
+from carelens.errors import CarelensError
+from carelens.hashing import file_digest
 from carelens.policy import Assessment
 from carelens.predict import Engine
 
-__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry"]
+__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry", "Overloaded", "ReloadInProgress"]
 
 _STOP = object()
+
+
+class Overloaded(CarelensError):
+    """A model's queue is full: the request is refused at once (the service sheds load, it does not queue it)."""
+
+
+class ReloadInProgress(CarelensError):
+    """Another reload is running; one at a time."""
 
 
 class MicroBatcher:
     """Requests that arrive within ``max_wait_ms`` of each other share one model call (up to ``max_batch``).
 
-    Inference runs in a worker thread, never on the event loop.
+    Inference runs in a worker thread, never on the event loop. At most ``max_queue`` requests wait.
     """
 
-    def __init__(self, engine: Engine, pool: ThreadPoolExecutor, max_batch: int, max_wait_ms: float) -> None:
+    def __init__(self, engine: Engine, pool: ThreadPoolExecutor, max_batch: int, max_wait_ms: float,
+                 max_queue: int = 64) -> None:
         self.engine = engine
         self.pool = pool
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
+        self.max_queue = max_queue
         self.queue: asyncio.Queue[Any] | None = None
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -39,15 +58,23 @@ class MicroBatcher:
 
     async def submit(self, image: np.ndarray, heatmap: bool,
                      facts: dict[str, Any] | None = None) -> tuple[Assessment, np.ndarray | None]:
-        """``facts``: already checked with ``engine.check_facts`` (a bad one must not fail the whole batch)."""
+        """``facts``: already checked with ``engine.check_facts`` (a bad one must not fail the whole batch).
+
+        Raises:
+            Overloaded: the queue is full.
+        """
         loop = asyncio.get_running_loop()
         if self.closed:  # retired by a reload after this request picked its model: answer it alone
             return (await loop.run_in_executor(self.pool, self.engine.assess, [image], heatmap, [facts]))[0]
         if self.queue is None:
-            self.queue, self.loop = asyncio.Queue(), loop
+            self.queue, self.loop = asyncio.Queue(self.max_queue), loop
             self.task = asyncio.create_task(self._run())
         fut: asyncio.Future[Any] = loop.create_future()
-        await self.queue.put((image, heatmap, facts, fut))
+        try:
+            self.queue.put_nowait((image, heatmap, facts, fut))
+        except asyncio.QueueFull:
+            raise Overloaded(f"model {self.engine.bundle.name} has {self.max_queue} requests waiting; "
+                             "retry in a moment") from None
         return await fut  # type: ignore[no-any-return]
 
     async def _run(self) -> None:
@@ -76,16 +103,13 @@ class MicroBatcher:
                     nxt = self.queue.get_nowait()
                     if nxt is not _STOP:
                         items.append(nxt)
-            if items:
-                await self._answer(loop, items)
-
-    async def _answer(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
-        for k in range(0, len(items), self.max_batch):
-            await self._answer_batch(loop, items[k : k + self.max_batch])
+            items = [i for i in items if not i[3].done()]  # the caller gave up (timeout, disconnect): skip it
+            for k in range(0, len(items), self.max_batch):
+                await self._answer_batch(loop, items[k : k + self.max_batch])
 
     async def _answer_batch(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
         images = [i[0] for i in items]
-        heat = any(i[1] for i in items)
+        heat = [bool(i[1]) for i in items]  # heatmaps only for the requests that asked
         facts = [i[2] for i in items]
         try:
             results = await loop.run_in_executor(self.pool, self.engine.assess, images, heat, facts)
@@ -102,7 +126,14 @@ class MicroBatcher:
         """Retire gracefully (callable from any thread): queued requests are answered, then the worker ends."""
         self.closed = True
         if self.queue is not None and self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, _STOP)
+            self.loop.call_soon_threadsafe(self._stop)
+
+    def _stop(self) -> None:
+        assert self.queue is not None
+        try:
+            self.queue.put_nowait(_STOP)
+        except asyncio.QueueFull:  # a full queue: the worker is busy and will drain; stop it once there is room
+            asyncio.get_running_loop().call_later(0.05, self._stop)
 
 
 @dataclass
@@ -110,6 +141,27 @@ class ModelEntry:
     engine: Engine
     batcher: MicroBatcher
     source: Path
+    digest: str  # content: the bundle's integrity digest (a folder) or the sha256 of the .zip
+
+    def retire(self) -> None:
+        self.batcher.close()
+        self.engine.bundle.close()
+
+
+_PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/'\"]+)+/([^\s/'\"]+)")
+
+
+def public_reason(exc: Exception) -> str:
+    """What went wrong, without the server's folder layout (a path keeps only its last part)."""
+    return _PATH.sub(r"\1", f"{type(exc).__name__}: {exc}")
+
+
+def content_digest(path: Path) -> str:
+    """The bundle's identity: bundle.json's integrity digest for a folder, the file's sha256 for a .zip."""
+    if path.is_file():
+        return file_digest(path)
+    doc = json.loads((path / "bundle.json").read_text(encoding="utf-8"))
+    return str(doc.get("integrity", ""))
 
 
 @dataclass
@@ -118,10 +170,17 @@ class ModelRegistry:
     max_batch: int = 8
     max_wait_ms: float = 5.0
     threads: int | None = None
+    max_queue: int = 64
+    trusted_keys_dir: Path | None = None
     models: dict[str, ModelEntry] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # bundle file name -> why it is not (newly) serving
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _reload: threading.Lock = field(default_factory=threading.Lock)
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
+
+    def __post_init__(self) -> None:
+        # fail closed at start: a configured key folder without keys is a ConfigError, not an open service
+        self.trusted = load_trusted_keys(self.trusted_keys_dir) if self.trusted_keys_dir is not None else None
 
     def _candidates(self) -> list[Path]:
         if not self.models_dir.is_dir():
@@ -129,27 +188,54 @@ class ModelRegistry:
         return sorted(p for p in self.models_dir.iterdir()
                       if (p.is_dir() and (p / "bundle.json").is_file()) or p.suffix == ".zip")
 
-    def load(self) -> dict[str, Any]:
-        """Load every bundle, then swap the whole table at once: requests see the old or the new set."""
+    def load(self, *, wait: bool = True) -> dict[str, Any]:
+        """(Re)load every bundle beside the ones serving, then swap the whole table at once.
+
+        Raises:
+            ReloadInProgress: ``wait=False`` and another reload is running.
+        """
+        if not self._reload.acquire(blocking=wait):
+            raise ReloadInProgress("a reload is already running; try again when it has finished")
+        try:
+            return self._load()
+        finally:
+            self._reload.release()
+
+    def _load(self) -> dict[str, Any]:
+        by_source = {e.source: e for e in self.models.values()}
         fresh: dict[str, ModelEntry] = {}
         errors: dict[str, str] = {}
+        created: list[ModelEntry] = []
         for path in self._candidates():
+            old = by_source.get(path)
             try:
-                b = load_bundle(path, threads=self.threads)  # verifies hashes and runs the self-test
-            except BundleError as exc:
-                errors[path.name] = str(exc)
+                digest = content_digest(path)
+                if old is not None and old.digest == digest:
+                    entry = old  # unchanged: keep the warm engine
+                else:
+                    b = load_bundle(path, threads=self.threads, trusted_keys=self.trusted)  # hashes, signature, self-test
+                    engine = Engine(b, batch_size=self.max_batch)
+                    entry = ModelEntry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms,
+                                                            self.max_queue), path, digest)
+                    created.append(entry)
+            except Exception as exc:  # noqa: BLE001 - any failure of one bundle: report it, keep the others
+                errors[path.name] = public_reason(exc) + (f" (still serving version {old.engine.bundle.version})"
+                                                          if old is not None else "")
+                if old is None:
+                    continue
+                entry = old
+            name = entry.engine.bundle.name
+            if name in fresh:
+                errors[path.name] = (f"duplicate model name {name!r}: {fresh[name].source.name} already serves it; "
+                                     "give one of them another name (carelens export --name)")
                 continue
-            engine = Engine(b, batch_size=self.max_batch)
-            old = self.models.get(b.name)
-            if old is not None and old.engine.bundle.version == b.version and old.source == path:
-                fresh[b.name] = old  # unchanged: keep the warm engine
-                continue
-            fresh[b.name] = ModelEntry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms), path)
+            fresh[name] = entry
         with self._lock:
             previous, self.models, self.errors = self.models, fresh, errors
-        for name, entry in previous.items():
-            if fresh.get(name) is not entry:
-                entry.batcher.close()  # its in-flight requests already hold their futures
+        serving = {id(e) for e in fresh.values()}
+        for entry in [*previous.values(), *created]:
+            if id(entry) not in serving:
+                entry.retire()  # its in-flight requests already hold their futures
         return {"loaded": {n: e.engine.bundle.version for n, e in fresh.items()}, "errors": errors}
 
     def get(self, name: str) -> ModelEntry | None:

@@ -7,9 +7,11 @@ import json
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, create_engine, event, select
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, create_engine, delete, event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from carelens.errors import ConfigError
 
 __all__ = ["AuditLog", "Feedback", "PredictionRecord"]
 
@@ -89,5 +91,15 @@ class AuditLog:
     def ids(self) -> set[str]:
         with self.session() as s:
             return set(s.scalars(select(PredictionRecord.id)))
+
+    def prune(self, older_than_days: int, now: dt.datetime | None = None) -> int:
+        """Delete predictions older than ``older_than_days`` (and their feedback); the number deleted."""
+        if older_than_days < 1:
+            raise ConfigError(f"retention must be at least 1 day, got {older_than_days}")
+        cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=older_than_days)
+        with self.session() as s, s.begin():
+            old = select(PredictionRecord.id).where(PredictionRecord.created < cutoff)
+            s.execute(delete(Feedback).where(Feedback.prediction_id.in_(old)))
+            return int(s.execute(delete(PredictionRecord).where(PredictionRecord.created < cutoff)).rowcount or 0)
 
 

@@ -68,7 +68,7 @@ def load_run_model(run: str | Path | Run) -> Classifier:
     r.require(Run.CONFIG, Run.BEST, step="train")
     t = r.config.train
     model = build_classifier(t.model, len(r.config.class_ids), t.image_size, pretrained=False, dropout=t.dropout)
-    model.load_state_dict(torch.load(r.best_checkpoint, map_location="cpu", weights_only=False)["model"])
+    model.load_state_dict(torch.load(r.best_checkpoint, map_location="cpu", weights_only=True)["model"])
     return model.eval()
 
 

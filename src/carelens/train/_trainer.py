@@ -246,7 +246,7 @@ def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, class_ids
                          gamma=config.focal_gamma, label_smoothing=config.label_smoothing).to(dev)
     fit = _Fit(model, loss_fn, config, run, tr, va, class_ids, dev)
     if resume:
-        ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=False)
+        ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=True)
         model.load_state_dict(ck["model"])
         fit.history, fit.best, fit.state, fit.resumed = ck["history"], ck["best"], ck["state"], ck
     return fit
@@ -366,7 +366,7 @@ def _finetune_epoch(fit: _Fit, opt: torch.optim.Optimizer, sched: Any, ep: int) 
 def _finish(fit: _Fit, ds: Dataset, test_idx: list[int]) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Reload the best checkpoint; metrics on val and (once) test; predictions.npz for the calibrate step."""
     model, pre = fit.model, fit.pre
-    model.load_state_dict(torch.load(fit.run.best_checkpoint, map_location=fit.dev, weights_only=False)["model"])
+    model.load_state_dict(torch.load(fit.run.best_checkpoint, map_location=fit.dev, weights_only=True)["model"])
     val_logits, val_feats = predict_logits(model, fit.va.images, pre, with_features=True)
     val_m = classification_metrics(fit.va.y, softmax(val_logits, dtype=np.float32), fit.class_ids)
     # train features (no augmentation) model the in-distribution data for the OOD gate

@@ -22,10 +22,10 @@ async def health() -> dict[str, str]:
 async def ready(svc: ServicesDep) -> Any:
     reg = svc.registry
     if not reg.ready:
-        detail = "; ".join(f"{k}: {v}" for k, v in reg.errors.items()) or f"no bundles in {svc.settings.models_dir}"
+        detail = "; ".join(f"{k}: {v}" for k, v in reg.errors.items()) or "no bundles in the models folder"
         return error_response(503, "not_ready", detail)
     return {"status": "ready", "models": {n: e.engine.bundle.version for n, e in reg.models.items()},
-            "symptoms": svc.symptoms is not None}
+            "failed": reg.errors, "symptoms": svc.symptoms is not None}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
@@ -35,4 +35,4 @@ async def prometheus(svc: ServicesDep) -> str:
 
 @router.post("/v1/admin/reload", responses=ERROR_RESPONSES)
 async def reload(svc: ServicesDep, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
-    return await in_thread(svc.registry.load)
+    return await in_thread(lambda: svc.registry.load(wait=False))

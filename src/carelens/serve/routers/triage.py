@@ -25,6 +25,9 @@ def _parse_facts(facts: str | None) -> dict[str, Any] | None:
         obj = json.loads(facts)
     except json.JSONDecodeError as exc:
         raise ApiError(422, "malformed_json", f"facts is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (RecursionError, ValueError):  # nesting too deep, or an integer with thousands of digits
+        raise ApiError(422, "malformed_json", "facts is nested too deeply or holds a number too large; send a flat "
+                                              "object such as {\"age\": 54}") from None
     if not isinstance(obj, dict):
         raise ApiError(422, "malformed_json", "facts must be a JSON object such as {\"age\": 54}")
     return obj
@@ -35,7 +38,7 @@ async def triage_route(svc: ServicesDep, who: Annotated[Principal, Depends(princ
                        image: Annotated[UploadFile | None, File(description="optional image")] = None,
                        model: Annotated[str | None, Form(description="image model name")] = None,
                        text: Annotated[str | None, Form(max_length=2000, description="symptoms in plain words")] = None,
-                       facts: Annotated[str | None, Form(description="JSON object of clinical facts")] = None,
+                       facts: Annotated[str | None, Form(max_length=4000, description="JSON object of clinical facts")] = None,
                        heatmap: Annotated[bool, Form()] = False) -> TriageResponse:
     t = time.perf_counter()
     facts_obj = _parse_facts(facts)
@@ -67,8 +70,10 @@ async def triage_route(svc: ServicesDep, who: Annotated[Principal, Depends(princ
 
 def _record(svc: Services, out: dict[str, Any], facts: dict[str, Any] | None, text: str | None, mname: str,
             version: str, ms: float, up: Upload | None, who: Principal) -> str:
+    """The audit row. Free text is kept only with CARELENS_STORE_TEXT; the symptom ids recognised in it always are."""
+    kept = text if svc.settings.store_text else None
     return svc.log.record(kind="triage", model_name=mname, model_version=version,
-                          assessment={**out, "facts": facts, "text": text}, latency_ms=ms,
+                          assessment={**out, "facts": facts, "text": kept}, latency_ms=ms,
                           input_sha256=up.sha256 if up else None, size=up.size if up else None, api_key_id=who.key_id)
 
 
