@@ -15,7 +15,7 @@ def serve_dirs(tiny_pneumonia_run: Path, symptom_bundle_dir: Path,
     root = tmp_path_factory.mktemp("serve")
     calibrate_run(tiny_pneumonia_run)
     export_run(tiny_pneumonia_run, root / "models" / "chest", name="chest", version="1")
-    return {"models": root / "models", "symptoms": symptom_bundle_dir, "root": root}
+    return {"models": root / "models", "symptoms": symptom_bundle_dir, "root": root, "run": tiny_pneumonia_run}
 
 
 @pytest.fixture()

@@ -27,15 +27,29 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             await error_response(413, "too_large", BodyTooLarge(self.max_bytes).detail)(scope, receive, send)
             return
-        seen = 0
+        seen, tripped, answered = 0, False, False
+        too_large = error_response(413, "too_large", BodyTooLarge(self.max_bytes).detail)
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, tripped
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)  # FastAPI re-raises HTTP errors met while reading a form
+                    tripped = True
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
-        await self.app(scope, counted, send)
+        async def guarded(message: Message) -> None:
+            nonlocal answered
+            if not tripped:
+                await send(message)
+            elif not answered and message["type"] == "http.response.start":
+                answered = True  # whatever the app made of the broken-off body (a parse error), the answer is 413
+                await too_large(scope, receive, send)
+
+        try:
+            await self.app(scope, counted, guarded)
+        except BodyTooLarge:
+            if not answered:
+                await too_large(scope, receive, send)

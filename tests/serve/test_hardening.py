@@ -1,0 +1,293 @@
+"""The service under abuse and overload: limits before work, fail-closed keys, rate limits, backpressure,
+reloads that never lose a model, errors that are never a bare 500, privacy of the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from carelens.cli import app as cli
+from carelens.errors import ConfigError
+from carelens.serve import ServeSettings, create_app
+from carelens.serve.registry import MicroBatcher, Overloaded
+from carelens.serve.storage import AuditLog
+
+
+def _client(models: Path, tmp: Path, **kw: Any) -> TestClient:
+    s = ServeSettings(models_dir=models, database_url=f"sqlite:///{tmp / 'audit.db'}", **kw)
+    return TestClient(create_app(s), raise_server_exceptions=False)  # answer as the server would
+
+
+def _png(w: int, h: int, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (w, h)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+# -- limits before work ------------------------------------------------------------------------------
+def test_oversized_body_is_refused_before_the_key_is_checked(models_copy: Path, tmp_path: Path) -> None:
+    with _client(models_copy, tmp_path, api_keys="k", max_upload_bytes=100_000) as c:
+        big = b"\0" * 2_000_000
+        r = c.post("/v1/models/chest/predict", files={"file": ("a.png", big, "image/png")})  # no key at all
+        assert r.status_code == 413 and r.json()["error"]["type"] == "too_large", r.text
+        assert "165,536-byte limit" in r.json()["error"]["message"]  # 100,000 + form overhead
+
+        def chunks():  # no Content-Length: counted while it streams
+            for _ in range(40):
+                yield b"\0" * 10_000
+
+        r = c.post("/v1/models/chest/predict", content=chunks(),
+                   headers={"content-type": "multipart/form-data; boundary=x"})
+        assert r.status_code == 413, r.text
+        assert c.get("/v1/models").status_code == 401  # the limit did not open anything
+
+
+def test_one_image_per_request_and_only_the_promised_formats(client_kw: dict[str, Any], xray_png: bytes) -> None:
+    with _client(**client_kw) as c:
+        two = [("file", ("a.png", xray_png, "image/png")), ("file", ("b.png", xray_png, "image/png"))]
+        r = c.post("/v1/models/chest/predict", files=two)
+        assert r.status_code in (400, 422) and "Traceback" not in r.text, r.text
+        gif = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(gif, "GIF")  # Pillow reads GIF; the service does not
+        r = c.post("/v1/models/chest/predict", files={"file": ("a.gif", gif.getvalue(), "image/gif")})
+        assert r.status_code == 415 and "send a JPEG, PNG, BMP, TIFF or WebP image" in r.json()["error"]["message"]
+
+
+def test_sixteen_bit_image_decodes_without_float_copies() -> None:
+    from carelens.data import decode_image
+
+    a = np.linspace(0, 65535, 64 * 64).astype(np.uint16).reshape(64, 64)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "PNG")
+    out = decode_image(buf.getvalue())
+    expected = np.round(a.astype(np.float64) / 65535 * 255).astype(np.uint8)  # the float reference, once, here
+    assert out.dtype == np.uint8 and np.array_equal(out[..., 0], expected)
+
+
+@pytest.mark.parametrize("facts", ["[" * 100_000, "[" * 1500, '{"age": ' + "9" * 5000 + "}"])
+def test_hostile_facts_are_a_4xx_not_a_500(client_kw: dict[str, Any], facts: str) -> None:
+    from carelens.serve.errors import ApiError
+    from carelens.serve.routers.triage import _parse_facts
+
+    with _client(**client_kw) as c:
+        r = c.post("/v1/triage", data={"text": "fever", "facts": facts})
+        assert r.status_code in (413, 422) and r.json()["error"]["message"], r.text
+    with pytest.raises(ApiError) as e:  # however it arrives, the parser itself answers 422
+        _parse_facts(facts)
+    assert e.value.status == 422 and e.value.kind == "malformed_json"
+
+
+# -- keys, rates, errors -----------------------------------------------------------------------------
+def test_a_missing_or_empty_keys_file_stops_the_service(models_copy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        create_app(ServeSettings(models_dir=models_copy, api_keys_file=tmp_path / "nope.txt",
+                                 database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+    (tmp_path / "empty.txt").write_text("# no keys yet\n")
+    with pytest.raises(ConfigError, match="holds no key"):
+        create_app(ServeSettings(models_dir=models_copy, api_keys_file=tmp_path / "empty.txt",
+                                 database_url=f"sqlite:///{tmp_path / 'a.db'}"))
+
+
+def test_serve_refuses_to_run_open_beyond_loopback(models_copy: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARELENS_DATABASE_URL", f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.delenv("CARELENS_API_KEYS", raising=False)
+    res = CliRunner().invoke(cli, ["serve", "--models", str(models_copy), "--host", "0.0.0.0"])
+    assert res.exit_code == 1 and "would be open to anyone" in res.output
+
+
+def test_rate_limit_answers_429_with_retry_after(client_kw: dict[str, Any]) -> None:
+    with _client(**client_kw, api_keys="a,b", rate_limit_per_s=0.5, rate_limit_burst=2) as c:
+        codes = [c.get("/v1/models", headers={"X-API-Key": "a"}).status_code for _ in range(3)]
+        assert codes == [200, 200, 429]
+        r = c.get("/v1/models", headers={"X-API-Key": "a"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert c.get("/v1/models", headers={"X-API-Key": "b"}).status_code == 200  # per key
+
+
+def test_open_mode_audit_rows_carry_a_key_id(client_kw: dict[str, Any], xray_png: bytes) -> None:
+    with _client(**client_kw) as c:
+        r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
+        assert c.app.state.services.log.get(r.json()["id"]).api_key_id == "open"  # type: ignore[attr-defined]
+        assert r.headers["X-Request-ID"]
+
+
+def test_an_unexpected_error_is_a_500_with_a_request_id_and_is_counted(client_kw: dict[str, Any],
+                                                                      xray_png: bytes) -> None:
+    with _client(**client_kw) as c:
+        def broken(**_: Any) -> str:
+            raise RuntimeError("database on fire")
+
+        c.app.state.services.log.record = broken  # type: ignore[attr-defined]
+        r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")},
+                   headers={"X-Request-ID": "req-42"})
+        assert r.status_code == 500 and r.json()["error"]["request_id"] == "req-42"
+        assert "fire" not in r.text  # the cause is logged, not sent
+        assert 'status="500"' in c.get("/metrics").text
+
+
+# -- backpressure ------------------------------------------------------------------------------------
+class _SlowEngine:
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+        self.bundle = type("B", (), {"name": "slow"})()
+
+    def assess(self, images: list[Any], heat: Any, facts: Any) -> list[tuple[str, None]]:
+        self.calls.append(len(images))
+        time.sleep(0.3)
+        return [("ok", None)] * len(images)
+
+
+def test_full_queue_refuses_at_once_and_abandoned_requests_are_not_computed() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = _SlowEngine()
+    b = MicroBatcher(engine, ThreadPoolExecutor(1), max_batch=1, max_wait_ms=0, max_queue=2)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[Any], float]:
+        first = asyncio.create_task(b.submit(np.zeros(1), False))
+        await asyncio.sleep(0.05)  # the worker is busy with the first
+        abandoned = asyncio.create_task(asyncio.wait_for(b.submit(np.zeros(1), False), 0.1))
+        waiting = asyncio.create_task(b.submit(np.zeros(1), False))
+        await asyncio.sleep(0.02)
+        t = time.perf_counter()
+        with pytest.raises(Overloaded, match="2 requests waiting"):
+            await b.submit(np.zeros(1), False)  # queue full: refused at once, not queued
+        refused_in = time.perf_counter() - t
+        results = await asyncio.gather(first, abandoned, waiting, return_exceptions=True)
+        return results, refused_in
+
+    results, refused_in = asyncio.run(scenario())
+    assert refused_in < 0.05
+    assert results[0] == ("ok", None) and isinstance(results[1], TimeoutError) and results[2] == ("ok", None)
+    assert engine.calls == [1, 1]  # the request whose caller gave up was never computed
+
+
+def test_heatmaps_only_where_asked_and_capped(ham_bundle: Path) -> None:
+    from carelens.bundle import load_bundle
+    from carelens.predict import HEATMAP_MAX_SIDE, Engine
+
+    engine = Engine(load_bundle(ham_bundle))
+    big = np.random.default_rng(0).integers(0, 255, (1500, 2400, 3), dtype=np.uint8)
+    out = engine.assess([big, big[:100, :100]], heatmaps=[True, False])
+    assert out[0][1] is not None and max(out[0][1].shape) == HEATMAP_MAX_SIDE and out[1][1] is None
+    assert out[0][1].shape == (640, 1024)  # aspect ratio kept
+
+
+# -- reloads -----------------------------------------------------------------------------------------
+def test_reload_keeps_serving_when_the_new_version_is_broken(client_kw: dict[str, Any], xray_png: bytes) -> None:
+    from carelens.hashing import canonical_digest
+
+    models = client_kw["models"]
+    with _client(**client_kw) as c:
+        doc = json.loads((models / "chest" / "bundle.json").read_text())  # a botched redeploy: version 2 ...
+        doc["version"] = "2"
+        doc["integrity"] = canonical_digest({k: v for k, v in doc.items() if k != "integrity"})
+        (models / "chest" / "bundle.json").write_text(json.dumps(doc))
+        (models / "chest" / "model.onnx").write_bytes(b"not a model")  # ... whose model file did not copy
+        r = c.post("/v1/admin/reload")
+        assert r.status_code == 200 and r.json()["loaded"] == {"chest": "1"}
+        err = r.json()["errors"]["chest"]
+        assert "still serving version 1" in err and str(models) not in err  # no server paths
+        assert c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")}).status_code == 200
+        ready = c.get("/ready").json()
+        assert ready["models"] == {"chest": "1"} and "chest" in ready["failed"]
+
+
+def test_reload_tells_versions_by_content_and_refuses_duplicate_names(serve_dirs: dict[str, Path],
+                                                                      client_kw: dict[str, Any]) -> None:
+    models = client_kw["models"]
+    with _client(**client_kw) as c:
+        reg = c.app.state.services.registry  # type: ignore[attr-defined]
+        first = reg.models["chest"]
+        doc = json.loads((models / "chest" / "bundle.json").read_text())
+        assert c.post("/v1/admin/reload").json()["errors"] == {}
+        assert reg.models["chest"] is first  # same content: the warm engine stays
+        shutil.copytree(models / "chest", models / "chest_copy")
+        r = c.post("/v1/admin/reload").json()
+        assert "duplicate model name 'chest'" in r["errors"]["chest_copy"] and r["loaded"] == {"chest": "1"}
+        shutil.rmtree(models / "chest_copy")
+        from carelens.steps.export import export_run
+
+        run = serve_dirs["run"]
+        export_run(run, models / "chest", name="chest", version=doc["version"])  # same version string, new export
+        c.post("/v1/admin/reload")
+        assert reg.models["chest"] is not first and reg.models["chest"].digest != first.digest
+
+
+def test_one_reload_at_a_time(client_kw: dict[str, Any]) -> None:
+    with _client(**client_kw) as c:
+        reg = c.app.state.services.registry  # type: ignore[attr-defined]
+        with reg._reload:  # a reload in progress (held here)
+            r = c.post("/v1/admin/reload")
+        assert r.status_code == 409 and r.json()["error"]["type"] == "reload_in_progress"
+
+
+# -- privacy -----------------------------------------------------------------------------------------
+def test_free_text_is_not_stored_unless_asked(client_kw: dict[str, Any], serve_dirs: dict[str, Path]) -> None:
+    text = "my name is Jane Doe, I have a high fever and a cough"
+    for store, expected in ((False, None), (True, text)):
+        with _client(**client_kw, symptoms_dir=serve_dirs["symptoms"], store_text=store) as c:
+            r = c.post("/v1/triage", data={"text": text})
+            assert r.status_code == 200, r.text
+            rec = c.app.state.services.log.get(r.json()["id"])  # type: ignore[attr-defined]
+            assert rec.assessment["text"] == expected and "high_fever" in rec.assessment["symptoms"]["present"]
+
+
+def test_prune_deletes_rows_past_retention(tmp_path: Path) -> None:
+    log = AuditLog(f"sqlite:///{tmp_path / 'a.db'}")
+    first = log.record(kind="predict", model_name="m", model_version="1", assessment={}, latency_ms=1.0)
+    log.add_feedback(first, "x", "", None)
+    second = log.record(kind="predict", model_name="m", model_version="1", assessment={}, latency_ms=1.0)
+    assert log.prune(30) == 0 and log.ids() == {first, second}  # both younger than 30 days
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=40)
+    assert log.prune(30, now=later) == 2 and log.ids() == set()  # and their feedback with them
+    with pytest.raises(ConfigError, match="at least 1 day"):
+        log.prune(0)
+
+
+# -- fixtures ----------------------------------------------------------------------------------------
+@pytest.fixture()
+def client_kw(models_copy: Path, tmp_path: Path) -> dict[str, Any]:
+    return {"models": models_copy, "tmp": tmp_path, "max_upload_bytes": 200_000, "max_pixels": 1_000_000}
+
+
+def test_concurrent_requests_beyond_the_queue_are_shed_not_failed(client_kw: dict[str, Any], xray_png: bytes) -> None:
+    """Through the whole app: with a queue of 1, a burst gets 200s and 503s with Retry-After, never a 500."""
+    with _client(**client_kw, max_queue=1, max_batch=1, max_wait_ms=0) as c:
+        engine = c.app.state.services.registry.models["chest"].engine  # type: ignore[attr-defined]
+        fast = engine.assess
+
+        def slow(*a: Any, **k: Any) -> Any:
+            time.sleep(0.2)  # a model that takes its time, so that a burst fills the queue
+            return fast(*a, **k)
+
+        engine.assess = slow
+        codes: list[int] = []
+        retry: list[str] = []
+
+        def hit() -> None:
+            r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")})
+            codes.append(r.status_code)
+            if r.status_code == 503:
+                retry.append(r.headers.get("Retry-After", ""))
+
+        threads = [threading.Thread(target=hit) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert set(codes) == {200, 503} and all(r == "1" for r in retry), codes
