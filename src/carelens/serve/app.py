@@ -19,7 +19,7 @@ from carelens import __version__
 from carelens.errors import CarelensError
 from carelens.serve.deps import Services, in_thread
 from carelens.serve.errors import install_error_handlers
-from carelens.serve.limits import FORM_OVERHEAD, BodyLimit
+from carelens.serve.limits import FORM_OVERHEAD, BodyLimit, InFlightLimit
 from carelens.serve.routers import feedback, models, ops, page, triage
 from carelens.serve.settings import ServeSettings
 from carelens.symptoms import SymptomBundle
@@ -78,6 +78,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, max_bytes=svc.settings.max_upload_bytes + FORM_OVERHEAD)
+    app.add_middleware(InFlightLimit, limit=svc.settings.max_in_flight)  # outermost: refuses before reading a byte
     hosts = [h.strip() for h in svc.settings.trusted_hosts.split(",") if h.strip()]
     if hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)

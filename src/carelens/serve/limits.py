@@ -1,5 +1,9 @@
-"""Limits enforced before any work: the request body is counted while it streams in, so an oversized upload
-is refused with 413 before the API key is checked and before anything is spooled to memory or disk."""
+"""Limits enforced before any work, at the door of the application.
+
+The request body is counted while it streams in, so an oversized upload is refused with 413 before the API
+key is checked and before anything is spooled to memory or disk. The requests in progress are counted too:
+beyond the limit a request is refused at once (503, Retry-After) instead of joining a backlog that would
+make every answer late."""
 
 from __future__ import annotations
 
@@ -53,3 +57,27 @@ class BodyLimit:
         except BodyTooLarge:
             if not answered:
                 await too_large(scope, receive, send)
+
+
+class InFlightLimit:
+    """Pure ASGI middleware: at most ``limit`` requests in progress; the next ones get 503 with Retry-After at
+    once. Health, readiness and metrics are always answered (an overloaded service must still say so)."""
+
+    EXEMPT = ("/health", "/ready", "/metrics")
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit, self.in_flight = app, limit, 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await error_response(503, "overloaded", f"the service is handling {self.limit} requests; retry in a moment",
+                                 {"Retry-After": "1"})(scope, receive, send)
+            return
+        self.in_flight += 1  # one event loop: no lock needed
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -28,6 +28,7 @@ class ServeSettings(BaseSettings):
     max_pixels: int = Field(24_000_000, description="largest accepted image (width x height)")
     decode_concurrency: int = Field(2, ge=1, description="images decoded at the same time")
     max_queue: int = Field(64, ge=1, description="requests waiting per model before 503 (backpressure)")
+    max_in_flight: int = Field(48, ge=1, description="requests in progress before 503 (backpressure at the door)")
     max_batch: int = Field(8, description="micro-batch: most images per model call")
     max_wait_ms: float = Field(5.0, description="micro-batch: longest wait for more requests")
     request_timeout_s: float = Field(30.0, description="a prediction taking longer fails with 503")
