@@ -247,6 +247,7 @@ def main() -> None:
         "server_latency_p99_ms": round(float(np.percentile(server_ms, 99)), 1) if server_ms else None,
         "server_rss_warm_mb": round(rss_warm, 1), "server_rss_peak_mb": round(max(rss, default=rss_warm), 1),
         "server_rss_end_mb": round(rss_end, 1), "rss_growth": round(rss_end / rss_warm - 1, 4),
+        "server_rss_by_minute_mb": [round(rss[k], 1) for k in range(0, len(rss), 60)],
         "temp_disk_peak_bytes": max(disk, default=0), "reloads": len(reloads), "reload_status": sorted(set(reloads)),
         "audit_rows": audit_rows, "responses_200": ok_logged, "audit_matches_200": audit_rows == ok_logged,
     }

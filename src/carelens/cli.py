@@ -10,7 +10,7 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from rich.table import Table
@@ -55,7 +55,7 @@ def _fractions(text: str) -> tuple[float, float, float]:
         raise ConfigError(f"--fractions must be three numbers like 0.7,0.1,0.2, got {text!r}") from None
     if len(parts) != 3:
         raise ConfigError(f"--fractions must be three numbers like 0.7,0.1,0.2, got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 @app.command()
@@ -218,11 +218,12 @@ def calibrate(
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
     with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
+    from carelens.calibrate import ConformalScore, OODMethod
     from carelens.steps import calibrate_run
 
     names = [] if no_facts else ([f.strip() for f in facts.split(",") if f.strip()] if facts else None)
-    cal = calibrate_run(run, alpha=alpha, score=score, class_conditional=class_conditional, ood_method=ood_method,
-                        facts=names)
+    cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
+                        ood_method=cast(OODMethod, ood_method), facts=names)  # each validated when it is fitted
     r = cal.report
     console.print(f"temperature {r['temperature']:.3f}")
     t = r.get("test")

@@ -110,7 +110,7 @@ def roc_png(y: np.ndarray, proba: np.ndarray, class_ids: Sequence[str]) -> bytes
 def ood_histogram_png(in_scores: np.ndarray, out_scores: Mapping[str, np.ndarray], threshold: float) -> bytes:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     allv = np.concatenate([in_scores, *out_scores.values()]) if out_scores else in_scores
-    bins = np.linspace(float(allv.min()), float(np.percentile(allv, 99.5)) + 1e-6, 40)
+    bins = np.linspace(float(allv.min()), float(np.percentile(allv, 99.5)) + 1e-6, 40).tolist()
     ax.hist(in_scores, bins=bins, alpha=0.6, density=True, label="in-distribution (test)")
     for name, s in out_scores.items():
         ax.hist(np.clip(s, None, bins[-1]), bins=bins, alpha=0.5, density=True, label=name)

@@ -40,7 +40,8 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
-        return cls(**{**d, **{k: tuple(d[k]) for k in ("mean", "std") if k in d}})
+        tuples: dict[str, Any] = {k: tuple(d[k]) for k in ("mean", "std") if k in d}
+        return cls(**{**d, **tuples})
 
 
 def resize_image(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -78,4 +79,4 @@ def normalize(batch: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 
 def preprocess(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """One decoded image -> one model input (3, S, S) float32."""
-    return normalize(resize_image(img, cfg)[None], cfg)[0]
+    return np.asarray(normalize(resize_image(img, cfg)[None], cfg)[0])

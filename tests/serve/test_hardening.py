@@ -291,3 +291,9 @@ def test_concurrent_requests_beyond_the_queue_are_shed_not_failed(client_kw: dic
         for t in threads:
             t.join()
         assert set(codes) == {200, 503} and all(r == "1" for r in retry), codes
+
+
+def test_trusted_hosts_refuse_other_host_headers(client_kw: dict[str, Any]) -> None:
+    with _client(**client_kw, trusted_hosts="triage.example.org") as c:
+        assert c.get("/health").status_code == 400  # TestClient sends Host: testserver
+        assert c.get("/health", headers={"Host": "triage.example.org"}).status_code == 200

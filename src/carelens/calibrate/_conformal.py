@@ -99,7 +99,7 @@ class ConformalClassifier:
         p = np.asarray(proba, dtype=np.float64)
         mask = nonconformity(p, self.score) <= self.thresholds_[None, :]
         mask[np.arange(len(p)), p.argmax(1)] = True  # never an empty set
-        return mask  # type: ignore[no-any-return]
+        return mask
 
     def to_dict(self) -> dict[str, Any]:
         self._check()

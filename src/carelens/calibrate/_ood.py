@@ -60,7 +60,7 @@ class OODGate:
             sims = fn @ self.bank_.T  # cosine similarity to the training features
             k = min(self.k, self.bank_.shape[0])
             kth = np.partition(-sims, k - 1, axis=1)[:, k - 1]
-            return 1.0 + kth  # type: ignore[no-any-return]  # 1 - cos of the k-th nearest
+            return 1.0 + kth  # 1 - cos of the k-th nearest
         return -logsumexp(logits, axis=1)  # type: ignore[no-any-return]  # energy
 
     def _combined(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
@@ -114,10 +114,10 @@ class OODGate:
     def p_value_of(self, s: np.ndarray) -> np.ndarray:
         n = len(self.val_scores_)
         above = n - np.searchsorted(self.val_scores_, s, side="left")
-        return (above + 1) / (n + 1)  # type: ignore[no-any-return]
+        return (above + 1) / (n + 1)
 
     def is_in_distribution(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        return self.score(features, logits) <= self.threshold_  # type: ignore[no-any-return]
+        return self.score(features, logits) <= self.threshold_
 
     # -- persistence: parameters as JSON (to_dict), statistics as arrays (save, ood.npz) -------------
     def save(self, path: str | Path) -> None:

@@ -154,10 +154,11 @@ class Dataset(Sequence[Example]):
         e = self._examples[i]
         if e.index is not None and self.images is not None:
             a = self.images[e.index]
+            a = np.asarray(a, dtype=np.uint8)
             if a.ndim == 2:
                 return a if mode == "L" else np.repeat(a[:, :, None], 3, axis=2)
             if mode == "L":
-                return np.round(a @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+                return np.asarray(np.round(a @ np.array([0.299, 0.587, 0.114])), dtype=np.uint8)
             return a
         if e.path is None:
             raise ImageReadError(e.id, "example has neither a file nor an array row")

@@ -61,8 +61,7 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
                         name, f"{img.width}x{img.height} pixels is over the {max_pixels:,} limit"
                     )
                 img.load()  # decodes fully: a truncated file fails here, not later
-                img = ImageOps.exif_transpose(img)
-                return to_rgb_array(img, mode)
+                return to_rgb_array(ImageOps.exif_transpose(img), mode)
     except ImageReadError:
         raise
     except UnidentifiedImageError:

@@ -59,6 +59,12 @@ def _scan_file(path: Path) -> tuple[str | None, int, int, str, np.ndarray]:
     return None, rgb.shape[1], rgb.shape[0], digest, thumb
 
 
+def _path(ds: Dataset, i: int) -> Path:
+    p = ds[i].path
+    assert p is not None  # only file-based datasets are read in worker processes
+    return p
+
+
 def _scan_chunk(paths: list[Path]) -> list[tuple[str | None, int, int, str, np.ndarray]]:
     return [_scan_file(p) for p in paths]
 
@@ -108,7 +114,7 @@ def scan_dataset(
                 progress(len(rows))
     else:
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [(rows, pool.submit(_scan_chunk, [ds[i].path for i in rows])) for rows in batches]
+            futures = [(rows, pool.submit(_scan_chunk, [_path(ds, i) for i in rows])) for rows in batches]
             for rows, fut in futures:
                 for i, res in zip(rows, fut.result(), strict=True):
                     store(i, res)

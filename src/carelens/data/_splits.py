@@ -83,7 +83,7 @@ class Splits:
             assignment=dict(doc["assignment"]),
             strategy=str(doc["strategy"]),
             seed=int(doc["seed"]),
-            fractions=tuple(doc["fractions"]),  # type: ignore[arg-type]
+            fractions=tuple(doc["fractions"]),
             fingerprint=str(doc["fingerprint"]),
         )
 

@@ -49,7 +49,8 @@ def _number(v: Any) -> float | None:
 def infer_fact_kinds(rows: Sequence[Mapping[str, Any]], names: Sequence[str] | None = None) -> tuple[list[str], list[str]]:
     """(numeric, categorical) fact names: numeric when every present value is a number."""
     names = list(names) if names is not None else sorted({k for r in rows for k in r})
-    numeric, categorical = [], []
+    numeric: list[str] = []
+    categorical: list[str] = []
     for n in names:
         present = [r[n] for r in rows if n in r and not is_missing(r[n])]
         if not present:
@@ -97,7 +98,7 @@ class FactsFusion:
         sources = [val_image_proba, self.likelihood(val_rows)]
         self.pooling_ = LogLinearPooling(anchor=0).fit(sources, y_val)
         fused = self.pooling_.combine(sources)
-        self.conformal_ = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(fused, y_val)  # type: ignore[arg-type]
+        self.conformal_ = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(fused, y_val)
         return self
 
     def _fitted(self) -> None:
@@ -168,7 +169,7 @@ class FactsFusion:
 
     def widen(self, fused_mask: np.ndarray, image_mask: np.ndarray, disagree: np.ndarray) -> np.ndarray:
         """On disagreement the plausible set is the union of both; otherwise the fused set."""
-        return np.where(disagree[:, None], fused_mask | image_mask, fused_mask)  # type: ignore[no-any-return]
+        return np.where(disagree[:, None], fused_mask | image_mask, fused_mask)
 
     def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, rows: Sequence[Mapping[str, Any]], y: np.ndarray,
                 class_ids: Sequence[str], *, spec: LabelSpec | None = None,

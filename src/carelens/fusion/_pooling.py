@@ -26,7 +26,7 @@ def _logs(probas: Sequence[np.ndarray]) -> np.ndarray:
     shapes = {p.shape for p in probas}
     if len(shapes) != 1:
         raise ConfigError(f"every source must give probabilities over the same classes; got shapes {shapes}")
-    return np.log(np.clip(np.stack(probas), 1e-9, 1.0))  # (s, n, k)
+    return np.asarray(np.log(np.clip(np.stack(probas), 1e-9, 1.0)))  # (s, n, k)
 
 
 class LogLinearPooling:

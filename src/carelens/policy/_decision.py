@@ -83,13 +83,13 @@ def decide(
 
     # most urgent class in the plausible set decides; ties go to the more probable class
     urgent = max(members, key=lambda i: (triage_rank(classes[i].triage), p[i]))
-    level = classes[urgent].triage
+    level: str = classes[urgent].triage
     if urgent == order[0]:
         reason = f"{classes[urgent].name} is the most likely finding"
     else:
         reason = f"{classes[urgent].name} is in the plausible set"
     advice = classes[urgent].advice
-    floor = pol.floor_when_unsure
+    floor: str = pol.floor_when_unsure
     if confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         if not in_distribution:
@@ -105,7 +105,7 @@ def decide(
         model=model, in_distribution=in_distribution, ood_score=round(float(ood_score), 4), top=top,
         prediction_set=set_ids, coverage=coverage, confidence=confidence,  # type: ignore[arg-type]
         flags=flags,  # type: ignore[arg-type]
-        triage=TriageDecision(level=level, reason=reason),  # type: ignore[arg-type]
+        triage=TriageDecision(level=level, reason=reason),
         advice=advice, based_on=list(based_on),  # type: ignore[arg-type]
     )
 
@@ -126,5 +126,5 @@ def decide_with_facts(image_proba: np.ndarray, image_set: np.ndarray, fused_prob
         return a
     kept = [c for c in image.prediction_set if c not in a.prediction_set]
     reason = f"{image.triage.reason} (on the image alone; the clinical facts do not lower the level)"
-    return a.model_copy(update={"triage": TriageDecision(level=image.triage.level, reason=reason),  # type: ignore[arg-type]
+    return a.model_copy(update={"triage": TriageDecision(level=image.triage.level, reason=reason),
                                 "advice": image.advice, "prediction_set": a.prediction_set + kept})

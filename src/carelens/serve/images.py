@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import UploadFile
+from fastapi import Request, UploadFile
 
 from carelens.data import decode_image
 from carelens.policy import Assessment
@@ -56,12 +56,16 @@ def _store(folder: Path, up: Upload) -> None:
 
 
 async def assess_image(svc: Services, model: str | None, img: np.ndarray, heatmap: bool,
-                       facts: dict[str, Any] | None = None) -> tuple[Assessment, str | None, str, str]:
+                       facts: dict[str, Any] | None = None,
+                       request: Request | None = None) -> tuple[Assessment, str | None, str, str]:
     """(assessment, heatmap PNG as base64 or None, model name, model version) of one decoded image.
 
     ``facts`` must already be checked with the engine's ``check_facts``: a bad one must not fail the batch.
+    With ``request``, a caller that has already gone away is not queued for the model at all.
     """
     name, entry = svc.resolve(model)
+    if request is not None and await request.is_disconnected():
+        raise ApiError(499, "client_closed", "the client closed the connection before its image was assessed")
     timeout = svc.settings.request_timeout_s
     try:
         a, heat = await asyncio.wait_for(entry.batcher.submit(img, heatmap, facts), timeout)

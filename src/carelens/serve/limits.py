@@ -61,9 +61,10 @@ class BodyLimit:
 
 class InFlightLimit:
     """Pure ASGI middleware: at most ``limit`` requests in progress; the next ones get 503 with Retry-After at
-    once. Health, readiness and metrics are always answered (an overloaded service must still say so)."""
+    once. Health, readiness and metrics are always answered (an overloaded service must still say so), and so
+    is an admin's reload (a deploy must not wait for the load to fall; reloads run one at a time anyway)."""
 
-    EXEMPT = ("/health", "/ready", "/metrics")
+    EXEMPT = ("/health", "/ready", "/metrics", "/v1/admin/reload")
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit, self.in_flight = app, limit, 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 
 __all__ = ["Metrics"]
 
@@ -20,7 +20,7 @@ class Metrics:
         self._lock = threading.Lock()
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.buckets: Counter[tuple[str, float]] = Counter()
-        self.latency_sum: Counter[str] = Counter()
+        self.latency_sum: dict[str, float] = defaultdict(float)
         self.latency_count: Counter[str] = Counter()
         self.predictions: Counter[tuple[str, str]] = Counter()
         self.triage: Counter[str] = Counter()

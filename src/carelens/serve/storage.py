@@ -100,6 +100,7 @@ class AuditLog:
         with self.session() as s, s.begin():
             old = select(PredictionRecord.id).where(PredictionRecord.created < cutoff)
             s.execute(delete(Feedback).where(Feedback.prediction_id.in_(old)))
-            return int(s.execute(delete(PredictionRecord).where(PredictionRecord.created < cutoff)).rowcount or 0)
+            result = s.execute(delete(PredictionRecord).where(PredictionRecord.created < cutoff))
+            return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for DELETE
 
 

@@ -117,6 +117,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                           "fmap": {0: "batch"}},
         )
     head = model.head.fc  # type: ignore[union-attr]
+    assert isinstance(head, nn.Linear)
     np.savez(out / "head.npz", weight=head.weight.detach().numpy(), bias=head.bias.detach().numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
 

@@ -108,7 +108,7 @@ class SymptomBundle:
         return x
 
     def proba(self, symptom_ids: list[str]) -> np.ndarray:
-        return self.temperature.predict_proba(self.model.decision_function(self.vector(symptom_ids)[None]))[0]
+        return np.asarray(self.temperature.predict_proba(self.model.decision_function(self.vector(symptom_ids)[None]))[0])
 
     def assess(self, text: str, policy: DecisionPolicy | None = None) -> tuple[Assessment, ParsedSymptoms]:
         """Assessment of free text; a text with no recognised symptom is a NothingRecognisedError naming what
@@ -150,4 +150,4 @@ class _CachedEncoder:
             np.savez(self.cache, key=key, emb=emb)
         except OSError:
             pass  # read-only bundle folder: recompute next time
-        return emb  # type: ignore[no-any-return]
+        return emb

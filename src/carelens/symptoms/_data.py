@@ -43,7 +43,7 @@ def load_kaggle_table(root: Path, file: str = "Training.csv", *, unique: bool = 
                 X[i, col_of[h]] = 1  # the duplicated fluid_overload columns OR together
         labels.append(row[label_col])
     ids = spec.map_labels(labels)
-    y = np.asarray([spec.index(c) for c in ids if c is not None])  # type: ignore[arg-type]
+    y = np.asarray([spec.index(c) for c in ids if c is not None])
     if unique:
         _, keep = np.unique(np.c_[X, y], axis=0, return_index=True)
         keep.sort()

@@ -70,7 +70,7 @@ class MiniLMEncoder:
             p = f"encoder.layer.{i}."
 
             def lin(h: np.ndarray, name: str, p: str = p) -> np.ndarray:
-                return h @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # type: ignore[no-any-return]
+                return h @ w[p + name + ".weight"].T + w[p + name + ".bias"]
 
             q, k, v = (lin(x, f"attention.self.{m}").reshape(n, t, self.heads, hd).transpose(0, 2, 1, 3)
                        for m in ("query", "key", "value"))

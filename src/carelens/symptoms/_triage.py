@@ -62,10 +62,9 @@ def triage(*, image: Assessment | None = None, text: str | None = None,
             sym_a = symptoms.assess_parsed(parsed)
         elif image is None:
             raise NothingRecognisedError(nothing_recognised(parsed))
+    combined: Assessment | None = image or sym_a
     if image is not None and sym_a is not None and parsed is not None and symptoms is not None:
         combined = combine_assessments(image, sym_a, parsed, symptoms)
-    else:
-        combined = image or sym_a
     assert combined is not None
     return {
         "assessment": combined.model_dump(mode="json"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ def class_weights(counts: Sequence[int], mode: str = "inverse", beta: float = 0.
     if (n <= 0).any():
         raise ValueError(f"every class needs at least one training example, got counts {list(counts)}")
     w = 1.0 / n if mode == "inverse" else (1.0 - beta) / (1.0 - np.power(beta, n))
-    return w / w.mean()
+    return np.asarray(w / w.mean())
 
 
 class FocalLoss(nn.Module):
@@ -39,7 +40,7 @@ class FocalLoss(nn.Module):
         pt = torch.exp(-F.cross_entropy(logits, target, reduction="none"))
         loss = (1.0 - pt) ** self.gamma * ce
         if self.weight is not None:
-            w = self.weight[target]
+            w = cast(torch.Tensor, self.weight)[target]
             return (loss * w).sum() / w.sum()
         return loss.mean()
 

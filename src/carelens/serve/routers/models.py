@@ -3,7 +3,7 @@
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from carelens.serve.auth import Principal
 from carelens.serve.deps import ServicesDep, in_thread, principal, resolve_model
@@ -34,13 +34,13 @@ async def list_models(svc: ServicesDep, _: Annotated[Principal, Depends(principa
 
 
 @router.post("/{name}/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
-async def predict(name: str, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
+async def predict(request: Request, name: str, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
                   _: Annotated[ModelEntry, Depends(resolve_model)],
                   file: Annotated[UploadFile, File(description="the image")],
                   heatmap: Annotated[bool, Query(description="add a heatmap overlay")] = False) -> PredictResponse:
     t = time.perf_counter()
     up = await read_upload(file, svc)
-    a, png, mname, version = await assess_image(svc, name, up.image, heatmap)
+    a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request)
     ms = (time.perf_counter() - t) * 1000
     pid = await in_thread(lambda: svc.log.record(
         kind="predict", model_name=mname, model_version=version, assessment=a.model_dump(mode="json"),

@@ -4,7 +4,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from carelens.errors import FactsError
 from carelens.policy import Assessment
@@ -34,7 +34,7 @@ def _parse_facts(facts: str | None) -> dict[str, Any] | None:
 
 
 @router.post("/triage", response_model=TriageResponse, responses=ERROR_RESPONSES)
-async def triage_route(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
+async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
                        image: Annotated[UploadFile | None, File(description="optional image")] = None,
                        model: Annotated[str | None, Form(description="image model name")] = None,
                        text: Annotated[str | None, Form(max_length=2000, description="symptoms in plain words")] = None,
@@ -56,7 +56,7 @@ async def triage_route(svc: ServicesDep, who: Annotated[Principal, Depends(princ
     if has_image:
         assert image is not None
         up = await read_upload(image, svc)
-        image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked)
+        image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked, request)
     out = await in_thread(lambda: triage(image=image_a, text=text, symptoms=sym))
     a = Assessment.model_validate(out["assessment"])
     if image_a is None:
@@ -80,4 +80,4 @@ def _record(svc: Services, out: dict[str, Any], facts: dict[str, Any] | None, te
 @router.get("/symptoms", responses=ERROR_RESPONSES)
 async def symptoms(_: Annotated[Principal, Depends(principal)],
                    sym: Annotated[SymptomBundle, Depends(symptom_bundle)]) -> list[dict[str, Any]]:
-    return sym.vocab.to_dict()  # type: ignore[no-any-return]
+    return sym.vocab.to_dict()
