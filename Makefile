@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check src tests bench scripts
+	$(PY) -m mypy src
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

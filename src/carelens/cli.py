@@ -487,7 +487,7 @@ def audit_log_prune(
     from carelens.serve import ServeSettings
     from carelens.serve.storage import AuditLog
 
-    settings = ServeSettings()  # type: ignore[call-arg]
+    settings = ServeSettings()
     keep = days or settings.retention_days
     if keep is None:
         raise ConfigError("give --days or set CARELENS_RETENTION_DAYS")

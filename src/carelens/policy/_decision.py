@@ -103,10 +103,10 @@ def decide(
         reason += "; the image also looks unlike the training images"
     return Assessment(
         model=model, in_distribution=in_distribution, ood_score=round(float(ood_score), 4), top=top,
-        prediction_set=set_ids, coverage=coverage, confidence=confidence,  # type: ignore[arg-type]
-        flags=flags,  # type: ignore[arg-type]
+        prediction_set=set_ids, coverage=coverage, confidence=confidence,
+        flags=flags,
         triage=TriageDecision(level=level, reason=reason),
-        advice=advice, based_on=list(based_on),  # type: ignore[arg-type]
+        advice=advice, based_on=list(based_on),
     )
 
 

@@ -194,5 +194,5 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
 
 def save_predictions(ev: Evaluation, out: Path) -> Path:
     p = out / "predictions.npz"
-    np.savez_compressed(p, **{"ids": np.asarray(ev.ids), **ev.arrays})
+    np.savez_compressed(p, **{"ids": np.asarray(ev.ids), **ev.arrays})  # type: ignore[arg-type]
     return p

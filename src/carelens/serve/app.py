@@ -43,7 +43,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """The service. Raises ConfigError at once for settings it must not run with (a missing keys file)."""
-    svc = Services.from_settings(settings or ServeSettings())  # type: ignore[call-arg]
+    svc = Services.from_settings(settings or ServeSettings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

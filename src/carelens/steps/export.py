@@ -116,7 +116,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                           "fmap": {0: "batch"}},
         )
-    head = model.head.fc  # type: ignore[union-attr]
+    head = model.head.fc
     assert isinstance(head, nn.Linear)
     np.savez(out / "head.npz", weight=head.weight.detach().numpy(), bias=head.bias.detach().numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
