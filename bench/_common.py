@@ -7,9 +7,17 @@ import json
 import os
 import platform
 import resource
+import signal
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -60,3 +68,37 @@ def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any]
     path = RESULTS / f"{case}.json"
     path.write_text(json.dumps(doc, indent=1))
     return path
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@contextmanager
+def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`carelens serve` on a free loopback port with ``env`` added; (process, base URL) once /ready says so.
+    Stopped with SIGTERM (a graceful shutdown) on leaving."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)],
+                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"carelens serve exited with code {proc.returncode}")
+            time.sleep(0.5)
+        yield proc, url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)

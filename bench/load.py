@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,16 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, rss_mb, serving, write_result
 
 from carelens.data import open_dataset
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 async def _client(url: str, images: list[bytes], stop: float, lat: list[float], errors: list[str], k: int) -> None:
@@ -62,21 +51,10 @@ def main() -> None:
         raise SystemExit("run bench/inference.py first (it builds the 224px bundle)")
     tmp = Path(tempfile.mkdtemp())
     shutil.copytree(bundle, tmp / "models" / "derma224")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
-           "CARELENS_RATE_LIMIT_PER_S": "0"}  # capacity, not the per-key limiter, is measured
-    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    env = {"CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
+           "CARELENS_RATE_LIMIT_PER_S": "0",  # capacity, not the per-key limiter, is measured
+           "CARELENS_MAX_IN_FLIGHT": str(4 * args.clients)}  # closed loop: every client always has one in flight
+    with serving(env) as (proc, url):
         ds = open_dataset("ham10000")
         idx = np.random.default_rng(0).choice(len(ds), 200, replace=False)
         images = [Path(ds[int(i)].path).read_bytes() for i in idx]  # type: ignore[arg-type]
@@ -85,16 +63,13 @@ def main() -> None:
         lat: list[float] = []
         errors: list[str] = []
         asyncio.run(_gather(url, images, 5.0, lat, errors, args.clients))
-        rss_before = _rss_mb(proc.pid)
+        rss_before = rss_mb(proc.pid)
         lat, errors = [], []
         t0 = time.perf_counter()
         asyncio.run(_gather(url, images, args.seconds, lat, errors, args.clients))
         wall = time.perf_counter() - t0
-        rss_after = _rss_mb(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        shutil.rmtree(tmp, ignore_errors=True)
+        rss_after = rss_mb(proc.pid)
+    shutil.rmtree(tmp, ignore_errors=True)
     metrics = {
         "requests_per_s": round(len(lat) / wall, 1), "latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 1), "errors": len(errors),

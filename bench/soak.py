@@ -14,12 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +29,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, rss_mb, serving, write_result
 
 from carelens.settings import data_root
 from carelens.steps.export import export_run
@@ -41,13 +37,6 @@ from carelens.symptoms import build_symptom_bundle
 
 ADMIN = "soak-admin"
 KEYS = [f"soak-{k}" for k in range(8)]  # requests spread over keys, as from several clinics
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _audit_rows(db: Path) -> int:
@@ -178,37 +167,24 @@ def main() -> None:
     shutil.copytree(versions[0], models / "chest")
     server_tmp = tmp / "server_tmp"
     server_tmp.mkdir()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
+    env = {"CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
            "CARELENS_SYMPTOMS_DIR": str(symptoms), "CARELENS_API_KEYS": ",".join([f"admin:{ADMIN}", *KEYS]),
            "CARELENS_MAX_UPLOAD_BYTES": "2000000", "CARELENS_MAX_PIXELS": "4000000", "TMPDIR": str(server_tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     rss: list[float] = []
     disk: list[int] = []
     stop = threading.Event()
     reloads: list[int] = []
     outcomes: list[tuple[str, int, float]] = []
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+    with serving(env) as (proc, url):
         with np.load(data_root() / "pneumoniamnist" / "pneumoniamnist_reconstructed_official_split_counts.npz") as z:
             images = [_png(z["test_images"][k]) for k in range(8)]
         capacity = asyncio.run(_closed_loop(url, images, 15.0, 16))  # also the warm-up
-        rss_warm = _rss_mb(proc.pid)
+        rss_warm = rss_mb(proc.pid)
         rows_before = _audit_rows(tmp / "a.db")
 
         def sample() -> None:
             while not stop.wait(1.0):
-                rss.append(_rss_mb(proc.pid))
+                rss.append(rss_mb(proc.pid))
                 disk.append(_du(server_tmp))
 
         threads = [threading.Thread(target=sample), threading.Thread(target=_reloader,
@@ -217,16 +193,14 @@ def main() -> None:
             t.start()
         rate = args.factor * capacity
         t0 = time.perf_counter()
-        client_side = asyncio.run(_open_loop(url, _requests(images), rate, args.minutes * 60, outcomes))
+        try:
+            client_side = asyncio.run(_open_loop(url, _requests(images), rate, args.minutes * 60, outcomes))
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
         wall = time.perf_counter() - t0
-        stop.set()
-        for t in threads:
-            t.join()
-        rss_end = _rss_mb(proc.pid)
-    finally:
-        stop.set()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        rss_end = rss_mb(proc.pid)
     audit_rows = _audit_rows(tmp / "a.db") - rows_before
     server_ms = _server_latency(tmp / "a.db", rows_before)
     shutil.rmtree(tmp, ignore_errors=True)

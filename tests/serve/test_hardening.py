@@ -297,3 +297,14 @@ def test_trusted_hosts_refuse_other_host_headers(client_kw: dict[str, Any]) -> N
     with _client(**client_kw, trusted_hosts="triage.example.org") as c:
         assert c.get("/health").status_code == 400  # TestClient sends Host: testserver
         assert c.get("/health", headers={"Host": "triage.example.org"}).status_code == 200
+
+
+def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from carelens.serve.memory import limit_malloc_arenas
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_malloc_arenas() is False  # the operator's setting stands
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    assert limit_malloc_arenas() is sys.platform.startswith("linux")
