@@ -230,7 +230,7 @@ def calibrate(
     if t:
         table = Table("test figure", "value")
         for k in ("ece_before", "ece", "brier_before", "brier", "coverage", "min_class_coverage", "mean_set_size",
-                  "ood_pass_rate", "critical_miss_rate"):
+                  "ood_pass_rate", "critical_miss_rate", "over_triage_rate"):
             v = t.get(k)
             table.add_row(k, "n/a" if v is None else f"{v:.4f}")
         console.print(table)
@@ -238,7 +238,7 @@ def calibrate(
     if ft:
         table = Table("test figure", "image alone", "image + facts")
         for k in ("balanced_accuracy", "accuracy", "macro_auc", "nll", "coverage", "mean_set_size",
-                  "critical_miss_rate"):
+                  "critical_miss_rate", "over_triage_rate"):
             if k in ft:
                 table.add_row(k, f"{ft[k + '_image']:.4f}", f"{ft[k]:.4f}")
         console.print(f"facts fused: {', '.join(r['facts']['schema'])}")
