@@ -24,7 +24,7 @@ RESULTS = BENCH / "results"
 OUT = BENCH / "out"
 
 
-LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
+LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
                    "model_vs_bare_ratio"}
 
 

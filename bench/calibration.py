@@ -55,6 +55,7 @@ def run(case: str) -> None:
         "coverage": t["coverage"], "min_class_coverage": t["min_class_coverage"],
         "per_class_coverage": t["per_class_coverage"], "mean_set_size": t["mean_set_size"],
         "set_size_histogram": t["set_size_histogram"], "critical_miss_rate": t["critical_miss_rate"],
+        "over_triage_rate": t["over_triage_rate"],
         "fallback_classes": cal.report["fallback_classes"],
     }
     targets = {"ece": 0.02, "critical_miss_rate": 0.05}

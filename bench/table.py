@@ -12,7 +12,7 @@ from _common import judge
 
 HERE = Path(__file__).resolve().parent
 SHOW = ["balanced_accuracy", "accuracy", "macro_auc", "medmnist_acc", "ece_before", "ece", "coverage",
-        "min_class_coverage", "mean_set_size", "critical_miss_rate", "ood_auroc_far", "ood_auroc_near",
+        "min_class_coverage", "mean_set_size", "critical_miss_rate", "over_triage_rate", "ood_auroc_far", "ood_auroc_near",
         "ood_pass_rate", "top3_accuracy", "balanced_accuracy_gain", "latency_p50_ms", "latency_p99_ms",
         "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",
         "requests_per_s", "errors", "rss_growth", "capacity_req_s", "offered_req_s", "served", "shed_503",

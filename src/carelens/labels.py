@@ -128,6 +128,12 @@ class LabelSpec(BaseModel):
         """Indices of the classes that must not be missed (severity high or critical)."""
         return [i for i, c in enumerate(self.classes) if c.is_critical]
 
+    @property
+    def routine_indices(self) -> list[int]:
+        """Indices of the classes whose own triage is below ``consultation_24`` (self care or a routine visit):
+        sending them to urgent care is over-triage."""
+        return [i for i, c in enumerate(self.classes) if triage_rank(c.triage) < triage_rank("consultation_24")]
+
     # -- mapping source labels -----------------------------------------------------------------
     def map_label(self, source: str) -> str | None:
         """The class id for one source label, ``None`` if dropped, ``LabelSpecError`` if unknown."""

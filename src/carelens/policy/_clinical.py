@@ -2,8 +2,9 @@
 
 Safety is measured together with its price. The **critical-miss rate** is the share of cases of a
 critical class (severity high or critical) triaged below ``consultation_24``; the **over-triage rate** is
-the share of the other cases sent to ``consultation_24`` or above. Escalating everyone gives a zero
-critical-miss rate and an over-triage rate of one: no triage at all.
+the share of cases whose true class triages at ``consultation`` or below that the decision sends to
+``consultation_24`` or above. Escalating everyone gives a zero critical-miss rate and an over-triage rate
+of one: no triage at all.
 """
 
 from __future__ import annotations
@@ -58,5 +59,6 @@ def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) ->
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
-    """Share of non-critical cases sent to ``consultation_24`` or above; NaN if there are none."""
-    return _rate(levels, ~np.isin(np.asarray(y), spec.critical_indices), urgent=True)
+    """Share of routine cases (``spec.routine_indices``: own triage below ``consultation_24``) sent to
+    ``consultation_24`` or above; NaN if there are none."""
+    return _rate(levels, np.isin(np.asarray(y), spec.routine_indices), urgent=True)
