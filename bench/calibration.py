@@ -56,6 +56,7 @@ def run(case: str) -> None:
         "per_class_coverage": t["per_class_coverage"], "mean_set_size": t["mean_set_size"],
         "set_size_histogram": t["set_size_histogram"], "critical_miss_rate": t["critical_miss_rate"],
         "over_triage_rate": t["over_triage_rate"],
+        "operating_points": cal.report.get("operating_points"),
         "fallback_classes": cal.report["fallback_classes"],
     }
     targets = {"ece": 0.02, "critical_miss_rate": 0.05}

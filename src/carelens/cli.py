@@ -243,9 +243,17 @@ def calibrate(
                 table.add_row(k, f"{ft[k + '_image']:.4f}", f"{ft[k]:.4f}")
         console.print(f"facts fused: {', '.join(r['facts']['schema'])}")
         console.print(table)
+    ops = r.get("operating_points")
+    if ops:
+        table = Table("alpha", "critical-miss (val)", "over-triage (val)", "mean set size (val)",
+                      title="operating points: validation cross-fitted (choose here), --alpha sets the one shipped")
+        for v in ops["val"]:
+            table.add_row(f"{v['alpha']:g}", f"{v['critical_miss_rate']:.4f}", f"{v['over_triage_rate']:.4f}",
+                          f"{v['mean_set_size']:.2f}")
+        console.print(table)
     for w in r.get("warnings", []):
         console.print(f"[yellow]! {w}[/yellow]")
-    console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png")
+    console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png, operating_points.png")
 
 
 @app.command()

@@ -20,6 +20,7 @@ __all__ = [
     "confusion_png",
     "curves_png",
     "ood_histogram_png",
+    "operating_points_png",
     "reliability_png",
     "risk_coverage_png",
     "roc_png",
@@ -137,4 +138,25 @@ def curves_png(history: Sequence[Mapping[str, Any]]) -> bytes:
             ax.axvline(n_head + 0.5, color="grey", ls=":")
     axes[1].set_ylim(0, 1)
     axes[1].legend(loc="lower right")
+    return _png(fig)
+
+
+def operating_points_png(val: Sequence[Mapping[str, float]], test: Sequence[Mapping[str, float]] | None = None) -> bytes:
+    """The price of safety: critical-miss rate against over-triage rate, one point per conformal level alpha
+    (validation cross-fitted, and test), each labelled with its alpha."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for rows, style, name in ((val, "o-", "validation (cross-fitted)"), (test or [], "s--", "test")):
+        if not rows:
+            continue
+        x = [r["over_triage_rate"] for r in rows]
+        y = [r["critical_miss_rate"] for r in rows]
+        ax.plot(x, y, style, label=name)
+        for r, xi, yi in zip(rows, x, y, strict=True):
+            ax.annotate(f"α={r['alpha']:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("over-triage rate (routine cases sent to urgent care)")
+    ax.set_ylabel("critical-miss rate")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     return _png(fig)

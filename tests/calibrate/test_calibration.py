@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,18 @@ def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: P
     assert (cal.ood.p_value(feats, logits) < 0.05).all()
     a = _preds(tiny_ham_run)
     assert cal.ood.is_in_distribution(a["test_features"], a["test_logits"]).mean() > 0.85
+
+
+def test_operating_points_show_the_price_of_safety(tiny_pneumonia_run: Path) -> None:
+    """As alpha grows the conformal sets shrink (nested thresholds), so on the same test cases fewer routine
+    cases are escalated and no fewer critical ones are missed; validation figures are cross-fitted."""
+    ops = calibrate_run(tiny_pneumonia_run).report["operating_points"]
+    assert ops["alphas"] == [0.05, 0.1, 0.15, 0.2] and len(ops["val"]) == len(ops["test"]) == 4
+    test = ops["test"]
+    for lo, hi in pairwise(test):
+        assert hi["mean_set_size"] <= lo["mean_set_size"] + 1e-12
+        assert hi["over_triage_rate"] <= lo["over_triage_rate"] + 1e-12
+        assert hi["critical_miss_rate"] >= lo["critical_miss_rate"] - 1e-12
+    assert all(0 <= r["over_triage_rate"] <= 1 and 0 <= r["critical_miss_rate"] <= 1 for r in ops["val"])
+    assert test[0]["mean_set_size"] > test[-1]["mean_set_size"]  # the levels really differ on this run
+    assert (Run(tiny_pneumonia_run).file(Run.OPERATING_POINTS)).stat().st_size > 1000

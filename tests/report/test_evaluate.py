@@ -72,6 +72,7 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) 
     assert f["critical_miss_rate"] <= f["critical_miss_rate_image"]  # facts never lower a triage level
     assert f["coverage"] >= m["coverage"] - 0.1 and abs(f["balanced_accuracy"] - m["balanced_accuracy"]) < 0.2
     assert 'id="facts"' in (ham_report / "report.html").read_text()
+    assert 'id="operating-points"' in (ham_report / "report.html").read_text()  # the price of safety, per alpha
 
 
 @pytest.mark.parametrize("which", ["ham_report", "busi_report"])

@@ -154,6 +154,23 @@ def _figures(ev: Evaluation) -> str:
     ) + "</div>"
 
 
+def _operating_points_section(ev: Evaluation) -> str:
+    ops = ev.bundle.spec.calibration.get("operating_points")
+    if not ops:
+        return ""
+    rows = "".join(
+        f"<tr><td>{v['alpha']:g}</td><td>{_fmt(v['critical_miss_rate'])}</td><td>{_fmt(v['over_triage_rate'])}</td>"
+        f"<td>{_fmt(v['coverage'])}</td><td>{_fmt(v['mean_set_size'])}</td></tr>" for v in ops["val"])
+    png = plots.operating_points_png(ops["val"], ops.get("test"))
+    return (f"<h2>Operating points: the price of safety</h2><p class=\"note\">The decision escalates to the most "
+            f"urgent class in the conformal set; a smaller alpha gives larger sets, fewer missed critical cases and "
+            f"more routine cases sent to urgent care. Measured at calibration (validation, cross-fitted); this bundle "
+            f"ships alpha = {ev.bundle.conformal.alpha:g}. Choose with <code>carelens calibrate --alpha</code>.</p>"
+            f"<div class=\"grid\"><figure>{_img_tag(png, 'operating points')}</figure>"
+            f"<table id=\"operating-points\"><tr><th>alpha</th><th>critical-miss</th><th>over-triage</th>"
+            f"<th>coverage</th><th>mean set size</th></tr>{rows}</table></div>")
+
+
 def write_report(ev: Evaluation, out: str | Path) -> Path:
     """Write report.html, metrics.json and predictions.npz into ``out``."""
     out = Path(out)
@@ -176,7 +193,7 @@ Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
-{_facts_section(m)}<h2>Figures</h2>{_figures(ev)}
+{_facts_section(m)}{_operating_points_section(ev)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
 <h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
 <p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>

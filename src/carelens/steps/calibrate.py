@@ -14,11 +14,11 @@ from carelens.errors import DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import LabelSpec
 from carelens.metrics import calibration_report, coverage_report, softmax
-from carelens.plots import reliability_png
+from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
 from carelens.steps.run import Calibration, Predictions, Run
 
-__all__ = ["calibrate_run"]
+__all__ = ["ALPHAS", "calibrate_run", "operating_points"]
 
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # calibrated probabilities, set masks, OOD verdicts
 
@@ -57,6 +57,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     test: TestOutputs | None = None
     if a.has_test:
         test, report["test"] = _test_report(a, ts, cp, gate, cfg.class_ids, cfg.spec)
+    if cfg.spec is not None:
+        report["operating_points"] = operating_points(a, ts, gate, cfg.spec, score, class_conditional)
     if facts is None or facts:
         section = _fit_facts(r, a, pv, cp, facts, test)
         if section is not None:
@@ -65,8 +67,52 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     section = report.get("test") or {}
     before = section.get("reliability_before") or report["val"]["before"]["reliability"]
     after = section.get("reliability") or report["val"]["after"]["reliability"]
-    r.write_calibration(cal, reliability_png(before, after, "test" if section else "val"))
+    ops = report.get("operating_points")
+    r.write_calibration(cal, reliability_png(before, after, "test" if section else "val"),
+                        operating_points_png(ops["val"], ops.get("test")) if ops else None)
     return cal
+
+
+ALPHAS = (0.05, 0.1, 0.15, 0.2)
+
+
+def operating_points(a: Predictions, ts: TemperatureScaler, gate: OODGate, spec: LabelSpec,
+                     score: ConformalScore, class_conditional: bool, alphas: Sequence[float] = ALPHAS,
+                     seed: int = 0) -> dict[str, Any]:
+    """Critical-miss and over-triage rates (with coverage and mean set size) of the decision policy as the
+    conformal level alpha varies, so that a deployment can choose its operating point on validation data.
+
+    ``val``: cross-fitted on the validation split (thresholds fitted on one half decide the other, and the
+    reverse), so no case is decided by thresholds fitted on itself. ``test``: thresholds fitted on all of
+    validation, measured on test (for the report; not for choosing).
+    """
+    y, pv = a.val_y, ts.predict_proba(a.val_logits)
+    in_val = gate.is_in_distribution(a.val_features, a.val_logits)
+    order = np.random.default_rng(seed).permutation(len(y))
+    halves = (order[: len(y) // 2], order[len(y) // 2 :])
+    test = None
+    if a.test_logits is not None and a.test_y is not None and a.test_features is not None:
+        test = (ts.predict_proba(a.test_logits), gate.is_in_distribution(a.test_features, a.test_logits), a.test_y)
+    rows_val, rows_test = [], []
+    for alpha in alphas:
+        mask = np.zeros_like(pv, dtype=bool)
+        for fit, held in (halves, halves[::-1]):
+            mask[held] = ConformalClassifier(alpha, score, class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
+        rows_val.append(_point(alpha, pv, mask, in_val, y, spec))
+        if test is not None:
+            pt, in_test, yt = test
+            cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, y)
+            rows_test.append(_point(alpha, pt, cp.predict_set(pt), in_test, yt, spec))
+    return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
+
+
+def _point(alpha: float, proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,
+           spec: LabelSpec) -> dict[str, float]:
+    levels = triage_levels(proba, mask, in_dist, spec)
+    cov = coverage_report(mask, y, spec.class_ids)
+    return {"alpha": alpha, "critical_miss_rate": critical_miss_rate(levels, y, spec),
+            "over_triage_rate": over_triage_rate(levels, y, spec), "coverage": cov["coverage"],
+            "mean_set_size": cov["mean_set_size"]}
 
 
 def _test_report(a: Predictions, ts: TemperatureScaler, cp: ConformalClassifier, gate: OODGate,

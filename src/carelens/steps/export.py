@@ -138,6 +138,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
 
     metrics = r.metrics()
     test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
+    if "operating_points" in cal.report:  # the price of safety at each alpha, for the report and the deployer
+        test_cal["operating_points"] = cal.report["operating_points"]
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", "head.npz")}
     facts = cal.report.get("facts")

@@ -106,6 +106,7 @@ class Run:
     CALIBRATION = "calibration.json"
     OOD = "ood.npz"
     RELIABILITY = "reliability.png"
+    OPERATING_POINTS = "operating_points.png"
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -193,10 +194,12 @@ class Run:
         return json.loads(self.file(self.METRICS).read_text())  # type: ignore[no-any-return]
 
     # -- calibration -----------------------------------------------------------------------------------
-    def write_calibration(self, cal: Calibration, reliability_png: bytes) -> None:
+    def write_calibration(self, cal: Calibration, reliability_png: bytes, operating_points_png: bytes | None = None) -> None:
         self.file(self.CALIBRATION).write_text(json.dumps(cal.report, indent=1))
         cal.ood.save(self.ood_path)
         self.file(self.RELIABILITY).write_bytes(reliability_png)
+        if operating_points_png is not None:
+            self.file(self.OPERATING_POINTS).write_bytes(operating_points_png)
 
     def calibration(self) -> Calibration:
         if not self.file(self.CALIBRATION).is_file():
