@@ -20,7 +20,7 @@ from carelens.steps.run import Calibration, Predictions, Run
 
 __all__ = ["ALPHAS", "calibrate_run", "operating_points"]
 
-TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]  # calibrated probabilities, set masks, OOD verdicts
+TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
 
 def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
@@ -58,7 +58,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     if a.has_test:
         test, report["test"] = _test_report(a, ts, cp, gate, cfg.class_ids, cfg.spec)
     if cfg.spec is not None:
-        report["operating_points"] = operating_points(a, ts, gate, cfg.spec, score, class_conditional)
+        in_val = gate.is_in_distribution(a.val_features, a.val_logits)
+        report["operating_points"] = operating_points(pv, a.val_y, in_val, test, cfg.spec, score, class_conditional)
     if facts is None or facts:
         section = _fit_facts(r, a, pv, cp, facts, test)
         if section is not None:
@@ -76,23 +77,22 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
 ALPHAS = (0.05, 0.1, 0.15, 0.2)
 
 
-def operating_points(a: Predictions, ts: TemperatureScaler, gate: OODGate, spec: LabelSpec,
-                     score: ConformalScore, class_conditional: bool, alphas: Sequence[float] = ALPHAS,
-                     seed: int = 0) -> dict[str, Any]:
+def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: TestOutputs | None,
+                     spec: LabelSpec, score: ConformalScore, class_conditional: bool,
+                     alphas: Sequence[float] = ALPHAS, seed: int = 0) -> dict[str, Any]:
     """Critical-miss and over-triage rates (with coverage and mean set size) of the decision policy as the
     conformal level alpha varies, so that a deployment can choose its operating point on validation data.
+
+    Args:
+        pv, y, in_val: calibrated validation probabilities, labels and OOD verdicts.
+        test: the test split's calibrated probabilities, (unused) sets, OOD verdicts and labels, if any.
 
     ``val``: cross-fitted on the validation split (thresholds fitted on one half decide the other, and the
     reverse), so no case is decided by thresholds fitted on itself. ``test``: thresholds fitted on all of
     validation, measured on test (for the report; not for choosing).
     """
-    y, pv = a.val_y, ts.predict_proba(a.val_logits)
-    in_val = gate.is_in_distribution(a.val_features, a.val_logits)
     order = np.random.default_rng(seed).permutation(len(y))
     halves = (order[: len(y) // 2], order[len(y) // 2 :])
-    test = None
-    if a.test_logits is not None and a.test_y is not None and a.test_features is not None:
-        test = (ts.predict_proba(a.test_logits), gate.is_in_distribution(a.test_features, a.test_logits), a.test_y)
     rows_val, rows_test = [], []
     for alpha in alphas:
         mask = np.zeros_like(pv, dtype=bool)
@@ -100,7 +100,7 @@ def operating_points(a: Predictions, ts: TemperatureScaler, gate: OODGate, spec:
             mask[held] = ConformalClassifier(alpha, score, class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
         rows_val.append(_point(alpha, pv, mask, in_val, y, spec))
         if test is not None:
-            pt, in_test, yt = test
+            pt, _, in_test, yt = test
             cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, y)
             rows_test.append(_point(alpha, pt, cp.predict_set(pt), in_test, yt, spec))
     return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
@@ -124,7 +124,7 @@ def _test_report(a: Predictions, ts: TemperatureScaler, cp: ConformalClassifier,
     in_dist = gate.is_in_distribution(a.test_features, a.test_logits)
     before, after = calibration_report(softmax(a.test_logits), y), calibration_report(pt, y)
     levels = triage_levels(pt, mask, in_dist, spec) if spec else None
-    return (pt, mask, in_dist), {
+    return (pt, mask, in_dist, y), {
         "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier_before": before["brier"],
         "brier": after["brier"], "nll_before": before["nll"], "nll": after["nll"],
         "reliability_before": before["reliability"], "reliability": after["reliability"],
@@ -162,7 +162,7 @@ def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier
                rows(a.val_ids), pv, a.val_y)
     section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}
     if test is not None and a.test_ids is not None and a.test_y is not None:
-        pt, mask, in_dist = test
+        pt, mask, in_dist, _ = test
         section["test"] = fusion.measure(pt, mask, rows(a.test_ids), a.test_y, cfg.class_ids, spec=cfg.spec,
                                          in_distribution=in_dist)
     return section
