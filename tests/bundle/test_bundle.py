@@ -158,6 +158,8 @@ def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz
         r = next(engine.predict_paths([{str(tmp_path / 'x.png')!r}]))
         assert r.assessment is not None, r.error
         assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
+        # evaluation-only libraries stay out of the serving process too (sklearn.metrics: ~50 MB of RSS)
+        assert "sklearn.metrics" not in sys.modules, "sklearn.metrics imported by the serving path"
         print("ok", r.assessment.triage.level)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

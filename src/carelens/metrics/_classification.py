@@ -7,9 +7,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 __all__ = ["classification_metrics", "macro_auc"]
+
+
+def _sk() -> Any:
+    """scikit-learn's metrics, imported when a figure is computed, not when carelens is: the serving process
+    imports this package (the facts fusion reports with it) and stays ~50 MB lighter (measured: 318 -> 269 MB
+    peak RSS serving the 224 px bundle)."""
+    import sklearn.metrics
+
+    return sklearn.metrics
 
 
 def macro_auc(y: np.ndarray, proba: np.ndarray) -> tuple[float, list[float]]:
@@ -21,7 +29,7 @@ def macro_auc(y: np.ndarray, proba: np.ndarray) -> tuple[float, list[float]]:
         if pos.all() or not pos.any():
             per.append(float("nan"))
             continue
-        per.append(float(roc_auc_score(pos, proba[:, c])))
+        per.append(float(_sk().roc_auc_score(pos, proba[:, c])))
     valid = [a for a in per if not np.isnan(a)]
     if len(valid) < len(per):
         warnings.warn("AUROC undefined for classes absent from (or alone in) this split; they are NaN.", stacklevel=2)
@@ -42,10 +50,11 @@ def classification_metrics(y: Sequence[int] | np.ndarray, proba: np.ndarray, cla
         raise ValueError(f"proba must have shape ({len(y)}, {k}), got {proba.shape}")
     pred = proba.argmax(1)
     labels = list(range(k))
-    prec, rec, f1, sup = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    sk = _sk()
+    prec, rec, f1, sup = sk.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     present = sup > 0
     auc, per_auc = macro_auc(y, proba)
-    cm = confusion_matrix(y, pred, labels=labels)
+    cm = sk.confusion_matrix(y, pred, labels=labels)
     per_class = {
         cid: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(sup[i]),
               "auc": per_auc[i]}
