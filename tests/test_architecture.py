@@ -19,7 +19,7 @@ SRC = Path(carelens.__file__).resolve().parent
 LAYERS: list[set[str]] = [
     {"errors"},
     {"__init__", "validation", "hashing", "settings", "console", "labels", "preprocess"},  # shared vocabulary
-    {"config", "metrics"},
+    {"config", "metrics", "tasks"},
     {"policy", "data", "calibrate", "models", "plots"},
     {"fusion"},
     {"bundle", "symptoms"},

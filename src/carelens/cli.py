@@ -170,6 +170,7 @@ def train_cmd(
     imbalance: Annotated[str | None, typer.Option(help="Comma list of none, weighted, focal, balanced_sampler.")] = None,
     augment: Annotated[str | None, typer.Option(help="Augmentation preset.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    severity_head: Annotated[str | None, typer.Option(help="Multi-label: softmax or ordinal severity heads.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
@@ -179,7 +180,8 @@ def train_cmd(
 
     settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
     for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
-                       ("finetune_epochs", finetune_epochs), ("augment", augment), ("seed", seed)):
+                       ("finetune_epochs", finetune_epochs), ("augment", augment), ("seed", seed),
+                       ("severity_head", severity_head)):
         if value is not None:
             settings[key] = value
     if imbalance is not None:
@@ -192,6 +194,15 @@ def train_cmd(
         with progress_bar(f"splitting {ds.name}", len(ds)) as advance:
             split_obj = split_dataset(ds, seed=cfg.seed, progress=advance)
     res = train(ds, split_obj, cfg, out, resume=resume)
+    if ds.multilabel:
+        table = Table("split", "macro F1", "micro F1", "macro AUC", "severity QWK", title=f"{ds.name}: {out}")
+        for name, m in (("val", res.val), ("test", res.test)):
+            if m:
+                table.add_row(name, f"{m['macro_f1']:.3f}", f"{m['micro_f1']:.3f}", f"{m['macro_auc']:.3f}",
+                              f"{m['severity'].get('qwk', float('nan')):.3f}")
+        console.print(table)
+        console.print(f"wrote {out}/ (metrics.json, curves.png, best.pt) in {res.seconds:.0f} s")
+        return
     table = Table("split", "balanced acc", "accuracy", "macro AUC", "macro F1", title=f"{ds.name}: {out}")
     for name, m in (("val", res.val), ("test", res.test)):
         if m:
@@ -225,6 +236,9 @@ def calibrate(
     cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
                         ood_method=cast(OODMethod, ood_method), facts=names)  # each validated when it is fitted
     r = cal.report
+    if cal.multilabel is not None:
+        _print_multilabel_calibration(r)
+        return
     console.print(f"temperature {r['temperature']:.3f}")
     t = r.get("test")
     if t:
@@ -254,6 +268,24 @@ def calibrate(
     for w in r.get("warnings", []):
         console.print(f"[yellow]! {w}[/yellow]")
     console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png, operating_points.png")
+
+
+def _print_multilabel_calibration(r: dict[str, Any]) -> None:
+    m = r["multilabel"]
+    console.print(f"per-condition temperatures {', '.join(f'{t:.2f}' for t in m['temperatures'])}; risk-control "
+                  f"threshold {m['risk_threshold']:.3f} (alpha {m['alpha']:g})")
+    t = r.get("test")
+    if t:
+        table = Table("test figure", "value")
+        for k in ("macro_f1", "micro_f1", "macro_auc", "fnr", "fnr_target", "mean_kept", "mean_true", "ece_before",
+                  "ece", "ood_pass_rate", "critical_miss_rate", "over_triage_rate"):
+            v = t.get(k)
+            table.add_row(k, "n/a" if v is None else f"{v:.4f}")
+        table.add_row("severity_qwk", f"{t['severity'].get('qwk', float('nan')):.4f}")
+        console.print(table)
+    for w in r.get("warnings", []):
+        console.print(f"[yellow]! {w}[/yellow]")
+    console.print("wrote calibration.json, ood.npz, reliability.png")
 
 
 @app.command()
@@ -310,7 +342,11 @@ def predict(
         with progress_bar("predicting", len(paths)) as advance:
             for k, r in enumerate(write_results(engine.predict_paths(paths, heatmaps=heatmaps is not None), stream, fmt)):
                 errors += r.error is not None
-                if heatmaps and r.heatmap is not None:
+                if heatmaps and r.finding_heatmaps:  # multi-label: one overlay per condition present
+                    img = read_image(r.input)
+                    for cid, heat in r.finding_heatmaps.items():
+                        (heatmaps / f"{k:05d}_{Path(r.input).stem}_{cid}.png").write_bytes(overlay_heatmap(img, heat))
+                elif heatmaps and r.heatmap is not None:
                     (heatmaps / f"{k:05d}_{Path(r.input).stem}.png").write_bytes(
                         overlay_heatmap(read_image(r.input), r.heatmap))
                 advance(1)
@@ -538,6 +574,24 @@ def fetch(
     typer.echo(json.dumps({"path": str(path), "md5": digest, "official_md5": digest == official, "counts": counts}))
     if digest != official:
         err_console.print(f"[yellow]! {path.name} is a local copy whose MD5 is not the official one ({official}).[/yellow]")
+
+
+@data_app.command("synth")
+@_edge
+def synth(
+    kind: Annotated[str, typer.Argument(help="What to generate (only 'multilabel' for now).")],
+    out: Annotated[Path, typer.Option(help="Folder to write <condition>/<severity>/<name>.png + .json into.")],
+    n: Annotated[int, typer.Option(help="Images (mirrored twins come on top).")] = 600,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 96,
+) -> None:
+    """Write a synthetic multi-label skin-condition set with known labels (for tests and benchmarks)."""
+    from carelens.data import write_synthetic_multilabel
+
+    if kind != "multilabel":
+        raise ConfigError(f"unknown synthetic set {kind!r}; known: multilabel")
+    root = write_synthetic_multilabel(out, n=n, seed=seed, size=size)
+    console.print(f"wrote {len(list(root.glob('*/*/*.png')))} images to {root}/ (train with --spec skin_conditions)")
 
 
 def main() -> None:

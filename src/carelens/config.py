@@ -49,6 +49,8 @@ class TrainConfig:
     monitor: str = "balanced_accuracy"
     patience: int = 3
     augment: str = "default"
+    severity_head: str = "softmax"  # multi-label only: "softmax" or "ordinal" (CORAL)
+    severity_weight: float = 1.0  # multi-label only: weight of the severity loss beside the condition loss
     seed: int = 0
     threads: int | None = None
 
@@ -86,6 +88,8 @@ class TrainConfig:
             problems.append(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}")
         if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
             problems.append("dropout and label_smoothing must be in [0, 1)")
+        if self.severity_head not in ("softmax", "ordinal"):
+            problems.append(f"severity_head must be softmax or ordinal, got {self.severity_head!r}")
         if self.focal_gamma < 0:
             problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         if problems:

@@ -23,10 +23,12 @@ from carelens.errors import LabelSpecError
 
 __all__ = [
     "SEVERITIES",
+    "TASKS",
     "TRIAGE_LEVELS",
     "ClassSpec",
     "LabelSpec",
     "MergeRule",
+    "SeverityLevel",
     "builtin_specs",
     "load_spec",
     "triage_rank",
@@ -36,6 +38,7 @@ SEVERITIES = ("low", "moderate", "high", "critical")
 # Ordered from least to most urgent: the decision policy takes the max over plausible classes.
 TRIAGE_LEVELS = ("self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance")
 
+TASKS = ("multiclass", "multilabel")
 Severity = Literal["low", "moderate", "high", "critical"]
 Triage = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
 
@@ -50,8 +53,26 @@ def triage_rank(level: str) -> int:
         ) from None
 
 
+class SeverityLevel(BaseModel):
+    """One grade of a condition in a multi-label spec (acne ``mild``, retinopathy ``proliferative``), mildest
+    first: its own triage level, severity (critical grades count in the critical-miss rate) and advice."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str = ""
+    severity: Severity = "moderate"
+    triage: Triage = "consultation"
+    advice: str = ""
+
+    @property
+    def is_critical(self) -> bool:
+        return self.severity in ("high", "critical")
+
+
 class ClassSpec(BaseModel):
-    """One condition the model can report."""
+    """One condition the model can report. In a multi-label spec a condition may have ``severity_levels``
+    (mildest first); its own ``triage`` then applies when the grade is not known."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -62,11 +83,24 @@ class ClassSpec(BaseModel):
     triage: Triage = "consultation"
     advice: str = ""
     description: str = ""
+    severity_levels: tuple[SeverityLevel, ...] = Field(default=(), exclude_if=lambda v: not v)  # absent when none
 
     @property
     def is_critical(self) -> bool:
         """A class that must not be missed: severity high or critical."""
         return self.severity in ("high", "critical")
+
+    @property
+    def level_ids(self) -> list[str]:
+        return [lv.id for lv in self.severity_levels]
+
+    def level_index(self, level: str) -> int:
+        """Position of a severity level (mildest = 0); LabelSpecError naming the known ones."""
+        try:
+            return self.level_ids.index(level)
+        except ValueError:
+            raise LabelSpecError(f"condition {self.id!r} has no severity level {level!r}; its levels are "
+                                 f"{', '.join(self.level_ids) or '(none)'}") from None
 
 
 class MergeRule(BaseModel):
@@ -85,7 +119,7 @@ class LabelSpec(BaseModel):
 
     name: str
     title: str = ""
-    task: Literal["multiclass"] = "multiclass"
+    task: Literal["multiclass", "multilabel"] = "multiclass"
     modality: str = ""
     description: str = ""
     reference: dict[str, Any] = Field(default_factory=dict)
@@ -105,6 +139,15 @@ class LabelSpec(BaseModel):
                 f"merge rules point to classes that are not defined: {', '.join(unknown)}; "
                 f"defined classes: {', '.join(ids)}"
             )
+        graded = [c.id for c in self.classes if c.severity_levels]
+        if graded and self.task != "multilabel":
+            raise ValueError(f"severity_levels ({', '.join(graded)}) need `task: multilabel`")
+        for c in self.classes:
+            levels = c.level_ids
+            if len(set(levels)) != len(levels):
+                raise ValueError(f"condition {c.id!r} repeats a severity level: {', '.join(levels)}")
+            if len(levels) == 1:
+                raise ValueError(f"condition {c.id!r} has one severity level; give two or more, or none")
         return self
 
     # -- lookups -------------------------------------------------------------------------------
@@ -122,6 +165,24 @@ class LabelSpec(BaseModel):
 
     def get(self, class_id: str) -> ClassSpec:
         return self.classes[self.index(class_id)]
+
+    @property
+    def multilabel(self) -> bool:
+        return self.task == "multilabel"
+
+    @property
+    def severity_sizes(self) -> list[int]:
+        """Number of severity levels per condition (0 where a condition has none)."""
+        return [len(c.severity_levels) for c in self.classes]
+
+    def finding_triage(self, k: int, level: int | None) -> tuple[str, bool]:
+        """(triage level, critical?) of condition ``k`` at severity ``level`` (``None``: grade not known; the
+        condition's own triage, or its most urgent grade's when that is more urgent and the grade is unknown)."""
+        c = self.classes[k]
+        if level is not None and c.severity_levels:
+            lv = c.severity_levels[level]
+            return lv.triage, lv.is_critical
+        return c.triage, c.is_critical
 
     @property
     def critical_indices(self) -> list[int]:

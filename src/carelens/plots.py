@@ -122,16 +122,16 @@ def ood_histogram_png(in_scores: np.ndarray, out_scores: Mapping[str, np.ndarray
 
 
 def curves_png(history: Sequence[Mapping[str, Any]]) -> bytes:
-    """Training curves: train loss, and validation balanced accuracy / accuracy / macro AUC per epoch; a dotted
+    """Training curves: train loss, and the validation measures per epoch (``val_*`` keys); a dotted
     line where the head phase ends and fine-tuning begins."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     x = list(range(1, len(history) + 1))
     axes[0].plot(x, [h["train_loss"] for h in history], label="train loss")
     axes[0].set_xlabel("epoch (head, then fine-tune)")
     axes[0].legend()
-    for key, lab in (("val_balanced_accuracy", "val balanced acc"), ("val_accuracy", "val acc"),
-                     ("val_macro_auc", "val macro AUC")):
-        axes[1].plot(x, [h[key] for h in history], label=lab)
+    keys = sorted({k for h in history for k in h if k.startswith("val_")})  # what the task measures per epoch
+    for key in keys:
+        axes[1].plot(x, [h.get(key, np.nan) for h in history], label=key[4:].replace("_", " "))
     n_head = sum(1 for h in history if h["phase"] == "head")
     for ax in axes:
         if 0 < n_head < len(history):

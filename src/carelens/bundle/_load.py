@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, REQUIRED_FILES, BundleSpec
 from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
 from carelens.hashing import canonical_digest, file_digest
 from carelens.labels import LabelSpec
 from carelens.preprocess import PreprocessConfig
+from carelens.tasks import OutputLayout
 
 __all__ = ["Bundle", "load_bundle", "make_session", "run_selftest", "selftest_input"]
 
@@ -48,13 +49,22 @@ class Bundle:
     spec: BundleSpec
     session: Any  # onnxruntime.InferenceSession (imported only when a bundle is loaded)
     temperature: TemperatureScaler
-    conformal: ConformalClassifier
+    conformal: ConformalClassifier | None  # multiclass
     ood: OODGate
-    head_weight: np.ndarray  # (k, C) for class-activation maps
+    head_weight: np.ndarray  # (outputs, C) for class-activation maps (condition k: row k)
     head_bias: np.ndarray
     facts: FactsFusion | None = None  # when the model fuses clinical facts
     signed_by: str | None = None  # id of the trusted key that signed it (when keys were given)
     extracted: Path | None = None  # the temporary folder a .zip bundle was unpacked into
+    multilabel: MultilabelCalibrator | None = None  # multi-label: per-condition calibration, risk control
+    layout: OutputLayout | None = None  # multi-label: where conditions and severities sit in the logits
+
+    @property
+    def alpha(self) -> float:
+        """The conformal level: miscoverage of the prediction set, or the bounded false-negative rate."""
+        fitted = self.multilabel if self.multilabel is not None else self.conformal
+        assert fitted is not None  # BundleSpec requires one per task
+        return float(fitted.alpha)
 
     def close(self) -> None:
         """Release the bundle: a zip bundle's unpacked folder is deleted."""
@@ -200,7 +210,9 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
         weight, bias = h["weight"], h["bias"]
     b = Bundle(
         path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature}),
-        conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()),
+        conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()) if spec.conformal else None,
+        multilabel=MultilabelCalibrator.from_dict(spec.multilabel.calibrator_dict()) if spec.multilabel else None,
+        layout=OutputLayout(tuple(spec.multilabel.severity_sizes), spec.multilabel.severity_head) if spec.multilabel else None,
         ood=OODGate.from_dict(spec.ood.model_dump(), folder / "ood.npz"),
         head_weight=weight, head_bias=bias, facts=FactsFusion.from_dict(spec.facts.fusion) if spec.facts else None,
         signed_by=signed_by,

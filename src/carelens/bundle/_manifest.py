@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from carelens.hashing import canonical_digest
 from carelens.labels import LabelSpec
@@ -26,13 +26,14 @@ __all__ = [
     "ConformalParams",
     "FactsSection",
     "ModelIO",
+    "MultilabelParams",
     "OODParams",
     "SelfTest",
     "SplitInfo",
 ]
 
-FORMAT_VERSION = 2  # 2 added the optional ``facts`` section (clinical facts fused with the image)
-OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts
+FORMAT_VERSION = 3  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section)
+OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz", "head.npz"})  # every one listed in ``files`` with its sha256
 
 
@@ -68,6 +69,23 @@ class ConformalParams(_Section):
     fallback_classes: list[int]
     min_per_class: int
     class_counts: list[int]
+
+
+class MultilabelParams(_Section):
+    """A multi-label model's output layout and :meth:`carelens.calibrate.MultilabelCalibrator.to_dict`."""
+
+    severity_head: Literal["softmax", "ordinal"]
+    severity_sizes: list[int]
+    alpha: float
+    temperatures: list[float]
+    thresholds: list[float]
+    risk_threshold: float
+    n: int
+    val_fnr: float
+    recall_floor: dict[str, float] = Field(default_factory=dict)
+
+    def calibrator_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"severity_head", "severity_sizes"})
 
 
 class OODParams(_Section):
@@ -109,15 +127,16 @@ class BundleSpec(BaseModel):
     format_version: int
     name: str
     version: str
-    task: Literal["multiclass"] = "multiclass"
+    task: Literal["multiclass", "multilabel"] = "multiclass"
     created: str
     intended_use: str = ""
     label_spec: LabelSpec
     class_ids: list[str]
     preprocess: PreprocessConfig
     model_io: ModelIO
-    temperature: float
-    conformal: ConformalParams
+    temperature: float = 1.0  # multiclass; a multi-label model has one per condition in ``multilabel``
+    conformal: ConformalParams | None = None  # multiclass: conformal prediction sets
+    multilabel: MultilabelParams | None = None  # multi-label: layout, thresholds, conformal risk control
     ood: OODParams
     test_metrics: dict[str, Any] = Field(default_factory=dict)  # record
     calibration: dict[str, Any] = Field(default_factory=dict)  # record
@@ -131,14 +150,25 @@ class BundleSpec(BaseModel):
     files: dict[str, str]  # name -> sha256
     integrity: str = ""  # sha256 of this document without this field
 
+    @model_validator(mode="after")
+    def _task_sections(self) -> BundleSpec:
+        if self.task == "multiclass" and self.conformal is None:
+            raise ValueError("a multiclass bundle needs its `conformal` section")
+        if self.task == "multilabel" and self.multilabel is None:
+            raise ValueError("a multilabel bundle needs its `multilabel` section")
+        if self.label_spec.task != self.task:
+            raise ValueError(f"the label spec is {self.label_spec.task} but the bundle says {self.task}")
+        return self
+
     @field_validator("split", mode="before")
     @classmethod
     def _no_split(cls, v: Any) -> Any:
         return v or None  # bundles written without split information hold {}
 
     def document(self) -> dict[str, Any]:
-        """bundle.json as written (JSON types, aliases as in the file)."""
-        return self.model_dump(mode="json", by_alias=True)
+        """bundle.json as written (JSON types, aliases as in the file). A multiclass bundle has no ``multilabel``
+        key, so its document (and integrity digest) is what a carelens before multi-label wrote."""
+        return self.model_dump(mode="json", by_alias=True, exclude={"multilabel"} if self.multilabel is None else None)
 
     def digest(self) -> str:
         return canonical_digest({k: v for k, v in self.document().items() if k != "integrity"})

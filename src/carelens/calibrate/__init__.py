@@ -1,5 +1,6 @@
 """Calibration (numpy, scipy and scikit-learn; no torch): temperature scaling, conformal prediction sets and
-the out-of-distribution gate.
+the out-of-distribution gate; for multi-label models, per-condition temperatures and thresholds with
+conformal risk control of the false-negative rate.
 
 Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) that persists as plain data
 (``to_dict`` / ``from_dict``). Fitting them on a training run is the calibrate step (:mod:`carelens.steps`).
@@ -7,14 +8,17 @@ Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) t
 
 from carelens.calibrate._conformal import ConformalClassifier, ConformalScore, conformal_quantile, nonconformity
 from carelens.calibrate._ood import OODGate, OODMethod
+from carelens.calibrate._risk_control import MultilabelCalibrator, risk_control_threshold
 from carelens.calibrate._temperature import TemperatureScaler
 
 __all__ = [
     "ConformalClassifier",
     "ConformalScore",
+    "MultilabelCalibrator",
     "OODGate",
     "OODMethod",
     "TemperatureScaler",
     "conformal_quantile",
     "nonconformity",
+    "risk_control_threshold",
 ]

@@ -1,9 +1,16 @@
 """Data: sources, image reading, audit and splits."""
 
 from carelens.data._audit import AuditReport, ClassAudit, audit_dataset
-from carelens.data._dataset import Dataset, Example, UnreadableImageWarning
+from carelens.data._dataset import NO_FINDING, Dataset, Example, UnreadableImageWarning, findings_label
 from carelens.data._image_io import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
+from carelens.data._multilabel import (
+    ODIR_GRADES,
+    is_condition_folder,
+    odir_eye_findings,
+    read_condition_folder,
+    read_odir,
+)
 from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
 from carelens.data._sources import (
     HAM10000_FORMAT,
@@ -25,6 +32,7 @@ from carelens.data._splits import (
     read_split_document,
     split_dataset,
 )
+from carelens.data._synth import SYNTH_CONDITIONS, write_synthetic_multilabel
 
 __all__ = [
     "HAM10000_FORMAT",
@@ -32,7 +40,10 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
     "MEDMNIST",
+    "NO_FINDING",
+    "ODIR_GRADES",
     "SPLIT_NAMES",
+    "SYNTH_CONDITIONS",
     "AuditReport",
     "ClassAudit",
     "Dataset",
@@ -44,22 +55,28 @@ __all__ = [
     "audit_dataset",
     "decode_image",
     "fetch_medmnist",
+    "findings_label",
     "groups_from_pairs",
+    "is_condition_folder",
     "is_split_layout",
     "load_run_splits",
     "load_splits",
     "make_splits",
     "md5sum",
     "near_duplicate_pairs",
+    "odir_eye_findings",
     "open_dataset",
+    "read_condition_folder",
     "read_folder",
     "read_image",
     "read_manifest",
     "read_medmnist",
+    "read_odir",
     "read_split_document",
     "read_split_folders",
     "scan_dataset",
     "split_dataset",
     "to_rgb_array",
     "verify_md5",
+    "write_synthetic_multilabel",
 ]

@@ -54,6 +54,7 @@ class AuditReport:
     cross_group_duplicates: list[dict[str, Any]]
     split_leaks: list[dict[str, Any]]
     groups_spanning_classes: list[dict[str, Any]]
+    multilabel: dict[str, Any] | None  # multi-label data: co-occurrence, condition x severity cells
     excluded_files: list[str]  # left out on purpose by the reader (segmentation masks ...)
     split_strategy: str | None
     warnings: list[str]
@@ -99,7 +100,8 @@ def audit_dataset(
     classes, imbalance, target = _class_audit(ds, scan, split_of, target_per_class, min_per_class)
     unreadable, tiny = _file_findings(ds, scan, tiny_side)
     dupes = _duplicate_findings(ds, scan, split_of, near_threshold)
-    spanning = _groups_spanning_classes(ds)
+    spanning = [] if ds.multilabel else _groups_spanning_classes(ds)
+    multi = _multilabel_audit(ds, scan.ok, min_per_class) if ds.multilabel else None
     return AuditReport(
         dataset={"name": ds.name, "source": ds.source, "root": str(ds.root), "fingerprint": ds.fingerprint()},
         spec=ds.spec.name if ds.spec else None,
@@ -113,10 +115,12 @@ def audit_dataset(
         tiny_images=tiny,
         **dupes,
         groups_spanning_classes=spanning,
+        multilabel=multi,
         excluded_files=list(ds.excluded),
         split_strategy=strategy,
         warnings=[*ds.notes,
-                  *_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning)],
+                  *_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning),
+                  *(multi["warnings"] if multi else [])],
         seconds=round(time.perf_counter() - t0, 2),
     )
 
@@ -133,25 +137,58 @@ def _split_of(ds: Dataset, splits: Splits | None) -> tuple[list[str | None], str
 def _class_audit(ds: Dataset, scan: ScanResult, split_of: list[str | None], target_per_class: int | None,
                  min_per_class: int) -> tuple[list[ClassAudit], float, int]:
     """Per class: readable examples, groups, share, deficit to the target, per split; the imbalance ratio."""
-    n, labels, ok = len(ds), ds.labels, scan.ok
+    n, ok = len(ds), scan.ok
     counts = ds.class_counts()
-    readable = Counter(labels[i] for i in range(n) if ok[i])
+    members = [_classes_of(e) for e in ds]  # multi-label: every condition of the image
+    readable = Counter(c for i in range(n) if ok[i] for c in members[i])
     group_sets: dict[str, set[str]] = defaultdict(set)
-    for e in ds:
-        group_sets[e.label].add(e.group if e.group is not None else f"id:{e.id}")
+    for e, cs in zip(ds, members, strict=True):
+        for c in cs:
+            group_sets[c].add(e.group if e.group is not None else f"id:{e.id}")
     nonzero = [readable.get(c, 0) for c in counts if readable.get(c, 0) > 0]
     imbalance = float(max(nonzero) / min(nonzero)) if nonzero else float("nan")
     target = target_per_class or max(min_per_class, int(np.median(list(counts.values()))))
     classes = []
     for c, cnt in counts.items():
         r = readable.get(c, 0)
-        per_split = Counter(split_of[i] for i in range(n) if labels[i] == c and split_of[i] is not None)
+        per_split = Counter(split_of[i] for i in range(n) if c in members[i] and split_of[i] is not None)
         classes.append(ClassAudit(
             id=c, count=cnt, readable=r, groups=len(group_sets.get(c, ())), share=round(r / max(int(ok.sum()), 1), 4),
             deficit=max(0, target - r), too_few_to_validate=r < min_per_class,
             per_split=dict(sorted(per_split.items())),  # type: ignore[arg-type]
         ))
     return classes, imbalance, target
+
+
+def _classes_of(e: Any) -> tuple[str, ...]:
+    return tuple(e.findings) if e.findings is not None else (e.label,)
+
+
+# A (condition, severity) cell needs this many images for a 70/10/20 split to leave ~3 for validation and ~6
+# for testing: below it, the severity figures of that cell cannot be checked.
+MIN_CELL = 30
+
+
+def _multilabel_audit(ds: Dataset, ok: np.ndarray, min_per_class: int) -> dict[str, Any]:
+    """Label co-occurrence, positives per condition, condition x severity counts, and cells too small."""
+    conditions = ds.spec.class_ids if ds.spec else sorted({c for e in ds for c in (e.findings or {})})
+    rows = [e.findings or {} for i, e in enumerate(ds) if ok[i]]
+    co = {a: {b: sum(1 for f in rows if a in f and b in f) for b in conditions} for a in conditions}
+    cells: dict[str, dict[str, int]] = {}
+    for c in conditions:
+        levels = ds.spec.get(c).level_ids if ds.spec else []
+        counts = Counter(str(f[c]) if f[c] is not None else "unknown" for f in rows if c in f)
+        cells[c] = {lv: counts.get(lv, 0) for lv in levels} | ({"unknown": counts["unknown"]} if counts["unknown"] else {})
+    small = [f"{c}/{lv} ({n})" for c, lvs in cells.items() for lv, n in lvs.items() if lv != "unknown" and n < MIN_CELL]
+    cardinality = Counter(len(f) for f in rows)
+    warnings = []
+    if small:
+        warnings.append(f"{len(small)} condition x severity cell(s) have fewer than {MIN_CELL} images, too few to "
+                        f"validate that grade: {', '.join(small[:12])}{' ...' if len(small) > 12 else ''}")
+    return {"positives": {c: co[c][c] for c in conditions}, "co_occurrence": co, "severity_cells": cells,
+            "small_cells": small, "min_cell": MIN_CELL,
+            "conditions_per_image": {str(k): v for k, v in sorted(cardinality.items())},
+            "no_finding": cardinality.get(0, 0), "warnings": warnings}
 
 
 def _file_findings(ds: Dataset, scan: ScanResult, tiny_side: int) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from carelens.data._image_io import ColorMode, read_image
-from carelens.errors import DataError, ImageReadError
+from carelens.errors import DataError, ImageReadError, LabelSpecError
 from carelens.labels import LabelSpec
 
-__all__ = ["Dataset", "Example", "UnreadableImageWarning"]
+__all__ = ["NO_FINDING", "Dataset", "Example", "UnreadableImageWarning", "findings_label"]
 
 
 class UnreadableImageWarning(UserWarning):
@@ -36,6 +36,9 @@ class Example:
         index: row in the dataset's in-memory array, for array sources (MedMNIST).
         split: the official split when the source defines one (MedMNIST), else ``None``.
         facts: clinical facts from the manifest (age, sex, site ...), kept for fusion.
+        findings: multi-label examples only: condition -> severity level (``None`` when the grade is not
+            known); empty for an image with no condition. ``label`` is then the sorted conditions joined by
+            ``+`` (``none`` when empty), the stratum splits and audits count.
     """
 
     id: str
@@ -46,6 +49,15 @@ class Example:
     index: int | None = None
     split: str | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
+    findings: Mapping[str, str | None] | None = None
+
+
+NO_FINDING = "none"
+
+
+def findings_label(findings: Mapping[str, str | None]) -> str:
+    """The stratum of a multi-label example: its conditions, sorted, joined by ``+``."""
+    return "+".join(sorted(findings)) or NO_FINDING
 
 
 class Dataset(Sequence[Example]):
@@ -97,6 +109,10 @@ class Dataset(Sequence[Example]):
         return [e.label for e in self._examples]
 
     @property
+    def multilabel(self) -> bool:
+        return any(e.findings is not None for e in self._examples)
+
+    @property
     def has_groups(self) -> bool:
         return any(e.group is not None for e in self._examples)
 
@@ -105,7 +121,11 @@ class Dataset(Sequence[Example]):
         return all(e.split is not None for e in self._examples)
 
     def class_counts(self) -> dict[str, int]:
-        counts = Counter(self.labels)
+        """Examples per class (multi-label: images showing each condition)."""
+        if self.multilabel:
+            counts = Counter(c for e in self._examples for c in (e.findings or {}))
+        else:
+            counts = Counter(self.labels)
         if self.spec is not None:
             return {c: counts.get(c, 0) for c in self.spec.class_ids}
         return dict(sorted(counts.items()))
@@ -131,17 +151,43 @@ class Dataset(Sequence[Example]):
         Raises:
             LabelSpecError: a source label the spec does not know, or a class with no examples.
         """
+        if self.multilabel != spec.multilabel:
+            raise LabelSpecError(f"spec {spec.name!r} is {spec.task} but dataset {self.name!r} is "
+                                 f"{'multi-label' if self.multilabel else 'single-label'}; choose a matching spec")
+        if spec.multilabel:
+            kept = [self._map_findings(e, spec) for e in self._examples]
+            spec.check_counts(Counter(c for e in kept for c in (e.findings or {})))
+            return Dataset(self.name, kept, source=self.source, root=self.root, images=self.images, spec=spec,
+                           notes=self.notes, excluded=self.excluded)
         mapped = spec.map_labels(e.source_label for e in self._examples)
         kept = [replace(e, label=m) for e, m in zip(self._examples, mapped, strict=True) if m is not None]
         spec.check_counts(Counter(e.label for e in kept))
         return Dataset(self.name, kept, source=self.source, root=self.root, images=self.images, spec=spec,
                        notes=self.notes, excluded=self.excluded)
 
+    @staticmethod
+    def _map_findings(e: Example, spec: LabelSpec) -> Example:
+        """Condition names through the spec's merge/drop rules; severity levels checked against the spec."""
+        out: dict[str, str | None] = {}
+        for source, level in (e.findings or {}).items():
+            cid = spec.map_label(source)
+            if cid is None:
+                continue
+            c = spec.get(cid)
+            if level is not None:
+                if not c.severity_levels:
+                    level = None  # the spec does not grade this condition
+                else:
+                    c.level_index(level)
+            out[cid] = level if out.get(cid) is None else out[cid]
+        return replace(e, findings=out, label=findings_label(out))
+
     def fingerprint(self) -> str:
         """sha256 of the manifest (id, label, group): identifies the exact data a model saw."""
         h = hashlib.sha256()
         for e in sorted(self._examples, key=lambda x: x.id):
-            h.update(f"{e.id}\t{e.label}\t{e.group or ''}\n".encode())
+            grades = "" if e.findings is None else "\t" + ",".join(f"{c}:{lv}" for c, lv in sorted(e.findings.items()))
+            h.update(f"{e.id}\t{e.label}\t{e.group or ''}{grades}\n".encode())
         return h.hexdigest()
 
     # -- images --------------------------------------------------------------------------------

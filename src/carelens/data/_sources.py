@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from carelens.data._dataset import Dataset, Example
+from carelens.data._dataset import Dataset, Example, findings_label
 from carelens.data._image_io import IMAGE_SUFFIXES
 from carelens.data._medmnist import read_medmnist
+from carelens.data._multilabel import is_condition_folder, read_condition_folder, read_odir
 from carelens.errors import DataError
 from carelens.labels import LabelSpec, load_spec
 from carelens.settings import data_root
@@ -39,6 +40,8 @@ class ManifestFormat:
     group_column: str | None = "group"
     path_template: str = "{}"  # may hold a glob in its folders: "HAM10000_images_part_*/{}.jpg"
     exclude: tuple[str, ...] = ()
+    # multi-label: one 0/1 column per condition (no label column), its grade in ``severity_<condition>``
+    conditions: tuple[str, ...] = ()
 
 
 HAM10000_FORMAT = ManifestFormat(
@@ -70,6 +73,7 @@ _KNOWN = {
     "busi": ("busi_breast_ultrasound_256", "busi"),
     "busi_binary": ("busi_breast_ultrasound_256", "busi_binary"),
     "pneumoniamnist": ("pneumoniamnist/pneumoniamnist_reconstructed_official_split_counts.npz", "pneumoniamnist"),
+    "odir5k": ("odir5k", "odir5k"),
 }
 
 
@@ -168,7 +172,9 @@ def read_split_folders(root: str | Path, name: str | None = None) -> Dataset:
 def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str | None = None) -> Dataset:
     """A CSV or JSON manifest with a path and a label per row, and optional group and facts.
 
-    JSON may be a list of objects or ``{"examples": [...]}``. Paths are relative to the manifest.
+    JSON may be a list of objects or ``{"examples": [...]}``. Paths are relative to the manifest. With
+    ``fmt.conditions`` it is multi-label: a 0/1 (or true/false) column per condition, and optional
+    ``severity_<condition>`` columns with the grade.
     """
     p = Path(path)
     fmt = fmt or ManifestFormat()
@@ -176,6 +182,8 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
     if not rows:
         raise DataError(f"manifest {p} has no rows")
     columns = set(rows[0])
+    if fmt.conditions:
+        return _read_multilabel_rows(p, rows, fmt, name)
     for col, what in ((fmt.path_column, "path"), (fmt.label_column, "label")):
         if col not in columns:
             raise DataError(
@@ -197,6 +205,39 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
     return Dataset(name or p.stem, examples, source="manifest", root=p.parent)
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "1.0"}, {"0", "false", "no", "0.0", ""}
+
+
+def _read_multilabel_rows(p: Path, rows: list[dict[str, Any]], fmt: ManifestFormat, name: str | None) -> Dataset:
+    columns = set(rows[0])
+    missing = [c for c in (fmt.path_column, *fmt.conditions) if c not in columns]
+    if missing:
+        raise DataError(f"multi-label manifest {p} lacks the column(s) {', '.join(missing)}; its columns are "
+                        f"{', '.join(sorted(columns))}. It needs a path column and one 0/1 column per condition.")
+    group_col = fmt.group_column if fmt.group_column in columns else None
+    locate = _locator(p.parent, fmt.path_template)
+    grades = {f"severity_{c}" for c in fmt.conditions}
+    skip = {fmt.path_column, group_col, *fmt.conditions, *grades, *fmt.exclude}
+    examples = []
+    for n, row in enumerate(rows, start=2):
+        ref = _text(row.get(fmt.path_column))
+        if not ref:
+            raise DataError(f"manifest {p}, row {n}: empty {fmt.path_column!r}")
+        findings: dict[str, str | None] = {}
+        for c in fmt.conditions:
+            v = _text(row.get(c)).lower()
+            if v not in _TRUE | _FALSE:
+                raise DataError(f"manifest {p}, row {n}: condition column {c!r} holds {row.get(c)!r}; use 0/1")
+            if v in _TRUE:
+                level = _text(row.get(f"severity_{c}")).lower()
+                findings[c] = None if level in ("", "none", "unknown") else level
+        label = findings_label(findings)
+        group = _text(row.get(group_col)) if group_col else None
+        examples.append(Example(id=ref, label=label, source_label=label, group=group or None, path=locate(ref),
+                                facts={k: _fact(v) for k, v in row.items() if k not in skip}, findings=findings))
+    return Dataset(name or p.stem, examples, source="manifest", root=p.parent)
+
+
 def _locator(folder: Path, template: str) -> Callable[[str], Path]:
     """Reference -> file. A template with a glob in its folders is resolved through one index of the files."""
     head, _, leaf = template.rpartition("/")
@@ -211,7 +252,9 @@ def open_dataset(source: str | Path, spec: str | Path | LabelSpec | None = None)
 
     ``source`` is a folder of class folders, a manifest ``.csv``/``.json``, a MedMNIST ``.npz``, a
     folder holding HAM10000's metadata CSV, or the name of a public set under ``$CARELENS_DATA``
-    (``ham10000``, ``busi``, ``busi_binary``, ``pneumoniamnist``), which also picks its spec.
+    (``ham10000``, ``busi``, ``busi_binary``, ``pneumoniamnist``, ``odir5k``), which also picks its spec.
+    Multi-label: an ODIR-5K folder, a ``<condition>/<severity>/`` folder with JSON annotations, or a manifest
+    read with a multi-label spec (its condition ids name the 0/1 columns).
     """
     p = Path(source)
     default_spec: str | None = None
@@ -231,8 +274,14 @@ def open_dataset(source: str | Path, spec: str | Path | LabelSpec | None = None)
         ds = read_manifest(p, HAM10000_KAGGLE_FORMAT if kaggle else HAM10000_FORMAT, name="ham10000")
     elif p.suffix == ".npz":
         ds = read_medmnist(p)
+    elif p.is_dir() and (p / "full_df.csv").is_file():
+        ds = read_odir(p)
     elif p.suffix.lower() in (".csv", ".json"):
-        ds = read_manifest(p)
+        chosen_spec = load_spec(spec) if spec is not None else None
+        multi = chosen_spec is not None and chosen_spec.multilabel
+        ds = read_manifest(p, ManifestFormat(conditions=tuple(chosen_spec.class_ids)) if multi and chosen_spec else None)
+    elif p.is_dir() and is_condition_folder(p):
+        ds = read_condition_folder(p)
     elif p.is_dir():
         ds = read_folder(p)
     else:

@@ -220,6 +220,8 @@ def _assign(ds: Dataset, indices: Iterable[int], groups: list[str], target: np.n
     members: dict[str, list[int]] = defaultdict(list)
     for i in indices:
         members[groups[i]].append(i)
+    if ds.multilabel:
+        return _assign_multilabel(ds, members, target, rng)
     # A group's stratum is its most common label (ties: alphabetical); groups spanning classes are
     # rare and reported by the audit.
     by_class: dict[str, list[str]] = defaultdict(list)
@@ -240,6 +242,41 @@ def _assign(ds: Dataset, indices: Iterable[int], groups: list[str], target: np.n
             for i in members[g]:
                 assignment[ds[i].id] = SPLIT_NAMES[k]
     return assignment
+
+
+def _assign_multilabel(ds: Dataset, members: dict[str, list[int]], target: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, str]:
+    """Iterative stratification (Sechidis et al. 2011, the ``iterative-stratification`` package) of whole
+    groups on their conditions, each condition's severity levels and "no finding": every split gets its share
+    of each label and of each (condition, severity) cell, as far as the group sizes allow."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    names = sorted(members)
+    columns = sorted({col for idx in members.values() for i in idx for col in _strata(ds, i)})
+    where = {c: j for j, c in enumerate(columns)}
+    y = np.zeros((len(names), len(columns)), dtype=np.int64)
+    for g, name in enumerate(names):
+        for i in members[name]:
+            for col in _strata(ds, i):
+                y[g, where[col]] = 1
+    out = np.full(len(names), 0)
+    rest = np.arange(len(names))
+    for k in (2, 1):  # carve test off, then val from what is left
+        share = float(target[k] / target[: k + 1].sum())
+        if share <= 0 or len(rest) < 2:
+            continue
+        mss = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=share, random_state=int(rng.integers(2**31)))
+        keep, taken = next(mss.split(np.zeros(len(rest)), y[rest]))
+        out[rest[taken]] = k
+        rest = rest[keep]
+    return {ds[i].id: SPLIT_NAMES[int(out[g])] for g, name in enumerate(names) for i in members[name]}
+
+
+def _strata(ds: Dataset, i: int) -> list[str]:
+    findings = ds[i].findings or {}
+    if not findings:
+        return ["<none>"]
+    return [c for c in findings] + [f"{c}:{lv}" for c, lv in findings.items() if lv is not None]
 
 
 def split_dataset(

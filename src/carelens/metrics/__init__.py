@@ -5,6 +5,7 @@ over-triage rates) need the decision policy and live in :mod:`carelens.policy`."
 from carelens.metrics._calibration import calibration_report, expected_calibration_error, reliability
 from carelens.metrics._classification import classification_metrics, macro_auc
 from carelens.metrics._coverage import coverage_report
+from carelens.metrics._multilabel import fnr, multilabel_metrics, severity_metrics
 from carelens.metrics._probability import nll, softmax
 from carelens.metrics._selective import risk_coverage
 
@@ -13,9 +14,12 @@ __all__ = [
     "classification_metrics",
     "coverage_report",
     "expected_calibration_error",
+    "fnr",
     "macro_auc",
+    "multilabel_metrics",
     "nll",
     "reliability",
     "risk_coverage",
+    "severity_metrics",
     "softmax",
 ]

@@ -8,8 +8,9 @@ from torch import nn
 
 from carelens.models._backbones import Backbone, build_backbone
 from carelens.preprocess import PreprocessConfig, preprocess
+from carelens.tasks import OutputLayout
 
-__all__ = ["Classifier", "MulticlassHead", "build_classifier", "embed_images"]
+__all__ = ["Classifier", "MulticlassHead", "MultilabelHead", "build_classifier", "embed_images"]
 
 
 class MulticlassHead(nn.Module):
@@ -20,6 +21,53 @@ class MulticlassHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.fc(self.dropout(features))  # type: ignore[no-any-return]
+
+    def linear(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (outputs, C), bias): the head as one linear map (class-activation maps use its rows)."""
+        return self.fc.weight.detach(), self.fc.bias.detach()
+
+
+class MultilabelHead(nn.Module):
+    """One logit per condition, then each graded condition's severity logits (:class:`OutputLayout`).
+
+    ``ordinal`` severity is CORAL (Cao et al. 2020): one weight vector per condition and ordered steps as
+    biases, so the cumulative probabilities P(level > j) share a direction and stay rank-consistent.
+    """
+
+    def __init__(self, in_features: int, layout: OutputLayout, dropout: float = 0.2) -> None:
+        super().__init__()
+        self.layout = layout
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, layout.n_conditions)
+        graded = [k for k in range(layout.n_conditions) if layout.severity_width(k)]
+        width = sum(layout.severity_width(k) for k in graded)
+        if layout.head == "softmax":
+            self.severity = nn.Linear(in_features, width)
+            self.steps = None
+        else:
+            self.severity = nn.Linear(in_features, len(graded), bias=False)
+            # initial steps spread so that the levels start equally likely
+            self.steps = nn.Parameter(torch.cat([torch.linspace(1.0, -1.0, layout.severity_width(k)) for k in graded])
+                                      if graded else torch.zeros(0))
+        # which condition's weight vector each ordinal step uses
+        self.register_buffer("step_owner", torch.tensor(
+            [g for g, k in enumerate(graded) for _ in range(layout.severity_width(k))], dtype=torch.long))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(features)
+        cond = self.fc(x)
+        if self.steps is None:
+            return torch.cat([cond, self.severity(x)], dim=1)
+        owner: torch.Tensor = self.step_owner  # type: ignore[assignment]
+        return torch.cat([cond, self.severity(x)[:, owner] + self.steps], dim=1)
+
+    def linear(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.steps is None:
+            return (torch.cat([self.fc.weight, self.severity.weight]).detach(),
+                    torch.cat([self.fc.bias, self.severity.bias]).detach())
+        owner: torch.Tensor = self.step_owner  # type: ignore[assignment]
+        return (torch.cat([self.fc.weight, self.severity.weight[owner]]).detach(),
+                torch.cat([self.fc.bias, self.steps]).detach())
 
 
 class Classifier(nn.Module):
@@ -40,9 +88,12 @@ class Classifier(nn.Module):
 
 
 def build_classifier(backbone: str, n_classes: int, image_size: int, *, pretrained: bool = True,
-                     dropout: float = 0.2) -> Classifier:
+                     dropout: float = 0.2, layout: OutputLayout | None = None) -> Classifier:
+    """A backbone with a multiclass head of ``n_classes``, or with ``layout`` a multi-label head."""
     bb = build_backbone(backbone, image_size, pretrained=pretrained)
-    return Classifier(bb, MulticlassHead(bb.out_channels, n_classes, dropout))
+    head: nn.Module = (MultilabelHead(bb.out_channels, layout, dropout) if layout is not None
+                       else MulticlassHead(bb.out_channels, n_classes, dropout))
+    return Classifier(bb, head)
 
 
 @torch.inference_mode()

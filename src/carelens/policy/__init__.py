@@ -3,7 +3,8 @@ safety-first decision policy that writes it, and the clinical metrics that measu
 
 from carelens.policy._clinical import URGENT, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
-from carelens.policy._schema import DISCLAIMER, Assessment, ClassProbability, ModelRef, TriageDecision
+from carelens.policy._multilabel import MultilabelDecision, decide_multilabel, multilabel_decision, required_levels
+from carelens.policy._schema import DISCLAIMER, Assessment, ClassProbability, Finding, ModelRef, TriageDecision
 
 __all__ = [
     "DISCLAIMER",
@@ -11,11 +12,16 @@ __all__ = [
     "Assessment",
     "ClassProbability",
     "DecisionPolicy",
+    "Finding",
     "ModelRef",
+    "MultilabelDecision",
     "TriageDecision",
     "critical_miss_rate",
     "decide",
+    "decide_multilabel",
     "decide_with_facts",
+    "multilabel_decision",
     "over_triage_rate",
+    "required_levels",
     "triage_levels",
 ]

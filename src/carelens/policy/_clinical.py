@@ -15,6 +15,7 @@ import numpy as np
 
 from carelens.labels import LabelSpec, triage_rank
 from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
+from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
 __all__ = ["URGENT", "critical_miss_rate", "over_triage_rate", "triage_levels"]
@@ -53,12 +54,22 @@ def _rate(levels: Sequence[str], rows: np.ndarray, urgent: bool) -> float:
     return float((ranks >= bar).mean() if urgent else (ranks < bar).mean())
 
 
+def _urgent_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
+    """Multi-label targets: the cases whose most urgent true (condition, severity) needs ``consultation_24``."""
+    bar = triage_rank(URGENT)
+    return np.asarray([triage_rank(lv) >= bar for lv in required_levels(y, spec)], dtype=bool)
+
+
 def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
-    """Share of critical-class cases (``spec.critical_indices``) triaged below ``consultation_24``; NaN if none."""
-    return _rate(levels, np.isin(np.asarray(y), spec.critical_indices), urgent=False)
+    """Share of critical-class cases (``spec.critical_indices``) triaged below ``consultation_24``; NaN if none.
+    Multi-label: the cases whose true findings need ``consultation_24`` or more (:func:`required_levels`)."""
+    rows = _urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
+    return _rate(levels, rows, urgent=False)
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
     """Share of routine cases (``spec.routine_indices``: own triage below ``consultation_24``) sent to
-    ``consultation_24`` or above; NaN if there are none."""
-    return _rate(levels, np.isin(np.asarray(y), spec.routine_indices), urgent=True)
+    ``consultation_24`` or above; NaN if there are none. Multi-label: the cases whose true findings (or none)
+    need less than ``consultation_24``."""
+    rows = ~_urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
+    return _rate(levels, rows, urgent=True)

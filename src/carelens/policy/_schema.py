@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DISCLAIMER", "Assessment", "ClassProbability", "ModelRef", "TriageDecision"]
+__all__ = ["DISCLAIMER", "Assessment", "ClassProbability", "Finding", "ModelRef", "TriageDecision"]
 
 DISCLAIMER = (
     "Not a diagnosis. This is an automated estimate from models with known error rates; "
@@ -30,6 +30,25 @@ class ClassProbability(BaseModel):
     severity: str
 
 
+TriageLevel = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
+
+
+class Finding(BaseModel):
+    """One condition of a multi-label assessment, with how severe it most likely is."""
+
+    model_config = ConfigDict(frozen=True)
+    id: str
+    name: str
+    probability: float = Field(ge=0, le=1, description="calibrated probability that the condition is present")
+    present: bool = Field(description="above the condition's decision threshold (chosen on validation)")
+    kept: bool = Field(description="kept by conformal risk control (the expected share of conditions missed <= alpha)")
+    severity: str | None = Field(description="most likely severity level, if the condition is graded")
+    severity_probability: float | None = None
+    severity_distribution: dict[str, float] = Field(default_factory=dict)
+    triage: TriageLevel
+    group: str
+
+
 class TriageDecision(BaseModel):
     model_config = ConfigDict(frozen=True)
     level: Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
@@ -39,6 +58,7 @@ class TriageDecision(BaseModel):
 class Assessment(BaseModel):
     model_config = ConfigDict(frozen=True)
     model: ModelRef
+    task: Literal["multiclass", "multilabel"] = "multiclass"
     in_distribution: bool
     ood_score: float = Field(description="share of validation images at least as unusual; low = out of distribution")
     top: list[ClassProbability]
@@ -48,6 +68,8 @@ class Assessment(BaseModel):
     flags: list[Literal["ambiguous", "out_of_distribution", "multi_system", "symptom_conflict"]]
     triage: TriageDecision
     advice: str
+    findings: list[Finding] = Field(default_factory=list, description=(
+        "multi-label models: every condition present or kept, most probable first, with its severity"))
     based_on: list[Literal["image", "facts", "symptoms"]] = Field(
         default_factory=list, description="the sources this assessment fused (image, clinical facts, symptoms)")
     disclaimer: str = DISCLAIMER

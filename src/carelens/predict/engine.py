@@ -21,7 +21,7 @@ from carelens.bundle import Bundle
 from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
 from carelens.metrics import softmax
-from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide, decide_with_facts
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide, decide_multilabel, decide_with_facts
 from carelens.preprocess import preprocess
 
 _BLAS: ThreadpoolController | None = None
@@ -43,11 +43,13 @@ class Inference:
     logits: np.ndarray  # (n, k)
     features: np.ndarray  # (n, C) pooled
     fmap: np.ndarray  # (n, C, h, w)
-    proba: np.ndarray  # (n, k) calibrated
-    in_set: np.ndarray  # (n, k) bool, conformal set
+    proba: np.ndarray  # (n, k) calibrated (multi-label: per condition)
+    in_set: np.ndarray  # (n, k) bool, conformal set (multi-label: conditions kept by risk control)
     ood_raw: np.ndarray  # (n,) combined OOD score, higher = more unusual
     ood_p: np.ndarray  # (n,) in-distribution p-value
     in_distribution: np.ndarray  # (n,) bool
+    present: np.ndarray | None = None  # multi-label: (n, K) bool, above each condition's threshold
+    severity: list[np.ndarray | None] | None = None  # multi-label: per condition (n, levels) or None
 
 
 @dataclass
@@ -56,6 +58,7 @@ class Result:
     assessment: Assessment | None = None
     error: str | None = None
     heatmap: np.ndarray | None = None  # (H, W) in [0, 1], the input's size
+    finding_heatmaps: dict[str, np.ndarray] | None = None  # multi-label: one per condition present
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"input": self.input}
@@ -72,7 +75,7 @@ class Engine:
         self.policy = policy or DecisionPolicy()
         self.batch_size = batch_size
         self.ref = ModelRef(name=bundle.name, version=bundle.version)
-        self.coverage = 1.0 - float(bundle.conformal.alpha)
+        self.coverage = 1.0 - bundle.alpha
 
     def model_only(self, batch: np.ndarray) -> np.ndarray:
         return self.bundle.run(batch)[0]
@@ -82,6 +85,9 @@ class Engine:
         b = self.bundle
         batch = np.stack([preprocess(img, b.preprocess) for img in images])
         logits, feats, fmap = b.run(batch)
+        if b.multilabel is not None and b.layout is not None:
+            return self._infer_multilabel(logits, feats, fmap)
+        assert b.conformal is not None  # a multiclass bundle has one
         with _one_blas_thread():  # small matrix-vector work: BLAS threads would only fight ONNX Runtime's
             proba = softmax(logits, b.temperature.temperature_)
             ood = b.ood.score(feats, logits)  # once; p-value and verdict derive from it
@@ -89,6 +95,17 @@ class Engine:
             logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.conformal.predict_set(proba),
             ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
+
+    def _infer_multilabel(self, logits: np.ndarray, feats: np.ndarray, fmap: np.ndarray) -> Inference:
+        b = self.bundle
+        assert b.multilabel is not None and b.layout is not None
+        with _one_blas_thread():
+            cond = b.layout.condition_logits(logits)
+            proba = b.multilabel.predict_proba(cond)
+            ood = b.ood.score(feats, cond)
+        return Inference(logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.multilabel.kept(proba),
+                         ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
+                         present=b.multilabel.present(proba), severity=b.layout.severity_proba(logits))
 
     def check_facts(self, facts: Mapping[str, Any]) -> dict[str, Any]:
         """Validated clinical facts for this model (ConfigError naming what is accepted)."""
@@ -101,6 +118,12 @@ class Engine:
         an unknown name or a value out of range is a ConfigError); see :func:`decide_with_facts`."""
         common = dict(spec=self.bundle.labels, model=self.ref, coverage=self.coverage, policy=self.policy,
                       in_distribution=bool(inf.in_distribution[n]), ood_score=float(inf.ood_p[n]))
+        if inf.present is not None and inf.severity is not None:
+            if facts:
+                raise FactsError(f"model {self.bundle.name} is multi-label and fuses no clinical facts; send the image alone")
+            return decide_multilabel(inf.proba[n], inf.present[n], inf.in_set[n],
+                                     [s[n] if s is not None else None for s in inf.severity],
+                                     **common)  # type: ignore[arg-type]
         if not facts:
             return decide(inf.proba[n], inf.in_set[n], **common)  # type: ignore[arg-type]
         checked = self.check_facts(facts)
@@ -132,7 +155,15 @@ class Engine:
         ]
 
     def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray:
+        """Where the model looked for its top class (multi-label: its most probable condition)."""
         return self._cam(inf.fmap[n], int(inf.proba[n].argmax()), size)
+
+    def finding_heatmaps(self, inf: Inference, n: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """Multi-label: a class-activation map for every condition present (condition k: head row k)."""
+        if inf.present is None:
+            return {}
+        ids = self.bundle.labels.class_ids
+        return {ids[k]: self._cam(inf.fmap[n], int(k), size) for k in np.flatnonzero(inf.present[n])}
 
     def _cam(self, fmap: np.ndarray, cls: int, size: tuple[int, int]) -> np.ndarray:
         """Class-activation map of class ``cls`` (Zhou et al. 2016), mapped back onto the input image."""
@@ -158,9 +189,14 @@ class Engine:
         pending: list[tuple[str, np.ndarray]] = []
 
         def flush() -> Iterator[Result]:
-            done = self.assess([img for _, img in pending], heatmaps)
-            for (name, _), (a, hm) in zip(pending, done, strict=True):
-                yield Result(name, a, heatmap=hm)
+            if not pending:
+                return
+            images = [img for _, img in pending]
+            inf = self.infer(images)
+            for n, (name, img) in enumerate(pending):
+                size = capped_size(img.shape[:2])
+                yield Result(name, self.decide(inf, n), heatmap=self.heatmap(inf, n, size) if heatmaps else None,
+                             finding_heatmaps=self.finding_heatmaps(inf, n, size) if heatmaps else None)
             pending.clear()
 
         for p in paths:
@@ -221,7 +257,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 CSV_FIELDS = ["input", "error", "top_id", "top_probability", "prediction_set", "confidence", "triage",
-              "in_distribution", "ood_score", "flags"]
+              "in_distribution", "ood_score", "flags", "findings"]
 
 
 def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl") -> Iterator[Result]:
@@ -240,6 +276,7 @@ def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl")
                 "prediction_set": "|".join(a.prediction_set) if a else "", "confidence": a.confidence if a else "",
                 "triage": a.triage.level if a else "", "in_distribution": a.in_distribution if a else "",
                 "ood_score": a.ood_score if a else "", "flags": "|".join(a.flags) if a else "",
+                "findings": "|".join(f"{f.id}:{f.severity or ''}" for f in a.findings if f.present) if a else "",
             })
         stream.flush()
         yield r

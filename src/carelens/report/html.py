@@ -165,7 +165,7 @@ def _operating_points_section(ev: Evaluation) -> str:
     return (f"<h2>Operating points: the price of safety</h2><p class=\"note\">The decision escalates to the most "
             f"urgent class in the conformal set; a smaller alpha gives larger sets, fewer missed critical cases and "
             f"more routine cases sent to urgent care. Measured at calibration (validation, cross-fitted); this bundle "
-            f"ships alpha = {ev.bundle.conformal.alpha:g}. Choose with <code>carelens calibrate --alpha</code>.</p>"
+            f"ships alpha = {ev.bundle.alpha:g}. Choose with <code>carelens calibrate --alpha</code>.</p>"
             f"<div class=\"grid\"><figure>{_img_tag(png, 'operating points')}</figure>"
             f"<table id=\"operating-points\"><tr><th>alpha</th><th>critical-miss</th><th>over-triage</th>"
             f"<th>coverage</th><th>mean set size</th></tr>{rows}</table></div>")

@@ -6,6 +6,8 @@ into a bundle. Every step reads the previous step's saved output, so any step ca
 """
 
 from carelens.steps.calibrate import calibrate_run
+from carelens.steps.multilabel import calibrate_multilabel, multilabel_report, triage_levels_multilabel
 from carelens.steps.run import Calibration, DatasetRef, Predictions, Run, RunConfig
 
-__all__ = ["Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "calibrate_run"]
+__all__ = ["Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "calibrate_multilabel", "calibrate_run",
+           "multilabel_report", "triage_levels_multilabel"]

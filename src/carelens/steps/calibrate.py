@@ -16,7 +16,9 @@ from carelens.labels import LabelSpec
 from carelens.metrics import calibration_report, coverage_report, softmax
 from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
+from carelens.tasks import OutputLayout
 
 __all__ = ["ALPHAS", "calibrate_run", "operating_points"]
 
@@ -36,6 +38,9 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     r = run if isinstance(run, Run) else Run(run)
     cfg = r.config
     a = r.predictions()
+    if cfg.spec is not None and cfg.spec.multilabel:
+        return calibrate_multilabel(r, a, cfg.spec, OutputLayout.of(cfg.spec, cfg.train.severity_head), alpha=alpha,
+                                    ood_method=ood_method, pass_rate=pass_rate)
     ts = TemperatureScaler().fit(a.val_logits, a.val_y)
     pv = ts.predict_proba(a.val_logits)
     cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, a.val_y)
@@ -64,7 +69,7 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
         section = _fit_facts(r, a, pv, cp, facts, test)
         if section is not None:
             report["facts"] = section
-    cal = Calibration(ts, cp, gate, report)
+    cal = Calibration(gate, report, ts, cp)
     section = report.get("test") or {}
     before = section.get("reliability_before") or report["val"]["before"]["reliability"]
     after = section.get("reliability") or report["val"]["after"]["reliability"]

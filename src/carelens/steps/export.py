@@ -22,6 +22,7 @@ from carelens.bundle import (
     ConformalParams,
     FactsSection,
     ModelIO,
+    MultilabelParams,
     OODParams,
     SelfTest,
     SplitInfo,
@@ -35,6 +36,7 @@ from carelens.labels import LabelSpec
 from carelens.models import Classifier, build_classifier
 from carelens.preprocess import preprocess
 from carelens.steps.run import Run
+from carelens.tasks import OutputLayout
 
 __all__ = ["export_run", "load_run_model"]
 
@@ -66,8 +68,10 @@ def load_run_model(run: str | Path | Run) -> Classifier:
     """The best checkpoint of ``run`` in eval mode (its preprocessing is ``Run(run).config.preprocess``)."""
     r = run if isinstance(run, Run) else Run(run)
     r.require(Run.CONFIG, Run.BEST, step="train")
-    t = r.config.train
-    model = build_classifier(t.model, len(r.config.class_ids), t.image_size, pretrained=False, dropout=t.dropout)
+    t, spec = r.config.train, r.config.spec
+    layout = OutputLayout.of(spec, t.severity_head) if spec is not None and spec.multilabel else None
+    model = build_classifier(t.model, len(r.config.class_ids), t.image_size, pretrained=False, dropout=t.dropout,
+                             layout=layout)
     model.load_state_dict(torch.load(r.best_checkpoint, map_location="cpu", weights_only=True)["model"])
     return model.eval()
 
@@ -116,9 +120,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                           "fmap": {0: "batch"}},
         )
-    head = model.head.fc
-    assert isinstance(head, nn.Linear)
-    np.savez(out / "head.npz", weight=head.weight.detach().numpy(), bias=head.bias.detach().numpy())
+    weight, bias = model.head.linear()  # type: ignore[operator]
+    np.savez(out / "head.npz", weight=weight.numpy(), bias=bias.numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
 
     # parity: PyTorch and ONNX Runtime on real validation images
@@ -128,7 +131,13 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     sess = make_session(out / "model.onnx")
     o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
-    same = bool((o_logits.argmax(1) == t_logits.argmax(1)).all())
+    if cal.multilabel is not None:  # every condition's decision (present at its threshold) must agree, except
+        k = len(cfg.class_ids)      # where a probability sits on the threshold itself (a validation image's)
+        po, pt = (cal.multilabel.predict_proba(x[:, :k]) for x in (o_logits, t_logits))
+        on_edge = np.abs(pt - cal.multilabel.thresholds_) < 1e-4
+        same = bool(((cal.multilabel.present(po) == cal.multilabel.present(pt)) | on_edge).all())
+    else:
+        same = bool((o_logits.argmax(1) == t_logits.argmax(1)).all())
     if diff > atol or not same:
         raise BundleError(f"export check failed: ONNX Runtime and PyTorch logits differ by {diff:.2e} "
                           f"(allowed {atol:.0e}); identical decisions: {same}")
@@ -154,8 +163,11 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         preprocess=pre,
         model_io=ModelIO(input="input", outputs=["logits", "features", "fmap"], opset=OPSET,
                          features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:])),
-        temperature=cal.temperature.temperature_,
-        conformal=ConformalParams(**cal.conformal.to_dict()),
+        task=spec.task,
+        temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
+        conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
+        multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
+                                    **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
         ood=OODParams(**cal.ood.to_dict()),
         test_metrics={k: v for k, v in (metrics.get("test") or {}).items() if k != "confusion_matrix"},
         calibration=test_cal,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.config import TrainConfig
 from carelens.data import Dataset, Splits, open_dataset, read_split_document
 from carelens.errors import DataError
@@ -85,12 +85,16 @@ class Predictions:
 
 @dataclass
 class Calibration:
-    """What the calibrate step fitted on validation data, and its report (calibration.json)."""
+    """What the calibrate step fitted on validation data, and its report (calibration.json).
 
-    temperature: TemperatureScaler
-    conformal: ConformalClassifier
+    Multiclass: ``temperature`` and ``conformal``; multi-label: ``multilabel`` (per-condition temperatures and
+    thresholds, conformal risk control). Both: the OOD gate."""
+
     ood: OODGate
     report: dict[str, Any]
+    temperature: TemperatureScaler | None = None
+    conformal: ConformalClassifier | None = None
+    multilabel: MultilabelCalibrator | None = None
 
 
 class Run:
@@ -205,5 +209,7 @@ class Run:
         if not self.file(self.CALIBRATION).is_file():
             raise DataError(f"{self.path} has no calibration.json; run `carelens calibrate {self.path}` first")
         rep = json.loads(self.file(self.CALIBRATION).read_text())
-        return Calibration(TemperatureScaler.from_dict(rep), ConformalClassifier.from_dict(rep["conformal"]),
-                           OODGate.from_dict(rep["ood"], self.ood_path), rep)
+        ood = OODGate.from_dict(rep["ood"], self.ood_path)
+        if "multilabel" in rep:
+            return Calibration(ood, rep, multilabel=MultilabelCalibrator.from_dict(rep["multilabel"]))
+        return Calibration(ood, rep, TemperatureScaler.from_dict(rep), ConformalClassifier.from_dict(rep["conformal"]))

@@ -10,7 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FocalLoss", "build_loss", "class_weights"]
+from carelens.tasks import OutputLayout
+
+__all__ = ["FocalLoss", "MultilabelLoss", "build_loss", "class_weights", "positive_weights"]
 
 
 def class_weights(counts: Sequence[int], mode: str = "inverse", beta: float = 0.999) -> np.ndarray:
@@ -61,3 +63,58 @@ def build_loss(strategies: Sequence[str], counts: Sequence[int], *, mode: str = 
     if "focal" in strategies:
         return FocalLoss(gamma, weight, label_smoothing)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+
+
+class MultilabelLoss(nn.Module):
+    """Binary cross-entropy per condition (``pos_weight`` for rare ones; ``gamma`` > 0 makes it focal), plus
+    the severity loss on the conditions present with a known grade (cross-entropy for a softmax head;
+    for an ordinal head, binary cross-entropy on each cumulative step "level > j")."""
+
+    def __init__(self, layout: OutputLayout, pos_weight: torch.Tensor | None = None, gamma: float = 0.0,
+                 severity_weight: float = 1.0) -> None:
+        super().__init__()
+        self.layout = layout
+        self.register_buffer("pos_weight", pos_weight)
+        self.gamma = gamma
+        self.severity_weight = severity_weight
+        self.slices = layout.severity_slices()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        k = self.layout.n_conditions
+        presence = target[:, :k].float()
+        cond = logits[:, :k]
+        pw = cast(torch.Tensor | None, self.pos_weight)
+        bce = F.binary_cross_entropy_with_logits(cond, presence, pos_weight=pw, reduction="none")
+        if self.gamma > 0:
+            p = torch.sigmoid(cond)
+            pt = p * presence + (1 - p) * (1 - presence)
+            bce = bce * (1 - pt) ** self.gamma
+        loss = bce.mean()
+        total, count = logits.new_zeros(()), 0
+        for j, sl in enumerate(self.slices):
+            if sl is None:
+                continue
+            level = target[:, k + j]
+            rows = level >= 0
+            if not bool(rows.any()):
+                continue
+            z = logits[rows, sl]
+            if self.layout.head == "softmax":
+                total = total + F.cross_entropy(z, level[rows], reduction="sum")
+            else:
+                steps = torch.arange(z.shape[1], device=z.device)
+                above = (level[rows][:, None] > steps[None, :]).float()
+                total = total + F.binary_cross_entropy_with_logits(z, above, reduction="none").sum(1).sum()
+            count += int(rows.sum())
+        if count:
+            loss = loss + self.severity_weight * total / count
+        return loss
+
+
+def positive_weights(presence: np.ndarray, cap: float = 20.0) -> np.ndarray:
+    """BCE ``pos_weight`` per condition: negatives / positives in training, capped (a rare condition must not
+    dominate the loss), 1 where a condition is common."""
+    y = np.asarray(presence, dtype=np.float64)
+    pos = y.sum(0)
+    neg = len(y) - pos
+    return np.asarray(np.clip(neg / np.maximum(pos, 1.0), 1.0, cap))

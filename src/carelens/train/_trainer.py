@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,21 +13,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from carelens.config import TrainConfig
 from carelens.console import progress_bar
 from carelens.data import Dataset, Splits, UnreadableImageWarning
 from carelens.errors import ConfigError, DataError
-from carelens.metrics import classification_metrics, softmax
 from carelens.models import Classifier, build_classifier
 from carelens.plots import curves_png
 from carelens.preprocess import PreprocessConfig, normalize, resize_image
 from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
-from carelens.train._losses import build_loss
 from carelens.train._runtime import configure_runtime, device
+from carelens.train._task import TrainTask, task_for
 
 __all__ = ["LoadedSplit", "RunResult", "load_split", "predict_logits", "train"]
 
@@ -36,7 +33,7 @@ __all__ = ["LoadedSplit", "RunResult", "load_split", "predict_logits", "train"]
 @dataclass
 class LoadedSplit:
     images: np.ndarray  # (N, S, S, 3) uint8, resized
-    y: np.ndarray  # (N,) int64
+    y: np.ndarray  # (N,) int64 class indices, or (N, 2K) multi-label targets (carelens.tasks)
     ids: list[str]
 
 
@@ -49,15 +46,16 @@ class RunResult:
     seconds: float
 
 
-def load_split(ds: Dataset, indices: list[int], pre: PreprocessConfig, class_ids: list[str], desc: str) -> LoadedSplit:
+def load_split(ds: Dataset, indices: list[int], pre: PreprocessConfig, task: TrainTask, desc: str) -> LoadedSplit:
     """Decode and resize a split once into memory; unreadable files are skipped with a warning."""
-    images, ys, ids = [], [], []
-    index = {c: i for i, c in enumerate(class_ids)}
+    images: list[np.ndarray] = []
+    ys: list[int | list[int]] = []
+    ids: list[str] = []
     with progress_bar(f"loading {desc}", len(indices)) as advance, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnreadableImageWarning)
         for i, img in ds.iter_images(indices):
             images.append(resize_image(img, pre))
-            ys.append(index[ds[i].label])
+            ys.append(task.target(ds[i]))
             ids.append(ds[i].id)
             advance(1)
     for w in caught:  # re-emit outside the recorder so callers see them
@@ -98,22 +96,6 @@ def _features(model: Classifier, images: np.ndarray, pre: PreprocessConfig, desc
     return torch.cat(out).numpy()
 
 
-def _score(metrics: dict[str, Any], monitor: str, logits: np.ndarray, y: np.ndarray) -> float:
-    if monitor == "neg_log_loss":
-        return -float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y)))
-    v = float(metrics[monitor])
-    return v if not math.isnan(v) else -1.0
-
-
-def _sampler_order(y: np.ndarray, balanced: bool, gen: torch.Generator) -> np.ndarray:
-    n = len(y)
-    if not balanced:
-        return torch.randperm(n, generator=gen).numpy()
-    counts = np.bincount(y)
-    w = torch.tensor(1.0 / counts[y], dtype=torch.double)
-    return torch.multinomial(w, n, replacement=True, generator=gen).numpy()
-
-
 def _set_trainable(model: Classifier, n_stages: int) -> None:
     stages = model.backbone.stages()
     for p in model.backbone.parameters():
@@ -145,7 +127,7 @@ class _Fit:
     run: Run
     tr: LoadedSplit
     va: LoadedSplit
-    class_ids: list[str]
+    task: TrainTask
     dev: torch.device
     history: list[dict[str, Any]] = field(default_factory=list)
     best: float = -math.inf
@@ -156,13 +138,9 @@ class _Fit:
     def pre(self) -> PreprocessConfig:
         return self.config.preprocess
 
-    @property
-    def balanced(self) -> bool:
-        return "balanced_sampler" in self.config.imbalance
-
     def validate(self) -> tuple[dict[str, Any], np.ndarray]:
         logits, _ = predict_logits(self.model, self.va.images, self.pre)
-        return classification_metrics(self.va.y, softmax(logits, dtype=np.float32), self.class_ids), logits
+        return self.task.metrics(self.va.y, logits), logits
 
     def save_best(self) -> None:
         torch.save({"model": self.model.state_dict(), "score": self.best}, self.run.best_checkpoint)
@@ -195,14 +173,17 @@ def train(
     t0 = time.perf_counter()
     run = Run(out)
     class_ids = ds.spec.class_ids if ds.spec else sorted(set(ds.labels))
-    _check_inputs(ds, splits, class_ids, run, resume)
+    if ds.multilabel and (ds.spec is None or not ds.spec.multilabel):
+        raise ConfigError(f"{ds.name} is multi-label: train it with a multi-label spec (task: multilabel)")
+    task = task_for(ds.spec, class_ids, config)
+    _check_inputs(ds, splits, task, run, resume)
     run.create()
     configure_runtime(config.threads)
     run.write_config(RunConfig(
         train=config, class_ids=class_ids, spec=ds.spec,
         dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
     run.write_splits(splits, ds)
-    fit = _start(ds, splits, config, run, class_ids, resume)
+    fit = _start(ds, splits, config, run, task, resume)
     if config.pretrained and config.head_epochs > 0 and fit.state["phase"] == "head":
         _train_head(fit)
     elif fit.state["phase"] == "head":
@@ -217,9 +198,8 @@ def train(
     return RunResult(run.path, val_m, test_m, fit.history, seconds)
 
 
-def _check_inputs(ds: Dataset, splits: Splits, class_ids: list[str], run: Run, resume: bool) -> None:
-    train_counts = Counter(ds[i].label for i in splits.indices(ds, "train"))
-    missing = [c for c in class_ids if train_counts.get(c, 0) == 0]
+def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> None:
+    missing = task.missing_in_train([ds[i] for i in splits.indices(ds, "train")])
     if missing:
         raise ConfigError(
             f"class(es) {', '.join(missing)} have no training examples in this split; collect images, merge "
@@ -231,20 +211,19 @@ def _check_inputs(ds: Dataset, splits: Splits, class_ids: list[str], run: Run, r
         raise ConfigError(f"--resume: no checkpoint {run.last_checkpoint} to resume from")
 
 
-def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, class_ids: list[str], resume: bool) -> _Fit:
+def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: TrainTask, resume: bool) -> _Fit:
     """Decode the train and val splits once, build the model and loss (seeded), or resume from last.pt."""
     dev = device()
     pre = config.preprocess
-    tr = load_split(ds, splits.indices(ds, "train"), pre, class_ids, "train")
-    va = load_split(ds, splits.indices(ds, "val"), pre, class_ids, "val")
-    counts = np.bincount(tr.y, minlength=len(class_ids))
+    tr = load_split(ds, splits.indices(ds, "train"), pre, task, "train")
+    va = load_split(ds, splits.indices(ds, "val"), pre, task, "val")
     torch.manual_seed(config.seed)
-    model = build_classifier(config.model, len(class_ids), config.image_size, pretrained=config.pretrained,
-                             dropout=config.dropout).to(dev)
+    n_out = len(run.config.class_ids)
+    model = build_classifier(config.model, n_out, config.image_size, pretrained=config.pretrained,
+                             dropout=config.dropout, layout=task.layout).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loss_fn = build_loss(config.imbalance, counts.tolist(), mode=config.class_weights, beta=config.effective_beta,
-                         gamma=config.focal_gamma, label_smoothing=config.label_smoothing).to(dev)
-    fit = _Fit(model, loss_fn, config, run, tr, va, class_ids, dev)
+    loss_fn = task.loss(tr.y).to(dev)
+    fit = _Fit(model, loss_fn, config, run, tr, va, task, dev)
     if resume:
         ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=True)
         model.load_state_dict(ck["model"])
@@ -265,7 +244,7 @@ def _train_head(fit: _Fit) -> None:
     best_head, best_state = -math.inf, None
     for ep in range(cfg.head_epochs):
         head.train()
-        order = _sampler_order(fit.tr.y, fit.balanced, gen)
+        order = fit.task.order(fit.tr.y, gen)
         total = 0.0
         for k in range(0, len(order), 256):
             b = torch.from_numpy(order[k : k + 256])
@@ -278,11 +257,10 @@ def _train_head(fit: _Fit) -> None:
         head.eval()
         with torch.inference_mode():
             lv = head(fva.to(dev)).cpu().numpy()
-        m = classification_metrics(fit.va.y, softmax(lv, dtype=np.float32), fit.class_ids)
-        score = _score(m, cfg.monitor, lv, fit.va.y)
+        m = fit.task.metrics(fit.va.y, lv)
+        score = fit.task.score(m, fit.va.y, lv)
         fit.history.append({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
-                            "val_balanced_accuracy": m["balanced_accuracy"], "val_accuracy": m["accuracy"],
-                            "val_macro_auc": m["macro_auc"], "score": score})
+                            **fit.task.summary(m), "score": score})
         if score > best_head:
             best_head, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
     if best_state is not None:
@@ -318,13 +296,12 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
             break
         total, n = _finetune_epoch(fit, opt, sched, ep)
         m, lv = fit.validate()
-        score = _score(m, cfg.monitor, lv, fit.va.y)
+        score = fit.task.score(m, fit.va.y, lv)
         if cfg.schedule == "plateau":
             sched.step(score)
         improved = score > fit.best
         fit.history.append({"phase": "finetune", "epoch": ep + 1, "train_loss": total / n,
-                            "val_balanced_accuracy": m["balanced_accuracy"], "val_accuracy": m["accuracy"],
-                            "val_macro_auc": m["macro_auc"], "score": score, "improved": improved,
+                            **fit.task.summary(m), "score": score, "improved": improved,
                             "lr": opt.param_groups[0]["lr"]})
         if improved:
             fit.best = score
@@ -343,7 +320,7 @@ def _finetune_epoch(fit: _Fit, opt: torch.optim.Optimizer, sched: Any, ep: int) 
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     aug = build_augment(cfg.augment, cfg.image_size, epoch_seed)
-    order = _sampler_order(fit.tr.y, fit.balanced, gen)
+    order = fit.task.order(fit.tr.y, gen)
     _train_mode(fit.model)
     total = 0.0
     with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
@@ -368,15 +345,15 @@ def _finish(fit: _Fit, ds: Dataset, test_idx: list[int]) -> tuple[dict[str, Any]
     model, pre = fit.model, fit.pre
     model.load_state_dict(torch.load(fit.run.best_checkpoint, map_location=fit.dev, weights_only=True)["model"])
     val_logits, val_feats = predict_logits(model, fit.va.images, pre, with_features=True)
-    val_m = classification_metrics(fit.va.y, softmax(val_logits, dtype=np.float32), fit.class_ids)
+    val_m = fit.task.metrics(fit.va.y, val_logits)
     # train features (no augmentation) model the in-distribution data for the OOD gate
     train_logits, train_feats = predict_logits(model, fit.tr.images, pre, with_features=True)
     test: dict[str, Any] = {}
     test_m = None
     if test_idx:
-        te = load_split(ds, test_idx, pre, fit.class_ids, "test")
+        te = load_split(ds, test_idx, pre, fit.task, "test")
         tl, tf = predict_logits(model, te.images, pre, with_features=True)
-        test_m = classification_metrics(te.y, softmax(tl, dtype=np.float32), fit.class_ids)
+        test_m = fit.task.metrics(te.y, tl)
         test = dict(test_logits=tl, test_features=tf, test_y=te.y, test_ids=np.asarray(te.ids))
     fit.run.write_predictions(Predictions(
         train_logits=train_logits, train_features=train_feats, train_y=fit.tr.y,  # type: ignore[arg-type]

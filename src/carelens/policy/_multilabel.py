@@ -1,0 +1,125 @@
+"""The decision policy for multi-label models: several findings, each with a severity.
+
+Conditions *present* are those above their decision threshold (chosen on validation); conditions *kept* are
+those the conformal risk-control rule keeps (the expected share of present conditions missed is at most
+alpha). Safety first: the triage level is the most urgent (condition, most likely severity) among the kept
+and present conditions; uncertain or out-of-distribution input is never below the floor, and
+out-of-distribution input gets "cannot assess this image, retake it" rather than a level from a set that
+has no guarantee there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from carelens.labels import LabelSpec, triage_rank
+from carelens.policy._decision import DecisionPolicy
+from carelens.policy._schema import Assessment, ClassProbability, Finding, ModelRef, TriageDecision
+
+__all__ = ["MultilabelDecision", "decide_multilabel", "multilabel_decision", "required_levels"]
+
+UNSURE = (0.2, 0.8)  # a calibrated condition probability inside this band is a finding the model is unsure of
+
+
+@dataclass(frozen=True)
+class MultilabelDecision:
+    level: str
+    reason: str
+    advice: str
+    confidence: str
+    flags: tuple[str, ...]
+    considered: tuple[int, ...]  # kept or present conditions, most probable first
+
+
+def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray, severity: Sequence[int | None],
+                        spec: LabelSpec, *, in_distribution: bool = True,
+                        policy: DecisionPolicy | None = None) -> MultilabelDecision:
+    """The triage decision of one image: ``proba`` (K,) calibrated, ``present``/``kept`` (K,) masks,
+    ``severity`` the most likely level index per condition (``None`` where not graded)."""
+    pol = policy or DecisionPolicy()
+    p = np.asarray(proba, dtype=np.float64)
+    considered = tuple(int(k) for k in np.argsort(-p, kind="stable") if present[k] or kept[k])
+    classes = spec.classes
+    flags: list[str] = []
+    unsure = int(((p > UNSURE[0]) & (p < UNSURE[1])).sum())
+    if unsure:
+        flags.append("ambiguous")
+    if not in_distribution:
+        flags.append("out_of_distribution")
+    if len({classes[k].group for k in considered}) > 1:
+        flags.append("multi_system")
+    if not in_distribution or unsure > 2:
+        confidence = "uncertain"
+    elif unsure == 0 and bool((np.asarray(present) == np.asarray(kept)).all()):
+        confidence = "likely"
+    else:
+        confidence = "possible"
+
+    if considered:
+        urgent = max(considered, key=lambda k: (triage_rank(spec.finding_triage(k, severity[k])[0]), p[k]))
+        level, _ = spec.finding_triage(urgent, severity[urgent])
+        c = classes[urgent]
+        sev = severity[urgent]
+        grade = f" ({c.severity_levels[sev].name or c.severity_levels[sev].id})" if sev is not None else ""
+        reason = f"{c.name}{grade} is {'a finding' if present[urgent] else 'kept as possible'}"
+        advice = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
+    else:
+        level, reason, advice = "self_care", "no condition is above its threshold or kept as possible", \
+            "No condition was found on this image."
+    floor = pol.floor_when_unsure
+    if not in_distribution:
+        level = level if triage_rank(level) >= triage_rank(floor) else floor
+        reason = "cannot assess this image: it does not look like the images this model was trained on"
+        advice = ("This image does not look like what the model was trained on (wrong kind of image, poor quality, "
+                  "or an unusual case). Retake the photo, or have a professional look.")
+    elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
+        level = floor
+        reason = "the model is not sure about several conditions, so a professional should look"
+        advice = "The model could not decide about several conditions. Have a professional look. " + advice
+    return MultilabelDecision(level, reason, advice, confidence, tuple(flags), considered)
+
+
+def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
+                      severity_proba: Sequence[np.ndarray | None], *, spec: LabelSpec, model: ModelRef,
+                      coverage: float, in_distribution: bool = True, ood_score: float = 1.0,
+                      policy: DecisionPolicy | None = None) -> Assessment:
+    """The assessment of one image from a multi-label model: every finding with its probability and severity
+    distribution; ``prediction_set`` = the conditions kept by conformal risk control."""
+    pol = policy or DecisionPolicy()
+    p = np.asarray(proba, dtype=np.float64)
+    severity = [int(np.argmax(s)) if s is not None else None for s in severity_proba]
+    d = multilabel_decision(p, present, kept, severity, spec, in_distribution=in_distribution, policy=pol)
+    classes = spec.classes
+    findings = []
+    for k in d.considered:
+        c, s = classes[k], severity_proba[k]
+        dist = {lv.id: round(float(v), 4) for lv, v in zip(c.severity_levels, s, strict=True)} if s is not None else {}
+        findings.append(Finding(
+            id=c.id, name=c.name, probability=round(float(p[k]), 4), present=bool(present[k]), kept=bool(kept[k]),
+            severity=c.severity_levels[severity[k]].id if severity[k] is not None else None,  # type: ignore[index]
+            severity_probability=max(dist.values()) if dist else None, severity_distribution=dist,
+            triage=spec.finding_triage(k, severity[k])[0], group=c.group))
+    order = np.argsort(-p, kind="stable")
+    top = [ClassProbability(id=classes[k].id, name=classes[k].name, probability=round(float(p[k]), 4),
+                            group=classes[k].group, severity=classes[k].severity) for k in order[: pol.top_k]]
+    return Assessment(
+        model=model, task="multilabel", in_distribution=in_distribution, ood_score=round(float(ood_score), 4),
+        top=top, prediction_set=[classes[k].id for k in d.considered if kept[k]], coverage=coverage,
+        confidence=d.confidence, flags=list(d.flags),
+        triage=TriageDecision(level=d.level, reason=d.reason),
+        advice=d.advice, findings=findings, based_on=["image"])
+
+
+def required_levels(y: np.ndarray, spec: LabelSpec) -> list[str]:
+    """The triage each labelled image needs: its most urgent true (condition, severity); ``self_care`` for an
+    image with no condition. ``y`` is (n, 2K) multi-label targets (:mod:`carelens.tasks`)."""
+    k = len(spec.classes)
+    out = []
+    for row in np.asarray(y):
+        levels = [spec.finding_triage(j, int(row[k + j]) if row[k + j] >= 0 else None)[0]
+                  for j in range(k) if row[j]]
+        out.append(max(levels, key=triage_rank) if levels else "self_care")
+    return out

@@ -1,0 +1,119 @@
+"""The calibrate step for multi-label runs: per-condition temperatures and thresholds, conformal risk control
+of the false-negative rate, the OOD gate; measured on the run's test split with the same decision policy the
+engine uses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from carelens.calibrate import MultilabelCalibrator, OODGate, OODMethod, risk_control_threshold
+from carelens.labels import LabelSpec
+from carelens.metrics import calibration_report, fnr, multilabel_metrics, severity_metrics
+from carelens.plots import reliability_png
+from carelens.policy import critical_miss_rate, multilabel_decision, over_triage_rate
+from carelens.steps.run import Calibration, Predictions, Run
+from carelens.tasks import OutputLayout, sigmoid
+
+__all__ = ["ALPHAS", "calibrate_multilabel", "multilabel_report", "ood_classes", "triage_levels_multilabel"]
+
+ALPHAS = (0.05, 0.1, 0.15, 0.2)
+
+
+def ood_classes(presence: np.ndarray) -> np.ndarray:
+    """A class per image for the OOD gate's class-conditional means: its first condition (K for none)."""
+    y = np.asarray(presence)
+    return np.asarray(np.where(y.any(1), y.argmax(1), y.shape[1]))
+
+
+def _binary_calibration(proba: np.ndarray, presence: np.ndarray) -> dict[str, Any]:
+    """Calibration of every (image, condition) probability, pooled: as a two-class problem per entry."""
+    p = np.asarray(proba).ravel()
+    return calibration_report(np.stack([1 - p, p], axis=1), np.asarray(presence).ravel().astype(np.int64))
+
+
+def triage_levels_multilabel(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
+                             in_dist: np.ndarray, kept: np.ndarray | None = None) -> list[str]:
+    """The triage level the engine's decision policy gives each image."""
+    proba = cal.predict_proba(layout.condition_logits(logits))
+    present = cal.present(proba)
+    kept = cal.kept(proba) if kept is None else kept
+    sev = layout.severity_proba(logits)
+    levels = []
+    for n in range(len(proba)):
+        grades = [int(s[n].argmax()) if s is not None else None for s in sev]
+        levels.append(multilabel_decision(proba[n], present[n], kept[n], grades, spec,
+                                          in_distribution=bool(in_dist[n])).level)
+    return levels
+
+
+def multilabel_report(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
+                      y: np.ndarray, in_dist: np.ndarray) -> dict[str, Any]:
+    """Every figure of a multi-label model on labelled outputs (the test split, or an evaluation set)."""
+    presence, levels = layout.split_targets(y)
+    raw = sigmoid(layout.condition_logits(logits))
+    proba = cal.predict_proba(layout.condition_logits(logits))
+    kept = cal.kept(proba)
+    decided = triage_levels_multilabel(cal, layout, spec, logits, in_dist, kept)
+    at_thresholds = multilabel_metrics(presence, proba, spec.class_ids, thresholds=cal.thresholds_)
+    at_half = multilabel_metrics(presence, proba, spec.class_ids, thresholds=0.5)
+    before, after = _binary_calibration(raw, presence), _binary_calibration(proba, presence)
+    return {
+        **{k: v for k, v in at_thresholds.items()},
+        "at_0.5": {k: at_half[k] for k in ("macro_f1", "micro_f1", "subset_accuracy", "hamming_loss")},
+        "severity": severity_metrics(levels, layout.severity_proba(logits), presence,
+                                     [c.level_ids for c in spec.classes], spec.class_ids),
+        "fnr": fnr(kept, presence), "fnr_target": cal.alpha,
+        "mean_kept": float(kept.sum(1).mean()), "mean_true": float(presence.sum(1).mean()),
+        "mean_present": float(cal.present(proba).sum(1).mean()),
+        "ece_before": before["ece"], "ece": after["ece"], "brier": after["brier"],
+        "reliability_before": before["reliability"], "reliability": after["reliability"],
+        "ood_pass_rate": float(np.mean(in_dist)),
+        "critical_miss_rate": critical_miss_rate(decided, y, spec),
+        "over_triage_rate": over_triage_rate(decided, y, spec),
+    }
+
+
+def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: OutputLayout, *, alpha: float = 0.1,
+                         ood_method: OODMethod = "combined", pass_rate: float = 0.95,
+                         alphas: Sequence[float] = ALPHAS) -> Calibration:
+    """Fit on the run's validation split, report on its test split; write calibration.json, ood.npz and
+    reliability.png (pooled over conditions) into the run."""
+    pres_val, _ = layout.split_targets(a.val_y)
+    zv = layout.condition_logits(a.val_logits)
+    cal = MultilabelCalibrator(alpha).fit(zv, pres_val)
+    pres_train, _ = layout.split_targets(a.train_y)
+    gate = OODGate(ood_method, pass_rate).fit(a.train_features, ood_classes(pres_train), a.val_features, zv)
+    pv = cal.predict_proba(zv)
+    report: dict[str, Any] = {
+        "task": "multilabel", "multilabel": cal.to_dict(), "ood": gate.to_dict(),
+        "severity_head": layout.head,
+        "val": {"before": _binary_calibration(sigmoid(zv), pres_val), "after": _binary_calibration(pv, pres_val)},
+    }
+    small = [f"{c}: {n} validation positives" for c, n in zip(spec.class_ids, pres_val.sum(0), strict=True) if n < 20]
+    if small:
+        report["warnings"] = ["conditions with fewer than 20 validation positives: their thresholds and "
+                              "calibration rest on few cases (" + "; ".join(small) + ")"]
+    if a.has_test:
+        assert a.test_logits is not None and a.test_y is not None and a.test_features is not None
+        zt = layout.condition_logits(a.test_logits)
+        in_test = gate.is_in_distribution(a.test_features, zt)
+        report["test"] = multilabel_report(cal, layout, spec, a.test_logits, a.test_y, in_test)
+        pres_test, _ = layout.split_targets(a.test_y)
+        pt = cal.predict_proba(zt)
+        rows = []
+        for al in alphas:  # the price of each risk level: thresholds from validation, measured on test
+            kept = pt >= risk_control_threshold(pv, pres_val, al)
+            decided = triage_levels_multilabel(cal, layout, spec, a.test_logits, in_test, kept)
+            rows.append({"alpha": al, "fnr": fnr(kept, pres_test), "mean_kept": float(kept.sum(1).mean()),
+                         "critical_miss_rate": critical_miss_rate(decided, a.test_y, spec),
+                         "over_triage_rate": over_triage_rate(decided, a.test_y, spec)})
+        report["operating_points"] = {"alphas": list(alphas), "test": rows}
+    section = report.get("test") or {}
+    before = section.get("reliability_before") or report["val"]["before"]["reliability"]
+    after = section.get("reliability") or report["val"]["after"]["reliability"]
+    calibration = Calibration(gate, report, multilabel=cal)
+    r.write_calibration(calibration, reliability_png(before, after, "test" if section else "val"))
+    return calibration

@@ -1,0 +1,109 @@
+"""Multi-label calibration and decisions: risk control of the false-negative rate, thresholds, the ordinal
+decode, and the safety-first triage over findings with severity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from carelens.calibrate import MultilabelCalibrator, risk_control_threshold
+from carelens.labels import load_spec
+from carelens.metrics import fnr
+from carelens.policy import ModelRef, critical_miss_rate, decide_multilabel, over_triage_rate, required_levels
+from carelens.tasks import OutputLayout, encode_findings
+
+
+def _scores(rng: np.random.Generator, n: int, k: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    y = (rng.random((n, k)) < 0.25).astype(int)
+    z = (2 * y - 1) * 1.2 + rng.normal(0, 1.5, (n, k))
+    return z, y
+
+
+def test_risk_control_bounds_the_false_negative_rate_on_new_data() -> None:
+    """Over many calibration/test draws, the mean test FNR stays at or below alpha (the guarantee is in
+    expectation) and close to it (the rule is not needlessly conservative)."""
+    rng = np.random.default_rng(0)
+    achieved = []
+    for _ in range(60):
+        z, y = _scores(rng, 600)
+        cal = MultilabelCalibrator(alpha=0.1).fit(z[:300], y[:300])
+        achieved.append(fnr(cal.kept(cal.predict_proba(z[300:])), y[300:]))
+    assert np.mean(achieved) <= 0.1 + 0.01
+    assert np.mean(achieved) >= 0.1 - 0.03
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.05, 0.1, 0.2]))
+def test_risk_control_threshold_meets_its_inequality(seed: int, alpha: float) -> None:
+    rng = np.random.default_rng(seed)
+    p = rng.random((80, 5))
+    y = (rng.random((80, 5)) < 0.3).astype(int)
+    t = risk_control_threshold(p, y, alpha)
+    n = len(p)
+    assert (n * fnr(p >= t, y) + 1) / (n + 1) <= alpha or t == 0.0
+    above = p[y == 1][p[y == 1] > t]
+    if len(above):  # the next higher candidate would break it: t is the largest that works
+        nxt = above.min()
+        assert (n * fnr(p >= nxt, y) + 1) / (n + 1) > alpha
+
+
+def test_calibrator_thresholds_and_persistence() -> None:
+    rng = np.random.default_rng(1)
+    z, y = _scores(rng, 500)
+    cal = MultilabelCalibrator(alpha=0.1, recall_floor={0: 0.95}).fit(z, y)
+    p = cal.predict_proba(z)
+    recall0 = (cal.present(p)[:, 0] & (y[:, 0] == 1)).sum() / y[:, 0].sum()
+    assert recall0 >= 0.95
+    back = MultilabelCalibrator.from_dict(cal.to_dict())
+    assert np.array_equal(back.present(p), cal.present(p)) and np.array_equal(back.kept(p), cal.kept(p))
+    assert 0.3 < cal.temperatures_.min() and cal.temperatures_.max() < 3
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-8, 8), min_size=3, max_size=3))
+def test_ordinal_decode_is_a_distribution(steps: list[float]) -> None:
+    layout = OutputLayout((4, 0), "ordinal")
+    logits = np.asarray([[0.0, 0.0, *steps]])
+    dist = layout.severity_proba(logits)[0]
+    assert dist is not None and layout.severity_proba(logits)[1] is None
+    assert np.all(dist >= -1e-12) and abs(dist.sum() - 1) < 1e-9
+
+
+def _assess(spec, proba, present, kept, sev, ood=True):  # type: ignore[no-untyped-def]
+    return decide_multilabel(np.asarray(proba), np.asarray(present), np.asarray(kept), sev, spec=spec,
+                             model=ModelRef(name="m", version="1"), coverage=0.9, in_distribution=ood)
+
+
+def test_triage_is_the_most_urgent_kept_finding_with_its_severity() -> None:
+    spec = load_spec("skin_conditions")
+    k = len(spec.classes)
+    r, a = spec.index("redness"), spec.index("acne")
+    proba = np.full(k, 0.02)
+    proba[a], proba[r] = 0.97, 0.4
+    present = proba > 0.5
+    kept = proba > 0.3
+    sev: list[np.ndarray | None] = [np.asarray([0.8, 0.15, 0.05])] * k
+    sev[r] = np.asarray([0.1, 0.2, 0.7])  # severe redness: consultation_24 in the spec
+    out = _assess(spec, proba, present, kept, sev)
+    assert out.task == "multilabel" and out.triage.level == "consultation_24"
+    assert "Redness (severe)" in out.triage.reason and out.prediction_set == ["acne", "redness"]
+    f = {x.id: x for x in out.findings}
+    assert f["acne"].present and f["acne"].severity == "mild" and not f["redness"].present and f["redness"].kept
+    assert abs(sum(f["redness"].severity_distribution.values()) - 1) < 1e-3
+    sev[r] = np.asarray([0.7, 0.2, 0.1])  # mild redness: routine
+    assert _assess(spec, proba, present, kept, sev).triage.level == "self_care"
+    ood = _assess(spec, proba, present, kept, sev, ood=False)
+    assert ood.triage.level == "consultation" and "cannot assess" in ood.triage.reason
+    assert ood.confidence == "uncertain" and "Retake" in ood.advice
+
+
+def test_multilabel_critical_miss_and_over_triage() -> None:
+    spec = load_spec("skin_conditions")
+    y = np.asarray([encode_findings(spec, {"redness": "severe"}), encode_findings(spec, {"acne": "mild"}),
+                    encode_findings(spec, {}), encode_findings(spec, {"redness": "severe", "acne": "severe"})])
+    assert required_levels(y, spec) == ["consultation_24", "self_care", "self_care", "consultation_24"]
+    decided = ["consultation", "consultation_24", "self_care", "emergency"]
+    assert critical_miss_rate(decided, y, spec) == pytest.approx(0.5)
+    assert over_triage_rate(decided, y, spec) == pytest.approx(0.5)
