@@ -25,7 +25,7 @@ OUT = BENCH / "out"
 
 
 LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
-                   "model_vs_bare_ratio"}
+                   "model_vs_bare_ratio", "fnr_gap", "kept_over_true", "severity_mae", "hamming_loss"}
 
 
 def lower_is_better(metric: str) -> bool:

@@ -171,12 +171,17 @@ def train_cmd(
     augment: Annotated[str | None, typer.Option(help="Augmentation preset.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     severity_head: Annotated[str | None, typer.Option(help="Multi-label: softmax or ordinal severity heads.")] = None,
+    track: Annotated[str | None, typer.Option(help="Log the run to an experiment tracker: mlflow.")] = None,
+    folds: Annotated[int | None, typer.Option(
+        help="K-fold cross-validation (small sets): one run per fold in --out/fold_<i>, test figures as mean ± sd.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: sqlite store in ./mlruns).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
     from carelens.config import TrainConfig
-    from carelens.data import load_splits, open_dataset, split_dataset
-    from carelens.train import train
+    from carelens.data import load_splits, make_folds, near_duplicate_pairs, open_dataset, scan_dataset, split_dataset
+    from carelens.train import cross_validate, make_tracker, train
 
     settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
     for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
@@ -188,12 +193,26 @@ def train_cmd(
         settings["imbalance"] = tuple(s.strip() for s in imbalance.split(","))
     cfg = TrainConfig.from_dict(settings)  # fails here, before any image is read
     ds = open_dataset(data, spec)
+    if folds is not None:
+        pairs = None
+        if not ds.has_groups:
+            with progress_bar(f"grouping near-duplicates of {ds.name}", len(ds)) as advance:
+                thumbs = scan_dataset(ds, progress=advance).thumbs
+            pairs = [(a, b) for a, b, _ in near_duplicate_pairs(thumbs, 0.99)]
+        doc = cross_validate(ds, make_folds(ds, folds, cfg.seed, near_duplicate_pairs=pairs), cfg, out)
+        table = Table("test figure", "mean", "sd", title=f"{ds.name}: {folds}-fold cross-validation ({doc['strategy']})")
+        for k, v in doc["summary"].items():
+            table.add_row(k, f"{v['mean']:.3f}", f"{v['sd']:.3f}")
+        console.print(table)
+        console.print(f"wrote {out}/crossval.json and one run per fold")
+        return
     if splits is not None:
         split_obj = load_splits(splits, ds)
     else:
         with progress_bar(f"splitting {ds.name}", len(ds)) as advance:
             split_obj = split_dataset(ds, seed=cfg.seed, progress=advance)
-    res = train(ds, split_obj, cfg, out, resume=resume)
+    tracker = make_tracker(track, tracking_uri)  # fails here, before training, if MLflow is missing
+    res = train(ds, split_obj, cfg, out, resume=resume, tracker=tracker)
     if ds.multilabel:
         table = Table("split", "macro F1", "micro F1", "macro AUC", "severity QWK", title=f"{ds.name}: {out}")
         for name, m in (("val", res.val), ("test", res.test)):
@@ -386,6 +405,11 @@ def evaluate(
             evals.append(run_eval(bundle, ds, split_obj, split=split, other=other_ds, progress=advance))
     path = write_comparison(evals[0], evals[1], out) if compare else write_report(evals[0], out)
     m = evals[0].metrics
+    if "fnr" in m:  # multi-label
+        console.print(f"macro F1 {m['macro_f1']:.3f}, macro AUC {m['macro_auc']:.3f}, severity QWK "
+                      f"{m['severity'].get('qwk', float('nan')):.3f}, FNR {m['fnr']:.3f} (target {m['fnr_target']:g}), "
+                      f"kept {m['mean_kept']:.2f} per image; wrote {path}")
+        return
     console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
                   f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
 

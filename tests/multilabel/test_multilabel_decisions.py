@@ -92,8 +92,12 @@ def test_triage_is_the_most_urgent_kept_finding_with_its_severity() -> None:
     f = {x.id: x for x in out.findings}
     assert f["acne"].present and f["acne"].severity == "mild" and not f["redness"].present and f["redness"].kept
     assert abs(sum(f["redness"].severity_distribution.values()) - 1) < 1e-3
-    sev[r] = np.asarray([0.7, 0.2, 0.1])  # mild redness: routine
+    sev[r] = np.asarray([0.7, 0.2, 0.1])  # mild redness, severe unlikely: routine
     assert _assess(spec, proba, present, kept, sev).triage.level == "self_care"
+    sev[r] = np.asarray([0.6, 0.1, 0.3])  # mild most likely, but a 30% chance of severe: safety first escalates
+    out = _assess(spec, proba, present, kept, sev)
+    assert out.triage.level == "consultation_24" and "possibly severe" in out.triage.reason
+    assert {x.id: x for x in out.findings}["redness"].severity == "mild"  # what is reported stays the most likely
     ood = _assess(spec, proba, present, kept, sev, ood=False)
     assert ood.triage.level == "consultation" and "cannot assess" in ood.triage.reason
     assert ood.confidence == "uncertain" and "Retake" in ood.advice

@@ -27,6 +27,7 @@ __all__ = [
     "groups_from_pairs",
     "load_run_splits",
     "load_splits",
+    "make_folds",
     "make_splits",
     "read_split_document",
     "split_dataset",
@@ -244,13 +245,8 @@ def _assign(ds: Dataset, indices: Iterable[int], groups: list[str], target: np.n
     return assignment
 
 
-def _assign_multilabel(ds: Dataset, members: dict[str, list[int]], target: np.ndarray,
-                       rng: np.random.Generator) -> dict[str, str]:
-    """Iterative stratification (Sechidis et al. 2011, the ``iterative-stratification`` package) of whole
-    groups on their conditions, each condition's severity levels and "no finding": every split gets its share
-    of each label and of each (condition, severity) cell, as far as the group sizes allow."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
-
+def _group_strata(ds: Dataset, members: dict[str, list[int]]) -> tuple[list[str], np.ndarray]:
+    """(group names, a 0/1 matrix of the strata each group holds: conditions, condition:severity, none)."""
     names = sorted(members)
     columns = sorted({col for idx in members.values() for i in idx for col in _strata(ds, i)})
     where = {c: j for j, c in enumerate(columns)}
@@ -259,6 +255,17 @@ def _assign_multilabel(ds: Dataset, members: dict[str, list[int]], target: np.nd
         for i in members[name]:
             for col in _strata(ds, i):
                 y[g, where[col]] = 1
+    return names, y
+
+
+def _assign_multilabel(ds: Dataset, members: dict[str, list[int]], target: np.ndarray,
+                       rng: np.random.Generator) -> dict[str, str]:
+    """Iterative stratification (Sechidis et al. 2011, the ``iterative-stratification`` package) of whole
+    groups on their conditions, each condition's severity levels and "no finding": every split gets its share
+    of each label and of each (condition, severity) cell, as far as the group sizes allow."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedShuffleSplit
+
+    names, y = _group_strata(ds, members)
     out = np.full(len(names), 0)
     rest = np.arange(len(names))
     for k in (2, 1):  # carve test off, then val from what is left
@@ -277,6 +284,46 @@ def _strata(ds: Dataset, i: int) -> list[str]:
     if not findings:
         return ["<none>"]
     return [c for c in findings] + [f"{c}:{lv}" for c, lv in findings.items() if lv is not None]
+
+
+def make_folds(ds: Dataset, k: int = 5, seed: int = 0, *, val_share: float = 0.1,
+               near_duplicate_pairs: Sequence[tuple[int, int]] | None = None) -> list[Splits]:
+    """K-fold cross-validation for small sets: fold ``i`` is the test split of ``Splits`` i; validation is carved
+    (grouped, stratified) from the other folds. Whole groups stay in one fold; folds are stratified on the label
+    (multi-label: iterative stratification on conditions and severities)."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    from sklearn.model_selection import StratifiedKFold
+
+    if k < 2:
+        raise ConfigError(f"cross-validation needs at least 2 folds, got {k}")
+    if not 0 < val_share < 0.5:
+        raise ConfigError(f"val_share must be in (0, 0.5), got {val_share}")
+    groups, strategy = _groups(ds, near_duplicate_pairs)
+    members: dict[str, list[int]] = defaultdict(list)
+    for i in range(len(ds)):
+        members[groups[i]].append(i)
+    if len(members) < k:
+        raise ConfigError(f"{len(members)} groups cannot fill {k} folds; use fewer folds")
+    rng = np.random.default_rng(seed)
+    if ds.multilabel:
+        names, y = _group_strata(ds, members)
+        folds = MultilabelStratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(names)), y)
+    else:
+        names = sorted(members)
+        strata = [min(Counter(ds[i].label for i in members[g]).items(), key=lambda t: (-t[1], t[0]))[0] for g in names]
+        smallest = min(Counter(strata).values())
+        if smallest < k:
+            raise ConfigError(f"a class has only {smallest} group(s), fewer than the {k} folds; use fewer folds")
+        folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(np.zeros(len(names)), strata)
+    fp = ds.fingerprint()
+    out = []
+    for n, (_, test_groups) in enumerate(folds):
+        test_set = {names[g] for g in test_groups}
+        rest = [i for i in range(len(ds)) if groups[i] not in test_set]
+        assignment = _assign(ds, rest, groups, np.asarray([1 - val_share, val_share, 0.0]), rng)
+        assignment.update({ds[i].id: "test" for i in range(len(ds)) if groups[i] in test_set})
+        out.append(Splits(assignment, f"{strategy}_fold{n + 1}of{k}", seed, (1 - 1 / k - val_share, val_share, 1 / k), fp))
+    return out
 
 
 def split_dataset(

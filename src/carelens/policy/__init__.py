@@ -3,7 +3,13 @@ safety-first decision policy that writes it, and the clinical metrics that measu
 
 from carelens.policy._clinical import URGENT, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
-from carelens.policy._multilabel import MultilabelDecision, decide_multilabel, multilabel_decision, required_levels
+from carelens.policy._multilabel import (
+    MultilabelDecision,
+    decide_multilabel,
+    multilabel_decision,
+    required_levels,
+    triage_grade,
+)
 from carelens.policy._schema import DISCLAIMER, Assessment, ClassProbability, Finding, ModelRef, TriageDecision
 
 __all__ = [
@@ -23,5 +29,6 @@ __all__ = [
     "multilabel_decision",
     "over_triage_rate",
     "required_levels",
+    "triage_grade",
     "triage_levels",
 ]

@@ -26,10 +26,13 @@ class DecisionPolicy:
     ambiguous_margin: float = 0.10  # top two closer than this -> "ambiguous"
     floor_when_unsure: str = "consultation"  # uncertain / out-of-distribution never below this
     top_k: int = 3
+    severity_floor: float = 0.25  # multi-label: a grade this probable counts for triage even if not the most likely
 
     def __post_init__(self) -> None:
         if not 0 < self.possible <= self.likely <= 1:
             raise ConfigError(f"need 0 < possible ({self.possible}) <= likely ({self.likely}) <= 1")
+        if not 0 < self.severity_floor <= 1:
+            raise ConfigError(f"severity_floor must be in (0, 1], got {self.severity_floor}")
         if self.floor_when_unsure not in TRIAGE_LEVELS:
             raise ConfigError(f"floor_when_unsure must be one of {TRIAGE_LEVELS}")
 

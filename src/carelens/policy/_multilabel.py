@@ -2,8 +2,10 @@
 
 Conditions *present* are those above their decision threshold (chosen on validation); conditions *kept* are
 those the conformal risk-control rule keeps (the expected share of present conditions missed is at most
-alpha). Safety first: the triage level is the most urgent (condition, most likely severity) among the kept
-and present conditions; uncertain or out-of-distribution input is never below the floor, and
+alpha). Safety first: the triage level is the most urgent (condition, plausible severity) among the kept
+and present conditions, where a grade is plausible when it is the most likely one or its probability reaches
+``DecisionPolicy.severity_floor`` (a 30% chance of proliferative retinopathy is not set aside for a 70% chance of
+moderate); uncertain or out-of-distribution input is never below the floor, and
 out-of-distribution input gets "cannot assess this image, retake it" rather than a level from a set that
 has no guarantee there.
 """
@@ -19,7 +21,7 @@ from carelens.labels import LabelSpec, triage_rank
 from carelens.policy._decision import DecisionPolicy
 from carelens.policy._schema import Assessment, ClassProbability, Finding, ModelRef, TriageDecision
 
-__all__ = ["MultilabelDecision", "decide_multilabel", "multilabel_decision", "required_levels"]
+__all__ = ["MultilabelDecision", "decide_multilabel", "multilabel_decision", "required_levels", "triage_grade"]
 
 UNSURE = (0.2, 0.8)  # a calibrated condition probability inside this band is a finding the model is unsure of
 
@@ -34,13 +36,24 @@ class MultilabelDecision:
     considered: tuple[int, ...]  # kept or present conditions, most probable first
 
 
-def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray, severity: Sequence[int | None],
-                        spec: LabelSpec, *, in_distribution: bool = True,
+def triage_grade(spec: LabelSpec, k: int, dist: np.ndarray | None, floor: float) -> int | None:
+    """The grade of condition ``k`` that decides its triage: the most urgent plausible one (the most likely, or
+    any at least ``floor`` probable); ties go to the more probable. ``None`` where the condition is not graded."""
+    if dist is None:
+        return None
+    likely = int(np.argmax(dist))
+    plausible = [j for j in range(len(dist)) if j == likely or dist[j] >= floor]
+    return max(plausible, key=lambda j: (triage_rank(spec.finding_triage(k, j)[0]), dist[j]))
+
+
+def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
+                        severity: Sequence[np.ndarray | None], spec: LabelSpec, *, in_distribution: bool = True,
                         policy: DecisionPolicy | None = None) -> MultilabelDecision:
     """The triage decision of one image: ``proba`` (K,) calibrated, ``present``/``kept`` (K,) masks,
-    ``severity`` the most likely level index per condition (``None`` where not graded)."""
+    ``severity`` the severity distribution per condition (``None`` where not graded)."""
     pol = policy or DecisionPolicy()
     p = np.asarray(proba, dtype=np.float64)
+    grades = [triage_grade(spec, k, severity[k], pol.severity_floor) for k in range(len(p))]
     considered = tuple(int(k) for k in np.argsort(-p, kind="stable") if present[k] or kept[k])
     classes = spec.classes
     flags: list[str] = []
@@ -59,11 +72,14 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         confidence = "possible"
 
     if considered:
-        urgent = max(considered, key=lambda k: (triage_rank(spec.finding_triage(k, severity[k])[0]), p[k]))
-        level, _ = spec.finding_triage(urgent, severity[urgent])
+        urgent = max(considered, key=lambda k: (triage_rank(spec.finding_triage(k, grades[k])[0]), p[k]))
+        level, _ = spec.finding_triage(urgent, grades[urgent])
         c = classes[urgent]
-        sev = severity[urgent]
-        grade = f" ({c.severity_levels[sev].name or c.severity_levels[sev].id})" if sev is not None else ""
+        sev = grades[urgent]
+        dist = severity[urgent]
+        likely = dist is not None and sev == int(np.argmax(dist))
+        grade = (f" ({'' if likely else 'possibly '}{c.severity_levels[sev].name or c.severity_levels[sev].id})"
+                 if sev is not None else "")
         reason = f"{c.name}{grade} is {'a finding' if present[urgent] else 'kept as possible'}"
         advice = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
     else:
@@ -71,7 +87,7 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
             "No condition was found on this image."
     floor = pol.floor_when_unsure
     if not in_distribution:
-        level = level if triage_rank(level) >= triage_rank(floor) else floor
+        level = floor  # the findings of an image unlike the training data carry no guarantee: neither up nor down
         reason = "cannot assess this image: it does not look like the images this model was trained on"
         advice = ("This image does not look like what the model was trained on (wrong kind of image, poor quality, "
                   "or an unusual case). Retake the photo, or have a professional look.")
@@ -91,7 +107,7 @@ def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
     pol = policy or DecisionPolicy()
     p = np.asarray(proba, dtype=np.float64)
     severity = [int(np.argmax(s)) if s is not None else None for s in severity_proba]
-    d = multilabel_decision(p, present, kept, severity, spec, in_distribution=in_distribution, policy=pol)
+    d = multilabel_decision(p, present, kept, severity_proba, spec, in_distribution=in_distribution, policy=pol)
     classes = spec.classes
     findings = []
     for k in d.considered:
@@ -101,7 +117,7 @@ def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
             id=c.id, name=c.name, probability=round(float(p[k]), 4), present=bool(present[k]), kept=bool(kept[k]),
             severity=c.severity_levels[severity[k]].id if severity[k] is not None else None,  # type: ignore[index]
             severity_probability=max(dist.values()) if dist else None, severity_distribution=dist,
-            triage=spec.finding_triage(k, severity[k])[0], group=c.group))
+            triage=spec.finding_triage(k, triage_grade(spec, k, s, pol.severity_floor))[0], group=c.group))
     order = np.argsort(-p, kind="stable")
     top = [ClassProbability(id=classes[k].id, name=classes[k].name, probability=round(float(p[k]), 4),
                             group=classes[k].group, severity=classes[k].severity) for k in order[: pol.top_k]]

@@ -18,8 +18,11 @@ from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
 from carelens.metrics import calibration_report, classification_metrics, coverage_report, risk_coverage, softmax
 from carelens.policy import critical_miss_rate, over_triage_rate
 from carelens.predict import Engine
+from carelens.steps import multilabel_report
+from carelens.tasks import encode_findings, sigmoid
 
-__all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits", "save_predictions"]
+__all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "multilabel_metrics_from_predictions",
+           "resolve_splits", "save_predictions"]
 
 
 @dataclass
@@ -96,6 +99,27 @@ def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage
     }
 
 
+def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle) -> dict[str, Any]:
+    """A multi-label bundle's figures from its saved predictions: per-condition P/R/F1/AUC, micro/macro F1,
+    subset accuracy, Hamming loss, severity accuracy / weighted F1 / MAE / QWK, the false-negative rate achieved
+    against its target, conditions kept per image, calibration per condition, triage rates."""
+    assert bundle.multilabel is not None and bundle.layout is not None
+    spec = bundle.labels
+    m = multilabel_report(bundle.multilabel, bundle.layout, spec, a["logits"], a["y"], a["in_distribution"])
+    presence, _ = bundle.layout.split_targets(a["y"])
+    per: dict[str, Any] = {}
+    for k, cid in enumerate(spec.class_ids):
+        p = a["proba"][:, k]
+        before = calibration_report(np.stack([1 - a["proba_raw"][:, k], a["proba_raw"][:, k]], 1), presence[:, k])
+        after = calibration_report(np.stack([1 - p, p], 1), presence[:, k])
+        per[cid] = {"ece_before": before["ece"], "ece": after["ece"], "reliability_before": before["reliability"],
+                    "reliability": after["reliability"]}
+    m["per_label_calibration"] = per
+    m["critical_miss_rate"] = _or_none(m["critical_miss_rate"])
+    m["over_triage_rate"] = _or_none(m["over_triage_rate"])
+    return m
+
+
 def _edge_images(ds: Dataset, test_idx: list[int], other: Dataset | None) -> list[tuple[str, str, np.ndarray]]:
     out: list[tuple[str, str, np.ndarray]] = [
         ("blank white", "blank", np.full((224, 224, 3), 255, np.uint8)),
@@ -131,6 +155,11 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     if not idx:
         raise DataError(f"the {split} split of {ds.name} is empty")
     index = {c: i for i, c in enumerate(class_ids)}
+    spec = bundle.labels
+
+    def target(i: int) -> Any:
+        return encode_findings(spec, dict(ds[i].findings or {})) if spec.multilabel else index[ds[i].label]
+
     rows: dict[str, list[Any]] = {k: [] for k in ("y", "logits", "proba", "in_set", "ood_raw", "ood_p",
                                                   "in_distribution", "triage_rank")}
     ids: list[str] = []
@@ -144,7 +173,7 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
         for n, (i, _) in enumerate(pending):
             a = engine.decide(inf, n)
             ids.append(ds[i].id)
-            rows["y"].append(index[ds[i].label])
+            rows["y"].append(target(i))
             for key, arr in (("logits", inf.logits), ("proba", inf.proba), ("in_set", inf.in_set),
                              ("ood_raw", inf.ood_raw), ("ood_p", inf.ood_p), ("in_distribution", inf.in_distribution)):
                 rows[key].append(arr[n])
@@ -160,8 +189,12 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
             flush()
     flush()
     arrays = {k: np.asarray(v) for k, v in rows.items()}
-    arrays["proba_raw"] = softmax(arrays["logits"])
-    metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage)
+    if bundle.layout is not None:  # multi-label: uncalibrated per-condition probabilities
+        arrays["proba_raw"] = sigmoid(bundle.layout.condition_logits(arrays["logits"]))
+        metrics = multilabel_metrics_from_predictions(arrays, bundle)
+    else:
+        arrays["proba_raw"] = softmax(arrays["logits"])
+        metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage)
     facts_rows: list[dict[str, Any]] = []
     if bundle.facts is not None:
         by_id = {ds[i].id: ds[i] for i in idx}

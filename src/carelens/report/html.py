@@ -171,6 +171,60 @@ def _operating_points_section(ev: Evaluation) -> str:
             f"<th>coverage</th><th>mean set size</th></tr>{rows}</table></div>")
 
 
+def _multilabel_body(ev: Evaluation) -> str:
+    """Summary, per-condition table, per-condition reliability diagrams and per-finding heatmaps."""
+    m = ev.metrics
+    sev = m["severity"]
+    rows = [
+        ("macro F1 (at the per-condition thresholds)", m["macro_f1"]), ("micro F1", m["micro_f1"]),
+        ("macro AUC", m["macro_auc"]), ("subset accuracy (every condition right)", m["subset_accuracy"]),
+        ("Hamming loss", m["hamming_loss"]),
+        (f"false-negative rate of the kept conditions (target {m['fnr_target']:g})", m["fnr"]),
+        ("conditions kept / present / true per image", (f"{m['mean_kept']:.2f} / {m['mean_present']:.2f} / "
+                                                        f"{m['mean_true']:.2f}")),
+        ("severity: accuracy / weighted F1 / MAE / QWK", (f"{_fmt(sev.get('accuracy'))} / {_fmt(sev.get('weighted_f1'))} / "
+                                                         f"{_fmt(sev.get('mae'))} / {_fmt(sev.get('qwk'))}")),
+        ("ECE before / after per-condition temperature", f"{m['ece_before']:.3f} / {m['ece']:.3f}"),
+        ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"]),
+        ("critical-miss rate (cases needing consultation_24 triaged below it)", m["critical_miss_rate"]),
+        ("over-triage rate (other cases sent to consultation_24 or above)", m["over_triage_rate"]),
+        ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"]),
+    ]
+    summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
+    per = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{v['support']}</td><td>{_fmt(v['precision'])}</td><td>{_fmt(v['recall'])}</td>"
+        f"<td>{_fmt(v['f1'])}</td><td>{_fmt(v['auc'])}</td><td>{_fmt(m['per_label_calibration'][c]['ece'])}</td>"
+        f"<td>{_fmt(sev.get('per_condition', {}).get(c, {}).get('qwk'))}</td></tr>" for c, v in m["per_label"].items())
+    figs = "".join(
+        f"<figure>{_img_tag(plots.reliability_png(v['reliability_before'], v['reliability']), c)}"
+        f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, v in m["per_label_calibration"].items())
+    return (f'<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th></tr>{summary}</table>'
+            f'<h2>Per condition</h2><table id="per-class"><tr><th>condition</th><th>support</th><th>precision</th>'
+            f"<th>recall</th><th>F1</th><th>AUC</th><th>ECE</th><th>severity QWK</th></tr>{per}</table>"
+            f'<h2>Reliability per condition (before / after temperature)</h2><div class="grid">{figs}</div>'
+            f"<h2>Findings with heatmaps</h2><p class=\"note\">One class-activation map per condition reported "
+            f"present.</p>{_finding_gallery(ev)}")
+
+
+def _finding_gallery(ev: Evaluation, n: int = 6) -> str:
+    engine = Engine(ev.bundle)
+    pos = {e.id: i for i, e in enumerate(ev.dataset)}
+    busiest = np.argsort(-ev.arrays["in_set"].sum(1), kind="stable")[:n]
+    cards = []
+    for r in busiest:
+        img = ev.dataset.load_image(pos[ev.ids[r]])
+        inf = engine.infer([img])
+        a = engine.decide(inf, 0)
+        maps = engine.finding_heatmaps(inf, 0, img.shape[:2])
+        truth = ", ".join(f"{c}:{lv or '?'}" for c, lv in (ev.dataset[pos[ev.ids[r]]].findings or {}).items()) or "none"
+        tiles = "".join(_img_tag(_thumb(np.asarray(Image.open(io.BytesIO(overlay_heatmap(img, h))).convert("RGB")), 140),
+                                 cid) + f"<br>{html.escape(cid)}<br>" for cid, h in maps.items())
+        found = ", ".join(f"{f.id} ({f.probability:.2f}, {f.severity or '-'})" for f in a.findings if f.present)
+        cards.append(f'<div class="card"><b>{html.escape(ev.ids[r])}</b><br>true: {html.escape(truth)}<br>'
+                     f"found: {html.escape(found or 'none')}; triage <b>{a.triage.level}</b><br>{tiles}</div>")
+    return '<div class="grid" id="findings">' + "".join(cards) + "</div>"
+
+
 def write_report(ev: Evaluation, out: str | Path) -> Path:
     """Write report.html, metrics.json and predictions.npz into ``out``."""
     out = Path(out)
@@ -178,6 +232,8 @@ def write_report(ev: Evaluation, out: str | Path) -> Path:
     save_predictions(ev, out)
     (out / "metrics.json").write_text(json.dumps(ev.metrics, indent=1))
     m = ev.metrics
+    if ev.bundle.layout is not None:
+        return _write_multilabel_report(ev, out)
     title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.dataset.name} ({ev.split})"
     summary = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
@@ -195,6 +251,24 @@ Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
 {_facts_section(m)}{_operating_points_section(ev)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
+<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
+<p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path
+
+
+def _write_multilabel_report(ev: Evaluation, out: Path) -> Path:
+    m = ev.metrics
+    title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.dataset.name} ({ev.split})"
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
+A multi-label model: each image may show several conditions, each with a severity. Conformal risk control keeps
+conditions so that the expected share of present conditions missed is at most {m['fnr_target']:g}.</p>
+{_multilabel_body(ev)}
 <h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
 <p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
 </body></html>"""

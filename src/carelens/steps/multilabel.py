@@ -10,14 +10,15 @@ from typing import Any
 import numpy as np
 
 from carelens.calibrate import MultilabelCalibrator, OODGate, OODMethod, risk_control_threshold
-from carelens.labels import LabelSpec
+from carelens.labels import LabelSpec, triage_rank
 from carelens.metrics import calibration_report, fnr, multilabel_metrics, severity_metrics
 from carelens.plots import reliability_png
-from carelens.policy import critical_miss_rate, multilabel_decision, over_triage_rate
+from carelens.policy import URGENT, critical_miss_rate, multilabel_decision, over_triage_rate
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout, sigmoid
 
-__all__ = ["ALPHAS", "calibrate_multilabel", "multilabel_report", "ood_classes", "triage_levels_multilabel"]
+__all__ = ["ALPHAS", "calibrate_multilabel", "multilabel_report", "ood_classes", "triage_levels_multilabel",
+           "urgent_recall_floor"]
 
 ALPHAS = (0.05, 0.1, 0.15, 0.2)
 
@@ -43,9 +44,8 @@ def triage_levels_multilabel(cal: MultilabelCalibrator, layout: OutputLayout, sp
     sev = layout.severity_proba(logits)
     levels = []
     for n in range(len(proba)):
-        grades = [int(s[n].argmax()) if s is not None else None for s in sev]
-        levels.append(multilabel_decision(proba[n], present[n], kept[n], grades, spec,
-                                          in_distribution=bool(in_dist[n])).level)
+        levels.append(multilabel_decision(proba[n], present[n], kept[n], [s[n] if s is not None else None for s in sev],
+                                          spec, in_distribution=bool(in_dist[n])).level)
     return levels
 
 
@@ -76,14 +76,23 @@ def multilabel_report(cal: MultilabelCalibrator, layout: OutputLayout, spec: Lab
     }
 
 
+def urgent_recall_floor(spec: LabelSpec, floor: float) -> dict[int, float]:
+    """The conditions that can need urgent care (their own triage, or any of their grades', at least
+    ``consultation_24``): their decision thresholds must reach ``floor`` recall on validation."""
+    bar = triage_rank(URGENT)
+    return {k: floor for k, c in enumerate(spec.classes)
+            if max([triage_rank(c.triage), *(triage_rank(lv.triage) for lv in c.severity_levels)]) >= bar}
+
+
 def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: OutputLayout, *, alpha: float = 0.1,
-                         ood_method: OODMethod = "combined", pass_rate: float = 0.95,
+                         ood_method: OODMethod = "combined", pass_rate: float = 0.95, recall_floor: float = 0.9,
                          alphas: Sequence[float] = ALPHAS) -> Calibration:
     """Fit on the run's validation split, report on its test split; write calibration.json, ood.npz and
-    reliability.png (pooled over conditions) into the run."""
+    reliability.png (pooled over conditions) into the run. The decision threshold of a condition that can need
+    urgent care meets ``recall_floor`` on validation; the others maximise F1."""
     pres_val, _ = layout.split_targets(a.val_y)
     zv = layout.condition_logits(a.val_logits)
-    cal = MultilabelCalibrator(alpha).fit(zv, pres_val)
+    cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(zv, pres_val)
     pres_train, _ = layout.split_targets(a.train_y)
     gate = OODGate(ood_method, pass_rate).fit(a.train_features, ood_classes(pres_train), a.val_features, zv)
     pv = cal.predict_proba(zv)

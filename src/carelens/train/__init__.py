@@ -1,19 +1,25 @@
 """Training (imports torch; not needed for predict or serve): the two-phase trainer that writes a run folder
-(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets."""
+(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow)."""
 
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
+from carelens.train._crossval import cross_validate
 from carelens.train._losses import FocalLoss, build_loss, class_weights
+from carelens.train._tracking import MlflowTracker, Tracker, make_tracker
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
 __all__ = [
     "AUGMENT_PRESETS",
     "IMBALANCE_STRATEGIES",
     "FocalLoss",
+    "MlflowTracker",
     "RunResult",
+    "Tracker",
     "TrainConfig",
     "build_loss",
     "class_weights",
+    "cross_validate",
     "load_split",
+    "make_tracker",
     "predict_logits",
     "train",
 ]

@@ -26,6 +26,7 @@ from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
 from carelens.train._runtime import configure_runtime, device
 from carelens.train._task import TrainTask, task_for
+from carelens.train._tracking import Tracker
 
 __all__ = ["LoadedSplit", "RunResult", "load_split", "predict_logits", "train"]
 
@@ -133,6 +134,13 @@ class _Fit:
     best: float = -math.inf
     state: dict[str, Any] = field(default_factory=lambda: {"phase": "head", "epoch": 0})
     resumed: dict[str, Any] = field(default_factory=dict)  # the checkpoint resumed from, read once
+    tracker: Tracker | None = None
+
+    def record(self, row: dict[str, Any]) -> None:
+        """One epoch's measures: into the history (and its checkpoint) and to the tracker, as it happens."""
+        self.history.append(row)
+        if self.tracker is not None:
+            self.tracker.log_epoch(len(self.history), row)
 
     @property
     def pre(self) -> PreprocessConfig:
@@ -161,6 +169,7 @@ def train(
     resume: bool = False,
     evaluate_test: bool = True,
     on_epoch_end: Callable[[int], None] | None = None,
+    tracker: Tracker | None = None,
 ) -> RunResult:
     """Train a classifier on ``ds`` with ``splits``; everything is written into the run folder ``out``.
 
@@ -184,6 +193,10 @@ def train(
         dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
     run.write_splits(splits, ds)
     fit = _start(ds, splits, config, run, task, resume)
+    fit.tracker = tracker
+    if tracker is not None:
+        tracker.start(run.path.name, {"train": config.to_dict(), "dataset": ds.name, "n": len(ds), "task":
+                                      "multilabel" if ds.multilabel else "multiclass", "split": splits.strategy})
     if config.pretrained and config.head_epochs > 0 and fit.state["phase"] == "head":
         _train_head(fit)
     elif fit.state["phase"] == "head":
@@ -195,7 +208,15 @@ def train(
     run.write_metrics({"val": val_m, "test": test_m, "seconds": round(seconds, 1), "history": fit.history})
     if fit.history:
         run.write_curves(curves_png(fit.history))
+    if tracker is not None:
+        tracker.finish({"val": _summary(val_m), "test": _summary(test_m or {}), "seconds": seconds},
+                       [run.file(n) for n in (Run.CONFIG, Run.METRICS, Run.CURVES, Run.SPLITS)])
     return RunResult(run.path, val_m, test_m, fit.history, seconds)
+
+
+def _summary(m: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a metrics dict (for a tracker): no per-class tables or matrices."""
+    return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> None:
@@ -259,7 +280,7 @@ def _train_head(fit: _Fit) -> None:
             lv = head(fva.to(dev)).cpu().numpy()
         m = fit.task.metrics(fit.va.y, lv)
         score = fit.task.score(m, fit.va.y, lv)
-        fit.history.append({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
+        fit.record({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
                             **fit.task.summary(m), "score": score})
         if score > best_head:
             best_head, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
@@ -300,7 +321,7 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
         if cfg.schedule == "plateau":
             sched.step(score)
         improved = score > fit.best
-        fit.history.append({"phase": "finetune", "epoch": ep + 1, "train_loss": total / n,
+        fit.record({"phase": "finetune", "epoch": ep + 1, "train_loss": total / n,
                             **fit.task.summary(m), "score": score, "improved": improved,
                             "lr": opt.param_groups[0]["lr"]})
         if improved:
