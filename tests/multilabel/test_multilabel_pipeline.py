@@ -75,3 +75,27 @@ def test_cli_predict_and_train_on_multilabel(multilabel_bundle: Path, synth_root
     assert found >= len(rows) * 0.6  # every image in acne/severe shows acne
     res = runner.invoke(app, ["data", "synth", "multilabel", "--out", str(tmp_path / "gen"), "--n", "12"])
     assert res.exit_code == 0 and len(list((tmp_path / "gen").glob("*/*/*.png"))) >= 12
+
+
+def test_service_answers_with_findings(multilabel_bundle: Path, synth_root: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from carelens.serve import ServeSettings, create_app
+
+    models = tmp_path / "models"
+    shutil.copytree(multilabel_bundle, models / "skin")
+    s = ServeSettings(models_dir=models, database_url=f"sqlite:///{tmp_path / 'audit.db'}")
+    png = next(synth_root.glob("redness/*/*.png")).read_bytes()
+    with TestClient(create_app(s)) as c:
+        r = c.post("/v1/models/skin/predict?heatmap=true", files={"file": ("x.png", png, "image/png")})
+        assert r.status_code == 200, r.text
+        a = r.json()["assessment"]
+        assert a["task"] == "multilabel" and r.json()["heatmap_png"]
+        assert all({"id", "probability", "present", "kept", "severity", "severity_distribution", "triage"} <= set(f)
+                   for f in a["findings"])
+        r = c.post("/v1/triage", data={"model": "skin"}, files={"image": ("x.png", png, "image/png")})
+        assert r.status_code == 200 and r.json()["assessment"]["findings"] == a["findings"]
+        page = c.get("/").text
+        assert 'id="findings"' in page

@@ -17,7 +17,7 @@ from carelens.train import TrainConfig, cross_validate
 def test_folds_partition_the_data_and_keep_groups(tmp_path: Path) -> None:
     ds = open_dataset(write_synthetic_multilabel(tmp_path / "d", n=150, seed=2, size=40), "skin_conditions")
     folds = make_folds(ds, 3, seed=0)
-    tests = [set(ds[i].id for i in f.indices(ds, "test")) for f in folds]
+    tests = [{ds[i].id for i in f.indices(ds, "test")} for f in folds]
     assert set().union(*tests) == set(ds.ids()) and sum(len(t) for t in tests) == len(ds)  # each image tested once
     for f in folds:
         by_group: dict[str, set[str]] = {}
