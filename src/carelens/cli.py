@@ -213,22 +213,18 @@ def train_cmd(
             split_obj = split_dataset(ds, seed=cfg.seed, progress=advance)
     tracker = make_tracker(track, tracking_uri)  # fails here, before training, if MLflow is missing
     res = train(ds, split_obj, cfg, out, resume=resume, tracker=tracker)
-    if ds.multilabel:
-        table = Table("split", "macro F1", "micro F1", "macro AUC", "severity QWK", title=f"{ds.name}: {out}")
-        for name, m in (("val", res.val), ("test", res.test)):
-            if m:
-                table.add_row(name, f"{m['macro_f1']:.3f}", f"{m['micro_f1']:.3f}", f"{m['macro_auc']:.3f}",
-                              f"{m['severity'].get('qwk', float('nan')):.3f}")
-        console.print(table)
-        console.print(f"wrote {out}/ (metrics.json, curves.png, best.pt) in {res.seconds:.0f} s")
-        return
-    table = Table("split", "balanced acc", "accuracy", "macro AUC", "macro F1", title=f"{ds.name}: {out}")
+    columns: list[tuple[str, Callable[[dict[str, Any]], float]]] = (
+        [("macro F1", lambda m: m["macro_f1"]), ("micro F1", lambda m: m["micro_f1"]),
+         ("macro AUC", lambda m: m["macro_auc"]), ("severity QWK", lambda m: m["severity"].get("qwk", float("nan")))]
+        if ds.multilabel else
+        [("balanced acc", lambda m: m["balanced_accuracy"]), ("accuracy", lambda m: m["accuracy"]),
+         ("macro AUC", lambda m: m["macro_auc"]), ("macro F1", lambda m: m["macro_f1"])])
+    table = Table("split", *(c for c, _ in columns), title=f"{ds.name}: {out}")
     for name, m in (("val", res.val), ("test", res.test)):
         if m:
-            table.add_row(name, f"{m['balanced_accuracy']:.3f}", f"{m['accuracy']:.3f}", f"{m['macro_auc']:.3f}",
-                          f"{m['macro_f1']:.3f}")
+            table.add_row(name, *(f"{get(m):.3f}" for _, get in columns))
     console.print(table)
-    if res.test:
+    if res.test and "per_class_recall" in res.test:
         recall = ", ".join(f"{c} {r:.2f}" for c, r in res.test["per_class_recall"].items())
         console.print(f"test recall per class: {recall}")
     console.print(f"wrote {out}/ (metrics.json, curves.png, best.pt) in {res.seconds:.0f} s")
