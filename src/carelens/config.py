@@ -19,7 +19,7 @@ __all__ = ["AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MONITORS", "
 BACKBONES = ("efficientnet_lite0", "small_cnn")  # built by carelens.models.build_backbone
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
-AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo")
+AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo", "fundus", "flips")
 MONITORS = ("balanced_accuracy", "macro_auc", "macro_f1", "accuracy", "neg_log_loss")
 
 
