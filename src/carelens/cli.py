@@ -338,6 +338,7 @@ def predict(
     out: Annotated[Path | None, typer.Option(help="Write results here (.jsonl or .csv); default stdout.")] = None,
     heatmaps: Annotated[Path | None, typer.Option(help="Write a heatmap overlay PNG per image into this folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
+    species: Annotated[str | None, typer.Option(help="The patients' species; a model of another one is refused.")] = None,
 ) -> None:
     """Assess images with a bundle: one assessment per image, unreadable files reported and skipped."""
     import sys
@@ -347,6 +348,7 @@ def predict(
     from carelens.predict import Engine, collect_inputs, overlay_heatmap, write_results
 
     engine = Engine(load_bundle(bundle), batch_size=batch_size)
+    engine.bundle.labels.require_species(species, "the model")
     paths = collect_inputs(inputs)
     fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
     stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
@@ -437,6 +439,7 @@ def triage_cmd(
     symptom_model: Annotated[Path | None, typer.Option(
         help="Symptom bundle folder (default $CARELENS_SYMPTOMS_DIR; build one with `carelens symptoms build`).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    species: Annotated[str | None, typer.Option(help="The patient's species; a model of another one is refused.")] = None,
     more_facts: Annotated[list[str] | None, typer.Argument(
         metavar="[NAME=VALUE]...", help="More facts, so that `--facts age=7 sex=male` reads as written.",
         show_default=False)] = None,
@@ -457,6 +460,7 @@ def triage_cmd(
         from carelens.predict import Engine
 
         engine = Engine(load_bundle(model))
+        engine.bundle.labels.require_species(species, "the image model")
         checked = engine.check_facts(fact_values) if fact_values else None  # unknown names, bad values: errors
         image_a = engine.assess([read_image(image)], facts=[checked])[0][0]
     elif fact_values:
@@ -464,6 +468,8 @@ def triage_cmd(
     sym_dir = symptom_model or (Path(os.environ["CARELENS_SYMPTOMS_DIR"]) if os.environ.get("CARELENS_SYMPTOMS_DIR")
                                 else None)
     sym = SymptomBundle.load(sym_dir) if sym_dir is not None and symptoms else None
+    if sym is not None:
+        sym.spec.require_species(species, "the symptom model")
     result = triage(image=image_a, text=symptoms, symptoms=sym)
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -10,6 +10,7 @@ source labels that are left out on purpose.
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -121,6 +122,10 @@ class LabelSpec(BaseModel):
     title: str = ""
     task: Literal["multiclass", "multilabel"] = "multiclass"
     modality: str = ""
+    # who the model is for (human, dog, cat ...); written out only when not the default, so that documents
+    # written before species existed read back unchanged
+    species: tuple[str, ...] = Field(default=("human",), min_length=1, exclude_if=lambda v: tuple(v) == ("human",))
+    care_provider: str = Field(default="", exclude_if=lambda v: not v)  # default: doctor, or veterinarian for animals
     description: str = ""
     reference: dict[str, Any] = Field(default_factory=dict)
     classes: tuple[ClassSpec, ...] = Field(min_length=2)
@@ -139,6 +144,9 @@ class LabelSpec(BaseModel):
                 f"merge rules point to classes that are not defined: {', '.join(unknown)}; "
                 f"defined classes: {', '.join(ids)}"
             )
+        bad_species = [x for x in self.species if not re.fullmatch(r"[a-z_]+", x)]
+        if bad_species:
+            raise ValueError(f"species must be lower-case names (human, dog, cat ...), got {bad_species}")
         graded = [c.id for c in self.classes if c.severity_levels]
         if graded and self.task != "multilabel":
             raise ValueError(f"severity_levels ({', '.join(graded)}) need `task: multilabel`")
@@ -165,6 +173,25 @@ class LabelSpec(BaseModel):
 
     def get(self, class_id: str) -> ClassSpec:
         return self.classes[self.index(class_id)]
+
+    @property
+    def veterinary(self) -> bool:
+        return any(x != "human" for x in self.species)
+
+    @property
+    def provider(self) -> str:
+        """Who the advice sends the person to: the spec's ``care_provider``, else doctor or veterinarian."""
+        return self.care_provider or ("veterinarian" if self.veterinary else "doctor")
+
+    def serves(self, species: str) -> bool:
+        return species in self.species
+
+    def require_species(self, species: str | None, what: str) -> None:
+        """LabelSpecError unless ``species`` (when given) is one this model is for: a model of another species is
+        never used."""
+        if species is not None and not self.serves(species):
+            raise LabelSpecError(f"{what} ({self.name}) is for {', '.join(self.species)}, not {species}; use a model "
+                                 f"trained for {species}")
 
     @property
     def multilabel(self) -> bool:

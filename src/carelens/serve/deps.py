@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from carelens.serve.auth import KeyRing, Principal, RateLimiter
 from carelens.serve.errors import ApiError
@@ -46,17 +46,51 @@ class Services:
                    limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
                    decode_slots=asyncio.Semaphore(cfg.decode_concurrency))
 
-    def resolve(self, name: str | None) -> tuple[str, ModelEntry]:
-        """The named model, or the only one loaded; 404/422 naming what is loaded."""
-        loaded = ", ".join(self.registry.models) or "none"
+    def species_for(self, species: str | None) -> str | None:
+        """The request's species; else the deployment's default (the setting, or the one species that every
+        loaded model and the symptom bundle serve); else None (no species check)."""
+        if species:
+            s = species.strip().lower()
+            if not s.replace("_", "").isalpha():
+                raise ApiError(422, "bad_species", f"species must be a name such as human, dog or cat, got {species!r}")
+            return s
+        if self.settings.default_species:
+            return self.settings.default_species
+        served = {x for e in self.registry.models.values() for x in e.engine.bundle.labels.species}
+        if self.symptoms is not None:
+            served |= set(self.symptoms.spec.species)
+        return served.pop() if len(served) == 1 else None
+
+    def resolve(self, name: str | None, species: str | None = None) -> tuple[str, ModelEntry]:
+        """The named model, or the only one loaded (for the species); 404/422 naming what is loaded. A model of
+        another species than the request's is never used: 422 naming the models that exist for it."""
+        species = self.species_for(species)
+        models = self.registry.models
+        fitting = [n for n, e in models.items() if species is None or e.engine.bundle.labels.serves(species)]
+        loaded = ", ".join(models) or "none"
         if name is None:
-            if len(self.registry.models) != 1:
-                raise ApiError(422, "model_required", f"name a model; loaded: {loaded}")
-            name = next(iter(self.registry.models))
+            if len(fitting) != 1:
+                where = f" for {species}" if species else ""
+                raise ApiError(422, "model_required", f"name a model{where}; loaded{where}: {', '.join(fitting) or 'none'}")
+            name = fitting[0]
         entry = self.registry.get(name)
         if entry is None:
             raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {loaded}")
+        if species is not None and not entry.engine.bundle.labels.serves(species):
+            raise ApiError(422, "wrong_species",
+                           f"model {name!r} is for {', '.join(entry.engine.bundle.labels.species)}, not {species}; "
+                           f"models for {species}: {', '.join(fitting) or 'none'}")
         return name, entry
+
+    def symptoms_for(self, species: str | None) -> SymptomBundle:
+        """The symptom bundle, if it serves the request's species (503 without one, 422 for another species)."""
+        if self.symptoms is None:
+            raise ApiError(503, "symptoms_unavailable", self.symptoms_error or "no symptom bundle is configured")
+        species = self.species_for(species)
+        if species is not None and not self.symptoms.spec.serves(species):
+            raise ApiError(422, "wrong_species", f"the symptom model is for {', '.join(self.symptoms.spec.species)}, "
+                                                 f"not {species}; there is no symptom model for {species}")
+        return self.symptoms
 
 
 def services(request: Request) -> Services:
@@ -87,15 +121,15 @@ def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
     return p
 
 
-def resolve_model(name: str, svc: ServicesDep) -> ModelEntry:
-    """The model named in the path (404 before the upload is read)."""
-    return svc.resolve(name)[1]
+def resolve_model(name: str, svc: ServicesDep,
+                  species: Annotated[str | None, Query(description="the patient's species (human, dog, cat ...)")] = None
+                  ) -> ModelEntry:
+    """The model named in the path, checked against the species (404/422 before the upload is read)."""
+    return svc.resolve(name, species)[1]
 
 
 def symptom_bundle(svc: ServicesDep) -> SymptomBundle:
-    if svc.symptoms is None:
-        raise ApiError(503, "symptoms_unavailable", svc.symptoms_error or "no symptom bundle is configured")
-    return svc.symptoms
+    return svc.symptoms_for(None)
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -56,14 +56,14 @@ def _store(folder: Path, up: Upload) -> None:
 
 
 async def assess_image(svc: Services, model: str | None, img: np.ndarray, heatmap: bool,
-                       facts: dict[str, Any] | None = None,
-                       request: Request | None = None) -> tuple[Assessment, str | None, str, str]:
+                       facts: dict[str, Any] | None = None, request: Request | None = None,
+                       species: str | None = None) -> tuple[Assessment, str | None, str, str]:
     """(assessment, heatmap PNG as base64 or None, model name, model version) of one decoded image.
 
     ``facts`` must already be checked with the engine's ``check_facts``: a bad one must not fail the batch.
     With ``request``, a caller that has already gone away is not queued for the model at all.
     """
-    name, entry = svc.resolve(model)
+    name, entry = svc.resolve(model, species)
     if request is not None and await request.is_disconnected():
         raise ApiError(499, "client_closed", "the client closed the connection before its image was assessed")
     timeout = svc.settings.request_timeout_s

@@ -25,6 +25,8 @@ class ModelInfo(BaseModel):
     version: str
     task: str
     modality: str
+    species: list[str] = Field(description="who the model is for; a request for another species is refused")
+    care_provider: str = Field(description="who its advice sends people to (doctor, veterinarian)")
     classes: list[dict[str, str]]
     image_size: int
     metrics: dict[str, Any]

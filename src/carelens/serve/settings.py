@@ -39,3 +39,5 @@ class ServeSettings(BaseSettings):
     trusted_keys_dir: Path | None = Field(None, description="Ed25519 public keys (*.pem); set: unsigned bundles refused")
     store_text: bool = Field(False, description="keep symptom free text in the audit log (default: symptom ids only)")
     retention_days: int | None = Field(None, ge=1, description="audit rows older than this are pruned")
+    default_species: str | None = Field(
+        None, description="species of requests that name none (default: the one species every loaded model serves)")

@@ -20,7 +20,8 @@ def _info(name: str, entry: ModelEntry) -> ModelInfo:
     s = b.spec
     tm = s.test_metrics
     return ModelInfo(
-        name=name, version=s.version, task=s.task, modality=b.labels.modality,
+        name=name, version=s.version, task=s.task, modality=b.labels.modality, species=list(b.labels.species),
+        care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
         image_size=b.preprocess.image_size,
         metrics={k: tm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc") if k in tm}
@@ -37,10 +38,11 @@ async def list_models(svc: ServicesDep, _: Annotated[Principal, Depends(principa
 async def predict(request: Request, name: str, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
                   _: Annotated[ModelEntry, Depends(resolve_model)],
                   file: Annotated[UploadFile, File(description="the image")],
-                  heatmap: Annotated[bool, Query(description="add a heatmap overlay")] = False) -> PredictResponse:
+                  heatmap: Annotated[bool, Query(description="add a heatmap overlay")] = False,
+                  species: Annotated[str | None, Query(description="the patient's species")] = None) -> PredictResponse:
     t = time.perf_counter()
     up = await read_upload(file, svc)
-    a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request)
+    a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request, species=species)
     ms = (time.perf_counter() - t) * 1000
     pid = await in_thread(lambda: svc.log.record(
         kind="predict", model_name=mname, model_version=version, assessment=a.model_dump(mode="json"),

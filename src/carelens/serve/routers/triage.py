@@ -37,6 +37,7 @@ def _parse_facts(facts: str | None) -> dict[str, Any] | None:
 async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
                        image: Annotated[UploadFile | None, File(description="optional image")] = None,
                        model: Annotated[str | None, Form(description="image model name")] = None,
+                       species: Annotated[str | None, Form(description="the patient's species (human, dog ...)")] = None,
                        text: Annotated[str | None, Form(max_length=2000, description="symptoms in plain words")] = None,
                        facts: Annotated[str | None, Form(max_length=4000, description="JSON object of clinical facts")] = None,
                        heatmap: Annotated[bool, Form()] = False) -> TriageResponse:
@@ -50,13 +51,15 @@ async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Princi
     if facts_obj:  # checked before the model runs: a bad fact must not fail a shared batch
         if not has_image:
             raise FactsError("clinical facts are fused with an image model trained with them; send an image too")
-        checked = svc.resolve(model)[1].engine.check_facts(facts_obj)
-    sym: SymptomBundle | None = symptom_bundle(svc) if has_text else None
+        checked = svc.resolve(model, species)[1].engine.check_facts(facts_obj)
+    if has_image:
+        svc.resolve(model, species)  # a model of another species is refused before the upload is read
+    sym: SymptomBundle | None = svc.symptoms_for(species) if has_text else None
     image_a, png, mname, version, up = None, None, "symptoms", "", None
     if has_image:
         assert image is not None
         up = await read_upload(image, svc)
-        image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked, request)
+        image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked, request, species)
     out = await in_thread(lambda: triage(image=image_a, text=text, symptoms=sym))
     a = Assessment.model_validate(out["assessment"])
     if image_a is None:

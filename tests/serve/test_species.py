@@ -1,0 +1,72 @@
+"""Species: a model of another species than the request's is never used; the refusal names what exists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from carelens.cli import app
+from carelens.hashing import canonical_digest
+from carelens.serve import ServeSettings, create_app
+
+
+def _as_species(src: Path, dst: Path, species: list[str]) -> Path:
+    """A copy of a bundle whose label spec is for ``species`` (re-sealed as a re-export would seal it)."""
+    shutil.copytree(src, dst)
+    doc = json.loads((dst / "bundle.json").read_text())
+    doc["label_spec"]["species"] = species
+    doc["name"] = dst.name
+    doc["integrity"] = canonical_digest({k: v for k, v in doc.items() if k != "integrity"})
+    (dst / "bundle.json").write_text(json.dumps(doc))
+    return dst
+
+
+def test_requests_are_answered_only_by_models_of_their_species(serve_dirs: dict[str, Path], tmp_path: Path,
+                                                               xray_png: bytes) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(serve_dirs["models"] / "chest", models / "chest")
+    _as_species(serve_dirs["models"] / "chest", models / "dogchest", ["dog"])
+    s = ServeSettings(models_dir=models, symptoms_dir=serve_dirs["symptoms"], database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    files = {"file": ("x.png", xray_png, "image/png")}
+    with TestClient(create_app(s)) as c:
+        info = {m["name"]: m for m in c.get("/v1/models").json()}
+        assert info["dogchest"]["species"] == ["dog"] and info["dogchest"]["care_provider"] == "veterinarian"
+        assert info["chest"]["species"] == ["human"] and info["chest"]["care_provider"] == "doctor"
+        r = c.post("/v1/models/dogchest/predict?species=human", files=files)
+        assert r.status_code == 422 and r.json()["error"]["type"] == "wrong_species"
+        assert "is for dog, not human; models for human: chest" in r.json()["error"]["message"]
+        assert c.post("/v1/models/dogchest/predict?species=dog", files=files).status_code == 200
+        assert c.post("/v1/models/chest/predict", files=files).status_code == 200  # no species: no check
+        # no model named: the one model for the species answers
+        r = c.post("/v1/triage", data={"species": "dog"}, files={"image": ("x.png", xray_png, "image/png")})
+        assert r.status_code == 200 and r.json()["assessment"]["model"]["name"] == "dogchest"
+        r = c.post("/v1/triage", data={"species": "cat"}, files={"image": ("x.png", xray_png, "image/png")})
+        assert r.status_code == 422 and "for cat: none" in r.json()["error"]["message"]
+        # the human symptom model never answers for a dog
+        r = c.post("/v1/triage", data={"species": "dog", "text": "my dog keeps vomiting"})
+        assert r.status_code == 422 and "no symptom model for dog" in r.json()["error"]["message"]
+        assert c.post("/v1/triage", data={"species": "human", "text": "vomiting and fever"}).status_code == 200
+
+
+def test_default_species_applies_to_requests_that_name_none(serve_dirs: dict[str, Path], tmp_path: Path,
+                                                            xray_png: bytes) -> None:
+    models = tmp_path / "models"
+    _as_species(serve_dirs["models"] / "chest", models / "dogchest", ["dog"])
+    s = ServeSettings(models_dir=models, symptoms_dir=serve_dirs["symptoms"], database_url=f"sqlite:///{tmp_path / 'a.db'}",
+                      default_species="human")
+    with TestClient(create_app(s)) as c:
+        r = c.post("/v1/models/dogchest/predict", files={"file": ("x.png", xray_png, "image/png")})
+        assert r.status_code == 422 and "not human" in r.json()["error"]["message"]
+
+
+def test_cli_refuses_another_species(serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
+    img = tmp_path / "x.png"
+    img.write_bytes(xray_png)
+    res = CliRunner().invoke(app, ["predict", str(serve_dirs["models"] / "chest"), str(img), "--species", "dog"])
+    assert res.exit_code != 0 and "is for human, not dog" in res.output
+    res = CliRunner().invoke(app, ["predict", str(serve_dirs["models"] / "chest"), str(img), "--species", "human"])
+    assert res.exit_code == 0, res.output
