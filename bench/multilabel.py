@@ -32,8 +32,9 @@ from carelens.tasks import OutputLayout
 from carelens.train import TrainConfig, train
 
 SYNTH = dict(model="efficientnet_lite0", image_size=128, head_epochs=30, finetune_epochs=10, unfreeze_stages=-1,
-             lr_finetune=1e-3, batch_size=32, augment="flips", imbalance=("weighted",), patience=3,
-             monitor="macro_f1")  # flips: a crop could cut marks off and change the severity the count sets
+             lr_finetune=1e-3, batch_size=32, augment="flips", imbalance=("weighted",), patience=6,
+             monitor="macro_f1")  # flips: a crop could cut marks off and change the severity the count sets;
+# patience 6: the one-cycle warm-up first costs validation F1 (3 gave up at epoch 3, below the head's 0.967)
 SYNTH_TARGETS = {"macro_f1": 0.95, "severity_qwk": 0.90, "wall_s": 600}
 CASES: dict[str, dict[str, Any]] = {
     "multilabel_synth": dict(data="synth", cfg=SYNTH, targets=SYNTH_TARGETS),

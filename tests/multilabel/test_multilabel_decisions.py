@@ -98,9 +98,12 @@ def test_triage_is_the_most_urgent_kept_finding_with_its_severity() -> None:
     out = _assess(spec, proba, present, kept, sev)
     assert out.triage.level == "consultation_24" and "possibly severe" in out.triage.reason
     assert {x.id: x for x in out.findings}["redness"].severity == "mild"  # what is reported stays the most likely
+    ood = _assess(spec, proba, present, kept, sev, ood=False)  # an urgent finding on an unusual image still escalates
+    assert ood.triage.level == "consultation_24" and "cannot assess" in ood.triage.reason
+    assert ood.confidence == "uncertain" and "Retake" in ood.advice
+    sev[r] = np.asarray([0.9, 0.05, 0.05])  # routine findings on an unusual image: the floor
     ood = _assess(spec, proba, present, kept, sev, ood=False)
     assert ood.triage.level == "consultation" and "cannot assess" in ood.triage.reason
-    assert ood.confidence == "uncertain" and "Retake" in ood.advice
 
 
 def test_multilabel_critical_miss_and_over_triage() -> None:
