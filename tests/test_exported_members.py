@@ -40,7 +40,7 @@ EXPECTED = {
                            "TemperatureScaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
     "carelens.fusion": {"FactsEncoder", "FactsFusion", "LinearModel", "LogLinearPooling", "TabularModel", "conflict",
                         "infer_fact_kinds", "is_missing", "parse_fact_pairs"},
-    "carelens.bundle": {"FORMAT_VERSION", "REQUIRED_FILES", "SIGNATURE_FILE", "Bundle", "BundleSpec", "ConformalParams",
+    "carelens.bundle": {"FORMAT_VERSION", "REQUIRED_FILES", "SIGNATURE_FILE", "Bundle", "BundleSpec", "ConformalParams", "DecisionParams",
                         "FactsSection", "ModelIO", "MultilabelParams", "OODParams", "SelfTest", "SplitInfo", "generate_keys", "load_bundle",
                         "load_trusted_keys", "make_session", "selftest_input", "sign_bundle"},
     "carelens.steps": {"Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "calibrate_multilabel",

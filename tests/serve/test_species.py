@@ -70,3 +70,23 @@ def test_cli_refuses_another_species(serve_dirs: dict[str, Path], tmp_path: Path
     assert res.exit_code != 0 and "is for human, not dog" in res.output
     res = CliRunner().invoke(app, ["predict", str(serve_dirs["models"] / "chest"), str(img), "--species", "human"])
     assert res.exit_code == 0, res.output
+
+
+def test_decision_settings_ship_in_the_bundle_and_a_deployment_can_override_them(
+        serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
+    import pytest
+
+    from carelens.errors import ConfigError
+
+    doc = json.loads((serve_dirs["models"] / "chest" / "bundle.json").read_text())
+    assert doc["decision"] == {"likely": 0.7, "possible": 0.5, "ambiguous_margin": 0.1,
+                               "floor_when_unsure": "consultation", "top_k": 3, "severity_floor": 0.25}
+    s = ServeSettings(models_dir=serve_dirs["models"], database_url=f"sqlite:///{tmp_path / 'a.db'}",
+                      decision_likely=0.999, decision_top_k=1)
+    with TestClient(create_app(s)) as c:
+        d = c.get("/v1/models").json()[0]["decision"]
+        assert d["likely"] == 0.999 and d["top_k"] == 1 and d["possible"] == 0.5  # the rest as shipped
+        a = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")}).json()["assessment"]
+        assert len(a["top"]) == 1 and (a["confidence"] != "likely" or a["top"][0]["probability"] >= 0.999)
+    with pytest.raises(ConfigError, match="possible"):
+        create_app(ServeSettings(models_dir=serve_dirs["models"], decision_possible=0.9, decision_likely=0.8))

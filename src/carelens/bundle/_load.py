@@ -15,13 +15,14 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, REQUIRED_FILES, BundleSpec
+from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, REQUIRED_FILES, BundleSpec, DecisionParams
 from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
 from carelens.hashing import canonical_digest, file_digest
 from carelens.labels import LabelSpec
+from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 from carelens.tasks import OutputLayout
 
@@ -58,6 +59,10 @@ class Bundle:
     extracted: Path | None = None  # the temporary folder a .zip bundle was unpacked into
     multilabel: MultilabelCalibrator | None = None  # multi-label: per-condition calibration, risk control
     layout: OutputLayout | None = None  # multi-label: where conditions and severities sit in the logits
+
+    def policy(self, **overrides: Any) -> DecisionPolicy:
+        """The decision policy the bundle ships (defaults for older bundles), with a deployment's overrides."""
+        return (self.spec.decision or DecisionParams()).policy(**overrides)
 
     @property
     def alpha(self) -> float:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from carelens.hashing import canonical_digest
 from carelens.labels import LabelSpec
+from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "REQUIRED_FILES",
     "BundleSpec",
     "ConformalParams",
+    "DecisionParams",
     "FactsSection",
     "ModelIO",
     "MultilabelParams",
@@ -88,6 +90,26 @@ class MultilabelParams(_Section):
         return self.model_dump(exclude={"severity_head", "severity_sizes"})
 
 
+_DEFAULT = DecisionPolicy()
+
+
+class DecisionParams(_Section):
+    """The decision settings the model ships with (:class:`carelens.policy.DecisionPolicy`); a deployment may
+    override them (serve settings ``CARELENS_DECISION_*``)."""
+
+    likely: float = _DEFAULT.likely
+    possible: float = _DEFAULT.possible
+    ambiguous_margin: float = _DEFAULT.ambiguous_margin
+    floor_when_unsure: Literal["self_care", "consultation", "consultation_24", "emergency",
+                               "emergency_ambulance"] = _DEFAULT.floor_when_unsure  # type: ignore[assignment]
+    top_k: int = _DEFAULT.top_k
+    severity_floor: float = _DEFAULT.severity_floor
+
+    def policy(self, **overrides: Any) -> DecisionPolicy:
+        """The policy, with any non-None override applied (ConfigError for an inconsistent one)."""
+        return DecisionPolicy(**{**self.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+
+
 class OODParams(_Section):
     """:meth:`carelens.calibrate.OODGate.to_dict`; its statistics are in ``ood.npz``."""
 
@@ -137,6 +159,7 @@ class BundleSpec(BaseModel):
     temperature: float = 1.0  # multiclass; a multi-label model has one per condition in ``multilabel``
     conformal: ConformalParams | None = None  # multiclass: conformal prediction sets
     multilabel: MultilabelParams | None = None  # multi-label: layout, thresholds, conformal risk control
+    decision: DecisionParams | None = None  # the shipped decision settings (bundles before format 3: the defaults)
     ood: OODParams
     test_metrics: dict[str, Any] = Field(default_factory=dict)  # record
     calibration: dict[str, Any] = Field(default_factory=dict)  # record
@@ -166,9 +189,10 @@ class BundleSpec(BaseModel):
         return v or None  # bundles written without split information hold {}
 
     def document(self) -> dict[str, Any]:
-        """bundle.json as written (JSON types, aliases as in the file). A multiclass bundle has no ``multilabel``
-        key, so its document (and integrity digest) is what a carelens before multi-label wrote."""
-        return self.model_dump(mode="json", by_alias=True, exclude={"multilabel"} if self.multilabel is None else None)
+        """bundle.json as written (JSON types, aliases as in the file). Optional sections that are absent are not
+        written, so a bundle of an older format reads back (and digests) exactly as it was written."""
+        absent = {k for k in ("multilabel", "decision") if getattr(self, k) is None}
+        return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:
         return canonical_digest({k: v for k, v in self.document().items() if k != "integrity"})

@@ -72,7 +72,7 @@ class Result:
 class Engine:
     def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 8) -> None:
         self.bundle = bundle
-        self.policy = policy or DecisionPolicy()
+        self.policy = policy or bundle.policy()  # the settings the bundle ships, unless the caller overrides them
         self.batch_size = batch_size
         self.ref = ModelRef(name=bundle.name, version=bundle.version)
         self.coverage = 1.0 - bundle.alpha

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 
+from carelens.bundle import DecisionParams
 from carelens.serve.auth import KeyRing, Principal, RateLimiter
 from carelens.serve.errors import ApiError
 from carelens.serve.metrics import Metrics
@@ -40,8 +41,9 @@ class Services:
     def from_settings(cls, cfg: ServeSettings) -> "Services":
         """Everything the routes share. Raises ConfigError for a keys file that is missing or empty."""
         keys = KeyRing(cfg.api_keys, cfg.api_keys_file)
+        DecisionParams().policy(**cfg.decision_overrides())  # inconsistent decision settings: ConfigError at start
         registry = ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, cfg.threads, max_queue=cfg.max_queue,
-                                 trusted_keys_dir=cfg.trusted_keys_dir)
+                                 trusted_keys_dir=cfg.trusted_keys_dir, decision=cfg.decision_overrides())
         return cls(settings=cfg, registry=registry, keys=keys, log=AuditLog(cfg.database_url),
                    limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
                    decode_slots=asyncio.Semaphore(cfg.decode_concurrency))

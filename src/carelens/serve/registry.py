@@ -172,6 +172,7 @@ class ModelRegistry:
     threads: int | None = None
     max_queue: int = 64
     trusted_keys_dir: Path | None = None
+    decision: dict[str, Any] = field(default_factory=dict)  # the deployment's overrides of the bundles' settings
     models: dict[str, ModelEntry] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # bundle file name -> why it is not (newly) serving
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -214,7 +215,7 @@ class ModelRegistry:
                     entry = old  # unchanged: keep the warm engine
                 else:
                     b = load_bundle(path, threads=self.threads, trusted_keys=self.trusted)  # hashes, signature, self-test
-                    engine = Engine(b, batch_size=self.max_batch)
+                    engine = Engine(b, b.policy(**self.decision), batch_size=self.max_batch)
                     entry = ModelEntry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms,
                                                             self.max_queue), path, digest)
                     created.append(entry)

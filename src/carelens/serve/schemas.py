@@ -33,6 +33,8 @@ class ModelInfo(BaseModel):
     intended_use: str
     facts: dict[str, dict[str, Any]] | None = Field(
         None, description="clinical facts /v1/triage fuses with this model's images: type, range or values")
+    decision: dict[str, Any] = Field(default_factory=dict, description=(
+        "the decision settings in force: the bundle's, with this deployment's overrides"))
 
 
 class PredictResponse(BaseModel):

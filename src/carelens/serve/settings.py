@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,6 +13,11 @@ __all__ = ["ServeSettings"]
 
 class ServeSettings(BaseSettings):
     """Every setting of `carelens serve`; each is documented in the README."""
+
+    def decision_overrides(self) -> dict[str, Any]:
+        """The decision settings this deployment overrides (``DecisionPolicy`` field -> value)."""
+        return {k.removeprefix("decision_"): v for k, v in self.model_dump().items()
+                if k.startswith("decision_") and v is not None}
 
     model_config = SettingsConfigDict(env_prefix="CARELENS_", env_file=".env", extra="ignore",
                                       protected_namespaces=("settings_",))
@@ -39,5 +45,13 @@ class ServeSettings(BaseSettings):
     trusted_keys_dir: Path | None = Field(None, description="Ed25519 public keys (*.pem); set: unsigned bundles refused")
     store_text: bool = Field(False, description="keep symptom free text in the audit log (default: symptom ids only)")
     retention_days: int | None = Field(None, ge=1, description="audit rows older than this are pruned")
+    # decision settings: None keeps what each bundle ships (bundle.json `decision`; the defaults for older bundles)
+    decision_likely: float | None = Field(None, gt=0, le=1, description="calibrated top probability for 'likely'")
+    decision_possible: float | None = Field(None, gt=0, le=1, description="... for 'possible'")
+    decision_ambiguous_margin: float | None = Field(None, ge=0, le=1, description="top two closer: 'ambiguous'")
+    decision_top_k: int | None = Field(None, ge=1, description="classes listed in `top`")
+    decision_floor_when_unsure: str | None = Field(None, description="lowest triage level for unsure input")
+    decision_severity_floor: float | None = Field(None, gt=0, le=1,
+                                                  description="multi-label: a grade this probable counts for triage")
     default_species: str | None = Field(
         None, description="species of requests that name none (default: the one species every loaded model serves)")

@@ -20,6 +20,7 @@ from carelens.bundle import (
     FORMAT_VERSION,
     BundleSpec,
     ConformalParams,
+    DecisionParams,
     FactsSection,
     ModelIO,
     MultilabelParams,
@@ -177,6 +178,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
         split=_split_info(r),
         facts=FactsSection.model_validate(facts) if facts else None,
+        decision=DecisionParams(),
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

@@ -1,5 +1,6 @@
 """The image models: what is loaded, and one image assessed by a named model."""
 
+import dataclasses
 import time
 from typing import Annotated
 
@@ -26,7 +27,8 @@ def _info(name: str, entry: ModelEntry) -> ModelInfo:
         image_size=b.preprocess.image_size,
         metrics={k: tm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc") if k in tm}
         | {k: s.calibration.get(k) for k in ("ece", "coverage", "mean_set_size") if k in s.calibration},
-        intended_use=s.intended_use, facts=s.facts.schema_ if s.facts else None)
+        intended_use=s.intended_use, facts=s.facts.schema_ if s.facts else None,
+        decision=dataclasses.asdict(entry.engine.policy))
 
 
 @router.get("", response_model=list[ModelInfo], responses=ERROR_RESPONSES)
