@@ -38,6 +38,8 @@ EXPECTED = {
     },
     "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
                            "TemperatureScaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
+    "carelens.explain": {"Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
+                         "template_explanation"},
     "carelens.fusion": {"FactsEncoder", "FactsFusion", "LinearModel", "LogLinearPooling", "TabularModel", "conflict",
                         "infer_fact_kinds", "is_missing", "parse_fact_pairs"},
     "carelens.bundle": {"FORMAT_VERSION", "REQUIRED_FILES", "SIGNATURE_FILE", "Bundle", "BundleSpec", "ConformalParams", "DecisionParams",
