@@ -38,7 +38,7 @@ EXPECTED = {
     },
     "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
                            "TemperatureScaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
-    "carelens.explain": {"Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
+    "carelens.explain": {"ACTIONS", "Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
                          "template_explanation"},
     "carelens.fusion": {"FactsEncoder", "FactsFusion", "LinearModel", "LogLinearPooling", "TabularModel", "conflict",
                         "infer_fact_kinds", "is_missing", "parse_fact_pairs"},

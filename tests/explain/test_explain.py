@@ -3,18 +3,13 @@ is reached over real HTTP (a scripted OpenAI-compatible server) and replaced whe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from fake_llm import fake_llm
 
 from carelens.explain import LlmExplainer, LlmSettings, check_answer, explain
 from carelens.labels import load_spec
 from carelens.policy import Assessment, ModelRef, decide
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_llm import fake_llm  # noqa: E402
 
 
 def _assess(spec_name: str, p: list[float], in_set: list[bool], ood: bool = True) -> Assessment:

@@ -12,6 +12,9 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Header, Query, Request
 
 from carelens.bundle import DecisionParams
+from carelens.explain import Explanation, LlmExplainer, explain
+from carelens.labels import LabelSpec
+from carelens.policy import Assessment
 from carelens.serve.auth import KeyRing, Principal, RateLimiter
 from carelens.serve.errors import ApiError
 from carelens.serve.metrics import Metrics
@@ -36,6 +39,7 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     symptoms: SymptomBundle | None = None
     symptoms_error: str | None = None
+    explainer: LlmExplainer | None = None  # with CARELENS_LLM_URL; otherwise templates only
 
     @classmethod
     def from_settings(cls, cfg: ServeSettings) -> "Services":
@@ -46,7 +50,20 @@ class Services:
                                  trusted_keys_dir=cfg.trusted_keys_dir, decision=cfg.decision_overrides())
         return cls(settings=cfg, registry=registry, keys=keys, log=AuditLog(cfg.database_url),
                    limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
-                   decode_slots=asyncio.Semaphore(cfg.decode_concurrency))
+                   decode_slots=asyncio.Semaphore(cfg.decode_concurrency),
+                   explainer=LlmExplainer(cfg.llm) if cfg.llm.url else None)
+
+    def explain(self, a: Assessment, spec: LabelSpec, words: str | None) -> Explanation:
+        """The explanation of an assessment: the language model's when configured and safe, else the template's;
+        counted in /metrics."""
+        if self.explainer is None:
+            self.metrics.observe_explanation("template", "ok")
+            return explain(a, spec)
+        e = self.explainer.explain(a, spec, words)
+        outcome = "ok" if e.by == "llm" else ("error" if e.guardrail_failures[0].startswith("language model failed")
+                                             else "guardrail")
+        self.metrics.observe_explanation(e.by, outcome)
+        return e
 
     def species_for(self, species: str | None) -> str | None:
         """The request's species; else the deployment's default (the setting, or the one species that every

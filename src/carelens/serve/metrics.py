@@ -25,6 +25,7 @@ class Metrics:
         self.predictions: Counter[tuple[str, str]] = Counter()
         self.triage: Counter[str] = Counter()
         self.ood: Counter[tuple[str, bool]] = Counter()
+        self.explanations: Counter[tuple[str, str]] = Counter()  # (by, outcome)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         with self._lock:
@@ -40,6 +41,11 @@ class Metrics:
             self.predictions[(model, top)] += 1
             self.triage[level] += 1
             self.ood[(model, in_distribution)] += 1
+
+    def observe_explanation(self, by: str, outcome: str) -> None:
+        """``by`` template | llm; ``outcome`` ok | guardrail | error (a language-model answer replaced, and why)."""
+        with self._lock:
+            self.explanations[(by, outcome)] += 1
 
     def render(self) -> str:
         lines = ["# HELP carelens_requests_total HTTP requests", "# TYPE carelens_requests_total counter"]
@@ -65,6 +71,10 @@ class Metrics:
             for (model, ind), n in sorted(self.ood.items()):
                 if not ind:
                     lines.append(f"carelens_out_of_distribution_total{_labels(model=model)} {n}")
+            lines += ["# HELP carelens_explanations_total answers explained, and language-model answers replaced",
+                      "# TYPE carelens_explanations_total counter"]
+            for (by, outcome), n in sorted(self.explanations.items()):
+                lines.append(f"carelens_explanations_total{_labels(by=by, outcome=outcome)} {n}")
             total = sum(self.ood.values())
             rate = sum(n for (_, ind), n in self.ood.items() if not ind) / total if total else 0.0
         lines += ["# TYPE carelens_ood_rate gauge", f"carelens_ood_rate {rate:.6f}"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,3 +64,23 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     feedback_id: int
     prediction_id: str
+
+
+class ChatResponse(BaseModel):
+    session_id: str = Field(description="send it back to continue the conversation")
+    species: str | None = None
+    assessment: Assessment | None = Field(None, description="None until there is a photo or a recognised symptom")
+    explanation: str = Field(description="the answer in plain words")
+    explained_by: Literal["template", "llm"]
+    guardrail_failures: list[str] = Field(default_factory=list, description="why a language-model answer was replaced")
+    symptoms: dict[str, Any] | None = None
+    heatmap_png: str | None = None
+    latency_ms: float
+
+
+class ChatTurn(BaseModel):
+    role: Literal["user", "assistant"]
+    text: str
+    created: str
+    assessment: dict[str, Any] | None = None
+    explained_by: str | None = None

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from carelens.explain import LlmSettings
+
 __all__ = ["ServeSettings"]
 
 
@@ -16,8 +18,8 @@ class ServeSettings(BaseSettings):
 
     def decision_overrides(self) -> dict[str, Any]:
         """The decision settings this deployment overrides (``DecisionPolicy`` field -> value)."""
-        return {k.removeprefix("decision_"): v for k, v in self.model_dump().items()
-                if k.startswith("decision_") and v is not None}
+        return {k.removeprefix("decision_"): getattr(self, k) for k in type(self).model_fields
+                if k.startswith("decision_") and getattr(self, k) is not None}
 
     model_config = SettingsConfigDict(env_prefix="CARELENS_", env_file=".env", extra="ignore",
                                       protected_namespaces=("settings_",))
@@ -53,5 +55,7 @@ class ServeSettings(BaseSettings):
     decision_floor_when_unsure: str | None = Field(None, description="lowest triage level for unsure input")
     decision_severity_floor: float | None = Field(None, gt=0, le=1,
                                                   description="multi-label: a grade this probable counts for triage")
+    chat_session_ttl_s: float = Field(24 * 3600, gt=0, description="a conversation idle this long is closed")
+    llm: LlmSettings = Field(default_factory=LlmSettings, description="optional language model (CARELENS_LLM_*)")
     default_species: str | None = Field(
         None, description="species of requests that name none (default: the one species every loaded model serves)")

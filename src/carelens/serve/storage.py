@@ -13,7 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from carelens.errors import ConfigError
 
-__all__ = ["AuditLog", "Feedback", "PredictionRecord"]
+__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord"]
 
 
 class _Base(DeclarativeBase):
@@ -43,6 +43,31 @@ class Feedback(_Base):
     diagnosis: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(String(2000), default="")
     api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class ChatSession(_Base):
+    """A conversation: its species, what was said so far, the last image assessment (to re-assess with new
+    symptoms without the photo again). Kept in the database, so a restart loses nothing."""
+
+    __tablename__ = "chat_sessions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    species: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    model_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)  # {"texts": [...], "image": assessment | None, "facts": {}}
+    api_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class ChatMessage(_Base):
+    __tablename__ = "chat_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("chat_sessions.id"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    role: Mapped[str] = mapped_column(String(16))  # user | assistant
+    text: Mapped[str] = mapped_column(String(4000))
+    assessment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    explained_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
 class AuditLog:
@@ -92,6 +117,41 @@ class AuditLog:
         with self.session() as s:
             return set(s.scalars(select(PredictionRecord.id)))
 
+    # -- conversations ---------------------------------------------------------------------------------
+    def open_chat(self, session_id: str | None, species: str | None, api_key_id: str | None,
+                  ttl_s: float) -> ChatSession | None:
+        """The session (None when unknown or expired), or a new one when ``session_id`` is None."""
+        now = dt.datetime.now(dt.UTC)
+        with self.session() as s, s.begin():
+            if session_id is None:
+                cs = ChatSession(id=str(uuid.uuid4()), created=now, updated=now, species=species,
+                                 state={"texts": [], "image": None, "facts": {}}, api_key_id=api_key_id)
+                s.add(cs)
+                return cs
+            found = s.get(ChatSession, session_id)
+            if found is None or (now - _aware(found.updated)).total_seconds() > ttl_s:
+                return None
+            return found
+
+    def save_turn(self, cs: ChatSession, user_text: str, answer: str, assessment: dict[str, Any] | None,
+                  explained_by: str | None, state: dict[str, Any], model_name: str | None) -> None:
+        now = dt.datetime.now(dt.UTC)
+        with self.session() as s, s.begin():
+            row = s.get(ChatSession, cs.id)
+            assert row is not None
+            row.state = json.loads(json.dumps(state))
+            row.updated = now
+            row.model_name = model_name or row.model_name
+            s.add(ChatMessage(session_id=cs.id, created=now, role="user", text=user_text[:4000], assessment=None))
+            s.add(ChatMessage(session_id=cs.id, created=now, role="assistant", text=answer[:4000],
+                              assessment=json.loads(json.dumps(assessment)) if assessment else None,
+                              explained_by=explained_by))
+
+    def chat_history(self, session_id: str) -> list[ChatMessage]:
+        with self.session() as s:
+            return list(s.scalars(select(ChatMessage).where(ChatMessage.session_id == session_id)
+                                  .order_by(ChatMessage.id)))
+
     def prune(self, older_than_days: int, now: dt.datetime | None = None) -> int:
         """Delete predictions older than ``older_than_days`` (and their feedback); the number deleted."""
         if older_than_days < 1:
@@ -104,3 +164,8 @@ class AuditLog:
             return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for DELETE
 
 
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes for timezone-aware columns: they were written in UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.UTC)

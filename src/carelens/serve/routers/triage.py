@@ -18,7 +18,7 @@ from carelens.symptoms import SymptomBundle, triage
 router = APIRouter(prefix="/v1", tags=["triage"])
 
 
-def _parse_facts(facts: str | None) -> dict[str, Any] | None:
+def parse_facts(facts: str | None) -> dict[str, Any] | None:
     if not facts:
         return None
     try:
@@ -42,7 +42,7 @@ async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Princi
                        facts: Annotated[str | None, Form(max_length=4000, description="JSON object of clinical facts")] = None,
                        heatmap: Annotated[bool, Form()] = False) -> TriageResponse:
     t = time.perf_counter()
-    facts_obj = _parse_facts(facts)
+    facts_obj = parse_facts(facts)
     has_image = image is not None and bool(image.filename or image.size)
     has_text = bool(text and text.strip())
     if not has_image and not has_text:

@@ -27,7 +27,7 @@ def fake_llm() -> Iterator[FakeLlm]:
     state = FakeLlm()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
             text, delay = state.script.pop(0) if state.script else ("This is not a diagnosis.", 0.0)
