@@ -58,7 +58,7 @@ EXPECTED = {
         "DEFAULT_THRESHOLD", "HEART", "HORSE_COLIC", "MiniLMEncoder", "ParsedSymptoms", "Symptom", "SymptomBundle",
         "SymptomParser", "SymptomTable", "Vocabulary", "build_symptom_bundle", "clean_symptom_name",
         "combine_assessments", "cross_validate", "load_heart", "load_horse_colic", "load_kaggle_table",
-        "load_kaggle_vocabulary", "partial_reports", "split_patterns", "triage",
+        "load_kaggle_vocabulary", "load_symptom_table", "spec_from_labels", "partial_reports", "split_patterns", "triage",
     },
     "carelens.report": {"EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits",
                         "write_comparison", "write_report"},

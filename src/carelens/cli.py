@@ -417,12 +417,25 @@ def evaluate(
 def symptoms_build(
     out: Annotated[Path, typer.Option(help="Symptom bundle folder.")] = Path("symptom_bundle"),
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding symptom_disease_kaggle41 (default $CARELENS_DATA).")] = None,
+    table: Annotated[Path | None, typer.Option(help="Your own table (CSV): 'Symptom 1..n' columns or 0/1 columns.")] = None,
+    spec: Annotated[str | None, typer.Option(help="Label spec for --table (default: one class per label).")] = None,
+    species: Annotated[str, typer.Option(help="Who --table describes (human, dog, cattle ...).")] = "human",
+    label_column: Annotated[str | None, typer.Option(help="The label column of --table (default: Disease ...).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="--table is synthetic or curated: never answer 'likely' alone.")] = False,
 ) -> None:
-    """Build the symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables."""
+    """Build a symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables or your table."""
+    from carelens.labels import load_spec
     from carelens.settings import data_root
-    from carelens.symptoms import SymptomBundle, build_symptom_bundle
+    from carelens.symptoms import SymptomBundle, build_symptom_bundle, load_symptom_table
 
-    m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
+    if table is not None:
+        label_spec = load_spec(spec) if spec else None
+        if label_spec is not None:
+            label_spec.require_species(species, "the label spec")
+        t = load_symptom_table(table, spec=label_spec, species=species, label_column=label_column)
+        m = build_symptom_bundle(t, out, synthetic=synthetic)
+    else:
+        m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
     with progress_bar("embedding the vocabulary", None):
         SymptomBundle.load(out).parser.parse("warm-up: itchy skin and a fever that will not settle")
     console.print(f"top-3 accuracy with 3 reported symptoms {m['top3_accuracy_3_reported']:.3f}; wrote {out}")

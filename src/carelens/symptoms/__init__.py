@@ -6,6 +6,7 @@ from carelens.symptoms._clinical import HEART, HORSE_COLIC, cross_validate, load
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._encoder import MiniLMEncoder
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
+from carelens.symptoms._table import load_symptom_table, spec_from_labels
 from carelens.symptoms._triage import combine_assessments, triage
 from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_name, load_kaggle_vocabulary
 
@@ -28,7 +29,9 @@ __all__ = [
     "load_horse_colic",
     "load_kaggle_table",
     "load_kaggle_vocabulary",
+    "load_symptom_table",
     "partial_reports",
+    "spec_from_labels",
     "split_patterns",
     "triage",
 ]

@@ -18,7 +18,7 @@ from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
 from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide
-from carelens.symptoms._data import load_kaggle_table, partial_reports, split_patterns
+from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._encoder import MiniLMEncoder
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
 from carelens.symptoms._vocabulary import Vocabulary
@@ -33,10 +33,16 @@ def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
     return float((top == y[:, None]).any(1).mean())
 
 
-def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float = 0.1) -> dict[str, Any]:
+def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 0, alpha: float = 0.1,
+                         synthetic: bool = False) -> dict[str, Any]:
     """Fit on unique-pattern train split with simulated partial reports; choose C and calibrate on val;
-    report on test with exactly 3 reported symptoms. Returns the test figures."""
-    t = load_kaggle_table(root)
+    report on test with exactly 3 reported symptoms. Returns the test figures.
+
+    Args:
+        source: the Kaggle folder (``symptom_disease_kaggle41``), or any table (:func:`load_symptom_table`).
+        synthetic: the table is synthetic or curated: the bundle never answers ``likely`` on its own.
+    """
+    t = load_kaggle_table(source) if isinstance(source, Path) else source
     tr, va, te = split_patterns(t.y, seed=seed)
     xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, seed)
     xtr, ytr = np.r_[xtr, t.X[tr]], np.r_[ytr, t.y[tr]]
@@ -60,7 +66,7 @@ def build_symptom_bundle(root: Path, out: Path, *, seed: int = 0, alpha: float =
                "mean_set_size": cov["mean_set_size"], "val_log_loss": best[0], "C": model.C,
                "patterns": {"train": len(tr), "val": len(va), "test": len(te)}}
     doc = {
-        "format": FORMAT, "name": "symptoms_kaggle41",
+        "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
         "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
@@ -121,8 +127,11 @@ class SymptomBundle:
     def assess_parsed(self, parsed: ParsedSymptoms, policy: DecisionPolicy | None = None) -> Assessment:
         p = self.proba(parsed.present)
         mask = self.conformal.predict_set(p[None])[0]
-        return decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
-                      coverage=1 - float(self.conformal.alpha), policy=policy, based_on=("symptoms",))
+        a = decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
+                   coverage=1 - float(self.conformal.alpha), policy=policy, based_on=("symptoms",))
+        if self.doc.get("synthetic") and a.confidence == "likely":  # a synthetic table is no clinical evidence
+            return a.model_copy(update={"confidence": "possible"})
+        return a
 
 
 def nothing_recognised(parsed: ParsedSymptoms) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from carelens.errors import DataError
 
-__all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary"]
+__all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary", "symptom_group", "synonyms_of"]
 
 
 @dataclass(frozen=True)
@@ -165,11 +165,17 @@ class Vocabulary:
                     for r in rows])
 
 
-def _group(sid: str) -> str:
+def symptom_group(sid: str) -> str:
+    """The body system of a symptom id, by keyword (``general`` when none matches)."""
     for group, keys in _GROUPS:
         if any(k in sid for k in keys):
             return group
     return "general"
+
+
+def synonyms_of(sid: str) -> tuple[str, ...]:
+    """The everyday phrasings curated for a symptom id (none for an unknown one)."""
+    return _SYNONYMS.get(sid, ())
 
 
 def load_kaggle_vocabulary(root: Path) -> Vocabulary:
@@ -192,8 +198,8 @@ def load_kaggle_vocabulary(root: Path) -> Vocabulary:
                 if len(row) >= 2 and row[1].strip().isdigit():
                     weights.setdefault(clean_symptom_name(row[0]), int(row[1]))
     symptoms = [
-        Symptom(sid, sid.replace("_", " ").replace("(", "").replace(")", "").strip(), _group(sid),
-                weights.get(sid, 3), _SYNONYMS.get(sid, ()))
+        Symptom(sid, sid.replace("_", " ").replace("(", "").replace(")", "").strip(), symptom_group(sid),
+                weights.get(sid, 3), synonyms_of(sid))
         for sid in ids
     ]
     return Vocabulary(symptoms)
