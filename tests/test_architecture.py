@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"bundle", "symptoms"},
     {"steps", "predict"},
     {"train", "report"},
-    {"serve"},
+    {"serve", "scenarios"},
     {"cli"},  # the edges
 ]
 LAYER = {unit: i for i, units in enumerate(LAYERS) for unit in units}

@@ -30,7 +30,7 @@ EXPECTED = {
     "carelens.data": {
         "HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "IMAGE_SUFFIXES", "MAX_PIXELS", "MEDMNIST", "SPLIT_NAMES", "AuditReport", "ClassAudit",
         "NO_FINDING", "ODIR_GRADES", "SYNTH_CONDITIONS", "findings_label", "is_condition_folder", "odir_eye_findings",
-        "read_condition_folder", "read_odir", "write_synthetic_multilabel",
+        "read_condition_folder", "read_odir", "synthetic_skin_image", "write_synthetic_multilabel",
         "Dataset", "Example", "ManifestFormat", "ScanResult", "Splits", "UnreadableImageWarning", "audit_dataset",
         "decode_image", "fetch_medmnist", "groups_from_pairs", "is_split_layout", "load_run_splits", "load_splits", "make_folds", "make_splits", "md5sum",
         "near_duplicate_pairs", "open_dataset", "read_folder", "read_image", "read_manifest", "read_medmnist",
@@ -40,6 +40,8 @@ EXPECTED = {
                            "TemperatureScaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
     "carelens.explain": {"ACTIONS", "Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
                          "template_explanation"},
+    "carelens.scenarios": {"Expect", "Scenario", "ScenarioFile", "ScenarioResult", "ScriptedLlm", "Step", "StepResult",
+                           "load_scenarios", "run_scenarios", "scripted_llm", "write_scenario_report"},
     "carelens.fusion": {"FactsEncoder", "FactsFusion", "LinearModel", "LogLinearPooling", "TabularModel", "conflict",
                         "infer_fact_kinds", "is_missing", "parse_fact_pairs"},
     "carelens.bundle": {"FORMAT_VERSION", "REQUIRED_FILES", "SIGNATURE_FILE", "Bundle", "BundleSpec", "ConformalParams", "DecisionParams",

@@ -30,6 +30,8 @@ keys_app = typer.Typer(help="Signing keys for bundles.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 audit_log_app = typer.Typer(help="The service's audit log.", no_args_is_help=True)
 app.add_typer(audit_log_app, name="audit-log")
+scenarios_app = typer.Typer(help="Scripted end-to-end scenarios against the service.", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -631,6 +633,50 @@ def synth(
         raise ConfigError(f"unknown synthetic set {kind!r}; known: multilabel")
     root = write_synthetic_multilabel(out, n=n, seed=seed, size=size)
     console.print(f"wrote {len(list(root.glob('*/*/*.png')))} images to {root}/ (train with --spec skin_conditions)")
+
+
+@scenarios_app.command("run")
+@_edge
+def scenarios_run(
+    file: Annotated[str, typer.Argument(help="Scenario YAML, or 'owner' for the scenarios that ship.")] = "owner",
+    models: Annotated[Path | None, typer.Option(help="Run in-process on these bundles (with a scripted language model).")] = None,
+    symptoms: Annotated[Path | None, typer.Option(help="Symptom bundle for --models.")] = None,
+    url: Annotated[str | None, typer.Option(help="Run against a running service instead (language-model steps skip).")] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key for --url.")] = None,
+    out: Annotated[Path, typer.Option(help="Report folder (report.html, results.json).")] = Path("scenario_report"),
+) -> None:
+    """Run scripted end-to-end scenarios through /v1/chat and write an HTML report, failures first."""
+    import tempfile
+    from importlib import resources
+
+    import httpx
+
+    from carelens.scenarios import load_scenarios, run_scenarios, scripted_llm, write_scenario_report
+
+    if (models is None) == (url is None):
+        raise ConfigError("give --models DIR (in-process) or --url URL (a running service)")
+    path = Path(str(resources.files("carelens") / "scenarios" / "owner.yaml")) if file == "owner" else Path(file)
+    doc = load_scenarios(path)
+    if url is not None:
+        with httpx.Client(base_url=url, headers={"X-API-Key": api_key} if api_key else {}, timeout=120) as client:
+            results = run_scenarios(doc, client)
+    else:
+        from fastapi.testclient import TestClient
+
+        from carelens.explain import LlmSettings
+        from carelens.serve import ServeSettings, create_app
+
+        with scripted_llm() as llm, tempfile.TemporaryDirectory() as tmp:
+            settings = ServeSettings(models_dir=models, symptoms_dir=symptoms, database_url=f"sqlite:///{tmp}/chat.db",
+                                     llm=LlmSettings(url=llm.url, model="scripted", timeout_s=3.0))
+            with TestClient(create_app(settings)) as client:
+                results = run_scenarios(doc, client, llm=llm)
+    report = write_scenario_report(results, out, doc.title)
+    passed = sum(r.passed for r in results)
+    for r in sorted(results, key=lambda r: r.passed):
+        mark = "[green]passed[/green]" if r.passed else ("[grey]skipped[/grey]" if r.skipped else "[red]FAILED[/red]")
+        console.print(f"{mark} {r.name}")
+    console.print(f"{passed} of {len(results)} scenarios passed; wrote {report}")
 
 
 def main() -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_llm import fake_llm
 
 from carelens.explain import LlmExplainer, LlmSettings, check_answer, explain
 from carelens.labels import load_spec
 from carelens.policy import Assessment, ModelRef, decide
+from carelens.scenarios import scripted_llm as fake_llm
 
 
 def _assess(spec_name: str, p: list[float], in_set: list[bool], ood: bool = True) -> Assessment:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fake_llm import fake_llm
 from fastapi.testclient import TestClient
 
 from carelens.explain import ACTIONS, LlmSettings
+from carelens.scenarios import scripted_llm as fake_llm
 from carelens.serve import ServeSettings, create_app
 
 

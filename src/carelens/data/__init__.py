@@ -33,7 +33,7 @@ from carelens.data._splits import (
     read_split_document,
     split_dataset,
 )
-from carelens.data._synth import SYNTH_CONDITIONS, write_synthetic_multilabel
+from carelens.data._synth import SYNTH_CONDITIONS, synthetic_skin_image, write_synthetic_multilabel
 
 __all__ = [
     "HAM10000_FORMAT",
@@ -78,6 +78,7 @@ __all__ = [
     "read_split_folders",
     "scan_dataset",
     "split_dataset",
+    "synthetic_skin_image",
     "to_rgb_array",
     "verify_md5",
     "write_synthetic_multilabel",

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from carelens.errors import ConfigError
 
-__all__ = ["SYNTH_CONDITIONS", "write_synthetic_multilabel"]
+__all__ = ["SYNTH_CONDITIONS", "synthetic_skin_image", "write_synthetic_multilabel"]
 
 SYNTH_CONDITIONS: dict[str, tuple[str, str, str]] = {  # condition -> its severity levels, mildest first
     "acne": ("mild", "moderate", "severe"),
@@ -100,6 +100,12 @@ def _image(rng: np.random.Generator, findings: dict[str, int], tone: str, size: 
         if cond in findings:
             DRAWERS[cond](d, rng, findings[cond], size)
     return img
+
+
+def synthetic_skin_image(findings: dict[str, str], seed: int = 0, size: int = 128, tone: str = "medium") -> np.ndarray:
+    """One generated image showing ``findings`` (condition -> severity level), as uint8 RGB."""
+    levels = {c: SYNTH_CONDITIONS[c].index(lv) for c, lv in findings.items()}
+    return np.asarray(_image(np.random.default_rng(seed), levels, tone, size))
 
 
 def write_synthetic_multilabel(out: str | Path, n: int = 600, seed: int = 0, *, size: int = 96,

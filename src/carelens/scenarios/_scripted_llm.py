@@ -1,5 +1,5 @@
-"""A small OpenAI-compatible chat-completions server for the tests: it answers from a script (good, unsafe and
-slow answers) and records what it was asked."""
+"""A small OpenAI-compatible chat-completions server that answers from a script (good, unsafe and slow
+answers) and records what it was asked: the stand-in language model of scenario runs and tests."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+__all__ = ["ScriptedLlm", "scripted_llm"]
 
-class FakeLlm:
+
+class ScriptedLlm:
     def __init__(self) -> None:
         self.script: list[tuple[str, float]] = []  # (answer, delay in seconds), used in turn
         self.requests: list[dict[str, Any]] = []
@@ -23,14 +25,19 @@ class FakeLlm:
 
 
 @contextmanager
-def fake_llm() -> Iterator[FakeLlm]:
-    state = FakeLlm()
+def scripted_llm() -> Iterator[ScriptedLlm]:
+    state = ScriptedLlm()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             state.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-            text, delay = state.script.pop(0) if state.script else ("This is not a diagnosis.", 0.0)
+            if not state.script:  # nothing scripted for this request: the model is "unavailable"
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            text, delay = state.script.pop(0)
             time.sleep(delay)
             out = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
             try:
