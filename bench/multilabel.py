@@ -40,9 +40,10 @@ CASES: dict[str, dict[str, Any]] = {
     "multilabel_synth": dict(data="synth", cfg=SYNTH, targets=SYNTH_TARGETS),
     "multilabel_synth_ordinal": dict(data="synth", cfg=dict(SYNTH, severity_head="ordinal"), targets=SYNTH_TARGETS),
     "odir5k": dict(data="odir5k",
-                   # the top 2 stages only: fine-tuning all of them at 224 px ran >10 min an epoch on 2 cores
-                   cfg=dict(model="efficientnet_lite0", image_size=224, head_epochs=40, finetune_epochs=4,
-                            unfreeze_stages=2, lr_finetune=5e-4, batch_size=32, augment="fundus",
+                   # the top 3 stages: fine-tuning all of them at 224 px ran >10 min an epoch on 2 cores; the top 2
+                   # (4 epochs) gave test macro AUC 0.823 in 12 min
+                   cfg=dict(model="efficientnet_lite0", image_size=224, head_epochs=40, finetune_epochs=6,
+                            unfreeze_stages=3, lr_finetune=5e-4, batch_size=32, augment="fundus",
                             imbalance=("weighted",), patience=2, monitor="macro_auc", severity_head="ordinal"),
                    targets={"macro_auc": 0.88, "severity_qwk": 0.70, "wall_s": 2700}),
 }

@@ -30,6 +30,10 @@ def test_calibration_meets_its_false_negative_target(multilabel_bundle: Path, mu
     assert cal["task"] == "multilabel" and t["fnr_target"] == 0.1
     assert t["fnr"] <= 0.1 + 0.08  # in expectation <= alpha; one small test split varies around it
     assert t["mean_kept"] >= t["mean_true"] * 0.8
+    floor = cal["severity_floor"]  # the severity rule's operating point, chosen on validation and shipped
+    assert floor["chosen"] in [r["severity_floor"] for r in floor["val"]] and floor["critical_miss_target"] == 0.1
+    shipped = json.loads((multilabel_bundle / "bundle.json").read_text())["decision"]["severity_floor"]
+    assert shipped == floor["chosen"]
     ops = cal["operating_points"]["test"]
     assert [o["alpha"] for o in ops] == [0.05, 0.1, 0.15, 0.2]
     assert ops[0]["mean_kept"] >= ops[-1]["mean_kept"]  # a lower risk keeps more conditions

@@ -178,7 +178,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
         split=_split_info(r),
         facts=FactsSection.model_validate(facts) if facts else None,
-        decision=DecisionParams(),
+        decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
+                                   if "severity_floor" in cal.report else {})),
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

@@ -13,11 +13,11 @@ from carelens.calibrate import MultilabelCalibrator, OODGate, OODMethod, risk_co
 from carelens.labels import LabelSpec, triage_rank
 from carelens.metrics import calibration_report, fnr, multilabel_metrics, severity_metrics
 from carelens.plots import reliability_png
-from carelens.policy import URGENT, critical_miss_rate, multilabel_decision, over_triage_rate
+from carelens.policy import URGENT, DecisionPolicy, critical_miss_rate, multilabel_decision, over_triage_rate
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout, sigmoid
 
-__all__ = ["ALPHAS", "calibrate_multilabel", "multilabel_report", "ood_classes", "triage_levels_multilabel",
+__all__ = ["ALPHAS", "SEVERITY_FLOORS", "calibrate_multilabel", "choose_severity_floor", "multilabel_report", "ood_classes", "triage_levels_multilabel",
            "urgent_recall_floor"]
 
 ALPHAS = (0.05, 0.1, 0.15, 0.2)
@@ -36,7 +36,8 @@ def _binary_calibration(proba: np.ndarray, presence: np.ndarray) -> dict[str, An
 
 
 def triage_levels_multilabel(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
-                             in_dist: np.ndarray, kept: np.ndarray | None = None) -> list[str]:
+                             in_dist: np.ndarray, kept: np.ndarray | None = None,
+                             policy: DecisionPolicy | None = None) -> list[str]:
     """The triage level the engine's decision policy gives each image."""
     proba = cal.predict_proba(layout.condition_logits(logits))
     present = cal.present(proba)
@@ -45,18 +46,18 @@ def triage_levels_multilabel(cal: MultilabelCalibrator, layout: OutputLayout, sp
     levels = []
     for n in range(len(proba)):
         levels.append(multilabel_decision(proba[n], present[n], kept[n], [s[n] if s is not None else None for s in sev],
-                                          spec, in_distribution=bool(in_dist[n])).level)
+                                          spec, in_distribution=bool(in_dist[n]), policy=policy).level)
     return levels
 
 
 def multilabel_report(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
-                      y: np.ndarray, in_dist: np.ndarray) -> dict[str, Any]:
+                      y: np.ndarray, in_dist: np.ndarray, policy: DecisionPolicy | None = None) -> dict[str, Any]:
     """Every figure of a multi-label model on labelled outputs (the test split, or an evaluation set)."""
     presence, levels = layout.split_targets(y)
     raw = sigmoid(layout.condition_logits(logits))
     proba = cal.predict_proba(layout.condition_logits(logits))
     kept = cal.kept(proba)
-    decided = triage_levels_multilabel(cal, layout, spec, logits, in_dist, kept)
+    decided = triage_levels_multilabel(cal, layout, spec, logits, in_dist, kept, policy)
     at_thresholds = multilabel_metrics(presence, proba, spec.class_ids, thresholds=cal.thresholds_)
     at_half = multilabel_metrics(presence, proba, spec.class_ids, thresholds=0.5)
     before, after = _binary_calibration(raw, presence), _binary_calibration(proba, presence)
@@ -84,12 +85,37 @@ def urgent_recall_floor(spec: LabelSpec, floor: float) -> dict[int, float]:
             if max([triage_rank(c.triage), *(triage_rank(lv.triage) for lv in c.severity_levels)]) >= bar}
 
 
+SEVERITY_FLOORS = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02)
+
+
+def choose_severity_floor(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
+                          y: np.ndarray, in_dist: np.ndarray, target: float) -> dict[str, Any]:
+    """The operating point of the severity rule, chosen on validation: the highest severity floor (the least
+    escalation) whose critical-miss rate meets ``target``; when none does, the one that misses fewest (ties: the
+    highest floor). Every floor's critical-miss and over-triage rates are reported beside it."""
+    rows = []
+    for floor in SEVERITY_FLOORS:
+        decided = triage_levels_multilabel(cal, layout, spec, logits, in_dist, policy=DecisionPolicy(severity_floor=floor))
+        rows.append({"severity_floor": floor, "critical_miss_rate": critical_miss_rate(decided, y, spec),
+                     "over_triage_rate": over_triage_rate(decided, y, spec)})
+    graded = [r for r in rows if not np.isnan(r["critical_miss_rate"])]
+    meeting = [r for r in graded if r["critical_miss_rate"] <= target]
+    if meeting:
+        chosen = meeting[0]["severity_floor"]
+    elif graded:
+        chosen = min(graded, key=lambda r: (r["critical_miss_rate"], -r["severity_floor"]))["severity_floor"]
+    else:  # no urgent case in validation: nothing to choose on
+        chosen = DecisionPolicy().severity_floor
+    return {"chosen": chosen, "critical_miss_target": target, "met": bool(meeting), "val": rows}
+
+
 def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: OutputLayout, *, alpha: float = 0.1,
                          ood_method: OODMethod = "combined", pass_rate: float = 0.95, recall_floor: float = 0.9,
-                         alphas: Sequence[float] = ALPHAS) -> Calibration:
+                         critical_miss_target: float = 0.1, alphas: Sequence[float] = ALPHAS) -> Calibration:
     """Fit on the run's validation split, report on its test split; write calibration.json, ood.npz and
     reliability.png (pooled over conditions) into the run. The decision threshold of a condition that can need
-    urgent care meets ``recall_floor`` on validation; the others maximise F1."""
+    urgent care meets ``recall_floor`` on validation; the others maximise F1. The severity floor of the decision
+    rule is chosen on validation to meet ``critical_miss_target`` (:func:`choose_severity_floor`) and shipped."""
     pres_val, _ = layout.split_targets(a.val_y)
     zv = layout.condition_logits(a.val_logits)
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(zv, pres_val)
@@ -101,6 +127,10 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
         "severity_head": layout.head,
         "val": {"before": _binary_calibration(sigmoid(zv), pres_val), "after": _binary_calibration(pv, pres_val)},
     }
+    in_val = gate.is_in_distribution(a.val_features, zv)
+    report["severity_floor"] = choose_severity_floor(cal, layout, spec, a.val_logits, a.val_y, in_val,
+                                                     critical_miss_target)
+    policy = DecisionPolicy(severity_floor=report["severity_floor"]["chosen"])
     small = [f"{c}: {n} validation positives" for c, n in zip(spec.class_ids, pres_val.sum(0), strict=True) if n < 20]
     if small:
         report["warnings"] = ["conditions with fewer than 20 validation positives: their thresholds and "
@@ -109,13 +139,13 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
         assert a.test_logits is not None and a.test_y is not None and a.test_features is not None
         zt = layout.condition_logits(a.test_logits)
         in_test = gate.is_in_distribution(a.test_features, zt)
-        report["test"] = multilabel_report(cal, layout, spec, a.test_logits, a.test_y, in_test)
+        report["test"] = multilabel_report(cal, layout, spec, a.test_logits, a.test_y, in_test, policy)
         pres_test, _ = layout.split_targets(a.test_y)
         pt = cal.predict_proba(zt)
         rows = []
         for al in alphas:  # the price of each risk level: thresholds from validation, measured on test
             kept = pt >= risk_control_threshold(pv, pres_val, al)
-            decided = triage_levels_multilabel(cal, layout, spec, a.test_logits, in_test, kept)
+            decided = triage_levels_multilabel(cal, layout, spec, a.test_logits, in_test, kept, policy)
             rows.append({"alpha": al, "fnr": fnr(kept, pres_test), "mean_kept": float(kept.sum(1).mean()),
                          "critical_miss_rate": critical_miss_rate(decided, a.test_y, spec),
                          "over_triage_rate": over_triage_rate(decided, a.test_y, spec)})
