@@ -146,11 +146,20 @@ def test_web_page_end_to_end(chromium: str, serve_dirs: dict[str, Path], tmp_pat
             bars = page.locator("#top .bar").count()
             heat_visible = page.is_visible("#heatmap")
             disclaimer = page.inner_text("#disclaimer")
+            answer = page.inner_text("#answer")
+            # the page is a conversation: a second message is assessed with the first (the photo is remembered)
+            page.fill("#text", "also chills and a headache")
+            page.click("#submit")
+            page.wait_for_function("document.querySelectorAll('#conversation li').length === 4", timeout=60_000)
+            turns = page.locator("#conversation li").all_inner_texts()
+            basis = page.inner_text("#basis")
             page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     finally:
         srv.kill()
     assert any(level in banner for level in ("SELF CARE", "CONSULTATION", "EMERGENCY"))
     assert bars == 2 and heat_visible and disclaimer.startswith("Not a diagnosis")
+    assert "Not a diagnosis" in answer and turns[0].startswith("You: cough and high fever")
+    assert turns[2] == "You: also chills and a headache" and "image" in basis and "symptoms" in basis
     assert errors == [] and external == []
     assert (tmp_path / "page.png").stat().st_size > 10_000
     shutil.copy(tmp_path / "page.png", serve_dirs["root"] / "page.png")
