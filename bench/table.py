@@ -12,7 +12,8 @@ from _common import judge
 
 HERE = Path(__file__).resolve().parent
 SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "severity_qwk", "severity_mae", "fnr",
-        "fnr_target", "fnr_gap", "mean_kept", "mean_true", "kept_over_true", "odir_final_score", "medmnist_acc", "ece_before", "ece", "coverage",
+        "fnr_target", "fnr_gap", "mean_kept", "mean_true", "kept_over_true", "odir_final_score", "passed", "total",
+        "medmnist_acc", "ece_before", "ece", "coverage",
         "min_class_coverage", "mean_set_size", "critical_miss_rate", "over_triage_rate", "ood_auroc_far", "ood_auroc_near",
         "ood_pass_rate", "top3_accuracy", "balanced_accuracy_gain", "latency_p50_ms", "latency_p99_ms",
         "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",

@@ -80,13 +80,13 @@ def test_sixteen_bit_image_decodes_without_float_copies() -> None:
 @pytest.mark.parametrize("facts", ["[" * 100_000, "[" * 1500, '{"age": ' + "9" * 5000 + "}"])
 def test_hostile_facts_are_a_4xx_not_a_500(client_kw: dict[str, Any], facts: str) -> None:
     from carelens.serve.errors import ApiError
-    from carelens.serve.routers.triage import _parse_facts
+    from carelens.serve.routers.triage import parse_facts
 
     with _client(**client_kw) as c:
         r = c.post("/v1/triage", data={"text": "fever", "facts": facts})
         assert r.status_code in (413, 422) and r.json()["error"]["message"], r.text
     with pytest.raises(ApiError) as e:  # however it arrives, the parser itself answers 422
-        _parse_facts(facts)
+        parse_facts(facts)
     assert e.value.status == 422 and e.value.kind == "malformed_json"
 
 
