@@ -103,3 +103,21 @@ def test_service_answers_with_findings(multilabel_bundle: Path, synth_root: Path
         assert r.status_code == 200 and r.json()["assessment"]["findings"] == a["findings"]
         page = c.get("/").text
         assert 'id="findings"' in page
+
+
+def test_evaluate_reports_multilabel_figures(multilabel_bundle: Path, multilabel_run: Path, synth_root: Path,
+                                             tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["evaluate", str(multilabel_bundle), str(synth_root), "--splits",
+                                   str(multilabel_run / "splits.json"), "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["fnr_target"] == 0.1 and 0 <= m["fnr"] <= 1 and m["mean_kept"] > 0
+    assert set(m["per_label"]) == set(m["per_label_calibration"]) and len(m["per_label"]) == 7
+    for k in ("macro_f1", "micro_f1", "macro_auc", "subset_accuracy", "hamming_loss"):
+        assert 0 <= m[k] <= 1
+    assert {"accuracy", "weighted_f1", "mae", "qwk"} <= set(m["severity"])
+    # the figures equal the calibrate step's on the same test split (one implementation)
+    cal = json.loads((multilabel_run / "calibration.json").read_text())["test"]
+    assert abs(m["macro_auc"] - cal["macro_auc"]) < 1e-3 and m["n"] == cal["n"]
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert 'id="per-class"' in html and 'id="findings"' in html and "Reliability per condition" in html
