@@ -45,6 +45,10 @@ def _source(a: Assessment) -> str:
     return "description of the symptoms" if "symptoms" in a.based_on else "information given"
 
 
+def _grade(severity: str | None) -> str:
+    return f" ({severity.replace('_', ' ')})" if severity else ""
+
+
 def template_explanation(a: Assessment, spec: LabelSpec) -> str:
     """What the model saw, how sure it is, what else is plausible, the body systems, what to do and how soon,
     and what would change the advice; then the disclaimer."""
@@ -54,8 +58,7 @@ def template_explanation(a: Assessment, spec: LabelSpec) -> str:
         parts.append(OOD.format(who=who))
     if a.findings:  # multi-label: every finding, with its severity
         found = [f for f in a.findings if f.present] or a.findings[:1]
-        listed = ", ".join(f"{f.name.lower()}{f' ({f.severity.replace(chr(95), chr(32))})' if f.severity else ''} "
-                           f"{round(f.probability * 100)}%" for f in found)
+        listed = ", ".join(f"{f.name.lower()}{_grade(f.severity)} {round(f.probability * 100)}%" for f in found)
         parts.append(f"The {_source(a)} shows signs of {listed}." if a.confidence != "uncertain"
                      else SAW["uncertain"].format(source=_source(a)))
     else:

@@ -2,7 +2,12 @@
 calibration, prediction-set coverage and selective accuracy. Clinical decision metrics (critical-miss and
 over-triage rates) need the decision policy and live in :mod:`carelens.policy`."""
 
-from carelens.metrics._calibration import calibration_report, expected_calibration_error, reliability
+from carelens.metrics._calibration import (
+    binary_calibration_report,
+    calibration_report,
+    expected_calibration_error,
+    reliability,
+)
 from carelens.metrics._classification import classification_metrics, macro_auc
 from carelens.metrics._coverage import coverage_report
 from carelens.metrics._multilabel import fnr, multilabel_metrics, severity_metrics
@@ -10,6 +15,7 @@ from carelens.metrics._probability import nll, softmax
 from carelens.metrics._selective import risk_coverage
 
 __all__ = [
+    "binary_calibration_report",
     "calibration_report",
     "classification_metrics",
     "coverage_report",

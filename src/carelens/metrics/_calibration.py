@@ -8,7 +8,7 @@ import numpy as np
 
 from carelens.metrics._probability import nll
 
-__all__ = ["calibration_report", "expected_calibration_error", "reliability"]
+__all__ = ["binary_calibration_report", "calibration_report", "expected_calibration_error", "reliability"]
 
 
 def reliability(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> dict[str, list[float]]:
@@ -51,3 +51,10 @@ def calibration_report(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> di
         "nll": nll(proba, y),
         "reliability": reliability(proba, y, n_bins),
     }
+
+
+def binary_calibration_report(proba: np.ndarray, presence: np.ndarray, n_bins: int = 15) -> dict[str, Any]:
+    """:func:`calibration_report` of independent yes/no probabilities (multi-label conditions): every entry of
+    ``proba`` against its 0/1 ``presence``, pooled (pass one column for one condition)."""
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    return calibration_report(np.stack([1 - p, p], axis=1), np.asarray(presence).ravel().astype(np.int64), n_bins)

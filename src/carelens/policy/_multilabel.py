@@ -34,6 +34,7 @@ class MultilabelDecision:
     confidence: str
     flags: tuple[str, ...]
     considered: tuple[int, ...]  # kept or present conditions, most probable first
+    grades: tuple[int | None, ...]  # per condition, the grade that decides its triage (triage_grade)
 
 
 def triage_grade(spec: LabelSpec, k: int, dist: np.ndarray | None, floor: float) -> int | None:
@@ -98,7 +99,7 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         level = floor
         reason = "the model is not sure about several conditions, so a professional should look"
         advice = "The model could not decide about several conditions. Have a professional look. " + advice
-    return MultilabelDecision(level, reason, advice, confidence, tuple(flags), considered)
+    return MultilabelDecision(level, reason, advice, confidence, tuple(flags), considered, tuple(grades))
 
 
 def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
@@ -120,7 +121,7 @@ def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
             id=c.id, name=c.name, probability=round(float(p[k]), 4), present=bool(present[k]), kept=bool(kept[k]),
             severity=c.severity_levels[severity[k]].id if severity[k] is not None else None,  # type: ignore[index]
             severity_probability=max(dist.values()) if dist else None, severity_distribution=dist,
-            triage=spec.finding_triage(k, triage_grade(spec, k, s, pol.severity_floor))[0], group=c.group))
+            triage=spec.finding_triage(k, d.grades[k])[0], group=c.group))
     order = np.argsort(-p, kind="stable")
     top = [ClassProbability(id=classes[k].id, name=classes[k].name, probability=round(float(p[k]), 4),
                             group=classes[k].group, severity=classes[k].severity) for k in order[: pol.top_k]]

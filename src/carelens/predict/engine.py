@@ -147,12 +147,21 @@ class Engine:
         if facts is not None and len(facts) != len(images):
             raise ConfigError(f"{len(images)} images but {len(facts)} sets of facts")
         wanted = [heatmaps] * len(images) if isinstance(heatmaps, bool) else list(heatmaps)
+        return [(r.assessment, r.heatmap) for r in self._results(images, wanted, facts)]  # type: ignore[misc]
+
+    def _results(self, images: list[np.ndarray], wanted: Sequence[bool],
+                 facts: Sequence[Mapping[str, Any] | None] | None = None, names: Sequence[str] | None = None
+                 ) -> list[Result]:
+        """One batch through the model; per image its assessment and, where wanted, its heatmaps (the top
+        class's, and for a multi-label model one per condition present)."""
         inf = self.infer(images)
-        return [
-            (self.decide(inf, n, facts[n] if facts else None),
-             self.heatmap(inf, n, capped_size(img.shape[:2])) if wanted[n] else None)
-            for n, img in enumerate(images)
-        ]
+        out = []
+        for n, img in enumerate(images):
+            size = capped_size(img.shape[:2])
+            out.append(Result(names[n] if names else "", self.decide(inf, n, facts[n] if facts else None),
+                              heatmap=self.heatmap(inf, n, size) if wanted[n] else None,
+                              finding_heatmaps=self.finding_heatmaps(inf, n, size) if wanted[n] else None))
+        return out
 
     def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray:
         """Where the model looked for its top class (multi-label: its most probable condition)."""
@@ -189,14 +198,9 @@ class Engine:
         pending: list[tuple[str, np.ndarray]] = []
 
         def flush() -> Iterator[Result]:
-            if not pending:
-                return
-            images = [img for _, img in pending]
-            inf = self.infer(images)
-            for n, (name, img) in enumerate(pending):
-                size = capped_size(img.shape[:2])
-                yield Result(name, self.decide(inf, n), heatmap=self.heatmap(inf, n, size) if heatmaps else None,
-                             finding_heatmaps=self.finding_heatmaps(inf, n, size) if heatmaps else None)
+            if pending:
+                yield from self._results([img for _, img in pending], [heatmaps] * len(pending),
+                                         names=[name for name, _ in pending])
             pending.clear()
 
         for p in paths:

@@ -15,7 +15,14 @@ from carelens.bundle import Bundle
 from carelens.data import Dataset, Splits, load_run_splits, split_dataset
 from carelens.errors import DataError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
-from carelens.metrics import calibration_report, classification_metrics, coverage_report, risk_coverage, softmax
+from carelens.metrics import (
+    binary_calibration_report,
+    calibration_report,
+    classification_metrics,
+    coverage_report,
+    risk_coverage,
+    softmax,
+)
 from carelens.policy import critical_miss_rate, over_triage_rate
 from carelens.predict import Engine
 from carelens.steps import multilabel_report
@@ -109,9 +116,8 @@ def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle
     presence, _ = bundle.layout.split_targets(a["y"])
     per: dict[str, Any] = {}
     for k, cid in enumerate(spec.class_ids):
-        p = a["proba"][:, k]
-        before = calibration_report(np.stack([1 - a["proba_raw"][:, k], a["proba_raw"][:, k]], 1), presence[:, k])
-        after = calibration_report(np.stack([1 - p, p], 1), presence[:, k])
+        before = binary_calibration_report(a["proba_raw"][:, k], presence[:, k])
+        after = binary_calibration_report(a["proba"][:, k], presence[:, k])
         per[cid] = {"ece_before": before["ece"], "ece": after["ece"], "reliability_before": before["reliability"],
                     "reliability": after["reliability"]}
     m["per_label_calibration"] = per

@@ -11,7 +11,7 @@ import numpy as np
 
 from carelens.calibrate import MultilabelCalibrator, OODGate, OODMethod, risk_control_threshold
 from carelens.labels import LabelSpec, triage_rank
-from carelens.metrics import calibration_report, fnr, multilabel_metrics, severity_metrics
+from carelens.metrics import binary_calibration_report, fnr, multilabel_metrics, severity_metrics
 from carelens.plots import reliability_png
 from carelens.policy import URGENT, DecisionPolicy, critical_miss_rate, multilabel_decision, over_triage_rate
 from carelens.steps.run import Calibration, Predictions, Run
@@ -27,12 +27,6 @@ def ood_classes(presence: np.ndarray) -> np.ndarray:
     """A class per image for the OOD gate's class-conditional means: its first condition (K for none)."""
     y = np.asarray(presence)
     return np.asarray(np.where(y.any(1), y.argmax(1), y.shape[1]))
-
-
-def _binary_calibration(proba: np.ndarray, presence: np.ndarray) -> dict[str, Any]:
-    """Calibration of every (image, condition) probability, pooled: as a two-class problem per entry."""
-    p = np.asarray(proba).ravel()
-    return calibration_report(np.stack([1 - p, p], axis=1), np.asarray(presence).ravel().astype(np.int64))
 
 
 def triage_levels_multilabel(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
@@ -60,7 +54,7 @@ def multilabel_report(cal: MultilabelCalibrator, layout: OutputLayout, spec: Lab
     decided = triage_levels_multilabel(cal, layout, spec, logits, in_dist, kept, policy)
     at_thresholds = multilabel_metrics(presence, proba, spec.class_ids, thresholds=cal.thresholds_)
     at_half = multilabel_metrics(presence, proba, spec.class_ids, thresholds=0.5)
-    before, after = _binary_calibration(raw, presence), _binary_calibration(proba, presence)
+    before, after = binary_calibration_report(raw, presence), binary_calibration_report(proba, presence)
     return {
         **{k: v for k, v in at_thresholds.items()},
         "at_0.5": {k: at_half[k] for k in ("macro_f1", "micro_f1", "subset_accuracy", "hamming_loss")},
@@ -125,7 +119,7 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
     report: dict[str, Any] = {
         "task": "multilabel", "multilabel": cal.to_dict(), "ood": gate.to_dict(),
         "severity_head": layout.head,
-        "val": {"before": _binary_calibration(sigmoid(zv), pres_val), "after": _binary_calibration(pv, pres_val)},
+        "val": {"before": binary_calibration_report(sigmoid(zv), pres_val), "after": binary_calibration_report(pv, pres_val)},
     }
     in_val = gate.is_in_distribution(a.val_features, zv)
     report["severity_floor"] = choose_severity_floor(cal, layout, spec, a.val_logits, a.val_y, in_val,

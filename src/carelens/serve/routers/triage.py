@@ -47,13 +47,12 @@ async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Princi
     has_text = bool(text and text.strip())
     if not has_image and not has_text:
         raise ApiError(422, "nothing_to_assess", "send an image, a symptom description (text), or both")
-    checked: dict[str, Any] | None = None
-    if facts_obj:  # checked before the model runs: a bad fact must not fail a shared batch
-        if not has_image:
-            raise FactsError("clinical facts are fused with an image model trained with them; send an image too")
-        checked = svc.resolve(model, species)[1].engine.check_facts(facts_obj)
-    if has_image:
-        svc.resolve(model, species)  # a model of another species is refused before the upload is read
+    if facts_obj and not has_image:
+        raise FactsError("clinical facts are fused with an image model trained with them; send an image too")
+    # a missing model, or one of another species, is refused before the upload is read; a bad fact is refused
+    # before the model runs (it must not fail a shared batch)
+    entry = svc.resolve(model, species)[1] if has_image else None
+    checked = entry.engine.check_facts(facts_obj) if entry is not None and facts_obj else None
     sym: SymptomBundle | None = svc.symptoms_for(species) if has_text else None
     image_a, png, mname, version, up = None, None, "symptoms", "", None
     if has_image:
