@@ -443,6 +443,37 @@ def symptoms_build(
     console.print(f"top-3 accuracy with 3 reported symptoms {m['top3_accuracy_3_reported']:.3f}; wrote {out}")
 
 
+@symptoms_app.command("fuse")
+@_edge
+def symptoms_fuse(
+    symptom_model: Annotated[Path, typer.Argument(help="Symptom bundle folder (the fusion is kept in it).")],
+    model: Annotated[Path, typer.Option(help="Image model bundle over the same condition ids.")],
+    pairs: Annotated[Path, typer.Option(help="Cases with a photo and a report: CSV with path, label, symptoms "
+                                              "(ids separated by ';') and split (val rows fit, test rows measure).")],
+) -> None:
+    """Fuse an image model and a symptom model over their shared conditions: fit the pooling weight on paired cases."""
+    from carelens.bundle import load_bundle
+    from carelens.report import fit_symptom_fusion
+
+    bundle = load_bundle(model)
+    with progress_bar("assessing the photos", None) as advance:
+        f = fit_symptom_fusion(symptom_model, bundle, pairs, progress=advance)
+    console.print(f"fitted on {f['val_cases']} val cases: symptoms weight {f['weight_symptoms']:.2f} (image 1); "
+                  f"kept in {symptom_model}")
+    t = f.get("test")
+    if t is None:
+        console.print("[yellow]no test rows: nothing measured[/yellow]")
+        return
+    table = Table("test cases", "balanced accuracy", "critical-miss rate", "over-triage rate", "mean set size")
+    for name, sfx in (("image alone", "_image"), ("symptoms alone", "_symptoms"), ("fused", "_fused")):
+        table.add_row(name, f"{t[f'balanced_accuracy{sfx}']:.3f}",
+                      *(f"{t[k]:.3f}" if (k := f"{m}{sfx}") in t else "-" for m in
+                        ("critical_miss_rate", "over_triage_rate", "mean_set_size")))
+    console.print(table)
+    if f["synthetic_symptoms"]:
+        console.print("[yellow]the symptom model was built from a synthetic table: a plumbing check, not evidence[/yellow]")
+
+
 @app.command("triage")
 @_edge
 def triage_cmd(
@@ -466,7 +497,7 @@ def triage_cmd(
     from carelens.symptoms import SymptomBundle, triage
 
     fact_values = parse_fact_pairs([*(facts or []), *(more_facts or [])])
-    image_a = None
+    image_a, engine = None, None
     if image is not None or model is not None:
         if image is None or model is None:
             raise ConfigError("--image and --model go together (an image and the bundle that assesses it)")
@@ -485,7 +516,8 @@ def triage_cmd(
     sym = SymptomBundle.load(sym_dir) if sym_dir is not None and symptoms else None
     if sym is not None:
         sym.spec.require_species(species, "the symptom model")
-    result = triage(image=image_a, text=symptoms, symptoms=sym)
+    result = triage(image=image_a, text=symptoms, symptoms=sym, image_spec=engine.bundle.labels if engine else None,
+                    policy=engine.policy if engine else None)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -620,19 +652,25 @@ def fetch(
 @data_app.command("synth")
 @_edge
 def synth(
-    kind: Annotated[str, typer.Argument(help="What to generate (only 'multilabel' for now).")],
-    out: Annotated[Path, typer.Option(help="Folder to write <condition>/<severity>/<name>.png + .json into.")],
-    n: Annotated[int, typer.Option(help="Images (mirrored twins come on top).")] = 600,
+    kind: Annotated[str, typer.Argument(help="What to generate: 'multilabel' (skin conditions with severity) or "
+                                             "'dog' (dog skin photos + owners' symptom reports).")],
+    out: Annotated[Path, typer.Option(help="Folder to write into.")],
+    n: Annotated[int, typer.Option(help="Images (multilabel: mirrored twins come on top).")] = 600,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     size: Annotated[int, typer.Option(help="Image side in pixels.")] = 96,
 ) -> None:
-    """Write a synthetic multi-label skin-condition set with known labels (for tests and benchmarks)."""
-    from carelens.data import write_synthetic_multilabel
+    """Write a synthetic set with known labels (for tests, benchmarks and trying the pipeline)."""
+    from carelens.data import write_synthetic_dog_cases, write_synthetic_multilabel
 
-    if kind != "multilabel":
-        raise ConfigError(f"unknown synthetic set {kind!r}; known: multilabel")
-    root = write_synthetic_multilabel(out, n=n, seed=seed, size=size)
-    console.print(f"wrote {len(list(root.glob('*/*/*.png')))} images to {root}/ (train with --spec skin_conditions)")
+    if kind == "multilabel":
+        root = write_synthetic_multilabel(out, n=n, seed=seed, size=size)
+        console.print(f"wrote {len(list(root.glob('*/*/*.png')))} images to {root}/ (train with --spec skin_conditions)")
+    elif kind == "dog":
+        root = write_synthetic_dog_cases(out, n=n, seed=seed, size=size)
+        console.print(f"wrote {n} cases to {root}/cases.csv (train with --spec dog_skin) and the owners' symptom table "
+                      f"{root}/symptom_table.csv (carelens symptoms build --table ... --spec dog_skin --species dog)")
+    else:
+        raise ConfigError(f"unknown synthetic set {kind!r}; known: multilabel, dog")
 
 
 @scenarios_app.command("run")

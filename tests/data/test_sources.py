@@ -53,6 +53,18 @@ def test_manifest_csv_and_json_keep_facts(tmp_path: Path) -> None:
     assert ds2.load_image(0).shape == (30, 40, 3)
 
 
+def test_manifest_split_and_symptoms_columns_are_not_facts(tmp_path: Path) -> None:
+    _img(tmp_path / "p1.png", 1)
+    _img(tmp_path / "p2.png", 2)
+    (tmp_path / "m.csv").write_text("path,label,symptoms,split,age\np1.png,a,itching; hair_loss,train,3\np2.png,b,,test,4\n")
+    ds = read_manifest(tmp_path / "m.csv")
+    assert ds.has_official_split and [e.split for e in ds] == ["train", "test"]
+    assert ds[0].symptoms == ("itching", "hair_loss") and ds[1].symptoms == () and ds[0].facts == {"age": 3}
+    (tmp_path / "bad.csv").write_text("path,label,split\np1.png,a,training\n")
+    with pytest.raises(DataError, match="split 'training' is not one of train, val, test"):
+        read_manifest(tmp_path / "bad.csv")
+
+
 def test_manifest_missing_column_says_which(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("file,diagnosis\na.png,x\n")
     with pytest.raises(DataError, match="no path column .path.; its columns are diagnosis, file"):

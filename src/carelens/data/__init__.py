@@ -33,9 +33,16 @@ from carelens.data._splits import (
     read_split_document,
     split_dataset,
 )
-from carelens.data._synth import SYNTH_CONDITIONS, synthetic_skin_image, write_synthetic_multilabel
+from carelens.data._synth import (
+    DOG_SKIN,
+    SYNTH_CONDITIONS,
+    synthetic_skin_image,
+    write_synthetic_dog_cases,
+    write_synthetic_multilabel,
+)
 
 __all__ = [
+    "DOG_SKIN",
     "HAM10000_FORMAT",
     "HAM10000_KAGGLE_FORMAT",
     "IMAGE_SUFFIXES",
@@ -81,5 +88,6 @@ __all__ = [
     "synthetic_skin_image",
     "to_rgb_array",
     "verify_md5",
+    "write_synthetic_dog_cases",
     "write_synthetic_multilabel",
 ]

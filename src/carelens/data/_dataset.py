@@ -36,6 +36,8 @@ class Example:
         index: row in the dataset's in-memory array, for array sources (MedMNIST).
         split: the official split when the source defines one (MedMNIST), else ``None``.
         facts: clinical facts from the manifest (age, sex, site ...), kept for fusion.
+        symptoms: what was reported for this case (symptom ids, a manifest's ``symptoms`` column split on
+            ``;``), for fitting an image + symptom fusion; never a clinical fact.
         findings: multi-label examples only: condition -> severity level (``None`` when the grade is not
             known); empty for an image with no condition. ``label`` is then the sorted conditions joined by
             ``+`` (``none`` when empty), the stratum splits and audits count.
@@ -50,6 +52,7 @@ class Example:
     split: str | None = None
     facts: Mapping[str, Any] = field(default_factory=dict)
     findings: Mapping[str, str | None] | None = None
+    symptoms: tuple[str, ...] = ()
 
 
 NO_FINDING = "none"

@@ -42,6 +42,8 @@ class ManifestFormat:
     exclude: tuple[str, ...] = ()
     # multi-label: one 0/1 column per condition (no label column), its grade in ``severity_<condition>``
     conditions: tuple[str, ...] = ()
+    split_column: str | None = "split"  # train/val/test per row, when the manifest fixes the split
+    symptoms_column: str | None = "symptoms"  # symptom ids reported for the case, separated by ";"
 
 
 HAM10000_FORMAT = ManifestFormat(
@@ -191,8 +193,10 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
                 f"{', '.join(sorted(columns))}. Name the right one (--{what}-column)."
             )
     group_col = fmt.group_column if fmt.group_column in columns else None
+    split_col = fmt.split_column if fmt.split_column in columns else None
+    symptoms_col = fmt.symptoms_column if fmt.symptoms_column in columns else None
     locate = _locator(p.parent, fmt.path_template)
-    skip = {fmt.path_column, fmt.label_column, group_col, *fmt.exclude}
+    skip = {fmt.path_column, fmt.label_column, group_col, split_col, symptoms_col, *fmt.exclude}
     examples = []
     for n, row in enumerate(rows, start=2):
         ref, label = _text(row.get(fmt.path_column)), _text(row.get(fmt.label_column))
@@ -200,8 +204,14 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
             raise DataError(f"manifest {p}, row {n}: empty {fmt.path_column!r} or {fmt.label_column!r}")
         file = locate(ref)
         group = _text(row.get(group_col)) if group_col else None
+        split = _text(row.get(split_col)).lower() if split_col else None
+        if split_col and split not in SPLIT_FOLDERS:
+            raise DataError(f"manifest {p}, row {n}: split {row.get(split_col)!r} is not one of "
+                            f"{', '.join(SPLIT_FOLDERS)}; fill it in for every row or drop the {split_col!r} column")
         facts = {k: _fact(v) for k, v in row.items() if k not in skip}
-        examples.append(Example(id=ref, label=label, source_label=label, group=group or None, path=file, facts=facts))
+        reported = tuple(t.strip() for t in _text(row.get(symptoms_col)).split(";") if t.strip()) if symptoms_col else ()
+        examples.append(Example(id=ref, label=label, source_label=label, group=group or None, path=file, facts=facts,
+                                split=split, symptoms=reported))
     return Dataset(name or p.stem, examples, source="manifest", root=p.parent)
 
 

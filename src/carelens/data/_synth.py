@@ -1,4 +1,5 @@
-"""A synthetic multi-label dataset with known labels, in the skin-condition folder layout.
+"""Synthetic datasets with known labels: multi-label skin conditions in the skin-condition folder layout, and
+dog skin cases with a photo and owner-reported symptoms each (the image + symptom fusion benchmark).
 
 Each condition is drawn as its own kind of mark on a skin-toned background; how many marks and how large
 they are set its severity. Labels are known by construction (never inferred from pixels), so the data
@@ -7,6 +8,7 @@ tests whether the machinery recovers them: the fixture for tests and the ``multi
 
 from __future__ import annotations
 
+import csv
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from carelens.errors import ConfigError
 
-__all__ = ["SYNTH_CONDITIONS", "synthetic_skin_image", "write_synthetic_multilabel"]
+__all__ = ["DOG_SKIN", "SYNTH_CONDITIONS", "synthetic_skin_image", "write_synthetic_dog_cases", "write_synthetic_multilabel"]
 
 SYNTH_CONDITIONS: dict[str, tuple[str, str, str]] = {  # condition -> its severity levels, mildest first
     "acne": ("mild", "moderate", "severe"),
@@ -164,3 +166,80 @@ def write_synthetic_multilabel(out: str | Path, n: int = 600, seed: int = 0, *, 
                "conditions": {c: list(v) for c, v in SYNTH_CONDITIONS.items()}}
     (root / f"dataset_summary_seed{seed}.json").write_text(json.dumps(summary, indent=1))
     return root
+
+
+# -- a generated dog dataset: photos and owner-reported symptoms of the same cases ---------------------------
+# class id -> (the mark its photo shows (a DRAWERS key, None: clear skin), the class whose mark a photo of it
+# shows instead in a share of cases, {symptom id: probability the dog has it}). The photo cannot tell the
+# two classes of a pair apart in that share; the symptoms can, but they confuse other classes with each other:
+# each source alone is unsure in a known way, and together they are not.
+DOG_SKIN: dict[str, tuple[str | None, str, dict[str, float]]] = {
+    "healthy_skin": (None, "skin_mass", {"itching": 0.1, "scaly_skin": 0.15}),
+    "allergic_dermatitis": ("acne", "hot_spot", {"itching": 0.9, "paw_licking": 0.6, "hair_loss": 0.4, "red_skin": 0.4,
+                                                 "crusts_on_skin": 0.15, "vomiting": 0.15}),
+    "hot_spot": ("redness", "allergic_dermatitis", {"licking_one_spot": 0.7, "pain_on_touch": 0.5, "swelling": 0.5,
+                                                    "red_skin": 0.3, "moist_skin_lesion": 0.3, "skin_odour": 0.2}),
+    "ringworm": ("aging", "mange", {"scaly_skin": 0.5, "hair_loss": 0.4, "itching": 0.15, "circular_hair_loss": 0.2}),
+    "mange": ("textured_skin", "ringworm", {"itching": 0.9, "hair_loss": 0.6, "paw_licking": 0.3, "crusts_on_skin": 0.4,
+                                            "red_skin": 0.3, "thickened_skin": 0.15}),
+    "skin_mass": ("hyperpigmentation", "healthy_skin", {"swelling": 0.7, "licking_one_spot": 0.4, "lump_under_skin": 0.4,
+                                                        "pain_on_touch": 0.2, "lethargy": 0.15}),
+}
+DOG_SHARES = {"healthy_skin": 0.22, "allergic_dermatitis": 0.2, "hot_spot": 0.14, "ringworm": 0.12, "mange": 0.14,
+              "skin_mass": 0.18}
+
+
+def _dog_symptoms(rng: np.random.Generator, label: str) -> list[str]:
+    return [s for s, p in DOG_SKIN[label][2].items() if rng.random() < p]
+
+
+def write_synthetic_dog_cases(out: str | Path, n: int = 900, seed: int = 0, *, size: int = 96, clarity: float = 0.6,
+                              table_rows: int = 1200, splits: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> Path:
+    """Write a generated dog skin dataset with known structure (labels by construction, never from pixels).
+
+    * ``images/<class>/dog_NNNNN.png`` and ``cases.csv`` (``path, label, symptoms, split``): each case's photo
+      shows its own class's mark with probability ``clarity``, else its pair partner's (see ``DOG_SKIN``); the
+      owner reports 1-3 of the symptoms the dog has (``;``-separated ids; none for some), drawn independently
+      of the photo given the class;
+    * ``symptom_table.csv`` (``Disease, Symptom 1..n``): ``table_rows`` other cases with every symptom the dog
+      has, for building the symptom model.
+
+    Splits are fixed in ``cases.csv`` (``splits`` = train, val, test shares) so that the image model, the
+    fusion weights (fitted on val) and the figures (test) never see the same case twice.
+    """
+    if n < 30 or size < 32 or not 0 < clarity <= 1:
+        raise ConfigError(f"need n >= 30, size >= 32 and 0 < clarity <= 1; got n={n}, size={size}, clarity={clarity}")
+    root = Path(out)
+    rng = np.random.default_rng(seed)
+    classes, shares = list(DOG_SHARES), np.asarray(list(DOG_SHARES.values()))
+    rows: list[dict[str, str]] = []
+    for i in range(n):
+        label = str(rng.choice(classes, p=shares / shares.sum()))
+        mark, partner, _ = DOG_SKIN[label]
+        shown = mark if rng.random() < clarity else DOG_SKIN[partner][0]
+        img = _image(rng, {shown: 2 if shown == "hyperpigmentation" else 1} if shown else {},
+                     str(rng.choice(list(TONES))), size)
+        has = _dog_symptoms(rng, label)
+        k = min(len(has), int(rng.integers(1, 4)))
+        told = sorted(rng.choice(has, size=k, replace=False).tolist()) if k else []
+        rel = f"images/{label}/dog_{i:05d}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.save(root / rel)
+        split = str(rng.choice(["train", "val", "test"], p=list(splits)))
+        rows.append({"path": rel, "label": label, "symptoms": ";".join(told), "split": split})
+    _write_csv(root / "cases.csv", rows)
+    table = []
+    for _ in range(table_rows):
+        label = str(rng.choice(classes, p=shares / shares.sum()))
+        has = _dog_symptoms(rng, label) or [max(DOG_SKIN[label][2], key=DOG_SKIN[label][2].__getitem__)]
+        table.append({"Disease": label, **{f"Symptom {j + 1}": s for j, s in enumerate(has)}})
+    _write_csv(root / "symptom_table.csv", table)
+    return root
+
+
+def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, restval="")
+        w.writeheader()
+        w.writerows(rows)

@@ -2,7 +2,7 @@
 safety-first decision policy that writes it, and the clinical metrics that measure its decisions."""
 
 from carelens.policy._clinical import URGENT, critical_miss_rate, over_triage_rate, triage_levels
-from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
+from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts, keep_urgency
 from carelens.policy._multilabel import (
     MultilabelDecision,
     decide_multilabel,
@@ -26,6 +26,7 @@ __all__ = [
     "decide",
     "decide_multilabel",
     "decide_with_facts",
+    "keep_urgency",
     "multilabel_decision",
     "over_triage_rate",
     "required_levels",

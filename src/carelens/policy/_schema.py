@@ -62,6 +62,9 @@ class Assessment(BaseModel):
     in_distribution: bool
     ood_score: float = Field(description="share of validation images at least as unusual; low = out of distribution")
     top: list[ClassProbability]
+    probabilities: dict[str, float] = Field(default_factory=dict, description=(
+        "multi-class models: every class's calibrated probability (class id -> probability), so that another "
+        "source over the same conditions (a symptom model) can be fused with this one"))
     prediction_set: list[str]
     coverage: float
     confidence: Literal["likely", "possible", "uncertain"]

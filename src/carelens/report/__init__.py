@@ -1,8 +1,9 @@
 """Evaluation reports (on top of predict): run a bundle over a split once, derive every figure from the saved
-predictions, write a self-contained HTML report."""
+predictions, write a self-contained HTML report; fit an image + symptom fusion on paired cases."""
 
 from carelens.report.evaluate import EdgeCase, Evaluation, evaluate, metrics_from_predictions, resolve_splits
 from carelens.report.html import write_comparison, write_report
+from carelens.report.symptom_fusion import fit_symptom_fusion
 
-__all__ = ["EdgeCase", "Evaluation", "evaluate", "metrics_from_predictions", "resolve_splits", "write_comparison",
+__all__ = ["EdgeCase", "Evaluation", "evaluate", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits", "write_comparison",
            "write_report"]

@@ -1,19 +1,21 @@
 """Symptoms (no torch): the vocabulary, free-text parsing, the symptom bundle, combining a symptom assessment
-with an image assessment, and the clinical tables (heart disease, horse colic)."""
+with an image assessment (fused over shared condition ids when fitted), and the clinical tables (heart disease, horse colic)."""
 
 from carelens.symptoms._bundle import SymptomBundle, build_symptom_bundle
 from carelens.symptoms._clinical import HEART, HORSE_COLIC, cross_validate, load_heart, load_horse_colic
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._encoder import MiniLMEncoder
+from carelens.symptoms._fusion import ImageSymptomFusion
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
 from carelens.symptoms._table import load_symptom_table, spec_from_labels
-from carelens.symptoms._triage import combine_assessments, triage
+from carelens.symptoms._triage import combine_assessments, fuse_assessments, triage
 from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_name, load_kaggle_vocabulary
 
 __all__ = [
     "DEFAULT_THRESHOLD",
     "HEART",
     "HORSE_COLIC",
+    "ImageSymptomFusion",
     "MiniLMEncoder",
     "ParsedSymptoms",
     "Symptom",
@@ -25,6 +27,7 @@ __all__ = [
     "clean_symptom_name",
     "combine_assessments",
     "cross_validate",
+    "fuse_assessments",
     "load_heart",
     "load_horse_colic",
     "load_kaggle_table",

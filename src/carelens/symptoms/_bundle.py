@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from carelens.metrics import coverage_report, nll
 from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._encoder import MiniLMEncoder
+from carelens.symptoms._fusion import ImageSymptomFusion
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
 from carelens.symptoms._vocabulary import Vocabulary
 
@@ -70,6 +72,7 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
         "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
+        "prior": ((np.bincount(ytr, minlength=k) + 1.0) / (len(ytr) + k)).tolist(),  # what the model was fitted on
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "symptoms.json").write_text(json.dumps(doc))
@@ -103,6 +106,29 @@ class SymptomBundle:
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
                    LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
                    SymptomParser(vocab, encoder, float(doc["threshold"])))
+
+    @property
+    def prior(self) -> np.ndarray:
+        """The class frequencies the model was fitted on (uniform for a bundle built before they were kept)."""
+        k = len(self.spec.classes)
+        return np.asarray(self.doc.get("prior") or np.full(k, 1.0 / k), np.float64)
+
+    def fusion_for(self, model: ModelRef) -> ImageSymptomFusion | None:
+        """The fusion fitted with this image model (same name and version), if any."""
+        d = (self.doc.get("image_fusion") or {}).get(model.name)
+        if d is None or d["image_model"]["version"] != model.version:
+            return None
+        return ImageSymptomFusion.from_dict(d)
+
+    def save_fusion(self, fusion: ImageSymptomFusion, figures: Mapping[str, Any]) -> None:
+        """Keep a fitted fusion (and its test figures) in symptoms.json, replacing one for the same image model."""
+        fusions = dict(self.doc.get("image_fusion") or {})
+        fusions[fusion.image_model.name] = {**fusion.to_dict(), "figures": dict(figures)}
+        self.doc = {**self.doc, "image_fusion": fusions}
+        f = self.path / "symptoms.json"
+        tmp = f.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.doc))
+        tmp.replace(f)
 
     def vector(self, symptom_ids: list[str]) -> np.ndarray:
         unknown = [s for s in symptom_ids if s not in self.vocab]

@@ -72,7 +72,10 @@ async def chat(request: Request, svc: ServicesDep, who: Annotated[Principal, Dep
     if image_a is not None or text:
         sym = svc.symptoms_for(species) if text and (svc.symptoms is not None or image_a is None) else None
         try:
-            out = await in_thread(lambda: triage(image=image_a, text=text or None, symptoms=sym))
+            used = svc.registry.get(state["model"]) if image_a is not None and state["model"] else None
+            spec, policy = (used.engine.bundle.labels, used.engine.policy) if used is not None else (None, None)
+            out = await in_thread(lambda: triage(image=image_a, text=text or None, symptoms=sym, image_spec=spec,
+                                                 policy=policy))
         except NothingRecognisedError as exc:
             answer = f"{exc} {ASK}"
         else:

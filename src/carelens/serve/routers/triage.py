@@ -59,7 +59,8 @@ async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Princi
         assert image is not None
         up = await read_upload(image, svc)
         image_a, png, mname, version = await assess_image(svc, model, up.image, heatmap, checked, request, species)
-    out = await in_thread(lambda: triage(image=image_a, text=text, symptoms=sym))
+    spec, policy = (entry.engine.bundle.labels, entry.engine.policy) if entry is not None else (None, None)
+    out = await in_thread(lambda: triage(image=image_a, text=text, symptoms=sym, image_spec=spec, policy=policy))
     a = Assessment.model_validate(out["assessment"])
     if image_a is None:
         mname, version = a.model.name, a.model.version
