@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"__init__", "validation", "hashing", "settings", "console", "labels", "preprocess"},  # shared vocabulary
     {"config", "metrics", "tasks"},
     {"policy", "data", "calibrate", "models", "plots"},
-    {"fusion", "explain"},
+    {"fusion", "explain", "ecg"},
     {"bundle", "symptoms"},
     {"steps", "predict"},
     {"train", "report"},

@@ -474,6 +474,48 @@ def symptoms_fuse(
         console.print("[yellow]the symptom model was built from a synthetic table: a plumbing check, not evidence[/yellow]")
 
 
+@app.command("ecg")
+@_edge
+def ecg_cmd(
+    record: Annotated[Path, typer.Argument(help="A WFDB record (100, 100.hea), an .edf or a .csv (one column per lead).")],
+    lead: Annotated[str | None, typer.Option(help="Lead to screen, by name or position (default MLII, else II).")] = None,
+    fs: Annotated[float | None, typer.Option(help="Sampling rate in Hz, for a CSV without a time column.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG strip with the detected beats here.")] = None,
+    start: Annotated[float, typer.Option(help="Where the strip starts, in seconds.")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Screen an ECG's rate and rhythm from the signal: quality, R-peaks, heart rate, RR variability, triage."""
+    from carelens.ecg import read_ecg, screen, strip_png
+
+    sig = read_ecg(record, fs)
+    a, peaks = screen(sig, lead)
+    if plot is not None:
+        x = sig.samples[:, sig.lead_index(lead)]
+        plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
+    if as_json:
+        typer.echo(a.model_dump_json(indent=2))
+        return
+    level_colour = {"self_care": "green", "consultation": "yellow", "consultation_24": "dark_orange",
+                    "emergency": "red", "emergency_ambulance": "bold red"}[a.triage.level]
+    console.print(f"[{level_colour}]{a.triage.level.replace('_', ' ').upper()}[/{level_colour}]: {a.triage.reason}")
+    console.print(f"{sig.name}, lead {a.lead}, {a.seconds:.0f} s at {a.fs:g} Hz; {a.beats} beats ({a.detector}); "
+                  f"heart rate {a.heart_rate_bpm if a.heart_rate_bpm is not None else '-'} bpm; signal quality: "
+                  f"{', '.join(a.quality_flags) or 'ok'}")
+    table = Table("finding", "value", "rule", "triage")
+    for f in a.findings:
+        table.add_row(f.name, f"{f.value:g}", f.threshold, f.triage)
+    if a.findings:
+        console.print(table)
+        for f in a.findings:
+            console.print(f"[dim]{f.id}: {f.source}[/dim]")
+    console.print(f"RR: mean {a.rr['mean_rr_ms']} ms, SDNN {a.rr['sdnn_ms']} ms, RMSSD {a.rr['rmssd_ms']} ms, "
+                  f"longest {a.rr['longest_rr_s']} s, irregular windows {a.rr['irregular_share']:.0%}")
+    console.print(a.advice)
+    console.print(f"[dim]{a.disclaimer}[/dim]")
+    if plot is not None:
+        console.print(f"wrote {plot}")
+
+
 @app.command("triage")
 @_edge
 def triage_cmd(

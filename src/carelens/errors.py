@@ -16,6 +16,7 @@ __all__ = [
     "ImageReadError",
     "ImageTooLargeError",
     "LabelSpecError",
+    "MissingExtraError",
     "NotAnImageError",
     "NotFittedError",
     "NothingRecognisedError",
@@ -74,3 +75,7 @@ class NotFittedError(CarelensError, ValueError):
 
 class BundleError(CarelensError):
     """A bundle is missing, corrupt, altered, or from an incompatible carelens."""
+
+
+class MissingExtraError(CarelensError):
+    """An optional part of carelens is used but its packages are not installed (e.g. ``carelens[ecg]``)."""

@@ -160,3 +160,4 @@ def operating_points_png(val: Sequence[Mapping[str, float]], test: Sequence[Mapp
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return _png(fig)
+

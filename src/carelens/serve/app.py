@@ -20,7 +20,7 @@ from carelens.errors import CarelensError
 from carelens.serve.deps import Services, in_thread
 from carelens.serve.errors import install_error_handlers
 from carelens.serve.limits import FORM_OVERHEAD, BodyLimit, InFlightLimit
-from carelens.serve.routers import chat, feedback, models, ops, page, triage
+from carelens.serve.routers import chat, ecg, feedback, models, ops, page, triage
 from carelens.serve.settings import ServeSettings
 from carelens.symptoms import SymptomBundle
 
@@ -83,6 +83,6 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     if hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
-    for r in (ops.router, models.router, triage.router, chat.router, feedback.router, page.router):
+    for r in (ops.router, models.router, triage.router, chat.router, ecg.router, feedback.router, page.router):
         app.include_router(r)
     return app

@@ -20,6 +20,7 @@ from carelens.errors import (
     FactsError,
     ImageReadError,
     ImageTooLargeError,
+    MissingExtraError,
     NotAnImageError,
     NothingRecognisedError,
 )
@@ -44,10 +45,11 @@ DOMAIN_ERRORS: tuple[tuple[type[CarelensError], int, str, str, dict[str, str] | 
     (Overloaded, 503, "overloaded", "", RETRY_SOON),
     (ReloadInProgress, 409, "reload_in_progress", "", None),
     (BundleError, 503, "BundleError", "", None),
+    (MissingExtraError, 501, "not_installed", "", None),
 )
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 501, 503)
 }
 
 

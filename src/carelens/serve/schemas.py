@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from carelens.ecg import EcgAssessment
 from carelens.policy import Assessment
 
-__all__ = ["ErrorResponse", "FeedbackRequest", "FeedbackResponse", "ModelInfo", "PredictResponse", "TriageResponse"]
+__all__ = ["EcgResponse", "ErrorResponse", "FeedbackRequest", "FeedbackResponse", "ModelInfo", "PredictResponse", "TriageResponse"]
 
 
 class ErrorBody(BaseModel):
@@ -51,6 +52,13 @@ class TriageResponse(BaseModel):
     symptoms: dict[str, Any] | None = None
     facts_used: bool = False
     heatmap_png: str | None = None
+    latency_ms: float
+
+
+class EcgResponse(BaseModel):
+    id: str
+    assessment: EcgAssessment
+    strip_png: str | None = Field(None, description="base64 PNG: the first 10 s of the lead with the detected beats")
     latency_ms: float
 
 

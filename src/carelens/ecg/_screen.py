@@ -1,0 +1,142 @@
+"""Rule-based rate and rhythm screening of one ECG lead, with the thresholds cited in ``rhythm_rules.yaml``.
+
+The answer has the same parts as an image assessment: what was found (each rule that fired, with the value
+that fired it), how far the signal can be trusted (quality flags), what to do (the most urgent triage level
+of the fired rules; an unreadable recording is never ``self_care``), and the disclaimer.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from carelens.ecg._io import EcgSignal
+from carelens.ecg._quality import signal_quality
+from carelens.ecg._rhythm import rhythm
+from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_rpeaks
+from carelens.labels import triage_rank
+from carelens.policy import DISCLAIMER, TriageDecision
+
+__all__ = ["EcgAssessment", "EcgFinding", "RhythmRules", "load_rules", "screen"]
+
+Level = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    measure: Literal["heart_rate_bpm", "irregular_share", "longest_rr_s"]
+    below: float | None = None
+    above: float | None = None
+    triage: Level
+    advice: str
+    source: str
+
+
+class Outcome(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    triage: Level
+    advice: str
+
+
+class RhythmRules(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    title: str
+    version: str
+    species: list[str]
+    normal: Outcome
+    unreadable: Outcome
+    rules: list[Rule]
+
+
+def load_rules() -> RhythmRules:
+    text = (resources.files("carelens") / "ecg" / "rhythm_rules.yaml").read_text(encoding="utf-8")
+    return RhythmRules.model_validate(yaml.safe_load(text))
+
+
+class EcgFinding(BaseModel):
+    id: str
+    name: str
+    measure: str
+    value: float
+    threshold: str = Field(description="the rule, e.g. 'heart_rate_bpm < 50'")
+    triage: Level
+    source: str
+
+
+class EcgAssessment(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["ecg_rhythm"] = "ecg_rhythm"
+    rules: str = Field(description="name and version of the screening rules")
+    record: str
+    lead: str
+    fs: float
+    seconds: float
+    readable: bool
+    quality_flags: list[str]
+    detector: str
+    beats: int
+    heart_rate_bpm: float | None
+    rr: dict[str, float | None] = Field(description="mean_rr_ms, sdnn_ms, rmssd_ms, longest_rr_s, irregular_share ...")
+    findings: list[EcgFinding]
+    triage: TriageDecision
+    advice: str
+    based_on: list[Literal["signal"]] = ["signal"]
+    disclaimer: str = DISCLAIMER
+
+
+def _clean(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules | None = None,
+           method: str = DEFAULT_METHOD) -> tuple[EcgAssessment, np.ndarray]:
+    """(the screening assessment of one lead, the R-peak sample indices it was measured from)."""
+    rules = rules or load_rules()
+    i = sig.lead_index(lead)
+    x = sig.samples[:, i]
+    q = signal_quality(x, sig.fs)
+    peaks = detect_rpeaks(np.nan_to_num(x), sig.fs, method) if q.readable else np.zeros(0, np.int64)
+    readable = q.readable and len(peaks) >= 3
+    r = rhythm(peaks, sig.fs)
+    values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": r.longest_rr_s}
+    findings = []
+    if readable:
+        for rule in rules.rules:
+            v = values[rule.measure]
+            if (rule.below is not None and v < rule.below) or (rule.above is not None and v > rule.above):
+                op = f"< {rule.below:g}" if rule.below is not None else f"> {rule.above:g}"
+                findings.append(EcgFinding(id=rule.id, name=rule.name, measure=rule.measure, value=round(float(v), 3),
+                                           threshold=f"{rule.measure} {op}", triage=rule.triage, source=rule.source))
+        # a milder rule of the same measure adds nothing when a stronger one fired (bradycardia under marked)
+        strongest: dict[str, EcgFinding] = {}
+        for f in sorted(findings, key=lambda f: -triage_rank(f.triage)):
+            strongest.setdefault(f.measure, f)
+        findings = list(strongest.values())
+    if not readable:
+        level, advice = rules.unreadable.triage, rules.unreadable.advice
+        reason = f"the recording cannot be read ({', '.join(q.flags) or 'too few beats found'})"
+    elif findings:
+        top = findings[0]
+        level, advice = top.triage, next(r.advice for r in rules.rules if r.id == top.id)
+        reason = f"{top.name.lower()} ({top.measure.replace('_', ' ')} {top.value:g})"
+    else:
+        level, advice, reason = rules.normal.triage, rules.normal.advice, "rate and rhythm within the screening limits"
+    if readable and "noisy" in q.flags and triage_rank(level) < triage_rank(rules.unreadable.triage):
+        level, reason = rules.unreadable.triage, reason + "; the signal is noisy, so the beats may be miscounted"
+    a = EcgAssessment(
+        rules=f"{rules.name} {rules.version}", record=sig.name, lead=sig.leads[i], fs=sig.fs,
+        seconds=round(sig.seconds, 2), readable=readable, quality_flags=q.flags, detector=method, beats=len(peaks),
+        heart_rate_bpm=_clean(r.heart_rate_bpm) if readable else None,
+        rr={"mean_rr_ms": _clean(r.mean_rr_ms), "sdnn_ms": _clean(r.sdnn_ms), "rmssd_ms": _clean(r.rmssd_ms),
+            "longest_rr_s": _clean(r.longest_rr_s), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
+            "entropy": r.entropy},
+        findings=findings, triage=TriageDecision(level=level, reason=reason), advice=advice,
+    )
+    return a, peaks

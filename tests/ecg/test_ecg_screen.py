@@ -1,0 +1,140 @@
+"""ECG from the signal: reading WFDB / EDF / CSV, quality flags, R-peaks against MIT-BIH's reference beats,
+rate and rhythm rules with cited thresholds, `carelens ecg` and `POST /v1/ecg`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from carelens.cli import app
+from carelens.ecg import EcgSignal, detect_rpeaks, load_rules, read_ecg, rhythm, screen, signal_quality
+from carelens.errors import DataError
+from carelens.labels import TRIAGE_LEVELS
+
+wfdb = pytest.importorskip("wfdb", reason="the ecg extra (wfdb, NeuroKit2) is not installed")
+
+BEATS = set("NLRBAaJSVrFejnE/fQ?")
+
+
+@pytest.fixture(scope="module")
+def mitbih(data_dir: Path) -> Path:
+    root = data_dir / "ecg_mitbih"
+    if not (root / "100.hea").is_file():
+        pytest.skip(f"{root} is missing (MIT-BIH Arrhythmia Database)")
+    return root
+
+
+def _excerpt(mitbih: Path, rec: str, seconds: float, out: Path) -> Path:
+    """The first ``seconds`` of a record written as a new WFDB record (what a device would upload)."""
+    r = wfdb.rdrecord(str(mitbih / rec), sampto=int(seconds * 360))
+    wfdb.wrsamp(f"{rec}x", fs=r.fs, units=r.units, sig_name=r.sig_name, p_signal=r.p_signal, fmt=["16"] * r.n_sig,
+                write_dir=str(out))
+    return out / f"{rec}x.hea"
+
+
+def test_rpeaks_match_the_reference_beats(mitbih: Path) -> None:
+    sig = read_ecg(mitbih / "105")  # noisy, with ectopic beats: the detector's hard case among the first records
+    assert sig.fs == 360 and sig.leads == ["MLII", "V1"] and round(sig.seconds) == 1806
+    n = int(600 * sig.fs)
+    x = sig.samples[:n, sig.lead_index()]
+    peaks = detect_rpeaks(x, sig.fs)
+    ann = wfdb.rdann(str(mitbih / "105"), "atr", sampto=n)
+    ref = np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
+    c = wfdb.processing.compare_annotations(ref, peaks, int(0.15 * sig.fs))
+    assert c.sensitivity > 0.98 and c.positive_predictivity > 0.98, (c.sensitivity, c.positive_predictivity)
+    assert abs(rhythm(peaks, sig.fs).heart_rate_bpm - rhythm(ref, sig.fs).heart_rate_bpm) <= 1.0
+
+
+def test_rules_screen_rate_and_rhythm(mitbih: Path) -> None:
+    rules = load_rules()
+    assert rules.species == ["human"] and all(r.source and r.triage in TRIAGE_LEVELS for r in rules.rules)
+    normal, _ = screen(read_ecg(mitbih / "100"))
+    assert normal.readable and not normal.findings and normal.triage.level == "self_care"
+    assert 70 < normal.heart_rate_bpm < 80  # type: ignore[operator]
+    pauses, _ = screen(read_ecg(mitbih / "232"))  # sinus bradycardia with long pauses
+    assert "pause" in {f.id for f in pauses.findings} and pauses.triage.level == "consultation_24"
+    af, _ = screen(read_ecg(mitbih / "202"))  # atrial fibrillation and flutter in most of the record's second half
+    assert af.rr["irregular_share"] > normal.rr["irregular_share"]  # type: ignore[operator]
+
+
+def test_irregularity_separates_a_regular_from_an_irregular_rhythm() -> None:
+    rng = np.random.default_rng(0)
+    fs = 250.0
+    regular = np.cumsum(np.full(300, 0.8 * fs) + rng.normal(0, 0.01 * fs, 300)).astype(int)
+    irregular = np.cumsum(rng.uniform(0.4, 1.2, 300) * fs).astype(int)
+    r, i = rhythm(regular, fs), rhythm(irregular, fs)
+    assert r.irregular_share == 0 and i.irregular_share > 0.9
+    assert r.heart_rate_bpm == pytest.approx(75, abs=1)
+
+
+def test_quality_flags() -> None:
+    fs = 360.0
+    t = np.arange(int(30 * fs)) / fs
+    beats = np.sin(2 * np.pi * 1.2 * t) ** 63  # narrow spikes at 72 bpm
+    assert signal_quality(beats, fs).flags == []
+    assert "lead_off" in signal_quality(np.zeros_like(t), fs).flags
+    assert "saturation" in signal_quality(np.clip(beats * 3, 0, 0.5), fs).flags
+    noisy = beats + 0.8 * np.random.default_rng(0).normal(size=len(t))
+    assert "noisy" in signal_quality(noisy, fs).flags
+    flat = EcgSignal(np.zeros((len(t), 1)), fs, ["II"], "flat")
+    a, _ = screen(flat)
+    assert not a.readable and a.triage.level == "consultation" and "lead_off" in a.triage.reason
+
+
+def test_csv_and_edf_read_like_the_wfdb_record(mitbih: Path, tmp_path: Path) -> None:
+    hea = _excerpt(mitbih, "100", 30, tmp_path)
+    sig = read_ecg(hea)
+    rows = ["time,MLII,V5"] + [f"{i / 360:.6f},{a:.4f},{b:.4f}" for i, (a, b) in enumerate(sig.samples)]
+    (tmp_path / "e.csv").write_text("\n".join(rows))
+    from_csv = read_ecg(tmp_path / "e.csv")
+    assert from_csv.fs == pytest.approx(360, rel=1e-3) and from_csv.leads == ["MLII", "V5"]
+    np.testing.assert_allclose(from_csv.samples, sig.samples, atol=1e-3)
+    (tmp_path / "n.csv").write_text("\n".join(r.split(",", 1)[1] for r in rows))
+    with pytest.raises(DataError, match="sampling rate"):
+        read_ecg(tmp_path / "n.csv")
+    assert read_ecg(tmp_path / "n.csv", fs=360).samples.shape == sig.samples.shape
+    from wfdb.io.convert.edf import wfdb_to_edf
+
+    wfdb_to_edf(str(hea.with_suffix("")), output_filename=str(tmp_path / "e.edf"))
+    from_edf = read_ecg(tmp_path / "e.edf")
+    n = len(sig.samples)  # EDF pads to whole 10-s data blocks
+    assert from_edf.fs == 360 and from_edf.leads == sig.leads and len(from_edf.samples) >= n
+    np.testing.assert_allclose(from_edf.samples[:n], sig.samples, atol=0.01)
+    with pytest.raises(DataError, match="5 s to 24 h"):
+        read_ecg(tmp_path / "n.csv", fs=10000)  # 1.08 s of signal
+
+
+def test_cli_and_api(mitbih: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    hea = _excerpt(mitbih, "232", 120, tmp_path)
+    r = CliRunner().invoke(app, ["ecg", str(hea), "--json", "--plot", str(tmp_path / "s.png")])
+    assert r.exit_code == 0, r.output
+    cli = json.loads(r.output)
+    assert cli["lead"] == "MLII" and cli["beats"] > 50 and Image.open(tmp_path / "s.png").size[0] > 500
+    from carelens.serve import ServeSettings, create_app
+
+    models = tmp_path_factory.mktemp("no_models")
+    s = ServeSettings(models_dir=models, database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in (hea, hea.with_suffix(".dat"))]
+    with TestClient(create_app(s)) as c:
+        res = c.post("/v1/ecg", files=files)
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["assessment"]["triage"] == cli["triage"] and body["assessment"]["beats"] == cli["beats"]
+        assert Image.open(io.BytesIO(base64.b64decode(body["strip_png"]))).format == "PNG"
+        res = c.post("/v1/ecg", files=files[:1])
+        assert res.status_code == 422 and res.json()["error"]["type"] == "incomplete_record"
+        res = c.post("/v1/ecg", files=[("files", ("ecg.exe", b"x", "text/plain"))])
+        assert res.status_code == 422 and res.json()["error"]["type"] == "bad_file_name"
+        res = c.post("/v1/ecg", files=files, data={"species": "dog"})
+        assert res.status_code == 422 and res.json()["error"]["type"] == "wrong_species"
+        csv_bytes = b"MLII\n" + b"\n".join(b"0.0" for _ in range(100))
+        res = c.post("/v1/ecg", files=[("files", ("e.csv", csv_bytes, "text/csv"))], data={"fs": "360"})
+        assert res.status_code == 422 and "5 s to 24 h" in res.json()["error"]["message"]
