@@ -30,6 +30,9 @@ keys_app = typer.Typer(help="Signing keys for bundles.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 audit_log_app = typer.Typer(help="The service's audit log.", no_args_is_help=True)
 app.add_typer(audit_log_app, name="audit-log")
+clinical_app = typer.Typer(help="Clinical (tabular) models: heart risk, horse colic, your own table.",
+                            no_args_is_help=True)
+app.add_typer(clinical_app, name="clinical")
 scenarios_app = typer.Typer(help="Scripted end-to-end scenarios against the service.", no_args_is_help=True)
 app.add_typer(scenarios_app, name="scenarios")
 
@@ -342,17 +345,30 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
     species: Annotated[str | None, typer.Option(help="The patients' species; a model of another one is refused.")] = None,
 ) -> None:
-    """Assess images with a bundle: one assessment per image, unreadable files reported and skipped."""
+    """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), or the rows
+    of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row)."""
     import sys
 
-    from carelens.bundle import load_bundle
+    from carelens.bundle import TabularBundle, is_tabular, load_bundle
     from carelens.data import read_image
-    from carelens.predict import Engine, collect_inputs, overlay_heatmap, write_results
+    from carelens.predict import Engine, collect_inputs, overlay_heatmap, predict_table, write_results
 
+    fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
+    if is_tabular(bundle):
+        tb = TabularBundle.load(bundle)
+        tb.labels.require_species(species, "the model")
+        stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            results = [r for path in inputs for r in write_results(predict_table(tb, path), stream, fmt)]
+        finally:
+            if out:
+                stream.close()
+        bad = sum(r.error is not None for r in results)
+        err_console.print(f"{len(results) - bad} assessed, {bad} refused" + (f"; wrote {out}" if out else ""))
+        return
     engine = Engine(load_bundle(bundle), batch_size=batch_size)
     engine.bundle.labels.require_species(species, "the model")
     paths = collect_inputs(inputs)
-    fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
     stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
     if heatmaps:
         heatmaps.mkdir(parents=True, exist_ok=True)
@@ -472,6 +488,33 @@ def symptoms_fuse(
     console.print(table)
     if f["synthetic_symptoms"]:
         console.print("[yellow]the symptom model was built from a synthetic table: a plumbing check, not evidence[/yellow]")
+
+
+@clinical_app.command("build")
+@_edge
+def clinical_build(
+    source: Annotated[str, typer.Argument(help="heart, horse_colic, or a CSV (one row per case).")],
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+    spec: Annotated[str | None, typer.Option(help="Label spec (each outcome's triage and advice); required for a CSV.")] = None,
+    label_column: Annotated[str, typer.Option(help="The CSV's outcome column.")] = "label",
+    group_column: Annotated[str | None, typer.Option(help="The CSV's patient/animal id: folds never split a group.")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: the spec's).")] = None,
+    version: Annotated[str, typer.Option(help="Model version.")] = "1",
+    folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
+    alpha: Annotated[float, typer.Option(help="Conformal miscoverage (0.1: 90% sets).")] = 0.1,
+) -> None:
+    """Train, cross-validate, calibrate and conformalise a clinical model; write it as a bundle."""
+    from carelens.steps import build_clinical
+
+    with progress_bar("cross-validating", None):
+        m = build_clinical(source, out, spec=spec, label_column=label_column, group_column=group_column, name=name,
+                           version=version, folds=folds, alpha=alpha)
+    table = Table("cross-validated (out of fold)", "value")
+    for k in ("auc", "balanced_accuracy", "accuracy", "brier", "ece_uncalibrated", "ece", "coverage", "mean_set_size"):
+        if m.get(k) is not None:
+            table.add_row(k, f"{m[k]:.3f}")
+    console.print(table)
+    console.print(f"{m['n']} cases {m['per_class']}; wrote {out}/bundle.json")
 
 
 @app.command("ecg")

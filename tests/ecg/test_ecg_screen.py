@@ -138,3 +138,26 @@ def test_cli_and_api(mitbih: Path, tmp_path: Path, tmp_path_factory: pytest.Temp
         csv_bytes = b"MLII\n" + b"\n".join(b"0.0" for _ in range(100))
         res = c.post("/v1/ecg", files=[("files", ("e.csv", csv_bytes, "text/csv"))], data={"fs": "360"})
         assert res.status_code == 422 and "5 s to 24 h" in res.json()["error"]["message"]
+
+
+def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path) -> None:
+    from carelens.ecg import AAMI_CLASSES, DS1, DS2, read_mitbih_beats
+    from carelens.train import predict_beats, train_beats
+
+    assert not set(DS1) & set(DS2) and not {"102", "104", "107", "217"} & set(DS1 + DS2)  # paced records left out
+    b = read_mitbih_beats(mitbih, ("208",))
+    counts = dict(zip(AAMI_CLASSES, np.bincount(b.y, minlength=4).tolist(), strict=True))
+    # PhysioNet's table for record 208: 1,586 N, 2 S, 992 V, 373 F (the first and last beat have no neighbours)
+    assert abs(counts["N"] - 1586) <= 2 and counts["S"] == 2 and abs(counts["V"] - 992) <= 2 and abs(counts["F"] - 373) <= 2
+    assert b.waves.shape[1:] == (1, 126) and (b.rr > 0).all()
+    found = read_mitbih_beats(mitbih, ("208",), detected=True)
+    assert len(found) > 0.97 * len(b)
+    both = read_mitbih_beats(mitbih, ("208", "232"))
+    late = np.zeros(len(both), bool)
+    for rec in ("208", "232"):
+        m = both.record == rec
+        late[m] = both.sample[m] > np.quantile(both.sample[m], 0.8)
+    res = train_beats(both.subset(~late), both.subset(late), 4, epochs=2, threads=2)
+    logits, feats = predict_beats(res.model, both.subset(late))
+    assert logits.shape == (late.sum(), 4) and feats.shape[0] == late.sum() and len(res.history) == 2
+    assert res.history[-1]["val_balanced_accuracy"] > 0.5  # same patients, later beats: well above chance (0.25)

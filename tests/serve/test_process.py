@@ -185,3 +185,30 @@ def test_web_page_sends_clinical_facts(chromium: str, ham_bundle: Path, data_dir
     finally:
         srv.kill()
     assert basis == "Based on: image, facts" and errors == []
+
+
+def test_web_page_renders_a_clinical_form(chromium: str, data_dir: Path, tmp_path: Path) -> None:
+    from carelens.steps import build_clinical
+
+    if not (data_dir / "uci_heart_disease").is_dir():
+        pytest.skip("uci_heart_disease is missing")
+    build_clinical("heart", tmp_path / "models" / "heart")
+    srv = Server(tmp_path / "models", tmp_path / "audit.db")
+    errors: list[str] = []
+    try:
+        with _browser_page(chromium, errors) as page:
+            page.goto(srv.url + "/")
+            page.wait_for_selector("#fact-trestbps", state="visible")
+            photo_hidden = page.is_hidden("#photo-box")
+            for name, value in (("age", "63"), ("trestbps", "145"), ("chol", "233"), ("thalach", "120")):
+                page.fill(f"#fact-{name}", value)
+            for name, value in (("sex", "male"), ("cp", "asymptomatic"), ("exang", "yes")):
+                page.select_option(f"#fact-{name}", value)
+            page.click("#submit")
+            page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+            banner = page.inner_text("#banner")
+            factors = page.locator("#factors li").all_inner_texts()
+    finally:
+        srv.kill()
+    assert photo_hidden and banner.startswith("CONSULTATION 24") and errors == []
+    assert any("raises the risk of heart disease" in f for f in factors), factors

@@ -1,4 +1,5 @@
-"""The model bundle: one self-describing, verified artifact (format, load, verify). Loading needs no torch;
+"""The model bundle: one self-describing, verified artifact (format, load, verify): image bundles (ONNX) and
+clinical (tabular) bundles (JSON coefficients). Loading needs no torch;
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
 from carelens.bundle._load import Bundle, load_bundle, make_session, selftest_input
@@ -16,25 +17,41 @@ from carelens.bundle._manifest import (
     SplitInfo,
 )
 from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle
+from carelens.bundle._tabular import (
+    TABULAR_FORMAT,
+    Contribution,
+    InputField,
+    TabularBundle,
+    TabularSpec,
+    is_tabular,
+    write_tabular_bundle,
+)
 
 __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_FILES",
     "SIGNATURE_FILE",
+    "TABULAR_FORMAT",
     "Bundle",
     "BundleSpec",
     "ConformalParams",
+    "Contribution",
     "DecisionParams",
     "FactsSection",
+    "InputField",
     "ModelIO",
     "MultilabelParams",
     "OODParams",
     "SelfTest",
     "SplitInfo",
+    "TabularBundle",
+    "TabularSpec",
     "generate_keys",
+    "is_tabular",
     "load_bundle",
     "load_trusted_keys",
     "make_session",
     "selftest_input",
     "sign_bundle",
+    "write_tabular_bundle",
 ]

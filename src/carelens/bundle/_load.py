@@ -15,13 +15,19 @@ import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 
-from carelens.bundle._manifest import FORMAT_VERSION, OLDEST_READABLE_FORMAT, REQUIRED_FILES, BundleSpec, DecisionParams
+from carelens.bundle._manifest import (
+    FORMAT_VERSION,
+    OLDEST_READABLE_FORMAT,
+    REQUIRED_FILES,
+    BundleSpec,
+    DecisionParams,
+    Identified,
+)
 from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
 from carelens.hashing import canonical_digest, file_digest
-from carelens.labels import LabelSpec
 from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 from carelens.tasks import OutputLayout
@@ -43,7 +49,7 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
 
 
 @dataclass
-class Bundle:
+class Bundle(Identified):
     """A loaded, verified bundle: the ONNX session and every fitted object the decision needs."""
 
     path: Path
@@ -78,20 +84,8 @@ class Bundle:
             self.extracted = None
 
     @property
-    def labels(self) -> LabelSpec:
-        return self.spec.label_spec
-
-    @property
     def preprocess(self) -> PreprocessConfig:
         return self.spec.preprocess
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def version(self) -> str:
-        return self.spec.version
 
     def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(logits, features, feature map) for a preprocessed batch (N, 3, S, S) float32."""

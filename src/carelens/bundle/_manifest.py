@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from carelens.hashing import canonical_digest
 from carelens.labels import LabelSpec
-from carelens.policy import DecisionPolicy
+from carelens.policy import DecisionPolicy, ModelRef
 from carelens.preprocess import PreprocessConfig
 
 __all__ = [
@@ -202,3 +202,25 @@ class BundleSpec(BaseModel):
         path = folder / "bundle.json"
         path.write_text(json.dumps(doc.document(), indent=1), encoding="utf-8")
         return path
+
+
+class Identified:
+    """What every bundle kind says about itself, read from its manifest (``spec``)."""
+
+    spec: Any  # BundleSpec or TabularSpec: both have name, version and label_spec
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    @property
+    def version(self) -> str:
+        return str(self.spec.version)
+
+    @property
+    def labels(self) -> LabelSpec:
+        return self.spec.label_spec  # type: ignore[no-any-return]
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)

@@ -21,6 +21,7 @@ from carelens.data._sources import (
     read_folder,
     read_manifest,
     read_split_folders,
+    read_table,
 )
 from carelens.data._splits import (
     SPLIT_NAMES,
@@ -83,6 +84,7 @@ __all__ = [
     "read_odir",
     "read_split_document",
     "read_split_folders",
+    "read_table",
     "scan_dataset",
     "split_dataset",
     "synthetic_skin_image",

@@ -22,7 +22,7 @@ from carelens.labels import LabelSpec, load_spec
 from carelens.settings import data_root
 
 __all__ = ["HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "ManifestFormat", "is_split_layout", "open_dataset",
-           "read_folder", "read_manifest", "read_split_folders"]
+           "read_folder", "read_manifest", "read_split_folders", "read_table"]
 
 
 @dataclass(frozen=True)
@@ -300,20 +300,30 @@ def open_dataset(source: str | Path, spec: str | Path | LabelSpec | None = None)
     return ds.with_spec(load_spec(chosen)) if chosen is not None else ds
 
 
-def _read_rows(p: Path) -> list[dict[str, Any]]:
+def read_table(path: str | Path, what: str = "manifest") -> list[dict[str, Any]]:
+    """The rows of a CSV (or a JSON list of objects / ``{"examples": [...]}``); DataError when the file is
+    missing, unparseable or has no rows, naming ``what`` it was meant to be."""
+    p = Path(path)
+    rows = _read_rows(p, what)
+    if not rows:
+        raise DataError(f"{what} {p} has no rows")
+    return rows
+
+
+def _read_rows(p: Path, what: str = "manifest") -> list[dict[str, Any]]:
     if not p.is_file():
-        raise DataError(f"manifest {p} does not exist")
+        raise DataError(f"{what} {p} does not exist")
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(p.read_text(encoding="utf-8"))
             rows = data.get("examples") if isinstance(data, dict) else data
             if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                raise DataError(f"manifest {p}: expected a list of objects or {{'examples': [...]}}")
+                raise DataError(f"{what} {p}: expected a list of objects or {{'examples': [...]}}")
             return rows
         with p.open(newline="", encoding="utf-8-sig") as f:
             return list(csv.DictReader(f))
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
-        raise DataError(f"manifest {p} cannot be parsed: {exc}") from None
+        raise DataError(f"{what} {p} cannot be parsed: {exc}") from None
 
 
 def _text(v: Any) -> str:

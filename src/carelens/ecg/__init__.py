@@ -1,7 +1,8 @@
 """ECG from the signal (the ``ecg`` extra: wfdb, NeuroKit2): read WFDB / EDF / CSV records, check signal
-quality, detect R-peaks with published detectors, measure rate and rhythm, and screen them against cited
-thresholds mapped to triage levels."""
+quality, detect R-peaks with published detectors, measure rate and rhythm, screen them against cited
+thresholds mapped to triage levels, and cut MIT-BIH beats into the AAMI inter-patient classification set."""
 
+from carelens.ecg._beats import AAMI, AAMI_CLASSES, DS1, DS2, BeatSet, beat_features, read_mitbih_beats
 from carelens.ecg._io import EcgSignal, read_ecg, require, resample
 from carelens.ecg._plot import strip_png
 from carelens.ecg._quality import Quality, signal_quality
@@ -10,17 +11,24 @@ from carelens.ecg._rpeaks import DEFAULT_METHOD, METHODS, detect_rpeaks, searchb
 from carelens.ecg._screen import EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
 
 __all__ = [
+    "AAMI",
+    "AAMI_CLASSES",
     "DEFAULT_METHOD",
+    "DS1",
+    "DS2",
     "METHODS",
+    "BeatSet",
     "EcgAssessment",
     "EcgFinding",
     "EcgSignal",
     "Quality",
     "Rhythm",
     "RhythmRules",
+    "beat_features",
     "detect_rpeaks",
     "load_rules",
     "read_ecg",
+    "read_mitbih_beats",
     "require",
     "resample",
     "rhythm",

@@ -1,4 +1,5 @@
-"""Prediction (no torch): the ONNX Runtime engine that turns images into assessments, heatmaps, and the
+"""Prediction (no torch): the ONNX Runtime engine that turns images into assessments, heatmaps, the
+clinical (tabular) bundles' row-by-row assessments, and the
 readers and writers of `carelens predict`. The assessment schema and decision policy are in
 :mod:`carelens.policy`."""
 
@@ -12,6 +13,7 @@ from carelens.predict.engine import (
     overlay_heatmap,
     write_results,
 )
+from carelens.predict.tabular import predict_table
 
 __all__ = ["HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "capped_size", "collect_inputs", "overlay_heatmap",
-           "write_results"]
+           "predict_table", "write_results"]

@@ -17,11 +17,11 @@ import numpy as np
 from PIL import Image
 from threadpoolctl import ThreadpoolController
 
-from carelens.bundle import Bundle
+from carelens.bundle import Bundle, Contribution
 from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
 from carelens.metrics import softmax
-from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide, decide_multilabel, decide_with_facts
+from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabel, decide_with_facts
 from carelens.preprocess import preprocess
 
 _BLAS: ThreadpoolController | None = None
@@ -59,11 +59,14 @@ class Result:
     error: str | None = None
     heatmap: np.ndarray | None = None  # (H, W) in [0, 1], the input's size
     finding_heatmaps: dict[str, np.ndarray] | None = None  # multi-label: one per condition present
+    contributions: list[Contribution] | None = None  # clinical (tabular) models: each input's share of the risk
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"input": self.input}
         if self.assessment is not None:
             d["assessment"] = self.assessment.model_dump(mode="json")
+        if self.contributions is not None:
+            d["contributions"] = [c.model_dump(mode="json") for c in self.contributions]
         if self.error is not None:
             d["error"] = self.error
         return d
@@ -74,7 +77,7 @@ class Engine:
         self.bundle = bundle
         self.policy = policy or bundle.policy()  # the settings the bundle ships, unless the caller overrides them
         self.batch_size = batch_size
-        self.ref = ModelRef(name=bundle.name, version=bundle.version)
+        self.ref = bundle.ref
         self.coverage = 1.0 - bundle.alpha
 
     def model_only(self, batch: np.ndarray) -> np.ndarray:
@@ -261,7 +264,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 CSV_FIELDS = ["input", "error", "top_id", "top_probability", "prediction_set", "confidence", "triage",
-              "in_distribution", "ood_score", "flags", "findings"]
+              "in_distribution", "ood_score", "flags", "findings", "factors"]
 
 
 def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl") -> Iterator[Result]:
@@ -281,6 +284,7 @@ def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl")
                 "triage": a.triage.level if a else "", "in_distribution": a.in_distribution if a else "",
                 "ood_score": a.ood_score if a else "", "flags": "|".join(a.flags) if a else "",
                 "findings": "|".join(f"{f.id}:{f.severity or ''}" for f in a.findings if f.present) if a else "",
+                "factors": "|".join(f"{c.input}:{c.log_odds:+.2f}" for c in (r.contributions or [])[:3]),
             })
         stream.flush()
         yield r

@@ -18,7 +18,6 @@ import numpy as np
 from carelens.bundle import Bundle
 from carelens.data import make_splits, open_dataset
 from carelens.errors import DataError
-from carelens.policy import ModelRef
 from carelens.report.evaluate import Evaluation, evaluate
 from carelens.symptoms import ImageSymptomFusion, SymptomBundle, clean_symptom_name
 
@@ -52,7 +51,7 @@ def fit_symptom_fusion(symptoms_dir: str | Path, bundle: Bundle, pairs: str | Pa
                         "them (cases the image model was trained on must not be in either)")
     splits = make_splits(ds)
     fusion = ImageSymptomFusion(spec.class_ids, sym.spec.class_ids, sym.prior,
-                                image_model=ModelRef(name=bundle.name, version=bundle.version), alpha=bundle.alpha,
+                                image_model=bundle.ref, alpha=bundle.alpha,
                                 score=bundle.conformal.score if bundle.conformal else "lac")
 
     def assessed(split: str) -> tuple[Evaluation, np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Header, Request
 
 from carelens.bundle import DecisionParams
 from carelens.explain import Explanation, LlmExplainer, explain
@@ -23,7 +23,7 @@ from carelens.serve.settings import ServeSettings
 from carelens.serve.storage import AuditLog
 from carelens.symptoms import SymptomBundle
 
-__all__ = ["Services", "ServicesDep", "admin", "in_thread", "principal", "resolve_model", "services", "symptom_bundle"]
+__all__ = ["Services", "ServicesDep", "admin", "in_thread", "principal", "services", "symptom_bundle"]
 
 T = TypeVar("T")
 
@@ -86,7 +86,7 @@ class Services:
         species = self.species_for(species)
         models = self.registry.models
         fitting = [n for n, e in models.items() if species is None or e.engine.bundle.labels.serves(species)]
-        loaded = ", ".join(models) or "none"
+        loaded = ", ".join([*models, *self.registry.tabular]) or "none"
         if name is None:
             if len(fitting) != 1:
                 where = f" for {species}" if species else ""
@@ -138,13 +138,6 @@ def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
     if not p.admin:
         raise ApiError(403, "forbidden", "this endpoint needs an API key with the admin scope")
     return p
-
-
-def resolve_model(name: str, svc: ServicesDep,
-                  species: Annotated[str | None, Query(description="the patient's species (human, dog, cat ...)")] = None
-                  ) -> ModelEntry:
-    """The model named in the path, checked against the species (404/422 before the upload is read)."""
-    return svc.resolve(name, species)[1]
 
 
 def symptom_bundle(svc: ServicesDep) -> SymptomBundle:

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from carelens.bundle import load_bundle, load_trusted_keys
+from carelens.bundle import DecisionParams, TabularBundle, is_tabular, load_bundle, load_trusted_keys
 from carelens.errors import CarelensError
 from carelens.hashing import file_digest
-from carelens.policy import Assessment
+from carelens.policy import Assessment, DecisionPolicy
 from carelens.predict import Engine
 
-__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry", "Overloaded", "ReloadInProgress"]
+__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry", "Overloaded", "ReloadInProgress", "TabularEntry"]
 
 _STOP = object()
 
@@ -148,6 +148,16 @@ class ModelEntry:
         self.engine.bundle.close()
 
 
+@dataclass
+class TabularEntry:
+    """A clinical (tabular) model: JSON coefficients, answered in the request's own thread (no batching)."""
+
+    bundle: TabularBundle
+    policy: DecisionPolicy
+    source: Path
+    digest: str
+
+
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/'\"]+)+/([^\s/'\"]+)")
 
 
@@ -174,6 +184,7 @@ class ModelRegistry:
     trusted_keys_dir: Path | None = None
     decision: dict[str, Any] = field(default_factory=dict)  # the deployment's overrides of the bundles' settings
     models: dict[str, ModelEntry] = field(default_factory=dict)
+    tabular: dict[str, TabularEntry] = field(default_factory=dict)  # clinical models, by name
     errors: dict[str, str] = field(default_factory=dict)  # bundle file name -> why it is not (newly) serving
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reload: threading.Lock = field(default_factory=threading.Lock)
@@ -205,9 +216,27 @@ class ModelRegistry:
     def _load(self) -> dict[str, Any]:
         by_source = {e.source: e for e in self.models.values()}
         fresh: dict[str, ModelEntry] = {}
+        tabular: dict[str, TabularEntry] = {}
         errors: dict[str, str] = {}
         created: list[ModelEntry] = []
+        old_tabular = {e.source: e for e in self.tabular.values()}
         for path in self._candidates():
+            if is_tabular(path):
+                try:
+                    tb = TabularBundle.load(path)  # integrity and self-test
+                    t_entry = TabularEntry(tb, DecisionParams().policy(**self.decision), path, content_digest(path))
+                except Exception as exc:  # noqa: BLE001 - as for image bundles: report it, keep the previous one
+                    prev = old_tabular.get(path)
+                    errors[path.name] = public_reason(exc) + (f" (still serving version {prev.bundle.version})"
+                                                              if prev is not None else "")
+                    if prev is None:
+                        continue
+                    t_entry = prev
+                if t_entry.bundle.name in tabular:
+                    errors[path.name] = f"duplicate model name {t_entry.bundle.name!r}"
+                    continue
+                tabular[t_entry.bundle.name] = t_entry
+                continue
             old = by_source.get(path)
             try:
                 digest = content_digest(path)
@@ -226,22 +255,25 @@ class ModelRegistry:
                     continue
                 entry = old
             name = entry.engine.bundle.name
-            if name in fresh:
+            if name in fresh or name in tabular:
                 errors[path.name] = (f"duplicate model name {name!r}: {fresh[name].source.name} already serves it; "
                                      "give one of them another name (carelens export --name)")
                 continue
             fresh[name] = entry
+        for name in set(tabular) & set(fresh):
+            errors[tabular.pop(name).source.name] = f"duplicate model name {name!r}: an image model already serves it"
         with self._lock:
-            previous, self.models, self.errors = self.models, fresh, errors
+            previous, self.models, self.tabular, self.errors = self.models, fresh, tabular, errors
         serving = {id(e) for e in fresh.values()}
         for entry in [*previous.values(), *created]:
             if id(entry) not in serving:
                 entry.retire()  # its in-flight requests already hold their futures
-        return {"loaded": {n: e.engine.bundle.version for n, e in fresh.items()}, "errors": errors}
+        loaded = {n: e.engine.bundle.version for n, e in fresh.items()} | {n: e.bundle.version for n, e in tabular.items()}
+        return {"loaded": loaded, "errors": errors}
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)
 
     @property
     def ready(self) -> bool:
-        return bool(self.models)
+        return bool(self.models or self.tabular)

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from carelens.bundle import Contribution
 from carelens.ecg import EcgAssessment
 from carelens.policy import Assessment
 
@@ -29,7 +30,9 @@ class ModelInfo(BaseModel):
     species: list[str] = Field(description="who the model is for; a request for another species is refused")
     care_provider: str = Field(description="who its advice sends people to (doctor, veterinarian)")
     classes: list[dict[str, str]]
-    image_size: int
+    image_size: int | None = Field(None, description="image models: the side the image is resized to")
+    inputs: list[dict[str, Any]] | None = Field(None, description=(
+        "clinical (tabular) models: each input's type, unit, accepted range or values, whether required, aliases"))
     metrics: dict[str, Any]
     intended_use: str
     facts: dict[str, dict[str, Any]] | None = Field(
@@ -42,6 +45,9 @@ class PredictResponse(BaseModel):
     id: str = Field(description="prediction id, for /v1/feedback")
     assessment: Assessment
     heatmap_png: str | None = Field(None, description="base64 PNG overlay, when heatmap=true")
+    contributions: list[Contribution] | None = Field(None, description=(
+        "clinical models: how much each input moved the log-odds of the risk outcome, against a typical patient"))
+    risk_outcome: str | None = Field(None, description="clinical models: the outcome the contributions are about")
     latency_ms: float
 
 

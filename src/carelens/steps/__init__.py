@@ -2,12 +2,13 @@
 
 :class:`Run` owns a training run's folder (its file names, typed config and artifacts); training writes it,
 :func:`calibrate_run` adds the fitted calibration, and :mod:`carelens.steps.export` (imports torch) turns it
-into a bundle. Every step reads the previous step's saved output, so any step can be rerun alone.
+into a bundle; :func:`build_clinical` makes a clinical (tabular) bundle from a table. Every step reads the previous step's saved output, so any step can be rerun alone.
 """
 
 from carelens.steps.calibrate import calibrate_run
+from carelens.steps.clinical import CLINICAL_SETS, build_clinical, read_clinical_table
 from carelens.steps.multilabel import calibrate_multilabel, multilabel_report, triage_levels_multilabel
 from carelens.steps.run import Calibration, DatasetRef, Predictions, Run, RunConfig
 
-__all__ = ["Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "calibrate_multilabel", "calibrate_run",
-           "multilabel_report", "triage_levels_multilabel"]
+__all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical", "calibrate_multilabel", "calibrate_run",
+           "multilabel_report", "read_clinical_table", "triage_levels_multilabel"]

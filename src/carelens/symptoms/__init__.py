@@ -2,7 +2,15 @@
 with an image assessment (fused over shared condition ids when fitted), and the clinical tables (heart disease, horse colic)."""
 
 from carelens.symptoms._bundle import SymptomBundle, build_symptom_bundle
-from carelens.symptoms._clinical import HEART, HORSE_COLIC, cross_validate, load_heart, load_horse_colic
+from carelens.symptoms._clinical import (
+    HEART,
+    HEART_INPUTS,
+    HORSE_COLIC,
+    HORSE_COLIC_INPUTS,
+    cross_validate,
+    load_heart,
+    load_horse_colic,
+)
 from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
 from carelens.symptoms._encoder import MiniLMEncoder
 from carelens.symptoms._fusion import ImageSymptomFusion
@@ -14,7 +22,9 @@ from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_nam
 __all__ = [
     "DEFAULT_THRESHOLD",
     "HEART",
+    "HEART_INPUTS",
     "HORSE_COLIC",
+    "HORSE_COLIC_INPUTS",
     "ImageSymptomFusion",
     "MiniLMEncoder",
     "ParsedSymptoms",

@@ -12,7 +12,7 @@ from carelens.errors import DataError
 from carelens.fusion import TabularModel
 from carelens.metrics import expected_calibration_error
 
-__all__ = ["HEART", "HORSE_COLIC", "cross_validate", "load_heart", "load_horse_colic"]
+__all__ = ["HEART", "HEART_INPUTS", "HORSE_COLIC", "HORSE_COLIC_INPUTS", "cross_validate", "load_heart", "load_horse_colic"]
 
 HEART = {
     "columns": ["age", "sex", "cp", "trestbps", "chol", "fbs", "restecg", "thalach", "exang", "oldpeak", "slope",
@@ -116,3 +116,61 @@ def cross_validate(rows: Sequence[Mapping[str, Any]], y: np.ndarray, numeric: Se
         out["auc"] = float(roc_auc_score(y, proba[:, 1]))
         out["brier"] = float(brier_score_loss(y, proba[:, 1]))
     return out
+
+
+# What each input of the shipped clinical tables means, its unit, the range a bundle accepts (physiological
+# limits, wider than the data), the friendlier names people send, and which inputs a request must give.
+HEART_INPUTS: list[dict[str, Any]] = [
+    {"name": "age", "type": "number", "unit": "years", "min": 1, "max": 120, "required": True, "description": "age"},
+    {"name": "sex", "type": "category", "required": True, "description": "sex",
+     "value_names": {"female": "0.0", "male": "1.0"}},
+    {"name": "cp", "type": "category", "required": True, "aliases": ["chest_pain", "chest_pain_type"],
+     "description": "chest pain type", "value_names": {"typical_angina": "1.0", "atypical_angina": "2.0",
+                                                         "non_anginal_pain": "3.0", "asymptomatic": "4.0"}},
+    {"name": "trestbps", "type": "number", "unit": "mmHg", "min": 60, "max": 260, "required": True,
+     "aliases": ["blood_pressure", "resting_blood_pressure"], "description": "resting systolic blood pressure"},
+    {"name": "chol", "type": "number", "unit": "mg/dl", "min": 80, "max": 700, "required": True,
+     "aliases": ["cholesterol"], "description": "serum cholesterol"},
+    {"name": "fbs", "type": "category", "aliases": ["fasting_blood_sugar"],
+     "description": "fasting blood sugar above 120 mg/dl", "value_names": {"no": "0.0", "yes": "1.0"}},
+    {"name": "restecg", "type": "category", "aliases": ["resting_ecg"], "description": "resting ECG",
+     "value_names": {"normal": "0.0", "st_t_abnormality": "1.0", "left_ventricular_hypertrophy": "2.0"}},
+    {"name": "thalach", "type": "number", "unit": "bpm", "min": 50, "max": 230, "required": True,
+     "aliases": ["max_heart_rate"], "description": "maximum heart rate reached in the exercise test"},
+    {"name": "exang", "type": "category", "required": True, "aliases": ["exercise_angina"],
+     "description": "angina brought on by exercise", "value_names": {"no": "0.0", "yes": "1.0"}},
+    {"name": "oldpeak", "type": "number", "unit": "mm", "min": -3, "max": 10, "aliases": ["st_depression"],
+     "description": "ST depression induced by exercise relative to rest"},
+    {"name": "slope", "type": "category", "aliases": ["st_slope"], "description": "slope of the peak exercise ST segment",
+     "value_names": {"upsloping": "1.0", "flat": "2.0", "downsloping": "3.0"}},
+    {"name": "ca", "type": "number", "unit": "vessels", "min": 0, "max": 3, "aliases": ["major_vessels"],
+     "description": "major vessels coloured by fluoroscopy"},
+    {"name": "thal", "type": "category", "aliases": ["thallium_stress_test"],
+     "description": "thallium stress test", "value_names": {"normal": "3.0", "fixed_defect": "6.0",
+                                                            "reversible_defect": "7.0"}},
+]
+
+HORSE_COLIC_INPUTS: list[dict[str, Any]] = [
+    {"name": "rectal_temp", "type": "number", "unit": "°C", "min": 33, "max": 43, "aliases": ["temperature"],
+     "description": "rectal temperature"},
+    {"name": "pulse", "type": "number", "unit": "beats/min", "min": 20, "max": 220, "required": True,
+     "aliases": ["heart_rate"], "description": "heart rate"},
+    {"name": "respiratory_rate", "type": "number", "unit": "breaths/min", "min": 4, "max": 120,
+     "description": "respiratory rate"},
+    {"name": "nasogastric_reflux_ph", "type": "number", "unit": "pH", "min": 0, "max": 14,
+     "description": "pH of the nasogastric reflux"},
+    {"name": "packed_cell_volume", "type": "number", "unit": "%", "min": 10, "max": 90, "aliases": ["pcv"],
+     "description": "packed cell volume"},
+    {"name": "total_protein", "type": "number", "unit": "g/dl or g/l (as recorded)", "min": 1, "max": 120,
+     "description": "total protein"},
+    {"name": "abdomcentesis_total_protein", "type": "number", "unit": "g/dl", "min": 0, "max": 15,
+     "description": "total protein of the abdominal fluid"},
+    {"name": "surgery", "type": "category", "description": "treated surgically",
+     "value_names": {"yes": "1.0", "no": "2.0"}},
+    {"name": "age", "type": "category", "description": "adult or foal", "value_names": {"adult": "1.0", "young": "9.0"}},
+    {"name": "pain", "type": "category", "required": True, "description": "pain, 1 alert and pain-free to 5 intermittent severe pain"},
+    *({"name": n, "type": "category", "description": n.replace("_", " ") + " (UCI code)"} for n in
+      ("temp_extremities", "peripheral_pulse", "mucous_membrane", "capillary_refill_time", "peristalsis",
+       "abdominal_distention", "nasogastric_tube", "nasogastric_reflux", "rectal_exam_feces", "abdomen",
+       "abdomcentesis_appearance")),
+]

@@ -10,12 +10,12 @@ spec, one is made from the table's labels (triage ``consultation`` each: edit it
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 import numpy as np
 
+from carelens.data import read_table
 from carelens.errors import DataError
 from carelens.labels import LabelSpec
 from carelens.symptoms._data import SymptomTable
@@ -48,12 +48,7 @@ def load_symptom_table(path: str | Path, *, spec: LabelSpec | None = None, speci
                        label_column: str | None = None) -> SymptomTable:
     """The table as a 0/1 matrix over its own vocabulary, with labels mapped by ``spec`` (made when None)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"symptom table {p} does not exist")
-    with p.open(newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise DataError(f"symptom table {p} has no rows")
+    rows = read_table(p, "symptom table")
     columns = list(rows[0])
     label = label_column or next((c for c in columns if c.strip().lower() in LABEL_COLUMNS), None)
     if label is None or label not in columns:

@@ -1,9 +1,10 @@
 """Training (imports torch; not needed for predict or serve): the two-phase trainer that writes a run folder
-(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow)."""
+(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow); the heartbeat (1-D) trainer."""
 
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._crossval import cross_validate
 from carelens.train._losses import FocalLoss, build_loss, class_weights
+from carelens.train._signal import SignalTrainResult, predict_beats, train_beats
 from carelens.train._tracking import MlflowTracker, Tracker, make_tracker
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
@@ -13,6 +14,7 @@ __all__ = [
     "FocalLoss",
     "MlflowTracker",
     "RunResult",
+    "SignalTrainResult",
     "Tracker",
     "TrainConfig",
     "build_loss",
@@ -20,6 +22,8 @@ __all__ = [
     "cross_validate",
     "load_split",
     "make_tracker",
+    "predict_beats",
     "predict_logits",
     "train",
+    "train_beats",
 ]

@@ -1,16 +1,18 @@
-"""The image models: what is loaded, and one image assessed by a named model."""
+"""The models: what is loaded, and one case assessed by a named model: an image (multipart ``file``) for image
+models, a JSON object of inputs for clinical (tabular) models."""
 
 import dataclasses
+import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from carelens.serve.auth import Principal
-from carelens.serve.deps import ServicesDep, in_thread, principal, resolve_model
-from carelens.serve.errors import ERROR_RESPONSES
+from carelens.serve.deps import Services, ServicesDep, in_thread, principal
+from carelens.serve.errors import ERROR_RESPONSES, ApiError
 from carelens.serve.images import assess_image, read_upload
-from carelens.serve.registry import ModelEntry
+from carelens.serve.registry import ModelEntry, TabularEntry
 from carelens.serve.schemas import ModelInfo, PredictResponse
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
@@ -31,17 +33,63 @@ def _info(name: str, entry: ModelEntry) -> ModelInfo:
         decision=dataclasses.asdict(entry.engine.policy))
 
 
+def _tabular_info(name: str, entry: TabularEntry) -> ModelInfo:
+    b = entry.bundle
+    m = b.spec.metrics
+    return ModelInfo(
+        name=name, version=b.version, task="tabular", modality=b.labels.modality or "tabular",
+        species=list(b.labels.species), care_provider=b.labels.provider,
+        classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
+        inputs=[f.model_dump(mode="json") for f in b.spec.inputs],
+        metrics={k: m[k] for k in ("auc", "balanced_accuracy", "accuracy", "ece", "coverage", "mean_set_size") if k in m},
+        intended_use=b.spec.intended_use, decision=dataclasses.asdict(entry.policy))
+
+
 @router.get("", response_model=list[ModelInfo], responses=ERROR_RESPONSES)
 async def list_models(svc: ServicesDep, _: Annotated[Principal, Depends(principal)]) -> list[ModelInfo]:
-    return [_info(name, e) for name, e in svc.registry.models.items()]
+    return ([_info(name, e) for name, e in svc.registry.models.items()]
+            + [_tabular_info(name, e) for name, e in svc.registry.tabular.items()])
+
+
+async def _predict_tabular(request: Request, entry: TabularEntry, svc: Services, who: Principal,
+                           species: str | None) -> PredictResponse:
+    t = time.perf_counter()
+    wanted = svc.species_for(species) if species else None
+    if wanted is not None and not entry.bundle.labels.serves(wanted):
+        raise ApiError(422, "wrong_species", f"model {entry.bundle.name!r} is for "
+                                             f"{', '.join(entry.bundle.labels.species)}, not {wanted}")
+    if "json" not in request.headers.get("content-type", ""):
+        raise ApiError(415, "json_required", f"model {entry.bundle.name!r} is a clinical model: send its inputs as a "
+                                             "JSON object (Content-Type: application/json); GET /v1/models lists them")
+    try:
+        body: Any = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(422, "malformed_json", f"the body is not a JSON object: {exc}") from None
+    if not isinstance(body, dict) or not all(isinstance(v, (str, int, float, bool)) or v is None for v in body.values()):
+        raise ApiError(422, "malformed_json", "send a flat JSON object of inputs, e.g. {\"age\": 54, \"sex\": \"male\"}")
+    row = entry.bundle.check(body)  # FactsError (422) naming every unknown, out-of-range or missing input
+    a, contributions = entry.bundle.assess(row, entry.policy)
+    ms = (time.perf_counter() - t) * 1000
+    svc.metrics.observe_assessment(entry.bundle.name, a.top[0].id, a.triage.level, a.in_distribution)
+    pid = await in_thread(lambda: svc.log.record(
+        kind="predict", model_name=entry.bundle.name, model_version=entry.bundle.version,
+        assessment={"assessment": a.model_dump(mode="json"), "inputs": row}, latency_ms=ms, api_key_id=who.key_id))
+    return PredictResponse(id=pid, assessment=a, contributions=contributions,
+                           risk_outcome=entry.bundle.labels.classes[entry.bundle.risk_outcome].id, latency_ms=round(ms, 2))
 
 
 @router.post("/{name}/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
 async def predict(request: Request, name: str, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
-                  _: Annotated[ModelEntry, Depends(resolve_model)],
-                  file: Annotated[UploadFile, File(description="the image")],
+                  file: Annotated[UploadFile | None, File(description="the image (image models)")] = None,
                   heatmap: Annotated[bool, Query(description="add a heatmap overlay")] = False,
                   species: Annotated[str | None, Query(description="the patient's species")] = None) -> PredictResponse:
+    tab = svc.registry.tabular.get(name)
+    if tab is not None:
+        return await _predict_tabular(request, tab, svc, who, species)
+    svc.resolve(name, species)  # 404 / 422 before the upload is read
+    if file is None:
+        raise ApiError(422, "file_required", f"model {name!r} is an image model: send the image as the multipart "
+                                             "field 'file'")
     t = time.perf_counter()
     up = await read_upload(file, svc)
     a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request, species=species)

@@ -1,0 +1,30 @@
+"""A small 1-D CNN for heartbeats: the waveform through three convolution blocks, pooled, joined with the
+RR-interval features (which carry most of the supraventricular information), then a linear head.
+
+Returns (logits, features) like the image classifier, so that the same temperature, conformal sets and
+out-of-distribution gate (on ``features``) apply."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["BeatNet"]
+
+
+def _block(cin: int, cout: int, k: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv1d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm1d(cout), nn.ReLU())
+
+
+class BeatNet(nn.Module):
+    def __init__(self, n_classes: int, n_rr: int = 6, width: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_block(1, width // 2, 7), nn.MaxPool1d(2), _block(width // 2, width, 5), nn.MaxPool1d(2),
+                                  _block(width, 2 * width, 3), nn.AdaptiveAvgPool1d(1))
+        self.rr = nn.Sequential(nn.BatchNorm1d(n_rr), nn.Linear(n_rr, width), nn.ReLU())
+        self.embed = nn.Sequential(nn.Linear(3 * width, 2 * width), nn.ReLU(), nn.Dropout(0.2))
+        self.head = nn.Linear(2 * width, n_classes)
+
+    def forward(self, wave: torch.Tensor, rr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.embed(torch.cat([self.conv(wave).flatten(1), self.rr(torch.log(rr.clamp_min(1e-3)))], dim=1))
+        return self.head(f), f
