@@ -490,6 +490,36 @@ def symptoms_fuse(
         console.print("[yellow]the symptom model was built from a synthetic table: a plumbing check, not evidence[/yellow]")
 
 
+@app.command("ecg-train")
+@_edge
+def ecg_train(
+    out: Annotated[Path, typer.Option(help="Signal bundle folder to write.")] = Path("models/ecg_beats"),
+    epochs: Annotated[int, typer.Option(help="Training epochs (the best validation epoch is kept).")] = 12,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding ecg_mitbih (default $CARELENS_DATA).")] = None,
+) -> None:
+    """Train the heartbeat classifier on MIT-BIH DS1 (AAMI N/S/V/F) and write it as a signal bundle."""
+    import numpy as np
+
+    from carelens.ecg import AAMI_CLASSES, DS1, read_mitbih_beats
+    from carelens.labels import load_spec
+    from carelens.settings import data_root
+    from carelens.train import export_beats, train_beats
+
+    with progress_bar("reading DS1 beats", None):
+        ds1 = read_mitbih_beats((data_dir or data_root()) / "ecg_mitbih", DS1)
+    late = np.zeros(len(ds1), bool)  # validation: the last 20% (in time) of every DS1 record
+    for rec in np.unique(ds1.record):
+        m = ds1.record == rec
+        late[m] = ds1.sample[m] > np.quantile(ds1.sample[m], 0.8)
+    with progress_bar("training", epochs) as advance:
+        res = train_beats(ds1.subset(~late), ds1.subset(late), len(AAMI_CLASSES), epochs=epochs, progress=advance)
+    export_beats(res.model, ds1.subset(~late), ds1.subset(late), out, spec=load_spec("ecg_beats"),
+                 training={"records": list(DS1), "epochs": epochs, "best_epoch": res.best_epoch,
+                           "history": res.history})
+    best = max(h["val_balanced_accuracy"] for h in res.history)
+    console.print(f"validation balanced accuracy {best:.3f} (epoch {res.best_epoch}); wrote {out}")
+
+
 @clinical_app.command("build")
 @_edge
 def clinical_build(
@@ -525,13 +555,16 @@ def ecg_cmd(
     fs: Annotated[float | None, typer.Option(help="Sampling rate in Hz, for a CSV without a time column.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG strip with the detected beats here.")] = None,
     start: Annotated[float, typer.Option(help="Where the strip starts, in seconds.")] = 0.0,
+    beats: Annotated[Path | None, typer.Option(help="A signal bundle that classifies each beat (carelens ecg-train).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Screen an ECG's rate and rhythm from the signal: quality, R-peaks, heart rate, RR variability, triage."""
+    from carelens.bundle import SignalBundle
     from carelens.ecg import read_ecg, screen, strip_png
+    from carelens.predict import beat_classifier
 
     sig = read_ecg(record, fs)
-    a, peaks = screen(sig, lead)
+    a, peaks = screen(sig, lead, classify=beat_classifier(SignalBundle.load(beats)) if beats else None)
     if plot is not None:
         x = sig.samples[:, sig.lead_index(lead)]
         plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
@@ -551,6 +584,10 @@ def ecg_cmd(
         console.print(table)
         for f in a.findings:
             console.print(f"[dim]{f.id}: {f.source}[/dim]")
+    if a.beats_summary is not None:
+        bs = a.beats_summary
+        console.print(f"beats ({bs.model}): " + ", ".join(f"{c} {n} ({bs.per_hour[c]:g}/h)" for c, n in bs.counts.items())
+                      + f"; unsure {bs.uncertain_share:.0%}, unlike the training beats {bs.out_of_distribution_share:.0%}")
     console.print(f"RR: mean {a.rr['mean_rr_ms']} ms, SDNN {a.rr['sdnn_ms']} ms, RMSSD {a.rr['rmssd_ms']} ms, "
                   f"longest {a.rr['longest_rr_s']} s, irregular windows {a.rr['irregular_share']:.0%}")
     console.print(a.advice)

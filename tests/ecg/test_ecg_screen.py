@@ -140,7 +140,7 @@ def test_cli_and_api(mitbih: Path, tmp_path: Path, tmp_path_factory: pytest.Temp
         assert res.status_code == 422 and "5 s to 24 h" in res.json()["error"]["message"]
 
 
-def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path) -> None:
+def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: Path) -> None:
     from carelens.ecg import AAMI_CLASSES, DS1, DS2, read_mitbih_beats
     from carelens.train import predict_beats, train_beats
 
@@ -149,7 +149,7 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path) -> None:
     counts = dict(zip(AAMI_CLASSES, np.bincount(b.y, minlength=4).tolist(), strict=True))
     # PhysioNet's table for record 208: 1,586 N, 2 S, 992 V, 373 F (the first and last beat have no neighbours)
     assert abs(counts["N"] - 1586) <= 2 and counts["S"] == 2 and abs(counts["V"] - 992) <= 2 and abs(counts["F"] - 373) <= 2
-    assert b.waves.shape[1:] == (1, 126) and (b.rr > 0).all()
+    assert b.waves.shape[1:] == (2, 126) and (b.rr > 0).all()
     found = read_mitbih_beats(mitbih, ("208",), detected=True)
     assert len(found) > 0.97 * len(b)
     both = read_mitbih_beats(mitbih, ("208", "232"))
@@ -161,3 +161,34 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path) -> None:
     logits, feats = predict_beats(res.model, both.subset(late))
     assert logits.shape == (late.sum(), 4) and feats.shape[0] == late.sum() and len(res.history) == 2
     assert res.history[-1]["val_balanced_accuracy"] > 0.5  # same patients, later beats: well above chance (0.25)
+    # the trained network as a signal bundle: ONNX, temperature, conformal sets, OOD gate; verified on load
+    from carelens.bundle import SignalBundle
+    from carelens.errors import BundleError
+    from carelens.labels import load_spec
+    from carelens.predict import beat_classifier
+    from carelens.train import export_beats
+
+    out = export_beats(res.model, both.subset(~late), both.subset(late), tmp_path / "models" / "ecg_beats",
+                       spec=load_spec("ecg_beats"))
+    sb = SignalBundle.load(out)
+    proba, in_set, _ = sb.classify(both.waves[late], both.rr[late])
+    np.testing.assert_allclose(proba, sb.temperature.predict_proba(logits), atol=1e-4)  # ONNX = PyTorch
+    assert in_set.any(1).all()
+    a, _ = screen(read_ecg(mitbih / "208"), classify=beat_classifier(sb))
+    assert a.beats_summary is not None and sum(a.beats_summary.counts.values()) > 2900
+    assert a.beats_summary.share["ventricular"] > 0.15  # record 208: 992 of 2,955 beats are ventricular
+    assert "frequent_ventricular_ectopy" in {f.id for f in a.findings}
+    # served: /v1/ecg classifies the beats with the signal bundle it finds among the models
+    from carelens.serve import ServeSettings, create_app
+
+    hea = _excerpt(mitbih, "208", 120, tmp_path)
+    files = [("files", (q.name, q.read_bytes(), "application/octet-stream")) for q in (hea, hea.with_suffix(".dat"))]
+    s = ServeSettings(models_dir=out.parent, database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    with TestClient(create_app(s)) as c:
+        body = c.post("/v1/ecg", files=files, data={"plot": "false"}).json()
+    assert body["assessment"]["beats_summary"]["model"] == "ecg_beats 1" and body["strip_png"] is None
+    doc = json.loads((out / "bundle.json").read_text())
+    doc["temperature"] = 3.0
+    (out / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="integrity"):
+        SignalBundle.load(out)

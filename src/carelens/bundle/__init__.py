@@ -1,5 +1,5 @@
 """The model bundle: one self-describing, verified artifact (format, load, verify): image bundles (ONNX) and
-clinical (tabular) bundles (JSON coefficients). Loading needs no torch;
+clinical (tabular) bundles (JSON coefficients) and signal bundles (a 1-D network over heartbeats). Loading needs no torch;
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
 from carelens.bundle._load import Bundle, load_bundle, make_session, selftest_input
@@ -16,6 +16,7 @@ from carelens.bundle._manifest import (
     SelfTest,
     SplitInfo,
 )
+from carelens.bundle._signal import SIGNAL_FORMAT, SignalBundle, SignalSpec, is_signal, write_signal_bundle
 from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle
 from carelens.bundle._tabular import (
     TABULAR_FORMAT,
@@ -30,6 +31,7 @@ from carelens.bundle._tabular import (
 __all__ = [
     "FORMAT_VERSION",
     "REQUIRED_FILES",
+    "SIGNAL_FORMAT",
     "SIGNATURE_FILE",
     "TABULAR_FORMAT",
     "Bundle",
@@ -43,15 +45,19 @@ __all__ = [
     "MultilabelParams",
     "OODParams",
     "SelfTest",
+    "SignalBundle",
+    "SignalSpec",
     "SplitInfo",
     "TabularBundle",
     "TabularSpec",
     "generate_keys",
+    "is_signal",
     "is_tabular",
     "load_bundle",
     "load_trusted_keys",
     "make_session",
     "selftest_input",
     "sign_bundle",
+    "write_signal_bundle",
     "write_tabular_bundle",
 ]

@@ -2,22 +2,25 @@
 quality, detect R-peaks with published detectors, measure rate and rhythm, screen them against cited
 thresholds mapped to triage levels, and cut MIT-BIH beats into the AAMI inter-patient classification set."""
 
-from carelens.ecg._beats import AAMI, AAMI_CLASSES, DS1, DS2, BeatSet, beat_features, read_mitbih_beats
+from carelens.ecg._beats import AAMI, AAMI_CLASSES, BEAT_WINDOW, DS1, DS2, BeatSet, beat_features, read_mitbih_beats
 from carelens.ecg._io import EcgSignal, read_ecg, require, resample
 from carelens.ecg._plot import strip_png
 from carelens.ecg._quality import Quality, signal_quality
 from carelens.ecg._rhythm import Rhythm, rhythm
 from carelens.ecg._rpeaks import DEFAULT_METHOD, METHODS, detect_rpeaks, searchback
-from carelens.ecg._screen import EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
+from carelens.ecg._screen import BeatClassifier, BeatSummary, EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
 
 __all__ = [
     "AAMI",
     "AAMI_CLASSES",
+    "BEAT_WINDOW",
     "DEFAULT_METHOD",
     "DS1",
     "DS2",
     "METHODS",
+    "BeatClassifier",
     "BeatSet",
+    "BeatSummary",
     "EcgAssessment",
     "EcgFinding",
     "EcgSignal",

@@ -6,7 +6,7 @@ methods fairly (ANSI/AAMI EC57 classes, the de Chazal 2004 inter-patient divisio
 * DS1 (training) and DS2 (test) hold different patients; the four paced records are excluded. An intra-patient
   random split puts beats of one patient on both sides and inflates accuracy to ~99%: never used here.
 * Each beat: a window of one lead around its R-peak (band-passed 0.5-40 Hz, resampled to 180 Hz, scaled by
-  the record's median R amplitude) and RR-interval features (previous, next, local mean of the 10 preceding,
+  the record's median R amplitude; with it, the beat minus the record's median beat) and RR-interval features (previous, next, local mean of the 10 preceding,
   and the record's mean RR; ratios to the record mean), which carry most of the S information.
 """
 
@@ -21,7 +21,7 @@ from scipy.signal import butter, resample_poly, sosfiltfilt
 from carelens.ecg._io import read_ecg, require
 from carelens.ecg._rpeaks import detect_rpeaks
 
-__all__ = ["AAMI", "AAMI_CLASSES", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats"]
+__all__ = ["AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats"]
 
 AAMI_CLASSES = ("N", "S", "V", "F")
 AAMI: dict[str, str] = {**dict.fromkeys("NLRej", "N"), **dict.fromkeys("AaJS", "S"), **dict.fromkeys("VE", "V"), "F": "F"}
@@ -31,12 +31,13 @@ DS2 = ("100", "103", "105", "111", "113", "117", "121", "123", "200", "202", "21
        "222", "228", "231", "232", "233", "234")
 FS = 180.0  # beats are resampled to this rate
 BEFORE_S, AFTER_S = 0.25, 0.45  # window around the R-peak: P wave before, T wave after
+BEAT_WINDOW = {"fs": FS, "before_s": BEFORE_S, "after_s": AFTER_S}  # how a beat is cut: kept in signal bundles
 MATCH_S = 0.15  # a detected beat takes the label of a reference beat within this distance
 
 
 @dataclass(frozen=True)
 class BeatSet:
-    waves: np.ndarray  # (n, 1, L) float32
+    waves: np.ndarray  # (n, 2, L) float32: the beat, and the beat minus the record's median beat
     rr: np.ndarray  # (n, 6) float32
     y: np.ndarray  # (n,) index into AAMI_CLASSES
     record: np.ndarray  # (n,) record name: the patient
@@ -50,7 +51,7 @@ class BeatSet:
 
 
 def beat_features(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows (n, 1, L), RR features (n, 6), kept) for the R-peaks of one lead; ``kept`` marks the peaks whose
+    """(windows (n, 2, L), RR features (n, 6), kept) for the R-peaks of one lead; ``kept`` marks the peaks whose
     window and neighbours exist (the first and last beats are dropped)."""
     sos = butter(2, [0.5, 40.0], btype="bandpass", fs=fs, output="sos")
     f = sosfiltfilt(sos, np.nan_to_num(np.asarray(x, np.float64)))
@@ -62,8 +63,12 @@ def beat_features(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarr
     kept[1:-1] = (p[1:-1] - a >= 0) & (p[1:-1] + b <= len(g))
     idx = np.flatnonzero(kept)
     scale = float(np.median(np.abs(g[np.clip(p, 0, len(g) - 1)]))) or 1.0
-    waves = np.stack([g[p[i] - a : p[i] + b] for i in idx]).astype(np.float32)[:, None, :] / scale if len(idx) else \
-        np.zeros((0, 1, a + b), np.float32)
+    if not len(idx):
+        return np.zeros((0, 2, a + b), np.float32), np.zeros((0, 6), np.float32), kept
+    beats = np.stack([g[p[i] - a : p[i] + b] for i in idx]) / scale
+    # second channel: the beat minus the record's median beat (how this beat differs from this patient's usual
+    # one), which carries across patients better than the raw shape
+    waves = np.stack([beats, beats - np.median(beats, axis=0)], axis=1).astype(np.float32)
     mean_rr = float(np.median(rr)) if len(rr) else 1.0
     local = np.asarray([rr[max(0, i - 10) : i].mean() if i > 0 else rr[0] for i in range(len(rr))])
     pre, post, loc = rr[idx - 1], rr[idx], local[idx - 1]

@@ -7,6 +7,7 @@ of the fired rules; an unreadable recording is never ``self_care``), and the dis
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from typing import Literal
 
@@ -21,7 +22,7 @@ from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_rpeaks
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
-__all__ = ["EcgAssessment", "EcgFinding", "RhythmRules", "load_rules", "screen"]
+__all__ = ["BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "load_rules", "screen"]
 
 Level = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
 
@@ -30,7 +31,8 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
     name: str
-    measure: Literal["heart_rate_bpm", "irregular_share", "longest_rr_s"]
+    # heart_rate_bpm, irregular_share, longest_rr_s; with a beat classifier also <class>_share and <class>_per_hour
+    measure: str
     below: float | None = None
     above: float | None = None
     triage: Level
@@ -70,6 +72,20 @@ class EcgFinding(BaseModel):
     source: str
 
 
+class BeatSummary(BaseModel):
+    """What a beat classifier (a signal bundle) made of the record's beats."""
+
+    model: str
+    counts: dict[str, int]
+    share: dict[str, float]
+    per_hour: dict[str, float]
+    uncertain_share: float = Field(description="beats whose conformal set holds more than one class")
+    out_of_distribution_share: float = Field(description="beats unlike the training beats (OOD gate)")
+
+
+BeatClassifier = Callable[[np.ndarray, float, np.ndarray], BeatSummary]  # (lead, fs, R-peaks) -> summary
+
+
 class EcgAssessment(BaseModel):
     model_config = ConfigDict(frozen=True)
     kind: Literal["ecg_rhythm"] = "ecg_rhythm"
@@ -85,6 +101,7 @@ class EcgAssessment(BaseModel):
     heart_rate_bpm: float | None
     rr: dict[str, float | None] = Field(description="mean_rr_ms, sdnn_ms, rmssd_ms, longest_rr_s, irregular_share ...")
     findings: list[EcgFinding]
+    beats_summary: BeatSummary | None = None
     triage: TriageDecision
     advice: str
     based_on: list[Literal["signal"]] = ["signal"]
@@ -96,8 +113,11 @@ def _clean(v: float) -> float | None:
 
 
 def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules | None = None,
-           method: str = DEFAULT_METHOD) -> tuple[EcgAssessment, np.ndarray]:
-    """(the screening assessment of one lead, the R-peak sample indices it was measured from)."""
+           method: str = DEFAULT_METHOD, classify: BeatClassifier | None = None) -> tuple[EcgAssessment, np.ndarray]:
+    """(the screening assessment of one lead, the R-peak sample indices it was measured from).
+
+    ``classify``: a beat classifier (a signal bundle's, :func:`carelens.predict.beat_classifier`); its beat
+    counts feed the rules on ``<class>_share`` and ``<class>_per_hour``. Without one those rules are skipped."""
     rules = rules or load_rules()
     i = sig.lead_index(lead)
     x = sig.samples[:, i]
@@ -106,9 +126,15 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     readable = q.readable and len(peaks) >= 3
     r = rhythm(peaks, sig.fs)
     values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": r.longest_rr_s}
+    summary = classify(x, sig.fs, peaks) if classify is not None and readable else None
+    if summary is not None:
+        values |= {f"{c}_share": v for c, v in summary.share.items()}
+        values |= {f"{c}_per_hour": v for c, v in summary.per_hour.items()}
     findings = []
     if readable:
         for rule in rules.rules:
+            if rule.measure not in values:
+                continue  # a beat-class rule without a beat classifier
             v = values[rule.measure]
             if (rule.below is not None and v < rule.below) or (rule.above is not None and v > rule.above):
                 op = f"< {rule.below:g}" if rule.below is not None else f"> {rule.above:g}"
@@ -137,6 +163,6 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
         rr={"mean_rr_ms": _clean(r.mean_rr_ms), "sdnn_ms": _clean(r.sdnn_ms), "rmssd_ms": _clean(r.rmssd_ms),
             "longest_rr_s": _clean(r.longest_rr_s), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
             "entropy": r.entropy},
-        findings=findings, triage=TriageDecision(level=level, reason=reason), advice=advice,
+        findings=findings, beats_summary=summary, triage=TriageDecision(level=level, reason=reason), advice=advice,
     )
     return a, peaks

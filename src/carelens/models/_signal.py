@@ -17,9 +17,9 @@ def _block(cin: int, cout: int, k: int) -> nn.Sequential:
 
 
 class BeatNet(nn.Module):
-    def __init__(self, n_classes: int, n_rr: int = 6, width: int = 32) -> None:
+    def __init__(self, n_classes: int, n_rr: int = 6, width: int = 32, channels: int = 2) -> None:
         super().__init__()
-        self.conv = nn.Sequential(_block(1, width // 2, 7), nn.MaxPool1d(2), _block(width // 2, width, 5), nn.MaxPool1d(2),
+        self.conv = nn.Sequential(_block(channels, width // 2, 7), nn.MaxPool1d(2), _block(width // 2, width, 5), nn.MaxPool1d(2),
                                   _block(width, 2 * width, 3), nn.AdaptiveAvgPool1d(1))
         self.rr = nn.Sequential(nn.BatchNorm1d(n_rr), nn.Linear(n_rr, width), nn.ReLU())
         self.embed = nn.Sequential(nn.Linear(3 * width, 2 * width), nn.ReLU(), nn.Dropout(0.2))

@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from carelens.bundle import DecisionParams, TabularBundle, is_tabular, load_bundle, load_trusted_keys
+from carelens.bundle import (
+    DecisionParams,
+    SignalBundle,
+    TabularBundle,
+    is_signal,
+    is_tabular,
+    load_bundle,
+    load_trusted_keys,
+)
 from carelens.errors import CarelensError
 from carelens.hashing import file_digest
 from carelens.policy import Assessment, DecisionPolicy
@@ -185,6 +193,7 @@ class ModelRegistry:
     decision: dict[str, Any] = field(default_factory=dict)  # the deployment's overrides of the bundles' settings
     models: dict[str, ModelEntry] = field(default_factory=dict)
     tabular: dict[str, TabularEntry] = field(default_factory=dict)  # clinical models, by name
+    signal: dict[str, SignalBundle] = field(default_factory=dict)  # ECG beat classifiers, by name
     errors: dict[str, str] = field(default_factory=dict)  # bundle file name -> why it is not (newly) serving
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reload: threading.Lock = field(default_factory=threading.Lock)
@@ -220,7 +229,16 @@ class ModelRegistry:
         errors: dict[str, str] = {}
         created: list[ModelEntry] = []
         old_tabular = {e.source: e for e in self.tabular.values()}
+        signal: dict[str, SignalBundle] = {}
         for path in self._candidates():
+            if is_signal(path):
+                try:
+                    sb = SignalBundle.load(path, threads=self.threads)  # hashes, integrity, self-test
+                except Exception as exc:  # noqa: BLE001 - report it, keep the others
+                    errors[path.name] = public_reason(exc)
+                    continue
+                signal[sb.name] = sb
+                continue
             if is_tabular(path):
                 try:
                     tb = TabularBundle.load(path)  # integrity and self-test
@@ -263,12 +281,13 @@ class ModelRegistry:
         for name in set(tabular) & set(fresh):
             errors[tabular.pop(name).source.name] = f"duplicate model name {name!r}: an image model already serves it"
         with self._lock:
-            previous, self.models, self.tabular, self.errors = self.models, fresh, tabular, errors
+            previous, self.models, self.tabular, self.signal, self.errors = self.models, fresh, tabular, signal, errors
         serving = {id(e) for e in fresh.values()}
         for entry in [*previous.values(), *created]:
             if id(entry) not in serving:
                 entry.retire()  # its in-flight requests already hold their futures
-        loaded = {n: e.engine.bundle.version for n, e in fresh.items()} | {n: e.bundle.version for n, e in tabular.items()}
+        loaded = ({n: e.engine.bundle.version for n, e in fresh.items()} | {n: e.bundle.version for n, e in tabular.items()}
+                  | {n: b.version for n, b in signal.items()})
         return {"loaded": loaded, "errors": errors}
 
     def get(self, name: str) -> ModelEntry | None:

@@ -4,7 +4,7 @@
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._crossval import cross_validate
 from carelens.train._losses import FocalLoss, build_loss, class_weights
-from carelens.train._signal import SignalTrainResult, predict_beats, train_beats
+from carelens.train._signal import SignalTrainResult, export_beats, predict_beats, train_beats
 from carelens.train._tracking import MlflowTracker, Tracker, make_tracker
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
@@ -20,6 +20,7 @@ __all__ = [
     "build_loss",
     "class_weights",
     "cross_validate",
+    "export_beats",
     "load_split",
     "make_tracker",
     "predict_beats",

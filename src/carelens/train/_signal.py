@@ -11,18 +11,23 @@ import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score
 
-from carelens.ecg import BeatSet
+from carelens import __version__
+from carelens.bundle import write_signal_bundle
+from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.ecg import BEAT_WINDOW, BeatSet
+from carelens.labels import LabelSpec
 from carelens.models import BeatNet
 from carelens.train._losses import build_loss
 from carelens.train._runtime import configure_runtime
 
-__all__ = ["SignalTrainResult", "predict_beats", "train_beats"]
+__all__ = ["SignalTrainResult", "export_beats", "predict_beats", "train_beats"]
 
 
 @dataclass
@@ -51,7 +56,7 @@ def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 1
     configure_runtime(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = BeatNet(n_classes, train.rr.shape[1])
+    model = BeatNet(n_classes, train.rr.shape[1], channels=train.waves.shape[1])
     counts = np.bincount(train.y, minlength=n_classes)
     loss_fn = build_loss(imbalance, np.maximum(counts, 1).tolist())
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -67,14 +72,14 @@ def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 1
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
             wave = train.waves[idx] * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
-            wave = wave + rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)
+            wave[:, :1] += rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)  # baseline: the raw beat only
             logits, _ = model(torch.from_numpy(wave), torch.from_numpy(train.rr[idx]))
             loss = loss_fn(logits, torch.from_numpy(train.y[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         val_logits, _ = predict_beats(model, val)
         ba = float(balanced_accuracy_score(val.y, val_logits.argmax(1)))
         result.history.append({"epoch": epoch + 1, "train_loss": total / len(train), "val_balanced_accuracy": ba})
@@ -87,3 +92,26 @@ def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 1
     model.load_state_dict(best[1])
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spec: LabelSpec, name: str = "ecg_beats",
+                 version: str = "1", alpha: float = 0.1, metrics: dict[str, Any] | None = None,
+                 training: dict[str, Any] | None = None) -> Path:
+    """Calibrate on ``val`` (temperature, class-conditional conformal sets, the OOD gate on the network's
+    features with ``train`` as the reference), export to ONNX and write a verified signal bundle."""
+    val_logits, val_feats = predict_beats(model, val)
+    _, train_feats = predict_beats(model, train)
+    ts = TemperatureScaler().fit(val_logits, val.y)
+    cp = ConformalClassifier(alpha, "lac", class_conditional=True).fit(ts.predict_proba(val_logits), val.y)
+    gate = OODGate("combined", 0.95).fit(train_feats, train.y, val_feats, val_logits)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    n = min(8, len(val))
+    waves, rr = val.waves[:n], val.rr[:n]
+    torch.onnx.export(model.eval(), (torch.from_numpy(waves), torch.from_numpy(rr)), str(onnx_path),
+                      input_names=["wave", "rr"], output_names=["logits", "features"],
+                      dynamic_axes={"wave": {0: "n"}, "rr": {0: "n"}}, dynamo=False)
+    return write_signal_bundle(out, onnx_path, gate, name=name, version=version, spec=spec, window=BEAT_WINDOW,
+                               temperature=ts, conformal=cp, selftest_waves=waves, selftest_rr=rr,
+                               metrics=metrics or {}, training=training or {},
+                               versions={"carelens": __version__, "torch": torch.__version__})

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from carelens.ecg import EcgSignal, load_rules, read_ecg, screen, strip_png
+from carelens.predict import beat_classifier
 from carelens.serve.auth import Principal
 from carelens.serve.deps import Services, ServicesDep, in_thread, principal
 from carelens.serve.errors import ERROR_RESPONSES, ApiError
@@ -70,7 +71,9 @@ async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
     with tempfile.TemporaryDirectory(prefix="carelens-ecg-") as tmp:
         path, sha = await _save(files, Path(tmp), svc)
         sig: EcgSignal = await in_thread(read_ecg, path, fs)
-    a, peaks = await in_thread(lambda: screen(sig, lead, rules=rules))
+    beats = next(iter(svc.registry.signal.values()), None)  # the loaded beat classifier, if any
+    classify = beat_classifier(beats) if beats is not None else None
+    a, peaks = await in_thread(lambda: screen(sig, lead, rules=rules, classify=classify))
     png = None
     if plot:
         x = sig.samples[:, sig.lead_index(lead)]
