@@ -204,6 +204,19 @@ class BundleSpec(BaseModel):
         return path
 
 
+class ManifestHead(BaseModel):
+    """What the JSON-only bundle kinds (clinical, signal) share at the top of bundle.json."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    format_version: int
+    name: str
+    version: str
+    created: str
+    intended_use: str = ""
+    label_spec: LabelSpec
+    class_ids: list[str]
+
+
 class Identified:
     """What every bundle kind says about itself, read from its manifest (``spec``)."""
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from carelens.bundle._load import make_session
-from carelens.bundle._manifest import Identified
+from carelens.bundle._manifest import Identified, ManifestHead
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.hashing import canonical_digest, file_digest
@@ -31,16 +31,8 @@ SIGNAL_FORMAT = 1
 FILES = ("model.onnx", "ood.npz")
 
 
-class SignalSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    format_version: int
+class SignalSpec(ManifestHead):
     task: Literal["signal"] = "signal"
-    name: str
-    version: str
-    created: str
-    intended_use: str = ""
-    label_spec: LabelSpec
-    class_ids: list[str]
     window: dict[str, float] = Field(description="fs, before_s, after_s: how each beat is cut (carelens.ecg)")
     temperature: float
     conformal: dict[str, Any]

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from carelens.bundle._manifest import Identified
+from carelens.bundle._manifest import Identified, ManifestHead
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel, is_missing
@@ -55,16 +55,8 @@ class InputField(BaseModel):
     aliases: list[str] = Field(default_factory=list)
 
 
-class TabularSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    format_version: int
+class TabularSpec(ManifestHead):
     task: Literal["tabular"] = "tabular"
-    name: str
-    version: str
-    created: str
-    intended_use: str = ""
-    label_spec: LabelSpec
-    class_ids: list[str]
     inputs: list[InputField]
     model: dict[str, Any]  # TabularModel.to_dict()
     temperature: float
