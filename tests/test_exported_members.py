@@ -39,7 +39,7 @@ EXPECTED = {
     },
     "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
                            "TemperatureScaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
-    "carelens.ecg": {"AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "BeatClassifier", "BeatSummary", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats", "DEFAULT_METHOD", "METHODS", "EcgAssessment", "EcgFinding", "EcgSignal", "Quality", "Rhythm",
+    "carelens.ecg": {"AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl", "BeatClassifier", "BeatSummary", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats", "DEFAULT_METHOD", "METHODS", "EcgAssessment", "EcgFinding", "EcgSignal", "Quality", "Rhythm",
                      "RhythmRules", "detect_rpeaks", "strip_png", "load_rules", "read_ecg", "require", "resample", "rhythm", "screen",
                      "searchback", "signal_quality"},
     "carelens.explain": {"ACTIONS", "Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
@@ -57,11 +57,11 @@ EXPECTED = {
                        "calibrate_run", "multilabel_report", "triage_levels_multilabel", "CLINICAL_SETS", "build_clinical",
                        "read_clinical_table"},
     "carelens.steps.export": {"export_run", "load_run_model"},
-    "carelens.models": {"Backbone", "BeatNet", "Classifier", "MulticlassHead", "MultilabelHead", "build_backbone", "build_classifier",
+    "carelens.models": {"Backbone", "BeatNet", "Classifier", "RecordNet", "MulticlassHead", "MultilabelHead", "build_backbone", "build_classifier",
                         "embed_images"},
     "carelens.train": {"AUGMENT_PRESETS", "IMBALANCE_STRATEGIES", "FocalLoss", "MlflowTracker", "RunResult", "TrainConfig",
                        "Tracker", "build_loss", "class_weights", "cross_validate", "load_split", "make_tracker", "predict_logits", "train",
-                       "SignalTrainResult", "export_beats", "predict_beats", "train_beats"},
+                       "SignalTrainResult", "export_beats", "predict_beats", "train_beats", "predict_records", "train_records"},
     "carelens.predict": {"HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "beat_classifier", "capped_size", "collect_inputs",
                          "overlay_heatmap", "predict_table", "write_results"},
     "carelens.symptoms": {
@@ -71,7 +71,7 @@ EXPECTED = {
         "load_kaggle_vocabulary", "load_symptom_table", "spec_from_labels", "partial_reports", "split_patterns", "triage",
     },
     "carelens.report": {"EdgeCase", "Evaluation", "evaluate", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits",
-                        "write_comparison", "write_report"},
+                        "write_comparison", "write_ecg_report", "write_report"},
     "carelens.serve": {"ServeSettings", "create_app"},
 }
 

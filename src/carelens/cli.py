@@ -556,18 +556,31 @@ def ecg_cmd(
     plot: Annotated[Path | None, typer.Option(help="Write a PNG strip with the detected beats here.")] = None,
     start: Annotated[float, typer.Option(help="Where the strip starts, in seconds.")] = 0.0,
     beats: Annotated[Path | None, typer.Option(help="A signal bundle that classifies each beat (carelens ecg-train).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report (findings, figures, strips) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Screen an ECG's rate and rhythm from the signal: quality, R-peaks, heart rate, RR variability, triage."""
+    import numpy as np
+
     from carelens.bundle import SignalBundle
     from carelens.ecg import read_ecg, screen, strip_png
     from carelens.predict import beat_classifier
 
     sig = read_ecg(record, fs)
     a, peaks = screen(sig, lead, classify=beat_classifier(SignalBundle.load(beats)) if beats else None)
+    x = sig.samples[:, sig.lead_index(lead)]
     if plot is not None:
-        x = sig.samples[:, sig.lead_index(lead)]
         plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
+    if report is not None:
+        from carelens.report import write_ecg_report
+
+        strips = [(f"from {start:g} s", strip_png(x, sig.fs, peaks, start_s=start))]
+        if len(peaks) > 2:  # and the 10 s around the longest gap between beats
+            i = int(np.argmax(np.diff(peaks)))
+            mid = (peaks[i] + peaks[i + 1]) / 2 / sig.fs
+            strips.append((f"around the longest RR interval ({(peaks[i + 1] - peaks[i]) / sig.fs:.2f} s at {mid:.0f} s)",
+                           strip_png(x, sig.fs, peaks, start_s=max(0.0, mid - 5))))
+        write_ecg_report(a, strips, report)
     if as_json:
         typer.echo(a.model_dump_json(indent=2))
         return
@@ -592,8 +605,9 @@ def ecg_cmd(
                   f"longest {a.rr['longest_rr_s']} s, irregular windows {a.rr['irregular_share']:.0%}")
     console.print(a.advice)
     console.print(f"[dim]{a.disclaimer}[/dim]")
-    if plot is not None:
-        console.print(f"wrote {plot}")
+    for written in (plot, report):
+        if written is not None:
+            console.print(f"wrote {written}")
 
 
 @app.command("triage")

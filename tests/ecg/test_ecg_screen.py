@@ -114,9 +114,13 @@ def test_csv_and_edf_read_like_the_wfdb_record(mitbih: Path, tmp_path: Path) -> 
 
 def test_cli_and_api(mitbih: Path, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     hea = _excerpt(mitbih, "232", 120, tmp_path)
-    r = CliRunner().invoke(app, ["ecg", str(hea), "--json", "--plot", str(tmp_path / "s.png")])
+    r = CliRunner().invoke(app, ["ecg", str(hea), "--json", "--plot", str(tmp_path / "s.png"), "--report",
+                                 str(tmp_path / "ecg.html")])
     assert r.exit_code == 0, r.output
     cli = json.loads(r.output)
+    page = (tmp_path / "ecg.html").read_text()
+    assert page.count("data:image/png;base64") == 2 and "longest RR interval" in page and "Rate and rhythm" in page
+    assert all(f["source"] in page for f in cli["findings"])
     assert cli["lead"] == "MLII" and cli["beats"] > 50 and Image.open(tmp_path / "s.png").size[0] > 500
     from carelens.serve import ServeSettings, create_app
 
@@ -192,3 +196,23 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     (out / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="integrity"):
         SignalBundle.load(out)
+
+
+def test_ptbxl_superclasses_and_folds(data_dir: Path) -> None:
+    from carelens.ecg import PTBXL_SUPERCLASSES, read_ptbxl
+    from carelens.train import predict_records, train_records
+
+    root = data_dir / "ecg_ptbxl_500"
+    if not (root / "ptbxl_database.csv").is_file():
+        pytest.skip(f"{root} is missing (PTB-XL subset)")
+    s = read_ptbxl(root)
+    # SOURCES.md: 488 of 500 records have a diagnostic superclass; NORM 297, MI 73, STTC 96, CD 78, HYP 40
+    assert len(s.labels) == 488 and s.signals.shape[1:] == (12, 1000) and s.leads[:2] == ["I", "II"]
+    assert dict(zip(PTBXL_SUPERCLASSES, s.labels.sum(0).tolist(), strict=True)) == {
+        "NORM": 297, "MI": 73, "STTC": 96, "CD": 78, "HYP": 40}
+    by_patient = {p: set(s.fold[s.patient == p].tolist()) for p in set(s.patient.tolist())}
+    assert all(len(f) == 1 for f in by_patient.values())  # no patient in two folds
+    tr, va = s.subset(s.fold <= 8), s.subset(s.fold == 9)
+    res = train_records(tr.signals[:64], tr.labels[:64], va.signals, va.labels, epochs=1, threads=2)
+    logits, _ = predict_records(res.model, va.signals)
+    assert logits.shape == (len(va.labels), 5) and np.isfinite(logits).all() and len(res.history) == 1

@@ -1,8 +1,8 @@
-"""Backbones and heads (training side: imports torch); the 1-D heartbeat network."""
+"""Backbones and heads (training side: imports torch); the 1-D ECG networks (heartbeats, whole recordings)."""
 
 from carelens.models._backbones import Backbone, build_backbone
 from carelens.models._classifier import Classifier, MulticlassHead, MultilabelHead, build_classifier, embed_images
-from carelens.models._signal import BeatNet
+from carelens.models._signal import BeatNet, RecordNet
 
-__all__ = ["Backbone", "BeatNet", "Classifier", "MulticlassHead", "MultilabelHead", "build_backbone", "build_classifier",
+__all__ = ["Backbone", "BeatNet", "Classifier", "MulticlassHead", "MultilabelHead", "RecordNet", "build_backbone", "build_classifier",
            "embed_images"]

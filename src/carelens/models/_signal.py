@@ -1,4 +1,4 @@
-"""A small 1-D CNN for heartbeats: the waveform through three convolution blocks, pooled, joined with the
+"""1-D CNNs for ECG. BeatNet, for heartbeats: the waveform through three convolution blocks, pooled, joined with the
 RR-interval features (which carry most of the supraventricular information), then a linear head.
 
 Returns (logits, features) like the image classifier, so that the same temperature, conformal sets and
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["BeatNet"]
+__all__ = ["BeatNet", "RecordNet"]
 
 
 def _block(cin: int, cout: int, k: int) -> nn.Sequential:
@@ -28,3 +28,20 @@ class BeatNet(nn.Module):
     def forward(self, wave: torch.Tensor, rr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.embed(torch.cat([self.conv(wave).flatten(1), self.rr(torch.log(rr.clamp_min(1e-3)))], dim=1))
         return self.head(f), f
+
+
+class RecordNet(nn.Module):
+    """A 1-D CNN over a whole multi-lead recording (PTB-XL: 12 leads x 10 s at 100 Hz) for a multi-label target:
+    four convolution blocks, global average pooling, one logit per label. Returns (logits, features)."""
+
+    def __init__(self, n_labels: int, leads: int = 12, width: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_block(leads, width, 7), nn.MaxPool1d(2), _block(width, width, 7), nn.MaxPool1d(2),
+                                  _block(width, 2 * width, 5), nn.MaxPool1d(2), _block(2 * width, 2 * width, 5),
+                                  nn.AdaptiveAvgPool1d(1))
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(2 * width, n_labels)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.conv(x).flatten(1)
+        return self.head(self.drop(f)), f

@@ -13,10 +13,11 @@ import numpy as np
 from PIL import Image
 
 from carelens import plots
+from carelens.ecg import EcgAssessment
 from carelens.predict import Engine, overlay_heatmap
 from carelens.report.evaluate import Evaluation, save_predictions
 
-__all__ = ["write_comparison", "write_report"]
+__all__ = ["write_comparison", "write_ecg_report", "write_report"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2430;max-width:1200px}
@@ -303,3 +304,39 @@ def write_comparison(a: Evaluation, b: Evaluation, out: str | Path) -> Path:
     path = out / "report.html"
     path.write_text(doc, encoding="utf-8")
     return path
+
+
+def write_ecg_report(a: EcgAssessment, strips: list[tuple[str, bytes]], out: str | Path) -> Path:
+    """One ECG screen as a self-contained page: the triage, each finding with its rule and source, the rate and
+    rhythm figures, the beat classes (with a signal bundle) and the strips with the detected beats."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    title = f"carelens ECG screen: {a.record}, lead {a.lead}"
+    findings = "".join(f"<tr><td>{html.escape(f.name)}</td><td>{_fmt(f.value)}</td><td>{html.escape(f.threshold)}</td>"
+                       f"<td>{html.escape(f.triage)}</td><td>{html.escape(f.source)}</td></tr>" for f in a.findings)
+    rr = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in
+                 [("heart rate (bpm)", a.heart_rate_bpm), ("beats", a.beats), *a.rr.items()])
+    beats = ""
+    if a.beats_summary is not None:
+        bs = a.beats_summary
+        beats = ("<h2>Beat classes</h2><table><tr><th>class</th><th>beats</th><th>share</th><th>per hour</th></tr>"
+                 + "".join(f"<tr><td>{html.escape(c)}</td><td>{n}</td><td>{bs.share[c]:.1%}</td><td>{bs.per_hour[c]:g}</td></tr>"
+                           for c, n in bs.counts.items())
+                 + f"</table><p class='note'>{html.escape(bs.model)}; unsure {bs.uncertain_share:.1%}, unlike the "
+                   f"training beats {bs.out_of_distribution_share:.1%}</p>")
+    figures = "".join(f"<figure>{_img_tag(png, t)}<figcaption>{html.escape(t)}</figcaption></figure>" for t, png in strips)
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="note">{a.seconds:g} s at {a.fs:g} Hz &middot; detector {html.escape(a.detector)} &middot; rules {html.escape(a.rules)}
+&middot; signal quality: {html.escape(', '.join(a.quality_flags) or 'ok')}</p>
+<h2>{html.escape(a.triage.level.replace('_', ' ').upper())}: {html.escape(a.triage.reason)}</h2>
+<p>{html.escape(a.advice)}</p>
+<h2>Findings</h2>{'<table><tr><th>finding</th><th>value</th><th>rule</th><th>triage</th><th>source</th></tr>' + findings + '</table>'
+                  if findings else '<p>None: rate and rhythm within the screening limits.</p>'}
+<h2>Rate and rhythm</h2><table>{rr}</table>{beats}
+<h2>Strips</h2><div class="grid">{figures}</div>
+<p class="disclaimer">{html.escape(a.disclaimer)}</p>
+</body></html>"""
+    out.write_text(doc, encoding="utf-8")
+    return out

@@ -4,7 +4,14 @@
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._crossval import cross_validate
 from carelens.train._losses import FocalLoss, build_loss, class_weights
-from carelens.train._signal import SignalTrainResult, export_beats, predict_beats, train_beats
+from carelens.train._signal import (
+    SignalTrainResult,
+    export_beats,
+    predict_beats,
+    predict_records,
+    train_beats,
+    train_records,
+)
 from carelens.train._tracking import MlflowTracker, Tracker, make_tracker
 from carelens.train._trainer import RunResult, load_split, predict_logits, train
 
@@ -25,6 +32,8 @@ __all__ = [
     "make_tracker",
     "predict_beats",
     "predict_logits",
+    "predict_records",
     "train",
     "train_beats",
+    "train_records",
 ]
