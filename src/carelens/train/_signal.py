@@ -54,41 +54,32 @@ def predict_beats(model: BeatNet, beats: BeatSet, batch: int = 2048) -> tuple[np
     return np.concatenate(logits), np.concatenate(feats)
 
 
-def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 12, lr: float = 2e-3, batch: int = 256,
-                imbalance: Sequence[str] = ("weighted",), seed: int = 0, threads: int | None = None,
-                progress: Callable[[int], None] | None = None) -> SignalTrainResult[BeatNet]:
-    configure_runtime(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = BeatNet(n_classes, train.rr.shape[1], channels=train.waves.shape[1])
-    counts = np.bincount(train.y, minlength=n_classes)
-    loss_fn = build_loss(imbalance, np.maximum(counts, 1).tolist())
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * int(np.ceil(len(train) / batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+def _fit(model: M, n: int, loss_of: Callable[[np.ndarray], torch.Tensor], score: Callable[[], float], metric: str, *,
+         epochs: int, lr: float, batch: int, weight_decay: float, rng: np.random.Generator,
+         progress: Callable[[int], None] | None) -> SignalTrainResult[M]:
+    """The loop both networks share: AdamW with a one-cycle schedule; after each epoch ``score`` (on validation)
+    is recorded as ``metric`` and the best epoch's weights are kept."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * int(np.ceil(n / batch)))
     result = SignalTrainResult(model)
     best: tuple[float, dict[str, Any]] | None = None
     t0 = time.perf_counter()
     for epoch in range(epochs):
         model.train()
-        order = rng.permutation(len(train))
+        order = rng.permutation(n)
         total = 0.0
-        for i in range(0, len(order), batch):
+        for i in range(0, n, batch):
             idx = order[i : i + batch]
-            wave = train.waves[idx] * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
-            wave[:, :1] += rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)  # baseline: the raw beat only
-            logits, _ = model(torch.from_numpy(wave), torch.from_numpy(train.rr[idx]))
-            loss = loss_fn(logits, torch.from_numpy(train.y[idx]))
+            loss = loss_of(idx)
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        val_logits, _ = predict_beats(model, val)
-        ba = float(balanced_accuracy_score(val.y, val_logits.argmax(1)))
-        result.history.append({"epoch": epoch + 1, "train_loss": total / len(train), "val_balanced_accuracy": ba})
-        if best is None or ba > best[0]:
-            best = (ba, copy.deepcopy(model.state_dict()))
+        value = score()
+        result.history.append({"epoch": epoch + 1, "train_loss": total / n, metric: value})
+        if best is None or value > best[0]:
+            best = (value, copy.deepcopy(model.state_dict()))
             result.best_epoch = epoch + 1
         if progress:
             progress(1)
@@ -96,6 +87,28 @@ def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 1
     model.load_state_dict(best[1])
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 12, lr: float = 2e-3, batch: int = 256,
+                imbalance: Sequence[str] = ("weighted",), seed: int = 0, threads: int | None = None,
+                progress: Callable[[int], None] | None = None) -> SignalTrainResult[BeatNet]:
+    configure_runtime(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = BeatNet(n_classes, train.rr.shape[1], channels=train.waves.shape[1])
+    loss_fn = build_loss(imbalance, np.maximum(np.bincount(train.y, minlength=n_classes), 1).tolist())
+
+    def loss_of(idx: np.ndarray) -> torch.Tensor:
+        wave = train.waves[idx] * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
+        wave[:, :1] += rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)  # baseline: the raw beat only
+        logits, _ = model(torch.from_numpy(wave), torch.from_numpy(train.rr[idx]))
+        return loss_fn(logits, torch.from_numpy(train.y[idx]))  # type: ignore[no-any-return]
+
+    def score() -> float:
+        return float(balanced_accuracy_score(val.y, predict_beats(model, val)[0].argmax(1)))
+
+    return _fit(model, len(train), loss_of, score, "val_balanced_accuracy", epochs=epochs, lr=lr, batch=batch,
+                weight_decay=1e-4, rng=rng, progress=progress)
 
 
 def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spec: LabelSpec, name: str = "ecg_beats",
@@ -142,36 +155,17 @@ def train_records(x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.nda
     rng = np.random.default_rng(seed)
     model = RecordNet(y.shape[1], leads=x.shape[1])
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=torch.tensor(positive_weights(y), dtype=torch.float32))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * int(np.ceil(len(x) / batch)))
-    result = SignalTrainResult(model)
-    best: tuple[float, dict[str, Any]] | None = None
-    t0 = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = rng.permutation(len(x))
-        total = 0.0
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            shift = int(rng.integers(0, x.shape[2]))
-            xb = np.roll(x[idx], shift, axis=2) * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
-            logits, _ = model(torch.from_numpy(np.ascontiguousarray(xb)))
-            loss = loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        val_logits, _ = predict_records(model, val_x)
-        aucs = [roc_auc_score(val_y[:, k], val_logits[:, k]) for k in range(y.shape[1]) if 0 < val_y[:, k].sum() < len(val_y)]
-        auc = float(np.mean(aucs))
-        result.history.append({"epoch": epoch + 1, "train_loss": total / len(x), "val_macro_auc": auc})
-        if best is None or auc > best[0]:
-            best = (auc, copy.deepcopy(model.state_dict()))
-            result.best_epoch = epoch + 1
-        if progress:
-            progress(1)
-    assert best is not None
-    model.load_state_dict(best[1])
-    result.wall_s = time.perf_counter() - t0
-    return result
+
+    def loss_of(idx: np.ndarray) -> torch.Tensor:
+        shifted = np.roll(x[idx], int(rng.integers(0, x.shape[2])), axis=2)
+        xb = shifted * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
+        logits, _ = model(torch.from_numpy(np.ascontiguousarray(xb)))
+        return loss_fn(logits, torch.from_numpy(y[idx].astype(np.float32)))  # type: ignore[no-any-return]
+
+    def score() -> float:
+        logits, _ = predict_records(model, val_x)
+        return float(np.mean([roc_auc_score(val_y[:, k], logits[:, k]) for k in range(y.shape[1])
+                              if 0 < val_y[:, k].sum() < len(val_y)]))
+
+    return _fit(model, len(x), loss_of, score, "val_macro_auc", epochs=epochs, lr=lr, batch=batch, weight_decay=1e-3,
+                rng=rng, progress=progress)
