@@ -285,6 +285,19 @@ def calibrate(
             table.add_row(f"{v['alpha']:g}", f"{v['critical_miss_rate']:.4f}", f"{v['over_triage_rate']:.4f}",
                           f"{v['mean_set_size']:.2f}")
         console.print(table)
+    rule = r.get("decision_rule")
+    if rule:
+        table = Table("decision rule", "critical-miss (val)", "over-triage (val)", "critical-miss (test)",
+                      "over-triage (test)", title=f"shipped: {rule['chosen']} (critical-miss target "
+                                                  f"{rule['target_critical_miss_rate']:g} on validation)")
+        for j, v in enumerate(rule["val"]):
+            if v["critical_threshold"] is None or v["critical_threshold"] == rule["critical_threshold"]:
+                t_row = rule["test"][j] if "test" in rule else {}
+                name = "set (most urgent class in the set)" if v["critical_threshold"] is None else \
+                    f"p(critical) >= {v['critical_threshold']:g}"
+                table.add_row(name, f"{v['critical_miss_rate']:.4f}", f"{v['over_triage_rate']:.4f}",
+                              *(f"{t_row[x]:.4f}" if t_row else "-" for x in ("critical_miss_rate", "over_triage_rate")))
+        console.print(table)
     for w in r.get("warnings", []):
         console.print(f"[yellow]! {w}[/yellow]")
     console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png, operating_points.png")

@@ -119,3 +119,28 @@ def test_operating_points_show_the_price_of_safety(tiny_pneumonia_run: Path) -> 
     assert all(0 <= r["over_triage_rate"] <= 1 and 0 <= r["critical_miss_rate"] <= 1 for r in ops["val"])
     assert test[0]["mean_set_size"] > test[-1]["mean_set_size"]  # the levels really differ on this run
     assert (Run(tiny_pneumonia_run).file(Run.OPERATING_POINTS)).stat().st_size > 1000
+
+
+def test_the_shipped_decision_rule_meets_the_critical_miss_target_on_validation(tiny_pneumonia_run: Path) -> None:
+    """The set rule and the critical-probability rule compete on validation (cross-fitted); the chosen one keeps
+    critical-miss under the target with the lowest over-triage, and the bundle ships it."""
+    from carelens.bundle import load_bundle
+    from carelens.steps.export import export_run
+
+    rule = calibrate_run(tiny_pneumonia_run, critical_miss_target=0.05).report["decision_rule"]
+    by_t = {r["critical_threshold"]: r for r in rule["val"]}
+    assert None in by_t and len(by_t) > 10 and len(rule["test"]) == len(rule["val"])
+    if rule["met_on_val"]:
+        chosen = by_t[rule["critical_threshold"]]
+        assert chosen["critical_miss_rate"] <= 0.05
+        assert all(chosen["over_triage_rate"] <= r["over_triage_rate"] + 1e-12 for r in rule["val"]
+                   if r["critical_miss_rate"] <= 0.05)
+    else:
+        assert rule["chosen"] == "set"
+    # lower thresholds escalate more: critical-miss never rises as the threshold falls
+    thresholds = sorted(t for t in by_t if t is not None)
+    for lo, hi in pairwise(thresholds):
+        assert by_t[lo]["critical_miss_rate"] <= by_t[hi]["critical_miss_rate"] + 1e-12
+        assert by_t[lo]["over_triage_rate"] >= by_t[hi]["over_triage_rate"] - 1e-12
+    b = load_bundle(export_run(tiny_pneumonia_run, tiny_pneumonia_run.parent / "rule_bundle", name="rule", version="1"))
+    assert b.policy().critical_threshold == rule["critical_threshold"]

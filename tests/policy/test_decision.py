@@ -48,6 +48,10 @@ def test_out_of_distribution_is_never_below_consultation() -> None:
     a = decide(_p(nv=0.95), _mask("nv"), spec=HAM, model=REF, coverage=0.9, in_distribution=False, ood_score=0.001)
     assert a.confidence == "uncertain" and "out_of_distribution" in a.flags
     assert a.triage.level == "consultation" and "does not look like" in a.advice
+    assert a.triage.reason.startswith("cannot assess this image") and "Retake the photo" in a.advice
+    # an urgent-looking finding on an unusual image keeps its level (never lowered), with the same message
+    b = decide(_p(mel=0.9), _mask("mel"), spec=HAM, model=REF, coverage=0.9, in_distribution=False, ood_score=0.001)
+    assert b.triage.level == "consultation_24" and b.triage.reason.startswith("cannot assess this image")
 
 
 def test_uncertain_is_escalated_to_the_floor() -> None:
@@ -87,3 +91,25 @@ def test_clinical_facts_may_raise_the_level_but_never_lower_it() -> None:
     # a confident image finding overturned by the facts: flagged, never "likely"
     c = decide_with_facts(_p(mel=0.6), _mask("mel"), _p(bkl=0.8), _mask("bkl", "mel"), conflict=True, **kw)
     assert "symptom_conflict" in c.flags and c.confidence != "likely" and c.triage.level == "consultation_24"
+
+
+def test_critical_probability_rule_escalates_on_summed_critical_probability() -> None:
+    crit = [IDS[i] for i in HAM.critical_indices]
+    assert {"mel", "bcc"} <= set(crit) and "nv" not in crit
+    pol = DecisionPolicy(critical_threshold=0.3)
+    # melanoma is in the set but the serious classes together are under 0.3: the set rule escalates, this one not
+    p = _p(nv=0.78, mel=0.12, bkl=0.06)
+    set_rule = decide(p, _mask("nv", "mel"), spec=HAM, model=REF, coverage=0.9)
+    prob_rule = decide(p, _mask("nv", "mel"), spec=HAM, model=REF, coverage=0.9, policy=pol)
+    assert set_rule.triage.level == "consultation_24" and prob_rule.triage.level == "self_care"
+    assert "under the 30%" in prob_rule.triage.reason and prob_rule.prediction_set == ["nv", "mel"]
+    # the serious classes together reach the threshold although none is in the set: escalated
+    q = _p(nv=0.6, mel=0.15, bcc=0.15)
+    assert decide(q, _mask("nv"), spec=HAM, model=REF, coverage=0.9).triage.level == "self_care"
+    esc = decide(q, _mask("nv"), spec=HAM, model=REF, coverage=0.9, policy=pol)
+    assert esc.triage.level == "consultation_24" and "at least the 30%" in esc.triage.reason
+    # out of distribution keeps its floor either way
+    ood = decide(p, _mask("nv"), spec=HAM, model=REF, coverage=0.9, policy=pol, in_distribution=False)
+    assert ood.triage.level == "consultation" and ood.confidence == "uncertain"
+    with pytest.raises(ConfigError, match="critical_threshold"):
+        DecisionPolicy(critical_threshold=1.5)

@@ -104,6 +104,7 @@ class DecisionParams(_Section):
                                "emergency_ambulance"] = _DEFAULT.floor_when_unsure  # type: ignore[assignment]
     top_k: int = _DEFAULT.top_k
     severity_floor: float = _DEFAULT.severity_floor
+    critical_threshold: float | None = None  # the critical-probability rule, when calibrate chose it on validation
 
     def policy(self, **overrides: Any) -> DecisionPolicy:
         """The policy, with any non-None override applied (ConfigError for an inconsistent one)."""

@@ -28,7 +28,7 @@ from carelens.fusion._pooling import LogLinearPooling, conflict
 from carelens.fusion._tabular import TabularModel, is_missing
 from carelens.labels import LabelSpec
 from carelens.metrics import calibration_report, classification_metrics, coverage_report
-from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.validation import check_is_fitted
 
 __all__ = ["FactsFusion", "infer_fact_kinds", "parse_fact_pairs"]
@@ -173,7 +173,7 @@ class FactsFusion:
 
     def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, rows: Sequence[Mapping[str, Any]], y: np.ndarray,
                 class_ids: Sequence[str], *, spec: LabelSpec | None = None,
-                in_distribution: np.ndarray | None = None) -> dict[str, Any]:
+                in_distribution: np.ndarray | None = None, policy: DecisionPolicy | None = None) -> dict[str, Any]:
         """Image alone (``*_image``) and image + facts on the same labelled cases: the figures calibrate and
         evaluate report (with ``spec``, also the critical-miss and over-triage rates of each decision)."""
         fused, mask, disagree = self.fuse(image_proba, rows)
@@ -189,8 +189,8 @@ class FactsFusion:
         out["conflict_rate"] = float(disagree.mean())
         if spec is not None:
             ind = np.ones(len(y), bool) if in_distribution is None else np.asarray(in_distribution, bool)
-            for suffix, levels in (("_image", triage_levels(image_proba, image_mask, ind, spec)),
-                                   ("", triage_levels(image_proba, image_mask, ind, spec,
+            for suffix, levels in (("_image", triage_levels(image_proba, image_mask, ind, spec, policy=policy)),
+                                   ("", triage_levels(image_proba, image_mask, ind, spec, policy=policy,
                                                       fused=(fused, mask, disagree)))):
                 out[f"critical_miss_rate{suffix}"] = critical_miss_rate(levels, y, spec)
                 out[f"over_triage_rate{suffix}"] = over_triage_rate(levels, y, spec)

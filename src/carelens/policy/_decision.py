@@ -27,12 +27,17 @@ class DecisionPolicy:
     floor_when_unsure: str = "consultation"  # uncertain / out-of-distribution never below this
     top_k: int = 3
     severity_floor: float = 0.25  # multi-label: a grade this probable counts for triage even if not the most likely
+    # multi-class: escalate to the critical classes' level when their summed probability reaches this (chosen on
+    # validation to meet the critical-miss target); None: the most urgent class in the conformal set decides
+    critical_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.possible <= self.likely <= 1:
             raise ConfigError(f"need 0 < possible ({self.possible}) <= likely ({self.likely}) <= 1")
         if not 0 < self.severity_floor <= 1:
             raise ConfigError(f"severity_floor must be in (0, 1], got {self.severity_floor}")
+        if self.critical_threshold is not None and not 0 < self.critical_threshold < 1:
+            raise ConfigError(f"critical_threshold must be in (0, 1), got {self.critical_threshold}")
         if self.floor_when_unsure not in TRIAGE_LEVELS:
             raise ConfigError(f"floor_when_unsure must be one of {TRIAGE_LEVELS}")
 
@@ -84,26 +89,39 @@ def decide(
     else:
         confidence = "uncertain"
 
-    # most urgent class in the plausible set decides; ties go to the more probable class
-    urgent = max(members, key=lambda i: (triage_rank(classes[i].triage), p[i]))
-    level: str = classes[urgent].triage
-    if urgent == order[0]:
-        reason = f"{classes[urgent].name} is the most likely finding"
+    crit = spec.critical_indices
+    if pol.critical_threshold is not None and crit:
+        # the critical classes' summed probability decides whether to escalate; the set decides among the rest
+        p_crit = float(p[crit].sum())
+        if p_crit >= pol.critical_threshold:
+            urgent = max(crit, key=lambda i: (triage_rank(classes[i].triage), p[i]))
+            reason = (f"the probability of {classes[urgent].name.lower()} or another serious condition is {p_crit:.0%}, "
+                      f"at least the {pol.critical_threshold:.0%} chosen to keep missed serious cases rare")
+        else:
+            pool = [i for i in members if i not in crit] or [int(next(i for i in order if i not in crit))]
+            urgent = max(pool, key=lambda i: (triage_rank(classes[i].triage), p[i]))
+            reason = (f"{classes[urgent].name} is {'the most likely finding' if urgent == order[0] else 'plausible'}; "
+                      f"serious conditions together {p_crit:.0%}, under the {pol.critical_threshold:.0%} that escalates")
     else:
-        reason = f"{classes[urgent].name} is in the plausible set"
+        # most urgent class in the plausible set decides; ties go to the more probable class
+        urgent = max(members, key=lambda i: (triage_rank(classes[i].triage), p[i]))
+        reason = (f"{classes[urgent].name} is the most likely finding" if urgent == order[0]
+                  else f"{classes[urgent].name} is in the plausible set")
+    level: str = classes[urgent].triage
     advice = classes[urgent].advice
     floor: str = pol.floor_when_unsure
-    if confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
+    if not in_distribution:
+        # cannot assess: say so and ask for a retake; at the floor, never lowered (as for multi-label models: an
+        # urgent-looking finding on an unusual image still escalates, severe cases look unusual more often)
+        level = level if triage_rank(level) >= triage_rank(floor) else floor
+        reason = "cannot assess this image: it does not look like the images this model was trained on"
+        advice = ("This image does not look like what the model was trained on (wrong kind of image, poor quality, or "
+                  "an unusual case), so its answer cannot be relied on. Retake the photo (in focus, good light, the "
+                  "area filling the frame), or have a professional look.")
+    elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
-        if not in_distribution:
-            reason = "the image does not look like the images this model was trained on"
-            advice = ("This image does not look like what the model was trained on (wrong kind of image, poor "
-                      "quality, or an unusual case), so its answer cannot be relied on. Have a professional look.")
-        else:
-            reason = "the model is not sure, so a professional should look"
-            advice = "The model could not decide between several conditions. Have a professional look. " + advice
-    elif not in_distribution:
-        reason += "; the image also looks unlike the training images"
+        reason = "the model is not sure, so a professional should look"
+        advice = "The model could not decide between several conditions. Have a professional look. " + advice
     return Assessment(
         model=model, in_distribution=in_distribution, ood_score=round(float(ood_score), 4), top=top,
         probabilities={c.id: round(float(v), 6) for c, v in zip(classes, p, strict=True)}, prediction_set=set_ids, coverage=coverage, confidence=confidence,

@@ -208,7 +208,7 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     if bundle.facts is not None and any(facts_rows):
         metrics["facts_fusion"] = bundle.facts.measure(arrays["proba"], arrays["in_set"].astype(bool), facts_rows,
                                                        arrays["y"], class_ids, spec=bundle.labels,
-                                                       in_distribution=arrays["in_distribution"])
+                                                       in_distribution=arrays["in_distribution"], policy=engine.policy)
 
     edges: list[EdgeCase] = []
     edge_scores: dict[str, list[float]] = {}

@@ -69,7 +69,8 @@ def fit_symptom_fusion(symptoms_dir: str | Path, bundle: Bundle, pairs: str | Pa
     if splits.indices(ds, "test"):
         test, sp_test, rep_test = assessed("test")
         figures["test"] = fusion.measure(test.arrays["proba"], test.arrays["in_set"].astype(bool), sp_test,
-                                         test.arrays["y"], spec, rep_test, test.arrays["in_distribution"].astype(bool))
+                                         test.arrays["y"], spec, rep_test, test.arrays["in_distribution"].astype(bool),
+                                         policy=bundle.policy())
         figures["test"]["reported_share"] = float(rep_test.mean())
     if save:
         sym.save_fusion(fusion, figures)

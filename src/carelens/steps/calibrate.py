@@ -15,25 +15,27 @@ from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import LabelSpec
 from carelens.metrics import calibration_report, coverage_report, softmax
 from carelens.plots import operating_points_png, reliability_png
-from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout
 
-__all__ = ["ALPHAS", "calibrate_run", "operating_points"]
+__all__ = ["ALPHAS", "CRITICAL_THRESHOLDS", "calibrate_run", "choose_decision_rule", "operating_points"]
 
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
 
 def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
                   ood_method: OODMethod = "combined", pass_rate: float = 0.95,
-                  facts: Sequence[str] | None = None) -> Calibration:
+                  facts: Sequence[str] | None = None, critical_miss_target: float = 0.02) -> Calibration:
     """Fit on the run's validation split; report on its test split; write calibration.json, ood.npz and
     reliability.png into the run.
 
     Args:
         facts: clinical facts of the dataset (manifest columns such as age, sex, site) to fuse with the
             image model; ``None`` uses every fact the dataset has, ``[]`` none.
+        critical_miss_target: the decision rule shipped is the one that keeps the validation critical-miss rate
+            at or under this with the lowest over-triage (:func:`choose_decision_rule`).
     """
     r = run if isinstance(run, Run) else Run(run)
     cfg = r.config
@@ -65,8 +67,16 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     if cfg.spec is not None:
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
         report["operating_points"] = operating_points(pv, a.val_y, in_val, test, cfg.spec, score, class_conditional)
+        if cfg.spec.critical_indices:
+            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, test, cfg.spec, cp,
+                                                                  target=critical_miss_target)
+            if "test" in rule:  # the test figures of the rule that ships; the set rule's kept beside them
+                shipped = next(x for x in rule["test"] if x["critical_threshold"] == rule["critical_threshold"])
+                report["test"].update({f"{k}_set_rule": report["test"][k] for k in ("critical_miss_rate", "over_triage_rate")})
+                report["test"].update({k: shipped[k] for k in ("critical_miss_rate", "over_triage_rate")})
     if facts is None or facts:
-        section = _fit_facts(r, a, pv, cp, facts, test)
+        rule = report.get("decision_rule") or {}
+        section = _fit_facts(r, a, pv, cp, facts, test, DecisionPolicy(critical_threshold=rule.get("critical_threshold")))
         if section is not None:
             report["facts"] = section
     cal = Calibration(gate, report, ts, cp)
@@ -111,6 +121,41 @@ def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: Te
     return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
 
 
+CRITICAL_THRESHOLDS = tuple(round(t, 3) for t in np.r_[np.arange(0.01, 0.1, 0.01), np.arange(0.1, 0.55, 0.05)])
+
+
+def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: TestOutputs | None, spec: LabelSpec,
+                         cp: ConformalClassifier, *, target: float = 0.02, seed: int = 0) -> dict[str, Any]:
+    """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
+    (escalate when the critical classes' summed probability reaches a threshold), on validation cross-fitted
+    (each half decided by conformal thresholds fitted on the other). Chosen: among the rules whose validation
+    critical-miss rate is at most ``target``, the one with the lowest over-triage (the set rule on a tie, and
+    when no rule meets the target). ``test``: every candidate measured on test, for the report only."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    halves = (order[: len(y) // 2], order[len(y) // 2 :])
+    mask = np.zeros_like(pv, dtype=bool)
+    for fit, held in (halves, halves[::-1]):
+        mask[held] = ConformalClassifier(cp.alpha, cp.score, cp.class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
+
+    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray, t: float | None) -> dict[str, float]:
+        levels = triage_levels(proba, m, ind, spec, policy=DecisionPolicy(critical_threshold=t))
+        return {"critical_miss_rate": critical_miss_rate(levels, yy, spec), "over_triage_rate": over_triage_rate(levels, yy, spec)}
+
+    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
+    val = {t: rates(pv, mask, in_val, y, t) for t in candidates}
+    meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
+    chosen = min(meeting, key=lambda t: (val[t]["over_triage_rate"], t is not None, -(t or 0))) if meeting else None
+    out: dict[str, Any] = {
+        "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
+        "critical_threshold": chosen, "met_on_val": bool(meeting),
+        "val": [{"critical_threshold": t, **val[t]} for t in candidates],
+    }
+    if test is not None:
+        pt, mt, in_test, yt = test
+        out["test"] = [{"critical_threshold": t, **rates(pt, mt, in_test, yt, t)} for t in candidates]
+    return out
+
+
 def _point(alpha: float, proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,
            spec: LabelSpec) -> dict[str, float]:
     levels = triage_levels(proba, mask, in_dist, spec)
@@ -141,7 +186,7 @@ def _test_report(a: Predictions, ts: TemperatureScaler, cp: ConformalClassifier,
 
 
 def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier, names: Sequence[str] | None,
-               test: TestOutputs | None) -> dict[str, Any] | None:
+               test: TestOutputs | None, policy: DecisionPolicy) -> dict[str, Any] | None:
     """Fit the facts model (train split) and its fusion with the image (val probabilities ``pv``); measure
     it on the test split's image probabilities, sets and OOD verdicts (``test``)."""
     cfg = run.config
@@ -169,5 +214,5 @@ def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier
     if test is not None and a.test_ids is not None and a.test_y is not None:
         pt, mask, in_dist, _ = test
         section["test"] = fusion.measure(pt, mask, rows(a.test_ids), a.test_y, cfg.class_ids, spec=cfg.spec,
-                                         in_distribution=in_dist)
+                                         in_distribution=in_dist, policy=policy)
     return section

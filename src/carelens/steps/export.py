@@ -148,8 +148,9 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
 
     metrics = r.metrics()
     test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
-    if "operating_points" in cal.report:  # the price of safety at each alpha, for the report and the deployer
-        test_cal["operating_points"] = cal.report["operating_points"]
+    for key in ("operating_points", "decision_rule"):  # the price of safety per alpha and per rule, for the deployer
+        if key in cal.report:
+            test_cal[key] = cal.report[key]
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", "head.npz")}
     facts = cal.report.get("facts")
@@ -179,7 +180,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         split=_split_info(r),
         facts=FactsSection.model_validate(facts) if facts else None,
         decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
-                                   if "severity_floor" in cal.report else {})),
+                                   if "severity_floor" in cal.report else {}),
+                                critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold")),
         parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
         files=files,
     )

@@ -24,7 +24,7 @@ from carelens.errors import ConfigError
 from carelens.fusion import LogLinearPooling, conflict
 from carelens.labels import LabelSpec
 from carelens.metrics import calibration_report, classification_metrics, coverage_report
-from carelens.policy import ModelRef, critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import DecisionPolicy, ModelRef, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.validation import check_is_fitted
 
 __all__ = ["ImageSymptomFusion"]
@@ -90,7 +90,7 @@ class ImageSymptomFusion:
 
     def measure(self, image_proba: np.ndarray, image_mask: np.ndarray, symptom_proba: np.ndarray, y: np.ndarray,
                 spec: LabelSpec, reported: np.ndarray | None = None,
-                in_distribution: np.ndarray | None = None) -> dict[str, Any]:
+                in_distribution: np.ndarray | None = None, policy: DecisionPolicy | None = None) -> dict[str, Any]:
         """Image alone, symptoms alone (their most likely class among the image classes) and fused, on the
         same labelled cases; triage figures with the image's floor kept (fused triage is never less urgent
         than the image's own)."""
@@ -111,9 +111,9 @@ class ImageSymptomFusion:
             out.update({f"{k}{suffix}": cov[k] for k in ("coverage", "mean_set_size")})
         out["conflict_rate"] = float(disagree.mean())
         ind = np.ones(len(y), bool) if in_distribution is None else np.asarray(in_distribution, bool)
-        image_levels = triage_levels(image_proba, image_mask, ind, spec)
-        fused_levels = triage_levels(image_proba, image_mask, ind, spec, fused=(fused, mask, disagree))
-        unfloored = triage_levels(fused, mask, ind, spec)  # the fused decision alone: what the floor costs
+        image_levels = triage_levels(image_proba, image_mask, ind, spec, policy=policy)
+        fused_levels = triage_levels(image_proba, image_mask, ind, spec, policy=policy, fused=(fused, mask, disagree))
+        unfloored = triage_levels(fused, mask, ind, spec, policy=policy)  # the fused decision alone: what the floor costs
         for suffix, levels in (("_image", image_levels), ("_fused", fused_levels), ("_fused_no_floor", unfloored)):
             out[f"critical_miss_rate{suffix}"] = critical_miss_rate(levels, y, spec)
             out[f"over_triage_rate{suffix}"] = over_triage_rate(levels, y, spec)
