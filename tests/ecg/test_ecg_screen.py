@@ -190,6 +190,10 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     s = ServeSettings(models_dir=out.parent, database_url=f"sqlite:///{tmp_path / 'a.db'}")
     with TestClient(create_app(s)) as c:
         body = c.post("/v1/ecg", files=files, data={"plot": "false"}).json()
+        listed = {m["name"]: m for m in c.get("/v1/models").json()}
+        wrong = c.post("/v1/models/ecg_beats/predict", files={"file": ("x.png", b"x", "image/png")})
+    assert wrong.status_code == 422 and "POST /v1/ecg" in wrong.json()["error"]["message"]
+    assert listed["ecg_beats"]["task"] == "signal" and listed["ecg_beats"]["image_size"] is None
     assert body["assessment"]["beats_summary"]["model"] == "ecg_beats 1" and body["strip_png"] is None
     doc = json.loads((out / "bundle.json").read_text())
     doc["temperature"] = 3.0

@@ -93,6 +93,8 @@ class Services:
                 raise ApiError(422, "model_required", f"name a model{where}; loaded{where}: {', '.join(fitting) or 'none'}")
             name = fitting[0]
         entry = self.registry.get(name)
+        if entry is None and name in self.registry.signal:
+            raise ApiError(422, "signal_model", f"model {name!r} classifies heartbeats: send the ECG record to POST /v1/ecg")
         if entry is None:
             raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {loaded}")
         if species is not None and not entry.engine.bundle.labels.serves(species):

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
+from carelens.bundle import SignalBundle
 from carelens.serve.auth import Principal
 from carelens.serve.deps import Services, ServicesDep, in_thread, principal
 from carelens.serve.errors import ERROR_RESPONSES, ApiError
@@ -45,10 +46,22 @@ def _tabular_info(name: str, entry: TabularEntry) -> ModelInfo:
         intended_use=b.spec.intended_use, decision=dataclasses.asdict(entry.policy))
 
 
+def _signal_info(name: str, b: SignalBundle) -> ModelInfo:
+    """A beat classifier: used by POST /v1/ecg (not by /predict)."""
+    m = b.spec.metrics
+    return ModelInfo(
+        name=name, version=b.version, task="signal", modality=b.labels.modality or "ecg", species=list(b.labels.species),
+        care_provider=b.labels.provider,
+        classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
+        metrics={k: m[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage") if k in m},
+        intended_use=b.spec.intended_use + " Used by POST /v1/ecg to classify each beat.")
+
+
 @router.get("", response_model=list[ModelInfo], responses=ERROR_RESPONSES)
 async def list_models(svc: ServicesDep, _: Annotated[Principal, Depends(principal)]) -> list[ModelInfo]:
     return ([_info(name, e) for name, e in svc.registry.models.items()]
-            + [_tabular_info(name, e) for name, e in svc.registry.tabular.items()])
+            + [_tabular_info(name, e) for name, e in svc.registry.tabular.items()]
+            + [_signal_info(name, b) for name, b in svc.registry.signal.items()])
 
 
 async def _predict_tabular(request: Request, entry: TabularEntry, svc: Services, who: Principal,
