@@ -72,7 +72,7 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
 def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
     c = _copy(bundle_dir, tmp_path)
     doc = json.loads((c / "bundle.json").read_text())
-    assert doc["format_version"] == 3 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    assert doc["format_version"] == 4 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
     assert doc["task"] == "multiclass" and "multilabel" not in doc
     del doc["facts"], doc["integrity"]
     doc["format_version"] = 1  # exactly what carelens wrote before facts existed
@@ -85,6 +85,17 @@ def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: P
     (c / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="old format version 0"):
         load_bundle(c)
+
+
+def test_format_3_bundle_without_a_decision_rule_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
+    c = _copy(bundle_dir, tmp_path)
+    doc = json.loads((c / "bundle.json").read_text())
+    del doc["decision"]["critical_threshold"], doc["integrity"]
+    doc["format_version"] = 3  # what carelens wrote before the critical-probability rule existed
+    doc["integrity"] = canonical_digest(doc)
+    (c / "bundle.json").write_text(json.dumps(doc))
+    b = load_bundle(c)
+    assert b.spec.format_version == 3 and b.policy().critical_threshold is None
 
 
 def test_bundle_json_written_before_the_relayering_still_reads() -> None:

@@ -34,7 +34,8 @@ __all__ = [
     "SplitInfo",
 ]
 
-FORMAT_VERSION = 3  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section)
+FORMAT_VERSION = 4  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+# ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz", "head.npz"})  # every one listed in ``files`` with its sha256
 
