@@ -180,7 +180,8 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     assert in_set.any(1).all()
     a, _ = screen(read_ecg(mitbih / "208"), classify=beat_classifier(sb))
     assert a.beats_summary is not None and sum(a.beats_summary.counts.values()) > 2900
-    assert a.beats_summary.share["ventricular"] > 0.15  # record 208: 992 of 2,955 beats are ventricular
+    # record 208: 992 ventricular and 373 fusion beats of 2,955 (0.46); measured 0.44 after 2 epochs, of which 0.18 V
+    assert a.beats_summary.share["ventricular"] + a.beats_summary.share["fusion"] > 0.3
     assert "frequent_ventricular_ectopy" in {f.id for f in a.findings}
     # served: /v1/ecg classifies the beats with the signal bundle it finds among the models
     from carelens.serve import ServeSettings, create_app
