@@ -126,11 +126,7 @@ def beats() -> None:
     t0 = time.perf_counter()
     ds1, ds2 = read_mitbih_beats(root, DS1), read_mitbih_beats(root, DS2)
     # validation: the last 20% (in time) of every DS1 record; DS2's patients are never seen before the test
-    last = np.zeros(len(ds1), bool)
-    for rec in np.unique(ds1.record):
-        m = ds1.record == rec
-        last[m] = ds1.sample[m] > np.quantile(ds1.sample[m], 0.8)
-    train, val = ds1.subset(~last), ds1.subset(last)
+    train, val = ds1.split_late()
     res = train_beats(train, val, len(AAMI_CLASSES), epochs=EPOCHS)
     bundle_dir = export_beats(res.model, train, val, OUT / "ecg_beats" / "bundle", spec=load_spec("ecg_beats"),
                               training={"records": list(DS1), "epochs": EPOCHS, "best_epoch": res.best_epoch})

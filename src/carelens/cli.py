@@ -511,7 +511,6 @@ def ecg_train(
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding ecg_mitbih (default $CARELENS_DATA).")] = None,
 ) -> None:
     """Train the heartbeat classifier on MIT-BIH DS1 (AAMI N/S/V/F) and write it as a signal bundle."""
-    import numpy as np
 
     from carelens.ecg import AAMI_CLASSES, DS1, read_mitbih_beats
     from carelens.labels import load_spec
@@ -520,13 +519,10 @@ def ecg_train(
 
     with progress_bar("reading DS1 beats", None):
         ds1 = read_mitbih_beats((data_dir or data_root()) / "ecg_mitbih", DS1)
-    late = np.zeros(len(ds1), bool)  # validation: the last 20% (in time) of every DS1 record
-    for rec in np.unique(ds1.record):
-        m = ds1.record == rec
-        late[m] = ds1.sample[m] > np.quantile(ds1.sample[m], 0.8)
+    train, val = ds1.split_late()  # validation: the last 20% (in time) of every DS1 record
     with progress_bar("training", epochs) as advance:
-        res = train_beats(ds1.subset(~late), ds1.subset(late), len(AAMI_CLASSES), epochs=epochs, progress=advance)
-    export_beats(res.model, ds1.subset(~late), ds1.subset(late), out, spec=load_spec("ecg_beats"),
+        res = train_beats(train, val, len(AAMI_CLASSES), epochs=epochs, progress=advance)
+    export_beats(res.model, train, val, out, spec=load_spec("ecg_beats"),
                  training={"records": list(DS1), "epochs": epochs, "best_epoch": res.best_epoch,
                            "history": res.history})
     best = max(h["val_balanced_accuracy"] for h in res.history)
@@ -597,9 +593,7 @@ def ecg_cmd(
     if as_json:
         typer.echo(a.model_dump_json(indent=2))
         return
-    level_colour = {"self_care": "green", "consultation": "yellow", "consultation_24": "dark_orange",
-                    "emergency": "red", "emergency_ambulance": "bold red"}[a.triage.level]
-    console.print(f"[{level_colour}]{a.triage.level.replace('_', ' ').upper()}[/{level_colour}]: {a.triage.reason}")
+    console.print(f"{_banner(a.triage.level)}: {a.triage.reason}")
     console.print(f"{sig.name}, lead {a.lead}, {a.seconds:.0f} s at {a.fs:g} Hz; {a.beats} beats ({a.detector}); "
                   f"heart rate {a.heart_rate_bpm if a.heart_rate_bpm is not None else '-'} bpm; signal quality: "
                   f"{', '.join(a.quality_flags) or 'ok'}")
@@ -673,12 +667,18 @@ def triage_cmd(
     _print_assessment(result)
 
 
+LEVEL_COLOURS = {"self_care": "green", "consultation": "yellow", "consultation_24": "dark_orange", "emergency": "red",
+                 "emergency_ambulance": "bold red"}
+
+
+def _banner(level: str) -> str:
+    """A triage level as the coloured heading the CLI prints (``consultation_24`` -> CONSULTATION 24)."""
+    return f"[{LEVEL_COLOURS[level]}]{level.replace('_', ' ').upper()}[/{LEVEL_COLOURS[level]}]"
+
+
 def _print_assessment(result: dict[str, Any]) -> None:
     a = result["assessment"]
-    level_colour = {"self_care": "green", "consultation": "yellow", "consultation_24": "dark_orange",
-                    "emergency": "red", "emergency_ambulance": "bold red"}[a["triage"]["level"]]
-    console.print(f"[{level_colour}]{a['triage']['level'].replace('_', ' ').upper()}[/{level_colour}]: "
-                  f"{a['triage']['reason']}")
+    console.print(f"{_banner(a['triage']['level'])}: {a['triage']['reason']}")
     table = Table("condition", "probability", "group", "in plausible set")
     for c in a["top"]:
         table.add_row(c["name"], f"{c['probability']:.1%}", c["group"], "yes" if c["id"] in a["prediction_set"] else "")

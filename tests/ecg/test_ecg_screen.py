@@ -157,13 +157,10 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     found = read_mitbih_beats(mitbih, ("208",), detected=True)
     assert len(found) > 0.97 * len(b)
     both = read_mitbih_beats(mitbih, ("208", "232"))
-    late = np.zeros(len(both), bool)
-    for rec in ("208", "232"):
-        m = both.record == rec
-        late[m] = both.sample[m] > np.quantile(both.sample[m], 0.8)
-    res = train_beats(both.subset(~late), both.subset(late), 4, epochs=2, threads=2)
-    logits, feats = predict_beats(res.model, both.subset(late))
-    assert logits.shape == (late.sum(), 4) and feats.shape[0] == late.sum() and len(res.history) == 2
+    early, late = both.split_late()
+    res = train_beats(early, late, 4, epochs=2, threads=2)
+    logits, feats = predict_beats(res.model, late)
+    assert logits.shape == (len(late), 4) and feats.shape[0] == len(late) and len(res.history) == 2
     assert res.history[-1]["val_balanced_accuracy"] > 0.5  # same patients, later beats: well above chance (0.25)
     # the trained network as a signal bundle: ONNX, temperature, conformal sets, OOD gate; verified on load
     from carelens.bundle import SignalBundle
@@ -172,10 +169,10 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     from carelens.predict import beat_classifier
     from carelens.train import export_beats
 
-    out = export_beats(res.model, both.subset(~late), both.subset(late), tmp_path / "models" / "ecg_beats",
+    out = export_beats(res.model, early, late, tmp_path / "models" / "ecg_beats",
                        spec=load_spec("ecg_beats"))
     sb = SignalBundle.load(out)
-    proba, in_set, _ = sb.classify(both.waves[late], both.rr[late])
+    proba, in_set, _ = sb.classify(late.waves, late.rr)
     np.testing.assert_allclose(proba, sb.temperature.predict_proba(logits), atol=1e-4)  # ONNX = PyTorch
     assert in_set.any(1).all()
     a, _ = screen(read_ecg(mitbih / "208"), classify=beat_classifier(sb))

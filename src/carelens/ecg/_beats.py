@@ -49,6 +49,15 @@ class BeatSet:
     def subset(self, mask: np.ndarray) -> BeatSet:
         return BeatSet(self.waves[mask], self.rr[mask], self.y[mask], self.record[mask], self.sample[mask])
 
+    def split_late(self, share: float = 0.2) -> tuple[BeatSet, BeatSet]:
+        """(earlier beats, the last ``share`` in time of every record): a validation split of the same patients,
+        for choosing the epoch and fitting calibration when every patient of the training records is needed."""
+        late = np.zeros(len(self), bool)
+        for rec in np.unique(self.record):
+            m = self.record == rec
+            late[m] = self.sample[m] > np.quantile(self.sample[m], 1 - share)
+        return self.subset(~late), self.subset(late)
+
 
 def beat_features(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(windows (n, 2, L), RR features (n, 6), kept) for the R-peaks of one lead; ``kept`` marks the peaks whose
