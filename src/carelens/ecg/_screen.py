@@ -7,6 +7,7 @@ of the fired rules; an unreadable recording is never ``self_care``), and the dis
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from importlib import resources
 from typing import Literal
@@ -57,7 +58,9 @@ class RhythmRules(BaseModel):
     rules: list[Rule]
 
 
+@functools.cache
 def load_rules() -> RhythmRules:
+    """The shipped rules, read once (frozen: safe to share between requests)."""
     text = (resources.files("carelens") / "ecg" / "rhythm_rules.yaml").read_text(encoding="utf-8")
     return RhythmRules.model_validate(yaml.safe_load(text))
 
