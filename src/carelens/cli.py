@@ -352,21 +352,44 @@ def export(
 @_edge
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .zip.")],
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or manifests.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or manifests; a CSV of cases (clinical "
+                                                     "models); ECG records (record models).")],
     out: Annotated[Path | None, typer.Option(help="Write results here (.jsonl or .csv); default stdout.")] = None,
     heatmaps: Annotated[Path | None, typer.Option(help="Write a heatmap overlay PNG per image into this folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
     species: Annotated[str | None, typer.Option(help="The patients' species; a model of another one is refused.")] = None,
 ) -> None:
-    """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), or the rows
-    of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row)."""
+    """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), the rows
+    of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row), or ECG
+    recordings with a record model (one assessment per recording)."""
     import sys
 
-    from carelens.bundle import TabularBundle, is_tabular, load_bundle
+    from carelens.bundle import SignalBundle, TabularBundle, is_signal, is_tabular, load_bundle
     from carelens.data import read_image
-    from carelens.predict import Engine, collect_inputs, overlay_heatmap, predict_table, write_results
+    from carelens.predict import (
+        Engine,
+        assess_recordings,
+        collect_inputs,
+        overlay_heatmap,
+        predict_table,
+        write_results,
+    )
 
     fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
+    if is_signal(bundle):
+        sb = SignalBundle.load(bundle)
+        sb.labels.require_species(species, "the model")
+        if sb.spec.input != "record":
+            raise ConfigError(f"{bundle} classifies heartbeats: use `carelens ecg RECORD --beats {bundle}`")
+        stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            results = list(write_results(assess_recordings(sb, inputs), stream, fmt))
+        finally:
+            if out:
+                stream.close()
+        bad = sum(r.error is not None for r in results)
+        err_console.print(f"{len(results) - bad} assessed, {bad} unreadable" + (f"; wrote {out}" if out else ""))
+        return
     if is_tabular(bundle):
         tb = TabularBundle.load(bundle)
         tb.labels.require_species(species, "the model")
@@ -506,27 +529,56 @@ def symptoms_fuse(
 @app.command("ecg-train")
 @_edge
 def ecg_train(
-    out: Annotated[Path, typer.Option(help="Signal bundle folder to write.")] = Path("models/ecg_beats"),
-    epochs: Annotated[int, typer.Option(help="Training epochs (the best validation epoch is kept).")] = 12,
-    data_dir: Annotated[Path | None, typer.Option(help="Folder holding ecg_mitbih (default $CARELENS_DATA).")] = None,
+    kind: Annotated[str, typer.Argument(help="beats (MIT-BIH DS1, AAMI N/S/V/F) or ptbxl (PTB-XL superclasses, 12 "
+                                             "leads, multi-label).")] = "beats",
+    out: Annotated[Path | None, typer.Option(help="Signal bundle folder to write (default models/ecg_beats or "
+                                                  "models/ecg_ptbxl).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (the best validation epoch is kept); default "
+                                                    "20 for beats, 40 for ptbxl.")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Folder holding ecg_mitbih / ecg_ptbxl_500 "
+                                                       "(default $CARELENS_DATA).")] = None,
 ) -> None:
-    """Train the heartbeat classifier on MIT-BIH DS1 (AAMI N/S/V/F) and write it as a signal bundle."""
-
-    from carelens.ecg import AAMI_CLASSES, DS1, read_mitbih_beats
+    """Train an ECG network and write it as a signal bundle: the heartbeat classifier (for `carelens ecg --beats`
+    and POST /v1/ecg) or the 12-lead recording model (for `carelens predict` and POST /v1/models/NAME/predict)."""
     from carelens.labels import load_spec
     from carelens.settings import data_root
-    from carelens.train import export_beats, train_beats
 
-    with progress_bar("reading DS1 beats", None):
-        ds1 = read_mitbih_beats((data_dir or data_root()) / "ecg_mitbih", DS1)
-    train, val = ds1.split_late()  # validation: the last 20% (in time) of every DS1 record
-    with progress_bar("training", epochs) as advance:
-        res = train_beats(train, val, len(AAMI_CLASSES), epochs=epochs, progress=advance)
-    export_beats(res.model, train, val, out, spec=load_spec("ecg_beats"),
-                 training={"records": list(DS1), "epochs": epochs, "best_epoch": res.best_epoch,
-                           "history": res.history})
-    best = max(h["val_balanced_accuracy"] for h in res.history)
-    console.print(f"validation balanced accuracy {best:.3f} (epoch {res.best_epoch}); wrote {out}")
+    root = data_dir or data_root()
+    if kind == "beats":
+        from carelens.ecg import AAMI_CLASSES, DS1, read_mitbih_beats
+        from carelens.train import export_beats, train_beats
+
+        n = epochs or 20
+        target = out or Path("models/ecg_beats")
+        with progress_bar("reading DS1 beats", None):
+            ds1 = read_mitbih_beats(root / "ecg_mitbih", DS1)
+        train, val = ds1.split_late()  # validation: the last 20% (in time) of every DS1 record
+        with progress_bar("training", n) as advance:
+            res = train_beats(train, val, len(AAMI_CLASSES), epochs=n, progress=advance)
+        export_beats(res.model, train, val, target, spec=load_spec("ecg_beats"),
+                     training={"records": list(DS1), "epochs": n, "best_epoch": res.best_epoch, "history": res.history})
+        best = f"validation balanced accuracy {max(h['val_balanced_accuracy'] for h in res.history):.3f}"
+        epoch = res.best_epoch
+    elif kind == "ptbxl":
+        from carelens.ecg import read_ptbxl
+        from carelens.train import export_records, train_records
+
+        n = epochs or 40
+        target = out or Path("models/ecg_ptbxl")
+        with progress_bar("reading PTB-XL records", None):
+            s = read_ptbxl(root / "ecg_ptbxl_500")
+        tr, va = s.subset(s.fold <= 8), s.subset(s.fold == 9)  # the recommended strat_fold split
+        with progress_bar("training", n) as advance:
+            rec = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=n, progress=advance)
+        export_records(rec.model, tr.signals, tr.labels, va.signals, va.labels, target,
+                       spec=load_spec("ptbxl_superclasses"), leads=s.leads, fs=100.0,
+                       training={"folds": {"train": "1-8", "validation": 9}, "epochs": n, "best_epoch": rec.best_epoch,
+                                 "history": rec.history})
+        best = f"validation (fold 9) macro AUC {max(h['val_macro_auc'] for h in rec.history):.3f}"
+        epoch = rec.best_epoch
+    else:
+        raise ConfigError(f"unknown ECG model {kind!r}; known: beats, ptbxl")
+    console.print(f"{best} (epoch {epoch}); wrote {target}")
 
 
 @clinical_app.command("build")

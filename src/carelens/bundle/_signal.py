@@ -1,8 +1,17 @@
-"""The signal bundle (``task: signal``): a 1-D network over heartbeat windows, in the same family as image
-bundles: ``model.onnx`` (inputs ``wave`` and ``rr``, outputs ``logits`` and ``features``), ``ood.npz`` (the
-out-of-distribution gate's statistics) and ``bundle.json`` (label spec, how beats are cut, temperature,
-conformal thresholds, OOD parameters, measured figures, a self-test, file hashes, integrity). Loads with ONNX
-Runtime and numpy alone.
+"""The signal bundle (``task: signal``): a 1-D network over an ECG, in the same family as image bundles:
+``model.onnx`` (outputs ``logits`` and ``features``), ``ood.npz`` (the out-of-distribution gate's statistics)
+and ``bundle.json`` (label spec, what the network reads, calibration, OOD parameters, measured figures, a
+self-test, file hashes, integrity). Loads with ONNX Runtime and numpy alone.
+
+Two inputs, one format:
+
+* ``beats``: heartbeat windows cut around R-peaks (ONNX inputs ``wave`` and ``rr``; ``window`` says how the
+  beats are cut), multi-class, with a temperature and class-conditional conformal sets;
+* ``record``: a whole multi-lead recording (ONNX input ``signal`` (n, leads, samples); ``window`` gives the
+  rate and length, ``leads`` their order), multi-label, with per-condition temperatures, decision thresholds
+  and conformal risk control (:class:`carelens.calibrate.MultilabelCalibrator`).
+
+Format 2 added the record input; a format-1 bundle (beats only) still loads.
 """
 
 from __future__ import annotations
@@ -15,11 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from carelens.bundle._load import make_session
 from carelens.bundle._manifest import Identified, ManifestHead
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.hashing import canonical_digest, file_digest
 from carelens.labels import LabelSpec
@@ -27,22 +36,43 @@ from carelens.metrics import softmax
 
 __all__ = ["SIGNAL_FORMAT", "SignalBundle", "SignalSpec", "is_signal", "write_signal_bundle"]
 
-SIGNAL_FORMAT = 1
+SIGNAL_FORMAT = 2  # 2 added ``input: record`` (multi-label recordings); 1 (beats) still loads
 FILES = ("model.onnx", "ood.npz")
+INPUTS = {"beats": ("wave", "rr"), "record": ("signal",)}  # the ONNX inputs of each kind, in order
 
 
 class SignalSpec(ManifestHead):
     task: Literal["signal"] = "signal"
-    window: dict[str, float] = Field(description="fs, before_s, after_s: how each beat is cut (carelens.ecg)")
-    temperature: float
-    conformal: dict[str, Any]
+    input: Literal["beats", "record"] = "beats"
+    window: dict[str, float] = Field(description="beats: fs, before_s, after_s (carelens.ecg); record: fs, seconds")
+    leads: list[str] = Field(default_factory=list, description="record: the leads the network reads, in order")
+    temperature: float = 1.0  # beats
+    conformal: dict[str, Any] | None = None  # beats: ConformalClassifier.to_dict
+    multilabel: dict[str, Any] | None = None  # record: MultilabelCalibrator.to_dict
     ood: dict[str, Any]
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
-    selftest: dict[str, Any]  # {"waves": [...], "rr": [...], "logits": [...]}
+    selftest: dict[str, Any]  # {"inputs": {onnx input: nested list}, "logits": [...]}
     files: dict[str, str]
     versions: dict[str, str] = Field(default_factory=dict)
     integrity: str = ""
+
+    @model_validator(mode="after")
+    def _calibrated(self) -> SignalSpec:
+        if self.input == "beats" and self.conformal is None:
+            raise ValueError("a beats bundle needs its `conformal` section")
+        if self.input == "record" and (self.multilabel is None or not self.leads):
+            raise ValueError("a record bundle needs its `multilabel` and `leads` sections")
+        return self
+
+
+def _upgraded(raw: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 manifest (beats only, self-test as ``waves``/``rr``) in format 2's terms; the integrity was
+    already checked on the original."""
+    if raw.get("format_version") != 1:
+        return raw
+    st = raw["selftest"]
+    return {**raw, "input": "beats", "selftest": {"inputs": {"wave": st["waves"], "rr": st["rr"]}, "logits": st["logits"]}}
 
 
 @dataclass
@@ -50,9 +80,10 @@ class SignalBundle(Identified):
     path: Path
     spec: SignalSpec
     session: Any  # onnxruntime.InferenceSession
-    temperature: TemperatureScaler
-    conformal: ConformalClassifier
     ood: OODGate
+    temperature: TemperatureScaler | None = None  # beats
+    conformal: ConformalClassifier | None = None  # beats
+    multilabel: MultilabelCalibrator | None = None  # record
 
     @classmethod
     def load(cls, path: str | Path, *, threads: int | None = None) -> SignalBundle:
@@ -61,35 +92,57 @@ class SignalBundle(Identified):
         if not f.is_file():
             raise BundleError(f"{folder} is not a bundle: bundle.json is missing")
         raw = json.loads(f.read_text(encoding="utf-8"))
-        if raw.get("task") != "signal" or raw.get("format_version") != SIGNAL_FORMAT:
-            raise BundleError(f"{f} is not a signal bundle of format {SIGNAL_FORMAT}")
+        if raw.get("task") != "signal" or raw.get("format_version") not in (1, SIGNAL_FORMAT):
+            raise BundleError(f"{f} is not a signal bundle of format 1 or {SIGNAL_FORMAT} (found format "
+                              f"{raw.get('format_version')!r}); a newer carelens wrote it, or it is another kind of bundle")
         if raw.get("integrity") != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
             raise BundleError(f"{f} was modified after export (integrity check failed); re-export it")
-        spec = SignalSpec.model_validate(raw)
+        spec = SignalSpec.model_validate(_upgraded(raw))
         for name in FILES:
             if not (folder / name).is_file() or file_digest(folder / name) != spec.files.get(name):
                 raise BundleError(f"{name} in {folder} is missing or does not match its recorded sha256; re-export it")
-        b = cls(folder, spec, make_session(folder / "model.onnx", threads),
-                TemperatureScaler.from_dict({"temperature": spec.temperature}), ConformalClassifier.from_dict(spec.conformal),
-                OODGate.from_dict(spec.ood, folder / "ood.npz"))
+        beats = spec.input == "beats"
+        b = cls(folder, spec, make_session(folder / "model.onnx", threads), OODGate.from_dict(spec.ood, folder / "ood.npz"),
+                temperature=TemperatureScaler.from_dict({"temperature": spec.temperature}) if beats else None,
+                conformal=ConformalClassifier.from_dict(spec.conformal) if spec.conformal is not None else None,
+                multilabel=MultilabelCalibrator.from_dict(spec.multilabel) if spec.multilabel is not None else None)
         st = spec.selftest
-        logits, _ = b.run(np.asarray(st["waves"], np.float32), np.asarray(st["rr"], np.float32))
+        logits, _ = b.outputs({k: np.asarray(v, np.float32) for k, v in st["inputs"].items()})
         if not np.allclose(logits, np.asarray(st["logits"]), atol=1e-3):
-            raise BundleError(f"{folder}: the self-test beats give other outputs than at export (max difference "
+            raise BundleError(f"{folder}: the self-test inputs give other outputs than at export (max difference "
                               f"{np.abs(logits - np.asarray(st['logits'])).max():.2g})")
         return b
 
-    def run(self, waves: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, features) for beat windows (n, 1, L) and RR features (n, k)."""
-        out = self.session.run(["logits", "features"], {"wave": np.ascontiguousarray(waves, np.float32),
-                                                         "rr": np.ascontiguousarray(rr, np.float32)})
+    def outputs(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, features) for the ONNX inputs of this bundle's kind (:data:`INPUTS`)."""
+        wanted = INPUTS[self.spec.input]
+        if set(feeds) != set(wanted):
+            raise BundleError(f"{self.name} reads {', '.join(wanted)}, not {', '.join(feeds)}")
+        out = self.session.run(["logits", "features"], {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()})
         return out[0], out[1]
 
+    def run(self, waves: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, features) for beat windows (n, channels, L) and RR features (n, k)."""
+        return self.outputs({"wave": waves, "rr": rr})
+
     def classify(self, waves: np.ndarray, rr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(calibrated probabilities (n, k), conformal set masks (n, k), in distribution (n,))."""
+        """Beats: (calibrated probabilities (n, k), conformal set masks (n, k), in distribution (n,))."""
+        if self.conformal is None or self.temperature is None:
+            raise BundleError(f"{self.name} reads whole recordings, not beats")
         logits, feats = self.run(waves, rr)
         proba = softmax(logits, self.temperature.temperature_)
         return proba, self.conformal.predict_set(proba), self.ood.is_in_distribution(feats, logits)
+
+    def classify_records(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Recordings (n, leads, samples) as the bundle's ``window`` and ``leads`` say: (calibrated probability per
+        condition (n, K), present (n, K), kept by risk control (n, K), in distribution (n,), OOD p-value (n,))."""
+        if self.multilabel is None:
+            raise BundleError(f"{self.name} classifies heartbeats, not whole recordings")
+        logits, feats = self.outputs({"signal": x})
+        proba = self.multilabel.predict_proba(logits)
+        score = self.ood.score(feats, logits)
+        return (proba, self.multilabel.present(proba), self.multilabel.kept(proba), score <= self.ood.threshold_,
+                self.ood.p_value_of(score))
 
 
 def is_signal(path: str | Path) -> bool:
@@ -101,22 +154,28 @@ def is_signal(path: str | Path) -> bool:
 
 
 def write_signal_bundle(out: Path, onnx_path: Path, gate: OODGate, *, name: str, version: str, spec: LabelSpec,
-                        window: dict[str, float], temperature: TemperatureScaler, conformal: ConformalClassifier,
-                        selftest_waves: np.ndarray, selftest_rr: np.ndarray, metrics: dict[str, Any],
-                        training: dict[str, Any], versions: dict[str, str] | None = None) -> Path:
-    """Write ``out/`` (model.onnx copied, ood.npz saved, bundle.json sealed) and load it back (self-test)."""
+                        window: dict[str, float], selftest: dict[str, np.ndarray], metrics: dict[str, Any],
+                        training: dict[str, Any], temperature: TemperatureScaler | None = None,
+                        conformal: ConformalClassifier | None = None, multilabel: MultilabelCalibrator | None = None,
+                        leads: list[str] | None = None, versions: dict[str, str] | None = None) -> Path:
+    """Write ``out/`` (model.onnx copied, ood.npz saved, bundle.json sealed) and load it back (self-test).
+    ``selftest``: a few inputs by ONNX input name (``wave`` + ``rr`` for beats, ``signal`` for recordings)."""
+    kind = "record" if "signal" in selftest else "beats"
     out.mkdir(parents=True, exist_ok=True)
     if onnx_path.resolve() != (out / "model.onnx").resolve():
         shutil.copy(onnx_path, out / "model.onnx")
     gate.save(out / "ood.npz")
-    logits, _ = make_session(out / "model.onnx").run(["logits", "features"], {"wave": selftest_waves, "rr": selftest_rr})
+    feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in selftest.items()}
+    logits, _ = make_session(out / "model.onnx").run(["logits", "features"], feeds)
     doc: dict[str, Any] = {
-        "format_version": SIGNAL_FORMAT, "task": "signal", "name": name, "version": version,
+        "format_version": SIGNAL_FORMAT, "task": "signal", "input": kind, "name": name, "version": version,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "intended_use": spec.description.strip(),
         "label_spec": spec.model_dump(mode="json", by_alias=True), "class_ids": spec.class_ids, "window": window,
-        "temperature": float(temperature.temperature_), "conformal": conformal.to_dict(), "ood": gate.to_dict(),
+        "leads": list(leads or []), "temperature": float(temperature.temperature_) if temperature is not None else 1.0,
+        "conformal": conformal.to_dict() if conformal is not None else None,
+        "multilabel": multilabel.to_dict() if multilabel is not None else None, "ood": gate.to_dict(),
         "metrics": metrics, "training": training,
-        "selftest": {"waves": selftest_waves.tolist(), "rr": selftest_rr.tolist(), "logits": logits.tolist()},
+        "selftest": {"inputs": {k: v.tolist() for k, v in feeds.items()}, "logits": logits.tolist()},
         "files": {f: file_digest(out / f) for f in FILES}, "versions": dict(versions or {}),
     }
     doc = json.loads(json.dumps(doc))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -24,6 +25,10 @@ from carelens.policy._schema import Assessment, ClassProbability, Finding, Model
 __all__ = ["MultilabelDecision", "decide_multilabel", "multilabel_decision", "required_levels", "triage_grade"]
 
 UNSURE = (0.2, 0.8)  # a calibrated condition probability inside this band is a finding the model is unsure of
+Source = Literal["image", "signal"]
+# what the input is called, and how to get a better one, in the answers
+_INPUT = {"image": ("image", "images", "Retake the photo"),
+          "signal": ("recording", "recordings", "Record the ECG again (electrodes firmly on, the patient lying still)")}
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,12 @@ def triage_grade(spec: LabelSpec, k: int, dist: np.ndarray | None, floor: float)
 
 def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
                         severity: Sequence[np.ndarray | None], spec: LabelSpec, *, in_distribution: bool = True,
-                        policy: DecisionPolicy | None = None) -> MultilabelDecision:
-    """The triage decision of one image: ``proba`` (K,) calibrated, ``present``/``kept`` (K,) masks,
-    ``severity`` the severity distribution per condition (``None`` where not graded)."""
+                        policy: DecisionPolicy | None = None, source: Source = "image") -> MultilabelDecision:
+    """The triage decision of one image (or ECG recording, ``source="signal"``): ``proba`` (K,) calibrated,
+    ``present``/``kept`` (K,) masks, ``severity`` the severity distribution per condition (``None`` where not
+    graded)."""
     pol = policy or DecisionPolicy()
+    noun, nouns, retake = _INPUT[source]
     p = np.asarray(proba, dtype=np.float64)
     grades = [triage_grade(spec, k, severity[k], pol.severity_floor) for k in range(len(p))]
     considered = tuple(int(k) for k in np.argsort(-p, kind="stable") if present[k] or kept[k])
@@ -85,16 +92,16 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         advice = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
     else:
         level, reason, advice = "self_care", "no condition is above its threshold or kept as possible", \
-            "No condition was found on this image."
+            f"No condition was found on this {noun}."
     floor = pol.floor_when_unsure
     if not in_distribution:
         # never below the floor, and never lowered: an urgent finding on an unusual image still escalates (DESIGN.md
         # puts OOD input at the floor itself; measured on multilabel_synth that misses 0.26 of the urgent cases
         # against 0.04, because severe cases look unusual more often)
         level = level if triage_rank(level) >= triage_rank(floor) else floor
-        reason = "cannot assess this image: it does not look like the images this model was trained on"
-        advice = ("This image does not look like what the model was trained on (wrong kind of image, poor quality, "
-                  "or an unusual case). Retake the photo, or have a professional look.")
+        reason = f"cannot assess this {noun}: it does not look like the {nouns} this model was trained on"
+        advice = (f"This {noun} does not look like what the model was trained on (wrong kind of {noun}, poor quality, "
+                  f"or an unusual case). {retake}, or have a professional look.")
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure about several conditions, so a professional should look"
@@ -105,13 +112,14 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
 def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
                       severity_proba: Sequence[np.ndarray | None], *, spec: LabelSpec, model: ModelRef,
                       coverage: float, in_distribution: bool = True, ood_score: float = 1.0,
-                      policy: DecisionPolicy | None = None) -> Assessment:
-    """The assessment of one image from a multi-label model: every finding with its probability and severity
-    distribution; ``prediction_set`` = the conditions kept by conformal risk control."""
+                      policy: DecisionPolicy | None = None, source: Source = "image") -> Assessment:
+    """The assessment of one image (or ECG recording) from a multi-label model: every finding with its
+    probability and severity distribution; ``prediction_set`` = the conditions kept by conformal risk control."""
     pol = policy or DecisionPolicy()
     p = np.asarray(proba, dtype=np.float64)
     severity = [int(np.argmax(s)) if s is not None else None for s in severity_proba]
-    d = multilabel_decision(p, present, kept, severity_proba, spec, in_distribution=in_distribution, policy=pol)
+    d = multilabel_decision(p, present, kept, severity_proba, spec, in_distribution=in_distribution, policy=pol,
+                            source=source)
     classes = spec.classes
     findings = []
     for k in d.considered:
@@ -130,7 +138,7 @@ def decide_multilabel(proba: np.ndarray, present: np.ndarray, kept: np.ndarray,
         top=top, prediction_set=[classes[k].id for k in d.considered if kept[k]], coverage=coverage,
         confidence=d.confidence, flags=list(d.flags),
         triage=TriageDecision(level=d.level, reason=d.reason),
-        advice=d.advice, findings=findings, based_on=["image"])
+        advice=d.advice, findings=findings, based_on=[source])
 
 
 def required_levels(y: np.ndarray, spec: LabelSpec) -> list[str]:

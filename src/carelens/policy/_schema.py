@@ -73,6 +73,6 @@ class Assessment(BaseModel):
     advice: str
     findings: list[Finding] = Field(default_factory=list, description=(
         "multi-label models: every condition present or kept, most probable first, with its severity"))
-    based_on: list[Literal["image", "facts", "symptoms"]] = Field(
-        default_factory=list, description="the sources this assessment fused (image, clinical facts, symptoms)")
+    based_on: list[Literal["image", "facts", "symptoms", "signal"]] = Field(
+        default_factory=list, description="the sources this assessment fused (image, clinical facts, symptoms, ECG signal)")
     disclaimer: str = DISCLAIMER

@@ -3,7 +3,7 @@ clinical (tabular) bundles' row-by-row assessments, and the
 readers and writers of `carelens predict`. The assessment schema and decision policy are in
 :mod:`carelens.policy`."""
 
-from carelens.predict.ecg import beat_classifier
+from carelens.predict.ecg import MAX_WINDOWS, assess_record, assess_recordings, beat_classifier, record_windows
 from carelens.predict.engine import (
     HEATMAP_MAX_SIDE,
     Engine,
@@ -16,5 +16,19 @@ from carelens.predict.engine import (
 )
 from carelens.predict.tabular import predict_table
 
-__all__ = ["HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "beat_classifier", "capped_size", "collect_inputs", "overlay_heatmap",
-           "predict_table", "write_results"]
+__all__ = [
+    "HEATMAP_MAX_SIDE",
+    "MAX_WINDOWS",
+    "Engine",
+    "Inference",
+    "Result",
+    "assess_record",
+    "assess_recordings",
+    "beat_classifier",
+    "capped_size",
+    "collect_inputs",
+    "overlay_heatmap",
+    "predict_table",
+    "record_windows",
+    "write_results",
+]

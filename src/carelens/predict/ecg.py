@@ -1,14 +1,23 @@
-"""A signal bundle as the ECG screen's beat classifier: the record's beats cut as the bundle was trained
-(:func:`carelens.ecg.beat_features`), classified, counted per class and per hour."""
+"""Signal bundles at work: a beat classifier for the ECG screen (the record's beats cut as the bundle was
+trained, :func:`carelens.ecg.beat_features`, classified, counted per class and per hour), and the assessment of
+a whole recording by a record model (its leads picked by name, resampled, cut into the bundle's windows)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
 
 from carelens.bundle import SignalBundle
-from carelens.ecg import BeatClassifier, BeatSummary, beat_features
+from carelens.ecg import BeatClassifier, BeatSummary, EcgSignal, beat_features, read_ecg, resample
+from carelens.errors import DataError
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide_multilabel
+from carelens.predict.engine import Result
 
-__all__ = ["beat_classifier"]
+__all__ = ["MAX_WINDOWS", "assess_record", "assess_recordings", "beat_classifier", "record_windows"]
+
+MAX_WINDOWS = 6  # a longer recording is read as its first six windows (one minute for PTB-XL's 10 s)
 
 
 def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
@@ -32,3 +41,53 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
             out_of_distribution_share=round(float((~ind).mean()), 4))
 
     return classify
+
+
+def _lead_key(name: str) -> str:
+    return name.strip().upper()
+
+
+def record_windows(bundle: SignalBundle, sig: EcgSignal) -> np.ndarray:
+    """The recording as the record model reads it: (windows, leads, samples), its leads in the bundle's order
+    (matched by name, case-insensitively: aVR = AVR), at the bundle's rate, in consecutive windows of the
+    bundle's length (at most :data:`MAX_WINDOWS`); missing samples as 0."""
+    need = bundle.spec.leads
+    have = {_lead_key(n): i for i, n in enumerate(sig.leads)}
+    missing = [n for n in need if _lead_key(n) not in have]
+    if missing:
+        raise DataError(f"{sig.name}: model {bundle.name!r} reads the {len(need)} leads {', '.join(need)}; this "
+                        f"recording lacks {', '.join(missing)} (it has {', '.join(sig.leads)})")
+    fs, seconds = bundle.spec.window["fs"], bundle.spec.window["seconds"]
+    x = resample(sig, fs).samples[:, [have[_lead_key(n)] for n in need]]
+    n = round(fs * seconds)
+    if len(x) < n:
+        raise DataError(f"{sig.name}: model {bundle.name!r} reads {seconds:g} s windows; this recording is "
+                        f"{len(x) / fs:.1f} s long")
+    k = min(len(x) // n, MAX_WINDOWS)
+    windows: np.ndarray = np.nan_to_num(x[: k * n]).T.reshape(len(need), k, n).transpose(1, 0, 2)
+    return windows.astype(np.float32)
+
+
+def assess_record(bundle: SignalBundle, sig: EcgSignal, policy: DecisionPolicy | None = None) -> Assessment:
+    """One assessment of the recording: each condition's calibrated probability averaged over its windows, present
+    and kept decided on that average; out of distribution when most windows are."""
+    if bundle.multilabel is None:
+        raise DataError(f"model {bundle.name!r} classifies heartbeats; send the recording to the ECG screen")
+    proba, _, _, ind, pval = bundle.classify_records(record_windows(bundle, sig))
+    p = proba.mean(0)
+    ml = bundle.multilabel
+    return decide_multilabel(p, ml.present(p), ml.kept(p), [None] * len(p), spec=bundle.labels,
+                             model=ModelRef(name=bundle.name, version=bundle.version), coverage=1 - ml.alpha,
+                             in_distribution=bool(ind.mean() > 0.5), ood_score=float(np.median(pval)),
+                             policy=policy, source="signal")
+
+
+def assess_recordings(bundle: SignalBundle, paths: Iterable[str | Path],
+                      policy: DecisionPolicy | None = None) -> Iterator[Result]:
+    """`carelens predict` for a record model: one result per recording (a WFDB record, .edf or .csv); one that
+    cannot be read or lacks the model's leads is that result's error, the others are still assessed."""
+    for path in paths:
+        try:
+            yield Result(str(path), assess_record(bundle, read_ecg(path), policy))
+        except DataError as exc:
+            yield Result(str(path), error=str(exc))

@@ -7,8 +7,14 @@ into a bundle; :func:`build_clinical` makes a clinical (tabular) bundle from a t
 
 from carelens.steps.calibrate import calibrate_run
 from carelens.steps.clinical import CLINICAL_SETS, build_clinical, read_clinical_table
-from carelens.steps.multilabel import calibrate_multilabel, multilabel_report, triage_levels_multilabel
+from carelens.steps.multilabel import (
+    calibrate_multilabel,
+    multilabel_report,
+    ood_classes,
+    triage_levels_multilabel,
+    urgent_recall_floor,
+)
 from carelens.steps.run import Calibration, DatasetRef, Predictions, Run, RunConfig
 
 __all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical", "calibrate_multilabel", "calibrate_run",
-           "multilabel_report", "read_clinical_table", "triage_levels_multilabel"]
+           "multilabel_report", "ood_classes", "read_clinical_table", "triage_levels_multilabel", "urgent_recall_floor"]

@@ -7,6 +7,7 @@ from carelens.train._losses import FocalLoss, build_loss, class_weights
 from carelens.train._signal import (
     SignalTrainResult,
     export_beats,
+    export_records,
     predict_beats,
     predict_records,
     train_beats,
@@ -28,6 +29,7 @@ __all__ = [
     "class_weights",
     "cross_validate",
     "export_beats",
+    "export_records",
     "load_split",
     "make_tracker",
     "predict_beats",

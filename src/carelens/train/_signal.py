@@ -21,14 +21,16 @@ from sklearn.metrics import balanced_accuracy_score
 
 from carelens import __version__
 from carelens.bundle import write_signal_bundle
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.ecg import BEAT_WINDOW, BeatSet
+from carelens.errors import ConfigError
 from carelens.labels import LabelSpec
 from carelens.models import BeatNet, RecordNet
+from carelens.steps import ood_classes, urgent_recall_floor
 from carelens.train._losses import build_loss, positive_weights
 from carelens.train._runtime import configure_runtime
 
-__all__ = ["SignalTrainResult", "export_beats", "predict_beats", "predict_records", "train_beats", "train_records"]
+__all__ = ["SignalTrainResult", "export_beats", "export_records", "predict_beats", "predict_records", "train_beats", "train_records"]
 
 
 M = TypeVar("M", BeatNet, RecordNet)
@@ -129,9 +131,38 @@ def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spe
                       input_names=["wave", "rr"], output_names=["logits", "features"],
                       dynamic_axes={"wave": {0: "n"}, "rr": {0: "n"}}, dynamo=False)
     return write_signal_bundle(out, onnx_path, gate, name=name, version=version, spec=spec, window=BEAT_WINDOW,
-                               temperature=ts, conformal=cp, selftest_waves=waves, selftest_rr=rr,
-                               metrics=metrics or {}, training=training or {},
-                               versions={"carelens": __version__, "torch": torch.__version__})
+                               temperature=ts, conformal=cp, selftest={"wave": waves, "rr": rr},
+                               metrics=metrics or {}, training=training or {}, versions=_versions())
+
+
+def _versions() -> dict[str, str]:
+    return {"carelens": __version__, "torch": torch.__version__}
+
+
+def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+                   out: Path, *, spec: LabelSpec, leads: Sequence[str], fs: float, name: str | None = None,
+                   version: str = "1", alpha: float = 0.1, recall_floor: float = 0.9,
+                   metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
+    """Calibrate a recording network on ``val`` as multi-label image models are calibrated (per-condition
+    temperatures; decision thresholds meeting ``recall_floor`` on validation for the conditions that can need
+    urgent care, F1 for the others; conformal risk control of the share of conditions missed at ``alpha``), fit
+    the OOD gate on the network's features (``train`` as the reference), export to ONNX and write a verified
+    signal bundle (``input: record``)."""
+    if len(spec.classes) != train_y.shape[1] or not spec.multilabel:
+        raise ConfigError(f"label spec {spec.name!r} must be multi-label with {train_y.shape[1]} conditions")
+    val_logits, val_feats = predict_records(model, val_x)
+    _, train_feats = predict_records(model, train_x)
+    cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(val_logits, val_y)
+    gate = OODGate("combined", 0.95).fit(train_feats, ood_classes(train_y), val_feats, val_logits)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = out / "model.onnx"
+    sample = np.ascontiguousarray(val_x[:2])
+    torch.onnx.export(model.eval(), (torch.from_numpy(sample),), str(onnx_path), input_names=["signal"],
+                      output_names=["logits", "features"], dynamic_axes={"signal": {0: "n"}}, dynamo=False)
+    return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
+                               window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
+                               multilabel=cal, selftest={"signal": sample}, metrics=metrics or {},
+                               training=training or {}, versions=_versions())
 
 
 @torch.no_grad()

@@ -1,5 +1,6 @@
 """The models: what is loaded, and one case assessed by a named model: an image (multipart ``file``) for image
-models, a JSON object of inputs for clinical (tabular) models."""
+models, a JSON object of inputs for clinical (tabular) models, an ECG recording (multipart ``file``: a WFDB
+record's .hea and .dat, or one .edf or .csv) for record models."""
 
 import dataclasses
 import json
@@ -9,10 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from carelens.bundle import SignalBundle
+from carelens.predict import assess_record
 from carelens.serve.auth import Principal
 from carelens.serve.deps import Services, ServicesDep, in_thread, principal
 from carelens.serve.errors import ERROR_RESPONSES, ApiError
 from carelens.serve.images import assess_image, read_upload
+from carelens.serve.records import read_record_upload
 from carelens.serve.registry import ModelEntry, TabularEntry
 from carelens.serve.schemas import ModelInfo, PredictResponse
 
@@ -47,14 +50,17 @@ def _tabular_info(name: str, entry: TabularEntry) -> ModelInfo:
 
 
 def _signal_info(name: str, b: SignalBundle) -> ModelInfo:
-    """A beat classifier: used by POST /v1/ecg (not by /predict)."""
+    """A beat classifier (used by POST /v1/ecg) or a record model (POST /v1/models/{name}/predict, and /v1/ecg)."""
     m = b.spec.metrics
+    use = (" Used by POST /v1/ecg to classify each beat." if b.spec.input == "beats" else
+           f" Reads {b.spec.window['seconds']:g} s of the leads {', '.join(b.spec.leads)}: send the recording to "
+           f"POST /v1/models/{name}/predict (or /v1/ecg).")
     return ModelInfo(
         name=name, version=b.version, task="signal", modality=b.labels.modality or "ecg", species=list(b.labels.species),
         care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
         metrics={k: m[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage") if k in m},
-        intended_use=b.spec.intended_use + " Used by POST /v1/ecg to classify each beat.")
+        intended_use=b.spec.intended_use + use, inputs=[{"name": lead, "type": "ecg_lead"} for lead in b.spec.leads] or None)
 
 
 @router.get("", response_model=list[ModelInfo], responses=ERROR_RESPONSES)
@@ -91,20 +97,45 @@ async def _predict_tabular(request: Request, entry: TabularEntry, svc: Services,
                            risk_outcome=entry.bundle.labels.classes[entry.bundle.risk_outcome].id, latency_ms=round(ms, 2))
 
 
-@router.post("/{name}/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
+async def _predict_record(b: SignalBundle, files: list[UploadFile], svc: Services, who: Principal,
+                          species: str | None) -> PredictResponse:
+    t = time.perf_counter()
+    wanted = svc.species_for(species) if species else None
+    if wanted is not None and not b.labels.serves(wanted):
+        raise ApiError(422, "wrong_species", f"model {b.name!r} is for {', '.join(b.labels.species)}, not {wanted}")
+    if not files:
+        raise ApiError(422, "file_required", f"model {b.name!r} reads an ECG recording: send it as multipart 'file' "
+                                             "fields (a WFDB record's .hea and .dat, or one .edf or .csv)")
+    sig, sha = await read_record_upload(files, svc)
+    a = await in_thread(assess_record, b, sig)  # DataError (422) naming missing leads or a too-short recording
+    ms = (time.perf_counter() - t) * 1000
+    pid = await in_thread(lambda: svc.log.record(kind="predict", model_name=b.name, model_version=b.version,
+                                                 assessment=a.model_dump(mode="json"), latency_ms=ms, input_sha256=sha,
+                                                 api_key_id=who.key_id))
+    return PredictResponse(id=pid, assessment=a, latency_ms=round(ms, 2))
+
+
+@router.post("/{name}/predict", response_model=PredictResponse, responses=ERROR_RESPONSES,
+             form_limits={"max_files": 2, "max_fields": 8, "max_part_size": 64 * 1024})  # an image, or a record's .hea + .dat
 async def predict(request: Request, name: str, svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
-                  file: Annotated[UploadFile | None, File(description="the image (image models)")] = None,
+                  file: Annotated[list[UploadFile] | None, File(
+                      description="the image (image models); the recording's files (record models)")] = None,
                   heatmap: Annotated[bool, Query(description="add a heatmap overlay")] = False,
                   species: Annotated[str | None, Query(description="the patient's species")] = None) -> PredictResponse:
     tab = svc.registry.tabular.get(name)
     if tab is not None:
         return await _predict_tabular(request, tab, svc, who, species)
+    sig = svc.registry.signal.get(name)
+    if sig is not None and sig.spec.input == "record":
+        return await _predict_record(sig, file or [], svc, who, species)
     svc.resolve(name, species)  # 404 / 422 before the upload is read
-    if file is None:
+    if not file:
         raise ApiError(422, "file_required", f"model {name!r} is an image model: send the image as the multipart "
                                              "field 'file'")
+    if len(file) > 1:
+        raise ApiError(422, "one_image", f"model {name!r} assesses one image per request; {len(file)} were sent")
     t = time.perf_counter()
-    up = await read_upload(file, svc)
+    up = await read_upload(file[0], svc)
     a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request, species=species)
     ms = (time.perf_counter() - t) * 1000
     pid = await in_thread(lambda: svc.log.record(
