@@ -1,4 +1,5 @@
-"""Inference benchmark (issue 5), case `inference`: python bench/inference.py
+"""Inference benchmarks. Case `inference` (issue 5): python bench/inference.py; case `inference_int8` (issue 16):
+python bench/inference.py inference_int8 (after `inference`, whose run it quantises).
 
 Builds a 224px EfficientNet-Lite0 bundle (head trained on frozen features of a HAM10000 subset: the
 graph is the full model, which is what latency depends on), then measures in one run:
@@ -141,5 +142,105 @@ def main() -> None:
     print(res, json.dumps(metrics, indent=1))
 
 
+def _serving_rss(bundle_dir: Path, files: list[Path]) -> dict:  # type: ignore[type-arg]
+    """Peak memory of a fresh serving-like process (no torch) that loads the bundle and predicts 64 files."""
+    import os
+
+    code = textwrap.dedent(f"""
+        import sys, json
+        from carelens.bundle import load_bundle
+        from carelens.predict import Engine
+        e = Engine(load_bundle({str(bundle_dir)!r}))
+        n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
+        hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+        print(json.dumps({{"rss_mb": hwm / 1024, "torch": "torch" in sys.modules, "n": n}}))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def int8_case() -> None:
+    """The same run as `inference`, exported fp32 and int8 (`carelens export --int8`), measured in one run."""
+    import torch
+
+    t0 = time.perf_counter()
+    case_dir = OUT / "inference"
+    run = case_dir / "run"
+    if not Run(run).file(Run.CALIBRATION).exists():
+        raise SystemExit("run `python bench/inference.py` first: this case quantises its run")
+    fp32_dir = export_run(run, case_dir / "bundle", name="derma224", version="bench")
+    t = time.perf_counter()
+    int8_dir = export_run(run, case_dir / "bundle_int8", name="derma224", version="bench-int8", int8=True)
+    export_s = time.perf_counter() - t
+    par = json.loads((int8_dir / "bundle.json").read_text())["parity"]
+    b32, b8 = load_bundle(fp32_dir), load_bundle(int8_dir)
+    e32, e8 = Engine(b32, batch_size=32), Engine(b8, batch_size=32)
+    files = [e.path for e in open_dataset("ham10000")][:600]
+    x1 = np.random.default_rng(1).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    torch.set_num_threads(2)
+    tmodel = load_run_model(run)
+    xt = torch.from_numpy(x1)
+    single = {"fp32": [], "int8": []}  # type: ignore[var-annotated]
+    model_ms = {"fp32": [], "int8": []}  # type: ignore[var-annotated]
+    torch_ms: list[float] = []
+    with torch.inference_mode():
+        for _ in range(5):
+            b32.run(x1)
+            b8.run(x1)
+            tmodel(xt)
+        for r in range(ROUNDS):  # interleaved, so that the host's slow spells hit every figure alike
+            for key, eng, b in (("fp32", e32, b32), ("int8", e8, b8)):
+                single[key] += [_timed(lambda p=p, eng=eng: list(eng.predict_paths([p])), 1)[0] for p in files[r * 40 : (r + 1) * 40]]
+                model_ms[key] += _timed(lambda b=b: b.run(x1), 20)
+            torch_ms += _timed(lambda: tmodel(xt), 6)
+    tput = {}
+    for key, eng in (("fp32", e32), ("int8", e8)):
+        t = time.perf_counter()
+        n = sum(1 for r in eng.predict_paths(files) if r.assessment is not None)
+        tput[key] = n / (time.perf_counter() - t)
+    rss = _serving_rss(int8_dir, files)
+    med = {k: statistics.median(v) for k, v in model_ms.items()}
+    tm = statistics.median(torch_ms)
+    metrics = {
+        "latency_p50_ms": round(statistics.median(single["int8"]), 2),
+        "latency_p50_ms_fp32": round(statistics.median(single["fp32"]), 2),
+        "latency_p99_ms": round(float(np.percentile(single["int8"], 99)), 2),
+        "model_p50_ms": round(med["int8"], 2), "model_p50_ms_fp32": round(med["fp32"], 2),
+        "model_speedup_vs_fp32": round(med["fp32"] / med["int8"], 2),
+        "torch_eager_p50_ms": round(tm, 2), "speedup_vs_torch": round(tm / med["int8"], 2),
+        "speedup_vs_torch_fp32": round(tm / med["fp32"], 2),
+        "throughput_img_s": round(tput["int8"], 1), "throughput_img_s_fp32": round(tput["fp32"], 1),
+        "balanced_accuracy_loss": round(par["test_balanced_accuracy_fp32"] - par["test_balanced_accuracy_int8"], 4),
+        "val_balanced_accuracy_loss": round(par["val_balanced_accuracy_fp32"] - par["val_balanced_accuracy_int8"], 4),
+        "top1_agreement_val": par["top1_agreement"], "max_probability_diff_val": par["max_probability_diff"],
+        "peak_rss_mb": round(rss["rss_mb"], 1), "serving_process_imported_torch": rss["torch"],
+        "export_int8_s": round(export_s, 1),
+    }
+    targets = {"latency_p50_ms": 4.0, "speedup_vs_torch": 8.0, "throughput_img_s": 300.0,
+               "balanced_accuracy_loss": 0.005, "peak_rss_mb": 200.0}
+    res = write_result("inference_int8", "ham10000", time.perf_counter() - t0, metrics, targets,
+                       baseline={"name": "the same model in fp32 (bundle from `carelens export`), same run",
+                                 "metrics": {"latency_p50_ms": metrics["latency_p50_ms_fp32"],
+                                             "throughput_img_s": metrics["throughput_img_s_fp32"]}},
+                       notes="command: python bench/inference.py inference_int8. The `inference` case's run (224 px "
+                             "EfficientNet-Lite0, head trained on frozen features of a 900-image HAM10000 subset: a "
+                             "weak model, so many near-ties and a pessimistic agreement figure); ONNX Runtime static "
+                             "quantisation (QDQ, per-channel int8 weights, uint8 activations, MinMax ranges from 128 "
+                             "training images), calibration refitted on the int8 outputs; balanced-accuracy loss on "
+                             f"that run's test split ({par.get('images')} validation images for agreement). "
+                             f"{ROUNDS} interleaved rounds of 40 files end to end per model, 20 model calls, 6 PyTorch "
+                             "calls; throughput over 600 files, batch 32; CPU: "
+                             + _cpu())
+    print(res, json.dumps(metrics, indent=1))
+
+
+def _cpu() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 if __name__ == "__main__":
-    main()
+    {"inference": main, "inference_int8": int8_case}[sys.argv[1] if len(sys.argv) > 1 else "inference"]()

@@ -8,11 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata as md
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 from carelens import __version__
@@ -31,12 +34,22 @@ from carelens.bundle import (
     make_session,
     selftest_input,
 )
-from carelens.errors import BundleError, DataError
+from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
+from carelens.metrics import classification_metrics, softmax
 from carelens.models import Classifier, build_classifier
 from carelens.preprocess import preprocess
-from carelens.steps.run import Run
+from carelens.steps.calibrate import calibrate_run
+from carelens.steps.quantize import (
+    CALIBRATION_IMAGES,
+    INT8_SELFTEST_ATOL,
+    derived_run,
+    int8_predictions,
+    quantize_onnx,
+    split_batches,
+)
+from carelens.steps.run import Calibration, Run
 from carelens.tasks import OutputLayout
 
 __all__ = ["export_run", "load_run_model"]
@@ -94,9 +107,53 @@ def _split_info(run: Run) -> SplitInfo:
                      counts=doc.get("counts"))
 
 
+def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int) -> tuple[Run, Calibration, dict[str, Any]]:
+    """Replace out/model.onnx (fp32, verified against PyTorch) by its int8 version; recompute the run's outputs with
+    it and refit the calibration on them, with the settings the fp32 calibration used; the agreement of the two
+    models on the validation split."""
+    if cal.multilabel is not None:
+        raise ConfigError("int8 export supports multi-class models for now; export this multi-label run in fp32")
+    ds, splits = r.data()
+    train_idx = splits.indices(ds, "train")
+    rng = np.random.default_rng(0)
+    chosen = sorted(rng.choice(train_idx, min(calibration_images, len(train_idx)), replace=False).tolist())
+    fp32 = out / "model.fp32.onnx"
+    (out / "model.onnx").rename(fp32)
+    quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
+    preds = int8_predictions(r, make_session(out / "model.onnx"))
+    ref = r.predictions()
+    fp32.unlink()
+    tmp = Path(tempfile.mkdtemp(prefix="carelens-int8-run-"))
+    derived = derived_run(r, tmp, preds)
+    rep = cal.report
+    conf, ood = rep["conformal"], rep["ood"]
+    target = (rep.get("decision_rule") or {}).get("target_critical_miss_rate", 0.02)
+    cal8 = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
+                         ood_method=ood["method"], pass_rate=ood["pass_rate"], facts=None if "facts" in rep else [],
+                         critical_miss_target=target)
+    assert cal.temperature is not None and cal8.temperature is not None
+    p32, p8 = cal.temperature.predict_proba(ref.val_logits), cal8.temperature.predict_proba(preds.val_logits)
+    y = ref.val_y
+    agreement = {
+        "int8": True, "images": len(y), "calibration_images": len(chosen),
+        "top1_agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
+        "max_probability_diff": float(np.abs(p32 - p8).max()),
+        "val_balanced_accuracy_fp32": float(balanced_accuracy_score(y, p32.argmax(1))),
+        "val_balanced_accuracy_int8": float(balanced_accuracy_score(y, p8.argmax(1))),
+    }
+    if preds.test_logits is not None and ref.test_logits is not None:
+        agreement["test_balanced_accuracy_fp32"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
+        agreement["test_balanced_accuracy_int8"] = float(balanced_accuracy_score(preds.test_y, preds.test_logits.argmax(1)))
+    return derived, cal8, agreement
+
+
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
-               parity_images: list[np.ndarray] | None = None, atol: float = 1e-4) -> Path:
+               parity_images: list[np.ndarray] | None = None, atol: float = 1e-4, int8: bool = False,
+               calibration_images: int = CALIBRATION_IMAGES) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
+
+    ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`), its calibration refitted on
+    its own outputs, and the fp32-parity record replaced by the int8 model's agreement with fp32 on validation.
 
     Raises:
         BundleError: ONNX Runtime and PyTorch disagree beyond ``atol`` or on any decision.
@@ -142,11 +199,25 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     if diff > atol or not same:
         raise BundleError(f"export check failed: ONNX Runtime and PyTorch logits differ by {diff:.2e} "
                           f"(allowed {atol:.0e}); identical decisions: {same}")
+    parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
+    selftest_atol = SelfTest.model_fields["atol"].default
+    scratch: Path | None = None
+    if int8:
+        r, cal, agreement = _int8(r, out, cal, calibration_images)
+        scratch = r.path  # the derived run: removed once the bundle is written
+        shutil.copy(r.ood_path, out / "ood.npz")
+        sess = make_session(out / "model.onnx")
+        parity = {"fp32_vs_torch": parity, **agreement}
+        selftest_atol = INT8_SELFTEST_ATOL
     seed = 20261125
     st_in = selftest_input(seed, [1, 3, s, s])
     st_logits = sess.run(["logits"], {"input": st_in})[0]
 
     metrics = r.metrics()
+    if int8:  # the test figures of the model shipped
+        p = r.predictions()
+        if p.test_logits is not None and p.test_y is not None:
+            metrics = {**metrics, "test": classification_metrics(p.test_y, softmax(p.test_logits), cfg.class_ids)}
     test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
     for key in ("operating_points", "decision_rule"):  # the price of safety per alpha and per rule, for the deployer
         if key in cal.report:
@@ -176,15 +247,17 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         data_fingerprint=cfg.dataset.fingerprint,
         training_config=cfg.train.to_dict(),
         versions=_versions(),
-        selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist()),
+        selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist(), atol=selftest_atol),
         split=_split_info(r),
         facts=FactsSection.model_validate(facts) if facts else None,
         decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
                                    if "severity_floor" in cal.report else {}),
                                 critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold")),
-        parity={"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol},
+        parity=parity,
         files=files,
     )
     bundle.write(out)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     load_bundle(out)  # the bundle must load and pass its own self-test before we call it done
     return out

@@ -3,8 +3,15 @@ The heartbeat network: the same imbalance strategies (class-weighted or focal
 loss, :func:`build_loss`) and the same selection rule as images (the epoch with the best validation
 balanced accuracy), on 1-D windows and RR features instead of images.
 
-Augmentation: amplitude scaling (0.8-1.2) and a small baseline shift per beat, the variation between leads
-and electrode placements; never a time shift (the window is centred on the R-peak by construction)."""
+Augmentation: amplitude scaling (0.8-1.2), a small baseline shift and white noise per beat (the variation
+between leads, electrode placements and recordings), and a time stretch about the R-peak (0.85-1.15: QRS and
+QT widths differ between patients and with heart rate); never a time shift (the window is centred on the
+R-peak by construction).
+
+Which weights to keep: the heartbeat validation split holds later beats of the *training* patients (every DS1
+patient is needed for training), so its balanced accuracy says little about new patients; the beat network
+therefore keeps the weights at the end of its one-cycle schedule (``keep="last"``) and reports the validation
+figure per epoch. Recording networks validate on other patients (PTB-XL fold 9) and keep the best epoch."""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -56,11 +63,14 @@ def predict_beats(model: BeatNet, beats: BeatSet, batch: int = 2048) -> tuple[np
     return np.concatenate(logits), np.concatenate(feats)
 
 
+Keep = Literal["best", "last"]
+
+
 def _fit(model: M, n: int, loss_of: Callable[[np.ndarray], torch.Tensor], score: Callable[[], float], metric: str, *,
          epochs: int, lr: float, batch: int, weight_decay: float, rng: np.random.Generator,
-         progress: Callable[[int], None] | None) -> SignalTrainResult[M]:
+         progress: Callable[[int], None] | None, keep: Keep = "best") -> SignalTrainResult[M]:
     """The loop both networks share: AdamW with a one-cycle schedule; after each epoch ``score`` (on validation)
-    is recorded as ``metric`` and the best epoch's weights are kept."""
+    is recorded as ``metric``; the best epoch's weights are kept, or the last epoch's (``keep="last"``)."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * int(np.ceil(n / batch)))
     result = SignalTrainResult(model)
@@ -80,7 +90,7 @@ def _fit(model: M, n: int, loss_of: Callable[[np.ndarray], torch.Tensor], score:
             total += float(loss.detach()) * len(idx)
         value = score()
         result.history.append({"epoch": epoch + 1, "train_loss": total / n, metric: value})
-        if best is None or value > best[0]:
+        if best is None or value > best[0] or keep == "last":
             best = (value, copy.deepcopy(model.state_dict()))
             result.best_epoch = epoch + 1
         if progress:
@@ -91,18 +101,38 @@ def _fit(model: M, n: int, loss_of: Callable[[np.ndarray], torch.Tensor], score:
     return result
 
 
+STRETCH = (0.85, 1.15)  # time stretch about the R-peak
+NOISE_SD = 0.03  # white noise, in units of the record's median R amplitude
+
+
+def stretch_beats(waves: np.ndarray, factors: np.ndarray, centre: int) -> np.ndarray:
+    """Each window (n, channels, L) stretched in time about sample ``centre`` by its factor (linear
+    interpolation, edges held)."""
+    _, c, length = waves.shape
+    src = np.clip(centre + (np.arange(length) - centre)[None, :] * factors[:, None], 0, length - 1)
+    i0 = np.floor(src).astype(np.int64)
+    i1 = np.minimum(i0 + 1, length - 1)
+    frac = (src - i0)[:, None, :]
+    g0 = np.take_along_axis(waves, np.repeat(i0[:, None, :], c, 1), 2)
+    g1 = np.take_along_axis(waves, np.repeat(i1[:, None, :], c, 1), 2)
+    return (g0 * (1 - frac) + g1 * frac).astype(np.float32)  # type: ignore[no-any-return]
+
+
 def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 12, lr: float = 2e-3, batch: int = 256,
-                imbalance: Sequence[str] = ("weighted",), seed: int = 0, threads: int | None = None,
+                imbalance: Sequence[str] = ("weighted",), seed: int = 0, threads: int | None = None, keep: Keep = "last",
                 progress: Callable[[int], None] | None = None) -> SignalTrainResult[BeatNet]:
     configure_runtime(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = BeatNet(n_classes, train.rr.shape[1], channels=train.waves.shape[1])
+    model = BeatNet(n_classes, train.rr.shape[1])
     loss_fn = build_loss(imbalance, np.maximum(np.bincount(train.y, minlength=n_classes), 1).tolist())
+    centre = round(BEAT_WINDOW["before_s"] * BEAT_WINDOW["fs"])
 
     def loss_of(idx: np.ndarray) -> torch.Tensor:
         wave = train.waves[idx] * rng.uniform(0.8, 1.2, (len(idx), 1, 1)).astype(np.float32)
-        wave[:, :1] += rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)  # baseline: the raw beat only
+        wave = stretch_beats(wave, rng.uniform(*STRETCH, len(idx)), centre)
+        wave += rng.normal(0, NOISE_SD, wave.shape).astype(np.float32)
+        wave += rng.normal(0, 0.05, (len(idx), 1, 1)).astype(np.float32)  # a baseline offset
         logits, _ = model(torch.from_numpy(wave), torch.from_numpy(train.rr[idx]))
         return loss_fn(logits, torch.from_numpy(train.y[idx]))  # type: ignore[no-any-return]
 
@@ -110,7 +140,7 @@ def train_beats(train: BeatSet, val: BeatSet, n_classes: int, *, epochs: int = 1
         return float(balanced_accuracy_score(val.y, predict_beats(model, val)[0].argmax(1)))
 
     return _fit(model, len(train), loss_of, score, "val_balanced_accuracy", epochs=epochs, lr=lr, batch=batch,
-                weight_decay=1e-4, rng=rng, progress=progress)
+                weight_decay=1e-4, rng=rng, progress=progress, keep=keep)
 
 
 def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spec: LabelSpec, name: str = "ecg_beats",

@@ -1,0 +1,108 @@
+"""int8 models: static quantisation of a bundle's ONNX graph, and the run's outputs recomputed with it.
+
+ONNX Runtime's static quantisation in the QDQ format (quantize/dequantize pairs around each operator, which the
+runtime fuses into integer kernels): weights int8 per output channel, activations uint8 (the pairing that
+VNNI and AMX instructions execute natively), activation ranges from MinMax calibration on images of the
+*training* split (never validation or test, which fit and measure the calibration). The int8 model's outputs on
+every split then replace the fp32 ones, so that temperature, conformal thresholds and the OOD gate are refitted
+on what the shipped model actually computes (:func:`carelens.steps.export.export_run` with ``int8=True``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carelens.console import progress_bar
+from carelens.data import Dataset
+from carelens.errors import DataError
+from carelens.preprocess import PreprocessConfig, preprocess
+from carelens.steps.run import Predictions, Run
+
+__all__ = ["CALIBRATION_IMAGES", "INT8_SELFTEST_ATOL", "int8_predictions", "quantize_onnx", "split_batches"]
+
+CALIBRATION_IMAGES = 128
+INT8_SELFTEST_ATOL = 0.25  # integer kernels round differently across CPU instruction sets (VNNI, AMX, AVX2)
+
+
+def split_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32) -> Iterator[np.ndarray]:
+    """The images at ``indices`` (in that order; unreadable ones skipped, as training skipped them) preprocessed
+    as the bundle will, in batches (n, 3, S, S) float32."""
+    buf: list[np.ndarray] = []
+    for _, img in ds.iter_images(indices):
+        buf.append(preprocess(img, pre))
+        if len(buf) == batch:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
+def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_name: str = "input") -> None:
+    """Write the int8 (QDQ, per-channel weights, uint8 activations) version of ``src`` to ``dst``, its activation
+    ranges measured on the ``calibration`` batches."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.batches = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            b = next(self.batches, None)
+            return None if b is None else {input_name: b}
+
+    with tempfile.TemporaryDirectory(prefix="carelens-int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
+        quantize_static(str(prepared), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+
+
+def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
+    logits, feats = [], []
+    with progress_bar(f"int8 outputs: {desc}", n) as advance:
+        for b in batches:
+            lo, fe = session.run(["logits", "features"], {"input": b})
+            logits.append(lo)
+            feats.append(fe)
+            advance(len(b))
+    return np.concatenate(logits), np.concatenate(feats)
+
+
+def int8_predictions(run: Run, session: Any) -> Predictions:
+    """The run's predictions.npz recomputed with ``session`` (the int8 model): the same splits, images and order
+    as training used, so that the labels and ids stay those of the fp32 predictions."""
+    ds, splits = run.data()
+    pre = run.config.preprocess
+    ref = run.predictions()
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        y = getattr(ref, f"{split}_y")
+        if y is None:
+            continue
+        idx = splits.indices(ds, split)
+        logits, feats = _outputs(session, split_batches(ds, idx, pre), len(idx), split)
+        if len(logits) != len(y):
+            raise DataError(f"the {split} split now has {len(logits)} readable images, training had {len(y)}: the "
+                            "data changed since training; retrain before exporting")
+        out |= {f"{split}_logits": logits, f"{split}_features": feats, f"{split}_y": y}
+        if split != "train":
+            out[f"{split}_ids"] = getattr(ref, f"{split}_ids")
+    return Predictions(**out)
+
+
+def derived_run(run: Run, folder: Path, predictions: Predictions) -> Run:
+    """A run folder beside ``run`` with the same configuration, splits and metrics but other predictions (the int8
+    model's), for the calibrate step to refit on."""
+    for name in (Run.CONFIG, Run.SPLITS, Run.METRICS):
+        if run.file(name).is_file():
+            shutil.copy(run.file(name), folder / name)
+    derived = Run(folder)
+    derived.write_predictions(predictions)
+    return derived

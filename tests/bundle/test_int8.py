@@ -1,0 +1,49 @@
+"""`carelens export --int8`: the statically quantised model shipped with its calibration refitted on its own
+outputs, and its agreement with the fp32 model recorded in place of the fp32 parity check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from typer.testing import CliRunner
+
+from carelens.bundle import load_bundle
+from carelens.cli import app
+from carelens.predict import Engine
+from carelens.steps import Run, calibrate_run
+
+
+def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
+    calibrate_run(tiny_pneumonia_run)
+    fp32_cal = json.loads((tiny_pneumonia_run / "calibration.json").read_text())
+    out = tmp_path / "chest8"
+    r = CliRunner().invoke(app, ["export", str(tiny_pneumonia_run), "--out", str(out), "--int8", "--name", "chest8",
+                                 "--version", "1"])
+    assert r.exit_code == 0, r.output
+    assert "top-1 agreement with fp32" in r.output
+    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ: integer kernels at run time
+    assert not (out / "model.fp32.onnx").exists()
+    doc = json.loads((out / "bundle.json").read_text())
+    par = doc["parity"]
+    assert par["int8"] and par["fp32_vs_torch"]["identical_decisions"] and par["calibration_images"] == 128
+    # measured on this run: agreement 0.99, balanced accuracy within 0.01 of fp32 (validation, 524 images)
+    assert par["top1_agreement"] > 0.9 and par["images"] > 400
+    assert abs(par["val_balanced_accuracy_int8"] - par["val_balanced_accuracy_fp32"]) < 0.05
+    # the calibration shipped is the int8 model's own: fitted on its outputs, not copied from the fp32 run
+    assert doc["temperature"] != fp32_cal["temperature"]
+    assert doc["ood"]["threshold"] != fp32_cal["ood"]["threshold"]
+    assert doc["selftest"]["atol"] == 0.25
+    b = load_bundle(out)  # hashes and self-test
+    ds, splits = Run(tiny_pneumonia_run).data()
+    test = splits.indices(ds, "test")
+    images = [img for _, img in ds.iter_images(test[:64])]
+    results = Engine(b).assess(images)
+    # the int8 bundle answers as the refitted calibration says: its test figures are the int8 model's own
+    pred = np.asarray([ds.spec.class_ids.index(a.top[0].id) for a, _ in results])
+    y = np.asarray([ds.spec.class_ids.index(ds[i].label) for i in test[:64]])
+    assert all(a.model.name == "chest8" for a, _ in results) and (pred == y).mean() > 0.7  # measured 0.86
+    assert doc["test_metrics"]["balanced_accuracy"] == par["test_balanced_accuracy_int8"]
