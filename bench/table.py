@@ -40,7 +40,7 @@ def main() -> None:
                 mark = "" if t is None else (" ✓" if d["met"].get(k) else f" ✗ (target {t})")
                 figs.append(f"{k} {fmt(m[k])}{mark}")
         recall = m.get("per_class_recall")
-        if isinstance(recall, dict):
+        if isinstance(recall, dict) and all(isinstance(r, (int, float)) for r in recall.values()):
             figs.append("recall " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
         cpu = d.get("machine", {}).get("cpu", "?")
         rows.append(f"| `{d['case']}` | {'; '.join(figs)} | `{d['command']}` | {d['date'][:16]} | {cpu} |")
