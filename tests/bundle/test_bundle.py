@@ -72,7 +72,8 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
 def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
     c = _copy(bundle_dir, tmp_path)
     doc = json.loads((c / "bundle.json").read_text())
-    assert doc["format_version"] == 4 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    assert doc["format_version"] == 5 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    assert "temperature_bias" not in doc  # the default scaler is the temperature alone: nothing written
     assert doc["task"] == "multiclass" and "multilabel" not in doc
     del doc["facts"], doc["integrity"]
     doc["format_version"] = 1  # exactly what carelens wrote before facts existed
@@ -85,6 +86,21 @@ def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: P
     (c / "bundle.json").write_text(json.dumps(doc))
     with pytest.raises(BundleError, match="old format version 0"):
         load_bundle(c)
+
+
+def test_class_biases_in_the_bundle_are_applied(bundle_dir: Path, tmp_path: Path) -> None:
+    c = _copy(bundle_dir, tmp_path)
+    doc = json.loads((c / "bundle.json").read_text())
+    del doc["integrity"]
+    doc["temperature_bias"] = [0.0, -3.0]  # what `calibrate --scaler auto` ships when validation prefers it
+    doc["integrity"] = canonical_digest(doc)
+    (c / "bundle.json").write_text(json.dumps(doc))
+    x = np.random.default_rng(0).integers(0, 255, (4, 28, 28, 3), dtype=np.uint8)
+    plain, biased = Engine(load_bundle(bundle_dir)).infer(list(x)), Engine(load_bundle(c)).infer(list(x))
+    t = doc["temperature"]
+    expected = np.exp(plain.logits / t + np.array([0.0, -3.0]))
+    np.testing.assert_allclose(biased.proba, expected / expected.sum(1, keepdims=True), rtol=1e-5)
+    assert (biased.proba[:, 1] < plain.proba[:, 1]).all()
 
 
 def test_format_3_bundle_without_a_decision_rule_still_loads(bundle_dir: Path, tmp_path: Path) -> None:

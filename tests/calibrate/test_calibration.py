@@ -144,3 +144,28 @@ def test_the_shipped_decision_rule_meets_the_critical_miss_target_on_validation(
         assert by_t[lo]["over_triage_rate"] >= by_t[hi]["over_triage_rate"] - 1e-12
     b = load_bundle(export_run(tiny_pneumonia_run, tiny_pneumonia_run.parent / "rule_bundle", name="rule", version="1"))
     assert b.policy().critical_threshold == rule["critical_threshold"]
+
+
+def test_class_bias_is_chosen_only_where_it_earns_its_place(tiny_pneumonia_run: Path) -> None:
+    from carelens.calibrate import choose_scaler
+    from carelens.metrics import nll
+
+    a = _preds(tiny_pneumonia_run)
+    logits = np.concatenate([a["val_logits"], a["test_logits"]])
+    y = np.concatenate([a["val_y"], a["test_y"]])
+    idx = np.random.default_rng(1).permutation(len(y))
+    fit, held = idx[: len(y) // 2], idx[len(y) // 2 :]
+    # the same model with its pneumonia logit pushed down by 2 (a prior shift a temperature cannot undo)
+    shifted = logits + np.array([0.0, -2.0])
+    ts, rep = choose_scaler(shifted[fit], y[fit])
+    assert rep["chosen"] == "temperature_bias" and rep["cv_nll"]["temperature_bias"] < rep["cv_nll"]["temperature"]
+    alone = TemperatureScaler().fit(shifted[fit], y[fit])
+    assert nll(ts.predict_proba(shifted[held]), y[held]) < nll(alone.predict_proba(shifted[held]), y[held]) - 0.01
+    assert ts.to_dict()["bias"][1] > 1.0  # it pushes the pneumonia logit back up
+    again = TemperatureScaler.from_dict(json.loads(json.dumps(ts.to_dict())))
+    np.testing.assert_allclose(again.predict_proba(shifted[held]), ts.predict_proba(shifted[held]))
+    assert "bias" not in alone.to_dict() and TemperatureScaler.from_dict(alone.to_dict()).bias is False
+    # a class with fewer validation examples than folds: the temperature alone, and why
+    few = np.r_[np.zeros(40, int), np.ones(3, int)]
+    _, small = choose_scaler(logits[:43], few)
+    assert small["chosen"] == "temperature" and "fewer" in small["why"]

@@ -208,7 +208,7 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
     with np.load(folder / "head.npz") as h:
         weight, bias = h["weight"], h["bias"]
     b = Bundle(
-        path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature}),
+        path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature, "bias": spec.temperature_bias}),
         conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()) if spec.conformal else None,
         multilabel=MultilabelCalibrator.from_dict(spec.multilabel.calibrator_dict()) if spec.multilabel else None,
         layout=OutputLayout(tuple(spec.multilabel.severity_sizes), spec.multilabel.severity_head) if spec.multilabel else None,

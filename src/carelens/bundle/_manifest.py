@@ -34,8 +34,9 @@ __all__ = [
     "SplitInfo",
 ]
 
-FORMAT_VERSION = 4  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
-# ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle)
+FORMAT_VERSION = 5  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+# ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
+# 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz", "head.npz"})  # every one listed in ``files`` with its sha256
 
@@ -159,6 +160,7 @@ class BundleSpec(BaseModel):
     preprocess: PreprocessConfig
     model_io: ModelIO
     temperature: float = 1.0  # multiclass; a multi-label model has one per condition in ``multilabel``
+    temperature_bias: list[float] | None = None  # multiclass, when chosen on validation (calibrate.choose_scaler)
     conformal: ConformalParams | None = None  # multiclass: conformal prediction sets
     multilabel: MultilabelParams | None = None  # multi-label: layout, thresholds, conformal risk control
     decision: DecisionParams | None = None  # the shipped decision settings (bundles before format 3: the defaults)
@@ -193,7 +195,7 @@ class BundleSpec(BaseModel):
     def document(self) -> dict[str, Any]:
         """bundle.json as written (JSON types, aliases as in the file). Optional sections that are absent are not
         written, so a bundle of an older format reads back (and digests) exactly as it was written."""
-        absent = {k for k in ("multilabel", "decision") if getattr(self, k) is None}
+        absent = {k for k in ("multilabel", "decision", "temperature_bias") if getattr(self, k) is None}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:

@@ -9,7 +9,7 @@ Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) t
 from carelens.calibrate._conformal import ConformalClassifier, ConformalScore, conformal_quantile, nonconformity
 from carelens.calibrate._ood import OODGate, OODMethod
 from carelens.calibrate._risk_control import MultilabelCalibrator, risk_control_threshold
-from carelens.calibrate._temperature import TemperatureScaler
+from carelens.calibrate._temperature import TemperatureScaler, choose_scaler
 
 __all__ = [
     "ConformalClassifier",
@@ -18,6 +18,7 @@ __all__ = [
     "OODGate",
     "OODMethod",
     "TemperatureScaler",
+    "choose_scaler",
     "conformal_quantile",
     "nonconformity",
     "risk_control_threshold",

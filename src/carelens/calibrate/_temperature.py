@@ -1,4 +1,7 @@
-"""Temperature scaling (Guo et al. 2017): one scalar T fitted on validation logits by NLL."""
+"""Temperature scaling (Guo et al. 2017): one scalar T fitted on validation logits by NLL; optionally with a
+bias per class (softmax(z / T + b), b of the first class fixed at 0): for two classes this is Platt scaling, which
+also corrects a model whose probabilities are systematically too high or too low for one class, something a
+temperature alone cannot do. :func:`choose_scaler` picks between the two by cross-fitted NLL on validation."""
 
 from __future__ import annotations
 
@@ -6,20 +9,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from carelens.errors import ConfigError
 from carelens.metrics import nll, softmax
 from carelens.validation import check_is_fitted, check_logits
 
-__all__ = ["TemperatureScaler"]
+__all__ = ["TemperatureScaler", "choose_scaler"]
 
 
 class TemperatureScaler:
-    """Divides logits by a fitted temperature; never changes the argmax, so accuracy is unchanged."""
+    """Divides logits by a fitted temperature; never changes the argmax, so accuracy is unchanged. With ``bias``,
+    adds a fitted offset per class as well, which can move the argmax (a prior correction)."""
 
-    def __init__(self, bounds: tuple[float, float] = (0.05, 20.0)) -> None:
+    def __init__(self, bounds: tuple[float, float] = (0.05, 20.0), bias: bool = False) -> None:
         self.bounds = bounds
+        self.bias = bias
 
     def fit(self, logits: np.ndarray, y: np.ndarray) -> TemperatureScaler:
         z = check_logits(logits)
@@ -33,6 +38,15 @@ class TemperatureScaler:
         res = minimize_scalar(lambda log_t: nll(softmax(z, float(np.exp(log_t))), y), bounds=(lo, hi),
                               method="bounded", options={"xatol": 1e-5})
         self.temperature_ = float(np.exp(res.x))
+        self.bias_ = np.zeros(z.shape[1])
+        if self.bias:
+            def loss(theta: np.ndarray) -> float:
+                return nll(softmax(z / np.exp(theta[0]) + np.r_[0.0, theta[1:]]), y)
+
+            fit = minimize(loss, np.r_[np.log(self.temperature_), np.zeros(z.shape[1] - 1)], method="L-BFGS-B",
+                           bounds=[(lo, hi)] + [(-10.0, 10.0)] * (z.shape[1] - 1))
+            self.temperature_ = float(np.exp(fit.x[0]))
+            self.bias_ = np.r_[0.0, fit.x[1:]]
         return self
 
     def _check(self) -> None:
@@ -40,19 +54,54 @@ class TemperatureScaler:
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
         self._check()
-        return check_logits(logits) / self.temperature_  # (n, k); argmax unchanged
+        return check_logits(logits) / self.temperature_ + self._offsets()  # (n, k)
+
+    def _offsets(self) -> np.ndarray | float:
+        b = getattr(self, "bias_", None)
+        return b if b is not None and np.any(b) else 0.0
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         self._check()
-        return softmax(check_logits(logits), self.temperature_)
+        b = self._offsets()
+        if isinstance(b, float):
+            return softmax(check_logits(logits), self.temperature_)
+        return softmax(check_logits(logits) / self.temperature_ + b)
 
     # -- persistence (plain JSON) ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """``{"temperature": T}``, and ``"bias"`` (per class) when fitted with one."""
         self._check()
-        return {"temperature": self.temperature_}
+        b = self._offsets()
+        return {"temperature": self.temperature_} | ({} if isinstance(b, float) else {"bias": b.tolist()})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TemperatureScaler:
-        ts = cls()
+        ts = cls(bias=d.get("bias") is not None)
         ts.temperature_ = float(d["temperature"])
+        if d.get("bias") is not None:
+            ts.bias_ = np.asarray(d["bias"], dtype=np.float64)
         return ts
+
+
+def choose_scaler(logits: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> tuple[TemperatureScaler, dict[str, Any]]:
+    """The temperature alone, or with class biases: whichever has the lower NLL on held-out validation folds
+    (fitted on the others: cross-fitted, so the extra parameters must earn their place), refitted on all of
+    validation; and the report of both. The temperature alone wins ties and whenever a class has fewer than
+    ``folds`` validation examples."""
+    from sklearn.model_selection import StratifiedKFold  # training side only: the serving path stays without sklearn
+
+    z, yy = check_logits(logits), np.asarray(y, dtype=np.int64)
+    counts = np.bincount(yy, minlength=z.shape[1])
+    report: dict[str, Any] = {"cv_folds": folds}
+    if counts.min() < folds:
+        report |= {"chosen": "temperature", "why": "a class has fewer validation examples than folds"}
+        return TemperatureScaler().fit(z, yy), report
+    scores: dict[str, list[float]] = {"temperature": [], "temperature_bias": []}
+    for fit_idx, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(z, yy):
+        for name, bias in (("temperature", False), ("temperature_bias", True)):
+            ts = TemperatureScaler(bias=bias).fit(z[fit_idx], yy[fit_idx])
+            scores[name].append(nll(ts.predict_proba(z[held]), yy[held]))
+    cv = {k: float(np.mean(v)) for k, v in scores.items()}
+    chosen = "temperature_bias" if cv["temperature_bias"] < cv["temperature"] else "temperature"
+    report |= {"chosen": chosen, "cv_nll": cv}
+    return TemperatureScaler(bias=chosen == "temperature_bias").fit(z, yy), report

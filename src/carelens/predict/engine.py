@@ -20,7 +20,6 @@ from threadpoolctl import ThreadpoolController
 from carelens.bundle import Bundle, Contribution
 from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
-from carelens.metrics import softmax
 from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabel, decide_with_facts
 from carelens.preprocess import preprocess
 
@@ -92,7 +91,7 @@ class Engine:
             return self._infer_multilabel(logits, feats, fmap)
         assert b.conformal is not None  # a multiclass bundle has one
         with _one_blas_thread():  # small matrix-vector work: BLAS threads would only fight ONNX Runtime's
-            proba = softmax(logits, b.temperature.temperature_)
+            proba = b.temperature.predict_proba(logits)
             ood = b.ood.score(feats, logits)  # once; p-value and verdict derive from it
         return Inference(
             logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.conformal.predict_set(proba),

@@ -238,6 +238,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                          features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:])),
         task=spec.task,
         temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
+        temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,
         conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
         multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
                                     **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
