@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from rich.table import Table
 from carelens import __version__
 from carelens.console import console, err_console, progress_bar
 from carelens.errors import CarelensError, ConfigError
+
+if TYPE_CHECKING:
+    from carelens.predict import Result
 
 __all__ = ["app", "main"]
 
@@ -364,6 +367,22 @@ def export(
         console.print(f"wrote {archive}")
 
 
+def _write_all(results: Iterable[Result], out: Path | None, fmt: str, failed: str) -> None:
+    """Write every result (to ``out``, else stdout) and say how many were assessed and how many ``failed``."""
+    import sys
+
+    from carelens.predict import write_results
+
+    stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    try:
+        written = list(write_results(results, stream, fmt))
+    finally:
+        if out:
+            stream.close()
+    bad = sum(r.error is not None for r in written)
+    err_console.print(f"{len(written) - bad} assessed, {bad} {failed}" + (f"; wrote {out}" if out else ""))
+
+
 @app.command()
 @_edge
 def predict(
@@ -397,26 +416,12 @@ def predict(
         sb.labels.require_species(species, "the model")
         if sb.spec.input != "record":
             raise ConfigError(f"{bundle} classifies heartbeats: use `carelens ecg RECORD --beats {bundle}`")
-        stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
-        try:
-            results = list(write_results(assess_recordings(sb, inputs), stream, fmt))
-        finally:
-            if out:
-                stream.close()
-        bad = sum(r.error is not None for r in results)
-        err_console.print(f"{len(results) - bad} assessed, {bad} unreadable" + (f"; wrote {out}" if out else ""))
+        _write_all(assess_recordings(sb, inputs), out, fmt, "unreadable")
         return
     if is_tabular(bundle):
         tb = TabularBundle.load(bundle)
         tb.labels.require_species(species, "the model")
-        stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
-        try:
-            results = [r for path in inputs for r in write_results(predict_table(tb, path), stream, fmt)]
-        finally:
-            if out:
-                stream.close()
-        bad = sum(r.error is not None for r in results)
-        err_console.print(f"{len(results) - bad} assessed, {bad} refused" + (f"; wrote {out}" if out else ""))
+        _write_all((r for path in inputs for r in predict_table(tb, path)), out, fmt, "refused")
         return
     engine = Engine(load_bundle(bundle), batch_size=batch_size)
     engine.bundle.labels.require_species(species, "the model")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from carelens.bundle import load_bundle
+from carelens.bundle import FORMAT_VERSION, load_bundle
 from carelens.cli import app
 from carelens.data import open_dataset
 from carelens.errors import ConfigError
@@ -42,7 +42,7 @@ def test_calibrate_fits_facts_and_the_bundle_carries_them(tiny_ham_run: Path, ha
     # the fused model is measured against the image alone on the same test images
     assert t["nll"] < t["nll_image"] + 0.05 and 0.8 <= t["coverage"] <= 1.0
     spec = json.loads((ham_bundle / "bundle.json").read_text())
-    assert spec["format_version"] == 4 and spec["facts"]["fusion"]["weights"] == [1.0, t["weights"]["facts"]]
+    assert spec["format_version"] == FORMAT_VERSION and spec["facts"]["fusion"]["weights"] == [1.0, t["weights"]["facts"]]
 
 
 def test_neutral_facts_leave_the_image_distribution_unchanged(engine: Engine) -> None:
