@@ -94,7 +94,10 @@ class Services:
             name = fitting[0]
         entry = self.registry.get(name)
         if entry is None and name in self.registry.signal:
-            raise ApiError(422, "signal_model", f"model {name!r} classifies heartbeats: send the ECG record to POST /v1/ecg")
+            sb = self.registry.signal[name]
+            where = "POST /v1/ecg" if sb.spec.input == "beats" else f"POST /v1/models/{name}/predict (or /v1/ecg)"
+            raise ApiError(422, "signal_model", f"model {name!r} reads ECG recordings, not images: send the record "
+                                                f"to {where}")
         if entry is None:
             raise ApiError(404, "unknown_model", f"no model named {name!r}; loaded: {loaded}")
         if species is not None and not entry.engine.bundle.labels.serves(species):
