@@ -188,6 +188,9 @@ def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz
         assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules)
         # evaluation-only libraries stay out of the serving process too (sklearn.metrics: ~50 MB of RSS)
         assert "sklearn.metrics" not in sys.modules, "sklearn.metrics imported by the serving path"
+        # and the fitting and signal-processing parts of scipy (~60 MB together; bench inference_int8 peak_rss_mb)
+        for m in ("scipy.optimize", "scipy.signal"):
+            assert m not in sys.modules, m + " imported by the serving path"
         print("ok", r.assessment.triage.level)
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)

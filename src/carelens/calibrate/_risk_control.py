@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from carelens.errors import ConfigError
 from carelens.metrics import fnr
@@ -82,6 +81,8 @@ class MultilabelCalibrator:
         y = np.asarray(presence, dtype=np.float64)
         if y.shape != z.shape:
             raise ConfigError(f"presence {y.shape} must match the condition logits {z.shape}")
+        from scipy.optimize import minimize_scalar  # fitting only: the serving path stays without scipy.optimize
+
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         temps = []
         for k in range(z.shape[1]):

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize, minimize_scalar
 
 from carelens.errors import ConfigError
 from carelens.metrics import nll, softmax
@@ -34,6 +33,8 @@ class TemperatureScaler:
                               "no information to calibrate; check the run or the export")
         if len(np.unique(y)) < 2:
             raise ConfigError("temperature scaling needs validation labels from at least two classes")
+        from scipy.optimize import minimize, minimize_scalar  # fitting only: serving stays without scipy.optimize
+
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         res = minimize_scalar(lambda log_t: nll(softmax(z, float(np.exp(log_t))), y), bounds=(lo, hi),
                               method="bounded", options={"xatol": 1e-5})

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from carelens.errors import DataError, MissingExtraError
 
@@ -141,4 +140,6 @@ def resample(sig: EcgSignal, fs: float) -> EcgSignal:
 
     ratio = Fraction(fs / sig.fs).limit_denominator(1000)
     x = np.nan_to_num(sig.samples)
+    from scipy.signal import resample_poly  # on use: the image serving path stays without scipy.signal
+
     return EcgSignal(resample_poly(x, ratio.numerator, ratio.denominator, axis=0), float(fs), sig.leads, sig.name)

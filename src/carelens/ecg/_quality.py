@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.signal import welch
 
 __all__ = ["Quality", "signal_quality"]
 
@@ -46,6 +45,8 @@ def signal_quality(x: np.ndarray, fs: float) -> Quality:
     saturated = float(((y == lo) | (y == hi)).mean()) if hi > lo else 1.0
     noise = 0.0
     if fs > 100:
+        from scipy.signal import welch  # on use: the image serving path stays without scipy.signal
+
         f, p = welch(y - y.mean(), fs=fs, nperseg=min(len(y), int(4 * fs)))
         band = p[(f >= 5) & (f <= 40)].sum()
         noise = float(p[f > 40].sum() / band) if band > 0 else float("inf")

@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from carelens.errors import ConfigError
 from carelens.metrics import nll, softmax
@@ -42,6 +41,8 @@ class LogLinearPooling:
         y = np.asarray(y, dtype=np.int64)
         w0 = np.ones(len(probas))
         bounds = [(1.0, 1.0) if s == self.anchor else (0.0, self.max_weight) for s in range(len(probas))]
+        from scipy.optimize import minimize  # fitting only: serving stays without scipy.optimize
+
         res = minimize(lambda w: nll(softmax(np.tensordot(w, logs, axes=1)), y), w0, method="L-BFGS-B", bounds=bounds)
         self.weights_ = res.x
         return self
