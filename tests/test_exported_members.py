@@ -72,7 +72,7 @@ EXPECTED = {
     },
     "carelens.report": {"EdgeCase", "Evaluation", "evaluate", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits",
                         "write_comparison", "write_ecg_report", "write_report"},
-    "carelens.serve": {"ServeSettings", "create_app"},
+    "carelens.serve": {"ServeSettings", "SmokeCheck", "create_app", "smoke"},
 }
 
 

@@ -629,6 +629,29 @@ def clinical_build(
     console.print(f"{m['n']} cases {m['per_class']}; wrote {out}/bundle.json")
 
 
+@app.command()
+@_edge
+def smoke(
+    url: Annotated[str, typer.Argument(help="The running service, e.g. http://127.0.0.1:8000.")],
+    models: Annotated[Path | None, typer.Option(help="The deployed bundles: every answer must be the one the bundle "
+                                                     "gives locally (without: answers are only checked for form).")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="CARELENS_API_KEY", help="API key, if the service needs one.")] = None,
+) -> None:
+    """Check a running service after a deployment (exit code 1 when any check fails): health, readiness, the
+    models it serves, a probe per model compared with the deployed bundles, a bad input refused."""
+    from carelens.serve import smoke as run_smoke
+
+    checks = run_smoke(url, api_key=api_key, models_dir=models)
+    table = Table("check", "", "detail")
+    for ch in checks:
+        table.add_row(ch.name, "[green]ok[/green]" if ch.ok else "[red]FAILED[/red]", ch.detail)
+    console.print(table)
+    failed = [ch for ch in checks if not ch.ok]
+    console.print(f"{len(checks) - len(failed)} of {len(checks)} checks passed")
+    if failed:
+        raise typer.Exit(1)
+
+
 @app.command("ecg")
 @_edge
 def ecg_cmd(

@@ -2,5 +2,6 @@
 
 from carelens.serve.app import create_app
 from carelens.serve.settings import ServeSettings
+from carelens.serve.smoke import SmokeCheck, smoke
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeSettings", "SmokeCheck", "create_app", "smoke"]
