@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,report,track,ecg,test]'
+	$(PY) -m pip install -q -e '.[train,report,track,ecg,kaggle,test]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -27,7 +27,7 @@ EXPECTED = {
                         "ModelRef", "MultilabelDecision", "TriageDecision", "critical_miss_rate", "decide",
                         "decide_multilabel", "decide_with_facts", "keep_urgency", "multilabel_decision", "over_triage_rate",
                         "required_levels", "triage_grade", "triage_levels"},
-    "carelens.data": {
+    "carelens.data": {"KAGGLE_SETS", "KaggleSet", "fetch_kaggle", "kaggle_credentials", 
         "HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "IMAGE_SUFFIXES", "MAX_PIXELS", "MEDMNIST", "SPLIT_NAMES", "AuditReport", "ClassAudit",
         "NO_FINDING", "ODIR_GRADES", "SYNTH_CONDITIONS", "findings_label", "is_condition_folder", "odir_eye_findings",
         "read_condition_folder", "read_odir", "synthetic_skin_image", "write_synthetic_multilabel", "DOG_SKIN",

@@ -862,20 +862,28 @@ def audit_log_prune(
 @data_app.command("fetch")
 @_edge
 def fetch(
-    family: Annotated[str, typer.Argument(help="Dataset family (only 'medmnist' for now).")],
-    name: Annotated[str, typer.Argument(help="Set name, e.g. pneumoniamnist.")],
+    family: Annotated[str, typer.Argument(help="Dataset family: medmnist or kaggle.")],
+    name: Annotated[str, typer.Argument(help="Set name: pneumoniamnist (medmnist); OWNER/DATASET or ham10000, "
+                                             "chest_xray, busi (kaggle).")],
     size: Annotated[int, typer.Option(help="Image size: 28, 64, 128 or 224.")] = 28,
     data_dir: Annotated[Path | None, typer.Option(help="Local folder to look in first (default $CARELENS_DATA).")] = None,
     out: Annotated[Path, typer.Option(help="Where downloads go.")] = Path("data"),
     offline: Annotated[bool, typer.Option(help="Never download; use the local folder only.")] = False,
 ) -> None:
-    """Download a MedMNIST set (official MD5 checked), or find it in a local folder."""
-    from carelens.data import MEDMNIST, fetch_medmnist, md5sum, read_medmnist
+    """Download a MedMNIST set (official MD5 checked) or a Kaggle dataset (official client, your API token,
+    checksums recorded), or find it in a local folder."""
+    from carelens.data import MEDMNIST, fetch_kaggle, fetch_medmnist, md5sum, read_medmnist
     from carelens.settings import data_root
 
-    if family != "medmnist":
-        raise ConfigError(f"unknown dataset family {family!r}; known: medmnist")
     local = data_dir or data_root()
+    if family == "kaggle":
+        with progress_bar(f"fetching {name}", None):
+            folder = fetch_kaggle(name, out, data_dir=local, offline=offline)
+        files = sum(1 for p in folder.rglob("*") if p.is_file())
+        typer.echo(json.dumps({"path": str(folder), "files": files}))
+        return
+    if family != "medmnist":
+        raise ConfigError(f"unknown dataset family {family!r}; known: medmnist, kaggle")
     with progress_bar(f"downloading {name}", None) as advance:
         last = [0]
 

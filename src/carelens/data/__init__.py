@@ -3,6 +3,7 @@
 from carelens.data._audit import AuditReport, ClassAudit, audit_dataset
 from carelens.data._dataset import NO_FINDING, Dataset, Example, UnreadableImageWarning, findings_label
 from carelens.data._image_io import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
+from carelens.data._kaggle import KAGGLE_SETS, KaggleSet, fetch_kaggle, kaggle_credentials
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
 from carelens.data._multilabel import (
     ODIR_GRADES,
@@ -47,6 +48,7 @@ __all__ = [
     "HAM10000_FORMAT",
     "HAM10000_KAGGLE_FORMAT",
     "IMAGE_SUFFIXES",
+    "KAGGLE_SETS",
     "MAX_PIXELS",
     "MEDMNIST",
     "NO_FINDING",
@@ -57,17 +59,20 @@ __all__ = [
     "ClassAudit",
     "Dataset",
     "Example",
+    "KaggleSet",
     "ManifestFormat",
     "ScanResult",
     "Splits",
     "UnreadableImageWarning",
     "audit_dataset",
     "decode_image",
+    "fetch_kaggle",
     "fetch_medmnist",
     "findings_label",
     "groups_from_pairs",
     "is_condition_folder",
     "is_split_layout",
+    "kaggle_credentials",
     "load_run_splits",
     "load_splits",
     "make_folds",

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from carelens import __version__
@@ -82,6 +83,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     hosts = [h.strip() for h in svc.settings.trusted_hosts.split(",") if h.strip()]
     if hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    origins = [o.strip() for o in svc.settings.cors_origins.split(",") if o.strip()]
+    if origins:  # off by default: only the named sites' pages may call the API with the user's browser
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"])
 
     for r in (ops.router, models.router, triage.router, chat.router, ecg.router, feedback.router, page.router):
         app.include_router(r)

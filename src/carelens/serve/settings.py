@@ -44,6 +44,8 @@ class ServeSettings(BaseSettings):
     rate_limit_per_s: float = Field(50.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_limit_burst: int = Field(100, ge=1, description="requests a key may send at once before the rate applies")
     trusted_hosts: str = Field("", description="comma-separated Host names to accept (empty: any)")
+    cors_origins: str = Field("", description=(
+        "comma-separated origins whose web pages may call the API from a browser (CORS; empty: none, the default)"))
     trusted_keys_dir: Path | None = Field(None, description="Ed25519 public keys (*.pem); set: unsigned bundles refused")
     store_text: bool = Field(False, description="keep symptom free text in the audit log (default: symptom ids only)")
     retention_days: int | None = Field(None, ge=1, description="audit rows older than this are pruned")
