@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_digest", "file_digest"]
+__all__ = ["canonical_digest", "check_digests", "file_digest"]
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -23,3 +24,11 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 def canonical_digest(obj: Any) -> str:
     """sha256 of a JSON-able object with sorted keys and no whitespace: equal content, equal digest."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def check_digests(folder: Path, digests: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """(missing, changed): the names of ``digests`` (relative path -> sha256) absent from ``folder``, and those
+    whose file no longer has its recorded sha256."""
+    missing = [n for n in digests if not (folder / n).is_file()]
+    changed = [n for n, d in digests.items() if n not in missing and file_digest(folder / n) != d]
+    return missing, changed

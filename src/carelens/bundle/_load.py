@@ -27,7 +27,7 @@ from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
-from carelens.hashing import canonical_digest, file_digest
+from carelens.hashing import canonical_digest, check_digests
 from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 from carelens.tasks import OutputLayout
@@ -197,13 +197,12 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
     if unlisted:
         raise BundleError(f"bundle {p} holds files that bundle.json does not list ({', '.join(unlisted)}); a bundle "
                           "loads only what its manifest vouches for. Remove them or re-export the bundle.")
-    for name, digest in spec.files.items():
-        f = folder / name
-        if not f.is_file():
-            raise BundleError(f"bundle {p} is missing {name}; re-export it")
-        if file_digest(f) != digest:
-            raise BundleError(f"{name} in bundle {p} does not match its recorded sha256: the file was altered or "
-                              "corrupted. Re-export the bundle or restore the original file.")
+    missing, changed = check_digests(folder, spec.files)
+    if missing:
+        raise BundleError(f"bundle {p} is missing {missing[0]}; re-export it")
+    if changed:
+        raise BundleError(f"{changed[0]} in bundle {p} does not match its recorded sha256: the file was altered or "
+                          "corrupted. Re-export the bundle or restore the original file.")
     session = make_session(folder / "model.onnx", threads)
     with np.load(folder / "head.npz") as h:
         weight, bias = h["weight"], h["bias"]

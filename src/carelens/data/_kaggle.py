@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from carelens.errors import ChecksumError, ConfigError, DataError, MissingExtraError
-from carelens.hashing import file_digest
+from carelens.hashing import check_digests, file_digest
 
 __all__ = ["KAGGLE_SETS", "KaggleSet", "fetch_kaggle", "kaggle_credentials"]
 
@@ -68,14 +68,13 @@ def _verify(folder: Path) -> bool:
     sums = folder / SUMS
     if not sums.is_file():
         return False
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.partition("  ")
-        p = folder / name
-        if not p.is_file():
-            raise DataError(f"{p} is missing from the fetched copy in {folder}; delete the folder and fetch again")
-        if file_digest(p) != digest:
-            raise ChecksumError(f"{p} changed since it was fetched (sha256 differs from {SUMS}); delete the folder "
-                                "and fetch again")
+    recorded = {name: digest for digest, _, name in (line.partition("  ") for line in sums.read_text().splitlines())}
+    missing, changed = check_digests(folder, recorded)
+    if missing:
+        raise DataError(f"{folder / missing[0]} is missing from the fetched copy; delete the folder and fetch again")
+    if changed:
+        raise ChecksumError(f"{folder / changed[0]} changed since it was fetched (sha256 differs from {SUMS}); delete "
+                            "the folder and fetch again")
     return True
 
 
