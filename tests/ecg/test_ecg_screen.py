@@ -236,7 +236,7 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     res = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=5, threads=2)
     logits, _ = predict_records(res.model, va.signals)
     assert logits.shape == (len(va.labels), 5) and len(res.history) == 5
-    # measured 0.90 after 5 epochs (fold 9, 72 records); chance is 0.5
+    # measured 0.91 after 5 epochs (fold 9, 72 records; normal vs not 0.94); chance is 0.5
     assert res.history[res.best_epoch - 1]["val_macro_auc"] > 0.7
     spec = load_spec("ptbxl_superclasses")
     out = export_records(res.model, tr.signals, tr.labels, va.signals, va.labels, tmp_path / "models" / "ecg_ptbxl",
