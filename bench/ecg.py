@@ -130,19 +130,19 @@ def beats() -> None:
     seeds = {}
     for seed in BEAT_SEEDS:  # the spread between training seeds; the first seed's model is shipped and measured below
         r = train_beats(train, val, len(AAMI_CLASSES), epochs=EPOCHS, seed=seed)
-        pred = predict_beats(r.model, ds2)[0].argmax(1)
+        logits = predict_beats(r.model, ds2)[0]
+        pred = logits.argmax(1)
         seeds[seed] = {"balanced_accuracy": balanced_accuracy_score(ds2.y, pred),
                        "per_class_sensitivity": dict(zip(AAMI_CLASSES, recall_score(ds2.y, pred, labels=range(4), average=None).tolist(), strict=True)),
                        "train_s": round(r.wall_s, 1)}
         print(seed, seeds[seed], flush=True)
         if seed == BEAT_SEEDS[0]:
-            res = r
+            res, torch_logits = r, logits
     bundle_dir = export_beats(res.model, train, val, OUT / "ecg_beats" / "bundle", spec=load_spec("ecg_beats"),
                               training={"records": list(DS1), "epochs": EPOCHS, "best_epoch": res.best_epoch})
     b = SignalBundle.load(bundle_dir)
     pt, in_set, ind = b.classify(ds2.waves, ds2.rr)
     onnx_logits, _ = b.run(ds2.waves, ds2.rr)
-    torch_logits, _ = predict_beats(res.model, ds2)
     ids = list(AAMI_CLASSES)
     cm = classification_metrics(ds2.y, pt, ids)
     pred = pt.argmax(1)
@@ -200,7 +200,7 @@ def ptbxl() -> None:
     from sklearn.metrics import roc_auc_score
 
     from carelens.bundle import SignalBundle
-    from carelens.ecg import PTBXL_SUPERCLASSES, read_ptbxl
+    from carelens.ecg import PTBXL_FOLDS, PTBXL_SUPERCLASSES, read_ptbxl
     from carelens.labels import load_spec, triage_rank
     from carelens.metrics import binary_calibration_report, fnr
     from carelens.policy import URGENT, critical_miss_rate, multilabel_decision, over_triage_rate, required_levels
@@ -208,12 +208,12 @@ def ptbxl() -> None:
 
     t0 = time.perf_counter()
     s = read_ptbxl(data_root() / "ecg_ptbxl_500")
-    tr, va, te = s.subset(s.fold <= 8), s.subset(s.fold == 9), s.subset(s.fold == 10)
+    tr, va, te = s.split()
     res = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=PTBXL_EPOCHS)
     spec = load_spec("ptbxl_superclasses")
     bundle_dir = export_records(res.model, tr.signals, tr.labels, va.signals, va.labels, OUT / "ecg_ptbxl500" / "bundle",
                                 spec=spec, leads=s.leads, fs=100.0,
-                                training={"folds": {"train": "1-8", "validation": 9}, "epochs": PTBXL_EPOCHS,
+                                training={"folds": PTBXL_FOLDS, "epochs": PTBXL_EPOCHS,
                                           "best_epoch": res.best_epoch})
     b = SignalBundle.load(bundle_dir)
     pt, present, kept, ind, _ = b.classify_records(te.signals)

@@ -581,19 +581,19 @@ def ecg_train(
         best = f"validation balanced accuracy {max(h['val_balanced_accuracy'] for h in res.history):.3f}"
         epoch = res.best_epoch
     elif kind == "ptbxl":
-        from carelens.ecg import read_ptbxl
+        from carelens.ecg import PTBXL_FOLDS, read_ptbxl
         from carelens.train import export_records, train_records
 
         n = epochs or 40
         target = out or Path("models/ecg_ptbxl")
         with progress_bar("reading PTB-XL records", None):
             s = read_ptbxl(root / "ecg_ptbxl_500")
-        tr, va = s.subset(s.fold <= 8), s.subset(s.fold == 9)  # the recommended strat_fold split
+        tr, va, _ = s.split()
         with progress_bar("training", n) as advance:
             rec = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=n, progress=advance)
         export_records(rec.model, tr.signals, tr.labels, va.signals, va.labels, target,
                        spec=load_spec("ptbxl_superclasses"), leads=s.leads, fs=100.0,
-                       training={"folds": {"train": "1-8", "validation": 9}, "epochs": n, "best_epoch": rec.best_epoch,
+                       training={"folds": PTBXL_FOLDS, "epochs": n, "best_epoch": rec.best_epoch,
                                  "history": rec.history})
         best = f"validation (fold 9) macro AUC {max(h['val_macro_auc'] for h in rec.history):.3f}"
         epoch = rec.best_epoch

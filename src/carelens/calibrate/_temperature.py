@@ -39,7 +39,7 @@ class TemperatureScaler:
         res = minimize_scalar(lambda log_t: nll(softmax(z, float(np.exp(log_t))), y), bounds=(lo, hi),
                               method="bounded", options={"xatol": 1e-5})
         self.temperature_ = float(np.exp(res.x))
-        self.bias_ = np.zeros(z.shape[1])
+        self.bias_: np.ndarray | None = None  # per-class offsets after the temperature, when fitted with them
         if self.bias:
             def loss(theta: np.ndarray) -> float:
                 return nll(softmax(z / np.exp(theta[0]) + np.r_[0.0, theta[1:]]), y)
@@ -55,32 +55,27 @@ class TemperatureScaler:
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
         self._check()
-        return check_logits(logits) / self.temperature_ + self._offsets()  # (n, k)
-
-    def _offsets(self) -> np.ndarray | float:
-        b = getattr(self, "bias_", None)
-        return b if b is not None and np.any(b) else 0.0
+        z = check_logits(logits) / self.temperature_  # (n, k)
+        return z if self.bias_ is None else z + self.bias_
 
     def predict_proba(self, logits: np.ndarray) -> np.ndarray:
         self._check()
-        b = self._offsets()
-        if isinstance(b, float):
+        if self.bias_ is None:
             return softmax(check_logits(logits), self.temperature_)
-        return softmax(check_logits(logits) / self.temperature_ + b)
+        return softmax(self.transform(logits))
 
     # -- persistence (plain JSON) ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """``{"temperature": T}``, and ``"bias"`` (per class) when fitted with one."""
         self._check()
-        b = self._offsets()
-        return {"temperature": self.temperature_} | ({} if isinstance(b, float) else {"bias": b.tolist()})
+        return {"temperature": self.temperature_} | ({} if self.bias_ is None else {"bias": self.bias_.tolist()})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TemperatureScaler:
-        ts = cls(bias=d.get("bias") is not None)
+        bias = d.get("bias")
+        ts = cls(bias=bias is not None)
         ts.temperature_ = float(d["temperature"])
-        if d.get("bias") is not None:
-            ts.bias_ = np.asarray(d["bias"], dtype=np.float64)
+        ts.bias_ = None if bias is None else np.asarray(bias, dtype=np.float64)
         return ts
 
 

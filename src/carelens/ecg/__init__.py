@@ -5,7 +5,7 @@ thresholds mapped to triage levels, and cut MIT-BIH beats into the AAMI inter-pa
 from carelens.ecg._beats import AAMI, AAMI_CLASSES, BEAT_WINDOW, DS1, DS2, BeatSet, beat_features, read_mitbih_beats
 from carelens.ecg._io import EcgSignal, read_ecg, require, resample
 from carelens.ecg._plot import strip_png
-from carelens.ecg._ptbxl import PTBXL_SUPERCLASSES, PtbxlSet, read_ptbxl
+from carelens.ecg._ptbxl import PTBXL_FOLDS, PTBXL_SUPERCLASSES, PtbxlSet, read_ptbxl
 from carelens.ecg._quality import Quality, signal_quality
 from carelens.ecg._rhythm import Rhythm, rhythm
 from carelens.ecg._rpeaks import DEFAULT_METHOD, METHODS, detect_rpeaks, searchback
@@ -19,6 +19,7 @@ __all__ = [
     "DS1",
     "DS2",
     "METHODS",
+    "PTBXL_FOLDS",
     "PTBXL_SUPERCLASSES",
     "BeatClassifier",
     "BeatSet",

@@ -18,9 +18,10 @@ from carelens.data import read_table
 from carelens.ecg._io import read_ecg
 from carelens.errors import DataError
 
-__all__ = ["PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl"]
+__all__ = ["PTBXL_FOLDS", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl"]
 
 PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+PTBXL_FOLDS = {"train": "1-8", "validation": 9, "test": 10}  # the recommended strat_fold split (PtbxlSet.split)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,10 @@ class PtbxlSet:
     def subset(self, mask: np.ndarray) -> PtbxlSet:
         return PtbxlSet(self.signals[mask], self.labels[mask], self.fold[mask], self.patient[mask], self.ecg_id[mask],
                         self.leads)
+
+    def split(self) -> tuple[PtbxlSet, PtbxlSet, PtbxlSet]:
+        """(train, validation, test): the recommended ``strat_fold`` split, folds 1-8 / 9 / 10."""
+        return self.subset(self.fold <= 8), self.subset(self.fold == 9), self.subset(self.fold == 10)
 
 
 def read_ptbxl(root: str | Path, *, keep_unlabelled: bool = False) -> PtbxlSet:

@@ -10,7 +10,6 @@ and an error body, never a 5xx or an answer. ECG models are listed, not probed (
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,15 +101,18 @@ def _compare(got: dict[str, Any], want: dict[str, Any], atol: float) -> str:
     return f"probabilities differ by {diff:.2g} (allowed {atol:g})" if diff > atol else ""
 
 
-def _models(c: httpx.Client) -> Iterator[SmokeCheck | dict[str, Any]]:
+def _service(c: httpx.Client) -> tuple[list[SmokeCheck], list[dict[str, Any]]]:
+    """The checks of health, readiness and the model list, and the models the service lists."""
+    checks = []
     for path in ("/health", "/ready"):
         r = c.get(path)
-        yield SmokeCheck(f"GET {path}", r.status_code == 200, f"{r.status_code} {r.text[:200]}")
+        checks.append(SmokeCheck(f"GET {path}", r.status_code == 200, f"{r.status_code} {r.text[:200]}"))
     r = c.get("/v1/models")
-    listed = r.json() if r.status_code == 200 else []
-    yield SmokeCheck("GET /v1/models", r.status_code == 200 and bool(listed),
-                     f"{r.status_code}: {len(listed)} models" if r.status_code == 200 else f"{r.status_code} {r.text[:200]}")
-    yield from listed
+    listed: list[dict[str, Any]] = r.json() if r.status_code == 200 else []
+    checks.append(SmokeCheck("GET /v1/models", r.status_code == 200 and bool(listed),
+                             f"{r.status_code}: {len(listed)} models" if r.status_code == 200
+                             else f"{r.status_code} {r.text[:200]}"))
+    return checks, listed
 
 
 def smoke(url: str, *, api_key: str | None = None, models_dir: Path | None = None, atol: float = 2e-3,
@@ -129,10 +131,7 @@ def smoke(url: str, *, api_key: str | None = None, models_dir: Path | None = Non
 
 
 def _run(c: httpx.Client, local: dict[str, Any], atol: float) -> list[SmokeCheck]:
-    checks: list[SmokeCheck] = []
-    models: list[dict[str, Any]] = []
-    for item in _models(c):
-        (checks if isinstance(item, SmokeCheck) else models).append(item)  # type: ignore[arg-type]
+    checks, models = _service(c)
     image_models = [m for m in models if m["task"] in ("multiclass", "multilabel")]
     if image_models:  # a known-bad input: refused with an error body, not answered and not a server error
         name = image_models[0]["name"]

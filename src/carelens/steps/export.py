@@ -107,10 +107,11 @@ def _split_info(run: Run) -> SplitInfo:
                      counts=doc.get("counts"))
 
 
-def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int) -> tuple[Run, Calibration, dict[str, Any]]:
+def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int
+          ) -> tuple[Run, Calibration, dict[str, Any], dict[str, Any] | None]:
     """Replace out/model.onnx (fp32, verified against PyTorch) by its int8 version; recompute the run's outputs with
-    it and refit the calibration on them, with the settings the fp32 calibration used; the agreement of the two
-    models on the validation split."""
+    it and refit the calibration on them, with the settings the fp32 calibration used. Returns the derived run, its
+    calibration, the agreement of the two models on the validation split, and the int8 model's test metrics."""
     if cal.multilabel is not None:
         raise ConfigError("int8 export supports multi-class models for now; export this multi-label run in fp32")
     ds, splits = r.data()
@@ -120,8 +121,8 @@ def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int) -> tuple
     fp32 = out / "model.fp32.onnx"
     (out / "model.onnx").rename(fp32)
     quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
-    preds = int8_predictions(r, make_session(out / "model.onnx"))
     ref = r.predictions()
+    preds = int8_predictions(r, make_session(out / "model.onnx"), ds, splits, ref)
     fp32.unlink()
     tmp = Path(tempfile.mkdtemp(prefix="carelens-int8-run-"))
     derived = derived_run(r, tmp, preds)
@@ -141,10 +142,12 @@ def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int) -> tuple
         "val_balanced_accuracy_fp32": float(balanced_accuracy_score(y, p32.argmax(1))),
         "val_balanced_accuracy_int8": float(balanced_accuracy_score(y, p8.argmax(1))),
     }
-    if preds.test_logits is not None and ref.test_logits is not None:
+    test = None
+    if preds.test_logits is not None and preds.test_y is not None and ref.test_logits is not None:
         agreement["test_balanced_accuracy_fp32"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
         agreement["test_balanced_accuracy_int8"] = float(balanced_accuracy_score(preds.test_y, preds.test_logits.argmax(1)))
-    return derived, cal8, agreement
+        test = classification_metrics(preds.test_y, softmax(preds.test_logits), r.config.class_ids)
+    return derived, cal8, agreement, test
 
 
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
@@ -202,8 +205,9 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
     selftest_atol = SelfTest.model_fields["atol"].default
     scratch: Path | None = None
+    test8: dict[str, Any] | None = None
     if int8:
-        r, cal, agreement = _int8(r, out, cal, calibration_images)
+        r, cal, agreement, test8 = _int8(r, out, cal, calibration_images)
         scratch = r.path  # the derived run: removed once the bundle is written
         shutil.copy(r.ood_path, out / "ood.npz")
         sess = make_session(out / "model.onnx")
@@ -214,10 +218,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     st_logits = sess.run(["logits"], {"input": st_in})[0]
 
     metrics = r.metrics()
-    if int8:  # the test figures of the model shipped
-        p = r.predictions()
-        if p.test_logits is not None and p.test_y is not None:
-            metrics = {**metrics, "test": classification_metrics(p.test_y, softmax(p.test_logits), cfg.class_ids)}
+    if int8 and test8 is not None:  # the test figures of the model shipped
+        metrics = {**metrics, "test": test8}
     test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
     for key in ("operating_points", "decision_rule"):  # the price of safety per alpha and per rule, for the deployer
         if key in cal.report:

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 
 from carelens.console import progress_bar
-from carelens.data import Dataset
+from carelens.data import Dataset, Splits
 from carelens.errors import DataError
 from carelens.preprocess import PreprocessConfig, preprocess
 from carelens.steps.run import Predictions, Run
 
-__all__ = ["CALIBRATION_IMAGES", "INT8_SELFTEST_ATOL", "int8_predictions", "quantize_onnx", "split_batches"]
+__all__ = ["CALIBRATION_IMAGES", "INT8_SELFTEST_ATOL", "derived_run", "int8_predictions", "quantize_onnx", "split_batches"]
 
 CALIBRATION_IMAGES = 128
 INT8_SELFTEST_ATOL = 0.25  # integer kernels round differently across CPU instruction sets (VNNI, AMX, AVX2)
@@ -75,12 +75,11 @@ def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> 
     return np.concatenate(logits), np.concatenate(feats)
 
 
-def int8_predictions(run: Run, session: Any) -> Predictions:
-    """The run's predictions.npz recomputed with ``session`` (the int8 model): the same splits, images and order
-    as training used, so that the labels and ids stay those of the fp32 predictions."""
-    ds, splits = run.data()
+def int8_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions) -> Predictions:
+    """The run's predictions (``ref``, the fp32 model's) recomputed with ``session`` (the int8 model) on the run's
+    data (``ds``, ``splits``: :meth:`Run.data`): the same splits, images and order as training used, so that the
+    labels and ids stay those of ``ref``."""
     pre = run.config.preprocess
-    ref = run.predictions()
     out: dict[str, Any] = {}
     for split in ("train", "val", "test"):
         y = getattr(ref, f"{split}_y")
