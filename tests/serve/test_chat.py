@@ -13,14 +13,14 @@ from carelens.scenarios import scripted_llm as fake_llm
 from carelens.serve import ServeSettings, create_app
 
 
-def _settings(serve_dirs: dict[str, Path], db: Path, **kw: object) -> ServeSettings:
+def _settings(serve_dirs: dict[str, Path], db: Path | str, **kw: object) -> ServeSettings:
     return ServeSettings(models_dir=serve_dirs["models"], symptoms_dir=serve_dirs["symptoms"],
-                         database_url=f"sqlite:///{db}", **kw)
+                         database_url=db if isinstance(db, str) else f"sqlite:///{db}", **kw)
 
 
-def test_conversation_keeps_context_and_survives_a_restart(serve_dirs: dict[str, Path], tmp_path: Path,
+def test_conversation_keeps_context_and_survives_a_restart(serve_dirs: dict[str, Path], database_url: str,
                                                           xray_png: bytes) -> None:
-    db = tmp_path / "chat.db"
+    db = database_url  # SQLite and a real PostgreSQL server
     with TestClient(create_app(_settings(serve_dirs, db))) as c:
         r = c.post("/v1/chat", data={"message": "what's wrong?"})
         assert r.status_code == 200, r.text

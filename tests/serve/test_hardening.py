@@ -247,8 +247,8 @@ def test_free_text_is_not_stored_unless_asked(client_kw: dict[str, Any], serve_d
             assert rec.assessment["text"] == expected and "high_fever" in rec.assessment["symptoms"]["present"]
 
 
-def test_prune_deletes_rows_past_retention(tmp_path: Path) -> None:
-    log = AuditLog(f"sqlite:///{tmp_path / 'a.db'}")
+def test_prune_deletes_rows_past_retention(database_url: str) -> None:
+    log = AuditLog(database_url)
     first = log.record(kind="predict", model_name="m", model_version="1", assessment={}, latency_ms=1.0)
     log.add_feedback(first, "x", "", None)
     second = log.record(kind="predict", model_name="m", model_version="1", assessment={}, latency_ms=1.0)

@@ -5,25 +5,52 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, create_engine, delete, event, select
-from sqlalchemy.engine import Engine
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import (
+    JSON,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    event,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from carelens.errors import ConfigError
 
-__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord"]
+__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord", "alembic_config", "display_url",
+           "head_revision", "metadata", "migrate", "open_engine"]
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+FIRST_REVISION = "0001"  # the schema carelens created with `create_all` before it had migrations
 
 
 class _Base(DeclarativeBase):
     pass
 
 
+metadata = _Base.metadata  # the tables as the code uses them; the migrations must produce exactly this
+
+
 class PredictionRecord(_Base):
     __tablename__ = "predictions"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # predict | triage
     model_name: Mapped[str] = mapped_column(String(128))
     model_version: Mapped[str] = mapped_column(String(64))
@@ -38,7 +65,7 @@ class PredictionRecord(_Base):
 class Feedback(_Base):
     __tablename__ = "feedback"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"))
+    prediction_id: Mapped[str] = mapped_column(ForeignKey("predictions.id"), index=True)
     created: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     diagnosis: Mapped[str] = mapped_column(String(128))
     note: Mapped[str] = mapped_column(String(2000), default="")
@@ -70,20 +97,82 @@ class ChatMessage(_Base):
     explained_by: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
 
+def alembic_config(connection: Connection) -> Config:
+    """Alembic's configuration for the audit log's migrations, on an open connection."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    """The newest schema revision this carelens knows."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def display_url(url: str) -> str:
+    """A database URL fit to print or log: the password masked."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def open_engine(url: str) -> Engine:
+    """An engine on ``url``, connected once so that a wrong URL, a missing driver or a server that is down is one
+    clear error at start-up rather than at the first request."""
+    try:
+        engine = create_engine(url)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"the audit database {display_url(url)} needs the {e.name!r} driver: "
+                          "pip install 'carelens[postgres]' for PostgreSQL") from None
+    if engine.dialect.name == "sqlite":  # several writers (service workers) on one file: WAL, and wait for a lock
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as e:
+        raise ConfigError(f"cannot open the audit database {display_url(url)}: {str(e.orig or e).strip()}; "
+                          "check CARELENS_DATABASE_URL and that the database server is running") from None
+    return engine
+
+
+def migrate(engine: Engine) -> tuple[str | None, str]:
+    """Upgrade the audit database in place to the newest schema: (revision before, revision after).
+
+    A new database gets every table; one created before migrations existed (tables, no ``alembic_version``) is
+    stamped with the first revision and upgraded from there, rows kept. On PostgreSQL an advisory lock makes
+    service workers that start together migrate one after the other (the later ones find nothing to do).
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(20261126)"))
+        before = MigrationContext.configure(conn).get_current_revision()
+        cfg = alembic_config(conn)
+        if before is None and inspect(conn).has_table(PredictionRecord.__tablename__):
+            command.stamp(cfg, FIRST_REVISION)
+            before = FIRST_REVISION
+        elif before is not None and before not in {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}:
+            raise ConfigError(f"the audit database is at schema revision {before!r}, which this carelens does not know "
+                              f"(newest: {head_revision()}): it was written by a newer carelens; upgrade carelens")
+        command.upgrade(cfg, "head")
+        after = MigrationContext.configure(conn).get_current_revision()
+    assert after is not None
+    return before, after
+
+
 class AuditLog:
-    """SQLite (WAL) by default, any SQLAlchemy URL otherwise. Each write commits before returning."""
+    """SQLite (WAL) by default, any SQLAlchemy URL otherwise (PostgreSQL for deployments). Each write commits
+    before returning. Opening one upgrades the database's schema in place (``migrate``)."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, future=True)
-        if url.startswith("sqlite"):
-            @event.listens_for(self.engine, "connect")
-            def _pragmas(conn: Any, _: Any) -> None:
-                cur = conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=5000")
-                cur.close()
-        _Base.metadata.create_all(self.engine)
+        self.engine: Engine = open_engine(url)
+        self.revision = migrate(self.engine)[1]
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
     def record(self, *, kind: str, model_name: str, model_version: str, assessment: dict[str, Any],

@@ -1,0 +1,82 @@
+"""The audit log's schema under Alembic, on SQLite and on a real PostgreSQL server: a new database is created at
+the newest revision and matches the ORM; one made before migrations existed is upgraded in place, rows kept; one
+written by a newer carelens is refused with a clear message."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from carelens.cli import app
+from carelens.errors import ConfigError
+from carelens.serve.storage import (
+    FIRST_REVISION,
+    AuditLog,
+    Feedback,
+    PredictionRecord,
+    alembic_config,
+    head_revision,
+    metadata,
+    migrate,
+)
+
+
+def test_new_database_is_at_head_and_matches_the_models(database_url: str) -> None:
+    log = AuditLog(database_url)
+    assert log.revision == head_revision() != FIRST_REVISION
+    with log.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    pid = log.record(kind="predict", model_name="m", model_version="1", assessment={"top": [1.5]}, latency_ms=2.0)
+    assert log.add_feedback(pid, "melanoma", "biopsy", None) is not None
+    assert log.get(pid).assessment == {"top": [1.5]}  # type: ignore[union-attr]
+    assert migrate(log.engine) == (head_revision(), head_revision())  # a second start changes nothing
+
+
+def test_database_from_before_migrations_is_upgraded_in_place(database_url: str) -> None:
+    engine = create_engine(database_url)
+    with engine.begin() as conn:  # the schema carelens 0.1 made with create_all: revision 0001, no version table
+        command.upgrade(alembic_config(conn), FIRST_REVISION)
+        conn.execute(text("DROP TABLE alembic_version"))
+    created = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    with Session(engine) as s, s.begin():
+        s.add(PredictionRecord(id="p1", created=created, kind="predict", model_name="skin", model_version="3",
+                               assessment={"triage": {"level": "self_care"}}, latency_ms=4.0))
+        s.flush()
+        s.add(Feedback(prediction_id="p1", created=created, diagnosis="nv", note=""))
+    assert "ix_predictions_created" not in {i["name"] for i in inspect(engine).get_indexes("predictions")}
+    assert migrate(engine) == (FIRST_REVISION, head_revision())
+    assert "ix_predictions_created" in {i["name"] for i in inspect(engine).get_indexes("predictions")}
+    log = AuditLog(database_url)
+    rec = log.get("p1")
+    assert rec is not None and rec.assessment == {"triage": {"level": "self_care"}} and log.ids() == {"p1"}
+    assert log.prune(30, now=created + dt.timedelta(days=31)) == 1  # feedback first, then the prediction
+
+
+def test_database_from_a_newer_carelens_is_refused(database_url: str) -> None:
+    engine = create_engine(database_url)
+    AuditLog(database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(ConfigError, match="revision '9999'.*newer carelens"):
+        AuditLog(database_url)
+
+
+def test_cli_upgrades_in_place_and_hides_the_password(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with create_engine(url).begin() as conn:
+        command.upgrade(alembic_config(conn), FIRST_REVISION)
+        conn.execute(text("DROP TABLE alembic_version"))
+    out = CliRunner().invoke(app, ["audit-log", "upgrade", "--url", url])
+    assert out.exit_code == 0 and f"schema revision {FIRST_REVISION} -> {head_revision()}" in out.output, out.output
+    again = CliRunner().invoke(app, ["audit-log", "upgrade", "--url", url])
+    assert "already up to date" in again.output
+    bad = CliRunner().invoke(app, ["audit-log", "upgrade", "--url", "postgresql+psycopg://u:s3cret@127.0.0.1:1/x"])
+    assert bad.exit_code != 0 and "s3cret" not in bad.output
