@@ -71,22 +71,30 @@ def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any]
     return path
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process, from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def rss_mb(pid: int, children: bool = False) -> float:
+    """Resident memory of a process (with ``children``: plus its child processes, e.g. service workers), from /proc."""
+    def one(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    total = one(pid)
+    if children:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids = (task / "children").read_text().split() if (task / "children").exists() else []
+            total += sum(rss_mb(int(k), children=True) for k in kids)
+    return total
 
 
 @contextmanager
-def serving(env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`carelens serve` on a free loopback port with ``env`` added; (process, base URL) once /ready says so.
-    Stopped with SIGTERM (a graceful shutdown) on leaving."""
+def serving(env: dict[str, str], workers: int = 1) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`carelens serve [--workers N]` on a free loopback port with ``env`` added; (process, base URL) once /ready
+    says so. Stopped with SIGTERM (a graceful shutdown) on leaving."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port), "--workers", str(workers)],
                             env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

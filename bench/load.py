@@ -1,5 +1,7 @@
 """Load benchmark of the service (issue 8), case `load`: python bench/load.py [--clients 32] [--seconds 30];
-case `load_int8` (issue 16): python bench/load.py --int8 (the int8 bundle of bench/inference.py inference_int8).
+case `load_int8` (issue 16): python bench/load.py --int8 (the int8 bundle of bench/inference.py inference_int8);
+case `load_workers` (issue 17): python bench/load.py --workers 1,2 (the same bundle served by 1 then 2 worker
+processes, alternated over --rounds, medians reported).
 
 Starts `carelens serve` on loopback with the 224px bundle of bench/inference.py, then N concurrent
 clients post HAM10000 images for a bounded time. Reports throughput, p50/p99 latency, errors and the
@@ -42,21 +44,13 @@ async def _client(url: str, images: list[bytes], stop: float, lat: list[float], 
             i += 1
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--clients", type=int, default=32)
-    ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--int8", action="store_true", help="serve the int8 bundle (case load_int8)")
-    args = ap.parse_args()
-    bundle = OUT / "inference" / ("bundle_int8" if args.int8 else "bundle")
-    if not (bundle / "bundle.json").is_file():
-        raise SystemExit("run bench/inference.py first (it builds the 224px bundle; `inference_int8` the int8 one)")
+def _measure(bundle: Path, clients: int, seconds: float, workers: int = 1) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp())
     shutil.copytree(bundle, tmp / "models" / "derma224")
     env = {"CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
            "CARELENS_RATE_LIMIT_PER_S": "0",  # capacity, not the per-key limiter, is measured
-           "CARELENS_MAX_IN_FLIGHT": str(4 * args.clients)}  # closed loop: every client always has one in flight
-    with serving(env) as (proc, url):
+           "CARELENS_MAX_IN_FLIGHT": str(4 * clients)}  # closed loop: every client always has one in flight
+    with serving(env, workers) as (proc, url):
         ds = open_dataset("ham10000")
         idx = np.random.default_rng(0).choice(len(ds), 200, replace=False)
         images = [Path(ds[int(i)].path).read_bytes() for i in idx]  # type: ignore[arg-type]
@@ -64,20 +58,38 @@ def main() -> None:
         # size for full micro-batches), then measure: growth after that is what would grow without bound
         lat: list[float] = []
         errors: list[str] = []
-        asyncio.run(_gather(url, images, 5.0, lat, errors, args.clients))
-        rss_before = rss_mb(proc.pid)
+        asyncio.run(_gather(url, images, 5.0, lat, errors, clients))
+        rss_before = rss_mb(proc.pid, children=workers > 1)
         lat, errors = [], []
         t0 = time.perf_counter()
-        asyncio.run(_gather(url, images, args.seconds, lat, errors, args.clients))
+        asyncio.run(_gather(url, images, seconds, lat, errors, clients))
         wall = time.perf_counter() - t0
-        rss_after = rss_mb(proc.pid)
+        rss_after = rss_mb(proc.pid, children=workers > 1)
     shutil.rmtree(tmp, ignore_errors=True)
-    metrics = {
+    return {
         "requests_per_s": round(len(lat) / wall, 1), "latency_p50_ms": round(float(np.percentile(lat, 50)), 1),
         "latency_p99_ms": round(float(np.percentile(lat, 99)), 1), "errors": len(errors),
-        "requests": len(lat), "clients": args.clients, "server_rss_before_mb": round(rss_before, 1),
+        "requests": len(lat), "clients": clients, "server_rss_before_mb": round(rss_before, 1),
         "server_rss_after_mb": round(rss_after, 1), "rss_growth": round(rss_after / rss_before - 1, 4),
+        "wall_s": round(wall, 1),
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--int8", action="store_true", help="serve the int8 bundle (case load_int8)")
+    ap.add_argument("--workers", default="", help="compare worker counts, e.g. 1,2 (case load_workers)")
+    ap.add_argument("--rounds", type=int, default=2, help="with --workers: alternations of the worker counts")
+    args = ap.parse_args()
+    bundle = OUT / "inference" / ("bundle_int8" if args.int8 else "bundle")
+    if not (bundle / "bundle.json").is_file():
+        raise SystemExit("run bench/inference.py first (it builds the 224px bundle; `inference_int8` the int8 one)")
+    if args.workers:
+        return _compare_workers(bundle, args)
+    metrics = _measure(bundle, args.clients, args.seconds)
+    wall = metrics.pop("wall_s")
     case, targets = ("load_int8", {"requests_per_s": 200, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10}) \
         if args.int8 else ("load", {"requests_per_s": 100, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10})
     print(write_result(case, "ham10000", wall, metrics, targets,
@@ -87,6 +99,33 @@ def main() -> None:
                              "same concurrency before RSS 'before'. With 32 clients always waiting, p99 <= 250 ms "
                              "needs > 128 requests/s (Little's law); ONNX Runtime alone is 59% of the server's "
                              "samples (py-spy) at ~5 ms of both cores per image. Runs on this host vary by +-6%."))
+
+
+def _compare_workers(bundle: Path, args: argparse.Namespace) -> None:
+    counts = [int(w) for w in args.workers.split(",")]
+    t0 = time.perf_counter()
+    runs: dict[int, list[dict[str, float]]] = {w: [] for w in counts}
+    for r in range(args.rounds):  # alternated, so that the host's drift falls on every worker count alike
+        for w in counts:
+            runs[w].append(_measure(bundle, args.clients, args.seconds, workers=w))
+            print(f"round {r} workers {w}: {runs[w][-1]}", flush=True)
+    metrics: dict[str, object] = {}
+    for w, rs in runs.items():
+        for k in ("requests_per_s", "latency_p50_ms", "latency_p99_ms", "server_rss_after_mb"):
+            metrics[f"{k}_{w}w"] = float(np.median([x[k] for x in rs]))
+        metrics[f"errors_{w}w"] = int(sum(x["errors"] for x in rs))
+        metrics[f"runs_{w}w"] = rs
+    wall = time.perf_counter() - t0
+    name = "int8" if args.int8 else "fp32"
+    print(write_result("load_workers", "ham10000", wall, metrics, {"errors_2w": 0},
+                       baseline={"name": "1 worker, same run", "metrics": {k: v for k, v in metrics.items()
+                                                                          if k.endswith("_1w")}},
+                       notes=f"command: python bench/load.py --workers {args.workers} --rounds {args.rounds}"
+                             f"{' --int8' if args.int8 else ''}; 224px EfficientNet-Lite0 bundle ({name}), "
+                             f"{args.clients} clients, {args.seconds:.0f} s per run after a 5 s warm-up; worker counts "
+                             "alternated, medians over rounds. Each worker gets cores/workers ONNX Runtime threads "
+                             "(`serve --workers` sets it); clients and server share the same 2 cores; one SQLite "
+                             "audit log (WAL) for all workers. RSS: the parent and its workers together."))
 
 
 async def _gather(url: str, images: list[bytes], seconds: float, lat: list[float], errors: list[str], n: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
@@ -21,6 +22,7 @@ from carelens.errors import CarelensError, ConfigError
 
 if TYPE_CHECKING:
     from carelens.predict import Result
+    from carelens.serve import ServeSettings
 
 __all__ = ["app", "main"]
 
@@ -365,6 +367,40 @@ def export(
     if zip_:
         archive = shutil.make_archive(str(path), "zip", root_dir=path)
         console.print(f"wrote {archive}")
+
+
+@app.command("import")
+@_edge
+def import_model(
+    model: Annotated[Path, typer.Argument(help="An ONNX image classifier trained elsewhere (one image input, "
+                                               "channels first; one score per class).")],
+    spec: Annotated[str, typer.Option(help="Label spec (YAML file or built-in name): the classes in the order of "
+                                           "the model's outputs, with their triage levels.")],
+    data: Annotated[str, typer.Option(help="Labelled data to calibrate and test on (folder, manifest, .npz, or a "
+                                           "public set name).")],
+    preprocess: Annotated[str, typer.Option(help="How the model expects its input, e.g. 'size=224,mean=0.485,0.456,"
+                                                 "0.406,std=0.229,0.224,0.225,resize=stretch' (pixels on [0, 1]).")],
+    splits: Annotated[Path | None, typer.Option(help="Split file for DATA (`carelens split`); its validation part "
+                                                     "must be unseen by the model. Default: a new grouped split.")] = None,
+    out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
+    name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name).")] = None,
+    version: Annotated[str | None, typer.Option(help="Model version (default: a UTC timestamp).")] = None,
+    alpha: Annotated[float, typer.Option(help="Conformal miscoverage (0.1: sets hold the truth 90% of the time).")] = 0.1,
+) -> None:
+    """Bring your own model: wrap an ONNX classifier into a calibrated, self-testing bundle (no heatmaps)."""
+    from carelens.labels import load_spec
+    from carelens.preprocess import PreprocessConfig
+    from carelens.steps.importer import import_onnx
+
+    path = import_onnx(model, out, spec=load_spec(spec), data=data, splits=splits, name=name, version=version,
+                       preprocess_config=PreprocessConfig.parse(preprocess), alpha=alpha)
+    doc = json.loads((path / "bundle.json").read_text())
+    rec, cal = doc["training_config"]["imported"], doc["calibration"]
+    console.print(f"imported {model.name} as {doc['name']} {doc['version']} into {path}: outputs read as "
+                  f"{rec['outputs']}; out-of-distribution gate on its {rec['ood_reads']}; temperature "
+                  f"{doc['temperature']:.2f}; validation balanced accuracy {rec['val_balanced_accuracy']:.3f}"
+                  + (f"; test balanced accuracy {doc['test_metrics']['balanced_accuracy']:.3f}, coverage "
+                     f"{cal['coverage']:.3f}" if doc["test_metrics"] and "coverage" in cal else ""))
 
 
 def _write_all(results: Iterable[Result], out: Path | None, fmt: str, failed: str) -> None:
@@ -730,8 +766,6 @@ def triage_cmd(
         show_default=False)] = None,
 ) -> None:
     """Triage from an image (with clinical facts) and/or a symptom description: one assessment, safety first."""
-    import os
-
     from carelens.fusion import parse_fact_pairs
     from carelens.symptoms import SymptomBundle, triage
 
@@ -802,6 +836,8 @@ def serve(
         help="Folder of Ed25519 public keys (*.pem): only bundles signed by one of them are served.")] = None,
     allow_open: Annotated[bool, typer.Option(
         "--allow-open", help="Serve without API keys on an address other than loopback.")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Service processes sharing the port and the database (default $CARELENS_WORKERS or 1).")] = 0,
 ) -> None:
     """Serve the HTTP API and the web page (settings: CARELENS_* environment variables, see README)."""
     import uvicorn
@@ -817,8 +853,13 @@ def serve(
         overrides["symptoms_dir"] = symptoms
     if trusted_keys is not None:
         overrides["trusted_keys_dir"] = trusted_keys
+    if workers:
+        overrides["workers"] = workers
     settings = ServeSettings(**overrides)
-    app_ = create_app(settings)  # a missing keys file or key folder stops here, before anything listens
+    if settings.workers > 1:
+        settings = _worker_settings(settings, overrides)
+    app_ = create_app(settings)  # a missing keys file or key folder stops here, before anything listens;
+    # the audit database is migrated here too, once, before any worker opens it
     if not app_.state.services.keys.enabled:
         if host not in ("127.0.0.1", "localhost", "::1") and not allow_open:
             raise ConfigError(f"no API keys are set, so the service would be open to anyone who reaches {host}. "
@@ -826,8 +867,32 @@ def serve(
         err_console.print("[bold yellow]! WARNING: no API keys are set: anyone who can reach this address can use the "
                           "service and reload its models. Set CARELENS_API_KEYS for anything but a local trial."
                           "[/bold yellow]")
-    console.print(f"carelens serving {settings.models_dir} on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    console.print(f"carelens serving {settings.models_dir} on http://{host}:{port}/ (API docs at /docs)"
+                  + (f" with {settings.workers} workers" if settings.workers > 1 else ""))
+    if settings.workers > 1:  # each worker process builds its own app from the environment set above
+        uvicorn.run("carelens.serve.app:create_app", factory=True, workers=settings.workers, host=host, port=port,
+                    log_level="warning")
+    else:
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> ServeSettings:
+    """Settings for several worker processes, handed to them through the environment: the command line's
+    overrides; a metrics folder, emptied of a previous run's counts (as Prometheus' multiprocess mode requires);
+    the cores shared out among the workers' ONNX Runtime threads; two malloc arenas per process."""
+    import tempfile
+
+    env = {f"CARELENS_{k.upper()}": str(v) for k, v in overrides.items()}
+    folder = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="carelens-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("worker-*.json"):
+        stale.unlink()
+    env["CARELENS_METRICS_DIR"] = str(folder)
+    if settings.threads is None:
+        env["CARELENS_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.workers))
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # read by glibc when each worker process starts
+    os.environ.update(env)
+    return type(settings)()
 
 
 @keys_app.command("generate")

@@ -6,6 +6,7 @@ normalised as ``(x / 255 - mean) / std``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -37,6 +38,31 @@ class PreprocessConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def parse(cls, text: str) -> PreprocessConfig:
+        """From ``size=224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,resize=stretch,color=RGB`` (keys in any
+        order, the ones left out at their defaults; mean and std on [0, 1] pixels, three values each)."""
+        keys = {"size": "image_size", "resize": "resize", "color": "color", "mean": "mean", "std": "std"}
+        found = list(re.finditer(r"(?:^|,)\s*([a-z_]+)\s*=", text))
+        if not found or found[0].start() != 0:
+            raise ConfigError(f"--preprocess must look like 'size=224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,"
+                              f"resize=stretch', got {text!r}")
+        values: dict[str, Any] = {}
+        for m, nxt in zip(found, [*found[1:], None], strict=True):
+            key, raw = m.group(1), text[m.end() : nxt.start() if nxt else len(text)].strip()
+            if key not in keys:
+                raise ConfigError(f"unknown preprocessing key {key!r} in {text!r}; use {', '.join(keys)}")
+            try:
+                if key == "size":
+                    values["image_size"] = int(raw)
+                elif key in ("mean", "std"):
+                    values[key] = tuple(float(x) for x in raw.replace("/", ",").split(","))
+                else:
+                    values[keys[key]] = raw
+            except ValueError:
+                raise ConfigError(f"preprocessing {key}={raw!r} is not a number (list) in {text!r}") from None
+        return cls(**values)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:

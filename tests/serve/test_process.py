@@ -31,15 +31,20 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, models: Path, db: Path, symptoms: Path | None = None) -> None:
+    def __init__(self, models: Path, db: Path | str, symptoms: Path | None = None, *, workers: int = 1,
+                 **settings: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CARELENS_MODELS_DIR": str(models), "CARELENS_DATABASE_URL": f"sqlite:///{db}",
-               "CARELENS_RATE_LIMIT_PER_S": "0"}  # load, not the limiter, is under test here
+        env = {**os.environ, "CARELENS_MODELS_DIR": str(models),
+               "CARELENS_DATABASE_URL": db if isinstance(db, str) else f"sqlite:///{db}",
+               "CARELENS_RATE_LIMIT_PER_S": "0",  # load, not the limiter, is under test here
+               **{f"CARELENS_{k.upper()}": v for k, v in settings.items()}}
         if symptoms:
             env["CARELENS_SYMPTOMS_DIR"] = str(symptoms)
-        self.proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(self.port)],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # its own process group: a kill reaches the worker processes too
+        self.proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(self.port),
+                                      "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.time() + 120
         while time.time() < deadline:
             try:
@@ -55,8 +60,21 @@ class Server:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+
+def _replace_with_version_2(models: Path, tmp: Path) -> None:
+    """A new version of the chest bundle replaces the old one on disk, re-sealed as `carelens export` would."""
+    from carelens.bundle import BundleSpec
+
+    new = tmp / "chest_v2"
+    shutil.copytree(models / "chest", new)
+    doc = json.loads((new / "bundle.json").read_text())
+    doc["version"] = "2"
+    BundleSpec.model_validate(doc).write(new)
+    shutil.rmtree(models / "chest")
+    shutil.move(str(new), models / "chest")
 
 
 def test_acknowledged_predictions_survive_a_kill(models_copy: Path, tmp_path: Path, xray_png: bytes) -> None:
@@ -93,16 +111,7 @@ def test_hot_reload_under_load_fails_no_request(models_copy: Path, tmp_path: Pat
         for t in threads:
             t.start()
         time.sleep(1.5)
-        # a new version of the bundle replaces the old one on disk, then the admin reloads
-        new = tmp_path / "chest_v2"
-        shutil.copytree(models_copy / "chest", new)
-        doc = json.loads((new / "bundle.json").read_text())
-        doc["version"] = "2"
-        from carelens.bundle import BundleSpec
-
-        BundleSpec.model_validate(doc).write(new)  # re-sealed, as `carelens export` would
-        shutil.rmtree(models_copy / "chest")
-        shutil.move(str(new), models_copy / "chest")
+        _replace_with_version_2(models_copy, tmp_path)  # then the admin reloads
         r = httpx.post(srv.url + "/v1/admin/reload", timeout=60)
         assert r.json()["loaded"] == {"chest": "2"}
         time.sleep(1.5)
@@ -114,6 +123,43 @@ def test_hot_reload_under_load_fails_no_request(models_copy: Path, tmp_path: Pat
     assert len(statuses) > 20
     assert set(statuses) == {200}
     assert versions == {"1", "2"}
+
+
+def _ready_by_worker(url: str, tries: int = 60) -> dict[int, dict[str, str]]:
+    """/ready asked on fresh connections, so that each worker gets some: worker pid -> the models it serves."""
+    seen: dict[int, dict[str, str]] = {}
+    for _ in range(tries):
+        body = httpx.get(url + "/ready", timeout=10).json()
+        seen[body["worker"]] = body["models"]
+    return seen
+
+
+def test_two_workers_share_the_database_the_metrics_and_a_reload(models_copy: Path, tmp_path: Path,
+                                                                 xray_png: bytes) -> None:
+    srv = Server(models_copy, tmp_path / "audit.db", workers=2, api_keys="admin:adm", worker_sync_s="0.3")
+    key = {"X-API-Key": "adm"}
+    try:
+        assert len(_ready_by_worker(srv.url)) == 2  # two processes answer on the one port
+        ids = []
+        for _ in range(12):
+            r = httpx.post(srv.url + "/v1/models/chest/predict", headers=key, timeout=30,
+                           files={"file": ("x.png", xray_png, "image/png")})
+            assert r.status_code == 200, r.text
+            ids.append(r.json()["id"])
+        time.sleep(1.0)  # every worker has written its counts
+        route = 'route="/v1/models/{name}/predict",status="200"'
+        for _ in range(6):  # whichever worker answers the scrape, it reports the service's total
+            text = httpx.get(srv.url + "/metrics", headers=key, timeout=10).text
+            assert f'carelens_requests_total{{method="POST",{route}}} 12' in text, text[:600]
+        _replace_with_version_2(models_copy, tmp_path)
+        r = httpx.post(srv.url + "/v1/admin/reload", headers=key, timeout=60)  # reaches one worker ...
+        assert r.json()["loaded"] == {"chest": "2"}
+        time.sleep(2.0)  # ... the other follows within worker_sync_s (plus its load)
+        seen = _ready_by_worker(srv.url)
+        assert len(seen) == 2 and all(m == {"chest": "2"} for m in seen.values()), seen
+    finally:
+        srv.kill()
+    assert set(ids) <= AuditLog(f"sqlite:///{tmp_path / 'audit.db'}").ids()  # both wrote to the one database
 
 
 @contextmanager

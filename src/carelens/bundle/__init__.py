@@ -5,6 +5,7 @@ writing one from a training run is the export step (:mod:`carelens.steps.export`
 from carelens.bundle._load import Bundle, load_bundle, make_session, selftest_input
 from carelens.bundle._manifest import (
     FORMAT_VERSION,
+    HEAD_FILE,
     REQUIRED_FILES,
     BundleSpec,
     ConformalParams,
@@ -30,6 +31,7 @@ from carelens.bundle._tabular import (
 
 __all__ = [
     "FORMAT_VERSION",
+    "HEAD_FILE",
     "REQUIRED_FILES",
     "SIGNAL_FORMAT",
     "SIGNATURE_FILE",

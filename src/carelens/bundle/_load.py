@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from carelens.bundle._manifest import (
     FORMAT_VERSION,
+    HEAD_FILE,
     OLDEST_READABLE_FORMAT,
     REQUIRED_FILES,
     BundleSpec,
@@ -58,8 +59,8 @@ class Bundle(Identified):
     temperature: TemperatureScaler
     conformal: ConformalClassifier | None  # multiclass
     ood: OODGate
-    head_weight: np.ndarray  # (outputs, C) for class-activation maps (condition k: row k)
-    head_bias: np.ndarray
+    head_weight: np.ndarray | None  # (outputs, C) for class-activation maps (condition k: row k); None: no fmap
+    head_bias: np.ndarray | None
     facts: FactsFusion | None = None  # when the model fuses clinical facts
     signed_by: str | None = None  # id of the trusted key that signed it (when keys were given)
     extracted: Path | None = None  # the temporary folder a .zip bundle was unpacked into
@@ -87,11 +88,13 @@ class Bundle(Identified):
     def preprocess(self) -> PreprocessConfig:
         return self.spec.preprocess
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(logits, features, feature map) for a preprocessed batch (N, 3, S, S) float32."""
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(logits, features, feature map or None) for a preprocessed batch (N, 3, S, S) float32."""
         io = self.spec.model_io
-        out = self.session.run(io.outputs, {io.input: np.ascontiguousarray(batch, dtype=np.float32)})
-        return out[0], out[1], out[2]
+        names = list(dict.fromkeys(io.outputs))  # an imported model without features: its logits read twice
+        got = dict(zip(names, self.session.run(names, {io.input: np.ascontiguousarray(batch, dtype=np.float32)}),
+                       strict=True))
+        return got[io.outputs[0]], got[io.outputs[1]], got[io.outputs[2]] if len(io.outputs) > 2 else None
 
 
 # A bundle zip holds a handful of files; anything far beyond this is an archive bomb or not a bundle.
@@ -189,7 +192,7 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
         raise BundleError(f"{manifest} was modified after export (integrity check failed). "
                           "Re-export the bundle instead of editing bundle.json.")
     signed_by = verify_signature(folder, trusted_keys) if trusted_keys is not None else None
-    missing = sorted(REQUIRED_FILES - set(spec.files))
+    missing = sorted(REQUIRED_FILES - set(spec.files) | ({HEAD_FILE} - set(spec.files) if spec.model_io.fmap else set()))
     if missing:
         raise BundleError(f"bundle {p} does not list {', '.join(missing)} in bundle.json; re-export it")
     known = {*spec.files, "bundle.json", SIGNATURE_FILE}
@@ -204,8 +207,10 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
         raise BundleError(f"{changed[0]} in bundle {p} does not match its recorded sha256: the file was altered or "
                           "corrupted. Re-export the bundle or restore the original file.")
     session = make_session(folder / "model.onnx", threads)
-    with np.load(folder / "head.npz") as h:
-        weight, bias = h["weight"], h["bias"]
+    weight = bias = None
+    if spec.model_io.fmap:
+        with np.load(folder / HEAD_FILE) as h:
+            weight, bias = h["weight"], h["bias"]
     b = Bundle(
         path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature, "bias": spec.temperature_bias}),
         conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()) if spec.conformal else None,

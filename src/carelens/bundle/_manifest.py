@@ -21,6 +21,7 @@ from carelens.preprocess import PreprocessConfig
 
 __all__ = [
     "FORMAT_VERSION",
+    "HEAD_FILE",
     "OLDEST_READABLE_FORMAT",
     "REQUIRED_FILES",
     "BundleSpec",
@@ -34,11 +35,14 @@ __all__ = [
     "SplitInfo",
 ]
 
-FORMAT_VERSION = 5  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 6  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
-# 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore)
+# 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
+# without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
+# ``model_io.outputs`` naming the graph's own outputs (logits, then what the OOD gate reads)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
-REQUIRED_FILES = frozenset({"model.onnx", "ood.npz", "head.npz"})  # every one listed in ``files`` with its sha256
+REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
+HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
 
 
 class _Section(BaseModel):
@@ -53,13 +57,15 @@ class SelfTest(_Section):
 
 
 class ModelIO(_Section):
-    """The ONNX graph's input name and outputs (logits, pooled features, last feature map)."""
+    """The ONNX graph's input name and outputs: logits, the pooled features the OOD gate reads, and the last
+    feature map (heatmaps). An imported model may have no feature map (``fmap`` empty, two outputs), and no
+    features either: then its second output is its logits again (the OOD gate reads the logits)."""
 
     input: str
     outputs: list[str]
     opset: int
     features: int  # width of the pooled features
-    fmap: list[int]  # (C, h, w) of the feature map
+    fmap: list[int]  # (C, h, w) of the feature map; empty: none
 
 
 class ConformalParams(_Section):

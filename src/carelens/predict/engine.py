@@ -41,7 +41,7 @@ __all__ = ["HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "capped_size", "
 class Inference:
     logits: np.ndarray  # (n, k)
     features: np.ndarray  # (n, C) pooled
-    fmap: np.ndarray  # (n, C, h, w)
+    fmap: np.ndarray | None  # (n, C, h, w); None: the model gives no feature map (an imported one)
     proba: np.ndarray  # (n, k) calibrated (multi-label: per condition)
     in_set: np.ndarray  # (n, k) bool, conformal set (multi-label: conditions kept by risk control)
     ood_raw: np.ndarray  # (n,) combined OOD score, higher = more unusual
@@ -98,7 +98,7 @@ class Engine:
             ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
 
-    def _infer_multilabel(self, logits: np.ndarray, feats: np.ndarray, fmap: np.ndarray) -> Inference:
+    def _infer_multilabel(self, logits: np.ndarray, feats: np.ndarray, fmap: np.ndarray | None) -> Inference:
         b = self.bundle
         assert b.multilabel is not None and b.layout is not None
         with _one_blas_thread():
@@ -165,19 +165,23 @@ class Engine:
                               finding_heatmaps=self.finding_heatmaps(inf, n, size) if wanted[n] else None))
         return out
 
-    def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray:
-        """Where the model looked for its top class (multi-label: its most probable condition)."""
+    def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray | None:
+        """Where the model looked for its top class (multi-label: its most probable condition); None for a model
+        without a feature map (an imported one)."""
+        if inf.fmap is None:
+            return None
         return self._cam(inf.fmap[n], int(inf.proba[n].argmax()), size)
 
     def finding_heatmaps(self, inf: Inference, n: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
         """Multi-label: a class-activation map for every condition present (condition k: head row k)."""
-        if inf.present is None:
+        if inf.present is None or inf.fmap is None:
             return {}
         ids = self.bundle.labels.class_ids
         return {ids[k]: self._cam(inf.fmap[n], int(k), size) for k in np.flatnonzero(inf.present[n])}
 
     def _cam(self, fmap: np.ndarray, cls: int, size: tuple[int, int]) -> np.ndarray:
         """Class-activation map of class ``cls`` (Zhou et al. 2016), mapped back onto the input image."""
+        assert self.bundle.head_weight is not None  # a bundle with a feature map has its head
         cam = np.tensordot(self.bundle.head_weight[cls], fmap, axes=(0, 0))  # (h, w)
         cam = np.maximum(cam, 0)
         cam = cam / cam.max() if cam.max() > 0 else cam

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 import uuid
@@ -42,6 +44,19 @@ def _load_symptoms(svc: Services) -> None:
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+log = logging.getLogger("carelens.serve")
+
+
+async def _sync_workers(svc: Services) -> None:
+    """With several workers: every ``worker_sync_s``, publish this worker's counts and follow admin reloads."""
+    while True:
+        await asyncio.sleep(svc.settings.worker_sync_s)
+        try:
+            await in_thread(svc.sync_workers)
+        except Exception:  # a database hiccup must not end the loop; the next tick tries again
+            log.exception("worker sync failed")
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """The service. Raises ConfigError at once for settings it must not run with (a missing keys file)."""
     svc = Services.from_settings(settings or ServeSettings())
@@ -50,9 +65,14 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if svc.settings.retention_days:
             await in_thread(svc.log.prune, svc.settings.retention_days)
+        if svc.settings.workers > 1:
+            svc.models_generation = await in_thread(svc.log.counter, "models")  # this start's load is current
         await in_thread(svc.registry.load)
         await in_thread(_load_symptoms, svc)
+        sync = asyncio.create_task(_sync_workers(svc)) if svc.settings.workers > 1 else None
         yield
+        if sync is not None:
+            sync.cancel()
 
     app = FastAPI(title="carelens", version=__version__, lifespan=lifespan,
                   description="Triage assessments from images and symptoms. Not a diagnosis.",

@@ -40,6 +40,32 @@ class Services:
     symptoms: SymptomBundle | None = None
     symptoms_error: str | None = None
     explainer: LlmExplainer | None = None  # with CARELENS_LLM_URL; otherwise templates only
+    models_generation: int = 0  # with several workers: the admin reloads this worker has caught up with
+
+    def reload(self) -> dict[str, Any]:
+        """Reload the bundles here; with several workers, tell the others through the database (they follow
+        within ``worker_sync_s``)."""
+        result = self.registry.load(wait=False)
+        if self.settings.workers > 1:
+            self.models_generation = self.log.bump("models")
+        return result
+
+    def sync_workers(self) -> None:
+        """One tick of a worker among several: publish its counts, and reload if another worker was told to."""
+        if self.settings.metrics_dir is not None:
+            self.metrics.dump(self.settings.metrics_dir)
+        generation = self.log.counter("models")
+        if generation != self.models_generation:
+            self.registry.load(wait=True)
+            self.models_generation = generation
+
+    def metrics_text(self) -> str:
+        """The Prometheus text: this worker's counts, or with a metrics folder the sum over every worker's."""
+        folder = self.settings.metrics_dir
+        if folder is None:
+            return self.metrics.render()
+        self.metrics.dump(folder)
+        return Metrics.combined(folder).render()
 
     @classmethod
     def from_settings(cls, cfg: ServeSettings) -> "Services":

@@ -1,9 +1,19 @@
-"""Prometheus metrics in the text exposition format (counters and a latency histogram)."""
+"""Prometheus metrics in the text exposition format (counters and a latency histogram).
+
+With several service workers each one counts what it answered; a scrape reaches one of them. So, as Prometheus'
+own client does in its multiprocess mode, every worker writes its counts to a file in a shared folder
+(``CARELENS_METRICS_DIR``), and ``/metrics`` answers the sum over the folder: the service's totals, whichever
+worker is asked. A worker that exits leaves its file, so counters never go backwards.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
 
 __all__ = ["Metrics"]
 
@@ -46,6 +56,44 @@ class Metrics:
         """``by`` template | llm; ``outcome`` ok | guardrail | error (a language-model answer replaced, and why)."""
         with self._lock:
             self.explanations[(by, outcome)] += 1
+
+    _COUNTERS = ("requests", "buckets", "latency_count", "predictions", "triage", "ood", "explanations")
+
+    def state(self) -> dict[str, Any]:
+        """Every count, JSON-ready (tuple keys as lists)."""
+        with self._lock:
+            out: dict[str, Any] = {name: [[*(k if isinstance(k, tuple) else (k,)), n]
+                                          for k, n in getattr(self, name).items()] for name in self._COUNTERS}
+            out["latency_sum"] = [[k, v] for k, v in self.latency_sum.items()]
+        return out
+
+    def add(self, state: dict[str, Any]) -> None:
+        """Add another worker's counts (``state()``) to these."""
+        with self._lock:
+            for name in self._COUNTERS:
+                counter: Counter[Any] = getattr(self, name)
+                for *key, n in state.get(name, []):
+                    counter[tuple(key) if len(key) > 1 else key[0]] += n
+            for route, v in state.get("latency_sum", []):
+                self.latency_sum[route] += v
+
+    def dump(self, folder: Path) -> None:
+        """Write this worker's counts to ``folder`` (atomically: a reader never sees half a file)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".worker-{os.getpid()}.json.tmp"
+        tmp.write_text(json.dumps(self.state()))
+        tmp.replace(folder / f"worker-{os.getpid()}.json")
+
+    @classmethod
+    def combined(cls, folder: Path) -> Metrics:
+        """The sum of every worker's counts written to ``folder``."""
+        total = cls()
+        for f in sorted(folder.glob("worker-*.json")):
+            try:
+                total.add(json.loads(f.read_text()))
+            except (OSError, ValueError):  # a worker's file being replaced right now: its previous one is gone
+                continue
+        return total
 
     def render(self) -> str:
         lines = ["# HELP carelens_requests_total HTTP requests", "# TYPE carelens_requests_total counter"]

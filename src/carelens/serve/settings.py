@@ -57,6 +57,11 @@ class ServeSettings(BaseSettings):
     decision_floor_when_unsure: str | None = Field(None, description="lowest triage level for unsure input")
     decision_severity_floor: float | None = Field(None, gt=0, le=1,
                                                   description="multi-label: a grade this probable counts for triage")
+    workers: int = Field(1, ge=1, description="service processes (`carelens serve --workers`); they share the database")
+    metrics_dir: Path | None = Field(None, description=(
+        "folder where each worker writes its counts for /metrics to sum (set by `serve --workers` when empty)"))
+    worker_sync_s: float = Field(1.0, gt=0, description=(
+        "with several workers: how often each one writes its counts and checks for an admin reload"))
     chat_session_ttl_s: float = Field(24 * 3600, gt=0, description="a conversation idle this long is closed")
     llm: LlmSettings = Field(default_factory=LlmSettings, description="optional language model (CARELENS_LLM_*)")
     default_species: str | None = Field(

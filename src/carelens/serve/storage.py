@@ -26,6 +26,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
@@ -33,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from carelens.errors import ConfigError
 
-__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord", "alembic_config", "display_url",
+__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord", "ServiceState", "alembic_config", "display_url",
            "head_revision", "metadata", "migrate", "open_engine"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -241,6 +242,23 @@ class AuditLog:
             return list(s.scalars(select(ChatMessage).where(ChatMessage.session_id == session_id)
                                   .order_by(ChatMessage.id)))
 
+    # -- state shared by the service's workers ---------------------------------------------------------
+    def counter(self, key: str) -> int:
+        """The shared counter ``key`` (0 before its first bump)."""
+        with self.session() as s:
+            row = s.get(ServiceState, key)
+            return row.value if row is not None else 0
+
+    def bump(self, key: str) -> int:
+        """Add one to the shared counter ``key`` (atomically: concurrent bumps each count); its new value."""
+        now = dt.datetime.now(dt.UTC)
+        with self.session() as s, s.begin():
+            done = s.execute(update(ServiceState).where(ServiceState.key == key)
+                             .values(value=ServiceState.value + 1, updated=now))
+            if not getattr(done, "rowcount", 0):
+                s.add(ServiceState(key=key, value=1, updated=now))
+        return self.counter(key)
+
     def prune(self, older_than_days: int, now: dt.datetime | None = None) -> int:
         """Delete predictions older than ``older_than_days`` (and their feedback); the number deleted."""
         if older_than_days < 1:
@@ -253,6 +271,15 @@ class AuditLog:
             return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for DELETE
 
 
+
+
+class ServiceState(_Base):
+    """A counter the service's workers share (``models``: the generation of the bundle table)."""
+
+    __tablename__ = "service_state"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(Integer)
+    updated: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 def _aware(t: dt.datetime) -> dt.datetime:

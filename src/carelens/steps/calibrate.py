@@ -20,7 +20,8 @@ from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout
 
-__all__ = ["ALPHAS", "CRITICAL_THRESHOLDS", "calibrate_run", "choose_decision_rule", "operating_points"]
+__all__ = ["ALPHAS", "CRITICAL_THRESHOLDS", "calibrate_run", "choose_decision_rule", "fit_calibration",
+           "operating_points"]
 
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
@@ -48,6 +49,33 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     if cfg.spec is not None and cfg.spec.multilabel:
         return calibrate_multilabel(r, a, cfg.spec, OutputLayout.of(cfg.spec, cfg.train.severity_head), alpha=alpha,
                                     ood_method=ood_method, pass_rate=pass_rate)
+    cal, test = fit_calibration(a, cfg.class_ids, cfg.spec, alpha=alpha, score=score,
+                                class_conditional=class_conditional, ood_method=ood_method, pass_rate=pass_rate,
+                                critical_miss_target=critical_miss_target, scaler=scaler)
+    report = cal.report
+    if facts is None or facts:
+        rule = report.get("decision_rule") or {}
+        assert cal.conformal is not None and cal.temperature is not None
+        section = _fit_facts(r, a, cal.temperature.predict_proba(a.val_logits), cal.conformal, facts, test,
+                             DecisionPolicy(critical_threshold=rule.get("critical_threshold")))
+        if section is not None:
+            report["facts"] = section
+    section = report.get("test") or {}
+    before = section.get("reliability_before") or report["val"]["before"]["reliability"]
+    after = section.get("reliability") or report["val"]["after"]["reliability"]
+    ops = report.get("operating_points")
+    r.write_calibration(cal, reliability_png(before, after, "test" if section else "val"),
+                        operating_points_png(ops["val"], ops.get("test")) if ops else None)
+    return cal
+
+
+def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None, *, alpha: float = 0.1,
+                    score: ConformalScore = "lac", class_conditional: bool = True, ood_method: OODMethod = "combined",
+                    pass_rate: float = 0.95, critical_miss_target: float = 0.02,
+                    scaler: Literal["temperature", "auto"] = "temperature") -> tuple[Calibration, TestOutputs | None]:
+    """A multiclass model's calibration from its outputs (``calibrate_run`` without clinical facts and without
+    writing anything): fitted on the validation split, reported on the test split when there is one. Also the test
+    split's outputs, for what is fitted on top (the facts fusion)."""
     if scaler == "auto":
         ts, chosen = choose_scaler(a.val_logits, a.val_y)  # the temperature, with class biases where they earn it
     else:
@@ -61,41 +89,29 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
         "val": {"before": calibration_report(softmax(a.val_logits), a.val_y),
                 "after": calibration_report(pv, a.val_y)},
         "conformal": cp.to_dict(),
-        "fallback_classes": [cfg.class_ids[i] for i in cp.fallback_classes_],
+        "fallback_classes": [class_ids[i] for i in cp.fallback_classes_],
         "ood": gate.to_dict(),
     }
     if cp.fallback_classes_:
         report["warnings"] = [
-            f"class {cfg.class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "
+            f"class {class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "
             f"{cp.min_per_class_} its own {1 - alpha:.0%} guarantee needs: it uses the marginal threshold"
             for i in cp.fallback_classes_
         ]
     test: TestOutputs | None = None
     if a.has_test:
-        test, report["test"] = _test_report(a, ts, cp, gate, cfg.class_ids, cfg.spec)
-    if cfg.spec is not None:
+        test, report["test"] = _test_report(a, ts, cp, gate, class_ids, spec)
+    if spec is not None:
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
-        report["operating_points"] = operating_points(pv, a.val_y, in_val, test, cfg.spec, score, class_conditional)
-        if cfg.spec.critical_indices:
-            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, test, cfg.spec, cp,
+        report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, score, class_conditional)
+        if spec.critical_indices:
+            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, test, spec, cp,
                                                                   target=critical_miss_target)
             if "test" in rule:  # the test figures of the rule that ships; the set rule's kept beside them
                 shipped = next(x for x in rule["test"] if x["critical_threshold"] == rule["critical_threshold"])
                 report["test"].update({f"{k}_set_rule": report["test"][k] for k in ("critical_miss_rate", "over_triage_rate")})
                 report["test"].update({k: shipped[k] for k in ("critical_miss_rate", "over_triage_rate")})
-    if facts is None or facts:
-        rule = report.get("decision_rule") or {}
-        section = _fit_facts(r, a, pv, cp, facts, test, DecisionPolicy(critical_threshold=rule.get("critical_threshold")))
-        if section is not None:
-            report["facts"] = section
-    cal = Calibration(gate, report, ts, cp)
-    section = report.get("test") or {}
-    before = section.get("reliability_before") or report["val"]["before"]["reliability"]
-    after = section.get("reliability") or report["val"]["after"]["reliability"]
-    ops = report.get("operating_points")
-    r.write_calibration(cal, reliability_png(before, after, "test" if section else "val"),
-                        operating_points_png(ops["val"], ops.get("test")) if ops else None)
-    return cal
+    return Calibration(gate, report, ts, cp), test
 
 
 ALPHAS = (0.05, 0.1, 0.15, 0.2)

@@ -21,6 +21,7 @@ from torch import nn
 from carelens import __version__
 from carelens.bundle import (
     FORMAT_VERSION,
+    HEAD_FILE,
     BundleSpec,
     ConformalParams,
     DecisionParams,
@@ -182,7 +183,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                           "fmap": {0: "batch"}},
         )
     weight, bias = model.head.linear()  # type: ignore[operator]
-    np.savez(out / "head.npz", weight=weight.numpy(), bias=bias.numpy())
+    np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
 
     # parity: PyTorch and ONNX Runtime on real validation images
@@ -225,7 +226,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         if key in cal.report:
             test_cal[key] = cal.report[key]
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
-    files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", "head.npz")}
+    files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
     bundle = BundleSpec(
         format_version=FORMAT_VERSION,

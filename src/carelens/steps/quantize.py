@@ -30,17 +30,26 @@ CALIBRATION_IMAGES = 128
 INT8_SELFTEST_ATOL = 0.25  # integer kernels round differently across CPU instruction sets (VNNI, AMX, AVX2)
 
 
-def split_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32) -> Iterator[np.ndarray]:
-    """The images at ``indices`` (in that order; unreadable ones skipped, as training skipped them) preprocessed
-    as the bundle will, in batches (n, 3, S, S) float32."""
+def indexed_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32
+                    ) -> Iterator[tuple[list[int], np.ndarray]]:
+    """(positions in ``ds``, batch): the images at ``indices`` (in that order; unreadable ones skipped, as training
+    skipped them, and their positions with them) preprocessed as the bundle will, as (n, 3, S, S) float32."""
+    pos: list[int] = []
     buf: list[np.ndarray] = []
-    for _, img in ds.iter_images(indices):
+    for i, img in ds.iter_images(indices):
+        pos.append(i)
         buf.append(preprocess(img, pre))
         if len(buf) == batch:
-            yield np.stack(buf)
-            buf = []
+            yield pos, np.stack(buf)
+            pos, buf = [], []
     if buf:
-        yield np.stack(buf)
+        yield pos, np.stack(buf)
+
+
+def split_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32) -> Iterator[np.ndarray]:
+    """The batches of :func:`indexed_batches` without their positions."""
+    for _, b in indexed_batches(ds, indices, pre, batch):
+        yield b
 
 
 def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_name: str = "input") -> None:

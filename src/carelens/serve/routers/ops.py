@@ -1,5 +1,6 @@
 """Operations: liveness, readiness, Prometheus metrics and the admin reload."""
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -25,14 +26,14 @@ async def ready(svc: ServicesDep) -> Any:
         detail = "; ".join(f"{k}: {v}" for k, v in reg.errors.items()) or "no bundles in the models folder"
         return error_response(503, "not_ready", detail)
     return {"status": "ready", "models": {n: e.engine.bundle.version for n, e in reg.models.items()},
-            "failed": reg.errors, "symptoms": svc.symptoms is not None}
+            "failed": reg.errors, "symptoms": svc.symptoms is not None, "worker": os.getpid()}
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
 async def prometheus(svc: ServicesDep) -> str:
-    return svc.metrics.render()
+    return await in_thread(svc.metrics_text)
 
 
 @router.post("/v1/admin/reload", responses=ERROR_RESPONSES)
 async def reload(svc: ServicesDep, _: Annotated[Principal, Depends(admin)]) -> dict[str, Any]:
-    return await in_thread(lambda: svc.registry.load(wait=False))
+    return await in_thread(svc.reload)
