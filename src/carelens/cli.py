@@ -429,6 +429,10 @@ def predict(
     heatmaps: Annotated[Path | None, typer.Option(help="Write a heatmap overlay PNG per image into this folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
     species: Annotated[str | None, typer.Option(help="The patients' species; a model of another one is refused.")] = None,
+    ray: Annotated[str | None, typer.Option(
+        "--ray", help="Score on Ray: 'local' (a local instance) or a cluster ADDRESS; needs --out NAME.jsonl and "
+                      "resumes from it. Sources may be object-store prefixes (s3://...).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="With --ray: scoring actors (one CPU each).")] = 2,
 ) -> None:
     """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), the rows
     of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row), or ECG
@@ -459,6 +463,9 @@ def predict(
         tb.labels.require_species(species, "the model")
         _write_all((r for path in inputs for r in predict_table(tb, path)), out, fmt, "refused")
         return
+    if ray is not None:
+        _predict_on_ray(bundle, inputs, out, ray, workers, batch_size, species, heatmaps)
+        return
     engine = Engine(load_bundle(bundle), batch_size=batch_size)
     engine.bundle.labels.require_species(species, "the model")
     paths = collect_inputs(inputs)
@@ -482,6 +489,21 @@ def predict(
         if out:
             stream.close()
     err_console.print(f"{len(paths) - errors} assessed, {errors} unreadable" + (f"; wrote {out}" if out else ""))
+
+
+def _predict_on_ray(bundle: Path, inputs: list[str], out: Path | None, address: str, workers: int, batch_size: int,
+                    species: str | None, heatmaps: Path | None) -> None:
+    from carelens.bundle import load_bundle
+    from carelens.predict.distributed import score_with_ray
+
+    if out is None or heatmaps is not None:
+        raise ConfigError("--ray writes to a file it can resume from (--out NAME.jsonl) and draws no heatmaps")
+    load_bundle(bundle).labels.require_species(species, "the model")
+    with progress_bar(f"predicting on Ray ({workers} workers)", None) as advance:
+        summary = score_with_ray(bundle, inputs, out, address=None if address == "local" else address,
+                                 workers=workers, batch_size=batch_size, progress=advance)
+    err_console.print(f"{summary.scored - summary.errors} assessed, {summary.errors} unreadable, {summary.skipped} "
+                      f"already in {out} (resumed); wrote {out}")
 
 
 @app.command()
@@ -836,8 +858,8 @@ def serve(
         help="Folder of Ed25519 public keys (*.pem): only bundles signed by one of them are served.")] = None,
     allow_open: Annotated[bool, typer.Option(
         "--allow-open", help="Serve without API keys on an address other than loopback.")] = False,
-    workers: Annotated[int, typer.Option(
-        min=1, help="Service processes sharing the port and the database (default $CARELENS_WORKERS or 1).")] = 0,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Service processes sharing the port and the database (default $CARELENS_WORKERS or 1).")] = None,
 ) -> None:
     """Serve the HTTP API and the web page (settings: CARELENS_* environment variables, see README)."""
     import uvicorn
@@ -853,7 +875,7 @@ def serve(
         overrides["symptoms_dir"] = symptoms
     if trusted_keys is not None:
         overrides["trusted_keys_dir"] = trusted_keys
-    if workers:
+    if workers is not None:
         overrides["workers"] = workers
     settings = ServeSettings(**overrides)
     if settings.workers > 1:

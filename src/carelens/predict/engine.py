@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -22,6 +22,8 @@ from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
 from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabel, decide_with_facts
 from carelens.preprocess import preprocess
+
+T = TypeVar("T")
 
 _BLAS: ThreadpoolController | None = None
 
@@ -201,6 +203,12 @@ class Engine:
 
     def predict_paths(self, paths: Iterable[Path | str], heatmaps: bool = False) -> Iterator[Result]:
         """Stream results for files, in order, batching readable ones; unreadable files become errors."""
+        return self.predict_items(((str(p), p) for p in paths), read_image, heatmaps)
+
+    def predict_items(self, items: Iterable[tuple[str, T]], load: Callable[[T], np.ndarray],
+                      heatmaps: bool = False) -> Iterator[Result]:
+        """Stream results for (name, source) pairs, in order: ``load`` decodes a source (a path, or the bytes of
+        an object-store file), batching readable ones; an ImageReadError becomes that item's error."""
         pending: list[tuple[str, np.ndarray]] = []
 
         def flush() -> Iterator[Result]:
@@ -209,12 +217,12 @@ class Engine:
                                          names=[name for name, _ in pending])
             pending.clear()
 
-        for p in paths:
+        for name, source in items:
             try:
-                pending.append((str(p), read_image(p)))
+                pending.append((name, load(source)))
             except ImageReadError as exc:
                 yield from flush()  # keep output in input order
-                yield Result(str(p), error=exc.reason)
+                yield Result(name, error=exc.reason)
                 continue
             if len(pending) >= self.batch_size:
                 yield from flush()

@@ -1,0 +1,138 @@
+"""Batch scoring beyond one process: `carelens predict BUNDLE SOURCE... --ray [ADDRESS] --out results.jsonl`.
+
+Ray Data spreads the images over actors, each holding one torch-free :class:`Engine` (the bundle loaded once per
+actor, one ONNX Runtime thread each); the driver writes the rows in input order, in exactly the JSON-lines format of
+the single-process path, flushing each, so that a run that stops resumes from what is already written: inputs
+with a row in ``--out`` are not scored again.
+
+Sources: local files, folders and manifests (each actor reads the files itself: on a cluster they must be on a
+filesystem every node sees), or object-store prefixes (``s3://bucket/images/``, ``gs://...``: listed and read by
+Ray Data's ``read_binary_files``, decoded by carelens's own decoder, as uploads to the service are).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carelens.bundle import load_bundle
+from carelens.data import IMAGE_SUFFIXES, decode_image
+from carelens.errors import ConfigError, MissingExtraError
+from carelens.predict.engine import Engine, collect_inputs
+
+__all__ = ["OBJECT_STORES", "BatchSummary", "done_inputs", "score_with_ray"]
+
+OBJECT_STORES = ("s3://", "gs://", "gcs://", "abfs://", "az://", "hdfs://")
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    scored: int  # rows written by this call
+    skipped: int  # inputs already in the output (resumed)
+    errors: int  # rows written with an error (unreadable files)
+
+
+def done_inputs(out: Path) -> set[str]:
+    """The inputs that already have a row in the JSON-lines file ``out``. A last line cut short by a stop is
+    removed from the file (its input is scored again), so that the rows appended next start on a line of their
+    own."""
+    if not out.is_file():
+        return set()
+    data = out.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with out.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+    done = set()
+    for line in out.read_text(encoding="utf-8").splitlines():
+        try:
+            done.add(json.loads(line)["input"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return done
+
+
+class _Scorer:
+    """A Ray actor's state: the engine, built once; rows as JSON text."""
+
+    def __init__(self, bundle: str, batch_size: int) -> None:
+        self.engine = Engine(load_bundle(bundle, threads=1), batch_size=batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if "bytes" in batch:  # an object store: Ray read the files
+            items = zip((str(p) for p in batch["path"]), (bytes(b) for b in batch["bytes"]), strict=True)
+            results = self.engine.predict_items(items, lambda data: decode_image(data))
+        else:
+            results = self.engine.predict_paths([str(p) for p in batch["path"]])
+        rows = [r.to_dict() for r in results]
+        return {"row": np.asarray([json.dumps(r) for r in rows], dtype=object),
+                "error": np.asarray([r.get("error") is not None for r in rows])}
+
+
+def _dataset(ray: Any, sources: Sequence[str], done: set[str]) -> tuple[Any, int, int]:
+    """(Ray dataset of the inputs still to score, how many, how many skipped as done)."""
+    remote = [s for s in sources if s.startswith(OBJECT_STORES)]
+    if remote and len(remote) != len(sources):
+        raise ConfigError("give either object-store prefixes or local files/folders/manifests, not both")
+    if remote:
+        ds = ray.data.read_binary_files(remote, include_paths=True, file_extensions=[s.lstrip(".") for s in
+                                                                                      IMAGE_SUFFIXES])
+        if done:
+            ds = ds.filter(lambda row: row["path"] not in done)
+        return ds, ds.count(), len(done)
+    paths = [str(p) for p in collect_inputs(list(sources))]
+    todo = [p for p in paths if p not in done]
+    return ray.data.from_items([{"path": p} for p in todo]), len(todo), len(paths) - len(todo)
+
+
+def _rows(ds: Any, bundle: Path, workers: int, batch_size: int) -> Iterator[dict[str, Any]]:
+    scored = ds.map_batches(_Scorer, fn_constructor_args=(str(bundle), batch_size), batch_size=4 * batch_size,
+                            concurrency=workers, num_cpus=1, batch_format="numpy")
+    yield from scored.iter_rows()
+
+
+def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, *, address: str | None = None,
+                   workers: int = 2, batch_size: int = 8, progress: Any = None) -> BatchSummary:
+    """Score ``sources`` with ``bundle`` on Ray (``address``: a running cluster; None: a local instance with
+    ``workers`` CPUs) into the JSON-lines file ``out``, appending to what it already holds.
+
+    Raises:
+        MissingExtraError: Ray is not installed (the ``ray`` extra).
+        ConfigError: ``out`` is not a .jsonl file, or sources mix object stores and local paths.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtraError("scoring on Ray needs the ray extra: pip install 'carelens[ray]'") from None
+    out = Path(out)
+    if out.suffix != ".jsonl":
+        raise ConfigError(f"--ray writes JSON lines (it resumes from them): give --out NAME.jsonl, not {out.name}")
+    load_bundle(bundle)  # a bad bundle fails here, once, not in every actor
+    done = done_inputs(out)
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True  # rows in input order, as the single-process path writes them
+        ctx.enable_progress_bars = False
+        ds, n, skipped = _dataset(ray, sources, done)
+        scored = errors = 0
+        if n:
+            with out.open("a", encoding="utf-8") as stream:
+                for row in _rows(ds, Path(bundle), workers, batch_size):
+                    stream.write(row["row"] + "\n")
+                    stream.flush()  # a stop loses at most the rows in flight
+                    scored += 1
+                    errors += bool(row["error"])
+                    if progress is not None:
+                        progress(1)
+        return BatchSummary(scored=scored, skipped=skipped, errors=errors)
+    finally:
+        if started:
+            ray.shutdown()

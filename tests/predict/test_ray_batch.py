@@ -1,0 +1,60 @@
+"""`carelens predict --ray`: a local Ray instance (2 CPUs) scores a folder with the torch-free engine in actors and
+writes what the single-process path writes, in the same order; a stopped run resumes from its output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carelens.cli import app
+
+pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'carelens[ray]')")
+
+
+def _rows(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _same(a: dict, b: dict) -> None:  # type: ignore[type-arg]
+    assert a["input"] == b["input"] and a.get("error") == b.get("error")
+    if a.get("assessment") is None:
+        return
+    x, y = a["assessment"], b["assessment"]
+    assert [t["id"] for t in x["top"]] == [t["id"] for t in y["top"]]
+    assert x["prediction_set"] == y["prediction_set"] and x["triage"] == y["triage"]
+    assert max(abs(s["probability"] - t["probability"]) for s, t in zip(x["top"], y["top"], strict=True)) < 1e-5
+
+
+def test_ray_scoring_matches_the_single_process_path_and_resumes(ham_bundle: Path, ham, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    images = tmp_path / "images"
+    images.mkdir()
+    for e in list(ham)[:40]:
+        shutil.copy(e.path, images / Path(e.path).name)
+    (images / "broken.jpg").write_bytes(b"not a jpeg")  # reported as an error row, not a failed job
+    single, ray_out = tmp_path / "single.jsonl", tmp_path / "ray.jsonl"
+    res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(single)])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local",
+                                   "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    want, got = _rows(single), _rows(ray_out)
+    assert len(want) == len(got) == 41 and sum("error" in r and r["error"] for r in got) == 1
+    for a, b in zip(want, got, strict=True):
+        _same(a, b)
+    # a run stopped part-way (15 rows and half a line written) resumes: only the rest is scored
+    lines = ray_out.read_text().splitlines(keepends=True)
+    ray_out.write_text("".join(lines[:15]) + lines[15][:20])
+    res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local"])
+    assert res.exit_code == 0 and "25 assessed, 1 unreadable, 15 already in" in res.output, res.output
+    resumed = _rows(ray_out)  # every line whole again: the cut one was dropped and its image scored anew
+    assert [r["input"] for r in resumed] == [r["input"] for r in want]
+
+
+def test_ray_needs_a_jsonl_output(ham_bundle: Path, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(tmp_path), "--out", str(tmp_path / "r.csv"),
+                                   "--ray", "local"])
+    assert res.exit_code == 1 and "JSON lines" in res.output
