@@ -187,11 +187,28 @@ def train_cmd(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: sqlite store in ./mlruns).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    nproc: Annotated[int, typer.Option(
+        min=1, help="Training processes on this machine (DistributedDataParallel under torchrun: gloo on CPU, nccl "
+                    "on GPUs); on a cluster, start `torchrun ... -m carelens.cli train` on each machine instead.")] = 1,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
+    import os
+    import sys
+
     from carelens.config import TrainConfig
     from carelens.data import load_splits, make_folds, near_duplicate_pairs, open_dataset, scan_dataset, split_dataset
-    from carelens.train import cross_validate, make_tracker, train
+    from carelens.train import cross_validate, launch_distributed, make_tracker, train
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the processes; each runs this command without --nproc
+        if folds is not None:
+            raise ConfigError("--folds runs one training after another; use --nproc with a single run")
+        argv = sys.argv[1:]
+        k = next(i for i, a in enumerate(argv) if a == "--nproc" or a.startswith("--nproc="))
+        del argv[k : k + (1 if "=" in argv[k] else 2)]
+        code = launch_distributed(argv, nproc)
+        if code:
+            raise typer.Exit(code)
+        return
 
     settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
     for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
@@ -223,6 +240,8 @@ def train_cmd(
             split_obj = split_dataset(ds, seed=cfg.seed, progress=advance)
     tracker = make_tracker(track, tracking_uri)  # fails here, before training, if MLflow is missing
     res = train(ds, split_obj, cfg, out, resume=resume, tracker=tracker)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # process 0 measures and reports
     columns: list[tuple[str, Callable[[dict[str, Any]], float]]] = (
         [("macro F1", lambda m: m["macro_f1"]), ("micro F1", lambda m: m["micro_f1"]),
          ("macro AUC", lambda m: m["macro_auc"]), ("severity QWK", lambda m: m["severity"].get("qwk", float("nan")))]

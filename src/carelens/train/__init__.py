@@ -1,8 +1,9 @@
 """Training (imports torch; not needed for predict or serve): the two-phase trainer that writes a run folder
-(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow); the heartbeat (1-D) trainer."""
+(:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow); the heartbeat (1-D) trainer; several processes with DistributedDataParallel."""
 
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._crossval import cross_validate
+from carelens.train._distributed import launch as launch_distributed
 from carelens.train._losses import FocalLoss, build_loss, class_weights
 from carelens.train._signal import (
     SignalTrainResult,
@@ -30,6 +31,7 @@ __all__ = [
     "cross_validate",
     "export_beats",
     "export_records",
+    "launch_distributed",
     "load_split",
     "make_tracker",
     "predict_beats",

@@ -4,9 +4,11 @@ checkpoints that survive an interruption, and honest metrics on validation and t
 from __future__ import annotations
 
 import math
+import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from carelens.config import TrainConfig
-from carelens.console import progress_bar
+from carelens.console import err_console, progress_bar
 from carelens.data import Dataset, Splits, UnreadableImageWarning
 from carelens.errors import ConfigError, DataError
 from carelens.models import Classifier, build_classifier
@@ -24,7 +26,8 @@ from carelens.plots import curves_png
 from carelens.preprocess import PreprocessConfig, normalize, resize_image
 from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
-from carelens.train._runtime import configure_runtime, device
+from carelens.train._distributed import Dist, setup, teardown
+from carelens.train._runtime import configure_runtime
 from carelens.train._task import TrainTask, task_for
 from carelens.train._tracking import Tracker
 
@@ -97,6 +100,16 @@ def _features(model: Classifier, images: np.ndarray, pre: PreprocessConfig, desc
     return torch.cat(out).numpy()
 
 
+@contextmanager
+def _bar(fit: _Fit, description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar in the main process; the others work silently."""
+    if fit.dist.main:
+        with progress_bar(description, total) as advance:
+            yield advance
+    else:
+        yield lambda n: None
+
+
 def _set_trainable(model: Classifier, n_stages: int) -> None:
     stages = model.backbone.stages()
     for p in model.backbone.parameters():
@@ -135,11 +148,12 @@ class _Fit:
     state: dict[str, Any] = field(default_factory=lambda: {"phase": "head", "epoch": 0})
     resumed: dict[str, Any] = field(default_factory=dict)  # the checkpoint resumed from, read once
     tracker: Tracker | None = None
+    dist: Dist = field(default_factory=Dist)  # with torchrun: this process among several (only rank 0 writes)
 
     def record(self, row: dict[str, Any]) -> None:
         """One epoch's measures: into the history (and its checkpoint) and to the tracker, as it happens."""
         self.history.append(row)
-        if self.tracker is not None:
+        if self.tracker is not None and self.dist.main:
             self.tracker.log_epoch(len(self.history), row)
 
     @property
@@ -151,9 +165,13 @@ class _Fit:
         return self.task.metrics(self.va.y, logits), logits
 
     def save_best(self) -> None:
-        torch.save({"model": self.model.state_dict(), "score": self.best}, self.run.best_checkpoint)
+        if self.dist.main:
+            torch.save({"model": self.model.state_dict(), "score": self.best}, self.run.best_checkpoint)
+        self.dist.barrier()  # the others may read it next
 
     def checkpoint(self, extra: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
         tmp = self.run.last_checkpoint.with_suffix(".pt.tmp")
         torch.save({"model": self.model.state_dict(), "history": self.history, "best": self.best, "state": self.state,
                     **extra}, tmp)
@@ -176,6 +194,9 @@ def train(
     Phase 1 trains the head on cached pooled features of the frozen backbone; phase 2 fine-tunes the top
     stages with augmentation. Then the best checkpoint is measured on validation and (once) test.
 
+    Under torchrun (several processes: :mod:`carelens.train._distributed`) phase 2 runs as DistributedDataParallel;
+    process 0 writes the run folder and measures; the others return its training history with empty metrics.
+
     Raises:
         ConfigError: before any image is read, for a class with no training example.
     """
@@ -186,15 +207,20 @@ def train(
         raise ConfigError(f"{ds.name} is multi-label: train it with a multi-label spec (task: multilabel)")
     task = task_for(ds.spec, class_ids, config)
     _check_inputs(ds, splits, task, run, resume)
-    run.create()
-    configure_runtime(config.threads)
-    run.write_config(RunConfig(
-        train=config, class_ids=class_ids, spec=ds.spec,
-        dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
-    run.write_splits(splits, ds)
-    fit = _start(ds, splits, config, run, task, resume)
-    fit.tracker = tracker
-    if tracker is not None:
+    dist, dev = setup()
+    if not dist.main:
+        err_console.quiet = True  # one set of progress bars: process 0's
+    configure_runtime(config.threads or max(1, (os.cpu_count() or 1) // dist.world))
+    if dist.main:
+        run.create()
+        run.write_config(RunConfig(
+            train=config, class_ids=class_ids, spec=ds.spec,
+            dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
+        run.write_splits(splits, ds)
+    fit = _start(ds, splits, config, run, task, resume, class_ids, dev)
+    fit.dist = dist
+    fit.tracker = tracker if dist.main else None
+    if fit.tracker is not None and tracker is not None:
         tracker.start(run.path.name, {"train": config.to_dict(), "dataset": ds.name, "n": len(ds), "task":
                                       "multilabel" if ds.multilabel else "multiclass", "split": splits.strategy})
     if config.pretrained and config.head_epochs > 0 and fit.state["phase"] == "head":
@@ -203,7 +229,11 @@ def train(
         fit.state = {"phase": "finetune", "epoch": 0}
     if config.finetune_epochs > 0:
         _finetune(fit, on_epoch_end)
+    if not dist.main:
+        teardown(dist)
+        return RunResult(run.path, {}, None, fit.history, time.perf_counter() - t0)
     val_m, test_m = _finish(fit, ds, splits.indices(ds, "test") if evaluate_test else [])
+    teardown(dist)
     seconds = time.perf_counter() - t0
     run.write_metrics({"val": val_m, "test": test_m, "seconds": round(seconds, 1), "history": fit.history})
     if fit.history:
@@ -232,14 +262,14 @@ def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume
         raise ConfigError(f"--resume: no checkpoint {run.last_checkpoint} to resume from")
 
 
-def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: TrainTask, resume: bool) -> _Fit:
+def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: TrainTask, resume: bool,
+           class_ids: list[str], dev: torch.device) -> _Fit:
     """Decode the train and val splits once, build the model and loss (seeded), or resume from last.pt."""
-    dev = device()
     pre = config.preprocess
     tr = load_split(ds, splits.indices(ds, "train"), pre, task, "train")
     va = load_split(ds, splits.indices(ds, "val"), pre, task, "val")
     torch.manual_seed(config.seed)
-    n_out = len(run.config.class_ids)
+    n_out = len(class_ids)
     model = build_classifier(config.model, n_out, config.image_size, pretrained=config.pretrained,
                              dropout=config.dropout, layout=task.layout).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -296,6 +326,9 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
     """Phase 2: fine-tune the top stages with augmentation; early stopping on the monitored score."""
     cfg, model = fit.config, fit.model
     _set_trainable(model, cfg.unfreeze_stages if cfg.pretrained else -1)
+    net: nn.Module = model
+    if fit.dist.world > 1:  # after the trainable set is fixed: DDP registers its hooks on those parameters
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[fit.dev] if fit.dev.type == "cuda" else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr_finetune, weight_decay=cfg.weight_decay)
     steps = math.ceil(len(fit.tr.y) / cfg.batch_size)
@@ -315,7 +348,7 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
     for ep in range(fit.state["epoch"], cfg.finetune_epochs):
         if stale >= cfg.patience > 0:
             break
-        total, n = _finetune_epoch(fit, opt, sched, ep)
+        total, n = _finetune_epoch(fit, net, opt, sched, ep)
         m, lv = fit.validate()
         score = fit.task.score(m, fit.va.y, lv)
         if cfg.schedule == "plateau":
@@ -334,8 +367,9 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
             on_epoch_end(ep + 1)
 
 
-def _finetune_epoch(fit: _Fit, opt: torch.optim.Optimizer, sched: Any, ep: int) -> tuple[float, int]:
-    """One augmented pass over the training split; (summed loss, examples in the order)."""
+def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, ep: int) -> tuple[float, int]:
+    """One augmented pass over the training split; (summed loss, examples in the order). With several processes
+    each takes its share of every global batch (the same order everywhere: the imbalance strategy is kept)."""
     cfg = fit.config
     epoch_seed = cfg.seed * 1000 + ep  # the same epoch gives the same batches after a resume
     torch.manual_seed(epoch_seed)
@@ -344,21 +378,23 @@ def _finetune_epoch(fit: _Fit, opt: torch.optim.Optimizer, sched: Any, ep: int) 
     order = fit.task.order(fit.tr.y, gen)
     _train_mode(fit.model)
     total = 0.0
-    with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
+    d = fit.dist
+    with _bar(fit, f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
         for k in range(0, len(order), cfg.batch_size):
-            b = order[k : k + cfg.batch_size]
-            if len(b) < 2:
-                continue  # BatchNorm needs 2
+            whole = order[k : k + cfg.batch_size]
+            if len(whole) < 2 * d.world:
+                continue  # BatchNorm needs 2 per process (the same decision in every process)
+            b = whole[d.rank :: d.world]
             x = _to_tensor(augment_batch(aug, fit.tr.images[b]), fit.pre, fit.dev)
-            loss = fit.loss_fn(fit.model(x), torch.from_numpy(fit.tr.y[b]).to(fit.dev))
+            loss = fit.loss_fn(net(x), torch.from_numpy(fit.tr.y[b]).to(fit.dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
             if cfg.schedule == "cosine":
                 sched.step()
             total += loss.item() * len(b)
-            advance(len(b))
-    return total, len(order)
+            advance(len(whole))
+    return d.sum(total), len(order)
 
 
 def _finish(fit: _Fit, ds: Dataset, test_idx: list[int]) -> tuple[dict[str, Any], dict[str, Any] | None]:
