@@ -192,7 +192,6 @@ def train_cmd(
                     "on GPUs); on a cluster, start `torchrun ... -m carelens.cli train` on each machine instead.")] = 1,
 ) -> None:
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
-    import os
     import sys
 
     from carelens.config import TrainConfig

@@ -89,9 +89,9 @@ def _dataset(ray: Any, sources: Sequence[str], done: set[str]) -> tuple[Any, int
     return ray.data.from_items([{"path": p} for p in todo]), len(todo), len(paths) - len(todo)
 
 
-def _rows(ds: Any, bundle: Path, workers: int, batch_size: int) -> Iterator[dict[str, Any]]:
+def _rows(ray: Any, ds: Any, bundle: Path, workers: int, batch_size: int) -> Iterator[dict[str, Any]]:
     scored = ds.map_batches(_Scorer, fn_constructor_args=(str(bundle), batch_size), batch_size=4 * batch_size,
-                            concurrency=workers, num_cpus=1, batch_format="numpy")
+                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1, batch_format="numpy")
     yield from scored.iter_rows()
 
 
@@ -125,7 +125,7 @@ def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, 
         scored = errors = 0
         if n:
             with out.open("a", encoding="utf-8") as stream:
-                for row in _rows(ds, Path(bundle), workers, batch_size):
+                for row in _rows(ray, ds, Path(bundle), workers, batch_size):
                     stream.write(row["row"] + "\n")
                     stream.flush()  # a stop loses at most the rows in flight
                     scored += 1

@@ -33,10 +33,6 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
-    def share(self, batch: list[int] | object) -> object:
-        """This process's part of a global batch (positions rank, rank + world, ...)."""
-        return batch[self.rank :: self.world]  # type: ignore[index]
-
     def sum(self, value: float) -> float:
         """``value`` summed over the processes."""
         if self.world == 1:
