@@ -1,8 +1,23 @@
-"""Free text -> canonical symptoms, with negation ("no fever", "denies cough") and what was not understood.
+"""Free text -> canonical symptoms, each negated or not, with the span it came from and what was not understood.
 
-Matching has two steps per clause: exact or synonym phrase match (word boundaries), then, for clauses
-with no phrase match, the nearest vocabulary phrase by sentence embedding if its cosine similarity is
-at least ``threshold`` (chosen on the labelled phrase set in ``tests/symptoms/phrases.py``).
+Rules first, as clinical negation detection does (NegEx: Chapman et al. 2001, *A simple algorithm for identifying
+negated findings and diseases in discharge summaries*, J Biomed Inform 34:301):
+
+* **Segments**: the text splits at sentence punctuation and commas only; several symptoms in one segment ("a
+  cough and a sore throat") are all found.
+* **Phrases**: every display name and curated synonym of the vocabulary (``synonyms/*.yaml``), longest first,
+  on word boundaries, each word used once. A mildness word just before a phrase whose symptom has a ``milder``
+  variant gives that variant ("a slight temperature": ``mild_fever``).
+* **Negation with scope**: a cue (no, not, without, denies, haven't had, doesn't have, no sign of ...) negates the
+  phrases after it in its segment, up to a terminator (but, although, though, except, just, only, still,
+  however, today ...); a segment that starts with "or"/"nor" continues the previous segment's open scope ("no
+  fever, or cough"). Pseudo-negations are not cues: "can't stop", "won't stop", "not only", "no better" ... A
+  phrase holding a negative word itself ("not eating", "can't smell") is a present symptom. Post-cues ("that's
+  gone now", "has cleared up") negate the phrases before them in the segment.
+* **Embedding fallback**: what is left of a segment once phrases, cues and filler words are removed, when it still
+  holds a content word, is matched to the nearest vocabulary phrase by sentence embedding if the cosine
+  similarity reaches ``threshold`` (chosen on the tuning half of the labelled complaints: ``bench/symptom_parse.py``);
+  otherwise it is reported as not understood.
 """
 
 from __future__ import annotations
@@ -18,13 +33,28 @@ from carelens.symptoms._vocabulary import Vocabulary
 __all__ = ["DEFAULT_THRESHOLD", "ParsedSymptoms", "SymptomParser"]
 
 DEFAULT_THRESHOLD = 0.62
-_NEGATION = re.compile(
-    r"^(?:no|not|never|without|denies|denied|deny|hasn't|hasnt|hasn't had|doesn't have|does not have|"
-    r"isn't|is not|no sign of|negative for|free of|nor|won't|can't|refuses)\b\s*", re.IGNORECASE)
-_SPLIT = re.compile(r"[.;,!?\n]+|\s+\b(?:and|but|also|plus|with|then|or|nor)\b\s+", re.IGNORECASE)
-_FILLER = re.compile(r"^(?:he|she|it|they|i|we|my \w+|the \w+|our \w+|has|have|had|is|are|was|were|keeps|"
-                     r"been|a|an|some|any|bit of|little|lot of|lots of|very|really|also|now|since|today|"
-                     r"yesterday|seems|seem|to|be|feels?|feeling|got|getting)\s+", re.IGNORECASE)
+SINGLE_WORD_MARGIN = 0.15  # added to the threshold for a one-word leftover (chosen on the tuning half)
+
+_SEGMENT = re.compile(r"[.;,!?\n]+")
+_PSEUDO = re.compile(r"\b(?:can'?t|cannot|won'?t|couldn'?t|haven'?t|hasn'?t|doesn'?t|didn'?t|never|not|no)\s+"
+                     r"(?:stop|stopped|stops|seem to stop|only|better|change|improvement|worse)\b|"
+                     r"\bnever stops?\b|\bno end\b")
+_CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "sign of"
+    "no signs of", "no sign of", "no longer", "negative for", "free of", "haven't had", "haven't got", "havent had",
+    "hasn't had", "hasn't got", "hasnt had", "hadn't had", "has not had", "have not had", "doesn't have",
+    "doesnt have", "don't have", "dont have", "didn't have", "does not have", "do not have", "did not have",
+    "doesn't seem to have", "don't get", "isn't", "aren't", "wasn't", "is not", "are not", "was not", "without",
+    "denies", "denied", "deny", "neither", "never", "none", "nor", "not", "no",
+)
+_CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + r")\b")
+_TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|however|yet|whereas|apart from|"
+                         r"today|now it'?s|instead)\b")
+_POST_CUE = re.compile(r"\b(?:(?:that'?s|it'?s|is|has|have|are) (?:gone|cleared up|cleared|better|settled|stopped)|"
+                       r"went away|has gone away|cleared up)\b")
+_MILD = re.compile(r"\b(?:slight|slightly|mild|mildly|low|low[- ]grade|little|bit of(?: a)?|touch of(?: a)?)\s*$")
+_FILLER = frozenset(["a", "an", "the", "and", "or", "nor", "with", "i", "i'm", "im", "i've", "ive", "me", "my", "mine", "he", "he's", "his", "him", "she", "she's", "her", "it", "it's", "its", "they", "their", "them", "we", "our", "us", "you", "your", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "get", "got", "getting", "gets", "keep", "keeps", "kept", "also", "too", "very", "really", "quite", "bit", "lot", "lots", "of", "some", "any", "just", "since", "for", "from", "in", "on", "at", "to", "by", "today", "yesterday", "now", "this", "that", "these", "those", "week", "weeks", "day", "days", "last", "night", "morning", "all", "over", "again", "still", "feel", "feels", "feeling", "felt", "seem", "seems", "little", "much", "more", "so", "then", "there", "here", "dog", "cat", "puppy", "kitten", "mum", "dad", "son", "daughter", "child", "baby", "wife", "husband", "three", "two", "few", "times", "time", "since", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "been", "what", "which", "who", "think", "thought", "like", "bad", "really", "there", "there's", "theres", "fine", "except", "anything", "can't", "cant", "i'd", "he'd", "she'd", "up", "down", "out", "off"])
+# a body part alone says where, not what: "my skin is" left over from "my skin is itching like mad"
+_BODY = frozenset(["skin", "eyes", "eye", "head", "tummy", "belly", "stomach", "nose", "back", "chest", "legs", "leg", "ankles", "ankle", "arm", "arms", "feet", "foot", "throat", "ears", "ear", "face", "neck", "hands", "hand"])
 
 
 class Encoder(Protocol):
@@ -35,15 +65,19 @@ class Encoder(Protocol):
 class ParsedSymptoms:
     present: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
-    unmapped: list[str] = field(default_factory=list)
-    matches: list[dict[str, object]] = field(default_factory=list)  # clause, id, score, method, negated
+    unmapped: list[str] = field(default_factory=list)  # the text that was not understood
+    # every symptom found: text (the words that said it), span ([start, end) in the input), id, negated,
+    # method (phrase: the vocabulary's name; synonym: a curated phrasing; embedding: the nearest phrase), score
+    matches: list[dict[str, object]] = field(default_factory=list)
 
 
-def _strip_filler(clause: str) -> str:
-    prev = None
-    while prev != clause:
-        prev, clause = clause, _FILLER.sub("", clause)
-    return clause.strip()
+@dataclass
+class _Hit:
+    start: int
+    end: int
+    sid: str
+    method: str
+    score: float = 1.0
 
 
 class SymptomParser:
@@ -52,10 +86,12 @@ class SymptomParser:
         self.vocab = vocabulary
         self.encoder = encoder
         self.threshold = threshold
-        phrases = vocabulary.phrases()
-        # longest phrases first, so "high fever" wins over "fever"
-        self._phrases = sorted(((p.lower(), sid) for p, sid in phrases), key=lambda t: -len(t[0]))
-        self._patterns = [(p, re.compile(rf"\b{re.escape(p)}\b"), sid) for p, sid in self._phrases]
+        names = {s.name.lower() for s in vocabulary.symptoms}
+        phrases = sorted({(p.lower(), sid) for p, sid in vocabulary.phrases()}, key=lambda t: (-len(t[0]), t[0]))
+        self._phrases = phrases  # longest first, so "high fever" wins over "fever"
+        self._patterns = [(re.compile(rf"\b{re.escape(p)}\b"), sid, "phrase" if p in names else "synonym")
+                          for p, sid in phrases]
+        self._milder = {s.id: s.milder for s in vocabulary.symptoms if s.milder and s.milder in vocabulary}
         self._emb: np.ndarray | None = None
 
     def _phrase_embeddings(self) -> np.ndarray:
@@ -66,56 +102,99 @@ class SymptomParser:
 
     def parse(self, text: str) -> ParsedSymptoms:
         out = ParsedSymptoms()
-        parts = _SPLIT.split(text)
-        seps = [m.group(0).strip().lower() for m in _SPLIT.finditer(text)]
-        pending: list[tuple[str, str, bool]] = []  # (clause, core text, negated)
-        prev_negated = False
-        for k, raw in enumerate(parts):
-            clause = raw.strip().lower() if raw else ""
-            if not clause:
-                continue
-            core = _strip_filler(clause)
-            negated = bool(_NEGATION.match(core))
-            # "no fever or cough": the negation carries over an 'or'/'nor'
-            if not negated and k > 0 and seps[k - 1] in ("or", "nor") and prev_negated:
-                negated = True
-            prev_negated = negated
-            found = self._exact(clause)
-            if found:
-                for sid, phrase in found:
-                    # a phrase that itself says "not ..." ("not eating") is a present symptom
-                    self._add(out, sid, clause, 1.0, "phrase", negated and not _NEGATION.match(phrase))
-                continue
-            core = _strip_filler(_NEGATION.sub("", core))
-            if core:
-                pending.append((clause, core, negated))
-        if pending:
-            if self.encoder is None:
-                out.unmapped += [c for c, _, _ in pending]
-            else:
-                vecs = self.encoder.encode([core for _, core, _ in pending])
-                sims = vecs @ self._phrase_embeddings().T
-                for (clause, _, neg), row in zip(pending, sims, strict=True):
-                    j = int(row.argmax())
-                    if row[j] >= self.threshold:
-                        self._add(out, self._phrases[j][1], clause, float(row[j]), "embedding", neg)
-                    else:
-                        out.unmapped.append(clause)
+        low = text.lower().replace("\u2019", "'")
+        open_scope = False
+        pending: list[tuple[int, int, str, bool]] = []  # leftover chunks for the encoder: span, text, negated
+        for seg_text, start in _segments(low):
+            hits = self._phrase_hits(seg_text)
+            blocked = _spans(_PSEUDO, seg_text) + [(h.start, h.end) for h in hits]
+            cues = [(a, b) for a, b in _spans(_CUE, seg_text) if not _inside((a, b), blocked)]
+            terms = [a for a, _ in _spans(_TERMINATOR, seg_text)]
+            posts = [a for a, _ in _spans(_POST_CUE, seg_text)]
+            carried = open_scope and bool(re.match(r"\s*(?:or|nor)\b", seg_text))
+
+            def negated_at(at: int, *, cues: list[tuple[int, int]] = cues, terms: list[int] = terms,
+                           posts: list[int] = posts, carried: bool = carried) -> bool:
+                starts = [b for _, b in cues if b <= at] + ([0] if carried else [])
+                if any(not any(s <= t < at for t in terms) for s in starts):
+                    return True
+                return any(p >= at for p in posts)
+
+            for h in hits:
+                self._add(out, h, text[start + h.start : start + h.end], start, negated_at(h.start))
+            last_cue = max((b for _, b in cues), default=-1 if not carried else 0)
+            open_scope = last_cue >= 0 and not any(t >= last_cue for t in terms)
+            for a, b, chunk in _leftovers(seg_text, hits, cues + _spans(_POST_CUE, seg_text)):
+                pending.append((start + a, start + b, chunk, negated_at(a)))
+        self._fallback(out, text, pending)
         return out
 
-    def _exact(self, text: str) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        taken = text
-        for phrase, pat, sid in self._patterns:
-            if pat.search(taken):
-                found.append((sid, phrase))
-                taken = pat.sub(" ", taken)  # a word is used by one phrase only
-        return found
+    def _phrase_hits(self, seg: str) -> list[_Hit]:
+        hits: list[_Hit] = []
+        taken = seg
+        for pat, sid, method in self._patterns:
+            for m in pat.finditer(taken):
+                sid_here = sid
+                if sid in self._milder and _MILD.search(seg[: m.start()]):
+                    sid_here = self._milder[sid]
+                hits.append(_Hit(m.start(), m.end(), sid_here, method))
+            taken = pat.sub(lambda m: " " * len(m.group(0)), taken)  # a word is used by one phrase only
+        return sorted(hits, key=lambda h: h.start)
+
+    def _fallback(self, out: ParsedSymptoms, text: str, pending: list[tuple[int, int, str, bool]]) -> None:
+        if not pending:
+            return
+        if self.encoder is None:
+            out.unmapped += [text[a:b].strip() for a, b, _, _ in pending]
+            return
+        sims = self.encoder.encode([chunk for _, _, chunk, _ in pending]) @ self._phrase_embeddings().T
+        for (a, b, chunk, neg), row in zip(pending, sims, strict=True):
+            j = int(row.argmax())
+            # one word alone ("tight", left from "swollen and tight") is close to many phrases: it must be closer
+            if row[j] >= self.threshold + (SINGLE_WORD_MARGIN if " " not in chunk else 0.0):
+                self._add(out, _Hit(0, b - a, self._phrases[j][1], "embedding", float(row[j])), text[a:b].strip(),
+                          a, neg)
+            else:
+                out.unmapped.append(text[a:b].strip())
 
     @staticmethod
-    def _add(out: ParsedSymptoms, sid: str, clause: str, score: float, method: str, negated: bool) -> None:
+    def _add(out: ParsedSymptoms, hit: _Hit, said: str, offset: int, negated: bool) -> None:
         target = out.absent if negated else out.present
-        if sid not in target:
-            target.append(sid)
-        out.matches.append({"clause": clause, "id": sid, "score": round(score, 3), "method": method,
-                            "negated": negated})
+        if hit.sid not in target:
+            target.append(hit.sid)
+        out.matches.append({"text": said, "span": [offset + hit.start, offset + hit.end], "id": hit.sid,
+                            "negated": negated, "method": hit.method, "score": round(hit.score, 3)})
+
+
+def _segments(text: str) -> list[tuple[str, int]]:
+    out, pos = [], 0
+    for m in _SEGMENT.finditer(text):
+        out.append((text[pos : m.start()], pos))
+        pos = m.end()
+    out.append((text[pos:], pos))
+    return [(s, p) for s, p in out if s.strip()]
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in pattern.finditer(text)]
+
+
+def _inside(span: tuple[int, int], blocked: list[tuple[int, int]]) -> bool:
+    return any(a <= span[0] and span[1] <= b for a, b in blocked)
+
+
+def _leftovers(seg: str, hits: list[_Hit], cues: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """The pieces of a segment not covered by a phrase or a (post-)cue, split at conjunctions, that still hold a
+    content word: (start, end, the piece without filler words)."""
+    mask = list(seg)
+    for a, b in [(h.start, h.end) for h in hits] + cues:
+        mask[a:b] = " " * (b - a)
+    rest = _PSEUDO.sub(lambda m: " " * len(m.group(0)), "".join(mask))
+    out = []
+    for m in re.finditer(r"(?:(?:and|with|but|or|nor|then|plus)\s+)*([^\s].*?)(?=\s+\b(?:and|with|but|or|nor|then|"
+                         r"plus)\b|\s{2,}|$)", rest):
+        words = re.findall(r"[a-z']+", m.group(1))
+        content = [w for w in words if w not in _FILLER and not _TERMINATOR.fullmatch(w)]
+        if any(w not in _BODY for w in content) and (len(content) > 1 or len(content[0]) > 3):
+            out.append((m.start(1), m.end(1), " ".join(words)))
+    return out

@@ -19,7 +19,7 @@ from carelens.data import read_table
 from carelens.errors import DataError
 from carelens.labels import LabelSpec
 from carelens.symptoms._data import SymptomTable
-from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_name, symptom_group, synonyms_of
+from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_name, milder_of, symptom_group, synonyms_of
 
 __all__ = ["LABEL_COLUMNS", "load_symptom_table", "spec_from_labels"]
 
@@ -63,7 +63,8 @@ def load_symptom_table(path: str | Path, *, spec: LabelSpec | None = None, speci
             raise DataError(f"symptom table {p} has neither 'Symptom 1..n' columns nor 0/1 symptom columns")
         cases = [{clean_symptom_name(c) for c in binary if (r.get(c) or "").strip() in ("1", "1.0")} for r in rows]
     ids = sorted(set().union(*cases) - {""})
-    vocab = Vocabulary([Symptom(sid, sid.replace("_", " "), symptom_group(sid), 3, synonyms_of(sid)) for sid in ids])
+    vocab = Vocabulary([Symptom(sid, sid.replace("_", " "), symptom_group(sid), 3, synonyms_of(sid), milder_of(sid))
+                        for sid in ids])
     labels = [(r.get(label) or "").strip() for r in rows]
     spec = spec or spec_from_labels(p.stem, [x for x in labels if x], species)
     mapped = spec.map_labels(labels)

@@ -9,13 +9,18 @@ severity rows whose names are spelled differently. Groups and synonyms are curat
 from __future__ import annotations
 
 import csv
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from carelens.errors import DataError
 
-__all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary", "symptom_group", "synonyms_of"]
+__all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary", "milder_of", "symptom_group",
+           "synonyms_of"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Symptom:
     group: str
     weight: int  # 1 (mild) to 7 (severe), from Symptom_severity.csv; 3 where the source has none
     synonyms: tuple[str, ...] = ()
+    milder: str | None = None  # the id a phrase of this symptom means after "slight", "mild", "a bit of"...
 
 
 def clean_symptom_name(raw: str) -> str:
@@ -55,77 +61,19 @@ _GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("endocrine", ("sugar", "thyroid", "weight", "obesity")),
 ]
 
-# Everyday phrasings people (and pet owners) use, mapped to canonical ids.
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "itching": ("itchy", "itch", "scratching", "keeps scratching", "scratches"),
-    "skin_rash": ("rash", "spots on the skin", "red skin"),
-    "continuous_sneezing": ("sneezing", "keeps sneezing", "sneezes"),
-    "shivering": ("shaking with cold", "trembling"),
-    "chills": ("feeling cold", "cold shivers"),
-    "joint_pain": ("sore joints", "joints hurt", "aching joints"),
-    "stomach_pain": ("stomach ache", "tummy ache", "stomach hurts", "tummy pain"),
-    "acidity": ("heartburn", "acid reflux"),
-    "vomiting": ("throwing up", "being sick", "vomits", "vomited", "vomit", "puking"),
-    "burning_micturition": ("burning when peeing", "painful urination", "burns when i pee"),
-    "fatigue": ("tired", "tiredness", "exhausted", "no energy", "weak and tired"),
-    "weight_loss": ("losing weight", "lost weight"),
-    "weight_gain": ("gaining weight", "put on weight"),
-    "lethargy": ("lethargic", "sluggish", "listless"),
-    "cough": ("coughing", "coughs", "a cough"),
-    "high_fever": ("fever", "high temperature", "temperature", "feverish", "burning up"),
-    "mild_fever": ("slight fever", "low fever", "low grade fever"),
-    "breathlessness": ("short of breath", "shortness of breath", "breathing hard", "can't breathe", "hard to breathe",
-                       "laboured breathing", "panting"),
-    "sweating": ("sweaty", "sweats", "night sweats"),
-    "dehydration": ("dehydrated", "very thirsty"),
-    "indigestion": ("upset stomach", "dyspepsia"),
-    "headache": ("head hurts", "head ache", "head pain"),
-    "yellowish_skin": ("yellow skin", "jaundiced skin"),
-    "dark_urine": ("dark pee", "brown urine"),
-    "nausea": ("nauseous", "feel sick", "queasy"),
-    "loss_of_appetite": ("not eating", "won't eat", "no appetite", "off his food", "off her food", "not hungry",
-                         "refuses food"),
-    "back_pain": ("backache", "back hurts", "sore back"),
-    "constipation": ("constipated", "can't poop", "no bowel movement"),
-    "abdominal_pain": ("belly ache", "pain in the abdomen", "abdominal cramps"),
-    "diarrhoea": ("diarrhea", "loose stools", "runny poo", "watery stool"),
-    "yellowing_of_eyes": ("yellow eyes",),
-    "swelled_lymph_nodes": ("swollen glands", "swollen lymph nodes"),
-    "blurred_and_distorted_vision": ("blurry vision", "blurred vision"),
-    "phlegm": ("mucus", "coughing up mucus"),
-    "throat_irritation": ("sore throat", "scratchy throat"),
-    "redness_of_eyes": ("red eyes", "bloodshot eyes", "pink eye"),
-    "runny_nose": ("runny nose", "nasal discharge", "snotty nose"),
-    "congestion": ("blocked nose", "stuffy nose", "congested"),
-    "chest_pain": ("pain in the chest", "chest hurts", "chest tightness", "tight chest", "chest feels tight"),
-    "fast_heart_rate": ("racing heart", "heart racing", "rapid heartbeat"),
-    "bloody_stool": ("blood in stool", "blood in the poo", "bloody poo"),
-    "dizziness": ("dizzy", "lightheaded", "light headed"),
-    "cramps": ("muscle cramps",),
-    "neck_pain": ("sore neck",),
-    "stiff_neck": ("neck stiffness",),
-    "loss_of_balance": ("falling over", "can't balance"),
-    "slurred_speech": ("slurring words", "speech is slurred"),
-    "weakness_of_one_body_side": ("one side weak", "weakness on one side", "face drooping"),
-    "watering_from_eyes": ("watery eyes", "teary eyes", "eye discharge"),
-    "muscle_pain": ("aching muscles", "sore muscles", "body aches"),
-    "red_spots_over_body": ("red spots", "spots all over"),
-    "pus_filled_pimples": ("pimples", "pus spots"),
-    "skin_peeling": ("peeling skin", "flaky skin"),
-    "blister": ("blisters",),
-    "palpitations": ("heart pounding", "fluttering heart"),
-    "anxiety": ("anxious", "worried", "nervous"),
-    "depression": ("depressed", "low mood"),
-    "irritability": ("irritable", "grumpy", "snappy"),
-    "restlessness": ("restless", "can't settle", "agitated"),
-    "swelling_joints": ("swollen joints",),
-    "painful_walking": ("limping", "hurts to walk", "pain when walking"),
-    "excessive_hunger": ("always hungry", "very hungry"),
-    "polyuria": ("peeing a lot", "urinating often", "frequent urination"),
-    "loss_of_smell": ("can't smell", "no sense of smell"),
-    "coma": ("unconscious", "unresponsive"),
-    "altered_sensorium": ("confused", "confusion", "disoriented"),
-}
+SYNONYMS_FILE = Path(__file__).with_name("synonyms") / "kaggle41.yaml"  # curated everyday phrasings, reviewable
+
+
+@functools.cache
+def _synonyms(path: Path = SYNONYMS_FILE) -> dict[str, dict[str, Any]]:
+    """The synonym file: symptom id -> {"synonyms": [...], "milder": id (optional)}."""
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"synonym file {path} cannot be read: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"synonym file {path} must map symptom ids to their synonyms")
+    return {str(k): dict(v or {}) for k, v in doc.items()}
 
 
 @dataclass
@@ -155,13 +103,13 @@ class Vocabulary:
         return out
 
     def to_dict(self) -> list[dict[str, object]]:
-        return [{"id": s.id, "name": s.name, "group": s.group, "weight": s.weight, "synonyms": list(s.synonyms)}
-                for s in self.symptoms]
+        return [{"id": s.id, "name": s.name, "group": s.group, "weight": s.weight, "synonyms": list(s.synonyms),
+                 **({"milder": s.milder} if s.milder else {})} for s in self.symptoms]
 
     @classmethod
     def from_dict(cls, rows: list[dict[str, object]]) -> Vocabulary:
         return cls([Symptom(str(r["id"]), str(r["name"]), str(r["group"]), int(r["weight"]),  # type: ignore[call-overload]
-                            tuple(r.get("synonyms", ())))  # type: ignore[arg-type]
+                            tuple(r.get("synonyms", ())), r.get("milder"))  # type: ignore[arg-type]
                     for r in rows])
 
 
@@ -175,7 +123,12 @@ def symptom_group(sid: str) -> str:
 
 def synonyms_of(sid: str) -> tuple[str, ...]:
     """The everyday phrasings curated for a symptom id (none for an unknown one)."""
-    return _SYNONYMS.get(sid, ())
+    return tuple(_synonyms().get(sid, {}).get("synonyms", ()))
+
+
+def milder_of(sid: str) -> str | None:
+    """The id a phrase of ``sid`` means after a mildness word (``high_fever`` -> ``mild_fever``), if any."""
+    return _synonyms().get(sid, {}).get("milder")
 
 
 def load_kaggle_vocabulary(root: Path) -> Vocabulary:
@@ -199,7 +152,7 @@ def load_kaggle_vocabulary(root: Path) -> Vocabulary:
                     weights.setdefault(clean_symptom_name(row[0]), int(row[1]))
     symptoms = [
         Symptom(sid, sid.replace("_", " ").replace("(", "").replace(")", "").strip(), symptom_group(sid),
-                weights.get(sid, 3), synonyms_of(sid))
+                weights.get(sid, 3), synonyms_of(sid), milder_of(sid))
         for sid in ids
     ]
     return Vocabulary(symptoms)

@@ -1,0 +1,80 @@
+"""Complaints as people write them (issue 18): lay synonyms, negation with scope and termination, pseudo-negations,
+several symptoms per segment, severity words, and what was understood (spans, methods) or not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lay_complaints import CLAUSES, NOUNS, PET, PSEUDO, TEMPLATES, complaints, score
+
+from carelens.settings import data_root
+from carelens.symptoms import SymptomBundle, SymptomParser, load_kaggle_vocabulary
+
+
+@pytest.fixture(scope="module")
+def rules(data_dir: Path) -> SymptomParser:
+    """The parser's rules and curated synonyms alone (no encoder): deterministic on any CPU."""
+    return SymptomParser(load_kaggle_vocabulary(data_root() / "symptom_disease_kaggle41"))
+
+
+@pytest.mark.parametrize(("text", "present", "negated"), [
+    ("coughing a lot but I'm not out of breath", {"cough"}, {"breathlessness"}),
+    ("I can't stop sneezing and my eyes are red", {"continuous_sneezing", "redness_of_eyes"}, set()),
+    ("a slight temperature since yesterday", {"mild_fever"}, set()),
+    ("a high temperature", {"high_fever"}, set()),
+    ("no fever, or cough", set(), {"high_fever", "cough"}),
+    ("she doesn't have diarrhoea or vomiting", set(), {"diarrhoea", "vomiting"}),
+    ("it stings when I wee", {"burning_micturition"}, set()),
+    ("my wee smells really bad", {"foul_smell_of_urine"}, set()),
+    ("my tummy is swollen and tight", {"distention_of_abdomen"}, set()),
+    ("my ankles are puffy", {"swollen_legs"}, set()),
+    ("I had a fever last week but that's gone now, today it's a cough", {"cough"}, {"high_fever"}),
+    ("not eating and no vomiting", {"loss_of_appetite"}, {"vomiting"}),
+    ("headache, not dizziness", {"headache"}, {"dizziness"}),
+    ("no rash but itchy skin", {"itching"}, {"skin_rash"}),
+    ("denies chest pain; reports a sore throat", {"throat_irritation"}, {"chest_pain"}),
+    ("I can't catch my breath and I can't smell anything", {"breathlessness", "loss_of_smell"}, set()),
+])
+def test_negation_scope_pseudo_negation_and_severity(rules: SymptomParser, text: str, present: set[str],
+                                                      negated: set[str]) -> None:
+    r = rules.parse(text)
+    assert (set(r.present), set(r.absent)) == (present, negated), r.matches
+
+
+def test_every_match_says_where_and_how_and_the_rest_is_not_understood(rules: SymptomParser) -> None:
+    text = "My dog has itchy skin and no diarrhoea, and we moved house last week"
+    r = rules.parse(text)
+    assert {m["id"] for m in r.matches} == {"itching", "diarrhoea"}
+    for m in r.matches:
+        a, b = m["span"]  # type: ignore[misc]
+        assert text[a:b] == m["text"] and m["method"] in ("phrase", "synonym")
+    assert r.unmapped == ["we moved house last week"]  # without an encoder: reported, so the person can rephrase
+
+
+def test_the_labelled_set_is_split_by_template_and_by_phrasing() -> None:
+    items = complaints()
+    assert len(items) >= 300 and {c.half for c in items} == {"tune", "test"}
+    tune = {c.template for c in items if c.half == "tune"}
+    assert tune.isdisjoint({c.template for c in items if c.half == "test"}) and len(tune) == (len(TEMPLATES) + 1) // 2
+    for pool in (NOUNS, CLAUSES, PET, PSEUDO):  # no phrasing in both halves
+        assert all(a != b for a, b in pool.values())
+    assert sum(not c.present and not c.negated for c in items) >= 8  # sentences with no symptom at all
+    assert sum(bool(c.negated) for c in items) >= 100 and sum(len(c.present) >= 2 for c in items) >= 60
+
+
+def test_lay_complaints_with_the_encoder(symptom_bundle_dir: Path) -> None:
+    parser = SymptomBundle.load(symptom_bundle_dir).parser
+    items = complaints()
+    figures = {}
+    for half in ("tune", "test"):
+        chosen = [c for c in items if c.half == half]
+        parsed = [parser.parse(c.text) for c in chosen]
+        figures[half] = score(chosen, [(set(p.present), set(p.absent)) for p in parsed])
+    # tuned on this half: 1.000 on every figure when measured (bench/results/symptom_parse.json)
+    assert min(figures["tune"][k] for k in ("present_precision", "present_recall", "negated_precision",
+                                            "negated_recall", "exact_match")) >= 0.95, figures["tune"]
+    # held out (templates and phrasings never seen in tuning), measured: exact 0.625, present precision 0.940,
+    # negated recall 0.773; the parser before issue 18: 0.327, 0.697, 0.373
+    t = figures["test"]
+    assert t["exact_match"] >= 0.45 and t["present_precision"] >= 0.85 and t["negated_recall"] >= 0.60, t
