@@ -572,7 +572,10 @@ def symptoms_build(
     spec: Annotated[str | None, typer.Option(help="Label spec for --table (default: one class per label).")] = None,
     species: Annotated[str, typer.Option(help="Who --table describes (human, dog, cattle ...).")] = "human",
     label_column: Annotated[str | None, typer.Option(help="The label column of --table (default: Disease ...).")] = None,
-    synthetic: Annotated[bool, typer.Option(help="--table is synthetic or curated: never answer 'likely' alone.")] = False,
+    synthetic: Annotated[bool, typer.Option(help="--table is synthetic (a plumbing check).")] = False,
+    real_cases: Annotated[bool, typer.Option(
+        "--real-cases", help="--table's rows are real patients' cases; only then may a symptom-only answer say "
+                             "'likely' (a curated disease-symptom table never does).")] = False,
 ) -> None:
     """Build a symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables or your table."""
     from carelens.labels import load_spec
@@ -584,7 +587,7 @@ def symptoms_build(
         if label_spec is not None:
             label_spec.require_species(species, "the label spec")
         t = load_symptom_table(table, spec=label_spec, species=species, label_column=label_column)
-        m = build_symptom_bundle(t, out, synthetic=synthetic)
+        m = build_symptom_bundle(t, out, synthetic=synthetic, real_cases=real_cases)
     else:
         m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
     with progress_bar("embedding the vocabulary", None):

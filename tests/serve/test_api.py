@@ -45,6 +45,8 @@ def test_every_endpoint(client: TestClient, xray_png: bytes) -> None:
     assert r.status_code == 200, r.text
     t = r.json()
     assert t["sources"]["image"] and t["sources"]["symptoms"] and "skin_rash" in t["symptoms"]["absent"]
+    said = {m["id"]: m for m in t["symptoms"]["understood"]}  # what each symptom was read from
+    assert said["skin_rash"]["negated"] and said["skin_rash"]["text"] == "rash" and said["cough"]["method"] == "phrase"
     r = client.post("/v1/triage", data={"text": "vomiting and diarrhoea"})
     assert r.status_code == 200 and r.json()["sources"]["image"] is None
     vocab = client.get("/v1/symptoms").json()

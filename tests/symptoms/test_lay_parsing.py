@@ -78,3 +78,21 @@ def test_lay_complaints_with_the_encoder(symptom_bundle_dir: Path) -> None:
     # negated recall 0.773; the parser before issue 18: 0.327, 0.697, 0.373
     t = figures["test"]
     assert t["exact_match"] >= 0.45 and t["present_precision"] >= 0.85 and t["negated_recall"] >= 0.60, t
+
+
+def test_symptom_only_answers_from_a_curated_table_never_say_likely(symptom_bundle_dir: Path, data_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    from carelens.symptoms import build_symptom_bundle
+
+    text = "itchy skin, a rash, nodal skin eruptions and dischromic patches"  # the table's fungal infection
+    curated = SymptomBundle.load(symptom_bundle_dir)
+    assert curated.data == "curated_table"
+    a, _ = curated.assess(text)
+    assert a.top[0].probability >= 0.7 and a.confidence == "possible"  # sure enough for 'likely', said 'possible'
+    assert "curated table" in a.triage.reason and "not validated" in a.triage.reason
+    b, _ = curated.assess("coughing a lot but I'm not out of breath")  # the issue's example: no 'likely asthma'
+    assert b.confidence != "likely"
+    build_symptom_bundle(data_dir / "symptom_disease_kaggle41", tmp_path / "real", real_cases=True)
+    real = SymptomBundle.load(tmp_path / "real", encoder=curated.parser.encoder)
+    c, _ = real.assess(text)  # the same table recorded as real cases: the cap comes from the record
+    assert real.data == "real_cases" and c.confidence == "likely" and "curated" not in c.triage.reason

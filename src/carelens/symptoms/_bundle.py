@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
-from carelens.errors import BundleError, DataError, NothingRecognisedError
+from carelens.errors import BundleError, ConfigError, DataError, NothingRecognisedError
 from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
@@ -36,14 +36,20 @@ def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 0, alpha: float = 0.1,
-                         synthetic: bool = False) -> dict[str, Any]:
+                         synthetic: bool = False, real_cases: bool = False) -> dict[str, Any]:
     """Fit on unique-pattern train split with simulated partial reports; choose C and calibrate on val;
     report on test with exactly 3 reported symptoms. Returns the test figures.
 
     Args:
         source: the Kaggle folder (``symptom_disease_kaggle41``), or any table (:func:`load_symptom_table`).
-        synthetic: the table is synthetic or curated: the bundle never answers ``likely`` on its own.
+        synthetic: the table is synthetic (a plumbing check).
+        real_cases: the table's rows are real patients' cases (a record of presentations, not a curated table
+            of diseases and their typical symptoms). Only then may a symptom-only answer say ``likely``: a
+            curated table such as Kaggle-41, where a few symptoms nearly determine the disease, makes the model
+            far surer than real presentations warrant.
     """
+    if synthetic and real_cases:
+        raise ConfigError("a table cannot be both synthetic and real cases")
     t = load_kaggle_table(source) if isinstance(source, Path) else source
     tr, va, te = split_patterns(t.y, seed=seed)
     xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, seed)
@@ -69,6 +75,7 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
                "patterns": {"train": len(tr), "val": len(va), "test": len(te)}}
     doc = {
         "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,
+        "data": "synthetic" if synthetic else "real_cases" if real_cases else "curated_table",
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
         "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
@@ -155,9 +162,19 @@ class SymptomBundle:
         mask = self.conformal.predict_set(p[None])[0]
         a = decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
                    coverage=1 - float(self.conformal.alpha), policy=policy, based_on=("symptoms",))
-        if self.doc.get("synthetic") and a.confidence == "likely":  # a synthetic table is no clinical evidence
-            return a.model_copy(update={"confidence": "possible"})
+        if a.confidence == "likely" and self.data != "real_cases":
+            why = ("a synthetic table" if self.data == "synthetic" else
+                   "a curated table of diseases and their typical symptoms, not on real cases")
+            return a.model_copy(update={"confidence": "possible", "triage": a.triage.model_copy(update={
+                "reason": f"{a.triage.reason}; said as 'possible', not 'likely': the symptom model was fitted on "
+                          f"{why}, so its certainty is not validated"})})
         return a
+
+    @property
+    def data(self) -> str:
+        """What the model was fitted on: real_cases, curated_table or synthetic (bundles from before this was
+        recorded: curated_table, or synthetic where they said so)."""
+        return str(self.doc.get("data") or ("synthetic" if self.doc.get("synthetic") else "curated_table"))
 
 
 def nothing_recognised(parsed: ParsedSymptoms) -> str:

@@ -103,6 +103,8 @@ def triage(*, image: Assessment | None = None, text: str | None = None, symptoms
         "assessment": combined.model_dump(mode="json"),
         "sources": {"image": image.model_dump(mode="json") if image else None,
                     "symptoms": sym_a.model_dump(mode="json") if sym_a else None},
-        "symptoms": None if parsed is None else {"present": parsed.present, "absent": parsed.absent,
-                                                  "not_understood": parsed.unmapped, "used": sym_a is not None},
+        "symptoms": None if parsed is None else {
+            "present": parsed.present, "absent": parsed.absent, "not_understood": parsed.unmapped,
+            # what each symptom was read from, so the person can see it and rephrase: words, span, negated, method
+            "understood": parsed.matches, "used": sym_a is not None},
     }
