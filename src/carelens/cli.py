@@ -576,6 +576,8 @@ def symptoms_build(
     real_cases: Annotated[bool, typer.Option(
         "--real-cases", help="--table's rows are real patients' cases; only then may a symptom-only answer say "
                              "'likely' (a curated disease-symptom table never does).")] = False,
+    synonyms: Annotated[Path | None, typer.Option(
+        help="Your synonym file for --table's symptoms (write one with `carelens symptoms synonyms --table`).")] = None,
 ) -> None:
     """Build a symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables or your table."""
     from carelens.labels import load_spec
@@ -586,13 +588,32 @@ def symptoms_build(
         label_spec = load_spec(spec) if spec else None
         if label_spec is not None:
             label_spec.require_species(species, "the label spec")
-        t = load_symptom_table(table, spec=label_spec, species=species, label_column=label_column)
+        t = load_symptom_table(table, spec=label_spec, species=species, label_column=label_column, synonyms=synonyms)
         m = build_symptom_bundle(t, out, synthetic=synthetic, real_cases=real_cases)
     else:
         m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
     with progress_bar("embedding the vocabulary", None):
         SymptomBundle.load(out).parser.parse("warm-up: itchy skin and a fever that will not settle")
     console.print(f"top-3 accuracy with 3 reported symptoms {m['top3_accuracy_3_reported']:.3f}; wrote {out}")
+
+
+@symptoms_app.command("synonyms")
+@_edge
+def symptoms_synonyms(
+    table: Annotated[Path, typer.Option(help="Your symptom table (CSV), as for `symptoms build --table`.")],
+    out: Annotated[Path, typer.Option(help="The synonym file to write (YAML), then to fill.")] = Path("synonyms.yaml"),
+    label_column: Annotated[str | None, typer.Option(help="The label column of --table.")] = None,
+) -> None:
+    """Write a synonym file to fill for your table's symptoms (the curated phrasings already in it); pass it back
+    with `symptoms build --table ... --synonyms FILE`."""
+    from carelens.symptoms import load_symptom_table, synonym_template
+
+    if out.exists():
+        raise ConfigError(f"{out} exists; give another --out (your edits there would be lost)")
+    t = load_symptom_table(table, label_column=label_column)
+    out.write_text(synonym_template(t.vocab.ids), encoding="utf-8")
+    console.print(f"wrote {out}: {len(t.vocab.ids)} symptoms; add everyday phrasings under each, then "
+                  f"`carelens symptoms build --table {table} --synonyms {out}`")
 
 
 @symptoms_app.command("fuse")

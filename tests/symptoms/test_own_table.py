@@ -69,3 +69,29 @@ def test_a_table_without_labels_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text("Symptom 1,Symptom 2\ncough,fever\n")
     with pytest.raises(DataError, match="no label column"):
         load_symptom_table(bad)
+
+
+def test_a_synonym_file_to_fill_for_your_own_table(tmp_path: Path) -> None:
+    import yaml
+
+    from carelens.symptoms import SymptomParser
+
+    table = _dog_table(tmp_path / "dog.csv")
+    syn = tmp_path / "synonyms.yaml"
+    res = CliRunner().invoke(app, ["symptoms", "synonyms", "--table", str(table), "--out", str(syn)])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load(syn.read_text())
+    assert set(doc) == {s for v in DOG.values() for s in v} and "throwing up" in doc["vomiting"]["synonyms"]
+    text = "my dog is losing fur but there's no pink skin"
+    before = SymptomParser(load_symptom_table(table).vocab).parse(text)  # rules only: no encoder to guess
+    assert before.present == [] and before.absent == []
+    doc["hair_loss"]["synonyms"] = ["losing fur", "bald patches"]
+    doc["redness_of_skin"]["synonyms"] = ["pink skin"]
+    syn.write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["symptoms", "build", "--table", str(table), "--species", "dog", "--synonyms",
+                                   str(syn), "--out", str(tmp_path / "dog")])
+    assert res.exit_code == 0, res.output
+    after = SymptomParser(SymptomBundle.load(tmp_path / "dog").vocab).parse(text)  # the same negation handling
+    assert (after.present, after.absent) == (["hair_loss"], ["redness_of_skin"])
+    again = CliRunner().invoke(app, ["symptoms", "synonyms", "--table", str(table), "--out", str(syn)])
+    assert again.exit_code == 1 and "exists" in again.output  # never overwrites your edits

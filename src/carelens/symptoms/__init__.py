@@ -17,7 +17,13 @@ from carelens.symptoms._fusion import ImageSymptomFusion
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
 from carelens.symptoms._table import load_symptom_table, spec_from_labels
 from carelens.symptoms._triage import combine_assessments, fuse_assessments, triage
-from carelens.symptoms._vocabulary import Symptom, Vocabulary, clean_symptom_name, load_kaggle_vocabulary
+from carelens.symptoms._vocabulary import (
+    Symptom,
+    Vocabulary,
+    clean_symptom_name,
+    load_kaggle_vocabulary,
+    synonym_template,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -46,5 +52,6 @@ __all__ = [
     "partial_reports",
     "spec_from_labels",
     "split_patterns",
+    "synonym_template",
     "triage",
 ]

@@ -45,8 +45,11 @@ def spec_from_labels(name: str, labels: list[str], species: str) -> LabelSpec:
 
 
 def load_symptom_table(path: str | Path, *, spec: LabelSpec | None = None, species: str = "human",
-                       label_column: str | None = None) -> SymptomTable:
-    """The table as a 0/1 matrix over its own vocabulary, with labels mapped by ``spec`` (made when None)."""
+                       label_column: str | None = None, synonyms: str | Path | None = None) -> SymptomTable:
+    """The table as a 0/1 matrix over its own vocabulary, with labels mapped by ``spec`` (made when None).
+
+    ``synonyms``: your synonym file for the table's symptoms (``carelens symptoms synonyms --table``), used with the
+    curated ones where ids match; the parser gives it the same negation and severity handling."""
     p = Path(path)
     rows = read_table(p, "symptom table")
     columns = list(rows[0])
@@ -63,8 +66,11 @@ def load_symptom_table(path: str | Path, *, spec: LabelSpec | None = None, speci
             raise DataError(f"symptom table {p} has neither 'Symptom 1..n' columns nor 0/1 symptom columns")
         cases = [{clean_symptom_name(c) for c in binary if (r.get(c) or "").strip() in ("1", "1.0")} for r in rows]
     ids = sorted(set().union(*cases) - {""})
-    vocab = Vocabulary([Symptom(sid, sid.replace("_", " "), symptom_group(sid), 3, synonyms_of(sid), milder_of(sid))
-                        for sid in ids])
+    extra = Path(synonyms) if synonyms is not None else None
+    if extra is not None and not extra.is_file():
+        raise DataError(f"synonym file {extra} not found; write one with `carelens symptoms synonyms --table {p}`")
+    vocab = Vocabulary([Symptom(sid, sid.replace("_", " "), symptom_group(sid), 3, synonyms_of(sid, extra),
+                                milder_of(sid, extra)) for sid in ids])
     labels = [(r.get(label) or "").strip() for r in rows]
     spec = spec or spec_from_labels(p.stem, [x for x in labels if x], species)
     mapped = spec.map_labels(labels)

@@ -20,7 +20,7 @@ import yaml
 from carelens.errors import DataError
 
 __all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary", "milder_of", "symptom_group",
-           "synonyms_of"]
+           "synonym_template", "synonyms_of"]
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,26 @@ def symptom_group(sid: str) -> str:
     return "general"
 
 
-def synonyms_of(sid: str) -> tuple[str, ...]:
-    """The everyday phrasings curated for a symptom id (none for an unknown one)."""
-    return tuple(_synonyms().get(sid, {}).get("synonyms", ()))
+def synonyms_of(sid: str, extra: Path | None = None) -> tuple[str, ...]:
+    """The everyday phrasings curated for a symptom id (none for an unknown one), and those of a user's synonym
+    file ``extra`` (same format as ``synonyms/kaggle41.yaml``) first."""
+    own = list(_synonyms(extra).get(sid, {}).get("synonyms") or ()) if extra is not None else []
+    return tuple(dict.fromkeys([*own, *(_synonyms().get(sid, {}).get("synonyms") or ())]))
 
 
-def milder_of(sid: str) -> str | None:
-    """The id a phrase of ``sid`` means after a mildness word (``high_fever`` -> ``mild_fever``), if any."""
-    return _synonyms().get(sid, {}).get("milder")
+def milder_of(sid: str, extra: Path | None = None) -> str | None:
+    """The id a phrase of ``sid`` means after a mildness word (``high_fever`` -> ``mild_fever``), if any; a user's
+    synonym file ``extra`` first."""
+    own = _synonyms(extra).get(sid, {}).get("milder") if extra is not None else None
+    return own or _synonyms().get(sid, {}).get("milder")
+
+
+def synonym_template(ids: list[str]) -> str:
+    """A synonym file to fill for a vocabulary: every id, with the curated phrasings it already has."""
+    doc = {sid: {"synonyms": list(synonyms_of(sid))} for sid in ids}
+    return ("# Everyday phrasings of your symptoms, by id: add what owners or patients actually write. `milder`: the\n"
+            "# id a phrase means after 'slight', 'mild', 'a bit of' (e.g. high_fever: {milder: mild_fever}).\n"
+            + yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=110))
 
 
 def load_kaggle_vocabulary(root: Path) -> Vocabulary:
