@@ -9,7 +9,7 @@ EXPECTED = {
     "carelens.errors": {"BundleError", "CarelensError", "ChecksumError", "ConfigError", "DataError", "FactsError",
                         "ImageReadError", "ImageTooLargeError", "LabelSpecError", "MissingExtraError", "NotAnImageError",
                         "NotFittedError", "NothingRecognisedError"},
-    "carelens.labels": {"SEVERITIES", "TASKS", "TRIAGE_LEVELS", "ClassSpec", "LabelSpec", "MergeRule", "SeverityLevel",
+    "carelens.labels": {"SEVERITIES", "TASKS", "TRIAGE_LEVELS", "Checklist", "ClassSpec", "DomainSymptom", "LabelSpec", "MergeRule", "SeverityLevel",
                         "builtin_specs", "load_spec", "triage_rank"},
     "carelens.tasks": {"SEVERITY_HEADS", "OutputLayout", "encode_findings", "sigmoid"},
     "carelens.preprocess": {"PreprocessConfig", "normalize", "preprocess", "resize_image"},

@@ -26,7 +26,9 @@ __all__ = [
     "SEVERITIES",
     "TASKS",
     "TRIAGE_LEVELS",
+    "Checklist",
     "ClassSpec",
+    "DomainSymptom",
     "LabelSpec",
     "MergeRule",
     "SeverityLevel",
@@ -104,6 +106,30 @@ class ClassSpec(BaseModel):
                                  f"{', '.join(self.level_ids) or '(none)'}") from None
 
 
+class DomainSymptom(BaseModel):
+    """A question the image's domain asks (a skin lesion: does it bleed, has it grown, has it changed?), with the
+    words people use for it and its points in the spec's checklist."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    name: str
+    synonyms: tuple[str, ...] = ()
+    points: int = Field(default=0, ge=0)
+
+
+class Checklist(BaseModel):
+    """A published scoring rule over the domain symptoms: a score at or above ``threshold`` sets the triage level
+    to at least ``triage`` (never lowers it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    threshold: int = Field(ge=1)
+    triage: Triage
+    reference: str = ""
+
+
 class MergeRule(BaseModel):
     """Map every source label matching one of ``from`` onto class ``to``."""
 
@@ -131,6 +157,10 @@ class LabelSpec(BaseModel):
     classes: tuple[ClassSpec, ...] = Field(min_length=2)
     merge: tuple[MergeRule, ...] = ()
     drop: tuple[str, ...] = ()
+    # what people are asked about the image's subject (read from their words with the symptom parser), and a
+    # checklist scoring the answers; written out only when present, so older documents read back unchanged
+    symptoms: tuple[DomainSymptom, ...] = Field(default=(), exclude_if=lambda v: not v)
+    checklist: Checklist | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
     def _check(self) -> LabelSpec:
@@ -144,6 +174,8 @@ class LabelSpec(BaseModel):
                 f"merge rules point to classes that are not defined: {', '.join(unknown)}; "
                 f"defined classes: {', '.join(ids)}"
             )
+        if self.checklist is not None and not any(q.points for q in self.symptoms):
+            raise ValueError("a checklist needs symptoms with points")
         bad_species = [x for x in self.species if not re.fullmatch(r"[a-z_]+", x)]
         if bad_species:
             raise ValueError(f"species must be lower-case names (human, dog, cat ...), got {bad_species}")

@@ -14,6 +14,7 @@ leaves the image assessment as it is and says what was not understood.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ from carelens.errors import ConfigError, NothingRecognisedError
 from carelens.labels import LabelSpec, triage_rank
 from carelens.policy import Assessment, DecisionPolicy, TriageDecision, decide, keep_urgency
 from carelens.symptoms._bundle import SymptomBundle, nothing_recognised
-from carelens.symptoms._parse import ParsedSymptoms
+from carelens.symptoms._parse import ParsedSymptoms, SymptomParser
+from carelens.symptoms._vocabulary import Symptom, Vocabulary
 
 __all__ = ["combine_assessments", "fuse_assessments", "triage"]
 
@@ -86,7 +88,12 @@ def triage(*, image: Assessment | None = None, text: str | None = None, symptoms
         raise ConfigError("give an image, a symptom description, or both")
     sym_a: Assessment | None = None
     parsed: ParsedSymptoms | None = None
-    if text:
+    domain: ParsedSymptoms | None = None
+    if text and image is not None and image_spec is not None and image_spec.symptoms:
+        domain, text = _domain_answers(image_spec, text)  # the image's own questions first ("no bleeding")
+    # text that answered the image's questions needs nothing more when no symptom bundle is loaded or nothing is left
+    answered_only = domain is not None and bool(domain.matches) and (symptoms is None or not _has_words(text or ""))
+    if text and not answered_only:
         if symptoms is None:
             raise ConfigError("symptom text needs a symptom bundle (build one with `carelens symptoms build`)")
         parsed = symptoms.parser.parse(text)
@@ -99,12 +106,55 @@ def triage(*, image: Assessment | None = None, text: str | None = None, symptoms
         fused = fuse_assessments(image, sym_a, parsed, symptoms, image_spec, policy) if image_spec else None
         combined = fused or combine_assessments(image, sym_a, parsed, symptoms)
     assert combined is not None
+    answers = None
+    if domain is not None and image_spec is not None:
+        combined, answers = _checklist(combined, image_spec, domain)
+    section = None if parsed is None and answers is None else {
+        "present": parsed.present if parsed else [], "absent": parsed.absent if parsed else [],
+        "not_understood": parsed.unmapped if parsed else [],
+        # what each symptom was read from, so the person can see it and rephrase: words, span, negated, method
+        "understood": parsed.matches if parsed else [], "used": sym_a is not None,
+        **({"image_questions": answers} if answers is not None else {})}
     return {
         "assessment": combined.model_dump(mode="json"),
         "sources": {"image": image.model_dump(mode="json") if image else None,
                     "symptoms": sym_a.model_dump(mode="json") if sym_a else None},
-        "symptoms": None if parsed is None else {
-            "present": parsed.present, "absent": parsed.absent, "not_understood": parsed.unmapped,
-            # what each symptom was read from, so the person can see it and rephrase: words, span, negated, method
-            "understood": parsed.matches, "used": sym_a is not None},
+        "symptoms": section,
     }
+
+
+def _has_words(text: str) -> bool:
+    return bool(re.search(r"[a-z]{3,}", text.lower()))
+
+
+def _domain_answers(spec: LabelSpec, text: str) -> tuple[ParsedSymptoms, str]:
+    """The image domain's questions answered in ``text`` (rules only: a handful of questions, which an embedding
+    would match to anything), and the text with those words blanked for the general symptom parser."""
+    vocab = Vocabulary([Symptom(q.id, q.name, "domain", 3, q.synonyms) for q in spec.symptoms])
+    found = SymptomParser(vocab).parse(text)
+    rest = list(text)
+    for m in found.matches:
+        span: list[int] = m["span"]  # type: ignore[assignment]
+        rest[span[0] : span[1]] = " " * (span[1] - span[0])
+    return found, "".join(rest)
+
+
+def _checklist(a: Assessment, spec: LabelSpec, found: ParsedSymptoms) -> tuple[Assessment, dict[str, Any]]:
+    """The answers to the image's questions, their checklist score, and the assessment raised to the checklist's
+    level when the score reaches its threshold (never lowered)."""
+    answers: dict[str, Any] = {"present": found.present, "absent": found.absent, "understood": found.matches}
+    c = spec.checklist
+    if c is None:
+        return a, answers
+    points = {q.id: q.points for q in spec.symptoms}
+    score = sum(points[s] for s in found.present)
+    answers["checklist"] = {"name": c.name, "score": score, "threshold": c.threshold, "met": score >= c.threshold,
+                            "reference": c.reference.strip()}
+    if score >= c.threshold and triage_rank(a.triage.level) < triage_rank(c.triage):
+        said = ", ".join(q.name for q in spec.symptoms if q.id in found.present)
+        a = a.model_copy(update={
+            "triage": TriageDecision(level=c.triage, reason=f"what you said about it ({said}) scores {score} on the "
+                                     f"{c.name}, at least the {c.threshold} that calls for a prompt check; "
+                                     f"{a.triage.reason}"),
+            "based_on": [*a.based_on, *(["symptoms"] if "symptoms" not in a.based_on else [])]})
+    return a, answers

@@ -132,7 +132,8 @@ def milder_of(sid: str, extra: Path | None = None) -> str | None:
     """The id a phrase of ``sid`` means after a mildness word (``high_fever`` -> ``mild_fever``), if any; a user's
     synonym file ``extra`` first."""
     own = _synonyms(extra).get(sid, {}).get("milder") if extra is not None else None
-    return own or _synonyms().get(sid, {}).get("milder")
+    found = own or _synonyms().get(sid, {}).get("milder")
+    return str(found) if found else None
 
 
 def synonym_template(ids: list[str]) -> str:
@@ -140,7 +141,7 @@ def synonym_template(ids: list[str]) -> str:
     doc = {sid: {"synonyms": list(synonyms_of(sid))} for sid in ids}
     return ("# Everyday phrasings of your symptoms, by id: add what owners or patients actually write. `milder`: the\n"
             "# id a phrase means after 'slight', 'mild', 'a bit of' (e.g. high_fever: {milder: mild_fever}).\n"
-            + yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=110))
+            + str(yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=110)))
 
 
 def load_kaggle_vocabulary(root: Path) -> Vocabulary:
