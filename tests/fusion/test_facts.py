@@ -120,7 +120,9 @@ def test_triage_cli_every_input_combination(ham_bundle: Path, symptom_bundle_dir
     assert facts["assessment"]["based_on"] == ["image", "facts"]
     assert facts["assessment"]["top"] != only_image["assessment"]["top"]
     both = run("--model", str(ham_bundle), "--image", img, "--symptoms", "itchy skin rash, no fever")
-    assert both["assessment"]["based_on"] == ["image", "symptoms"] and "itching" in both["symptoms"]["present"]
+    assert both["assessment"]["based_on"] == ["image", "symptoms"] and "skin_rash" in both["symptoms"]["present"]
+    # with a lesion photo "itchy" answers the lesion's own question (the HAM10000 spec), not the general table's
+    assert both["symptoms"]["image_questions"]["present"] == ["lesion_sensation"]
     # image clear, text says nothing useful: the image assessment stands, the text is reported as not understood
     useless = run("--model", str(ham_bundle), "--image", img, "--symptoms", "qwerty zxcvb")
     assert useless["assessment"] == only_image["assessment"] and useless["symptoms"]["used"] is False

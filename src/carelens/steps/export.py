@@ -221,10 +221,6 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     metrics = r.metrics()
     if int8 and test8 is not None:  # the test figures of the model shipped
         metrics = {**metrics, "test": test8}
-    test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
-    for key in ("operating_points", "decision_rule"):  # the price of safety per alpha and per rule, for the deployer
-        if key in cal.report:
-            test_cal[key] = cal.report[key]
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
@@ -247,7 +243,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                                     **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
         ood=OODParams(**cal.ood.to_dict()),
         test_metrics={k: v for k, v in (metrics.get("test") or {}).items() if k != "confusion_matrix"},
-        calibration=test_cal,
+        calibration=cal.bundle_record(),
         data_fingerprint=cfg.dataset.fingerprint,
         training_config=cfg.train.to_dict(),
         versions=_versions(),

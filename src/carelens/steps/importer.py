@@ -216,10 +216,6 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
     shape = [1, 3, pre.image_size, pre.image_size]
     st_seed = 20261125
     st_logits = session.run([io.logits], {io.input: selftest_input(st_seed, shape)})[0]
-    test_cal = {k: v for k, v in (cal.report.get("test") or {}).items() if not k.startswith("reliability")}
-    for key in ("operating_points", "decision_rule"):
-        if key in cal.report:
-            test_cal[key] = cal.report[key]
     test_metrics = (classification_metrics(te[2], softmax(te[0]), class_ids) if te is not None else {})
     record = {"imported": {"file": model.name, "sha256": file_digest(model), "outputs": outputs_were,
                            "ood_reads": f"features ({io.features})" if io.features else "logits",
@@ -241,7 +237,7 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
         conformal=ConformalParams(**cal.conformal.to_dict()),
         ood=OODParams(**cal.ood.to_dict()),
         test_metrics={k: v for k, v in test_metrics.items() if k != "confusion_matrix"},
-        calibration=test_cal,
+        calibration=cal.bundle_record(),
         data_fingerprint=ds.fingerprint(),
         training_config=record,
         versions={"carelens": __version__},

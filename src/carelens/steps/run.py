@@ -96,6 +96,15 @@ class Calibration:
     conformal: ConformalClassifier | None = None
     multilabel: MultilabelCalibrator | None = None
 
+    def bundle_record(self) -> dict[str, Any]:
+        """What a bundle keeps of the report: the test figures (without reliability curves), and the price of
+        safety per conformal level and per decision rule, for the deployer."""
+        out = {k: v for k, v in (self.report.get("test") or {}).items() if not k.startswith("reliability")}
+        for key in ("operating_points", "decision_rule"):
+            if key in self.report:
+                out[key] = self.report[key]
+        return out
+
 
 class Run:
     """A training run folder. Creating the object touches nothing on disk."""
