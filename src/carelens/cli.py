@@ -448,8 +448,9 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Images per model call (8: near-peak speed at a third of the memory of 32).")] = 8,
     species: Annotated[str | None, typer.Option(help="The patients' species; a model of another one is refused.")] = None,
     ray: Annotated[str | None, typer.Option(
-        "--ray", help="Score on Ray: 'local' (a local instance) or a cluster ADDRESS; needs --out NAME.jsonl and "
-                      "resumes from it. Sources may be object-store prefixes (s3://...).")] = None,
+        "--ray", help="Score on Ray: 'local' (a local instance) or a cluster ADDRESS; needs --out NAME.jsonl (or "
+                      "NAME.parquet: a folder of parts) and resumes from it. Sources may be object-store prefixes "
+                      "(s3://...).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="With --ray: scoring actors (one CPU each).")] = 2,
 ) -> None:
     """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), the rows
@@ -515,7 +516,8 @@ def _predict_on_ray(bundle: Path, inputs: list[str], out: Path | None, address: 
     from carelens.predict.distributed import score_with_ray
 
     if out is None or heatmaps is not None:
-        raise ConfigError("--ray writes to a file it can resume from (--out NAME.jsonl) and draws no heatmaps")
+        raise ConfigError("--ray writes to a file it can resume from (--out NAME.jsonl or NAME.parquet) and draws no "
+                          "heatmaps")
     load_bundle(bundle).labels.require_species(species, "the model")
     with progress_bar(f"predicting on Ray ({workers} workers)", None) as advance:
         summary = score_with_ray(bundle, inputs, out, address=None if address == "local" else address,

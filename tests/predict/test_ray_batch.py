@@ -52,9 +52,19 @@ def test_ray_scoring_matches_the_single_process_path_and_resumes(ham_bundle: Pat
     assert res.exit_code == 0 and "25 assessed, 1 unreadable, 15 already in" in res.output, res.output
     resumed = _rows(ray_out)  # every line whole again: the cut one was dropped and its image scored anew
     assert [r["input"] for r in resumed] == [r["input"] for r in want]
+    # the same rows as Parquet parts, for tools that read Parquet
+    import pyarrow.parquet as pq
+
+    res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(tmp_path / "r.parquet"),
+                                   "--ray", "local"])
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(tmp_path / "r.parquet")
+    assert table.column("input").to_pylist() == [r["input"] for r in want]
+    for a, b in zip(want, (json.loads(x) for x in table.column("row").to_pylist()), strict=True):
+        _same(a, b)
 
 
 def test_ray_needs_a_jsonl_output(ham_bundle: Path, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(tmp_path), "--out", str(tmp_path / "r.csv"),
                                    "--ray", "local"])
-    assert res.exit_code == 1 and "JSON lines" in res.output
+    assert res.exit_code == 1 and "JSON lines or Parquet" in res.output

@@ -3,7 +3,8 @@
 Ray Data spreads the images over actors, each holding one torch-free :class:`Engine` (the bundle loaded once per
 actor, one ONNX Runtime thread each); the driver writes the rows in input order, in exactly the JSON-lines format of
 the single-process path, flushing each, so that a run that stops resumes from what is already written: inputs
-with a row in ``--out`` are not scored again.
+with a row in ``--out`` are not scored again. ``--out NAME.parquet`` writes the same rows as a folder of Parquet
+part files (columns input, error, row), each written whole, for tools that read Parquet.
 
 Sources: local files, folders and manifests (each actor reads the files itself: on a cluster they must be on a
 filesystem every node sees), or object-store prefixes (``s3://bucket/images/``, ``gs://...``: listed and read by
@@ -12,6 +13,7 @@ Ray Data's ``read_binary_files``, decoded by carelens's own decoder, as uploads 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,47 @@ def done_inputs(out: Path) -> set[str]:
     return done
 
 
+PART_ROWS = 256  # rows per Parquet part file: what a stop can lose at most
+
+
+class _ParquetParts:
+    """Parquet output as a folder of part files (``part-00000.parquet`` ...), each written whole under a temporary
+    name and renamed: a stop loses at most the part being written. Columns: ``input``, ``error`` and ``row`` (the
+    JSON text the JSON-lines output holds)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.rows: list[dict[str, Any]] = []
+
+    def done(self) -> set[str]:
+        import pyarrow.parquet as pq
+
+        done: set[str] = set()
+        for part in sorted(self.folder.glob("part-*.parquet")) if self.folder.is_dir() else []:
+            done |= {str(x) for x in pq.read_table(part, columns=["input"]).column("input").to_pylist()}
+        return done
+
+    def write(self, row: str) -> None:
+        doc = json.loads(row)
+        self.rows.append({"input": doc["input"], "error": doc.get("error"), "row": row})
+        if len(self.rows) >= PART_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        k = len(list(self.folder.glob("part-*.parquet")))
+        tmp = self.folder / f".part-{k:05d}.parquet.tmp"
+        pq.write_table(pa.Table.from_pylist(self.rows, schema=pa.schema(
+            [("input", pa.string()), ("error", pa.string()), ("row", pa.string())])), tmp)
+        tmp.replace(self.folder / f"part-{k:05d}.parquet")
+        self.rows = []
+
+
 class _Scorer:
     """A Ray actor's state: the engine, built once; rows as JSON text."""
 
@@ -98,21 +141,24 @@ def _rows(ray: Any, ds: Any, bundle: Path, workers: int, batch_size: int) -> Ite
 def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, *, address: str | None = None,
                    workers: int = 2, batch_size: int = 8, progress: Any = None) -> BatchSummary:
     """Score ``sources`` with ``bundle`` on Ray (``address``: a running cluster; None: a local instance with
-    ``workers`` CPUs) into the JSON-lines file ``out``, appending to what it already holds.
+    ``workers`` CPUs) into ``out``: a JSON-lines file, or with the suffix ``.parquet`` a folder of Parquet parts;
+    appending to what it already holds.
 
     Raises:
         MissingExtraError: Ray is not installed (the ``ray`` extra).
-        ConfigError: ``out`` is not a .jsonl file, or sources mix object stores and local paths.
+        ConfigError: ``out`` is neither .jsonl nor .parquet, or sources mix object stores and local paths.
     """
     try:
         import ray
     except ImportError:
         raise MissingExtraError("scoring on Ray needs the ray extra: pip install 'carelens[ray]'") from None
     out = Path(out)
-    if out.suffix != ".jsonl":
-        raise ConfigError(f"--ray writes JSON lines (it resumes from them): give --out NAME.jsonl, not {out.name}")
+    if out.suffix not in (".jsonl", ".parquet"):
+        raise ConfigError(f"--ray writes JSON lines or Parquet (it resumes from them): give --out NAME.jsonl or "
+                          f"NAME.parquet (a folder of parts), not {out.name}")
     load_bundle(bundle)  # a bad bundle fails here, once, not in every actor
-    done = done_inputs(out)
+    parts = _ParquetParts(out) if out.suffix == ".parquet" else None
+    done = parts.done() if parts is not None else done_inputs(out)
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
@@ -124,14 +170,21 @@ def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, 
         ds, n, skipped = _dataset(ray, sources, done)
         scored = errors = 0
         if n:
-            with out.open("a", encoding="utf-8") as stream:
+            with contextlib.ExitStack() as stack:
+                stream = stack.enter_context(out.open("a", encoding="utf-8")) if parts is None else None
                 for row in _rows(ray, ds, Path(bundle), workers, batch_size):
-                    stream.write(row["row"] + "\n")
-                    stream.flush()  # a stop loses at most the rows in flight
+                    if stream is not None:
+                        stream.write(row["row"] + "\n")
+                        stream.flush()  # a stop loses at most the rows in flight
+                    else:
+                        assert parts is not None
+                        parts.write(row["row"])
                     scored += 1
                     errors += bool(row["error"])
                     if progress is not None:
                         progress(1)
+                if parts is not None:
+                    parts.flush()
         return BatchSummary(scored=scored, skipped=skipped, errors=errors)
     finally:
         if started:
