@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# `make demo`: audit -> split -> train (frozen features + head) -> calibrate -> export -> report -> serve.
+# `make demo`: audit -> split -> train (head on frozen features, then a short fine-tune) -> calibrate -> export ->
+# report -> serve.
 set -euo pipefail
 CL=.venv/bin/carelens
 OUT=demo
 mkdir -p "$OUT"
 if [ -d "${CARELENS_DATA:-../shared/data}/ham10000" ]; then
   DATA=ham10000; SPEC=ham10000; NAME=derma
-  TRAIN=(--model efficientnet_lite0 --image-size 128 --head-epochs 40 --finetune-epochs 0)
+  # 128 px, head then 3 fine-tune epochs with the balanced sampler: 381 s of training on 2 cores, test balanced
+  # accuracy 0.687, melanoma recall 0.59 (the head alone: 73 s, 0.542, 0.35); scripts/demo_ham10000.json
+  TRAIN=(--config scripts/demo_ham10000.json)
 else
   echo "HAM10000 not found under CARELENS_DATA; downloading PneumoniaMNIST (official MD5 checked)"
   $CL data fetch medmnist pneumoniamnist --size 28 --out "$OUT/data"

@@ -55,3 +55,13 @@ def test_config_round_trip() -> None:
     with pytest.raises(ConfigError, match="unknown training settings: colour"):
         TrainConfig.from_dict({"colour": "red"})
     assert np.isfinite(TrainConfig().lr_head)
+
+
+def test_the_demo_recipe_is_a_valid_config() -> None:
+    """`make demo` trains with scripts/demo_ham10000.json: a typo there must fail here, not 5 minutes into a demo."""
+    import json
+    from pathlib import Path
+
+    doc = json.loads((Path(__file__).resolve().parents[2] / "scripts" / "demo_ham10000.json").read_text())
+    cfg = TrainConfig.from_dict(doc)
+    assert cfg.finetune_epochs > 0 and cfg.head_epochs > 0 and "balanced_sampler" in cfg.imbalance

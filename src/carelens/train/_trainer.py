@@ -284,7 +284,7 @@ def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: Tra
 
 def _train_head(fit: _Fit) -> None:
     """Phase 1: the backbone frozen, its pooled features cached once, the head trained on them."""
-    cfg, dev = fit.config, fit.dev
+    cfg = fit.config
     ftr = torch.from_numpy(_features(fit.model, fit.tr.images, fit.pre, "features (train)"))
     fva = torch.from_numpy(_features(fit.model, fit.va.images, fit.pre, "features (val)"))
     ytr = torch.from_numpy(fit.tr.y)
@@ -293,33 +293,42 @@ def _train_head(fit: _Fit) -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.head_epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
     best_head, best_state = -math.inf, None
-    for ep in range(cfg.head_epochs):
-        head.train()
-        order = fit.task.order(fit.tr.y, gen)
-        total = 0.0
-        for k in range(0, len(order), 256):
-            b = torch.from_numpy(order[k : k + 256])
-            loss = fit.loss_fn(head(ftr[b].to(dev)), ytr[b].to(dev))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(b)
-        sched.step()
-        head.eval()
-        with torch.inference_mode():
-            lv = head(fva.to(dev)).cpu().numpy()
-        m = fit.task.metrics(fit.va.y, lv)
-        score = fit.task.score(m, fit.va.y, lv)
-        fit.record({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
-                            **fit.task.summary(m), "score": score})
-        if score > best_head:
-            best_head, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
+    with _bar(fit, "head on cached features (epochs)", cfg.head_epochs) as advance:
+        for ep in range(cfg.head_epochs):
+            _head_epoch(fit, ep, ftr, fva, ytr, opt, sched, gen)
+            advance(1)
+            if fit.history[-1]["score"] > best_head:
+                best_head, best_state = fit.history[-1]["score"], {k: v.clone() for k, v in head.state_dict().items()}
     if best_state is not None:
         head.load_state_dict(best_state)
     fit.best = best_head
     fit.save_best()
     fit.state = {"phase": "finetune", "epoch": 0}
     fit.checkpoint({})
+
+
+def _head_epoch(fit: _Fit, ep: int, ftr: torch.Tensor, fva: torch.Tensor, ytr: torch.Tensor,
+                opt: torch.optim.Optimizer, sched: Any, gen: torch.Generator) -> None:
+    """One pass of the head over the cached training features, then its validation score (recorded)."""
+    head, dev = fit.model.head, fit.dev
+    head.train()
+    order = fit.task.order(fit.tr.y, gen)
+    total = 0.0
+    for k in range(0, len(order), 256):
+        b = torch.from_numpy(order[k : k + 256])
+        loss = fit.loss_fn(head(ftr[b].to(dev)), ytr[b].to(dev))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(b)
+    sched.step()
+    head.eval()
+    with torch.inference_mode():
+        lv = head(fva.to(dev)).cpu().numpy()
+    m = fit.task.metrics(fit.va.y, lv)
+    score = fit.task.score(m, fit.va.y, lv)
+    fit.record({"phase": "head", "epoch": ep + 1, "train_loss": total / len(order),
+                **fit.task.summary(m), "score": score})
 
 
 def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
