@@ -16,6 +16,7 @@ from carelens.bundle._manifest import (
     OODParams,
     SelfTest,
     SplitInfo,
+    bundle_identity,
 )
 from carelens.bundle._signal import SIGNAL_FORMAT, SignalBundle, SignalSpec, is_signal, write_signal_bundle
 from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle
@@ -52,6 +53,7 @@ __all__ = [
     "SplitInfo",
     "TabularBundle",
     "TabularSpec",
+    "bundle_identity",
     "generate_keys",
     "is_signal",
     "is_tabular",

@@ -8,6 +8,7 @@ are records for people and tools; carelens writes them and never decides anythin
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,7 @@ __all__ = [
     "OODParams",
     "SelfTest",
     "SplitInfo",
+    "bundle_identity",
 ]
 
 FORMAT_VERSION = 6  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
@@ -212,6 +214,14 @@ class BundleSpec(BaseModel):
         path = folder / "bundle.json"
         path.write_text(json.dumps(doc.document(), indent=1), encoding="utf-8")
         return path
+
+
+def bundle_identity(name: str, version: str | None = None) -> dict[str, Any]:
+    """How every new image bundle starts: the current format, its name, its version (default: a UTC timestamp) and
+    when it was made."""
+    now = dt.datetime.now(dt.UTC)
+    return {"format_version": FORMAT_VERSION, "name": name, "version": version or now.strftime("%Y.%m.%d-%H%M%S"),
+            "created": now.isoformat(timespec="seconds")}
 
 
 class ManifestHead(BaseModel):

@@ -5,7 +5,6 @@ exporting it to ONNX, and checking ONNX Runtime against PyTorch on real validati
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib.metadata as md
 import shutil
 import tempfile
@@ -20,7 +19,6 @@ from torch import nn
 
 from carelens import __version__
 from carelens.bundle import (
-    FORMAT_VERSION,
     HEAD_FILE,
     BundleSpec,
     ConformalParams,
@@ -31,6 +29,7 @@ from carelens.bundle import (
     OODParams,
     SelfTest,
     SplitInfo,
+    bundle_identity,
     load_bundle,
     make_session,
     selftest_input,
@@ -225,10 +224,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
     bundle = BundleSpec(
-        format_version=FORMAT_VERSION,
-        name=name or spec.name,
-        version=version or dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **bundle_identity(name or spec.name, version),
         intended_use=INTENDED_USE,
         label_spec=spec,
         class_ids=cfg.class_ids,

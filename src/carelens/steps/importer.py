@@ -13,7 +13,6 @@ the bundle reads log-probabilities (logits up to a constant, which calibration d
 
 from __future__ import annotations
 
-import datetime as dt
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from sklearn.metrics import balanced_accuracy_score
 
 from carelens import __version__
 from carelens.bundle import (
-    FORMAT_VERSION,
     BundleSpec,
     ConformalParams,
     DecisionParams,
@@ -32,6 +30,7 @@ from carelens.bundle import (
     OODParams,
     SelfTest,
     SplitInfo,
+    bundle_identity,
     load_bundle,
     make_session,
     selftest_input,
@@ -222,10 +221,7 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
                            "train_images_for_ood": len(tr[2]), "val_balanced_accuracy": val_bacc,
                            "imported_with": f"carelens {__version__}"}}
     bundle = BundleSpec(
-        format_version=FORMAT_VERSION,
-        name=name or spec.name,
-        version=version or dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **bundle_identity(name or spec.name, version),
         intended_use=INTENDED_USE,
         label_spec=spec,
         class_ids=class_ids,
