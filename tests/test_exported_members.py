@@ -14,7 +14,7 @@ EXPECTED = {
     "carelens.tasks": {"SEVERITY_HEADS", "OutputLayout", "encode_findings", "sigmoid"},
     "carelens.preprocess": {"PreprocessConfig", "normalize", "preprocess", "resize_image"},
     "carelens.config": {"AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MONITORS", "TrainConfig"},
-    "carelens.settings": {"DATA_ENV", "cache_dir", "data_root"},
+    "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process"},
     "carelens.validation": {"check_features", "check_is_fitted", "check_logits"},
     "carelens.hashing": {"canonical_digest", "check_digests", "file_digest"},
     "carelens.console": {"console", "err_console", "progress_bar"},

@@ -512,16 +512,14 @@ def predict(
 
 def _predict_on_ray(bundle: Path, inputs: list[str], out: Path | None, address: str, workers: int, batch_size: int,
                     species: str | None, heatmaps: Path | None) -> None:
-    from carelens.bundle import load_bundle
     from carelens.predict.distributed import score_with_ray
 
     if out is None or heatmaps is not None:
         raise ConfigError("--ray writes to a file it can resume from (--out NAME.jsonl or NAME.parquet) and draws no "
                           "heatmaps")
-    load_bundle(bundle).labels.require_species(species, "the model")
     with progress_bar(f"predicting on Ray ({workers} workers)", None) as advance:
         summary = score_with_ray(bundle, inputs, out, address=None if address == "local" else address,
-                                 workers=workers, batch_size=batch_size, progress=advance)
+                                 workers=workers, batch_size=batch_size, species=species, progress=advance)
     err_console.print(f"{summary.scored - summary.errors} assessed, {summary.errors} unreadable, {summary.skipped} "
                       f"already in {out} (resumed); wrote {out}")
 
@@ -948,6 +946,8 @@ def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> Serv
     the cores shared out among the workers' ONNX Runtime threads; two malloc arenas per process."""
     import tempfile
 
+    from carelens.settings import threads_per_process
+
     env = {f"CARELENS_{k.upper()}": str(v) for k, v in overrides.items()}
     folder = settings.metrics_dir or Path(tempfile.mkdtemp(prefix="carelens-metrics-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -955,7 +955,7 @@ def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> Serv
         stale.unlink()
     env["CARELENS_METRICS_DIR"] = str(folder)
     if settings.threads is None:
-        env["CARELENS_THREADS"] = str(max(1, (os.cpu_count() or 1) // settings.workers))
+        env["CARELENS_THREADS"] = str(threads_per_process(settings.workers))
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # read by glibc when each worker process starts
     os.environ.update(env)
     return type(settings)()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "cache_dir", "data_root"]
+__all__ = ["DATA_ENV", "cache_dir", "data_root", "threads_per_process"]
 
 DATA_ENV = "CARELENS_DATA"
 
@@ -32,3 +32,8 @@ def cache_dir() -> Path:
     path = Path(env) if env else Path.home() / ".cache" / "carelens"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def threads_per_process(processes: int) -> int:
+    """This machine's cores shared out among ``processes`` (service workers, training processes): at least one."""
+    return max(1, (os.cpu_count() or 1) // processes)

@@ -13,7 +13,6 @@ Ray Data's ``read_binary_files``, decoded by carelens's own decoder, as uploads 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -59,6 +58,28 @@ def done_inputs(out: Path) -> set[str]:
 
 
 PART_ROWS = 256  # rows per Parquet part file: what a stop can lose at most
+
+
+class _JsonLines:
+    """JSON-lines output, one row per line, flushed as written: a stop loses at most the rows in flight."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stream: Any = None
+
+    def done(self) -> set[str]:
+        return done_inputs(self.path)
+
+    def write(self, row: str) -> None:
+        if self.stream is None:
+            self.stream = self.path.open("a", encoding="utf-8")
+        self.stream.write(row + "\n")
+        self.stream.flush()
+
+    def flush(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+            self.stream = None
 
 
 class _ParquetParts:
@@ -108,7 +129,7 @@ class _Scorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if "bytes" in batch:  # an object store: Ray read the files
             items = zip((str(p) for p in batch["path"]), (bytes(b) for b in batch["bytes"]), strict=True)
-            results = self.engine.predict_items(items, lambda data: decode_image(data))
+            results = self.engine.predict_items(items, decode_image)
         else:
             results = self.engine.predict_paths([str(p) for p in batch["path"]])
         rows = [r.to_dict() for r in results]
@@ -116,8 +137,8 @@ class _Scorer:
                 "error": np.asarray([r.get("error") is not None for r in rows])}
 
 
-def _dataset(ray: Any, sources: Sequence[str], done: set[str]) -> tuple[Any, int, int]:
-    """(Ray dataset of the inputs still to score, how many, how many skipped as done)."""
+def _dataset(ray: Any, sources: Sequence[str], done: set[str]) -> tuple[Any, int]:
+    """(Ray dataset of the inputs still to score, None when nothing is left; how many were skipped as done)."""
     remote = [s for s in sources if s.startswith(OBJECT_STORES)]
     if remote and len(remote) != len(sources):
         raise ConfigError("give either object-store prefixes or local files/folders/manifests, not both")
@@ -126,10 +147,10 @@ def _dataset(ray: Any, sources: Sequence[str], done: set[str]) -> tuple[Any, int
                                                                                       IMAGE_SUFFIXES])
         if done:
             ds = ds.filter(lambda row: row["path"] not in done)
-        return ds, ds.count(), len(done)
+        return ds, len(done)  # not counted first: that would read every file twice
     paths = [str(p) for p in collect_inputs(list(sources))]
     todo = [p for p in paths if p not in done]
-    return ray.data.from_items([{"path": p} for p in todo]), len(todo), len(paths) - len(todo)
+    return (ray.data.from_items([{"path": p} for p in todo]) if todo else None), len(paths) - len(todo)
 
 
 def _rows(ray: Any, ds: Any, bundle: Path, workers: int, batch_size: int) -> Iterator[dict[str, Any]]:
@@ -139,10 +160,11 @@ def _rows(ray: Any, ds: Any, bundle: Path, workers: int, batch_size: int) -> Ite
 
 
 def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, *, address: str | None = None,
-                   workers: int = 2, batch_size: int = 8, progress: Any = None) -> BatchSummary:
+                   workers: int = 2, batch_size: int = 8, species: str | None = None,
+                   progress: Any = None) -> BatchSummary:
     """Score ``sources`` with ``bundle`` on Ray (``address``: a running cluster; None: a local instance with
     ``workers`` CPUs) into ``out``: a JSON-lines file, or with the suffix ``.parquet`` a folder of Parquet parts;
-    appending to what it already holds.
+    appending to what it already holds. ``species``: the patients'; a model of another one is refused.
 
     Raises:
         MissingExtraError: Ray is not installed (the ``ray`` extra).
@@ -156,9 +178,10 @@ def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, 
     if out.suffix not in (".jsonl", ".parquet"):
         raise ConfigError(f"--ray writes JSON lines or Parquet (it resumes from them): give --out NAME.jsonl or "
                           f"NAME.parquet (a folder of parts), not {out.name}")
-    load_bundle(bundle)  # a bad bundle fails here, once, not in every actor
-    parts = _ParquetParts(out) if out.suffix == ".parquet" else None
-    done = parts.done() if parts is not None else done_inputs(out)
+    # a bad bundle (or one for another species) fails here, once, not in every actor
+    load_bundle(bundle).labels.require_species(species, "the model")
+    sink: _JsonLines | _ParquetParts = _ParquetParts(out) if out.suffix == ".parquet" else _JsonLines(out)
+    done = sink.done()
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
@@ -167,24 +190,17 @@ def score_with_ray(bundle: str | Path, sources: Sequence[str], out: str | Path, 
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # rows in input order, as the single-process path writes them
         ctx.enable_progress_bars = False
-        ds, n, skipped = _dataset(ray, sources, done)
+        ds, skipped = _dataset(ray, sources, done)
         scored = errors = 0
-        if n:
-            with contextlib.ExitStack() as stack:
-                stream = stack.enter_context(out.open("a", encoding="utf-8")) if parts is None else None
-                for row in _rows(ray, ds, Path(bundle), workers, batch_size):
-                    if stream is not None:
-                        stream.write(row["row"] + "\n")
-                        stream.flush()  # a stop loses at most the rows in flight
-                    else:
-                        assert parts is not None
-                        parts.write(row["row"])
-                    scored += 1
-                    errors += bool(row["error"])
-                    if progress is not None:
-                        progress(1)
-                if parts is not None:
-                    parts.flush()
+        try:
+            for row in _rows(ray, ds, Path(bundle), workers, batch_size) if ds is not None else ():
+                sink.write(row["row"])
+                scored += 1
+                errors += bool(row["error"])
+                if progress is not None:
+                    progress(1)
+        finally:
+            sink.flush()
         return BatchSummary(scored=scored, skipped=skipped, errors=errors)
     finally:
         if started:

@@ -170,13 +170,22 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
     ds = open_dataset(data, spec)
     sp: Splits = load_splits(splits) if splits is not None else make_splits(ds, seed=seed)
     ds = sp.covered(ds, f"split file {splits}")  # the examples it assigns (a subset is fine), checked
-    class_ids = list(spec.class_ids)
-    unknown = sorted({e.label for e in ds} - set(class_ids))
+    unknown = sorted({e.label for e in ds} - set(spec.class_ids))
     if unknown:
         raise DataError(f"the data has labels the spec does not name: {', '.join(unknown)}")
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    try:
+        return _import(model, out, spec, ds, sp, pre, name, version, alpha, critical_miss_target, train_images, seed)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left behind
+        raise
+
+
+def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pre: PreprocessConfig, name: str | None,
+            version: str | None, alpha: float, critical_miss_target: float, train_images: int, seed: int) -> Path:
+    class_ids = list(spec.class_ids)
     target = out / "model.onnx"
     shutil.copy(model, target)
     session = make_session(target)
@@ -184,17 +193,16 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
     val_idx = sp.indices(ds, "val")
     if not val_idx:
         raise DataError("the split has no validation examples: calibration needs them")
-    va = _score(session, io, ds, val_idx, pre, class_ids, "val")
     outputs_were = "logits"
-    if _is_probability(va[0]):  # a softmax output: read its log instead (logits up to a constant)
+    _, first = next(indexed_batches(ds, val_idx, pre))  # the first batch of validation images tells
+    if _is_probability(session.run([io.logits], {io.input: first})[0]):  # a softmax output: read its log instead
         io = GraphIO(io.input, _append_log(model, target, io.logits), io.features, io.feature_width)
         session = make_session(target)
         outputs_were = "probabilities (log appended to the graph)"
-        va = _score(session, io, ds, val_idx, pre, class_ids, "val")
+    va = _score(session, io, ds, val_idx, pre, class_ids, "val")
     chance = 1 / len(class_ids)
     val_bacc = float(balanced_accuracy_score(va[2], va[0].argmax(1)))
     if val_bacc <= chance + 0.05:
-        shutil.rmtree(out, ignore_errors=True)
         raise ConfigError(f"the model is no better than chance on the validation split (balanced accuracy "
                           f"{val_bacc:.3f}, chance {chance:.3f}): check that the spec lists the classes in the order "
                           "of the model's outputs and that --preprocess matches how it was trained")

@@ -14,13 +14,14 @@ leaves the image assessment as it is and says what was not understood.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
 import numpy as np
 
 from carelens.errors import ConfigError, NothingRecognisedError
-from carelens.labels import LabelSpec, triage_rank
+from carelens.labels import DomainSymptom, LabelSpec, triage_rank
 from carelens.policy import Assessment, DecisionPolicy, TriageDecision, decide, keep_urgency
 from carelens.symptoms._bundle import SymptomBundle, nothing_recognised
 from carelens.symptoms._parse import ParsedSymptoms, SymptomParser
@@ -127,11 +128,16 @@ def _has_words(text: str) -> bool:
     return bool(re.search(r"[a-z]{3,}", text.lower()))
 
 
+@functools.lru_cache(maxsize=16)
+def _domain_parser(questions: tuple[DomainSymptom, ...]) -> SymptomParser:
+    """The parser of an image domain's questions, built once per spec (its phrase patterns are compiled once)."""
+    return SymptomParser(Vocabulary([Symptom(q.id, q.name, "domain", 3, q.synonyms) for q in questions]))
+
+
 def _domain_answers(spec: LabelSpec, text: str) -> tuple[ParsedSymptoms, str]:
     """The image domain's questions answered in ``text`` (rules only: a handful of questions, which an embedding
     would match to anything), and the text with those words blanked for the general symptom parser."""
-    vocab = Vocabulary([Symptom(q.id, q.name, "domain", 3, q.synonyms) for q in spec.symptoms])
-    found = SymptomParser(vocab).parse(text)
+    found = _domain_parser(spec.symptoms).parse(text)
     rest = list(text)
     for m in found.matches:
         span: list[int] = m["span"]  # type: ignore[assignment]

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
+from carelens.settings import threads_per_process
+from carelens.train._runtime import device
+
 __all__ = ["Dist", "launch", "setup", "teardown"]
 
 
@@ -52,7 +55,7 @@ def setup() -> tuple[Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cuda = torch.cuda.is_available()
     if world <= 1:
-        return Dist(), torch.device("cuda" if cuda else "cpu")
+        return Dist(), device()
     local = int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device("cuda", local) if cuda else torch.device("cpu")
     if cuda:
@@ -72,4 +75,4 @@ def launch(argv: list[str], nproc: int) -> int:
     """Run ``carelens <argv>`` as ``nproc`` processes on this machine under torchrun; their exit code."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "carelens.cli", *argv]
-    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc))})
+    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads_per_process(nproc))})

@@ -4,11 +4,9 @@ checkpoints that survive an interruption, and honest metrics on validation and t
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from carelens.errors import ConfigError, DataError
 from carelens.models import Classifier, build_classifier
 from carelens.plots import curves_png
 from carelens.preprocess import PreprocessConfig, normalize, resize_image
+from carelens.settings import threads_per_process
 from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
 from carelens.train._distributed import Dist, setup, teardown
@@ -100,16 +99,6 @@ def _features(model: Classifier, images: np.ndarray, pre: PreprocessConfig, desc
     return torch.cat(out).numpy()
 
 
-@contextmanager
-def _bar(fit: _Fit, description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar in the main process; the others work silently."""
-    if fit.dist.main:
-        with progress_bar(description, total) as advance:
-            yield advance
-    else:
-        yield lambda n: None
-
-
 def _set_trainable(model: Classifier, n_stages: int) -> None:
     stages = model.backbone.stages()
     for p in model.backbone.parameters():
@@ -153,7 +142,7 @@ class _Fit:
     def record(self, row: dict[str, Any]) -> None:
         """One epoch's measures: into the history (and its checkpoint) and to the tracker, as it happens."""
         self.history.append(row)
-        if self.tracker is not None and self.dist.main:
+        if self.tracker is not None:  # process 0's only
             self.tracker.log_epoch(len(self.history), row)
 
     @property
@@ -209,8 +198,8 @@ def train(
     _check_inputs(ds, splits, task, run, resume)
     dist, dev = setup()
     if not dist.main:
-        err_console.quiet = True  # one set of progress bars: process 0's
-    configure_runtime(config.threads or max(1, (os.cpu_count() or 1) // dist.world))
+        err_console.quiet = True  # one set of progress bars and messages: process 0's
+    configure_runtime(config.threads or threads_per_process(dist.world))
     if dist.main:
         run.create()
         run.write_config(RunConfig(
@@ -220,8 +209,8 @@ def train(
     fit = _start(ds, splits, config, run, task, resume, class_ids, dev)
     fit.dist = dist
     fit.tracker = tracker if dist.main else None
-    if fit.tracker is not None and tracker is not None:
-        tracker.start(run.path.name, {"train": config.to_dict(), "dataset": ds.name, "n": len(ds), "task":
+    if fit.tracker is not None:
+        fit.tracker.start(run.path.name, {"train": config.to_dict(), "dataset": ds.name, "n": len(ds), "task":
                                       "multilabel" if ds.multilabel else "multiclass", "split": splits.strategy})
     if config.pretrained and config.head_epochs > 0 and fit.state["phase"] == "head":
         _train_head(fit)
@@ -293,7 +282,7 @@ def _train_head(fit: _Fit) -> None:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.head_epochs)
     gen = torch.Generator().manual_seed(cfg.seed)
     best_head, best_state = -math.inf, None
-    with _bar(fit, "head on cached features (epochs)", cfg.head_epochs) as advance:
+    with progress_bar("head on cached features (epochs)", cfg.head_epochs) as advance:
         for ep in range(cfg.head_epochs):
             _head_epoch(fit, ep, ftr, fva, ytr, opt, sched, gen)
             advance(1)
@@ -388,7 +377,7 @@ def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched
     _train_mode(fit.model)
     total = 0.0
     d = fit.dist
-    with _bar(fit, f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
+    with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
         for k in range(0, len(order), cfg.batch_size):
             whole = order[k : k + cfg.batch_size]
             if len(whole) < 2 * d.world:
