@@ -10,32 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from sklearn.metrics import roc_auc_score
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, write_result
-from _ood_sets import far_ood, modality
+from _ood_sets import measure_ood
 
-from carelens.bundle import load_bundle
-from carelens.predict import Engine
-from carelens.preprocess import preprocess
-from carelens.steps import Run, calibrate_run
-from carelens.steps.export import export_run
+from carelens.steps import calibrate_run
 
-OTHER = {"ham10000": ("xray", "ultrasound"), "pneumoniamnist": ("dermoscopy", "ultrasound"),
+OTHER = {"ham10000": ("xray", "ultrasound", "fundus"), "pneumoniamnist": ("dermoscopy", "ultrasound"),
          "busi_binary": ("dermoscopy", "xray"), "busi_3class": ("dermoscopy", "xray")}
-
-
-def _scores(engine: Engine, images: list[np.ndarray], gate) -> np.ndarray:  # type: ignore[no-untyped-def]
-    b = engine.bundle
-    out = []
-    for k in range(0, len(images), 32):
-        batch = np.stack([preprocess(img, b.preprocess) for img in images[k : k + 32]])
-        logits, feats, _ = b.run(batch)
-        out.append(gate.score(feats, logits))
-    return np.concatenate(out)
 
 
 def run(case: str) -> None:
@@ -81,22 +64,8 @@ def run(case: str) -> None:
 
     # -- OOD --------------------------------------------------------------------------------------
     t1 = time.perf_counter()
-    bundle_dir = export_run(run_dir, OUT / case / "bundle", name=case, version="bench")
-    engine = Engine(load_bundle(bundle_dir))
-    pred = Run(run_dir).predictions()
-    test_f, test_l = pred.test_features, pred.test_logits
-    far = list(far_ood().values())
-    near = [img for m in OTHER[case] for img in modality(m, 150)]
-    out: dict[str, float] = {}
-    for label, gate in (("", cal.ood), ("_knn", knn.ood), ("_mahalanobis", maha.ood)):
-        s_in = gate.score(test_f, test_l)
-        for kind, imgs in (("far", far), ("near", near)):
-            s_out = _scores(engine, imgs, gate)
-            y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
-            out[f"ood_auroc_{kind}{label}"] = float(roc_auc_score(y, np.r_[s_in, s_out]))
-            out[f"ood_flagged_{kind}{label}"] = float((s_out > gate.threshold_).mean())
-        out[f"ood_pass_rate{label}"] = float((s_in <= gate.threshold_).mean())
-    out.update(n_far=len(far), n_near=len(near), near_modalities=list(OTHER[case]))  # type: ignore[arg-type]
+    out = measure_ood(run_dir, OUT / case / "bundle", {"": cal.ood, "_knn": knn.ood, "_mahalanobis": maha.ood},
+                      OTHER[case], case)
     print(write_result(f"ood_{case}", case, time.perf_counter() - t1, out,
                        {"ood_auroc_far": 0.99, "ood_auroc_near": 0.95, "ood_pass_rate": 0.95},
                        notes="default 'combined': Mahalanobis (shared Ledoit-Wolf covariance), k-th nearest "

@@ -173,7 +173,7 @@ def train_cmd(
     spec: Annotated[str | None, typer.Option(help="Label spec.")] = None,
     splits: Annotated[Path | None, typer.Option(help="Split file from `carelens split` (default: made here, seed 0).")] = None,
     config: Annotated[Path | None, typer.Option(help="JSON file of training settings (see TrainConfig).")] = None,
-    model: Annotated[str | None, typer.Option(help="efficientnet_lite0 or small_cnn.")] = None,
+    model: Annotated[str | None, typer.Option(help="efficientnet_lite0, efficientnet_lite1, efficientnet_lite2 (extra lite12) or small_cnn.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Input size in pixels.")] = None,
     head_epochs: Annotated[int | None, typer.Option(help="Epochs of the head on frozen features.")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(help="Epochs of fine-tuning.")] = None,

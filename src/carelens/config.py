@@ -16,7 +16,8 @@ from carelens.preprocess import PreprocessConfig
 
 __all__ = ["AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MONITORS", "TrainConfig"]
 
-BACKBONES = ("efficientnet_lite0", "small_cnn")  # built by carelens.models.build_backbone
+# built by carelens.models.build_backbone
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "small_cnn")
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
 AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo", "fundus", "flips")
@@ -41,6 +42,11 @@ class TrainConfig:
     weight_decay: float = 1e-4
     dropout: float = 0.2
     label_smoothing: float = 0.0
+    # phase 2 regularisers (0 = off): an exponential moving average of the weights (decay per step; the averaged
+    # weights are validated and kept), and mixup (Zhang et al. 2018: pairs of images and their losses blended
+    # with a Beta(mixup, mixup) weight)
+    ema: float = 0.0
+    mixup: float = 0.0
     imbalance: tuple[str, ...] = ("weighted",)
     class_weights: str = "inverse"  # or "effective" (Cui et al. 2019)
     effective_beta: float = 0.999
@@ -86,6 +92,10 @@ class TrainConfig:
             problems.append(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
         if self.augment not in AUGMENT_PRESETS:
             problems.append(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, got {self.augment!r}")
+        if not 0 <= self.ema < 1:
+            problems.append(f"ema must be a decay in [0, 1) (0 = off, 0.99 typical), got {self.ema}")
+        if not (math.isfinite(self.mixup) and self.mixup >= 0):
+            problems.append(f"mixup must be a Beta concentration >= 0 (0 = off, 0.2-0.4 typical), got {self.mixup}")
         if not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
             problems.append("dropout and label_smoothing must be in [0, 1)")
         if self.severity_head not in ("softmax", "ordinal"):

@@ -42,6 +42,8 @@ def test_class_weights_raise_the_cost_of_missing_a_rare_class() -> None:
         ({"imbalance": ("none", "focal")}, "cannot be combined"),
         ({"head_epochs": 0, "finetune_epochs": 0}, "nothing would be trained"),
         ({"augment": "sepia"}, "augment must be one of"),
+        ({"ema": 1.0}, "ema must be a decay in"),
+        ({"mixup": -0.2}, "mixup must be a Beta concentration"),
     ],
 )
 def test_bad_config_fails_before_training(kwargs: dict, match: str) -> None:

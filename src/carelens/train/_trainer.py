@@ -9,11 +9,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from carelens.config import TrainConfig
 from carelens.console import err_console, progress_bar
@@ -149,13 +150,14 @@ class _Fit:
     def pre(self) -> PreprocessConfig:
         return self.config.preprocess
 
-    def validate(self) -> tuple[dict[str, Any], np.ndarray]:
-        logits, _ = predict_logits(self.model, self.va.images, self.pre)
+    def validate(self, model: Classifier | None = None) -> tuple[dict[str, Any], np.ndarray]:
+        logits, _ = predict_logits(model or self.model, self.va.images, self.pre)
         return self.task.metrics(self.va.y, logits), logits
 
-    def save_best(self) -> None:
+    def save_best(self, model: Classifier | None = None) -> None:
+        """Keep ``model``'s weights (the trained model's, or their moving average) as the best so far."""
         if self.dist.main:
-            torch.save({"model": self.model.state_dict(), "score": self.best}, self.run.best_checkpoint)
+            torch.save({"model": (model or self.model).state_dict(), "score": self.best}, self.run.best_checkpoint)
         self.dist.barrier()  # the others may read it next
 
     def checkpoint(self, extra: dict[str, Any]) -> None:
@@ -336,9 +338,13 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
         if cfg.schedule == "cosine"
         else torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.3, patience=1)
     )
+    ema = _ema(model, cfg.ema)
     if "opt" in fit.resumed:  # resumed inside phase 2
         opt.load_state_dict(fit.resumed["opt"])
         sched.load_state_dict(fit.resumed["sched"])
+        if ema is not None and "ema" in fit.resumed:
+            ema.load_state_dict(fit.resumed["ema"])
+    judged = model if ema is None else cast(Classifier, ema.module)  # the weights validated and kept
     stale = 0  # fine-tune epochs since the last improvement, carried over a resume
     for h in fit.history:
         if h["phase"] == "finetune":
@@ -346,8 +352,8 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
     for ep in range(fit.state["epoch"], cfg.finetune_epochs):
         if stale >= cfg.patience > 0:
             break
-        total, n = _finetune_epoch(fit, net, opt, sched, ep)
-        m, lv = fit.validate()
+        total, n = _finetune_epoch(fit, net, opt, sched, ep, ema)
+        m, lv = fit.validate(judged)
         score = fit.task.score(m, fit.va.y, lv)
         if cfg.schedule == "plateau":
             sched.step(score)
@@ -357,22 +363,34 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
                             "lr": opt.param_groups[0]["lr"]})
         if improved:
             fit.best = score
-            fit.save_best()
+            fit.save_best(judged)
         stale = 0 if improved else stale + 1
         fit.state = {"phase": "finetune", "epoch": ep + 1}
-        fit.checkpoint({"opt": opt.state_dict(), "sched": sched.state_dict()})
+        fit.checkpoint({"opt": opt.state_dict(), "sched": sched.state_dict()}
+                       | ({} if ema is None else {"ema": ema.state_dict()}))
         if on_epoch_end is not None:
             on_epoch_end(ep + 1)
 
 
-def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, ep: int) -> tuple[float, int]:
+def _ema(model: Classifier, decay: float) -> AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and BatchNorm statistics, or None when off."""
+    if decay <= 0:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)  # type: ignore[no-untyped-call]
+
+
+def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched: Any, ep: int,
+                    ema: AveragedModel | None = None) -> tuple[float, int]:
     """One augmented pass over the training split; (summed loss, examples in the order). With several processes
-    each takes its share of every global batch (the same order everywhere: the imbalance strategy is kept)."""
+    each takes its share of every global batch (the same order everywhere: the imbalance strategy is kept).
+    With mixup, each batch is blended with a shuffled copy of itself and the loss with it; with ``ema``, the
+    average is updated after every step."""
     cfg = fit.config
     epoch_seed = cfg.seed * 1000 + ep  # the same epoch gives the same batches after a resume
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
     aug = build_augment(cfg.augment, cfg.image_size, epoch_seed)
+    mix = np.random.default_rng(epoch_seed)
     order = fit.task.order(fit.tr.y, gen)
     _train_mode(fit.model)
     total = 0.0
@@ -384,10 +402,18 @@ def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched
                 continue  # BatchNorm needs 2 per process (the same decision in every process)
             b = whole[d.rank :: d.world]
             x = _to_tensor(augment_batch(aug, fit.tr.images[b]), fit.pre, fit.dev)
-            loss = fit.loss_fn(net(x), torch.from_numpy(fit.tr.y[b]).to(fit.dev))
+            y = torch.from_numpy(fit.tr.y[b]).to(fit.dev)
+            if cfg.mixup > 0:
+                lam, perm = float(mix.beta(cfg.mixup, cfg.mixup)), torch.from_numpy(mix.permutation(len(b)))
+                out = net(lam * x + (1 - lam) * x[perm])
+                loss = lam * fit.loss_fn(out, y) + (1 - lam) * fit.loss_fn(out, y[perm])
+            else:
+                loss = fit.loss_fn(net(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(fit.model)
             if cfg.schedule == "cosine":
                 sched.step()
             total += loss.item() * len(b)
