@@ -85,8 +85,10 @@ def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -
     assert (tiny_pneumonia_run / "reliability.png").stat().st_size > 1000
     again = Run(tiny_pneumonia_run).calibration()
     a = _preds(tiny_pneumonia_run)
+    # the reloaded gate whitens in float32 (serving); the fitted one in float64: scores are standardised (about
+    # unit scale), measured difference up to 2e-4 with the middle stage's statistics in the features
     assert np.allclose(again.ood.score(a["test_features"], a["test_logits"]),
-                       cal.ood.score(a["test_features"], a["test_logits"]), rtol=1e-4, atol=1e-4)
+                       cal.ood.score(a["test_features"], a["test_logits"]), rtol=1e-3, atol=2e-3)
     assert np.array_equal(again.conformal.predict_set(softmax(a["test_logits"])),
                           cal.conformal.predict_set(softmax(a["test_logits"])))
 
