@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+
+from carelens.preprocess import PreprocessConfig, resize_image
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -69,6 +72,11 @@ def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any]
     path = RESULTS / f"{case}.json"
     path.write_text(json.dumps(doc, indent=1))
     return path
+
+
+def resized_images(ds: Any, indices: list[int], pre: PreprocessConfig) -> np.ndarray:
+    """The images at ``indices`` of a dataset, decoded and resized as the trainer holds them (N, S, S, 3) uint8."""
+    return np.stack([resize_image(img, pre) for _, img in ds.iter_images(indices)])
 
 
 def rss_mb(pid: int, children: bool = False) -> float:

@@ -56,7 +56,7 @@ def charts(seed: int = 0) -> dict[str, np.ndarray]:
         fig.savefig(buf, format="png")
         plt.close(fig)
         buf.seek(0)
-        out[f"chart_{name}"] = plt.imread(buf, format="png")[:, :, :3].__mul__(255).astype(np.uint8)
+        out[f"chart_{name}"] = (plt.imread(buf, format="png")[:, :, :3] * 255).astype(np.uint8)
     return out
 
 

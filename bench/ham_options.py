@@ -25,11 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, resized_images, write_result
 
 from carelens.data import open_dataset, split_dataset
 from carelens.metrics import classification_metrics, softmax
-from carelens.preprocess import PreprocessConfig, resize_image
 from carelens.steps import Run
 from carelens.steps.export import load_run_model
 from carelens.train import TrainConfig, predict_logits, train
@@ -53,10 +52,6 @@ def _metrics(y: np.ndarray, logits: np.ndarray, class_ids: list[str]) -> dict[st
             "per_class_recall": m["per_class_recall"]}
 
 
-def _images(ds: Any, indices: list[int], pre: PreprocessConfig) -> np.ndarray:
-    return np.stack([resize_image(img, pre) for _, img in ds.iter_images(indices)])
-
-
 def _tta(run_dir: Path, images: np.ndarray) -> np.ndarray:
     """Mean logits over the image, its horizontal flip and its vertical flip."""
     r = Run(run_dir)
@@ -78,7 +73,7 @@ def one(option: str, seed: int, ds: Any, splits: Any) -> dict[str, Any]:
     r = Run(res.run_dir)
     class_ids = r.config.class_ids
     pred = r.predictions()
-    val_images = _images(ds, splits.indices(ds, "val"), cfg.preprocess)
+    val_images = resized_images(ds, splits.indices(ds, "val"), cfg.preprocess)
     assert len(val_images) == len(pred.val_y), "an unreadable validation image: the flips would not line up"
     out = {"option": option, "seed": seed, "wall_s": round(wall, 1), "config": cfg.to_dict(),
            "val": _metrics(pred.val_y, pred.val_logits, class_ids),
@@ -147,7 +142,7 @@ def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None
             pred = run.predictions()
             logits = pred.test_logits
             if tta:
-                logits = _tta(run.path, _images(ds, splits.indices(ds, "test"), run.config.train.preprocess))
+                logits = _tta(run.path, resized_images(ds, splits.indices(ds, "test"), run.config.train.preprocess))
             tests.append(_metrics(pred.test_y, logits, run.config.class_ids))
         metrics["chosen_test"] = {
             "balanced_accuracy": _spread([t["balanced_accuracy"] for t in tests]),
