@@ -59,13 +59,15 @@ def peak_rss_mb() -> float:
 
 
 def write_result(case: str, dataset: str, wall_s: float, metrics: dict[str, Any], targets: dict[str, float],
-                 baseline: dict[str, Any] | None = None, split: str = "test", notes: str = "") -> Path:
+                 baseline: dict[str, Any] | None = None, split: str = "test", notes: str = "",
+                 machine_info: dict[str, Any] | None = None) -> Path:
+    """``machine_info``: the machine that did the measured work, where that is not this one (a GPU run)."""
     met = judge(metrics, targets)
     doc = {
         "case": case, "dataset": dataset, "split": split,
         "command": "python " + " ".join([f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "machine": machine(), "wall_s": round(wall_s, 1), "peak_rss_mb": peak_rss_mb(),
+        "machine": machine_info or machine(), "wall_s": round(wall_s, 1), "peak_rss_mb": peak_rss_mb(),
         "metrics": metrics, "baseline": baseline or {}, "targets": targets, "met": met, "notes": notes,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

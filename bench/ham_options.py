@@ -46,18 +46,19 @@ HERE = OUT / "ham_options"
 CRITICAL = ("mel",)
 
 
-def _metrics(y: np.ndarray, logits: np.ndarray, class_ids: list[str]) -> dict[str, Any]:
+def metrics_of(y: np.ndarray, logits: np.ndarray, class_ids: list[str]) -> dict[str, Any]:
     m = classification_metrics(y, softmax(logits), class_ids)
     return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_auc": m["macro_auc"],
             "per_class_recall": m["per_class_recall"]}
 
 
-def _tta(run_dir: Path, images: np.ndarray) -> np.ndarray:
-    """Mean logits over the image, its horizontal flip and its vertical flip."""
+def run_logits(run_dir: Path, images: np.ndarray, tta: bool, dev: str = "cpu") -> np.ndarray:
+    """The run's best weights on ``images`` (on ``dev``): plain, or with ``tta`` the mean logits over the image,
+    its horizontal flip and its vertical flip."""
     r = Run(run_dir)
-    model = load_run_model(r)
+    model = load_run_model(r).to(dev)
     pre = r.config.train.preprocess
-    views = (images, images[:, :, ::-1], images[:, ::-1])
+    views = (images, images[:, :, ::-1], images[:, ::-1]) if tta else (images,)
     return np.mean([predict_logits(model, np.ascontiguousarray(v), pre)[0] for v in views], axis=0)
 
 
@@ -76,13 +77,13 @@ def one(option: str, seed: int, ds: Any, splits: Any) -> dict[str, Any]:
     val_images = resized_images(ds, splits.indices(ds, "val"), cfg.preprocess)
     assert len(val_images) == len(pred.val_y), "an unreadable validation image: the flips would not line up"
     out = {"option": option, "seed": seed, "wall_s": round(wall, 1), "config": cfg.to_dict(),
-           "val": _metrics(pred.val_y, pred.val_logits, class_ids),
-           "val_tta": _metrics(pred.val_y, _tta(res.run_dir, val_images), class_ids)}
+           "val": metrics_of(pred.val_y, pred.val_logits, class_ids),
+           "val_tta": metrics_of(pred.val_y, run_logits(res.run_dir, val_images, tta=True), class_ids)}
     done.write_text(json.dumps(out, indent=1))
     return out
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def spread(values: list[float]) -> dict[str, float]:
     return {"mean": round(statistics.fmean(values), 4), "min": round(min(values), 4), "max": round(max(values), 4)}
 
 
@@ -94,11 +95,11 @@ def table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for option, rs in by.items():
         out[option] = {
             "seeds": [r["seed"] for r in rs],
-            "val_balanced_accuracy": _spread([r["val"]["balanced_accuracy"] for r in rs]),
-            "val_balanced_accuracy_tta": _spread([r["val_tta"]["balanced_accuracy"] for r in rs]),
-            "val_macro_auc": _spread([r["val"]["macro_auc"] for r in rs]),
-            "val_mel_recall": _spread([r["val"]["per_class_recall"]["mel"] for r in rs]),
-            "wall_s": _spread([r["wall_s"] for r in rs]),
+            "val_balanced_accuracy": spread([r["val"]["balanced_accuracy"] for r in rs]),
+            "val_balanced_accuracy_tta": spread([r["val_tta"]["balanced_accuracy"] for r in rs]),
+            "val_macro_auc": spread([r["val"]["macro_auc"] for r in rs]),
+            "val_mel_recall": spread([r["val"]["per_class_recall"]["mel"] for r in rs]),
+            "wall_s": spread([r["wall_s"] for r in rs]),
         }
     return out
 
@@ -125,15 +126,24 @@ def main(argv: list[str]) -> None:
             write(rows, time.perf_counter() - t0, ds, splits)
 
 
+def choose(tab: dict[str, Any], min_seeds: int = 2) -> dict[str, Any] | None:
+    """The option (with or without flips) of the highest mean validation balanced accuracy over its seeds, among
+    those measured on at least ``min_seeds`` seeds; None while there is none."""
+    scores = {(o, tta): t["val_balanced_accuracy_tta" if tta else "val_balanced_accuracy"]["mean"]
+              for o, t in tab.items() if len(t["seeds"]) >= min_seeds for tta in (False, True)}
+    if not scores:
+        return None
+    option, tta = max(scores, key=lambda k: scores[k])
+    return {"option": option, "tta": tta, "val_balanced_accuracy": scores[(option, tta)]}
+
+
 def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None:
     tab = table(rows)
-    complete = {o: t for o, t in tab.items() if len(t["seeds"]) >= 2}
     metrics: dict[str, Any] = {"options": tab}
-    if complete:  # chosen on validation: the highest mean balanced accuracy over seeds (with or without flips)
-        scores = {(o, tta): t["val_balanced_accuracy_tta" if tta else "val_balanced_accuracy"]["mean"]
-                  for o, t in complete.items() for tta in (False, True)}
-        (option, tta) = max(scores, key=lambda k: scores[k])
-        metrics["chosen"] = {"option": option, "tta": tta, "val_balanced_accuracy": scores[(option, tta)]}
+    chosen = choose(tab)
+    if chosen is not None:
+        metrics["chosen"] = chosen
+        option, tta = chosen["option"], chosen["tta"]
         tests = []
         for r in rows:
             if r["option"] != option:
@@ -142,13 +152,14 @@ def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None
             pred = run.predictions()
             logits = pred.test_logits
             if tta:
-                logits = _tta(run.path, resized_images(ds, splits.indices(ds, "test"), run.config.train.preprocess))
-            tests.append(_metrics(pred.test_y, logits, run.config.class_ids))
+                test_images = resized_images(ds, splits.indices(ds, "test"), run.config.train.preprocess)
+                logits = run_logits(run.path, test_images, tta=True)
+            tests.append(metrics_of(pred.test_y, logits, run.config.class_ids))
         metrics["chosen_test"] = {
-            "balanced_accuracy": _spread([t["balanced_accuracy"] for t in tests]),
-            "accuracy": _spread([t["accuracy"] for t in tests]),
-            "macro_auc": _spread([t["macro_auc"] for t in tests]),
-            "mel_recall": _spread([t["per_class_recall"]["mel"] for t in tests]),
+            "balanced_accuracy": spread([t["balanced_accuracy"] for t in tests]),
+            "accuracy": spread([t["accuracy"] for t in tests]),
+            "macro_auc": spread([t["macro_auc"] for t in tests]),
+            "mel_recall": spread([t["per_class_recall"]["mel"] for t in tests]),
         }
     print(write_result(
         "ham10000_options", "ham10000", wall, metrics, {}, split="val",

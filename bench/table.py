@@ -42,14 +42,15 @@ def main() -> None:
         recall = m.get("per_class_recall")
         if isinstance(recall, dict) and all(isinstance(r, (int, float)) for r in recall.values()):
             figs.append("recall " + ", ".join(f"{c} {r:.2f}" for c, r in recall.items()))
-        cpu = d.get("machine", {}).get("cpu", "?")
+        cpu = d.get("machine", {}).get("gpu") or d.get("machine", {}).get("cpu", "?")  # where the work was done
         rows.append(f"| `{d['case']}` | {'; '.join(figs)} | `{d['command']}` | {d['date'][:16]} | {cpu} |")
-    text = ("# Benchmarks\n\nMeasured on the 2-core development machine (no GPU). Each row is one file in "
+    text = ("# Benchmarks\n\nMeasured on the 2-core development machine (no GPU), except where the machine column "
+            "names a GPU (a lent GPU machine; carelens stays CPU-first). Each row is one file in "
             "`results/`; ✓/✗ compare with the issue's target. Timings taken while other benchmarks or tests shared "
             "the two cores are noted in each file's `notes`; ratios are measured within one run. Machines of this kind "
             "differ between sessions (AMD EPYC, Intel Xeon) and so do float results: the same command and seed gave "
             "PneumoniaMNIST accuracy 0.939 on AMD EPYC and 0.905 on Intel Xeon, so compare figures taken on one CPU."
-            "\n\n| case | figures (test split unless noted) | command | date | CPU |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            "\n\n| case | figures (test split unless noted) | command | date | machine |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     (HERE / "README.md").write_text(text)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
 
 import torch
 
-__all__ = ["configure_runtime", "device"]
+__all__ = ["autocast", "configure_runtime", "device"]
 
 _done = False
 
@@ -31,3 +32,12 @@ def configure_runtime(threads: int | None = None) -> None:
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(dev: torch.device) -> contextlib.AbstractContextManager[object]:
+    """bf16 mixed precision on a CUDA device that has it (Ampere and later): the matrix work in bfloat16, the losses
+    and reductions in float32 (no loss scaling needed, unlike float16). On the CPU nothing changes: the weights and
+    every figure measured there stay float32."""
+    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -27,7 +27,7 @@ from carelens.settings import threads_per_process
 from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
 from carelens.train._distributed import Dist, setup, teardown
-from carelens.train._runtime import configure_runtime
+from carelens.train._runtime import autocast, configure_runtime
 from carelens.train._task import TrainTask, task_for
 from carelens.train._tracking import Tracker
 
@@ -81,7 +81,8 @@ def predict_logits(model: Classifier, images: np.ndarray, pre: PreprocessConfig,
     dev = next(model.parameters()).device
     logits, feats = [], []
     for k in range(0, len(images), batch):
-        lo, fe, _ = model.forward_all(_to_tensor(images[k : k + batch], pre, dev))
+        with autocast(dev):
+            lo, fe, _ = model.forward_all(_to_tensor(images[k : k + batch], pre, dev))
         logits.append(lo.float().cpu().numpy())
         if with_features:
             feats.append(fe.float().cpu().numpy())
@@ -95,7 +96,9 @@ def _features(model: Classifier, images: np.ndarray, pre: PreprocessConfig, desc
     out = []
     with progress_bar(desc, len(images)) as advance:
         for k in range(0, len(images), 64):
-            out.append(model.backbone(_to_tensor(images[k : k + 64], pre, dev)).mean(dim=(2, 3)).cpu())
+            with autocast(dev):
+                fmap = model.backbone(_to_tensor(images[k : k + 64], pre, dev))
+            out.append(fmap.float().mean(dim=(2, 3)).cpu())
             advance(min(64, len(images) - k))
     return torch.cat(out).numpy()
 
@@ -403,12 +406,17 @@ def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched
             b = whole[d.rank :: d.world]
             x = _to_tensor(augment_batch(aug, fit.tr.images[b]), fit.pre, fit.dev)
             y = torch.from_numpy(fit.tr.y[b]).to(fit.dev)
+            lam, perm = 1.0, None
             if cfg.mixup > 0:
-                lam, perm = float(mix.beta(cfg.mixup, cfg.mixup)), torch.from_numpy(mix.permutation(len(b)))
-                out = net(lam * x + (1 - lam) * x[perm])
-                loss = lam * fit.loss_fn(out, y) + (1 - lam) * fit.loss_fn(out, y[perm])
-            else:
-                loss = fit.loss_fn(net(x), y)
+                lam = float(mix.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(mix.permutation(len(b))).to(fit.dev)
+                x = lam * x + (1 - lam) * x[perm]
+            with autocast(fit.dev):
+                out = net(x)
+            out = out.float()  # the loss in float32 (under bf16 autocast the forward pass is bfloat16)
+            loss = fit.loss_fn(out, y)
+            if perm is not None:
+                loss = lam * loss + (1 - lam) * fit.loss_fn(out, y[perm])
             opt.zero_grad()
             loss.backward()
             opt.step()
