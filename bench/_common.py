@@ -97,27 +97,46 @@ def rss_mb(pid: int, children: bool = False) -> float:
     return total
 
 
-@contextmanager
-def serving(env: dict[str, str], workers: int = 1) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`carelens serve [--workers N]` on a free loopback port with ``env`` added; (process, base URL) once /ready
-    says so. Stopped with SIGTERM (a graceful shutdown) on leaving."""
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "carelens.cli", "serve", "--port", str(port), "--workers", str(workers)],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def until_ready(cmd: list[str], env: dict[str, str], port: int, wait_s: float = 120.0,
+                log: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``cmd`` (something that ends by serving carelens on ``port``) with ``env`` added; yield once /ready says
+    so. Stopped with SIGTERM (a graceful shutdown) on leaving. ``log``: where its output goes (else nowhere)."""
+    out = log.open("wb") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/ready"
+    deadline = time.monotonic() + wait_s
     try:
-        for _ in range(240):
+        while True:
             try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                if httpx.get(url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None:
-                raise RuntimeError(f"carelens serve exited with code {proc.returncode}")
+                raise RuntimeError(f"{' '.join(cmd)} exited with code {proc.returncode}" + (f" (see {log})" if log else ""))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{' '.join(cmd)} was not serving after {wait_s:.0f} s")
             time.sleep(0.5)
-        yield proc, url
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
+        if log is not None:
+            out.close()  # type: ignore[union-attr]
+
+
+@contextmanager
+def serving(env: dict[str, str], workers: int = 1) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`carelens serve [--workers N]` on a free loopback port with ``env`` added; (process, base URL) once /ready
+    says so. Stopped with SIGTERM (a graceful shutdown) on leaving."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "carelens.cli", "serve", "--port", str(port), "--workers", str(workers)]
+    with until_ready(cmd, env, port) as proc:
+        yield proc, f"http://127.0.0.1:{port}"

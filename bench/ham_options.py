@@ -41,6 +41,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "mixup": {"mixup": 0.2},
     "lite1": {"model": "efficientnet_lite1"},
     "size160": {"image_size": 160},
+    "sampler_weighted": {"imbalance": ["balanced_sampler", "weighted"]},  # square-rooted weights (build_loss)
 }
 HERE = OUT / "ham_options"
 CRITICAL = ("mel",)

@@ -14,13 +14,16 @@ from typing import Any
 from carelens.errors import ConfigError
 from carelens.preprocess import PreprocessConfig
 
-__all__ = ["AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MONITORS", "TrainConfig"]
+__all__ = ["AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MIRRORING_PRESETS", "MONITORS", "TrainConfig"]
 
 # built by carelens.models.build_backbone
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "small_cnn")
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
 AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo", "fundus", "flips")
+# the presets that mirror images left-right and top-bottom in training: a model trained with one of them has seen
+# mirror images, so averaging its answers over them at inference (export --flips) asks it nothing new
+MIRRORING_PRESETS = ("default", "dermoscopy", "photo", "flips")
 MONITORS = ("balanced_accuracy", "macro_auc", "macro_f1", "accuracy", "neg_log_loss")
 
 

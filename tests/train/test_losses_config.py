@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from carelens.config import AUGMENT_PRESETS, MIRRORING_PRESETS
 from carelens.errors import ConfigError
-from carelens.train import FocalLoss, TrainConfig, build_loss, class_weights
+from carelens.train import FocalLoss, TrainConfig, build_augment, build_loss, class_weights
 
 
 def test_focal_with_gamma_zero_is_cross_entropy() -> None:
@@ -67,3 +68,10 @@ def test_the_demo_recipe_is_a_valid_config() -> None:
     doc = json.loads((Path(__file__).resolve().parents[2] / "scripts" / "demo_ham10000.json").read_text())
     cfg = TrainConfig.from_dict(doc)
     assert cfg.finetune_epochs > 0 and cfg.head_epochs > 0 and "balanced_sampler" in cfg.imbalance
+
+
+@pytest.mark.parametrize("preset", [p for p in AUGMENT_PRESETS if p != "none"])
+def test_the_mirroring_presets_are_those_that_mirror_both_ways(preset: str) -> None:
+    """export --flips trusts MIRRORING_PRESETS: it must name exactly the presets whose training mirrors both ways."""
+    names = {type(t).__name__ for t in build_augment(preset, 32, 0).transforms}  # type: ignore[union-attr]
+    assert ({"HorizontalFlip", "VerticalFlip"} <= names) == (preset in MIRRORING_PRESETS)

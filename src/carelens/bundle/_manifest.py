@@ -37,11 +37,12 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 6  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 7  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
-# ``model_io.outputs`` naming the graph's own outputs (logits, then what the OOD gate reads)
+# ``model_io.outputs`` naming the graph's own outputs (logits, then what the OOD gate reads); 7 ``model_io.views``
+# (``flips``: the graph averages each image with its mirror images; a field an older carelens does not know)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -68,6 +69,7 @@ class ModelIO(_Section):
     opset: int
     features: int  # width of the pooled features
     fmap: list[int]  # (C, h, w) of the feature map; empty: none
+    views: Literal["flips"] | None = None  # flips: the graph averages each image with its two mirror images
 
 
 class ConformalParams(_Section):
@@ -203,7 +205,10 @@ class BundleSpec(BaseModel):
     def document(self) -> dict[str, Any]:
         """bundle.json as written (JSON types, aliases as in the file). Optional sections that are absent are not
         written, so a bundle of an older format reads back (and digests) exactly as it was written."""
-        absent = {k for k in ("multilabel", "decision", "temperature_bias") if getattr(self, k) is None}
+        absent: dict[str, Any] = {k: True for k in ("multilabel", "decision", "temperature_bias")
+                                  if getattr(self, k) is None}
+        if self.model_io.views is None:
+            absent["model_io"] = {"views"}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:

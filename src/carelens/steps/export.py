@@ -34,6 +34,7 @@ from carelens.bundle import (
     make_session,
     selftest_input,
 )
+from carelens.config import MIRRORING_PRESETS
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
@@ -45,8 +46,8 @@ from carelens.steps.quantize import (
     CALIBRATION_IMAGES,
     INT8_SELFTEST_ATOL,
     derived_run,
-    int8_predictions,
     quantize_onnx,
+    session_predictions,
     split_batches,
 )
 from carelens.steps.run import Calibration, Run
@@ -60,12 +61,22 @@ INTENDED_USE = ("Decision support for triage: estimates which conditions are pla
 
 
 class _Exportable(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    """The graph a bundle ships: logits, the gate's features and the feature map. With ``flips``, every image is
+    also run mirrored left-right and top-bottom (one batch of 3N views) and its logits and features are the mean over
+    its three views (test-time augmentation inside the graph, so that every caller gets it); the feature map stays
+    the image's own, for its heatmap."""
+
+    def __init__(self, model: nn.Module, flips: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.flips = flips
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.model.forward_all(x)  # type: ignore[no-any-return, operator]
+        if not self.flips:
+            return self.model.forward_all(x)  # type: ignore[no-any-return, operator]
+        logits, feats, fmap = self.model.forward_all(torch.cat([x, x.flip(3), x.flip(2)]))  # type: ignore[operator]
+        return (logits.reshape(3, -1, logits.shape[1]).mean(0), feats.reshape(3, -1, feats.shape[1]).mean(0),
+                fmap.reshape(3, -1, *fmap.shape[1:])[0])
 
 
 def _versions() -> dict[str, str]:
@@ -107,65 +118,78 @@ def _split_info(run: Run) -> SplitInfo:
                      counts=doc.get("counts"))
 
 
-def _int8(r: Run, out: Path, cal: Calibration, calibration_images: int
-          ) -> tuple[Run, Calibration, dict[str, Any], dict[str, Any] | None]:
-    """Replace out/model.onnx (fp32, verified against PyTorch) by its int8 version; recompute the run's outputs with
-    it and refit the calibration on them, with the settings the fp32 calibration used. Returns the derived run, its
-    calibration, the agreement of the two models on the validation split, and the int8 model's test metrics."""
+def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibration_images: int
+           ) -> tuple[Run, Calibration, dict[str, Any], dict[str, Any] | None]:
+    """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
+    here with ``int8``; averaging flipped views with ``flips``): recompute the run's outputs with it and refit the
+    calibration on them, with the settings the run's calibration used. Returns the derived run, its calibration,
+    the agreement of the shipped graph with the trained model on the validation split, and the shipped graph's test
+    metrics."""
     if cal.multilabel is not None:
-        raise ConfigError("int8 export supports multi-class models for now; export this multi-label run in fp32")
+        raise ConfigError("int8 and flips export support multi-class models for now; export this multi-label run "
+                          "without them")
     ds, splits = r.data()
-    train_idx = splits.indices(ds, "train")
-    rng = np.random.default_rng(0)
-    chosen = sorted(rng.choice(train_idx, min(calibration_images, len(train_idx)), replace=False).tolist())
-    fp32 = out / "model.fp32.onnx"
-    (out / "model.onnx").rename(fp32)
-    quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
+    chosen: list[int] = []
+    if int8:
+        train_idx = splits.indices(ds, "train")
+        rng = np.random.default_rng(0)
+        chosen = sorted(rng.choice(train_idx, min(calibration_images, len(train_idx)), replace=False).tolist())
+        fp32 = out / "model.fp32.onnx"
+        (out / "model.onnx").rename(fp32)
+        quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
+        fp32.unlink()
     ref = r.predictions()
-    preds = int8_predictions(r, make_session(out / "model.onnx"), ds, splits, ref)
-    fp32.unlink()
-    tmp = Path(tempfile.mkdtemp(prefix="carelens-int8-run-"))
+    preds = session_predictions(r, make_session(out / "model.onnx"), ds, splits, ref)
+    tmp = Path(tempfile.mkdtemp(prefix="carelens-refit-run-"))
     derived = derived_run(r, tmp, preds)
     rep = cal.report
     conf, ood = rep["conformal"], rep["ood"]
     target = (rep.get("decision_rule") or {}).get("target_critical_miss_rate", 0.02)
-    cal8 = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
-                         ood_method=ood["method"], pass_rate=ood["pass_rate"], facts=None if "facts" in rep else [],
-                         critical_miss_target=target)
-    assert cal.temperature is not None and cal8.temperature is not None
-    p32, p8 = cal.temperature.predict_proba(ref.val_logits), cal8.temperature.predict_proba(preds.val_logits)
+    refit = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
+                          ood_method=ood["method"], pass_rate=ood["pass_rate"], facts=None if "facts" in rep else [],
+                          critical_miss_target=target)
+    assert cal.temperature is not None and refit.temperature is not None
+    p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
     y = ref.val_y
-    agreement = {
-        "int8": True, "images": len(y), "calibration_images": len(chosen),
-        "top1_agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
-        "max_probability_diff": float(np.abs(p32 - p8).max()),
-        "val_balanced_accuracy_fp32": float(balanced_accuracy_score(y, p32.argmax(1))),
-        "val_balanced_accuracy_int8": float(balanced_accuracy_score(y, p8.argmax(1))),
+    agreement: dict[str, Any] = {
+        "int8": int8, "flips": flips, "images": len(y), "calibration_images": len(chosen),
+        "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
+        "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
+        "val_balanced_accuracy_trained": float(balanced_accuracy_score(y, p_run.argmax(1))),
+        "val_balanced_accuracy_shipped": float(balanced_accuracy_score(y, p_shipped.argmax(1))),
     }
     test = None
     if preds.test_logits is not None and preds.test_y is not None and ref.test_logits is not None:
-        agreement["test_balanced_accuracy_fp32"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
-        agreement["test_balanced_accuracy_int8"] = float(balanced_accuracy_score(preds.test_y, preds.test_logits.argmax(1)))
+        agreement["test_balanced_accuracy_trained"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
+        agreement["test_balanced_accuracy_shipped"] = float(balanced_accuracy_score(preds.test_y,
+                                                                                    preds.test_logits.argmax(1)))
         test = classification_metrics(preds.test_y, softmax(preds.test_logits), r.config.class_ids)
-    return derived, cal8, agreement, test
+    return derived, refit, agreement, test
 
 
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
                parity_images: list[np.ndarray] | None = None, atol: float = 1e-4, int8: bool = False,
-               calibration_images: int = CALIBRATION_IMAGES) -> Path:
+               flips: bool = False, calibration_images: int = CALIBRATION_IMAGES) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
 
-    ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`), its calibration refitted on
-    its own outputs, and the fp32-parity record replaced by the int8 model's agreement with fp32 on validation.
+    ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`). ``flips``: ship a graph that
+    averages each image's logits and features over the image and its two mirror images (3x the model's work per
+    image). With either, the calibration is refitted on the shipped graph's own outputs, and the parity record adds
+    the shipped graph's agreement with the trained model on validation.
 
     Raises:
         BundleError: ONNX Runtime and PyTorch disagree beyond ``atol`` or on any decision.
     """
     r = run if isinstance(run, Run) else Run(run)
     out = Path(out)
+    cfg = r.config
+    if flips and cfg.train.augment not in MIRRORING_PRESETS:
+        raise ConfigError(f"--flips: this run trained with augment {cfg.train.augment!r}, which never mirrors both "
+                          "ways, so a mirror image is not something the model has learned to read (in x-rays and "
+                          f"ultrasound, left and right matter). Export without --flips, or train with one of "
+                          f"{', '.join(MIRRORING_PRESETS)}.")
     cal = r.calibration()
     model = load_run_model(r)
-    cfg = r.config
     pre = cfg.preprocess
     images = parity_images if parity_images is not None else _parity_images(r)
     if out.exists():
@@ -176,7 +200,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(
-            _Exportable(model).eval(), (dummy,), str(out / "model.onnx"), input_names=["input"],
+            _Exportable(model, flips).eval(), (dummy,), str(out / "model.onnx"), input_names=["input"],
             output_names=["logits", "features", "fmap"], opset_version=OPSET, dynamo=False,
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                           "fmap": {0: "batch"}},
@@ -188,7 +212,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     # parity: PyTorch and ONNX Runtime on real validation images
     batch = np.stack([preprocess(img, pre) for img in images])
     with torch.inference_mode():
-        t_logits, t_feats, t_fmap = (a.numpy() for a in model.forward_all(torch.from_numpy(batch)))
+        t_logits, t_feats, t_fmap = (a.numpy() for a in _Exportable(model, flips).eval()(torch.from_numpy(batch)))
     sess = make_session(out / "model.onnx")
     o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
@@ -205,21 +229,22 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
     selftest_atol = SelfTest.model_fields["atol"].default
     scratch: Path | None = None
-    test8: dict[str, Any] | None = None
-    if int8:
-        r, cal, agreement, test8 = _int8(r, out, cal, calibration_images)
+    shipped_test: dict[str, Any] | None = None
+    if int8 or flips:
+        r, cal, agreement, shipped_test = _refit(r, out, cal, int8, flips, calibration_images)
         scratch = r.path  # the derived run: removed once the bundle is written
         shutil.copy(r.ood_path, out / "ood.npz")
         sess = make_session(out / "model.onnx")
         parity = {"fp32_vs_torch": parity, **agreement}
-        selftest_atol = INT8_SELFTEST_ATOL
+        if int8:
+            selftest_atol = INT8_SELFTEST_ATOL
     seed = 20261125
     st_in = selftest_input(seed, [1, 3, s, s])
     st_logits = sess.run(["logits"], {"input": st_in})[0]
 
     metrics = r.metrics()
-    if int8 and test8 is not None:  # the test figures of the model shipped
-        metrics = {**metrics, "test": test8}
+    if shipped_test is not None:  # the test figures of the graph shipped
+        metrics = {**metrics, "test": shipped_test}
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
@@ -230,7 +255,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         class_ids=cfg.class_ids,
         preprocess=pre,
         model_io=ModelIO(input="input", outputs=["logits", "features", "fmap"], opset=OPSET,
-                         features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:])),
+                         features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
+                         views="flips" if flips else None),
         task=spec.task,
         temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
         temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,

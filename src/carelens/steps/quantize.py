@@ -5,7 +5,8 @@ runtime fuses into integer kernels): weights int8 per output channel, activation
 VNNI and AMX instructions execute natively), activation ranges from MinMax calibration on images of the
 *training* split (never validation or test, which fit and measure the calibration). The int8 model's outputs on
 every split then replace the fp32 ones, so that temperature, conformal thresholds and the OOD gate are refitted
-on what the shipped model actually computes (:func:`carelens.steps.export.export_run` with ``int8=True``).
+on what the shipped model actually computes (:func:`carelens.steps.export.export_run` with ``int8=True``; the same
+refit serves a graph that averages flipped views, ``flips=True``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from carelens.errors import DataError
 from carelens.preprocess import PreprocessConfig, preprocess
 from carelens.steps.run import Predictions, Run
 
-__all__ = ["CALIBRATION_IMAGES", "INT8_SELFTEST_ATOL", "derived_run", "int8_predictions", "quantize_onnx", "split_batches"]
+__all__ = ["CALIBRATION_IMAGES", "INT8_SELFTEST_ATOL", "derived_run", "quantize_onnx", "session_predictions", "split_batches"]
 
 CALIBRATION_IMAGES = 128
 INT8_SELFTEST_ATOL = 0.25  # integer kernels round differently across CPU instruction sets (VNNI, AMX, AVX2)
@@ -75,7 +76,7 @@ def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_nam
 
 def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> tuple[np.ndarray, np.ndarray]:
     logits, feats = [], []
-    with progress_bar(f"int8 outputs: {desc}", n) as advance:
+    with progress_bar(f"shipped model's outputs: {desc}", n) as advance:
         for b in batches:
             lo, fe = session.run(["logits", "features"], {"input": b})
             logits.append(lo)
@@ -84,8 +85,9 @@ def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> 
     return np.concatenate(logits), np.concatenate(feats)
 
 
-def int8_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions) -> Predictions:
-    """The run's predictions (``ref``, the fp32 model's) recomputed with ``session`` (the int8 model) on the run's
+def session_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions) -> Predictions:
+    """The run's predictions (``ref``, the trained model's) recomputed with ``session`` (the graph shipped: int8, or
+    with flips averaged in it) on the run's
     data (``ds``, ``splits``: :meth:`Run.data`): the same splits, images and order as training used, so that the
     labels and ids stay those of ``ref``."""
     pre = run.config.preprocess
@@ -106,8 +108,8 @@ def int8_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: P
 
 
 def derived_run(run: Run, folder: Path, predictions: Predictions) -> Run:
-    """A run folder beside ``run`` with the same configuration, splits and metrics but other predictions (the int8
-    model's), for the calibrate step to refit on."""
+    """A run folder beside ``run`` with the same configuration, splits and metrics but other predictions (the
+    shipped graph's), for the calibrate step to refit on."""
     for name in (Run.CONFIG, Run.SPLITS, Run.METRICS):
         if run.file(name).is_file():
             shutil.copy(run.file(name), folder / name)

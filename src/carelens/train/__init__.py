@@ -2,6 +2,7 @@
 (:class:`carelens.steps.Run`), losses for imbalanced data, augmentation presets, experiment tracking (MLflow); the heartbeat (1-D) trainer; several processes with DistributedDataParallel."""
 
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
+from carelens.train._augment import build_augment
 from carelens.train._crossval import cross_validate
 from carelens.train._distributed import launch as launch_distributed
 from carelens.train._losses import FocalLoss, build_loss, class_weights
@@ -26,6 +27,7 @@ __all__ = [
     "SignalTrainResult",
     "Tracker",
     "TrainConfig",
+    "build_augment",
     "build_loss",
     "class_weights",
     "cross_validate",

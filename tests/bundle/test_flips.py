@@ -1,0 +1,50 @@
+"""`carelens export --flips`: the graph averages each image with its two mirror images (test-time augmentation
+inside the model, so every caller gets it), and the calibration is refitted on what that graph computes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from carelens.bundle import load_bundle
+from carelens.errors import ConfigError
+from carelens.predict import Engine
+from carelens.preprocess import preprocess
+from carelens.steps import Run, calibrate_run
+from carelens.steps.export import export_run, load_run_model
+
+
+def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, tmp_path: Path) -> None:
+    calibrate_run(tiny_ham_run)
+    trained = json.loads((tiny_ham_run / "calibration.json").read_text())
+    out = export_run(tiny_ham_run, tmp_path / "flips", name="derma-flips", version="1", flips=True)
+    doc = json.loads((out / "bundle.json").read_text())
+    par = doc["parity"]
+    assert doc["model_io"]["views"] == "flips" and par["flips"] and not par["int8"]
+    assert par["fp32_vs_torch"]["identical_decisions"] and par["images"] > 50
+    assert doc["temperature"] != trained["temperature"]  # refitted on the averaged outputs, not copied
+
+    run = Run(tiny_ham_run)
+    ds, splits = run.data()
+    images = [img for _, img in ds.iter_images(splits.indices(ds, "val")[:8])]
+    x = np.stack([preprocess(img, run.config.preprocess) for img in images])
+    model = load_run_model(run)
+    with torch.inference_mode():
+        views = [model(torch.from_numpy(np.ascontiguousarray(v))) for v in (x, x[..., ::-1], x[:, :, ::-1])]
+    b = load_bundle(out)
+    np.testing.assert_allclose(b.run(x)[0], torch.stack(views).mean(0).numpy(), atol=1e-4)
+    plain = model(torch.from_numpy(x)).detach().numpy()
+    assert np.abs(b.run(x)[0] - plain).max() > 1e-3  # the views change the answer: not a plain export
+
+    results = Engine(b).assess(images, heatmaps=True)  # the engine serves it as any bundle
+    assert all(a.model.name == "derma-flips" and h is not None and h.shape == img.shape[:2]
+               for (a, h), img in zip(results, images, strict=True))
+
+
+def test_flips_are_refused_for_a_model_that_never_saw_a_mirror_image(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="never mirrors"):  # chest x-rays: left and right matter
+        export_run(tiny_pneumonia_run, tmp_path / "chest", flips=True)
