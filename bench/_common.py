@@ -29,7 +29,8 @@ OUT = BENCH / "out"
 
 LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
                    "model_vs_bare_ratio", "fnr_gap", "kept_over_true", "severity_mae", "hamming_loss",
-                   "hr_abs_err_bpm", "hr_abs_err_bpm_max", "coverage_gap", "max_abs_logit_diff_vs_recipe", "critical_miss_rate_fused", "critical_miss_rate_image"}
+                   "hr_abs_err_bpm", "hr_abs_err_bpm_max", "coverage_gap", "max_abs_logit_diff_vs_recipe", "critical_miss_rate_fused", "critical_miss_rate_image",
+                   "balanced_accuracy_loss", "val_balanced_accuracy_loss"}
 
 
 def lower_is_better(metric: str) -> bool:

@@ -87,9 +87,8 @@ def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> 
 
 def session_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions) -> Predictions:
     """The run's predictions (``ref``, the trained model's) recomputed with ``session`` (the graph shipped: int8, or
-    with flips averaged in it) on the run's
-    data (``ds``, ``splits``: :meth:`Run.data`): the same splits, images and order as training used, so that the
-    labels and ids stay those of ``ref``."""
+    with flips averaged in it) on the run's data (``ds``, ``splits``: :meth:`Run.data`): the same splits, images and
+    order as training used, so that the labels and ids stay those of ``ref``."""
     pre = run.config.preprocess
     out: dict[str, Any] = {}
     for split in ("train", "val", "test"):
