@@ -45,6 +45,20 @@ def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, 
                for (a, h), img in zip(results, images, strict=True))
 
 
+def test_flips_and_int8_together(tiny_ham_run: Path, tmp_path: Path) -> None:
+    """The flips graph quantised like any other: calibrated on its own int8 outputs, self-test within int8 rounding."""
+    calibrate_run(tiny_ham_run)
+    out = export_run(tiny_ham_run, tmp_path / "flips8", name="derma-flips8", version="1", flips=True, int8=True)
+    doc = json.loads((out / "bundle.json").read_text())
+    par = doc["parity"]
+    assert doc["model_io"]["views"] == "flips" and par["flips"] and par["int8"] and doc["selftest"]["atol"] == 0.25
+    assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.15
+    run = Run(tiny_ham_run)
+    ds, splits = run.data()
+    images = [img for _, img in ds.iter_images(splits.indices(ds, "test")[:16])]
+    assert len(Engine(load_bundle(out)).assess(images)) == 16
+
+
 def test_flips_are_refused_for_a_model_that_never_saw_a_mirror_image(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="never mirrors"):  # chest x-rays: left and right matter
         export_run(tiny_pneumonia_run, tmp_path / "chest", flips=True)
