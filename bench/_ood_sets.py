@@ -31,7 +31,6 @@ def charts(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     x = np.linspace(0, 10, 200)
-    ecg = None
     try:
         import wfdb
 

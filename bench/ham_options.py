@@ -53,14 +53,19 @@ def metrics_of(y: np.ndarray, logits: np.ndarray, class_ids: list[str]) -> dict[
             "per_class_recall": m["per_class_recall"]}
 
 
-def run_logits(run_dir: Path, images: np.ndarray, tta: bool, dev: str = "cpu") -> np.ndarray:
-    """The run's best weights on ``images`` (on ``dev``): plain, or with ``tta`` the mean logits over the image,
-    its horizontal flip and its vertical flip."""
+def view_logits(run_dir: Path, images: np.ndarray, n_views: int = 3, dev: str = "cpu") -> list[np.ndarray]:
+    """The run's best weights (on ``dev``) on ``images`` and, with 3 views, on their horizontal and vertical flips:
+    one logits array per view, the plain images first."""
     r = Run(run_dir)
     model = load_run_model(r).to(dev)
     pre = r.config.train.preprocess
-    views = (images, images[:, :, ::-1], images[:, ::-1]) if tta else (images,)
-    return np.mean([predict_logits(model, np.ascontiguousarray(v), pre)[0] for v in views], axis=0)
+    views = (images, images[:, :, ::-1], images[:, ::-1])[:n_views]
+    return [predict_logits(model, np.ascontiguousarray(v), pre)[0] for v in views]
+
+
+def run_logits(run_dir: Path, images: np.ndarray, tta: bool, dev: str = "cpu") -> np.ndarray:
+    """Plain logits, or with ``tta`` the mean logits over the image and its two flips."""
+    return np.mean(view_logits(run_dir, images, 3 if tta else 1, dev), axis=0)
 
 
 def one(option: str, seed: int, ds: Any, splits: Any) -> dict[str, Any]:

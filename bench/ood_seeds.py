@@ -9,14 +9,13 @@ fundus photographs). Writes ood_ham10000_seeds.json: the worst value of each fig
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import dataclasses
 
 import numpy as np
 import torch

@@ -197,10 +197,11 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     out.mkdir(parents=True)
     s = pre.image_size
     dummy = torch.zeros(2, 3, s, s)
+    graph = _Exportable(model, flips).eval()  # what is exported, and what ONNX Runtime is checked against
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(
-            _Exportable(model, flips).eval(), (dummy,), str(out / "model.onnx"), input_names=["input"],
+            graph, (dummy,), str(out / "model.onnx"), input_names=["input"],
             output_names=["logits", "features", "fmap"], opset_version=OPSET, dynamo=False,
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                           "fmap": {0: "batch"}},
@@ -212,7 +213,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     # parity: PyTorch and ONNX Runtime on real validation images
     batch = np.stack([preprocess(img, pre) for img in images])
     with torch.inference_mode():
-        t_logits, t_feats, t_fmap = (a.numpy() for a in _Exportable(model, flips).eval()(torch.from_numpy(batch)))
+        t_logits, t_feats, t_fmap = (a.numpy() for a in graph(torch.from_numpy(batch)))
     sess = make_session(out / "model.onnx")
     o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
