@@ -3,9 +3,16 @@ parser: each with the canonical symptoms present and negated (Kaggle-41 vocabula
 
 Built from complaint templates (sentence patterns: conjunctions, negation with scope and termination, pseudo-
 negations such as "can't stop", severity words, several symptoms per clause, pet owners, sentences with no symptom)
-filled with lay phrasings. The split is by template AND by phrasing: tuning templates draw their phrasings from pool
-``A``, test templates from pool ``B`` (the same symptoms said differently), so neither a sentence pattern nor a
-lay phrasing of the test half is seen while synonyms and rules are tuned. ``complaints()`` gives 330 complaints.
+filled with lay phrasings from three pools (the same symptoms said differently). The split is by template AND by
+phrasing:
+
+* ``tune``: templates 1-36, odd ones filled from pool ``A``, even ones from pool ``B``. Pool B and its templates were
+  the first held-out half; their failures were read while the parser was improved, so they are tuning data now.
+* ``test``: templates 37-56 filled from pool ``C``, written and committed before any parser change that followed
+  (git: "lay complaints: a fresh held-out pool C"), so neither a sentence pattern nor a lay phrasing of the test
+  half is seen while synonyms and rules are tuned.
+
+Both pools were written by the parser's authors, so the test half is independent of the tuning, not of the people.
 """
 
 from __future__ import annotations
@@ -21,96 +28,97 @@ __all__ = ["Complaint", "complaints", "score"]
 class Complaint:
     template: int
     half: str  # "tune" | "test"
+    pool: str  # "A" | "B" (tune) | "C" (test)
     text: str
     present: frozenset[str]
     negated: frozenset[str]
 
 
-# symptom id -> (pool A phrasing, pool B phrasing): noun phrases that read after "I have" / "no"
-NOUNS: dict[str, tuple[str, str]] = {
-    "itching": ("itchy skin", "an itch that won't go away"),
-    "skin_rash": ("a rash", "red blotches on my skin"),
-    "continuous_sneezing": ("constant sneezing", "sneezing fits"),
-    "chills": ("the chills", "cold shivers"),
-    "joint_pain": ("achy joints", "aching in my joints"),
-    "stomach_pain": ("tummy ache", "a pain in my stomach"),
-    "vomiting": ("throwing up", "sick bowls all night"),
-    "fatigue": ("tiredness", "no energy at all"),
-    "cough": ("a bad cough", "a hacking cough"),
-    "high_fever": ("a high temperature", "a raging fever"),
-    "mild_fever": ("a slight temperature", "a bit of a temperature"),
-    "headache": ("a pounding head", "a splitting headache"),
-    "nausea": ("nausea", "a queasy feeling"),
-    "diarrhoea": ("the runs", "runny poos"),
-    "dizziness": ("dizzy spells", "a woozy feeling"),
-    "chest_pain": ("chest pains", "a tight pain across my chest"),
-    "back_pain": ("a bad back", "lower back ache"),
-    "runny_nose": ("a runny nose", "a drippy nose"),
-    "throat_irritation": ("a sore throat", "a scratchy throat"),
-    "redness_of_eyes": ("red eyes", "bloodshot eyes"),
-    "watering_from_eyes": ("watery eyes", "weepy eyes"),
-    "muscle_pain": ("aching muscles", "sore muscles all over"),
-    "distention_of_abdomen": ("a bloated tummy", "a swollen belly"),
-    "swollen_legs": ("swollen legs", "puffy ankles"),
-    "foul_smell_of_urine": ("smelly pee", "wee that smells really bad"),
-    "dark_urine": ("dark pee", "brown wee"),
-    "weight_loss": ("weight loss", "a lot of weight dropping off"),
-    "sweating": ("heavy sweating", "night sweats"),
-    "palpitations": ("a pounding heart", "a fluttery heartbeat"),
-    "constipation": ("constipation", "trouble going for a poo"),
-    "anxiety": ("anxiety", "a lot of worry and nerves"),
-    "congestion": ("a blocked nose", "a stuffed up nose"),
-    "skin_peeling": ("peeling skin", "skin flaking off"),
-    "lethargy": ("lethargy", "no get up and go"),
-    "loss_of_appetite": ("a poor appetite", "a loss of appetite"),
-    "breathlessness": ("shortness of breath", "trouble catching my breath"),
-    "blister": ("blisters", "little fluid bubbles on the skin"),
+# symptom id -> (pool A, pool B, pool C phrasing): noun phrases that read after "I have" / "no"
+NOUNS: dict[str, tuple[str, str, str]] = {
+    "itching": ("itchy skin", "an itch that won't go away", "itchiness all over"),
+    "skin_rash": ("a rash", "red blotches on my skin", "an angry red rash"),
+    "continuous_sneezing": ("constant sneezing", "sneezing fits", "non-stop sneezing"),
+    "chills": ("the chills", "cold shivers", "bouts of chills"),
+    "joint_pain": ("achy joints", "aching in my joints", "sore joints"),
+    "stomach_pain": ("tummy ache", "a pain in my stomach", "a sore stomach"),
+    "vomiting": ("throwing up", "sick bowls all night", "puking"),
+    "fatigue": ("tiredness", "no energy at all", "exhaustion"),
+    "cough": ("a bad cough", "a hacking cough", "a chesty cough"),
+    "high_fever": ("a high temperature", "a raging fever", "a really high temperature"),
+    "mild_fever": ("a slight temperature", "a bit of a temperature", "a low-grade fever"),
+    "headache": ("a pounding head", "a splitting headache", "a sore head"),
+    "nausea": ("nausea", "a queasy feeling", "queasiness"),
+    "diarrhoea": ("the runs", "runny poos", "the trots"),
+    "dizziness": ("dizzy spells", "a woozy feeling", "lightheadedness"),
+    "chest_pain": ("chest pains", "a tight pain across my chest", "a crushing feeling in my chest"),
+    "back_pain": ("a bad back", "lower back ache", "pain in my lower back"),
+    "runny_nose": ("a runny nose", "a drippy nose", "a streaming nose"),
+    "throat_irritation": ("a sore throat", "a scratchy throat", "a raw throat"),
+    "redness_of_eyes": ("red eyes", "bloodshot eyes", "reddened eyes"),
+    "watering_from_eyes": ("watery eyes", "weepy eyes", "streaming eyes"),
+    "muscle_pain": ("aching muscles", "sore muscles all over", "muscle aches"),
+    "distention_of_abdomen": ("a bloated tummy", "a swollen belly", "a distended belly"),
+    "swollen_legs": ("swollen legs", "puffy ankles", "swelling in my legs"),
+    "foul_smell_of_urine": ("smelly pee", "wee that smells really bad", "strong-smelling urine"),
+    "dark_urine": ("dark pee", "brown wee", "pee the colour of tea"),
+    "weight_loss": ("weight loss", "a lot of weight dropping off", "a drop in weight"),
+    "sweating": ("heavy sweating", "night sweats", "drenching sweats"),
+    "palpitations": ("a pounding heart", "a fluttery heartbeat", "heart flutters"),
+    "constipation": ("constipation", "trouble going for a poo", "difficulty pooing"),
+    "anxiety": ("anxiety", "a lot of worry and nerves", "panicky feelings"),
+    "congestion": ("a blocked nose", "a stuffed up nose", "a bunged-up nose"),
+    "skin_peeling": ("peeling skin", "skin flaking off", "flaky skin"),
+    "lethargy": ("lethargy", "no get up and go", "sluggishness"),
+    "loss_of_appetite": ("a poor appetite", "a loss of appetite", "a reduced appetite"),
+    "breathlessness": ("shortness of breath", "trouble catching my breath", "breathing difficulties"),
+    "blister": ("blisters", "little fluid bubbles on the skin", "water blisters"),
 }
 
-# symptom id -> (pool A, pool B): whole clauses
-CLAUSES: dict[str, tuple[str, str]] = {
+# symptom id -> (pool A, pool B, pool C): whole clauses
+CLAUSES: dict[str, tuple[str, str, str]] = {
     # pool B's phrasing is not the issue's own example ("it stings when I wee"), which has a synonym written for it
-    "burning_micturition": ("it burns when I pee", "it hurts to pass water"),
-    "vomiting": ("I keep throwing up", "I can't keep anything down"),
-    "itching": ("my skin is itching like mad", "I'm scratching all the time"),
-    "breathlessness": ("I get out of breath on the stairs", "I'm puffed out after a few steps"),
-    "headache": ("my head is killing me", "my head is throbbing"),
-    "loss_of_appetite": ("I'm off my food", "I don't feel like eating"),
-    "dizziness": ("I feel dizzy", "everything goes woozy when I stand"),
-    "fatigue": ("I'm worn out", "I'm shattered all the time"),
-    "distention_of_abdomen": ("my tummy is swollen and tight", "my belly is bloated and hard"),
-    "foul_smell_of_urine": ("my wee smells really bad", "my pee stinks"),
-    "runny_nose": ("my nose keeps running", "my nose won't stop dripping"),
-    "cough": ("I'm coughing a lot", "I've been coughing all week"),
-    "diarrhoea": ("I've got the runs", "my poo is watery"),
-    "swollen_legs": ("my ankles are puffy", "my legs have swelled up"),
-    "redness_of_eyes": ("my eyes are red", "my eyes look bloodshot"),
-    "chest_pain": ("my chest hurts", "there's a pain in my chest"),
-    "stomach_pain": ("my tummy hurts", "my stomach is aching"),
-    "watering_from_eyes": ("my eyes are watering", "my eyes won't stop streaming"),
+    "burning_micturition": ("it burns when I pee", "it hurts to pass water", "weeing is painful"),
+    "vomiting": ("I keep throwing up", "I can't keep anything down", "I've been sick twice this morning"),
+    "itching": ("my skin is itching like mad", "I'm scratching all the time", "I itch everywhere"),
+    "breathlessness": ("I get out of breath on the stairs", "I'm puffed out after a few steps", "I get winded walking to the car"),
+    "headache": ("my head is killing me", "my head is throbbing", "my head aches"),
+    "loss_of_appetite": ("I'm off my food", "I don't feel like eating", "I've gone off my food"),
+    "dizziness": ("I feel dizzy", "everything goes woozy when I stand", "I go all light-headed when I stand up"),
+    "fatigue": ("I'm worn out", "I'm shattered all the time", "I'm tired all the time"),
+    "distention_of_abdomen": ("my tummy is swollen and tight", "my belly is bloated and hard", "my belly's all bloated"),
+    "foul_smell_of_urine": ("my wee smells really bad", "my pee stinks", "my urine has a strong smell"),
+    "runny_nose": ("my nose keeps running", "my nose won't stop dripping", "my nose is streaming"),
+    "cough": ("I'm coughing a lot", "I've been coughing all week", "I keep coughing"),
+    "diarrhoea": ("I've got the runs", "my poo is watery", "I keep running to the loo with loose stools"),
+    "swollen_legs": ("my ankles are puffy", "my legs have swelled up", "my legs are swollen by the evening"),
+    "redness_of_eyes": ("my eyes are red", "my eyes look bloodshot", "the whites of my eyes are red"),
+    "chest_pain": ("my chest hurts", "there's a pain in my chest", "it hurts in the middle of my chest"),
+    "stomach_pain": ("my tummy hurts", "my stomach is aching", "my stomach hurts"),
+    "watering_from_eyes": ("my eyes are watering", "my eyes won't stop streaming", "my eyes keep watering"),
 }
 
-# pet owners: (pool A, pool B) clauses about the animal
-PET: dict[str, tuple[str, str]] = {
-    "itching": ("he keeps scratching", "she's been chewing and scratching at her skin"),
-    "vomiting": ("he's been sick three times", "she keeps bringing her food back up"),
-    "diarrhoea": ("she has diarrhoea", "he's got an upset tummy with loose poo"),
-    "loss_of_appetite": ("he's off his food", "she won't touch her dinner"),
-    "lethargy": ("she's very lethargic", "he just mopes around and sleeps"),
-    "cough": ("he has a honking cough", "she keeps coughing at night"),
-    "weight_loss": ("she's lost weight", "you can see his ribs now"),
-    "skin_rash": ("he has a red rash on his belly", "there are red bumps on her tummy"),
+# pet owners: (pool A, pool B, pool C) clauses about the animal
+PET: dict[str, tuple[str, str, str]] = {
+    "itching": ("he keeps scratching", "she's been chewing and scratching at her skin", "she's constantly licking and scratching herself"),
+    "vomiting": ("he's been sick three times", "she keeps bringing her food back up", "he threw up twice this morning"),
+    "diarrhoea": ("she has diarrhoea", "he's got an upset tummy with loose poo", "his poo is runny"),
+    "loss_of_appetite": ("he's off his food", "she won't touch her dinner", "she's not interested in her food"),
+    "lethargy": ("she's very lethargic", "he just mopes around and sleeps", "he's really listless"),
+    "cough": ("he has a honking cough", "she keeps coughing at night", "she's got a dry cough"),
+    "weight_loss": ("she's lost weight", "you can see his ribs now", "he's been losing weight"),
+    "skin_rash": ("he has a red rash on his belly", "there are red bumps on her tummy", "there's a rash on his back legs"),
 }
 
 # "can't stop ..." and other phrasings whose negative words do not negate (all present)
-PSEUDO: dict[str, tuple[str, str]] = {
-    "continuous_sneezing": ("I can't stop sneezing", "I haven't stopped sneezing since Monday"),
-    "cough": ("I can't stop coughing", "the coughing never stops"),
-    "itching": ("I can't stop scratching", "the itching won't stop"),
-    "breathlessness": ("I can't catch my breath", "I can't breathe properly"),
-    "loss_of_smell": ("I can't smell anything", "I can't smell my coffee any more"),
-    "loss_of_appetite": ("I'm not eating much", "I'm not hungry at all"),
-    "altered_sensorium": ("she's not making sense", "he's not himself and seems confused"),
+PSEUDO: dict[str, tuple[str, str, str]] = {
+    "continuous_sneezing": ("I can't stop sneezing", "I haven't stopped sneezing since Monday", "the sneezing just won't stop"),
+    "cough": ("I can't stop coughing", "the coughing never stops", "I haven't stopped coughing all day"),
+    "itching": ("I can't stop scratching", "the itching won't stop", "I can't stop itching"),
+    "breathlessness": ("I can't catch my breath", "I can't breathe properly", "I can't get enough air"),
+    "loss_of_smell": ("I can't smell anything", "I can't smell my coffee any more", "I can't smell a thing"),
+    "loss_of_appetite": ("I'm not eating much", "I'm not hungry at all", "I don't want to eat"),
+    "altered_sensorium": ("she's not making sense", "he's not himself and seems confused", "he doesn't know where he is"),
 }
 
 NO_SYMPTOM = {
@@ -118,6 +126,8 @@ NO_SYMPTOM = {
           "I have an appointment on Monday", "nothing else to report"],
     "B": ["can you tell me your opening hours", "my cat had her vaccinations in May", "I'm asking for my mum",
           "we're going on holiday next week", "no other problems"],
+    "C": ["can I book for Thursday", "she's a three year old spaniel", "I'm a nurse so I know the drill",
+          "we just got back from Spain", "I've already had my flu jab"],
 }
 
 # (pattern, [slot kinds]); slot kinds: p/n (noun phrase, present/negated), c (clause, present), q (pseudo, present),
@@ -159,22 +169,53 @@ TEMPLATES: list[tuple[str, list[str]]] = [
     ("I had {0} last week but that's gone now, today it's {1}", ["n", "p"]),
     ("{0}, that's all", ["x"]),
     ("{0}, thanks", ["x"]),
+    # 37-56: the test half (pool C)
+    ("For the past week I've had {0}", ["p"]),
+    ("Been suffering with {0} and {1} lately", ["p", "p"]),
+    ("{0}. No {1}.", ["c", "n"]),
+    ("There's no {0} or {1}, only {2}", ["n", "n", "p"]),
+    ("I don't think I have {0}, but I do have {1}", ["n", "p"]),
+    ("Woke up with {0}", ["p"]),
+    ("{0} on and off, and {1}", ["p", "c"]),
+    ("No {0}. {1}.", ["n", "c"]),
+    ("{0} - not {1} though", ["c", "n"]),
+    ("{0}, but we haven't seen any {1}", ["e", "n"]),
+    ("{0} plus {1}", ["p", "p"]),
+    ("Mainly {0}, also {1}", ["p", "c"]),
+    ("{0} and I have {1}, no {2} and no {3}", ["c", "p", "n", "n"]),
+    ("{0}", ["e"]),
+    ("Since the weekend {0}, but thankfully no {1}", ["c", "n"]),
+    ("{0} and {1} too", ["q", "c"]),
+    ("{0}", ["x"]),
+    ("Hi, {0}. Any advice?", ["x"]),
+    ("{0} and I've also got {1}, without any {2}", ["c", "p", "n"]),
+    ("{0}; otherwise fine", ["q"]),
 ]
+FIRST_TEST_TEMPLATE = 37
 
 
-def _pool(kind: str, half: str) -> list[tuple[str, str]]:
-    k = 0 if half == "A" else 1
+def _pool(kind: str, pool: str) -> list[tuple[str, str]]:
+    k = "ABC".index(pool)
     table = {"p": NOUNS, "n": NOUNS, "c": CLAUSES, "q": PSEUDO, "e": PET}.get(kind)
     if table is None:
-        return [(s, "") for s in NO_SYMPTOM[half]]
+        return [(s, "") for s in NO_SYMPTOM[pool]]
     return [(v[k], sid) for sid, v in table.items()]
+
+
+def _bare(pattern: str, slot: int, template: int) -> bool:
+    """Whether a negated slot reads without its article: always in templates 1-36 ("denies bad cough"), in the
+    test half only after a word that takes a bare noun ("no chesty cough", but "I don't think I have a sore head")."""
+    if template < FIRST_TEST_TEMPLATE:
+        return True
+    before = pattern[: pattern.index(f"{{{slot}}}")]
+    return bool(re.search(r"\b(?:no|any|or|denies|not)\s+$", before, re.IGNORECASE))
 
 
 def complaints(per_template: int = 10) -> list[Complaint]:
     out: list[Complaint] = []
     for t, (pattern, slots) in enumerate(TEMPLATES, start=1):
-        half = "A" if t % 2 else "B"
-        pools = [_pool(kind, half) for kind in slots]
+        pool = "C" if t >= FIRST_TEST_TEMPLATE else "A" if t % 2 else "B"
+        pools = [_pool(kind, pool) for kind in slots]
         # walk the pools in step, each from its own offset, skipping fillings that repeat a symptom
         made = 0
         for k in itertools.count():
@@ -184,13 +225,13 @@ def complaints(per_template: int = 10) -> list[Complaint]:
             ids = [sid for _, sid in pick if sid]
             if len(set(ids)) != len(ids):
                 continue
-            words = [re.sub(r"^(?:a|an|the) ", "", p) if kind == "n" else p for (p, _), kind in zip(pick, slots,
-                                                                                                       strict=True)]
+            words = [re.sub(r"^(?:a|an|the) ", "", p) if kind == "n" and _bare(pattern, j, t) else p
+                     for j, ((p, _), kind) in enumerate(zip(pick, slots, strict=True))]
             text = pattern.format(*words)  # negated slots without their article: "no rash", "denies bad cough"
             text = text[0].upper() + text[1:]
             present = frozenset(sid for (_, sid), kind in zip(pick, slots, strict=True) if sid and kind != "n")
             negated = frozenset(sid for (_, sid), kind in zip(pick, slots, strict=True) if sid and kind == "n")
-            c = Complaint(t, "tune" if half == "A" else "test", text, present, negated)
+            c = Complaint(t, "test" if pool == "C" else "tune", pool, text, present, negated)
             if c not in out:
                 out.append(c)
                 made += 1

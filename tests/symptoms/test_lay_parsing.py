@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lay_complaints import CLAUSES, NOUNS, PET, PSEUDO, TEMPLATES, complaints, score
+from lay_complaints import CLAUSES, FIRST_TEST_TEMPLATE, NOUNS, PET, PSEUDO, complaints, score
 
 from carelens.settings import data_root
 from carelens.symptoms import SymptomBundle, SymptomParser, load_kaggle_vocabulary
@@ -56,9 +56,10 @@ def test_the_labelled_set_is_split_by_template_and_by_phrasing() -> None:
     items = complaints()
     assert len(items) >= 300 and {c.half for c in items} == {"tune", "test"}
     tune = {c.template for c in items if c.half == "tune"}
-    assert tune.isdisjoint({c.template for c in items if c.half == "test"}) and len(tune) == (len(TEMPLATES) + 1) // 2
-    for pool in (NOUNS, CLAUSES, PET, PSEUDO):  # no phrasing in both halves
-        assert all(a != b for a, b in pool.values())
+    assert tune.isdisjoint({c.template for c in items if c.half == "test"}) and max(tune) < FIRST_TEST_TEMPLATE
+    assert {c.pool for c in items if c.half == "test"} == {"C"} and len([c for c in items if c.half == "test"]) >= 150
+    for pool in (NOUNS, CLAUSES, PET, PSEUDO):  # no phrasing in two pools
+        assert all(len(set(v)) == 3 for v in pool.values())
     assert sum(not c.present and not c.negated for c in items) >= 8  # sentences with no symptom at all
     assert sum(bool(c.negated) for c in items) >= 100 and sum(len(c.present) >= 2 for c in items) >= 60
 
@@ -71,13 +72,11 @@ def test_lay_complaints_with_the_encoder(symptom_bundle_dir: Path) -> None:
         chosen = [c for c in items if c.half == half]
         parsed = [parser.parse(c.text) for c in chosen]
         figures[half] = score(chosen, [(set(p.present), set(p.absent)) for p in parsed])
-    # tuned on this half: 1.000 on every figure when measured (bench/results/symptom_parse.json)
-    assert min(figures["tune"][k] for k in ("present_precision", "present_recall", "negated_precision",
-                                            "negated_recall", "exact_match")) >= 0.95, figures["tune"]
-    # held out (templates and phrasings never seen in tuning), measured: exact 0.625, present precision 0.940,
-    # negated recall 0.773; the parser before issue 18: 0.327, 0.697, 0.373
+    # measured at the commit that froze pool C (the parser tuned on pool A, pool B read): tune exact 0.811, test
+    # (pool C) exact 0.638, present precision 0.915, negated recall 0.746
+    assert figures["tune"]["exact_match"] >= 0.7, figures["tune"]
     t = figures["test"]
-    assert t["exact_match"] >= 0.45 and t["present_precision"] >= 0.85 and t["negated_recall"] >= 0.60, t
+    assert t["exact_match"] >= 0.5 and t["present_precision"] >= 0.85 and t["negated_recall"] >= 0.6, t
 
 
 def test_symptom_only_answers_from_a_curated_table_never_say_likely(symptom_bundle_dir: Path, data_dir: Path,
