@@ -68,7 +68,7 @@ EXPECTED = {
     "carelens.symptoms": {
         "DEFAULT_THRESHOLD", "HEART", "HEART_INPUTS", "HORSE_COLIC", "HORSE_COLIC_INPUTS", "ImageSymptomFusion", "MiniLMEncoder", "ParsedSymptoms", "Symptom", "SymptomBundle",
         "SymptomParser", "SymptomTable", "Vocabulary", "build_symptom_bundle", "clean_symptom_name",
-        "combine_assessments", "cross_validate", "fuse_assessments", "load_heart", "load_horse_colic", "load_kaggle_table",
+        "combine_assessments", "cross_validate", "frames_of", "fuse_assessments", "load_heart", "load_horse_colic", "load_kaggle_table",
         "load_kaggle_vocabulary", "load_symptom_table", "spec_from_labels", "partial_reports", "split_patterns", "triage",
         "synonym_template"},
     "carelens.report": {"EdgeCase", "Evaluation", "evaluate", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits",

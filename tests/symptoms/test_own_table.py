@@ -81,10 +81,11 @@ def test_a_synonym_file_to_fill_for_your_own_table(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["symptoms", "synonyms", "--table", str(table), "--out", str(syn)])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load(syn.read_text())
-    assert set(doc) == {s for v in DOG.values() for s in v} and "throwing up" in doc["vomiting"]["synonyms"]
-    text = "my dog is losing fur but there's no pink skin"
+    assert set(doc) - {"classes"} == {s for v in DOG.values() for s in v} and "throwing up" in doc["vomiting"]["synonyms"]
+    assert doc["diarrhoea"]["frames"] == ["POO LOOSE"] and "runny" in doc["classes"]["LOOSE"]  # to reuse and extend
+    text = "my dog is losing fur but there's no pink skin, and his poo isn't runny"
     before = SymptomParser(load_symptom_table(table).vocab).parse(text)  # rules only: no encoder to guess
-    assert before.present == [] and before.absent == []
+    assert before.present == [] and before.absent == ["diarrhoea"]  # a curated frame, with its negation inside
     doc["hair_loss"]["synonyms"] = ["losing fur", "bald patches"]
     doc["redness_of_skin"]["synonyms"] = ["pink skin"]
     syn.write_text(yaml.safe_dump(doc))
@@ -92,6 +93,6 @@ def test_a_synonym_file_to_fill_for_your_own_table(tmp_path: Path) -> None:
                                    str(syn), "--out", str(tmp_path / "dog")])
     assert res.exit_code == 0, res.output
     after = SymptomParser(SymptomBundle.load(tmp_path / "dog").vocab).parse(text)  # the same negation handling
-    assert (after.present, after.absent) == (["hair_loss"], ["redness_of_skin"])
+    assert (after.present, after.absent) == (["hair_loss"], ["redness_of_skin", "diarrhoea"])
     again = CliRunner().invoke(app, ["symptoms", "synonyms", "--table", str(table), "--out", str(syn)])
     assert again.exit_code == 1 and "exists" in again.output  # never overwrites your edits

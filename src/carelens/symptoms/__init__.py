@@ -21,6 +21,7 @@ from carelens.symptoms._vocabulary import (
     Symptom,
     Vocabulary,
     clean_symptom_name,
+    frames_of,
     load_kaggle_vocabulary,
     synonym_template,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "clean_symptom_name",
     "combine_assessments",
     "cross_validate",
+    "frames_of",
     "fuse_assessments",
     "load_heart",
     "load_horse_colic",

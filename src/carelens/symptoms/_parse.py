@@ -8,6 +8,11 @@ negated findings and diseases in discharge summaries*, J Biomed Inform 34:301):
 * **Phrases**: every display name and curated synonym of the vocabulary (``synonyms/*.yaml``), longest first,
   on word boundaries, each word used once. A mildness word just before a phrase whose symptom has a ``milder``
   variant gives that variant ("a slight temperature": ``mild_fever``).
+* **Frames**: a site and a descriptor of the same symptom said near each other in a segment, in either order and
+  at most ``FRAME_WINDOW`` words apart with no terminator between ("my tummy is swollen and tight", "it hurts in the
+  middle of my chest", "my nose won't stop dripping"): the vocabulary's ``frames``, built from word classes in the
+  synonym file. Nearest pairs first; a descriptor word serves one frame. A negation cue between the two ("my
+  stomach doesn't hurt") negates it.
 * **Negation with scope**: a cue (no, not, without, denies, haven't had, doesn't have, no sign of ...) negates the
   phrases after it in its segment, up to a terminator (but, although, though, except, just, only, still,
   however, today ...); a segment that starts with "or"/"nor" continues the previous segment's open scope ("no
@@ -33,17 +38,19 @@ from carelens.symptoms._vocabulary import Vocabulary
 __all__ = ["DEFAULT_THRESHOLD", "ParsedSymptoms", "SymptomParser"]
 
 DEFAULT_THRESHOLD = 0.62
+FRAME_WINDOW = 5  # words between a frame's site and descriptor at most: "it hurts in the middle of my chest"
 SINGLE_WORD_MARGIN = 0.15  # added to the threshold for a one-word leftover (chosen on the tuning half)
 
 _SEGMENT = re.compile(r"[.;,!?\n]+")
 _PSEUDO = re.compile(r"\b(?:can'?t|cannot|won'?t|couldn'?t|haven'?t|hasn'?t|doesn'?t|didn'?t|never|not|no)\s+"
                      r"(?:stop|stopped|stops|seem to stop|only|better|change|improvement|worse)\b|"
-                     r"\bnever stops?\b|\bno end\b")
+                     r"\bnever stops?\b|\bno end\b|\bnot (?:himself|herself|myself|themselves|itself)\b")
 _CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "sign of"
     "no signs of", "no sign of", "no longer", "negative for", "free of", "haven't had", "haven't got", "havent had",
     "hasn't had", "hasn't got", "hasnt had", "hadn't had", "has not had", "have not had", "doesn't have",
     "doesnt have", "don't have", "dont have", "didn't have", "does not have", "do not have", "did not have",
-    "doesn't seem to have", "don't get", "isn't", "aren't", "wasn't", "is not", "are not", "was not", "without",
+    "doesn't seem to have", "don't get", "haven't seen any", "haven't noticed any", "haven't noticed", "not showing",
+    "don't think i have", "don't think he has", "don't think she has", "free from", "isn't", "aren't", "wasn't", "is not", "are not", "was not", "without",
     "denies", "denied", "deny", "neither", "never", "none", "nor", "not", "no",
 )
 _CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + r")\b")
@@ -51,6 +58,7 @@ _TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|howev
                          r"today|now it'?s|instead)\b")
 _POST_CUE = re.compile(r"\b(?:(?:that'?s|it'?s|is|has|have|are) (?:gone|cleared up|cleared|better|settled|stopped)|"
                        r"went away|has gone away|cleared up)\b")
+_INNER_NEGATION = re.compile(r"\b(?:not|no|never)\b|n'?t\b")  # between a frame's words: "my tummy isn't swollen"
 _MILD = re.compile(r"\b(?:slight|slightly|mild|mildly|low|low[- ]grade|little|bit of(?: a)?|touch of(?: a)?)\s*$")
 _FILLER = frozenset(["a", "an", "the", "and", "or", "nor", "with", "i", "i'm", "im", "i've", "ive", "me", "my", "mine", "he", "he's", "his", "him", "she", "she's", "her", "it", "it's", "its", "they", "their", "them", "we", "our", "us", "you", "your", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "get", "got", "getting", "gets", "keep", "keeps", "kept", "also", "too", "very", "really", "quite", "bit", "lot", "lots", "of", "some", "any", "just", "since", "for", "from", "in", "on", "at", "to", "by", "today", "yesterday", "now", "this", "that", "these", "those", "week", "weeks", "day", "days", "last", "night", "morning", "all", "over", "again", "still", "feel", "feels", "feeling", "felt", "seem", "seems", "little", "much", "more", "so", "then", "there", "here", "dog", "cat", "puppy", "kitten", "mum", "dad", "son", "daughter", "child", "baby", "wife", "husband", "three", "two", "few", "times", "time", "since", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "been", "what", "which", "who", "think", "thought", "like", "bad", "really", "there", "there's", "theres", "fine", "except", "anything", "can't", "cant", "i'd", "he'd", "she'd", "up", "down", "out", "off"])
 # a body part alone says where, not what: "my skin is" left over from "my skin is itching like mad"
@@ -67,7 +75,8 @@ class ParsedSymptoms:
     absent: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)  # the text that was not understood
     # every symptom found: text (the words that said it), span ([start, end) in the input), id, negated,
-    # method (phrase: the vocabulary's name; synonym: a curated phrasing; embedding: the nearest phrase), score
+    # method (phrase: the vocabulary's name; synonym: a curated phrasing; frame: a site and a descriptor near each
+    # other; embedding: the nearest phrase), score
     matches: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -78,6 +87,7 @@ class _Hit:
     sid: str
     method: str
     score: float = 1.0
+    parts: tuple[tuple[int, int], ...] = ()  # a frame's site and descriptor: the words between may negate it
 
 
 class SymptomParser:
@@ -92,6 +102,8 @@ class SymptomParser:
         self._patterns = [(re.compile(rf"\b{re.escape(p)}\b"), sid, "phrase" if p in names else "synonym")
                           for p, sid in phrases]
         self._milder = {s.id: s.milder for s in vocabulary.symptoms if s.milder and s.milder in vocabulary}
+        self._frames = [(_alternation(site), _alternation(desc), s.id) for s in vocabulary.symptoms
+                        for site, desc in s.frames]
         self._emb: np.ndarray | None = None
 
     def _phrase_embeddings(self) -> np.ndarray:
@@ -107,7 +119,8 @@ class SymptomParser:
         pending: list[tuple[int, int, str, bool]] = []  # leftover chunks for the encoder: span, text, negated
         for seg_text, start in _segments(low):
             hits = self._phrase_hits(seg_text)
-            blocked = _spans(_PSEUDO, seg_text) + [(h.start, h.end) for h in hits]
+            hits = sorted(hits + self._frame_hits(seg_text, hits), key=lambda h: h.start)
+            blocked = _spans(_PSEUDO, seg_text) + [p for h in hits for p in (h.parts or ((h.start, h.end),))]
             cues = [(a, b) for a, b in _spans(_CUE, seg_text) if not _inside((a, b), blocked)]
             terms = [a for a, _ in _spans(_TERMINATOR, seg_text)]
             posts = [a for a, _ in _spans(_POST_CUE, seg_text)]
@@ -121,7 +134,9 @@ class SymptomParser:
                 return any(p >= at for p in posts)
 
             for h in hits:
-                self._add(out, h, text[start + h.start : start + h.end], start, negated_at(h.start))
+                inner = len(h.parts) == 2 and bool(_INNER_NEGATION.search(
+                    _PSEUDO.sub(" ", seg_text[h.parts[0][1] : h.parts[1][0]])))
+                self._add(out, h, text[start + h.start : start + h.end], start, inner or negated_at(h.start))
             last_cue = max((b for _, b in cues), default=-1 if not carried else 0)
             open_scope = last_cue >= 0 and not any(t >= last_cue for t in terms)
             for a, b, chunk in _leftovers(seg_text, hits, cues + _spans(_POST_CUE, seg_text)):
@@ -140,6 +155,40 @@ class SymptomParser:
                 hits.append(_Hit(m.start(), m.end(), sid_here, method))
             taken = pat.sub(lambda m: " " * len(m.group(0)), taken)  # a word is used by one phrase only
         return sorted(hits, key=lambda h: h.start)
+
+    def _frame_hits(self, seg: str, hits: list[_Hit]) -> list[_Hit]:
+        """Site and descriptor pairs, nearest first, each descriptor used once and taken from what the phrases left
+        (a site may serve a phrase too: "my eyes are red and watery")."""
+        free = list(seg)
+        for h in hits:
+            free[h.start : h.end] = " " * (h.end - h.start)
+        rest = "".join(free)
+        have = {h.sid for h in hits}
+        found = []
+        for k, (site, desc, sid) in enumerate(self._frames):
+            if sid in have:
+                continue
+            for a in site.finditer(seg):
+                for b in desc.finditer(rest):
+                    first, second = sorted([(a.start(), a.end()), (b.start(), b.end())])
+                    if first[1] > second[0]:
+                        continue
+                    between = seg[first[1] : second[0]]
+                    gap = len(re.findall(r"[a-z']+", between))
+                    if gap <= FRAME_WINDOW and not _TERMINATOR.search(between):
+                        found.append((gap, k, (a.start(), a.end()), (b.start(), b.end()), sid))
+        out: list[_Hit] = []
+        used_desc: set[tuple[int, int]] = set()
+        said: set[tuple[tuple[int, int], str]] = set()
+        for _, _, a_span, b_span, sid in sorted(found):
+            if b_span in used_desc or (a_span, sid) in said or any(sid == h.sid for h in out):
+                continue
+            used_desc.add(b_span)
+            said.add((a_span, sid))
+            parts = tuple(sorted([a_span, b_span]))
+            sid_here = self._milder[sid] if sid in self._milder and _MILD.search(seg[: parts[0][0]]) else sid
+            out.append(_Hit(parts[0][0], parts[1][1], sid_here, "frame", parts=parts))
+        return out
 
     def _fallback(self, out: ParsedSymptoms, text: str, pending: list[tuple[int, int, str, bool]]) -> None:
         if not pending:
@@ -173,6 +222,10 @@ def _segments(text: str) -> list[tuple[str, int]]:
         pos = m.end()
     out.append((text[pos:], pos))
     return [(s, p) for s, p in out if s.strip()]
+
+
+def _alternation(words: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b")
 
 
 def _spans(pattern: re.Pattern[str], text: str) -> list[tuple[int, int]]:

@@ -19,8 +19,12 @@ import yaml
 
 from carelens.errors import DataError
 
-__all__ = ["Symptom", "Vocabulary", "clean_symptom_name", "load_kaggle_vocabulary", "milder_of", "symptom_group",
-           "synonym_template", "synonyms_of"]
+__all__ = ["Frame", "Symptom", "Vocabulary", "clean_symptom_name", "frames_of", "load_kaggle_vocabulary", "milder_of",
+           "symptom_group", "synonym_template", "synonyms_of"]
+
+# A frame: a site and a descriptor said near each other in one clause, in either order ("my tummy is swollen",
+# "swelling in my legs"): (the site's words, the descriptor's words).
+Frame = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class Symptom:
     weight: int  # 1 (mild) to 7 (severe), from Symptom_severity.csv; 3 where the source has none
     synonyms: tuple[str, ...] = ()
     milder: str | None = None  # the id a phrase of this symptom means after "slight", "mild", "a bit of"...
+    frames: tuple[Frame, ...] = ()
 
 
 def clean_symptom_name(raw: str) -> str:
@@ -64,16 +69,62 @@ _GROUPS: list[tuple[str, tuple[str, ...]]] = [
 SYNONYMS_FILE = Path(__file__).with_name("synonyms") / "kaggle41.yaml"  # curated everyday phrasings, reviewable
 
 
+def _document(path: Path) -> dict[str, Any]:
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise DataError(f"synonym file {path} cannot be read: {exc}") from None
+    return _read(path, stamp)
+
+
 @functools.cache
-def _synonyms(path: Path = SYNONYMS_FILE) -> dict[str, dict[str, Any]]:
-    """The synonym file: symptom id -> {"synonyms": [...], "milder": id (optional)}."""
+def _read(path: Path, stamp: int) -> dict[str, Any]:
+    """The file's document, read once per modification (``stamp``): an edited synonym file is read again."""
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise DataError(f"synonym file {path} cannot be read: {exc}") from None
     if not isinstance(doc, dict):
         raise DataError(f"synonym file {path} must map symptom ids to their synonyms")
-    return {str(k): dict(v or {}) for k, v in doc.items()}
+    classes = doc.get(CLASSES_KEY) or {}
+    if not isinstance(classes, dict) or not all(isinstance(v, list) for v in classes.values()):
+        raise DataError(f"synonym file {path}: `{CLASSES_KEY}` must map each class name to a list of words")
+    return doc
+
+
+CLASSES_KEY = "classes"  # the synonym file's one key that is not a symptom id: word classes, NAME -> [words]
+
+
+def _synonyms(path: Path = SYNONYMS_FILE) -> dict[str, dict[str, Any]]:
+    """The synonym file: symptom id -> {"synonyms": [...], "milder": id, "frames": ["SITE DESCRIPTOR", ...]}."""
+    return {str(k): dict(v or {}) for k, v in _document(path).items() if k != CLASSES_KEY}
+
+
+def _classes(extra: Path | None) -> dict[str, list[str]]:
+    """Word classes by name (``PAIN``, ``BELLY`` ...): the curated file's, a user's file ``extra`` adding or replacing."""
+    found = {str(k): [str(w).lower() for w in v] for k, v in (_document(SYNONYMS_FILE).get(CLASSES_KEY) or {}).items()}
+    if extra is not None:
+        found |= {str(k): [str(w).lower() for w in v] for k, v in (_document(extra).get(CLASSES_KEY) or {}).items()}
+    return found
+
+
+def _words(term: str, classes: dict[str, list[str]], where: str) -> tuple[str, ...]:
+    """A frame's term: a class name (upper case) or literal words joined by ``|``."""
+    if term.isupper():
+        if term not in classes:
+            raise DataError(f"{where}: unknown word class {term!r}; define it under `{CLASSES_KEY}:`")
+        return tuple(classes[term])
+    return tuple(w.replace("_", " ") for w in term.lower().split("|"))
+
+
+def _expand(phrase: str, classes: dict[str, list[str]]) -> list[str]:
+    """'off {POSS} food' -> ['off my food', 'off his food', ...]: a class in braces stands for each of its words."""
+    m = re.search(r"\{([A-Z_]+)\}", phrase)
+    if m is None:
+        return [phrase]
+    if m.group(1) not in classes:
+        raise DataError(f"synonym {phrase!r}: unknown word class {m.group(1)!r}; define it under `{CLASSES_KEY}:`")
+    return [x for w in classes[m.group(1)] for x in _expand(phrase[: m.start()] + w + phrase[m.end():], classes)]
 
 
 @dataclass
@@ -104,12 +155,14 @@ class Vocabulary:
 
     def to_dict(self) -> list[dict[str, object]]:
         return [{"id": s.id, "name": s.name, "group": s.group, "weight": s.weight, "synonyms": list(s.synonyms),
-                 **({"milder": s.milder} if s.milder else {})} for s in self.symptoms]
+                 **({"milder": s.milder} if s.milder else {}),
+                 **({"frames": [[list(a), list(b)] for a, b in s.frames]} if s.frames else {})} for s in self.symptoms]
 
     @classmethod
     def from_dict(cls, rows: list[dict[str, object]]) -> Vocabulary:
         return cls([Symptom(str(r["id"]), str(r["name"]), str(r["group"]), int(r["weight"]),  # type: ignore[call-overload]
-                            tuple(r.get("synonyms", ())), r.get("milder"))  # type: ignore[arg-type]
+                            tuple(r.get("synonyms", ())), r.get("milder"),  # type: ignore[arg-type]
+                            tuple((tuple(a), tuple(b)) for a, b in r.get("frames", ())))  # type: ignore[attr-defined]
                     for r in rows])
 
 
@@ -125,7 +178,26 @@ def synonyms_of(sid: str, extra: Path | None = None) -> tuple[str, ...]:
     """The everyday phrasings curated for a symptom id (none for an unknown one), and those of a user's synonym
     file ``extra`` (same format as ``synonyms/kaggle41.yaml``) first."""
     own = list(_synonyms(extra).get(sid, {}).get("synonyms") or ()) if extra is not None else []
-    return tuple(dict.fromkeys([*own, *(_synonyms().get(sid, {}).get("synonyms") or ())]))
+    classes = _classes(extra)
+    said = [*own, *(_synonyms().get(sid, {}).get("synonyms") or ())]
+    return tuple(dict.fromkeys(x for p in said for x in _expand(str(p), classes)))
+
+
+def frames_of(sid: str, extra: Path | None = None) -> tuple[Frame, ...]:
+    """The frames curated for a symptom id, and those of a user's synonym file ``extra`` first: each written
+    ``"SITE DESCRIPTOR"`` with word classes in upper case (``"BELLY SWOLLEN"``) or words joined by ``|``
+    (``"heart FLUTTER"``), resolved to word lists here."""
+    classes = _classes(extra)
+    out: list[Frame] = []
+    for path in ([extra] if extra is not None else []) + [SYNONYMS_FILE]:
+        for spec in _synonyms(path).get(sid, {}).get("frames") or ():
+            terms = str(spec).split()
+            if len(terms) != 2:
+                raise DataError(f"{path}: frame {spec!r} of {sid} must be two terms, a site and a descriptor")
+            frame = (_words(terms[0], classes, str(path)), _words(terms[1], classes, str(path)))
+            if frame not in out:
+                out.append(frame)
+    return tuple(out)
 
 
 def milder_of(sid: str, extra: Path | None = None) -> str | None:
@@ -138,9 +210,16 @@ def milder_of(sid: str, extra: Path | None = None) -> str | None:
 
 def synonym_template(ids: list[str]) -> str:
     """A synonym file to fill for a vocabulary: every id, with the curated phrasings it already has."""
-    doc = {sid: {"synonyms": list(synonyms_of(sid))} for sid in ids}
+    doc: dict[str, Any] = {sid: {"synonyms": list(synonyms_of(sid)),
+                                 **({"frames": list(f)} if (f := _synonyms().get(sid, {}).get("frames")) else {})}
+                           for sid in ids}
+    if any("frames" in v for v in doc.values()):
+        doc[CLASSES_KEY] = _document(SYNONYMS_FILE).get(CLASSES_KEY) or {}
     return ("# Everyday phrasings of your symptoms, by id: add what owners or patients actually write. `milder`: the\n"
             "# id a phrase means after 'slight', 'mild', 'a bit of' (e.g. high_fever: {milder: mild_fever}).\n"
+            "# `frames`: a site and a descriptor said near each other in one clause, either order ('BELLY SWOLLEN'\n"
+            "# finds 'my tummy is swollen' and 'swelling of the belly'); upper case names a word class of `classes`,\n"
+            "# lower case is words joined by |. A class in braces in a synonym stands for each of its words.\n"
             + str(yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=110)))
 
 
@@ -165,7 +244,7 @@ def load_kaggle_vocabulary(root: Path) -> Vocabulary:
                     weights.setdefault(clean_symptom_name(row[0]), int(row[1]))
     symptoms = [
         Symptom(sid, sid.replace("_", " ").replace("(", "").replace(")", "").strip(), symptom_group(sid),
-                weights.get(sid, 3), synonyms_of(sid), milder_of(sid))
+                weights.get(sid, 3), synonyms_of(sid), milder_of(sid), frames_of(sid))
         for sid in ids
     ]
     return Vocabulary(symptoms)
