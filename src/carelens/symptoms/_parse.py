@@ -37,7 +37,9 @@ from carelens.symptoms._vocabulary import Vocabulary
 
 __all__ = ["DEFAULT_THRESHOLD", "ParsedSymptoms", "SymptomParser"]
 
-DEFAULT_THRESHOLD = 0.62
+# the embedding fallback's cosine threshold: of 0.58-0.80 the one with the highest exact-match rate on the tuning half
+# of the lay complaints (pools A and B): 0.70 (0.970; 0.964 at 0.58-0.66, 0.961 from 0.74)
+DEFAULT_THRESHOLD = 0.70
 FRAME_WINDOW = 5  # words between a frame's site and descriptor at most: "it hurts in the middle of my chest"
 SINGLE_WORD_MARGIN = 0.15  # added to the threshold for a one-word leftover (chosen on the tuning half)
 
@@ -55,7 +57,9 @@ _CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "si
 )
 _CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + r")\b")
 _TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|however|yet|whereas|apart from|"
-                         r"today|now it'?s|instead)\b")
+                         r"today|now it'?s|instead|"
+                         # "and" opening a clause of its own: "I don't have any energy and my throat is itchy"
+                         r"and (?:my|his|her|their|i|i'm|i've|he|she|he's|she's|it's|they|the|there)(?=\s))\b")
 _POST_CUE = re.compile(r"\b(?:(?:that'?s|it'?s|is|has|have|are) (?:gone|cleared up|cleared|better|settled|stopped)|"
                        r"went away|has gone away|cleared up)\b")
 _INNER_NEGATION = re.compile(r"\b(?:not|no|never)\b|n'?t\b")  # between a frame's words: "my tummy isn't swollen"
@@ -119,7 +123,8 @@ class SymptomParser:
         pending: list[tuple[int, int, str, bool]] = []  # leftover chunks for the encoder: span, text, negated
         for seg_text, start in _segments(low):
             hits = self._phrase_hits(seg_text)
-            hits = sorted(hits + self._frame_hits(seg_text, hits), key=lambda h: h.start)
+            framed, replaced = self._frame_hits(seg_text, hits)
+            hits = sorted([h for h in hits if h not in replaced] + framed, key=lambda h: h.start)
             blocked = _spans(_PSEUDO, seg_text) + [p for h in hits for p in (h.parts or ((h.start, h.end),))]
             cues = [(a, b) for a, b in _spans(_CUE, seg_text) if not _inside((a, b), blocked)]
             terms = [a for a, _ in _spans(_TERMINATOR, seg_text)]
@@ -156,39 +161,43 @@ class SymptomParser:
             taken = pat.sub(lambda m: " " * len(m.group(0)), taken)  # a word is used by one phrase only
         return sorted(hits, key=lambda h: h.start)
 
-    def _frame_hits(self, seg: str, hits: list[_Hit]) -> list[_Hit]:
-        """Site and descriptor pairs, nearest first, each descriptor used once and taken from what the phrases left
-        (a site may serve a phrase too: "my eyes are red and watery")."""
-        free = list(seg)
-        for h in hits:
-            free[h.start : h.end] = " " * (h.end - h.start)
-        rest = "".join(free)
+    def _frame_hits(self, seg: str, hits: list[_Hit]) -> tuple[list[_Hit], list[_Hit]]:
+        """Site and descriptor pairs, nearest first, each descriptor used once; and the one-word phrase hits they
+        replace. A descriptor is taken from what the phrases left, or is a one-word phrase that the site makes
+        specific ("my throat has been really itchy": throat irritation, not itching); a site may serve a phrase too
+        ("my eyes are red and watery")."""
+        bare = {(h.start, h.end): h for h in hits if " " not in seg[h.start : h.end]}
+        covered = [(h.start, h.end) for h in hits]
         have = {h.sid for h in hits}
         found = []
         for k, (site, desc, sid) in enumerate(self._frames):
             if sid in have:
                 continue
             for a in site.finditer(seg):
-                for b in desc.finditer(rest):
-                    first, second = sorted([(a.start(), a.end()), (b.start(), b.end())])
+                for b in desc.finditer(seg):
+                    b_span = (b.start(), b.end())
+                    if b_span not in bare and any(x < b_span[1] and b_span[0] < y for x, y in covered):
+                        continue
+                    first, second = sorted([(a.start(), a.end()), b_span])
                     if first[1] > second[0]:
                         continue
                     between = seg[first[1] : second[0]]
                     gap = len(re.findall(r"[a-z']+", between))
                     if gap <= FRAME_WINDOW and not _TERMINATOR.search(between):
-                        found.append((gap, k, (a.start(), a.end()), (b.start(), b.end()), sid))
+                        found.append((gap, k, (a.start(), a.end()), b_span, sid))
         out: list[_Hit] = []
+        replaced: list[_Hit] = []
         used_desc: set[tuple[int, int]] = set()
-        said: set[tuple[tuple[int, int], str]] = set()
         for _, _, a_span, b_span, sid in sorted(found):
-            if b_span in used_desc or (a_span, sid) in said or any(sid == h.sid for h in out):
+            if b_span in used_desc or any(sid == h.sid for h in out):
                 continue
             used_desc.add(b_span)
-            said.add((a_span, sid))
+            if b_span in bare:
+                replaced.append(bare[b_span])
             parts = tuple(sorted([a_span, b_span]))
             sid_here = self._milder[sid] if sid in self._milder and _MILD.search(seg[: parts[0][0]]) else sid
             out.append(_Hit(parts[0][0], parts[1][1], sid_here, "frame", parts=parts))
-        return out
+        return out, replaced
 
     def _fallback(self, out: ParsedSymptoms, text: str, pending: list[tuple[int, int, str, bool]]) -> None:
         if not pending:
