@@ -8,12 +8,17 @@ Three steps, because the GPU machine is a different computer that sees only what
   python bench/ham_gpu.py pack            (here) the training and validation images of the benchmark's split and
                                           the split file, under bench/out/ham_gpu/carry/. The test images are not
                                           carried: they never reach the GPU machine.
-  python bench/ham_gpu.py train OUT [--sizes 224,256] [--seeds 0,1] [--budget-s S]
+  python bench/ham_gpu.py train OUT [--sizes 224,256] [--seeds 0,1] [--epochs 3] [--budget-s S]
                                           (on the GPU machine, CARELENS_DATA=bench/out/ham_gpu/carry) one run per
                                           size and seed, each measured there on validation (plain and with flips);
-                                          the size and flips chosen on validation alone; OUT/ham_gpu_device.json and
+                                          the size and flips chosen on validation alone (--epochs: fine-tune epochs,
+                                          the recipe's 3 unless given); OUT/ham_gpu_device.json and
                                           the chosen size's runs (best weights, config, metrics) as
                                           OUT/ham_gpu_<size>_s<seed>.tar.<part>. No new run starts after S seconds.
+  python bench/ham_gpu.py compare CASE OUT [OUT ...]
+                                          (here) the validation figures measured there, as one options table in
+                                          bench/results/CASE.json; no test image is read (ham10000_gpu_epochs: the
+                                          same recipe at 160 px with 3 and with 8 fine-tune epochs)
   python bench/ham_gpu.py score OUT [OUT ...]
                                           (here, on the CPU) the runs of one or more such calls together, the size
                                           and flips chosen again over all of them on validation, the chosen runs on
@@ -85,7 +90,7 @@ def _device() -> dict[str, Any]:
     return info
 
 
-def train_runs(out: Path, sizes: list[int], seeds: list[int], budget_s: float) -> None:
+def train_runs(out: Path, sizes: list[int], seeds: list[int], budget_s: float, epochs: int | None = None) -> None:
     """On the GPU machine: each run, its validation figures (plain and flips, measured there), the choice, and the
     chosen size's runs packed into ``out`` (every file under the 16 MiB a returned file may have)."""
     ds = open_dataset("ham10000")
@@ -106,8 +111,10 @@ def train_runs(out: Path, sizes: list[int], seeds: list[int], budget_s: float) -
             if time.perf_counter() - t0 + guess > budget_s:  # it would not end inside the budget
                 print(f"budget of {budget_s:.0f} s: no run at {size} px seed {seed}")
                 continue
-            name = f"ham_gpu_{size}_s{seed}"
-            cfg = TrainConfig.from_dict({**DEMO, "image_size": size, "seed": seed})
+            longer = f"_{epochs}ep" if epochs is not None else ""
+            name = f"ham_gpu_{size}{longer}_s{seed}"
+            cfg = TrainConfig.from_dict({**DEMO, "image_size": size, "seed": seed,
+                                         **({"finetune_epochs": epochs} if epochs is not None else {})})
             t = time.perf_counter()
             res = train(ds, splits, cfg, HERE / name / "run", evaluate_test=False)
             wall = time.perf_counter() - t
@@ -116,7 +123,8 @@ def train_runs(out: Path, sizes: list[int], seeds: list[int], budget_s: float) -
             ids = Run(res.run_dir).config.class_ids
             yi = np.asarray([ids.index(c) for c in y])
             views = view_logits(res.run_dir, images, dev=dev)  # the plain view once, for both figures
-            doc["runs"].append({"name": name, "option": f"{size}px", "size": size, "seed": seed, "wall_s": round(wall, 1),
+            doc["runs"].append({"name": name, "option": f"{size}px{longer}", "size": size, "seed": seed,
+                                "finetune_epochs": cfg.finetune_epochs, "wall_s": round(wall, 1),
                                 "val": metrics_of(yi, views[0], ids),
                                 "val_tta": metrics_of(yi, np.mean(views, axis=0), ids)})
             (out / "ham_gpu_device.json").write_text(json.dumps(doc, indent=1))
@@ -139,6 +147,27 @@ def _tar(run_dir: Path) -> bytes:
         for f in RUN_FILES:
             tar.add(run_dir / f, arcname=f)
     return buf.getvalue()
+
+
+def compare(case: str, returned: list[Path]) -> None:
+    """Validation only: the runs of one or more GPU calls as one options table (mean and min-max over seeds)."""
+    docs = [json.loads((d / "ham_gpu_device.json").read_text()) for d in returned]
+    if any(doc["machine"] != docs[0]["machine"] for doc in docs):
+        raise SystemExit("the runs came from different machines: compare each machine's runs apart")
+    runs = [r for doc in docs for r in doc["runs"]]
+    options = table(runs)
+    for option, row in options.items():
+        row["finetune_epochs"] = sorted({r.get("finetune_epochs", DEMO["finetune_epochs"]) for r in runs
+                                         if r["option"] == option})
+    print(write_result(
+        case, "ham10000", sum(r["wall_s"] for r in runs), {"options": options, "chosen": choose(options)}, {},
+        split="val", machine_info=docs[0]["machine"],
+        notes="commands: python bench/ham_gpu.py pack (here); SIZES=160 EPOCHS=8 CUDA_TEST=0 bash bench/ham_gpu.sh and "
+              "SIZES=160 CUDA_TEST=0 bash bench/ham_gpu.sh, seeds 0 and 1 in two calls each (on the GPU machine named "
+              "in `machine`, bf16 autocast); python bench/ham_gpu.py compare ham10000_gpu_epochs OUT... (here). The "
+              "recipe of scripts/demo_ham10000.json at 160 px (the CPU choice) with its 3 fine-tune epochs and with 8 "
+              "(about what 45 minutes of this 2-core CPU allows at 160 px), validation figures measured on the GPU "
+              "machine; the test split was not read. wall_s: GPU training time summed over the runs."))
 
 
 def score(returned: list[Path]) -> None:
@@ -202,14 +231,17 @@ def score(returned: list[Path]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("pack", "train", "score"):
+    if not argv or argv[0] not in ("pack", "train", "compare", "score"):
         raise SystemExit(__doc__)
     if argv[0] == "pack":
         pack()
+    elif argv[0] == "compare":
+        compare(argv[1], [Path(a) for a in argv[2:]])
     elif argv[0] == "train":
         opts = dict(zip(argv[2::2], argv[3::2], strict=True))
         train_runs(Path(argv[1]), [int(s) for s in opts.get("--sizes", "224,256").split(",")],
-                   [int(s) for s in opts.get("--seeds", "0,1").split(",")], float(opts.get("--budget-s", "1e9")))
+                   [int(s) for s in opts.get("--seeds", "0,1").split(",")], float(opts.get("--budget-s", "1e9")),
+                   int(opts["--epochs"]) if "--epochs" in opts else None)
     else:
         score([Path(a) for a in argv[1:]])
 
