@@ -8,12 +8,15 @@ Test-time augmentation (the mean logits over the image and its horizontal and ve
 it is measured on every run as its own column (``val_balanced_accuracy_tta``).
 
 Usage: python bench/ham_options.py [OPTION ...] [--seeds 0,1]   (the lite1 option needs pip install -e ".[lite12]")
+       python bench/ham_options.py --test-sizes OPTION   the train-test resolution effect: the option's runs on
+                                                         validation at their training size and 32, 64, 96 px more
 Each run is kept under bench/out/ham_options/<option>_s<seed>/ and skipped when already done, so the table can be
 built in several sittings; the result file is rewritten after every run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import sys
@@ -110,7 +113,39 @@ def table(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def test_sizes(option: str, ds: Any, splits: Any) -> dict[str, Any]:
+    """Each run of ``option`` on validation at larger inference sizes than it was trained at, plain and with flips
+    (the train-test resolution effect: Touvron et al. 2019, *Fixing the train-test resolution discrepancy*); kept in
+    HERE/test_sizes_<option>.json. No test image is read."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    val = splits.indices(ds, "val")
+    for folder in sorted(HERE.glob(f"{option}_s*")):
+        run = Run(folder / "run")
+        pred = run.predictions()
+        pre = run.config.train.preprocess
+        for size in (pre.image_size + d for d in (0, 32, 64, 96)):
+            views = view_logits(run.path, resized_images(ds, val, dataclasses.replace(pre, image_size=size)))
+            found.setdefault(str(size), []).append(
+                {"plain": metrics_of(pred.val_y, views[0], run.config.class_ids),
+                 "flips": metrics_of(pred.val_y, np.mean(views, axis=0), run.config.class_ids)})
+    out = {size: {"runs": len(rs),
+                  "val_balanced_accuracy": spread([r["plain"]["balanced_accuracy"] for r in rs]),
+                  "val_balanced_accuracy_tta": spread([r["flips"]["balanced_accuracy"] for r in rs]),
+                  "val_mel_recall_tta": spread([r["flips"]["per_class_recall"]["mel"] for r in rs]),
+                  "val_macro_auc_tta": spread([r["flips"]["macro_auc"] for r in rs])} for size, rs in found.items()}
+    (HERE / f"test_sizes_{option}.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--test-sizes"]:
+        ds = open_dataset("ham10000")
+        splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
+        t0 = time.perf_counter()
+        print(json.dumps(test_sizes(argv[1], ds, splits), indent=1))
+        rows = [json.loads(f.read_text()) for f in sorted(HERE.glob("*_s*/result.json"))]
+        write(rows, time.perf_counter() - t0, ds, splits)
+        return
     seeds = [0, 1]
     if "--seeds" in argv:
         k = argv.index("--seeds")
@@ -146,6 +181,9 @@ def choose(tab: dict[str, Any], min_seeds: int = 2) -> dict[str, Any] | None:
 def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None:
     tab = table(rows)
     metrics: dict[str, Any] = {"options": tab}
+    sizes = {f.stem.removeprefix("test_sizes_"): json.loads(f.read_text()) for f in sorted(HERE.glob("test_sizes_*.json"))}
+    if sizes:
+        metrics["test_resolution"] = sizes  # option -> inference size -> validation figures (bench --test-sizes)
     chosen = choose(tab)
     if chosen is not None:
         metrics["chosen"] = chosen
@@ -173,7 +211,9 @@ def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None
               "epochs at 128 px, balanced sampler) with one change, seeds 0 and 1, split_dataset(ham10000, "
               "(0.7, 0.1, 0.2), seed=0) (lesion-grouped). Compared on validation (mean over seeds, min-max spread); "
               "test figures only for the chosen option. *_tta: mean logits over the image and its two flips. "
-              "The demo budget, not the 45-minute recipe: a ranking at 3 epochs need not hold at 8."))
+              "The demo budget, not the 45-minute recipe: a ranking at 3 epochs need not hold at 8. test_resolution "
+              "(python bench/ham_options.py --test-sizes OPTION): the option's runs on validation at inference sizes "
+              "above their training size (the train-test resolution effect), no retraining."))
 
 
 if __name__ == "__main__":
