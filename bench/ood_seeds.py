@@ -70,7 +70,10 @@ def main(runs: list[Path]) -> None:
         {"ood_auroc_far": 0.99, "ood_auroc_near": 0.95, "ood_pass_rate": 0.95},
         notes="command: python bench/ood_seeds.py " + " ".join(map(str, runs)) + "; headline = the worst of the "
               "runs (different training seeds of one recipe); gate 'combined' fitted on each run's validation "
-              "split, threshold passing 95% of it; pass rate on test. Far: scikit-image / scikit-learn photographs "
+              "split, threshold passing 95% of in-distribution images with probability 0.95 over the validation "
+              "draw (a training-conditional order statistic; with the plain 95% quantile before it the pass rates "
+              "were 0.954, 0.946, 0.945 and the near sets flagged at the threshold 0.978, 0.998, 1.000); pass rate "
+              "on test. Far: scikit-image / scikit-learn photographs "
               "and documents, matplotlib charts (incl. an MIT-BIH ECG strip), noise, blank. Near: 150 each of "
               "PneumoniaMNIST, BUSI, ODIR-5K fundus."))
 

@@ -39,7 +39,7 @@ EXPECTED = {
         "read_split_document", "read_split_folders", "read_table", "scan_dataset", "split_dataset", "to_rgb_array", "verify_md5",
     },
     "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
-                           "TemperatureScaler", "choose_scaler", "conformal_quantile", "nonconformity", "risk_control_threshold"},
+                           "TemperatureScaler", "choose_scaler", "conformal_quantile", "conservative_rank", "nonconformity", "risk_control_threshold"},
     "carelens.ecg": {"AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "PTBXL_FOLDS", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl", "BeatClassifier", "BeatSummary", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats", "DEFAULT_METHOD", "METHODS", "EcgAssessment", "EcgFinding", "EcgSignal", "Quality", "Rhythm",
                      "RhythmRules", "detect_rpeaks", "strip_png", "load_rules", "read_ecg", "require", "resample", "rhythm", "screen",
                      "searchback", "signal_quality"},

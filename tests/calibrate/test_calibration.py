@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler
+from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler, conservative_rank
 from carelens.errors import ConfigError, NotFittedError
 from carelens.metrics import coverage_report, expected_calibration_error, softmax
 from carelens.steps import Run, calibrate_run
@@ -106,6 +106,24 @@ def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: P
     assert (cal.ood.p_value(feats, logits) < 0.05).all()
     a = _preds(tiny_ham_run)
     assert cal.ood.is_in_distribution(a["test_features"], a["test_logits"]).mean() > 0.85
+
+
+def test_the_gate_holds_its_pass_rate_over_validation_draws_not_only_on_average() -> None:
+    """Simulated validation sets (standard normal scores, so the share a threshold passes is known exactly): the
+    plain 95% quantile passes under 95% of new inputs in about half the draws; the conservative rank in at most 5%."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(0)
+    n, draws = 1000, 400
+    k = conservative_rank(n, 0.95, 0.95)
+    assert 0.955 < k / (n + 1) < 0.97  # about the 96th percentile with 1,000 validation images
+    short_plain = short_conservative = 0
+    for _ in range(draws):
+        v = np.sort(rng.standard_normal(n))
+        short_plain += norm.cdf(np.quantile(v, 0.95)) < 0.95
+        short_conservative += norm.cdf(v[k - 1]) < 0.95
+    assert short_conservative / draws <= 0.08 and short_plain / draws >= 0.35, (short_conservative, short_plain)
+    assert conservative_rank(50, 0.95, 0.95) == 50  # too few images for the guarantee: the largest score
 
 
 def test_operating_points_show_the_price_of_safety(tiny_pneumonia_run: Path) -> None:

@@ -37,12 +37,13 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 7  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 8  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
 # ``model_io.outputs`` naming the graph's own outputs (logits, then what the OOD gate reads); 7 ``model_io.views``
-# (``flips``: the graph averages each image with its mirror images; a field an older carelens does not know)
+# (``flips``: the graph averages each image with its mirror images; a field an older carelens does not know); 8
+# ``ood.confidence`` (the gate's threshold holds its pass rate with that probability over the validation draw)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -131,6 +132,8 @@ class OODParams(_Section):
     k: int
     use_energy: bool
     threshold: float
+    # the probability over the validation draw that the threshold passes pass_rate (None: a plain quantile)
+    confidence: float | None = None
 
 
 class SplitInfo(_Section):
@@ -209,6 +212,8 @@ class BundleSpec(BaseModel):
                                   if getattr(self, k) is None}
         if self.model_io.views is None:
             absent["model_io"] = {"views"}
+        if self.ood.confidence is None:
+            absent["ood"] = {"confidence"}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:

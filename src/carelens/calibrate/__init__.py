@@ -7,7 +7,7 @@ Each is a fitted estimator (``fit`` returns self, learned state ends in ``_``) t
 """
 
 from carelens.calibrate._conformal import ConformalClassifier, ConformalScore, conformal_quantile, nonconformity
-from carelens.calibrate._ood import OODGate, OODMethod
+from carelens.calibrate._ood import OODGate, OODMethod, conservative_rank
 from carelens.calibrate._risk_control import MultilabelCalibrator, risk_control_threshold
 from carelens.calibrate._temperature import TemperatureScaler, choose_scaler
 
@@ -20,6 +20,7 @@ __all__ = [
     "TemperatureScaler",
     "choose_scaler",
     "conformal_quantile",
+    "conservative_rank",
     "nonconformity",
     "risk_control_threshold",
 ]

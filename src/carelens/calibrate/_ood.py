@@ -7,9 +7,14 @@ standardised on in-distribution validation images and the largest is the combine
 here (bench/results/ood_*.json): Mahalanobis alone missed natural photos with the EfficientNet
 features of BUSI, k-NN alone failed with the small CNN of PneumoniaMNIST; the default "combined"
 takes both, so neither blind spot decides.
-The threshold passes ``pass_rate`` (95%) of validation images. A single input's ``ood_score`` is its
-in-distribution p-value: the share of validation images that look at least as unusual. High means
-typical; below 1 - pass_rate means out of distribution.
+The threshold passes ``pass_rate`` (95%) of in-distribution images, and with ``confidence`` (the default, 0.95)
+that is held with that probability over the draw of the validation images rather than only on average: the
+threshold is the smallest validation score whose rank makes the share it passes, a Beta(k, n + 1 - k) variable, at
+least ``pass_rate`` with probability ``confidence`` (training-conditional validity: Vovk 2012, *Conditional validity
+of inductive conformal predictors*). A plain 95% quantile passed 0.945-0.954 of test images over 3 HAM10000 seeds;
+the price is a threshold a little further out (about the 96th percentile with 1,000 validation images). A single
+input's ``ood_score`` is its in-distribution p-value: the share of validation images that look at least as
+unusual. High means typical.
 """
 
 from __future__ import annotations
@@ -23,19 +28,32 @@ import numpy as np
 from carelens.errors import ConfigError
 from carelens.validation import check_features, check_is_fitted, check_logits
 
-__all__ = ["OODGate", "OODMethod"]
+__all__ = ["OODGate", "OODMethod", "conservative_rank"]
 
 OODMethod = Literal["mahalanobis", "knn", "combined"]
 BANK_MAX = 2000  # training features kept for the k-NN distance (a seeded sample beyond this)
 
 
+def conservative_rank(n: int, pass_rate: float, confidence: float) -> int:
+    """The smallest rank k (1-based) such that the k-th smallest of ``n`` validation scores, used as the threshold,
+    passes at least ``pass_rate`` of new in-distribution inputs with probability ``confidence`` over the draw of the
+    validation set (the share it passes is Beta(k, n + 1 - k) distributed); ``n`` when no rank is enough (too few
+    validation images for the guarantee: the largest score is the best there is)."""
+    from scipy.stats import beta
+
+    ks = np.arange(1, n + 1)
+    enough = np.nonzero(beta.cdf(pass_rate, ks, n + 1 - ks) <= 1 - confidence)[0]
+    return int(ks[enough[0]]) if len(enough) else n
+
+
 class OODGate:
     def __init__(self, method: OODMethod = "combined", pass_rate: float = 0.95, k: int = 10,
-                 use_energy: bool = True) -> None:
+                 use_energy: bool = True, confidence: float | None = 0.95) -> None:
         self.method = method
         self.pass_rate = pass_rate
         self.k = k
         self.use_energy = use_energy
+        self.confidence = confidence  # None: the plain pass_rate quantile of the validation scores
 
     # -- raw scores ----------------------------------------------------------------------------
     @property
@@ -77,6 +95,8 @@ class OODGate:
             raise ConfigError(f"method must be 'mahalanobis', 'knn' or 'combined', got {self.method!r}")
         if not 0.5 < self.pass_rate < 1:
             raise ConfigError(f"pass_rate must be in (0.5, 1), got {self.pass_rate}")
+        if self.confidence is not None and not 0.5 <= self.confidence < 1:
+            raise ConfigError(f"confidence must be in [0.5, 1) or None, got {self.confidence}")
         ft = check_features(train_features)
         fv = check_features(val_features)
         lv = check_logits(val_logits)
@@ -98,7 +118,11 @@ class OODGate:
             v = self._raw(part, fv, lv)
             self.stats_[part] = (float(v.mean()), float(v.std() + 1e-12))
         self.val_scores_ = np.sort(self._combined(fv, lv))
-        self.threshold_ = float(np.quantile(self.val_scores_, self.pass_rate))
+        if self.confidence is None:
+            self.threshold_ = float(np.quantile(self.val_scores_, self.pass_rate))
+        else:
+            k = conservative_rank(len(self.val_scores_), self.pass_rate, self.confidence)
+            self.threshold_ = float(self.val_scores_[k - 1])
         return self
 
     def _check(self) -> None:
@@ -137,12 +161,12 @@ class OODGate:
         """The parameters and threshold (the arrays go to :meth:`save`)."""
         self._check()
         return {"method": self.method, "pass_rate": self.pass_rate, "k": self.k, "use_energy": self.use_energy,
-                "threshold": self.threshold_}
+                "threshold": self.threshold_, "confidence": self.confidence}
 
     @classmethod
     def from_dict(cls, params: Mapping[str, Any], arrays: str | Path) -> OODGate:
         """A fitted gate from :meth:`to_dict` and the statistics file written by :meth:`save`."""
-        g = cls(params["method"], params["pass_rate"], params["k"], params["use_energy"])
+        g = cls(params["method"], params["pass_rate"], params["k"], params["use_energy"], params.get("confidence"))
         with np.load(arrays) as z:
             g.val_scores_ = z["val_scores"]
             g.stats_ = {k[6:]: (float(z[k][0]), float(z[k][1])) for k in z.files if k.startswith("stats_")}

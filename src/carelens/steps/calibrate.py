@@ -27,7 +27,7 @@ TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabili
 
 
 def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
-                  ood_method: OODMethod = "combined", pass_rate: float = 0.95,
+                  ood_method: OODMethod = "combined", pass_rate: float = 0.95, pass_confidence: float | None = 0.95,
                   facts: Sequence[str] | None = None, critical_miss_target: float = 0.02,
                   scaler: Literal["temperature", "auto"] = "temperature") -> Calibration:
     """Fit on the run's validation split; report on its test split; write calibration.json, ood.npz and
@@ -36,6 +36,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     Args:
         facts: clinical facts of the dataset (manifest columns such as age, sex, site) to fuse with the
             image model; ``None`` uses every fact the dataset has, ``[]`` none.
+        pass_confidence: the probability, over the draw of the validation images, that the OOD gate passes
+            ``pass_rate`` of in-distribution inputs (:class:`carelens.calibrate.OODGate`); None: a plain quantile.
         critical_miss_target: the decision rule shipped is the one that keeps the validation critical-miss rate
             at or under this with the lowest over-triage (:func:`choose_decision_rule`).
         scaler: ``temperature`` (the default), or ``auto``: the temperature with class biases where cross-fitted
@@ -48,9 +50,10 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     a = r.predictions()
     if cfg.spec is not None and cfg.spec.multilabel:
         return calibrate_multilabel(r, a, cfg.spec, OutputLayout.of(cfg.spec, cfg.train.severity_head), alpha=alpha,
-                                    ood_method=ood_method, pass_rate=pass_rate)
+                                    ood_method=ood_method, pass_rate=pass_rate, pass_confidence=pass_confidence)
     cal, test = fit_calibration(a, cfg.class_ids, cfg.spec, alpha=alpha, score=score,
                                 class_conditional=class_conditional, ood_method=ood_method, pass_rate=pass_rate,
+                                pass_confidence=pass_confidence,
                                 critical_miss_target=critical_miss_target, scaler=scaler)
     report = cal.report
     if facts is None or facts:
@@ -71,7 +74,7 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
 
 def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None, *, alpha: float = 0.1,
                     score: ConformalScore = "lac", class_conditional: bool = True, ood_method: OODMethod = "combined",
-                    pass_rate: float = 0.95, critical_miss_target: float = 0.02,
+                    pass_rate: float = 0.95, pass_confidence: float | None = 0.95, critical_miss_target: float = 0.02,
                     scaler: Literal["temperature", "auto"] = "temperature") -> tuple[Calibration, TestOutputs | None]:
     """A multiclass model's calibration from its outputs (``calibrate_run`` without clinical facts and without
     writing anything): fitted on the validation split, reported on the test split when there is one. Also the test
@@ -82,7 +85,8 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         ts, chosen = TemperatureScaler().fit(a.val_logits, a.val_y), {"chosen": "temperature"}
     pv = ts.predict_proba(a.val_logits)
     cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, a.val_y)
-    gate = OODGate(ood_method, pass_rate).fit(a.train_features, a.train_y, a.val_features, a.val_logits)
+    gate = OODGate(ood_method, pass_rate, confidence=pass_confidence).fit(a.train_features, a.train_y, a.val_features,
+                                                                          a.val_logits)
     report: dict[str, Any] = {
         **ts.to_dict(),  # temperature (and bias)
         "scaler": chosen,
@@ -92,12 +96,19 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         "fallback_classes": [class_ids[i] for i in cp.fallback_classes_],
         "ood": gate.to_dict(),
     }
+    warnings = []
+    if gate.confidence is not None and gate.threshold_ >= gate.val_scores_[-1]:
+        warnings.append(f"{len(gate.val_scores_)} validation images are too few for the OOD gate to pass "
+                        f"{gate.pass_rate:.0%} of in-distribution inputs with probability {gate.confidence:.0%}: its "
+                        "threshold is the largest validation score")
     if cp.fallback_classes_:
-        report["warnings"] = [
+        warnings += [
             f"class {class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "
             f"{cp.min_per_class_} its own {1 - alpha:.0%} guarantee needs: it uses the marginal threshold"
             for i in cp.fallback_classes_
         ]
+    if warnings:
+        report["warnings"] = warnings
     test: TestOutputs | None = None
     if a.has_test:
         test, report["test"] = _test_report(a, ts, cp, gate, class_ids, spec)

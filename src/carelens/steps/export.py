@@ -146,7 +146,8 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     conf, ood = rep["conformal"], rep["ood"]
     target = (rep.get("decision_rule") or {}).get("target_critical_miss_rate", 0.02)
     refit = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
-                          ood_method=ood["method"], pass_rate=ood["pass_rate"], facts=None if "facts" in rep else [],
+                          ood_method=ood["method"], pass_rate=ood["pass_rate"],
+                          pass_confidence=ood.get("confidence"), facts=None if "facts" in rep else [],
                           critical_miss_target=target)
     assert cal.temperature is not None and refit.temperature is not None
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)

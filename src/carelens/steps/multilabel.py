@@ -104,7 +104,8 @@ def choose_severity_floor(cal: MultilabelCalibrator, layout: OutputLayout, spec:
 
 
 def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: OutputLayout, *, alpha: float = 0.1,
-                         ood_method: OODMethod = "combined", pass_rate: float = 0.95, recall_floor: float = 0.9,
+                         ood_method: OODMethod = "combined", pass_rate: float = 0.95,
+                         pass_confidence: float | None = 0.95, recall_floor: float = 0.9,
                          critical_miss_target: float = 0.1, alphas: Sequence[float] = ALPHAS) -> Calibration:
     """Fit on the run's validation split, report on its test split; write calibration.json, ood.npz and
     reliability.png (pooled over conditions) into the run. The decision threshold of a condition that can need
@@ -114,7 +115,8 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
     zv = layout.condition_logits(a.val_logits)
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(zv, pres_val)
     pres_train, _ = layout.split_targets(a.train_y)
-    gate = OODGate(ood_method, pass_rate).fit(a.train_features, ood_classes(pres_train), a.val_features, zv)
+    gate = OODGate(ood_method, pass_rate, confidence=pass_confidence).fit(a.train_features, ood_classes(pres_train),
+                                                                          a.val_features, zv)
     pv = cal.predict_proba(zv)
     report: dict[str, Any] = {
         "task": "multilabel", "multilabel": cal.to_dict(), "ood": gate.to_dict(),
