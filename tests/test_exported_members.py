@@ -21,7 +21,7 @@ EXPECTED = {
     "carelens.console": {"console", "err_console", "progress_bar"},
     "carelens.plots": {"confusion_png", "curves_png", "ood_histogram_png", "operating_points_png", "reliability_png",
                        "risk_coverage_png", "roc_png", "set_size_png"},
-    "carelens.metrics": {"binary_calibration_report", "calibration_report", "classification_metrics", "coverage_report",
+    "carelens.metrics": {"binary_calibration_report", "calibration_report", "classification_metrics", "coverage_report", "ece_noise_floor",
                          "expected_calibration_error", "fnr", "macro_auc", "multilabel_metrics", "nll", "reliability",
                          "risk_coverage", "severity_metrics", "softmax"},
     "carelens.policy": {"DISCLAIMER", "URGENT", "Assessment", "ClassProbability", "DecisionPolicy", "Finding",

@@ -5,6 +5,7 @@ over-triage rates) need the decision policy and live in :mod:`carelens.policy`."
 from carelens.metrics._calibration import (
     binary_calibration_report,
     calibration_report,
+    ece_noise_floor,
     expected_calibration_error,
     reliability,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "calibration_report",
     "classification_metrics",
     "coverage_report",
+    "ece_noise_floor",
     "expected_calibration_error",
     "fnr",
     "macro_auc",

@@ -20,6 +20,7 @@ from carelens.metrics import (
     calibration_report,
     classification_metrics,
     coverage_report,
+    ece_noise_floor,
     risk_coverage,
     softmax,
 )
@@ -96,6 +97,7 @@ def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage
                              "majority_baseline_accuracy") if k in m},
         **({"medmnist_acc": m["medmnist_acc"]} if "medmnist_acc" in m else {}),
         "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier": after["brier"],
+        "ece_floor": ece_noise_floor(a["proba"]),  # a perfectly calibrated model would show this on as many images
         "nll": after["nll"], "reliability_before": before["reliability"], "reliability": after["reliability"],
         "coverage_target": coverage_target, **cov,
         "ood_pass_rate": float(a["in_distribution"].mean()),

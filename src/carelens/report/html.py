@@ -62,6 +62,8 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("majority-class accuracy (floor)", m["majority_baseline_accuracy"], None),
         ("macro AUC", m["macro_auc"], anchor_auc),
         ("ECE before / after temperature", f"{m['ece_before']:.3f} / {m['ece']:.3f}", None),
+        *([("ECE a perfectly calibrated model would show on these images (5th-95th percentile)",
+            f"{m['ece_floor']['p05']:.3f}-{m['ece_floor']['p95']:.3f}", None)] if m.get("ece_floor") else []),
         (f"conformal coverage (target {m['coverage_target']:.2f})", m["coverage"], None),
         ("lowest class coverage", m["min_class_coverage"], None),
         ("mean prediction set size", m["mean_set_size"], None),

@@ -13,7 +13,7 @@ from carelens.calibrate import ConformalClassifier, ConformalScore, OODGate, OOD
 from carelens.errors import DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import LabelSpec
-from carelens.metrics import calibration_report, coverage_report, softmax
+from carelens.metrics import calibration_report, coverage_report, ece_noise_floor, softmax
 from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.steps.multilabel import calibrate_multilabel
@@ -214,6 +214,7 @@ def _test_report(a: Predictions, ts: TemperatureScaler, cp: ConformalClassifier,
         "ece_before": before["ece"], "ece": after["ece"], "mce": after["mce"], "brier_before": before["brier"],
         "brier": after["brier"], "nll_before": before["nll"], "nll": after["nll"],
         "reliability_before": before["reliability"], "reliability": after["reliability"],
+        "ece_floor": ece_noise_floor(pt),  # what a perfectly calibrated model would show on this many test images
         **coverage_report(mask, y, class_ids),
         "ood_pass_rate": float(in_dist.mean()),
         "critical_miss_rate": critical_miss_rate(levels, y, spec) if spec and levels else None,
