@@ -52,8 +52,9 @@ _CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "si
     "hasn't had", "hasn't got", "hasnt had", "hadn't had", "has not had", "have not had", "doesn't have",
     "doesnt have", "don't have", "dont have", "didn't have", "does not have", "do not have", "did not have",
     "doesn't seem to have", "don't get", "haven't seen any", "haven't noticed any", "haven't noticed", "not showing",
-    "don't think i have", "don't think he has", "don't think she has", "free from", "isn't", "aren't", "wasn't", "is not", "are not", "was not", "without",
-    "denies", "denied", "deny", "neither", "never", "none", "nor", "not", "no",
+    "don't think i have", "don't think he has", "don't think she has", "free from", "isn't", "aren't", "wasn't",
+    "is not", "are not", "was not", "without", "denies", "denied", "deny", "neither", "never", "none", "nor", "not",
+    "no",
 )
 _CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + r")\b")
 _TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|however|yet|whereas|apart from|"

@@ -109,7 +109,7 @@ def _classes(extra: Path | None) -> dict[str, list[str]]:
 
 
 def _words(term: str, classes: dict[str, list[str]], where: str) -> tuple[str, ...]:
-    """A frame's term: a class name (upper case) or literal words joined by ``|``."""
+    """A frame's term: a class name (upper case) or literal words joined by ``|`` (``_`` for a space)."""
     if term.isupper():
         if term not in classes:
             raise DataError(f"{where}: unknown word class {term!r}; define it under `{CLASSES_KEY}:`")
