@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, write_result
 from _ood_sets import measure_ood
+from ood_seeds import rescore
 
 from carelens.steps import calibrate_run
 
@@ -24,6 +25,7 @@ OTHER = {"ham10000": ("xray", "ultrasound", "fundus"), "pneumoniamnist": ("dermo
 def run(case: str) -> None:
     t0 = time.perf_counter()
     run_dir = OUT / case / "run"
+    rescore(run_dir)  # a run trained before the gate's features grew: the same weights, today's features
     # marginal variant first, for its coverage figure; then the class-conditional one that ships
     marginal = calibrate_run(run_dir, class_conditional=False).report["test"]
     auto = calibrate_run(run_dir, scaler="auto").report  # temperature + class biases where validation prefers them
@@ -73,7 +75,8 @@ def run(case: str) -> None:
                        notes="default 'combined': Mahalanobis (shared Ledoit-Wolf covariance), k-th nearest "
                              "neighbour (k=10, cosine) and energy, each standardised on validation, max taken; "
                              "'_knn' and '_mahalanobis' = each distance alone (+ energy). Threshold passes 95% of "
-                             "validation images; pass rate measured on test."))
+                             "in-distribution images with probability 0.95 over the validation draw (training-"
+                             "conditional order statistic); pass rate measured on test."))
 
 
 if __name__ == "__main__":
