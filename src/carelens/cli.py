@@ -266,6 +266,11 @@ def calibrate(
     score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
     class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
     ood_method: Annotated[str, typer.Option(help="combined (default), mahalanobis or knn.")] = "combined",
+    ood_pass_rate: Annotated[float, typer.Option(
+        help="Share of in-distribution images the OOD gate lets through.")] = 0.95,
+    ood_confidence: Annotated[float, typer.Option(
+        help="Probability, over the draw of the validation images, that the gate passes --ood-pass-rate of new "
+             "in-distribution images; 0: the plain quantile of the validation scores (holds only on average).")] = 0.95,
     facts: Annotated[str | None, typer.Option(
         help="Clinical facts to fuse with the image, comma-separated (default: every fact the dataset has).")] = None,
     no_facts: Annotated[bool, typer.Option("--no-facts", help="Image only: fit no facts model.")] = False,
@@ -282,7 +287,8 @@ def calibrate(
     if scaler not in ("temperature", "auto"):
         raise ConfigError(f"--scaler must be temperature or auto, got {scaler!r}")
     cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
-                        ood_method=cast(OODMethod, ood_method), facts=names,
+                        ood_method=cast(OODMethod, ood_method), pass_rate=ood_pass_rate,
+                        pass_confidence=ood_confidence or None, facts=names,
                         scaler="auto" if scaler == "auto" else "temperature")  # each validated when it is fitted
     r = cal.report
     if cal.multilabel is not None:

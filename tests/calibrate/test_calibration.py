@@ -126,6 +126,26 @@ def test_the_gate_holds_its_pass_rate_over_validation_draws_not_only_on_average(
     assert conservative_rank(50, 0.95, 0.95) == 50  # too few images for the guarantee: the largest score
 
 
+def test_the_gate_s_confidence_is_a_calibrate_option(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from carelens.cli import app
+
+    run = shutil.copytree(tiny_pneumonia_run, tmp_path / "run")
+    res = CliRunner().invoke(app, ["calibrate", str(run), "--no-facts", "--ood-confidence", "0"])
+    assert res.exit_code == 0, res.output
+    plain = json.loads((run / "calibration.json").read_text())["ood"]
+    res = CliRunner().invoke(app, ["calibrate", str(run), "--no-facts"])
+    assert res.exit_code == 0, res.output
+    held = json.loads((run / "calibration.json").read_text())["ood"]
+    assert plain["confidence"] is None and held["confidence"] == 0.95
+    assert held["threshold"] > plain["threshold"]  # further out: the pass rate is held, not only on average
+    res = CliRunner().invoke(app, ["calibrate", str(run), "--no-facts", "--ood-confidence", "1.5"])
+    assert res.exit_code == 1 and "confidence must be in" in res.output  # a clear error, not a traceback
+
+
 def test_operating_points_show_the_price_of_safety(tiny_pneumonia_run: Path) -> None:
     """As alpha grows the conformal sets shrink (nested thresholds), so on the same test cases fewer routine
     cases are escalated and no fewer critical ones are missed; validation figures are cross-fitted."""
