@@ -128,6 +128,16 @@ class OODGate:
     def _check(self) -> None:
         check_is_fitted(self, "threshold_", "call fit(...) with training and validation features")
 
+    def shortfall(self) -> str | None:
+        """Why this gate cannot hold its pass rate with its ``confidence`` (too few validation images: even the largest
+        score, its threshold then, is not enough), or None."""
+        self._check()
+        n = len(self.val_scores_)
+        if self.confidence is None or self.pass_rate**n <= 1 - self.confidence:  # the n-th of n passes Beta(n, 1)
+            return None
+        return (f"{n} validation images are too few for the OOD gate to pass {self.pass_rate:.0%} of in-distribution "
+                f"inputs with probability {self.confidence:.0%}: its threshold is the largest validation score")
+
     def score(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         """Combined score: higher is more unusual; above ``threshold_`` is out of distribution."""
         self._check()

@@ -96,11 +96,7 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         "fallback_classes": [class_ids[i] for i in cp.fallback_classes_],
         "ood": gate.to_dict(),
     }
-    warnings = []
-    if gate.confidence is not None and gate.threshold_ >= gate.val_scores_[-1]:
-        warnings.append(f"{len(gate.val_scores_)} validation images are too few for the OOD gate to pass "
-                        f"{gate.pass_rate:.0%} of in-distribution inputs with probability {gate.confidence:.0%}: its "
-                        "threshold is the largest validation score")
+    warnings = [w for w in (gate.shortfall(),) if w]
     if cp.fallback_classes_:
         warnings += [
             f"class {class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "

@@ -128,9 +128,12 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
                                                      critical_miss_target)
     policy = DecisionPolicy(severity_floor=report["severity_floor"]["chosen"])
     small = [f"{c}: {n} validation positives" for c, n in zip(spec.class_ids, pres_val.sum(0), strict=True) if n < 20]
+    warnings = [w for w in (gate.shortfall(),) if w]
     if small:
-        report["warnings"] = ["conditions with fewer than 20 validation positives: their thresholds and "
-                              "calibration rest on few cases (" + "; ".join(small) + ")"]
+        warnings.append("conditions with fewer than 20 validation positives: their thresholds and calibration rest on "
+                        "few cases (" + "; ".join(small) + ")")
+    if warnings:
+        report["warnings"] = warnings
     if a.has_test:
         assert a.test_logits is not None and a.test_y is not None and a.test_features is not None
         zt = layout.condition_logits(a.test_logits)
