@@ -1,8 +1,8 @@
 """ECG benchmarks (issue 15). Usage: python bench/ecg.py CASE [CASE ...]
 
 Cases:
-  ecg_rpeaks   R-peak detection on all 48 MIT-BIH Arrhythmia records, lead MLII (chosen by name: the first
-               channel, except record 114 where it is the second), against the reference beat annotations
+  ecg_rpeaks   R-peak detection on all 48 MIT-BIH Arrhythmia records as `carelens ecg` reads a record (`screen`):
+               on the lead where XQRS and Pan-Tompkins agree most (bSQI, Li et al. 2008; MLII on a tie), against the reference beat annotations
                with the standard 150 ms matching window (wfdb.processing.compare_annotations). Ventricular
                flutter episodes (between the '[' and ']' annotations, record 207) are left out of the comparison,
                as ANSI/AAMI EC57 and PhysioNet's bxb do. Heart rate: 60 / median RR, from the detections and from
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, write_result
 
-from carelens.ecg import DEFAULT_METHOD, detect_rpeaks, read_ecg, rhythm, screen
+from carelens.ecg import DEFAULT_METHOD, read_ecg, rhythm, screen
 from carelens.settings import data_root
 
 BEATS = set("NLRBAaJSVrFejnE/fQ?")  # the beat annotation codes (PhysioNet's `isqrs`)
@@ -72,43 +72,45 @@ def rpeaks() -> None:
     af_true, af_flag = [], []
     for rec in records:
         sig = read_ecg(root / rec)
-        lead = sig.lead_index()
-        x = np.nan_to_num(sig.samples[:, lead])
         ann = wfdb.rdann(str(root / rec), "atr")
         spans = _excluded(ann)
         ref = _keep(np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS]), spans)
         t = time.perf_counter()
-        peaks = detect_rpeaks(x, sig.fs)
+        a, peaks = screen(sig)  # as the product reads a record: the lead where the two detectors agree most
         secs = time.perf_counter() - t
         kept = _keep(peaks, spans)
         c = processing.compare_annotations(ref, kept, int(0.15 * sig.fs))
         tp, fn, fp = tp + c.tp, fn + c.fn, fp + c.fp
         hr, hr_ref = rhythm(kept, sig.fs).heart_rate_bpm, rhythm(ref, sig.fs).heart_rate_bpm
-        a, _ = screen(sig, lead)
-        af = _af_share(ann, len(x))
+        af = _af_share(ann, len(sig.samples))
         af_true.append(af > 0.5)
         af_flag.append(any(f.id == "irregular_rhythm" for f in a.findings))
-        per[rec] = {"lead": sig.leads[lead], "sensitivity": round(c.sensitivity, 5),
+        per[rec] = {"lead": a.lead, "lead_agreement": a.lead_agreement, "sensitivity": round(c.sensitivity, 5),
                     "ppv": round(c.positive_predictivity, 5), "fn": int(c.fn), "fp": int(c.fp),
                     "hr_bpm": hr, "hr_ref_bpm": hr_ref, "hr_abs_err_bpm": round(abs(hr - hr_ref), 2),
                     "af_share": round(af, 3), "irregular_flag": af_flag[-1], "triage": a.triage.level,
-                    "detect_s": round(secs, 2)}
+                    "screen_s": round(secs, 2)}
         print(rec, per[rec], flush=True)
     wall = time.perf_counter() - t0
     errs = [v["hr_abs_err_bpm"] for v in per.values()]
     yt, yf = np.asarray(af_true), np.asarray(af_flag)
+    leads = [v["lead"] for v in per.values()]
     metrics = {"sensitivity": tp / (tp + fn), "ppv": tp / (tp + fp), "fn": fn, "fp": fp, "beats": tp + fn,
                "hr_abs_err_bpm": float(np.mean(errs)), "hr_abs_err_bpm_max": float(np.max(errs)),
                "records_hr_within_1bpm": int(sum(e <= 1 for e in errs)), "records": len(per),
                "af_records": int(yt.sum()), "af_records_flagged": int((yt & yf).sum()),
-               "non_af_records_flagged": int((~yt & yf).sum()), "per_record": per, "wall_s": round(wall, 1)}
+               "non_af_records_flagged": int((~yt & yf).sum()),
+               "leads_read": {lead: leads.count(lead) for lead in sorted(set(leads))}, "per_record": per,
+               "wall_s": round(wall, 1)}
     targets = {"sensitivity": 0.995, "ppv": 0.995, "hr_abs_err_bpm_max": 1.0}
     baseline = {"name": "Pan-Tompkins 1985 as published on MIT-BIH (all records)",
                 "metrics": {"sensitivity": 0.9976, "ppv": 0.9956}}
     print(write_result("ecg_rpeaks", "MIT-BIH Arrhythmia Database (48 records, 30 min each)", wall, metrics, targets,
                        baseline, split="all records",
-                       notes=f"command: python bench/ecg.py ecg_rpeaks; detector {DEFAULT_METHOD} on lead "
-                             "MLII; 150 ms window; '['..']' flutter spans excluded"))
+                       notes=f"command: python bench/ecg.py ecg_rpeaks; detector {DEFAULT_METHOD} on the lead where it "
+                             "agrees most with Pan-Tompkins (bSQI; MLII on a tie; before: always MLII, sensitivity "
+                             "0.9967, PPV 0.9962, 45/48 records within 1 bpm); 150 ms window; '['..']' flutter spans "
+                             "excluded"))
 
 
 def beats() -> None:

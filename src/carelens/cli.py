@@ -785,7 +785,7 @@ def ecg_cmd(
 
     sig = read_ecg(record, fs)
     a, peaks = screen(sig, lead, classify=beat_classifier(SignalBundle.load(beats)) if beats else None)
-    x = sig.samples[:, sig.lead_index(lead)]
+    x = sig.samples[:, sig.lead_index(a.lead)]  # the lead the beats were found on
     if plot is not None:
         plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
     if report is not None:
@@ -802,7 +802,9 @@ def ecg_cmd(
         typer.echo(a.model_dump_json(indent=2))
         return
     console.print(f"{_banner(a.triage.level)}: {a.triage.reason}")
-    console.print(f"{sig.name}, lead {a.lead}, {a.seconds:.0f} s at {a.fs:g} Hz; {a.beats} beats ({a.detector}); "
+    chosen = f" (of {', '.join(f'{k} {v:.3f}' for k, v in a.lead_agreement.items())}: detector agreement)" \
+        if len(a.lead_agreement) > 1 else ""
+    console.print(f"{sig.name}, lead {a.lead}{chosen}, {a.seconds:.0f} s at {a.fs:g} Hz; {a.beats} beats ({a.detector}); "
                   f"heart rate {a.heart_rate_bpm if a.heart_rate_bpm is not None else '-'} bpm; signal quality: "
                   f"{', '.join(a.quality_flags) or 'ok'}")
     table = Table("finding", "value", "rule", "triage")

@@ -15,7 +15,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from carelens.cli import app
-from carelens.ecg import EcgSignal, detect_rpeaks, load_rules, read_ecg, rhythm, screen, signal_quality
+from carelens.ecg import (
+    EcgSignal,
+    detect_rpeaks,
+    detector_agreement,
+    load_rules,
+    read_ecg,
+    rhythm,
+    screen,
+    signal_quality,
+)
 from carelens.errors import DataError
 from carelens.labels import TRIAGE_LEVELS
 
@@ -51,6 +60,30 @@ def test_rpeaks_match_the_reference_beats(mitbih: Path) -> None:
     c = wfdb.processing.compare_annotations(ref, peaks, int(0.15 * sig.fs))
     assert c.sensitivity > 0.98 and c.positive_predictivity > 0.98, (c.sensitivity, c.positive_predictivity)
     assert abs(rhythm(peaks, sig.fs).heart_rate_bpm - rhythm(ref, sig.fs).heart_rate_bpm) <= 1.0
+
+
+def test_the_screen_reads_the_lead_where_the_detectors_agree(mitbih: Path) -> None:
+    x = np.arange(0, 3600, 360)
+    assert detector_agreement(x, x + 20, 360) == 1.0 and detector_agreement(x, x + 180, 360) == 0.0
+    assert detector_agreement(x, x[::2], 360) == 0.5 and detector_agreement(x, x[:0], 360) == 0.0
+    # record 108: on MLII small QRS complexes beside tall P waves (the detectors disagree), clean on V1
+    whole = read_ecg(mitbih / "108")
+    n = int(180 * whole.fs)
+    sig = EcgSignal(whole.samples[:n], whole.fs, whole.leads, "108")
+    ann = wfdb.rdann(str(mitbih / "108"), "atr", sampto=n)
+    ref = np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
+
+    def score(peaks: np.ndarray) -> float:
+        c = wfdb.processing.compare_annotations(ref, peaks, int(0.15 * sig.fs))
+        return float(c.tp / (c.tp + c.fn + c.fp))
+
+    auto, found = screen(sig)
+    named, on_mlii = screen(sig, "MLII")
+    assert auto.lead == "V1" and named.lead == "MLII" and named.lead_agreement == {}
+    assert auto.lead_agreement["V1"] > auto.lead_agreement["MLII"] + 0.2, auto.lead_agreement
+    assert score(found) > score(on_mlii) + 0.2, (score(found), score(on_mlii))
+    clean, _ = screen(read_ecg(mitbih / "100"))  # both leads clean: the named lead (MLII) is kept on a tie
+    assert clean.lead == "MLII" and set(clean.lead_agreement) == {"MLII", "V5"}
 
 
 def test_rules_screen_rate_and_rhythm(mitbih: Path) -> None:
@@ -120,8 +153,10 @@ def test_cli_and_api(mitbih: Path, tmp_path: Path, tmp_path_factory: pytest.Temp
     cli = json.loads(r.output)
     page = (tmp_path / "ecg.html").read_text()
     assert page.count("data:image/png;base64") == 2 and "longest RR interval" in page and "Rate and rhythm" in page
-    assert all(f["source"] in page for f in cli["findings"])
-    assert cli["lead"] == "MLII" and cli["beats"] > 50 and Image.open(tmp_path / "s.png").size[0] > 500
+    assert all(f["source"] in page for f in cli["findings"]) and "two R-peak detectors agree most" in page
+    agree = cli["lead_agreement"]
+    assert set(agree) == {"MLII", "V1"} and agree[cli["lead"]] == max(agree.values()), agree
+    assert cli["beats"] > 50 and Image.open(tmp_path / "s.png").size[0] > 500
     from carelens.serve import ServeSettings, create_app
 
     models = tmp_path_factory.mktemp("no_models")

@@ -8,7 +8,15 @@ from carelens.ecg._plot import strip_png
 from carelens.ecg._ptbxl import PTBXL_FOLDS, PTBXL_SUPERCLASSES, PtbxlSet, read_ptbxl
 from carelens.ecg._quality import Quality, signal_quality
 from carelens.ecg._rhythm import Rhythm, rhythm
-from carelens.ecg._rpeaks import DEFAULT_METHOD, METHODS, detect_rpeaks, searchback
+from carelens.ecg._rpeaks import (
+    DEFAULT_METHOD,
+    METHODS,
+    LeadChoice,
+    detect_best_lead,
+    detect_rpeaks,
+    detector_agreement,
+    searchback,
+)
 from carelens.ecg._screen import BeatClassifier, BeatSummary, EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
 
 __all__ = [
@@ -27,12 +35,15 @@ __all__ = [
     "EcgAssessment",
     "EcgFinding",
     "EcgSignal",
+    "LeadChoice",
     "PtbxlSet",
     "Quality",
     "Rhythm",
     "RhythmRules",
     "beat_features",
+    "detect_best_lead",
     "detect_rpeaks",
+    "detector_agreement",
     "load_rules",
     "read_ecg",
     "read_mitbih_beats",

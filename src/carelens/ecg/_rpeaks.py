@@ -9,24 +9,33 @@
   least 200 ms (the refractory period) from both neighbours are added. Measured on all 48 MIT-BIH records,
   lead MLII, 150 ms matching window (``bench/ecg.py ecg_rpeaks``): sensitivity 0.9967 / PPV 0.9962, against
   0.9920 / 0.9965 for XQRS alone and 0.9939 / 0.9930 for Pan-Tompkins alone.
+
+With several leads, :func:`detect_best_lead` measures on each lead how well the two detectors agree (bSQI: the beats
+both find, within 150 ms, over the beats either finds; Li Q., Mark R.G., Clifford G.D., *Robust heart rate estimation
+from multiple asynchronous noisy sources using signal quality indices and a Kalman filter*, Physiol. Meas. 29:15-32,
+2008) and keeps the lead where they agree most (the named default lead on a tie). MIT-BIH record 108, whose MLII has
+small QRS complexes beside tall P waves, is read on V1 that way. All 48 records read so (V1 in 11): sensitivity
+0.9973 / PPV 0.9970, heart rate within 1 bpm of the reference in 46 (45 always on MLII).
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from carelens.ecg._io import require
 from carelens.errors import ConfigError
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "detect_rpeaks", "searchback"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "LeadChoice", "detect_best_lead", "detect_rpeaks", "detector_agreement", "searchback"]
 
 METHODS = ("xqrs+searchback", "xqrs", "pantompkins")
 DEFAULT_METHOD = "xqrs+searchback"
 SEARCHBACK_RATIO = 1.3
 SEARCHBACK_HISTORY = 8
 REFRACTORY_S = 0.2
+MATCH_S = 0.15  # the standard beat-matching window (ANSI/AAMI EC57)
 
 
 def _xqrs(x: np.ndarray, fs: float) -> np.ndarray:
@@ -61,13 +70,52 @@ def searchback(peaks: np.ndarray, candidates: np.ndarray, fs: float, ratio: floa
     return np.sort(np.concatenate([a, *added])) if added else a
 
 
+def _check(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown R-peak detector {method!r}; use one of {', '.join(METHODS)}")
+
+
+def _combine(a: np.ndarray, b: np.ndarray, fs: float, method: str) -> np.ndarray:
+    return a if method == "xqrs" else b if method == "pantompkins" else searchback(a, b, fs)
+
+
 def detect_rpeaks(x: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> np.ndarray:
     """Sample indices of the R-peaks of one lead (millivolts, no NaN)."""
+    _check(method)
     x = np.asarray(x, np.float64)
-    if method == "xqrs":
-        return _xqrs(x, fs)
-    if method == "pantompkins":
-        return _pantompkins(x, fs)
-    if method == "xqrs+searchback":
-        return searchback(_xqrs(x, fs), _pantompkins(x, fs), fs)
-    raise ConfigError(f"unknown R-peak detector {method!r}; use one of {', '.join(METHODS)}")
+    a = _xqrs(x, fs) if method != "pantompkins" else np.zeros(0, np.int64)
+    b = _pantompkins(x, fs) if method != "xqrs" else np.zeros(0, np.int64)
+    return _combine(a, b, fs, method)
+
+
+def detector_agreement(a: np.ndarray, b: np.ndarray, fs: float) -> float:
+    """bSQI (Li, Mark and Clifford 2008): the beats two detectors both find within 150 ms, over the beats either finds
+    (1: they agree on every beat; 0 where neither finds one)."""
+    if not len(a) or not len(b):
+        return 0.0
+    processing = require("wfdb.processing")
+    c = processing.compare_annotations(np.sort(np.asarray(a, np.int64)), np.sort(np.asarray(b, np.int64)),
+                                       int(MATCH_S * fs))  # one-to-one matching, as the benchmarks score beats
+    return float(c.tp / (c.tp + c.fn + c.fp))
+
+
+@dataclass(frozen=True)
+class LeadChoice:
+    index: int  # the lead the R-peaks come from
+    peaks: np.ndarray
+    agreement: dict[int, float]  # bSQI of every lead considered
+
+
+def detect_best_lead(samples: np.ndarray, fs: float, leads: list[int], method: str = DEFAULT_METHOD) -> LeadChoice:
+    """The R-peaks of the lead (among ``leads``, the first preferred on a tie) where XQRS and Pan-Tompkins agree most."""
+    _check(method)
+    if not leads:
+        raise ValueError("detect_best_lead needs at least one lead")
+    found, agreement = {}, {}
+    for i in leads:
+        x = np.nan_to_num(np.asarray(samples[:, i], np.float64))
+        a, b = _xqrs(x, fs), _pantompkins(x, fs)
+        agreement[i] = round(detector_agreement(a, b, fs), 4)
+        found[i] = _combine(a, b, fs, method)
+    best = max(leads, key=agreement.__getitem__)  # max keeps the first of equals: the preferred lead on a tie
+    return LeadChoice(index=best, peaks=found[best], agreement=agreement)

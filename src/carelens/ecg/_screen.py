@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from carelens.ecg._io import EcgSignal
 from carelens.ecg._quality import signal_quality
 from carelens.ecg._rhythm import rhythm
-from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_rpeaks
+from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_best_lead
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
@@ -94,7 +94,10 @@ class EcgAssessment(BaseModel):
     kind: Literal["ecg_rhythm"] = "ecg_rhythm"
     rules: str = Field(description="name and version of the screening rules")
     record: str
-    lead: str
+    lead: str = Field(description="the lead the beats were found on")
+    lead_agreement: dict[str, float] = Field(
+        default_factory=dict, description="with the lead left to the screen: how well two R-peak detectors agree on "
+        "each readable lead (bSQI, 0..1); the best one is read")
     fs: float
     seconds: float
     readable: bool
@@ -119,17 +122,24 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
            method: str = DEFAULT_METHOD, classify: BeatClassifier | None = None) -> tuple[EcgAssessment, np.ndarray]:
     """(the screening assessment of one lead, the R-peak sample indices it was measured from).
 
+    ``lead``: the lead to read; by default, of the record's readable leads, the one where two R-peak detectors agree
+    most (:func:`carelens.ecg.detect_best_lead`; MLII, else II, else the first on a tie).
     ``classify``: a beat classifier (a signal bundle's, :func:`carelens.predict.beat_classifier`); its beat
-    counts feed the rules on ``<class>_share`` and ``<class>_per_hour``. Without one those rules are skipped."""
+    counts feed the rules on ``<class>_share`` and ``<class>_per_hour``. Without one those rules are skipped. It reads
+    the lead it was trained on (MLII's place: the default lead) at the beats found on the lead read."""
     rules = rules or load_rules()
-    i = sig.lead_index(lead)
-    x = sig.samples[:, i]
-    q = signal_quality(x, sig.fs)
-    peaks = detect_rpeaks(np.nan_to_num(x), sig.fs, method) if q.readable else np.zeros(0, np.int64)
+    default = sig.lead_index(lead)
+    candidates = [default] if lead is not None else [default, *(k for k in range(len(sig.leads)) if k != default)]
+    quality = {k: signal_quality(sig.samples[:, k], sig.fs) for k in candidates}
+    readable_leads = [k for k in candidates if quality[k].readable]
+    choice = detect_best_lead(sig.samples, sig.fs, readable_leads, method) if readable_leads else None
+    i = choice.index if choice is not None else default
+    q = quality[i]
+    peaks = choice.peaks if choice is not None else np.zeros(0, np.int64)
     readable = q.readable and len(peaks) >= 3
     r = rhythm(peaks, sig.fs)
     values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": r.longest_rr_s}
-    summary = classify(x, sig.fs, peaks) if classify is not None and readable else None
+    summary = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks) if classify is not None and readable else None
     if summary is not None:
         values |= {f"{c}_share": v for c, v in summary.share.items()}
         values |= {f"{c}_per_hour": v for c, v in summary.per_hour.items()}
@@ -160,7 +170,8 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     if readable and "noisy" in q.flags and triage_rank(level) < triage_rank(rules.unreadable.triage):
         level, reason = rules.unreadable.triage, reason + "; the signal is noisy, so the beats may be miscounted"
     a = EcgAssessment(
-        rules=f"{rules.name} {rules.version}", record=sig.name, lead=sig.leads[i], fs=sig.fs,
+        rules=f"{rules.name} {rules.version}", record=sig.name, lead=sig.leads[i],
+        lead_agreement={sig.leads[k]: v for k, v in choice.agreement.items()} if choice and lead is None else {}, fs=sig.fs,
         seconds=round(sig.seconds, 2), readable=readable, quality_flags=q.flags, detector=method, beats=len(peaks),
         heart_rate_bpm=_clean(r.heart_rate_bpm) if readable else None,
         rr={"mean_rr_ms": _clean(r.mean_rr_ms), "sdnn_ms": _clean(r.sdnn_ms), "rmssd_ms": _clean(r.rmssd_ms),

@@ -327,11 +327,14 @@ def write_ecg_report(a: EcgAssessment, strips: list[tuple[str, bytes]], out: str
                  + f"</table><p class='note'>{html.escape(bs.model)}; unsure {bs.uncertain_share:.1%}, unlike the "
                    f"training beats {bs.out_of_distribution_share:.1%}</p>")
     figures = "".join(f"<figure>{_img_tag(png, t)}<figcaption>{html.escape(t)}</figcaption></figure>" for t, png in strips)
+    agreement = (" &middot; lead read: the one where two R-peak detectors agree most ("
+                 + html.escape(", ".join(f"{k} {v:.3f}" for k, v in a.lead_agreement.items())) + ")"
+                 if len(a.lead_agreement) > 1 else "")
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p class="note">{a.seconds:g} s at {a.fs:g} Hz &middot; detector {html.escape(a.detector)} &middot; rules {html.escape(a.rules)}
-&middot; signal quality: {html.escape(', '.join(a.quality_flags) or 'ok')}</p>
+&middot; signal quality: {html.escape(', '.join(a.quality_flags) or 'ok')}{agreement}</p>
 <h2>{html.escape(a.triage.level.replace('_', ' ').upper())}: {html.escape(a.triage.reason)}</h2>
 <p>{html.escape(a.advice)}</p>
 <h2>Findings</h2>{'<table><tr><th>finding</th><th>value</th><th>rule</th><th>triage</th><th>source</th></tr>' + findings + '</table>'

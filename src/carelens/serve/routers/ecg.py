@@ -46,7 +46,7 @@ async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
             notes.append(str(exc))
     png = None
     if plot:
-        x = sig.samples[:, sig.lead_index(lead)]
+        x = sig.samples[:, sig.lead_index(a.lead)]
         png = base64.b64encode(await in_thread(
             lambda: strip_png(x, sig.fs, peaks, title=f"{sig.name} lead {a.lead}: {a.heart_rate_bpm or '?'} bpm"),
         )).decode()
