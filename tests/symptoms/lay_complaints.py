@@ -6,13 +6,14 @@ negations such as "can't stop", severity words, several symptoms per clause, pet
 filled with lay phrasings from three pools (the same symptoms said differently). The split is by template AND by
 phrasing:
 
-* ``tune``: templates 1-36, odd ones filled from pool ``A``, even ones from pool ``B``. Pool B and its templates were
-  the first held-out half; their failures were read while the parser was improved, so they are tuning data now.
-* ``test``: templates 37-56 filled from pool ``C``, written and committed before any parser change that followed
-  (git: "lay complaints: a fresh held-out pool C"), so neither a sentence pattern nor a lay phrasing of the test
-  half is seen while synonyms and rules are tuned.
+* ``tune``: templates 1-36, odd ones filled from pool ``A``, even ones from pool ``B``; templates 37-56 filled from
+  pool ``C``. Pools B and C were each the held-out half in turn (C: git "lay complaints: a fresh held-out pool C");
+  their failures were read while the parser was improved, so they are tuning data now.
+* ``test``: pool ``D`` (:data:`FREE_TEXT`), complaints written whole rather than from templates, committed before
+  the parser was run on any of them (git: "lay complaints: pool D, free text, blind"), so neither a sentence nor a
+  lay phrasing of the test half is seen while synonyms and rules are tuned.
 
-Both pools were written by the parser's authors, so the test half is independent of the tuning, not of the people.
+All pools were written by the parser's authors, so the test half is independent of the tuning, not of the people.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import itertools
 import re
 from dataclasses import dataclass
 
-__all__ = ["Complaint", "complaints", "score"]
+__all__ = ["FREE_TEXT", "Complaint", "complaints", "score"]
 
 
 @dataclass(frozen=True)
 class Complaint:
     template: int
     half: str  # "tune" | "test"
-    pool: str  # "A" | "B" (tune) | "C" (test)
+    pool: str  # "A" | "B" | "C" (tune) | "D" (test)
     text: str
     present: frozenset[str]
     negated: frozenset[str]
@@ -130,6 +131,124 @@ NO_SYMPTOM = {
           "we just got back from Spain", "I've already had my flu jab"],
 }
 
+# Pool D: free complaints, each written whole (no template, no shared phrasing), with misspellings, numbers,
+# resolved symptoms and negative words that negate nothing. Written and committed after the parser of pool C's
+# tuning was frozen and before it was run on any of them (git: "lay complaints: pool D, free text, blind"); the test
+# half since. Conventions kept from pools A-C: a bare "fever"/"temperature" is high_fever, "tummy ache" is
+# stomach_pain, "feel sick" is nausea and "been sick" is vomiting. (text, present, negated)
+FREE_TEXT: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("Ive had a really bad hedache since tuesday and I keep feeling sick", ("headache", "nausea"), ()),
+    ("Throwing up all night and cant keep water down. No diarrhea.", ("vomiting",), ("diarrhoea",)),
+    ("My throat is really sore and my nose is blocked", ("throat_irritation", "congestion"), ()),
+    ("No fever and no cough, just a runny nose", ("runny_nose",), ("high_fever", "cough")),
+    ("My tummy hurts and I've got the runs", ("stomach_pain", "diarrhoea"), ()),
+    ("I feel dizzy when I stand up but I haven't fainted", ("dizziness",), ()),
+    ("So tired lately, no energy, and I've lost weight without trying", ("fatigue", "weight_loss"), ()),
+    ("Chest feels tight and I'm short of breath climbing stairs", ("chest_pain", "breathlessness"), ()),
+    ("My pee burns and it smells awful", ("burning_micturition", "foul_smell_of_urine"), ()),
+    ("slight temp and my muscles ache", ("mild_fever", "muscle_pain"), ()),
+    ("Really high fever, shivering and sweating buckets", ("high_fever", "shivering", "sweating"), ()),
+    ("My eyes are red and keep watering", ("redness_of_eyes", "watering_from_eyes"), ()),
+    ("I have a rash on my arms that itches like crazy", ("skin_rash", "itching"), ()),
+    ("Coughing up yellow phlegm, no blood though", ("cough", "phlegm"), ("blood_in_sputum",)),
+    ("Lower back pain for a week, not shooting down my leg", ("back_pain",), ()),
+    ("my knees are swollen and painful", ("knee_pain", "swelling_joints"), ()),
+    ("Neck is stiff and I have a headache, no rash", ("stiff_neck", "headache"), ("skin_rash",)),
+    ("I've gone yellow and my eyes look yellow too", ("yellowish_skin", "yellowing_of_eyes"), ()),
+    ("My pee is very dark, like cola", ("dark_urine",), ()),
+    ("constipated for a week and it hurts when I go", ("constipation", "pain_during_bowel_movements"), ()),
+    ("Blood in my poo this morning", ("bloody_stool",), ()),
+    ("heart pounding and fluttering in my chest at night", ("palpitations",), ()),
+    ("I'm not sleeping well and feel really down", ("depression",), ()),
+    ("I feel anxious all the time", ("anxiety",), ()),
+    ("lost my sense of smell", ("loss_of_smell",), ()),
+    ("My vision has gone blurry", ("blurred_and_distorted_vision",), ()),
+    ("pain behind my eyes and a bad headache", ("pain_behind_the_eyes", "headache"), ()),
+    ("swollen glands in my neck", ("swelled_lymph_nodes",), ()),
+    ("My legs are really swollen", ("swollen_legs",), ()),
+    ("I don't have a headache but my neck hurts", ("neck_pain",), ("headache",)),
+    ("Not vomiting, just nauseous", ("nausea",), ("vomiting",)),
+    ("no chest pain, no shortness of breath, no palpitations", (), ("chest_pain", "breathlessness", "palpitations")),
+    ("I have a cough but no fever", ("cough",), ("high_fever",)),
+    ("Denies nausea or vomiting", (), ("nausea", "vomiting")),
+    ("She says she hasn't had any diarrhoea or tummy pain", (), ("diarrhoea", "stomach_pain")),
+    ("My joints ache, especially my hips", ("joint_pain", "hip_joint_pain"), ()),
+    ("I'm itchy all over but there's no rash", ("itching",), ("skin_rash",)),
+    ("I've been peeing loads, way more than usual", ("polyuria",), ()),
+    ("I'm hungry all the time even after eating", ("excessive_hunger",), ()),
+    ("I've put on a lot of weight recently", ("weight_gain",), ()),
+    ("my hands and feet are always cold", ("cold_hands_and_feets",), ()),
+    ("I bruise really easily", ("bruising",), ()),
+    ("My speech is slurred and the whole left side of my body is weak", ("slurred_speech", "weakness_of_one_body_side"),
+     ()),
+    ("I keep losing my balance", ("loss_of_balance",), ()),
+    ("painful ulcers on my tongue", ("ulcers_on_tongue",), ()),
+    ("lots of spots full of pus on my face", ("pus_filled_pimples",), ()),
+    ("The skin on my hands is peeling", ("skin_peeling",), ()),
+    ("I've got blisters on my feet, they're not bleeding", ("blister",), ()),
+    ("Feeling very weak in my muscles", ("muscle_weakness",), ()),
+    ("I have sinus pressure and a stuffy nose", ("sinus_pressure", "congestion"), ()),
+    ("Can't stop sweating at night", ("sweating",), ()),
+    ("I haven't been able to eat much, no appetite", ("loss_of_appetite",), ()),
+    ("My stomach is bloated and swollen", ("distention_of_abdomen",), ()),
+    ("Hi, I'd like to renew my prescription please", (), ()),
+    ("Is the clinic open on Sunday?", (), ()),
+    ("My husband says I've been really irritable and snappy", ("irritability",), ()),
+    ("Mood all over the place lately", ("mood_swings",), ()),
+    ("wheezy and breathless at night", ("breathlessness",), ()),
+    ("headache, temperature of 39.5 and a stiff neck", ("headache", "high_fever", "stiff_neck"), ()),
+    ("sore throat but I can swallow fine", ("throat_irritation",), ()),
+    ("no runny nose or sneezing, but my eyes are watering", ("watering_from_eyes",), ("runny_nose", "continuous_sneezing")),
+    ("The pain is in my lower back and it's worse when I bend", ("back_pain",), ()),
+    ("I feel faint and dizzy", ("dizziness",), ()),
+    ("I get out of breath easily and my ankles swell", ("breathlessness", "swollen_legs"), ()),
+    ("vomitting and diarhoea since last night", ("vomiting", "diarrhoea"), ()),
+    ("really bad stomache ache", ("stomach_pain",), ()),
+    ("I have a temprature and feel nauseus", ("high_fever", "nausea"), ()),
+    ("ive been coughin all week and my chest hurts when I cough", ("cough", "chest_pain"), ()),
+    ("Dizzyness and headaches on and off", ("dizziness", "headache"), ()),
+    ("I'm not coughing but I do feel breathless", ("breathlessness",), ("cough",)),
+    ("no sore throat. runny nose and sneezing though", ("runny_nose", "continuous_sneezing"), ("throat_irritation",)),
+    ("My urine smells strong, no pain when I pee", ("foul_smell_of_urine",), ("burning_micturition",)),
+    ("The rash isn't itchy", ("skin_rash",), ("itching",)),
+    ("I don't feel sick but I've got diarrhoea", ("diarrhoea",), ("nausea",)),
+    ("No headache today, the dizziness has gone too", (), ("headache", "dizziness")),
+    ("Yesterday I had a fever but it's gone now; still coughing", ("cough",), ("high_fever",)),
+    ("She's been very tired and off her food", ("fatigue", "loss_of_appetite"), ()),
+    ("I've had a very high temperature for three days", ("high_fever",), ()),
+    ("Mild headache and a slightly sore throat", ("headache", "throat_irritation"), ()),
+    ("Severe pain in my chest going down my left arm", ("chest_pain",), ()),
+    ("Stomach pain, nausea and vomiting, no diarrhoea and no fever", ("stomach_pain", "nausea", "vomiting"),
+     ("diarrhoea", "high_fever")),
+    ("I've got a bit of a temperature, nothing major", ("mild_fever",), ()),
+    ("I'm burning up and my head is pounding", ("high_fever", "headache"), ()),
+    ("Back ache and neck ache from sleeping funny", ("back_pain", "neck_pain"), ()),
+    ("Feeling short of breath, I can't walk far", ("breathlessness",), ()),
+    ("Had a nosebleed earlier, no other problems", (), ()),
+    ("I've been feeling anxious and my heart flutters", ("anxiety", "palpitations"), ()),
+    # pet owners
+    ("My dog has been vomiting and won't eat", ("vomiting", "loss_of_appetite"), ()),
+    ("Our cat keeps scratching her ears and there's a rash on her neck", ("itching", "skin_rash"), ()),
+    ("He's had diarrhoea twice today but no vomiting", ("diarrhoea",), ("vomiting",)),
+    ("my puppy is coughing and sneezing a lot", ("cough", "continuous_sneezing"), ()),
+    ("The dog seems really lethargic and is drinking loads", ("lethargy",), ()),
+    ("Our old cat is losing weight", ("weight_loss",), ()),
+    ("She's limping and her back leg looks swollen", ("painful_walking", "swollen_legs"), ()),
+    ("no vomiting or diarrhoea, he's just very quiet and sleepy", ("lethargy",), ("vomiting", "diarrhoea")),
+    ("The horse is sweating and keeps looking at his belly", ("sweating",), ()),
+    ("My rabbit isn't eating and hasn't pooed today", ("loss_of_appetite", "constipation"), ()),
+    ("dog's skin is flaky and he's losing fur", ("skin_peeling",), ()),
+    ("She's been breathing really fast and struggling for air", ("breathlessness",), ()),
+    ("My cat has been throwing up hairballs but otherwise fine", ("vomiting",), ()),
+    ("Our dog's belly is swollen and hard", ("distention_of_abdomen",), ()),
+    ("The kitten has runny eyes and a snotty nose", ("watering_from_eyes", "runny_nose"), ()),
+    ("He's shaking and won't settle", ("shivering", "restlessness"), ()),
+    ("My dog has a cough but no temperature", ("cough",), ("high_fever",)),
+    ("She drinks a lot and pees a lot", ("polyuria",), ()),
+    ("My dog is 4 and we just moved to a new flat", (), ()),
+    ("The cat's eyes are red and sore", ("redness_of_eyes",), ()),
+]
+
 # (pattern, [slot kinds]); slot kinds: p/n (noun phrase, present/negated), c (clause, present), q (pseudo, present),
 # e (pet clause, present). The template number decides the half: odd -> tune, even -> test.
 TEMPLATES: list[tuple[str, list[str]]] = [
@@ -169,7 +288,7 @@ TEMPLATES: list[tuple[str, list[str]]] = [
     ("I had {0} last week but that's gone now, today it's {1}", ["n", "p"]),
     ("{0}, that's all", ["x"]),
     ("{0}, thanks", ["x"]),
-    # 37-56: the test half (pool C)
+    # 37-56: pool C (the test half until pool D)
     ("For the past week I've had {0}", ["p"]),
     ("Been suffering with {0} and {1} lately", ["p", "p"]),
     ("{0}. No {1}.", ["c", "n"]),
@@ -191,7 +310,8 @@ TEMPLATES: list[tuple[str, list[str]]] = [
     ("{0} and I've also got {1}, without any {2}", ["c", "p", "n"]),
     ("{0}; otherwise fine", ["q"]),
 ]
-FIRST_TEST_TEMPLATE = 37
+FIRST_POOL_C_TEMPLATE = 37
+FIRST_TEST_TEMPLATE = len(TEMPLATES) + 1  # pool D: one "template" per free complaint
 
 
 def _pool(kind: str, pool: str) -> list[tuple[str, str]]:
@@ -203,9 +323,9 @@ def _pool(kind: str, pool: str) -> list[tuple[str, str]]:
 
 
 def _bare(pattern: str, slot: int, template: int) -> bool:
-    """Whether a negated slot reads without its article: always in templates 1-36 ("denies bad cough"), in the
-    test half only after a word that takes a bare noun ("no chesty cough", but "I don't think I have a sore head")."""
-    if template < FIRST_TEST_TEMPLATE:
+    """Whether a negated slot reads without its article: always in templates 1-36 ("denies bad cough"), in pool C
+    only after a word that takes a bare noun ("no chesty cough", but "I don't think I have a sore head")."""
+    if template < FIRST_POOL_C_TEMPLATE:
         return True
     before = pattern[: pattern.index(f"{{{slot}}}")]
     return bool(re.search(r"\b(?:no|any|or|denies|not)\s+$", before, re.IGNORECASE))
@@ -214,7 +334,7 @@ def _bare(pattern: str, slot: int, template: int) -> bool:
 def complaints(per_template: int = 10) -> list[Complaint]:
     out: list[Complaint] = []
     for t, (pattern, slots) in enumerate(TEMPLATES, start=1):
-        pool = "C" if t >= FIRST_TEST_TEMPLATE else "A" if t % 2 else "B"
+        pool = "C" if t >= FIRST_POOL_C_TEMPLATE else "A" if t % 2 else "B"
         pools = [_pool(kind, pool) for kind in slots]
         # walk the pools in step, each from its own offset, skipping fillings that repeat a symptom
         made = 0
@@ -231,10 +351,12 @@ def complaints(per_template: int = 10) -> list[Complaint]:
             text = text[0].upper() + text[1:]
             present = frozenset(sid for (_, sid), kind in zip(pick, slots, strict=True) if sid and kind != "n")
             negated = frozenset(sid for (_, sid), kind in zip(pick, slots, strict=True) if sid and kind == "n")
-            c = Complaint(t, "test" if pool == "C" else "tune", pool, text, present, negated)
+            c = Complaint(t, "tune", pool, text, present, negated)
             if c not in out:
                 out.append(c)
                 made += 1
+    for t, (text, present_ids, negated_ids) in enumerate(FREE_TEXT, start=FIRST_TEST_TEMPLATE):
+        out.append(Complaint(t, "test", "D", text, frozenset(present_ids), frozenset(negated_ids)))
     return out
 
 
