@@ -20,6 +20,7 @@ from carelens.ecg import (
     detect_rpeaks,
     detector_agreement,
     load_rules,
+    localise,
     read_ecg,
     rhythm,
     screen,
@@ -60,6 +61,23 @@ def test_rpeaks_match_the_reference_beats(mitbih: Path) -> None:
     c = wfdb.processing.compare_annotations(ref, peaks, int(0.15 * sig.fs))
     assert c.sensitivity > 0.98 and c.positive_predictivity > 0.98, (c.sensitivity, c.positive_predictivity)
     assert abs(rhythm(peaks, sig.fs).heart_rate_bpm - rhythm(ref, sig.fs).heart_rate_bpm) <= 1.0
+
+
+def test_localised_beats_sit_where_the_annotators_put_them(mitbih: Path) -> None:
+    sig = read_ecg(mitbih / "208")  # a third of its beats premature ventricular: wide, and marked late by XQRS
+    n = int(300 * sig.fs)
+    x = np.nan_to_num(sig.samples[:n, sig.lead_index()])
+    ann = wfdb.rdann(str(mitbih / "208"), "atr", sampto=n)
+    v = np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y == "V"])
+    raw = np.asarray(pytest.importorskip("wfdb.processing").xqrs_detect(x, fs=sig.fs, verbose=False))
+
+    def offset_ms(peaks: np.ndarray) -> float:
+        gap = np.abs(peaks[None, :] - v[:, None]).min(1) / sig.fs * 1000
+        return float(np.median(gap[gap < 150]))
+
+    assert len(v) > 50 and offset_ms(raw) > 50 and offset_ms(localise(raw, x, sig.fs)) < 20
+    assert offset_ms(detect_rpeaks(x, sig.fs)) < 20
+    assert len(localise(np.asarray([100, 101]), x, sig.fs)) == 1  # two that land on one sample are one beat
 
 
 def test_the_screen_reads_the_lead_where_the_detectors_agree(mitbih: Path) -> None:

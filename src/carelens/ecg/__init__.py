@@ -15,6 +15,7 @@ from carelens.ecg._rpeaks import (
     detect_best_lead,
     detect_rpeaks,
     detector_agreement,
+    localise,
     searchback,
 )
 from carelens.ecg._screen import BeatClassifier, BeatSummary, EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
@@ -45,6 +46,7 @@ __all__ = [
     "detect_rpeaks",
     "detector_agreement",
     "load_rules",
+    "localise",
     "read_ecg",
     "read_mitbih_beats",
     "read_ptbxl",

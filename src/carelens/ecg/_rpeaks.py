@@ -10,12 +10,16 @@
   lead MLII, 150 ms matching window (``bench/ecg.py ecg_rpeaks``): sensitivity 0.9967 / PPV 0.9962, against
   0.9920 / 0.9965 for XQRS alone and 0.9939 / 0.9930 for Pan-Tompkins alone.
 
+Every detection is then moved to the R-peak proper (:func:`localise`): the largest deviation of the band-passed lead
+(0.5-40 Hz) within 100 ms (half the widest QRS complex). XQRS marks wide ventricular beats late (a median 61 ms after
+the annotators on record 208, which moved that record's median RR and its heart rate by 3.3 bpm).
+
 With several leads, :func:`detect_best_lead` measures on each lead how well the two detectors agree (bSQI: the beats
 both find, within 150 ms, over the beats either finds; Li Q., Mark R.G., Clifford G.D., *Robust heart rate estimation
 from multiple asynchronous noisy sources using signal quality indices and a Kalman filter*, Physiol. Meas. 29:15-32,
 2008) and keeps the lead where they agree most (the named default lead on a tie). MIT-BIH record 108, whose MLII has
-small QRS complexes beside tall P waves, is read on V1 that way. All 48 records read so (V1 in 11): sensitivity
-0.9973 / PPV 0.9970, heart rate within 1 bpm of the reference in 46 (45 always on MLII).
+small QRS complexes beside tall P waves, is read on V1 that way. All 48 records read so (V1 in 11) and localised:
+sensitivity 0.9975 / PPV 0.9972, heart rate within 1 bpm of the reference in 47 (before both: 45).
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ import numpy as np
 from carelens.ecg._io import require
 from carelens.errors import ConfigError
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "LeadChoice", "detect_best_lead", "detect_rpeaks", "detector_agreement", "searchback"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "LeadChoice", "detect_best_lead", "detect_rpeaks", "detector_agreement", "localise",
+           "searchback"]
 
 METHODS = ("xqrs+searchback", "xqrs", "pantompkins")
 DEFAULT_METHOD = "xqrs+searchback"
@@ -36,6 +41,8 @@ SEARCHBACK_RATIO = 1.3
 SEARCHBACK_HISTORY = 8
 REFRACTORY_S = 0.2
 MATCH_S = 0.15  # the standard beat-matching window (ANSI/AAMI EC57)
+LOCALISE_S = 0.1  # half the widest QRS complex
+LOCALISE_BAND_HZ = (0.5, 40.0)
 
 
 def _xqrs(x: np.ndarray, fs: float) -> np.ndarray:
@@ -75,8 +82,23 @@ def _check(method: str) -> None:
         raise ConfigError(f"unknown R-peak detector {method!r}; use one of {', '.join(METHODS)}")
 
 
-def _combine(a: np.ndarray, b: np.ndarray, fs: float, method: str) -> np.ndarray:
-    return a if method == "xqrs" else b if method == "pantompkins" else searchback(a, b, fs)
+def localise(peaks: np.ndarray, x: np.ndarray, fs: float) -> np.ndarray:
+    """Each detection moved to the largest absolute value of the band-passed lead within :data:`LOCALISE_S` (two that
+    land on the same sample become one)."""
+    signal = require("scipy.signal")
+
+    peaks = np.asarray(peaks, np.int64)
+    if not len(peaks) or len(x) <= 30:  # filtfilt pads 15 samples at each end
+        return peaks
+    lo, hi = LOCALISE_BAND_HZ
+    b, a = signal.butter(2, [lo / (fs / 2), min(hi, 0.45 * fs) / (fs / 2)], "band")
+    y = np.abs(signal.filtfilt(b, a, x))
+    w = int(LOCALISE_S * fs)
+    return np.unique([max(0, k - w) + int(np.argmax(y[max(0, k - w) : k + w + 1])) for k in peaks]).astype(np.int64)
+
+
+def _combine(a: np.ndarray, b: np.ndarray, x: np.ndarray, fs: float, method: str) -> np.ndarray:
+    return localise(a if method == "xqrs" else b if method == "pantompkins" else searchback(a, b, fs), x, fs)
 
 
 def detect_rpeaks(x: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> np.ndarray:
@@ -85,7 +107,7 @@ def detect_rpeaks(x: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> np.
     x = np.asarray(x, np.float64)
     a = _xqrs(x, fs) if method != "pantompkins" else np.zeros(0, np.int64)
     b = _pantompkins(x, fs) if method != "xqrs" else np.zeros(0, np.int64)
-    return _combine(a, b, fs, method)
+    return _combine(a, b, x, fs, method)
 
 
 def detector_agreement(a: np.ndarray, b: np.ndarray, fs: float) -> float:
@@ -116,6 +138,6 @@ def detect_best_lead(samples: np.ndarray, fs: float, leads: list[int], method: s
         x = np.nan_to_num(np.asarray(samples[:, i], np.float64))
         a, b = _xqrs(x, fs), _pantompkins(x, fs)
         agreement[i] = round(detector_agreement(a, b, fs), 4)
-        found[i] = _combine(a, b, fs, method)
+        found[i] = _combine(a, b, x, fs, method)
     best = max(leads, key=agreement.__getitem__)  # max keeps the first of equals: the preferred lead on a tie
     return LeadChoice(index=best, peaks=found[best], agreement=agreement)
