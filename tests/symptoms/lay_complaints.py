@@ -7,11 +7,13 @@ filled with lay phrasings from three pools (the same symptoms said differently).
 phrasing:
 
 * ``tune``: templates 1-36, odd ones filled from pool ``A``, even ones from pool ``B``; templates 37-56 filled from
-  pool ``C``. Pools B and C were each the held-out half in turn (C: git "lay complaints: a fresh held-out pool C");
-  their failures were read while the parser was improved, so they are tuning data now.
-* ``test``: pool ``D`` (:data:`FREE_TEXT`), complaints written whole rather than from templates, committed before
-  the parser was run on any of them (git: "lay complaints: pool D, free text, blind"), so neither a sentence nor a
-  lay phrasing of the test half is seen while synonyms and rules are tuned.
+  pool ``C``; pool ``D`` (:data:`FREE_TEXT`, complaints written whole rather than from templates). Pools B, C and D
+  were each the held-out half in turn (git: "lay complaints: a fresh held-out pool C", "... pool D, free text,
+  blind"); each was measured blind once, then its failures were read while the parser was improved, so they are
+  tuning data now.
+* ``test``: pool ``E`` (:data:`FREE_TEXT_E`), free complaints committed together before pool D's failures were read
+  and before the parser was run on any of them (git: "lay complaints: pool E, free text, blind"), so neither a
+  sentence nor a lay phrasing of the test half is seen while synonyms and rules are tuned.
 
 All pools were written by the parser's authors, so the test half is independent of the tuning, not of the people.
 """
@@ -22,14 +24,14 @@ import itertools
 import re
 from dataclasses import dataclass
 
-__all__ = ["FREE_TEXT", "Complaint", "complaints", "score"]
+__all__ = ["FREE_TEXT", "FREE_TEXT_E", "Complaint", "complaints", "score"]
 
 
 @dataclass(frozen=True)
 class Complaint:
     template: int
     half: str  # "tune" | "test"
-    pool: str  # "A" | "B" | "C" (tune) | "D" (test)
+    pool: str  # "A" | "B" | "C" | "D" (tune) | "E" (test)
     text: str
     present: frozenset[str]
     negated: frozenset[str]
@@ -133,8 +135,8 @@ NO_SYMPTOM = {
 
 # Pool D: free complaints, each written whole (no template, no shared phrasing), with misspellings, numbers,
 # resolved symptoms and negative words that negate nothing. Written and committed after the parser of pool C's
-# tuning was frozen and before it was run on any of them (git: "lay complaints: pool D, free text, blind"); the test
-# half since. Conventions kept from pools A-C: a bare "fever"/"temperature" is high_fever, "tummy ache" is
+# tuning was frozen and before it was run on any of them (git: "lay complaints: pool D, free text, blind"); measured
+# once blind (bench/symptom_parse.py says what it scored), then tuning data. Conventions kept from pools A-C: a bare "fever"/"temperature" is high_fever, "tummy ache" is
 # stomach_pain, "feel sick" is nausea and "been sick" is vomiting. (text, present, negated)
 FREE_TEXT: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("Ive had a really bad hedache since tuesday and I keep feeling sick", ("headache", "nausea"), ()),
@@ -249,6 +251,85 @@ FREE_TEXT: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("The cat's eyes are red and sore", ("redness_of_eyes",), ()),
 ]
 
+# Pool E: free complaints like pool D's, written and committed (git: "lay complaints: pool E, free text, blind")
+# before pool D's failures were read and before the parser was run on any of them; the test half since (pool D's
+# blind figures are in bench/symptom_parse.py). Conventions as pool D's. (text, present, negated)
+FREE_TEXT_E: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("hey so for the last couple of days ive had a sore throat and a cough, no temperature tho",
+     ("throat_irritation", "cough"), ("high_fever",)),
+    ("I've had diarrhea three times today and my stomach hurts", ("diarrhoea", "stomach_pain"), ()),
+    ("Fever of 102 and chills", ("high_fever", "chills"), ()),
+    ("stuffy nose, sneezing and watery eyes", ("congestion", "continuous_sneezing", "watering_from_eyes"), ()),
+    ("pt c/o chest pain and shortness of breath, denies palpitations", ("chest_pain", "breathlessness"),
+     ("palpitations",)),
+    ("I'm so exhausted I can barely get out of bed", ("fatigue",), ()),
+    ("Since Friday I've been feeling nauseous and lightheaded", ("nausea", "dizziness"), ()),
+    ("My lower back is killing me", ("back_pain",), ()),
+    ("I've noticed my skin and the whites of my eyes have turned yellow", ("yellowish_skin", "yellowing_of_eyes"), ()),
+    ("It hurts to pee and I keep getting a fever", ("burning_micturition", "high_fever"), ()),
+    ("Not much appetite and I've lost about 5 kg", ("loss_of_appetite", "weight_loss"), ()),
+    ("No cough or cold symptoms, but I've got a really bad headache", ("headache",), ("cough",)),
+    ("My heart keeps skipping beats", ("palpitations",), ()),
+    ("I get really bad cramps in my legs at night", ("cramps",), ()),
+    ("My joints are really painful, especially in the mornings", ("joint_pain",), ()),
+    ("I've been coughing up blood", ("cough", "blood_in_sputum"), ()),
+    ("I'm constantly thirsty and weeing all the time", ("polyuria",), ()),
+    ("I have a high temperature and a rash that won't fade", ("high_fever", "skin_rash"), ()),
+    ("My face and eyes look puffy in the morning", ("puffy_face_and_eyes",), ()),
+    ("Things look blurry and I keep getting headaches", ("blurred_and_distorted_vision", "headache"), ()),
+    ("Feeling very low and I've lost interest in everything", ("depression",), ()),
+    ("I can't concentrate on anything at work", ("lack_of_concentration",), ()),
+    ("My stool has blood in it and it hurts to go", ("bloody_stool", "pain_during_bowel_movements"), ()),
+    ("I've got an itchy bum", ("irritation_in_anus",), ()),
+    ("Really bad indigestion after every meal", ("indigestion",), ()),
+    ("I have heartburn most evenings", ("acidity",), ()),
+    ("I've no energy and my muscles feel weak", ("fatigue", "muscle_weakness"), ()),
+    ("No headache, no fever, no neck stiffness", (), ("headache", "high_fever", "stiff_neck")),
+    ("I had chest pain yesterday but it's gone now", (), ("chest_pain",)),
+    ("I wouldn't say I'm breathless, just a bit wheezy", (), ("breathlessness",)),
+    ("There are red spots all over my body", ("red_spots_over_body",), ()),
+    ("Sneezing non stop and my nose won't stop running", ("continuous_sneezing", "runny_nose"), ()),
+    ("I'm sweating a lot and my heart is beating really fast", ("sweating", "fast_heart_rate"), ()),
+    ("I feel like the room is spinning", ("spinning_movements",), ()),
+    ("My legs feel weak and I'm unsteady on my feet", ("weakness_in_limbs", "unsteadiness"), ()),
+    ("Nothing wrong really, just wanted advice about travel vaccines", (), ()),
+    ("Hello, can I change my appointment to next week?", (), ()),
+    ("Mild fever and a bit of a cough, otherwise ok", ("mild_fever", "cough"), ()),
+    ("severe stomach pain on the right side, vomiting twice", ("stomach_pain", "vomiting"), ()),
+    ("I've had the runs and been throwing up, no blood", ("diarrhoea", "vomiting"), ("bloody_stool",)),
+    ("My ankles swell up by the end of the day", ("swollen_legs",), ()),
+    ("My nails are brittle and keep breaking", ("brittle_nails",), ()),
+    ("blackheads all over my nose", ("blackheads",), ()),
+    ("aching muscles and a sore throat, but no runny nose", ("muscle_pain", "throat_irritation"), ("runny_nose",)),
+    ("My belly is swollen and I have no appetite", ("distention_of_abdomen", "loss_of_appetite"), ()),
+    ("I can't breathe properly when I lie down", ("breathlessness",), ()),
+    ("I've got a temperature and a stiff neck and light hurts my eyes", ("high_fever", "stiff_neck"), ()),
+    ("Headache behind my eyes", ("headache", "pain_behind_the_eyes"), ()),
+    # pet owners
+    ("My dog keeps throwing up yellow foam", ("vomiting",), ()),
+    ("Our cat hasn't eaten in two days and is hiding", ("loss_of_appetite",), ()),
+    ("The puppy has bloody diarrhoea", ("diarrhoea", "bloody_stool"), ()),
+    ("My dog is itching constantly and losing hair", ("itching",), ()),
+    ("He's coughing like he has something stuck in his throat", ("cough",), ()),
+    ("Our horse isn't eating and is sweating a lot", ("loss_of_appetite", "sweating"), ()),
+    ("My cat is drinking and peeing much more than normal", ("polyuria",), ()),
+    ("She's been vomiting but no diarrhoea and she's still drinking", ("vomiting",), ("diarrhoea",)),
+    ("My dog's eyes are red and goopy", ("redness_of_eyes",), ()),
+    ("No coughing or sneezing, but my cat's nose is runny", ("runny_nose",), ("cough", "continuous_sneezing")),
+    ("My rabbit seems lethargic and isn't eating", ("lethargy", "loss_of_appetite"), ()),
+    ("My old dog is getting thin", ("weight_loss",), ()),
+    ("She has a rash on her tummy", ("skin_rash",), ()),
+    ("The dog's belly looks bloated and tight", ("distention_of_abdomen",), ()),
+    ("my cat sneezes all the time and has watery eyes", ("continuous_sneezing", "watering_from_eyes"), ()),
+    ("He was limping yesterday but he's fine today", (), ("painful_walking",)),
+    ("We've just adopted a kitten and want to register", (), ()),
+    ("my dog is shivering and seems anxious", ("shivering", "anxiety"), ()),
+    ("Hes not drinking and his pee is really dark", ("dark_urine",), ()),
+    ("The cat has lost weight and is always hungry", ("weight_loss", "excessive_hunger"), ()),
+    ("Our dog has been constipated and strains to poo", ("constipation",), ()),
+    ("She gets breathless after short walks and coughs at night", ("breathlessness", "cough"), ()),
+]
+
 # (pattern, [slot kinds]); slot kinds: p/n (noun phrase, present/negated), c (clause, present), q (pseudo, present),
 # e (pet clause, present). The template number decides the half: odd -> tune, even -> test.
 TEMPLATES: list[tuple[str, list[str]]] = [
@@ -311,7 +392,8 @@ TEMPLATES: list[tuple[str, list[str]]] = [
     ("{0}; otherwise fine", ["q"]),
 ]
 FIRST_POOL_C_TEMPLATE = 37
-FIRST_TEST_TEMPLATE = len(TEMPLATES) + 1  # pool D: one "template" per free complaint
+FIRST_POOL_D_TEMPLATE = len(TEMPLATES) + 1  # pools D and E: one "template" per free complaint
+FIRST_TEST_TEMPLATE = FIRST_POOL_D_TEMPLATE + len(FREE_TEXT)
 
 
 def _pool(kind: str, pool: str) -> list[tuple[str, str]]:
@@ -355,8 +437,9 @@ def complaints(per_template: int = 10) -> list[Complaint]:
             if c not in out:
                 out.append(c)
                 made += 1
-    for t, (text, present_ids, negated_ids) in enumerate(FREE_TEXT, start=FIRST_TEST_TEMPLATE):
-        out.append(Complaint(t, "test", "D", text, frozenset(present_ids), frozenset(negated_ids)))
+    free = [("tune", "D", x) for x in FREE_TEXT] + [("test", "E", x) for x in FREE_TEXT_E]
+    for t, (half, pool, (text, present_ids, negated_ids)) in enumerate(free, start=FIRST_POOL_D_TEMPLATE):
+        out.append(Complaint(t, half, pool, text, frozenset(present_ids), frozenset(negated_ids)))
     return out
 
 
