@@ -189,6 +189,9 @@ class _CachedEncoder:
     def __init__(self, inner: Any, cache: Path) -> None:
         self.inner, self.cache = inner, cache
 
+    def words(self) -> frozenset[str]:
+        return self.inner.words()  # type: ignore[no-any-return]
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if len(texts) < 50:
             return self.inner.encode(texts)  # type: ignore[no-any-return]

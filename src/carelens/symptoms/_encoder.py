@@ -52,6 +52,10 @@ class MiniLMEncoder:
         self.layers = sum(1 for k in self.w if k.endswith("attention.self.query.weight"))
         self.heads = 12
 
+    def words(self) -> frozenset[str]:
+        """The whole words of the tokenizer's vocabulary (about 22,000 common English words, no word pieces)."""
+        return frozenset(w for w in self.tok.get_vocab() if w.isalpha() and w.isascii())
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 384), np.float32)

@@ -19,6 +19,10 @@ negated findings and diseases in discharge summaries*, J Biomed Inform 34:301):
   fever, or cough"). Pseudo-negations are not cues: "can't stop", "won't stop", "not only", "no better" ... A
   phrase holding a negative word itself ("not eating", "can't smell") is a present symptom. Post-cues ("that's
   gone now", "has cleared up") negate the phrases before them in the segment.
+* **Spelling**: with an encoder, a word of five letters or more that is neither in the vocabulary's phrases nor an
+  English word the encoder knows whole is read as the vocabulary word within one edit (two from eight letters),
+  when exactly one is that close ("hedache": headache, "diarhoea": diarrhoea, "temprature": temperature), by
+  Levenshtein distance (``rapidfuzz``). Spans stay on the words as written.
 * **Embedding fallback**: what is left of a segment once phrases, cues and filler words are removed, when it still
   holds a content word, is matched to the nearest vocabulary phrase by sentence embedding if the cosine
   similarity reaches ``threshold`` (chosen on the tuning half of the labelled complaints: ``bench/symptom_parse.py``);
@@ -32,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
 
 from carelens.symptoms._vocabulary import Vocabulary
 
@@ -42,6 +48,7 @@ __all__ = ["DEFAULT_THRESHOLD", "ParsedSymptoms", "SymptomParser"]
 DEFAULT_THRESHOLD = 0.70
 FRAME_WINDOW = 5  # words between a frame's site and descriptor at most: "it hurts in the middle of my chest"
 SINGLE_WORD_MARGIN = 0.15  # added to the threshold for a one-word leftover (chosen on the tuning half)
+SPELLING_MIN_LETTERS = 5  # shorter words are not corrected: too many real words lie one edit from each other
 
 _SEGMENT = re.compile(r"[.;,!?\n]+")
 _PSEUDO = re.compile(r"\b(?:can'?t|cannot|won'?t|couldn'?t|haven'?t|hasn'?t|doesn'?t|didn'?t|never|not|no)\s+"
@@ -56,13 +63,17 @@ _CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "si
     "is not", "are not", "was not", "without", "denies", "denied", "deny", "neither", "never", "none", "nor", "not",
     "no",
 )
-_CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + r")\b")
+# "don't feel sick": the cue is "don't", and "feel sick" stays whole for the phrase that holds it
+_FEEL_CUE = r"(?:don'?t|doesn'?t|didn'?t|do not|does not|did not)(?=\s+(?:feel|feels|look|looks|seem|seems)\b)"
+_CUE = re.compile(r"\b(?:" + "|".join(re.escape(c) for c in _CUES) + "|" + _FEEL_CUE + r")\b")
 _TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|however|yet|whereas|apart from|"
-                         r"today|now it'?s|instead|"
+                         r"today|now it'?s|instead|and (?:feel|feels|feeling|felt)|"
                          # "and" opening a clause of its own: "I don't have any energy and my throat is itchy"
                          r"and (?:my|his|her|their|i|i'm|i've|he|she|he's|she's|it's|they|the|there)(?=\s))\b")
+# at the end of what it says, or before "too", "now" ...: "my vision has gone blurry" is not a resolution
 _POST_CUE = re.compile(r"\b(?:(?:that'?s|it'?s|is|has|have|are) (?:gone|cleared up|cleared|better|settled|stopped)|"
-                       r"went away|has gone away|cleared up)\b")
+                       r"went away|has gone away|cleared up)\b(?=\s*$|\s+(?:too|now|away|completely|altogether|"
+                       r"though|as well|again|since|for good)\b)")
 _INNER_NEGATION = re.compile(r"\b(?:not|no|never)\b|n'?t\b")  # between a frame's words: "my tummy isn't swollen"
 _MILD = re.compile(r"\b(?:slight|slightly|mild|mildly|low|low[- ]grade|little|bit of(?: a)?|touch of(?: a)?)\s*$")
 _FILLER = frozenset(["a", "an", "the", "and", "or", "nor", "with", "i", "i'm", "im", "i've", "ive", "me", "my", "mine", "he", "he's", "his", "him", "she", "she's", "her", "it", "it's", "its", "they", "their", "them", "we", "our", "us", "you", "your", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "get", "got", "getting", "gets", "keep", "keeps", "kept", "also", "too", "very", "really", "quite", "bit", "lot", "lots", "of", "some", "any", "just", "since", "for", "from", "in", "on", "at", "to", "by", "today", "yesterday", "now", "this", "that", "these", "those", "week", "weeks", "day", "days", "last", "night", "morning", "all", "over", "again", "still", "feel", "feels", "feeling", "felt", "seem", "seems", "little", "much", "more", "so", "then", "there", "here", "dog", "cat", "puppy", "kitten", "mum", "dad", "son", "daughter", "child", "baby", "wife", "husband", "three", "two", "few", "times", "time", "since", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "been", "what", "which", "who", "think", "thought", "like", "bad", "really", "there", "there's", "theres", "fine", "except", "anything", "can't", "cant", "i'd", "he'd", "she'd", "up", "down", "out", "off"])
@@ -72,6 +83,8 @@ _BODY = frozenset(["skin", "eyes", "eye", "head", "tummy", "belly", "stomach", "
 
 class Encoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+    def words(self) -> frozenset[str]: ...  # the whole words it knows (its tokenizer's), for spelling
 
 
 @dataclass
@@ -110,6 +123,11 @@ class SymptomParser:
         self._frames = [(_alternation(site), _alternation(desc), s.id) for s in vocabulary.symptoms
                         for site, desc in s.frames]
         self._emb: np.ndarray | None = None
+        self._lexicon = sorted({w for p, _ in phrases for w in re.findall(r"[a-z]+", p)}
+                               | {w for s in vocabulary.symptoms for f in s.frames for part in f for t in part
+                                  for w in re.findall(r"[a-z]+", t)})
+        self._known: frozenset[str] | None = None
+        self._spelled: dict[str, str | None] = {}
 
     def _phrase_embeddings(self) -> np.ndarray:
         if self._emb is None:
@@ -117,9 +135,42 @@ class SymptomParser:
             self._emb = self.encoder.encode([p for p, _ in self._phrases])
         return self._emb
 
+    def _correction(self, word: str) -> str | None:
+        """The vocabulary word a misspelt ``word`` stands for, or None (a known word, or none or several as close)."""
+        if word not in self._spelled:
+            if self._known is None:
+                assert self.encoder is not None
+                self._known = self.encoder.words() | set(self._lexicon) | _FILLER | _BODY
+            fixed = None
+            if len(word) >= SPELLING_MIN_LETTERS and word not in self._known:
+                edits = 1 if len(word) < 8 else 2
+                near = process.extract(word, self._lexicon, scorer=Levenshtein.distance, score_cutoff=edits, limit=2)
+                if near and (len(near) == 1 or near[1][1] > near[0][1]):
+                    fixed = near[0][0]
+            self._spelled[word] = fixed
+        return self._spelled[word]
+
+    def _spell(self, low: str) -> tuple[str, list[int]]:
+        """``low`` with misspelt words replaced, and where each of its positions (and its end) lies in ``low``."""
+        if self.encoder is None:
+            return low, list(range(len(low) + 1))
+        parts, where, pos = [], [], 0
+        for m in re.finditer(r"[a-z]+", low):
+            fixed = self._correction(m.group(0))
+            if fixed is None:
+                continue
+            parts.append(low[pos : m.start()])
+            where += range(pos, m.start())
+            parts.append(fixed)
+            where += [m.start()] * len(fixed)
+            pos = m.end()
+        parts.append(low[pos:])
+        where += range(pos, len(low) + 1)
+        return "".join(parts), where
+
     def parse(self, text: str) -> ParsedSymptoms:
         out = ParsedSymptoms()
-        low = text.lower().replace("\u2019", "'")
+        low, where = self._spell(text.lower().replace("\u2019", "'"))
         open_scope = False
         pending: list[tuple[int, int, str, bool]] = []  # leftover chunks for the encoder: span, text, negated
         for seg_text, start in _segments(low):
@@ -142,11 +193,12 @@ class SymptomParser:
             for h in hits:
                 inner = len(h.parts) == 2 and bool(_INNER_NEGATION.search(
                     _PSEUDO.sub(" ", seg_text[h.parts[0][1] : h.parts[1][0]])))
-                self._add(out, h, text[start + h.start : start + h.end], start, inner or negated_at(h.start))
+                a, b = where[start + h.start], where[start + h.end]
+                self._add(out, h.sid, h.method, h.score, text[a:b], (a, b), inner or negated_at(h.start))
             last_cue = max((b for _, b in cues), default=-1 if not carried else 0)
             open_scope = last_cue >= 0 and not any(t >= last_cue for t in terms)
             for a, b, chunk in _leftovers(seg_text, hits, cues + _spans(_POST_CUE, seg_text)):
-                pending.append((start + a, start + b, chunk, negated_at(a)))
+                pending.append((where[start + a], where[start + b], chunk, negated_at(a)))
         self._fallback(out, text, pending)
         return out
 
@@ -211,18 +263,18 @@ class SymptomParser:
             j = int(row.argmax())
             # one word alone ("tight", left from "swollen and tight") is close to many phrases: it must be closer
             if row[j] >= self.threshold + (SINGLE_WORD_MARGIN if " " not in chunk else 0.0):
-                self._add(out, _Hit(0, b - a, self._phrases[j][1], "embedding", float(row[j])), text[a:b].strip(),
-                          a, neg)
+                self._add(out, self._phrases[j][1], "embedding", float(row[j]), text[a:b].strip(), (a, b), neg)
             else:
                 out.unmapped.append(text[a:b].strip())
 
     @staticmethod
-    def _add(out: ParsedSymptoms, hit: _Hit, said: str, offset: int, negated: bool) -> None:
+    def _add(out: ParsedSymptoms, sid: str, method: str, score: float, said: str, span: tuple[int, int],
+             negated: bool) -> None:
         target = out.absent if negated else out.present
-        if hit.sid not in target:
-            target.append(hit.sid)
-        out.matches.append({"text": said, "span": [offset + hit.start, offset + hit.end], "id": hit.sid,
-                            "negated": negated, "method": hit.method, "score": round(hit.score, 3)})
+        if sid not in target:
+            target.append(sid)
+        out.matches.append({"text": said, "span": list(span), "id": sid, "negated": negated, "method": method,
+                            "score": round(score, 3)})
 
 
 def _segments(text: str) -> list[tuple[str, int]]:
