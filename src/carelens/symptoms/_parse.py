@@ -154,7 +154,9 @@ class SymptomParser:
         """``low`` with misspelt words replaced, and where each of its positions (and its end) lies in ``low``."""
         if self.encoder is None:
             return low, list(range(len(low) + 1))
-        parts, where, pos = [], [], 0
+        parts: list[str] = []
+        where: list[int] = []
+        pos = 0
         for m in re.finditer(r"[a-z]+", low):
             fixed = self._correction(m.group(0))
             if fixed is None:
