@@ -7,13 +7,13 @@ filled with lay phrasings from three pools (the same symptoms said differently).
 phrasing:
 
 * ``tune``: templates 1-36, odd ones filled from pool ``A``, even ones from pool ``B``; templates 37-56 filled from
-  pool ``C``; pool ``D`` (:data:`FREE_TEXT`, complaints written whole rather than from templates). Pools B, C and D
-  were each the held-out half in turn (git: "lay complaints: a fresh held-out pool C", "... pool D, free text,
-  blind"); each was measured blind once, then its failures were read while the parser was improved, so they are
-  tuning data now.
-* ``test``: pool ``E`` (:data:`FREE_TEXT_E`), free complaints committed together before pool D's failures were read
-  and before the parser was run on any of them (git: "lay complaints: pool E, free text, blind"), so neither a
-  sentence nor a lay phrasing of the test half is seen while synonyms and rules are tuned.
+  pool ``C``; pools ``D`` and ``E`` (:data:`FREE_TEXT`, :data:`FREE_TEXT_E`: complaints written whole rather than
+  from templates). Pools B to E were each the held-out half in turn (git: "lay complaints: a fresh held-out pool C",
+  "... pool D, free text, blind", "... pool E ..."); each was measured blind once, then its failures were read while
+  the parser was improved, so they are tuning data now.
+* ``test``: pool ``F`` (:data:`FREE_TEXT_F`), free complaints committed before pool E's failures were read and
+  before the parser was run on any of them (git: "lay complaints: pool F, free text, blind"), so neither a sentence
+  nor a lay phrasing of the test half is seen while synonyms and rules are tuned.
 
 All pools were written by the parser's authors, so the test half is independent of the tuning, not of the people.
 """
@@ -24,14 +24,14 @@ import itertools
 import re
 from dataclasses import dataclass
 
-__all__ = ["FREE_TEXT", "FREE_TEXT_E", "Complaint", "complaints", "score"]
+__all__ = ["FREE_TEXT", "FREE_TEXT_E", "FREE_TEXT_F", "Complaint", "complaints", "score"]
 
 
 @dataclass(frozen=True)
 class Complaint:
     template: int
     half: str  # "tune" | "test"
-    pool: str  # "A" | "B" | "C" | "D" (tune) | "E" (test)
+    pool: str  # "A" to "E" (tune) | "F" (test)
     text: str
     present: frozenset[str]
     negated: frozenset[str]
@@ -252,8 +252,8 @@ FREE_TEXT: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
 ]
 
 # Pool E: free complaints like pool D's, written and committed (git: "lay complaints: pool E, free text, blind")
-# before pool D's failures were read and before the parser was run on any of them; the test half since (pool D's
-# blind figures are in bench/symptom_parse.py). Conventions as pool D's. (text, present, negated)
+# before pool D's failures were read and before the parser was run on any of them; measured once blind (after the
+# changes pool D's failures led to), then tuning data. Conventions as pool D's. (text, present, negated)
 FREE_TEXT_E: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("hey so for the last couple of days ive had a sore throat and a cough, no temperature tho",
      ("throat_irritation", "cough"), ("high_fever",)),
@@ -330,6 +330,80 @@ FREE_TEXT_E: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ("She gets breathless after short walks and coughs at night", ("breathlessness", "cough"), ()),
 ]
 
+# Pool F: free complaints, more of them negated (pool E has 14 negated symptoms, too few to measure negation),
+# written and committed (git: "lay complaints: pool F, free text, blind") before pool E's failures were read and before
+# the parser was run on any of them; the test half since. Conventions as pool D's. (text, present, negated)
+FREE_TEXT_F: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
+    ("My son has had a temperature since last night and won't eat his breakfast", ("high_fever", "loss_of_appetite"),
+     ()),
+    ("Mum is confused and doesn't know what day it is", ("altered_sensorium",), ()),
+    ("No vomiting, no diarrhoea, no fever - just a headache", ("headache",), ("vomiting", "diarrhoea", "high_fever")),
+    ("He denies any chest pain but says he gets breathless on exertion", ("breathlessness",), ("chest_pain",)),
+    ("I haven't had a cough or a sore throat, but I've lost my sense of taste and smell", ("loss_of_smell",),
+     ("cough", "throat_irritation")),
+    ("Her ankles are swollen and she's short of breath lying flat", ("swollen_legs", "breathlessness"), ()),
+    ("Terrible tummy pain and the runs", ("stomach_pain", "diarrhoea"), ()),
+    ("I've had a runny nose and a tickly cough for a week, no temperature", ("runny_nose", "cough"), ("high_fever",)),
+    ("The baby has a rash but no fever and is feeding well", ("skin_rash",), ("high_fever",)),
+    ("my eyes are yellow and my wee is dark", ("yellowing_of_eyes", "dark_urine"), ()),
+    ("I've been feeling really anxious and can't sit still", ("anxiety", "restlessness"), ()),
+    ("My right knee is sore", ("knee_pain",), ()),
+    ("I've been sweating at night and losing weight", ("sweating", "weight_loss"), ()),
+    ("No blood in my stools and no pain when I go", (), ("bloody_stool", "pain_during_bowel_movements")),
+    ("He's been vomiting since this morning, but he hasn't got a temperature", ("vomiting",), ("high_fever",)),
+    ("I keep feeling dizzy, especially when I turn my head", ("dizziness",), ()),
+    ("There's no swelling in my legs", (), ("swollen_legs",)),
+    ("I'm not short of breath at all", (), ("breathlessness",)),
+    ("She has a sore throat and swollen glands", ("throat_irritation", "swelled_lymph_nodes"), ()),
+    ("Red eyes and a blocked nose", ("redness_of_eyes", "congestion"), ()),
+    ("I've had heartburn and indigestion for weeks", ("acidity", "indigestion"), ()),
+    ("Not coughing any more but still really tired", ("fatigue",), ("cough",)),
+    ("No rash, no joint pain, no headache", (), ("skin_rash", "joint_pain", "headache")),
+    ("Pt reports nausea, denies vomiting and abdominal pain", ("nausea",), ("vomiting", "abdominal_pain")),
+    ("My muscles are aching and I've got a high temperature", ("muscle_pain", "high_fever"), ()),
+    ("I've had loose stools but no tummy pain", ("diarrhoea",), ("stomach_pain",)),
+    ("I've had a really stiff neck since I woke up", ("stiff_neck",), ()),
+    ("There's blood when I cough", ("blood_in_sputum", "cough"), ()),
+    ("My heart is racing and I feel faint", ("fast_heart_rate", "dizziness"), ()),
+    ("I've got a pounding headache but my neck isn't stiff", ("headache",), ("stiff_neck",)),
+    ("Everything I eat gives me indigestion", ("indigestion",), ()),
+    ("my vision is blurred in one eye", ("blurred_and_distorted_vision",), ()),
+    ("I'm passing a lot of wind", ("passage_of_gases",), ()),
+    ("Pain in my lower back and down my leg", ("back_pain",), ()),
+    ("My hands and feet feel cold all the time", ("cold_hands_and_feets",), ()),
+    ("I'm not depressed or anxious", (), ("depression", "anxiety")),
+    ("Slight fever and a runny nose", ("mild_fever", "runny_nose"), ()),
+    ("I've been constipated but there's no blood", ("constipation",), ("bloody_stool",)),
+    ("Hi, just checking if you have flu jabs available", (), ()),
+    ("I would like to speak to the doctor about my medication", (), ()),
+    ("She's got a really high fever and a bad cough", ("high_fever", "cough"), ()),
+    ("No nausea today, but my stomach still hurts", ("stomach_pain",), ("nausea",)),
+    ("I get short of breath and my chest feels tight when I exercise", ("breathlessness", "chest_pain"), ()),
+    ("My gums bleed when I brush my teeth", (), ()),
+    ("lots of phlegm and a blocked nose, but no fever", ("phlegm", "congestion"), ("high_fever",)),
+    # pet owners
+    ("My dog has been sick three times and has diarrhoea", ("vomiting", "diarrhoea"), ()),
+    ("the cat isn't eating and she's not drinking either", ("loss_of_appetite",), ()),
+    ("my dog is scratching a lot but I can't see any rash", ("itching",), ("skin_rash",)),
+    ("He's coughing but doesn't seem to be in pain", ("cough",), ()),
+    ("Our horse has a runny nose and a cough, no fever", ("runny_nose", "cough"), ("high_fever",)),
+    ("My parrot has been sneezing and his eyes are watery", ("continuous_sneezing", "watering_from_eyes"), ()),
+    ("The puppy is very lethargic and has been vomiting", ("lethargy", "vomiting"), ()),
+    ("She keeps licking and scratching her paws", ("itching",), ()),
+    ("My cat has lost a lot of weight over the summer", ("weight_loss",), ()),
+    ("No vomiting, no diarrhoea, but he's off his food", ("loss_of_appetite",), ("vomiting", "diarrhoea")),
+    ("My dog's stomach looks swollen", ("distention_of_abdomen",), ()),
+    ("The horse is pawing the ground and sweating, but no fever", ("sweating",), ("high_fever",)),
+    ("Our dog has been limping for two days", ("painful_walking",), ()),
+    ("There's no blood in his poo but it's very runny", ("diarrhoea",), ("bloody_stool",)),
+    ("The kitten keeps sneezing but her eyes aren't watery", ("continuous_sneezing",), ("watering_from_eyes",)),
+    ("My dog has itchy skin on his belly", ("itching",), ()),
+    ("He's drinking loads and weeing everywhere", ("polyuria",), ()),
+    ("She's been coughing and gagging at night", ("cough",), ()),
+    ("My cat is fine, I just need to book her vaccinations", (), ()),
+    ("The dog isn't limping but his leg is swollen", ("swollen_legs",), ("painful_walking",)),
+]
+
 # (pattern, [slot kinds]); slot kinds: p/n (noun phrase, present/negated), c (clause, present), q (pseudo, present),
 # e (pet clause, present). The template number decides the half: odd -> tune, even -> test.
 TEMPLATES: list[tuple[str, list[str]]] = [
@@ -393,7 +467,7 @@ TEMPLATES: list[tuple[str, list[str]]] = [
 ]
 FIRST_POOL_C_TEMPLATE = 37
 FIRST_POOL_D_TEMPLATE = len(TEMPLATES) + 1  # pools D and E: one "template" per free complaint
-FIRST_TEST_TEMPLATE = FIRST_POOL_D_TEMPLATE + len(FREE_TEXT)
+FIRST_TEST_TEMPLATE = FIRST_POOL_D_TEMPLATE + len(FREE_TEXT) + len(FREE_TEXT_E)
 
 
 def _pool(kind: str, pool: str) -> list[tuple[str, str]]:
@@ -437,7 +511,8 @@ def complaints(per_template: int = 10) -> list[Complaint]:
             if c not in out:
                 out.append(c)
                 made += 1
-    free = [("tune", "D", x) for x in FREE_TEXT] + [("test", "E", x) for x in FREE_TEXT_E]
+    free = ([("tune", "D", x) for x in FREE_TEXT] + [("tune", "E", x) for x in FREE_TEXT_E]
+            + [("test", "F", x) for x in FREE_TEXT_F])
     for t, (half, pool, (text, present_ids, negated_ids)) in enumerate(free, start=FIRST_POOL_D_TEMPLATE):
         out.append(Complaint(t, half, pool, text, frozenset(present_ids), frozenset(negated_ids)))
     return out

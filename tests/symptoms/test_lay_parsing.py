@@ -6,7 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from lay_complaints import CLAUSES, FIRST_TEST_TEMPLATE, FREE_TEXT, FREE_TEXT_E, NOUNS, PET, PSEUDO, complaints, score
+from lay_complaints import (
+    CLAUSES,
+    FIRST_TEST_TEMPLATE,
+    FREE_TEXT,
+    FREE_TEXT_E,
+    FREE_TEXT_F,
+    NOUNS,
+    PET,
+    PSEUDO,
+    complaints,
+    score,
+)
 
 from carelens.settings import data_root
 from carelens.symptoms import SymptomBundle, SymptomParser, load_kaggle_vocabulary
@@ -65,10 +76,11 @@ def test_the_labelled_set_is_split_by_template_and_by_phrasing() -> None:
     assert len(items) >= 300 and {c.half for c in items} == {"tune", "test"}
     tune = {c.template for c in items if c.half == "tune"}
     assert tune.isdisjoint({c.template for c in items if c.half == "test"}) and max(tune) < FIRST_TEST_TEMPLATE
-    assert {c.pool for c in items if c.half == "test"} == {"E"} and len([c for c in items if c.half == "test"]) >= 70
+    test = [c for c in items if c.half == "test"]
+    assert {c.pool for c in test} == {"F"} and len(test) >= 60 and sum(len(c.negated) for c in test) >= 30
     for pool in (NOUNS, CLAUSES, PET, PSEUDO):  # no phrasing in two pools
         assert all(len(set(v)) == 3 for v in pool.values())
-    texts = [t.lower() for t, _, _ in FREE_TEXT + FREE_TEXT_E]  # pools D and E: free complaints, none a template
+    texts = [t.lower() for t, _, _ in FREE_TEXT + FREE_TEXT_E + FREE_TEXT_F]  # pools D-F: free text, no template
     assert len(set(texts)) == len(texts) and not set(texts) & {c.text.lower() for c in items if c.pool in "ABC"}
     assert sum(not c.present and not c.negated for c in items) >= 8  # sentences with no symptom at all
     assert sum(bool(c.negated) for c in items) >= 100 and sum(len(c.present) >= 2 for c in items) >= 60
