@@ -46,6 +46,15 @@ def rules(data_dir: Path) -> SymptomParser:
     ("no rash but itchy skin", {"itching"}, {"skin_rash"}),
     ("denies chest pain; reports a sore throat", {"throat_irritation"}, {"chest_pain"}),
     ("I can't catch my breath and I can't smell anything", {"breathlessness", "loss_of_smell"}, set()),
+    # context: "no blood" means the stool beside diarrhoea, the sputum beside a cough; alone it means nothing here
+    ("diarrhoea since Monday, no blood", {"diarrhoea"}, {"bloody_stool"}),
+    ("coughing up phlegm, no blood though", {"cough", "phlegm"}, {"blood_in_sputum"}),
+    ("no blood", set(), set()),
+    # pseudo-negation and resolution: "I don't feel sick", "wouldn't say", "he's fine today", "has gone blurry"
+    ("I don't feel sick but I've got the runs", {"diarrhoea"}, {"nausea"}),
+    ("I wouldn't say I'm breathless", set(), {"breathlessness"}),
+    ("he was limping yesterday but he's fine today", set(), {"painful_walking"}),
+    ("my vision has gone blurry", {"blurred_and_distorted_vision"}, set()),
     # frames: a site and a descriptor near each other, either order, a negation between them, a shared site
     ("my stomach doesn't hurt but my chest does", set(), {"stomach_pain"}),
     ("it hurts in the middle of my chest", {"chest_pain"}, set()),
@@ -94,12 +103,12 @@ def test_lay_complaints_with_the_encoder(symptom_bundle_dir: Path) -> None:
         chosen = [c for c in items if c.half == half]
         parsed = [parser.parse(c.text) for c in chosen]
         figures[half] = score(chosen, [(set(p.present), set(p.absent)) for p in parsed])
-    # measured (bench/results/symptom_parse.json): tune (pools A-D) exact 0.98; test (pool E, 70 free complaints,
-    # blind) exact 0.729, present precision 0.930, negated recall 0.786 (11 of 14): below the targets, said
-    # so there. The bounds leave room for a machine where an embedding near the threshold falls the other way.
+    # measured (bench/results/symptom_parse.json): tune (pools A-E) exact 0.974; test (pool F, 65 free complaints,
+    # blind) exact 0.892, present precision 0.973, negated recall 0.941 (32 of 34 negated symptoms). The
+    # bounds leave room for a machine where an embedding near the threshold falls the other way.
     assert figures["tune"]["exact_match"] >= 0.9, figures["tune"]
     t = figures["test"]
-    assert t["exact_match"] >= 0.65 and t["present_precision"] >= 0.88 and t["negated_recall"] >= 0.64, t
+    assert t["exact_match"] >= 0.8 and t["present_precision"] >= 0.92 and t["negated_recall"] >= 0.85, t
 
 
 def test_misspelt_words_are_read_as_the_vocabulary_word(symptom_bundle_dir: Path, rules: SymptomParser) -> None:

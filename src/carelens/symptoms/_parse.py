@@ -23,6 +23,8 @@ negated findings and diseases in discharge summaries*, J Biomed Inform 34:301):
   English word the encoder knows whole is read as the vocabulary word within one edit (two from eight letters),
   when exactly one is that close ("hedache": headache, "diarhoea": diarrhoea, "temprature": temperature), by
   Levenshtein distance (``rapidfuzz``). Spans stay on the words as written.
+* **Context**: words that name a symptom only beside another, as the vocabulary's ``contexts`` say ("no blood" in a
+  complaint about diarrhoea: no blood in the stool; beside a cough: none in the sputum), when exactly one applies.
 * **Embedding fallback**: what is left of a segment once phrases, cues and filler words are removed, when it still
   holds a content word, is matched to the nearest vocabulary phrase by sentence embedding if the cosine
   similarity reaches ``threshold`` (chosen on the tuning half of the labelled complaints: ``bench/symptom_parse.py``);
@@ -59,7 +61,8 @@ _CUES = (  # longest first: "no sign of" is one cue, not "no" and a leftover "si
     "hasn't had", "hasn't got", "hasnt had", "hadn't had", "has not had", "have not had", "doesn't have",
     "doesnt have", "don't have", "dont have", "didn't have", "does not have", "do not have", "did not have",
     "doesn't seem to have", "don't get", "haven't seen any", "haven't noticed any", "haven't noticed", "not showing",
-    "don't think i have", "don't think he has", "don't think she has", "free from", "isn't", "aren't", "wasn't",
+    "don't think i have", "don't think he has", "don't think she has", "free from", "wouldn't say", "would not say",
+    "wouldn't call it", "wouldn't describe it as", "isn't", "aren't", "wasn't",
     "is not", "are not", "was not", "without", "denies", "denied", "deny", "neither", "never", "none", "nor", "not",
     "no",
 )
@@ -73,7 +76,9 @@ _TERMINATOR = re.compile(r"\b(?:but|although|though|except|just|only|still|howev
 # at the end of what it says, or before "too", "now" ...: "my vision has gone blurry" is not a resolution
 _POST_CUE = re.compile(r"\b(?:(?:that'?s|it'?s|is|has|have|are) (?:gone|cleared up|cleared|better|settled|stopped)|"
                        r"went away|has gone away|cleared up)\b(?=\s*$|\s+(?:too|now|away|completely|altogether|"
-                       r"though|as well|again|since|for good)\b)")
+                       r"though|as well|again|since|for good)\b)|"
+                       r"\b(?:he'?s|she'?s|i'?m|it'?s|they'?re|i feel) (?:fine|better|back to normal|all better|okay|ok) "
+                       r"(?:now|today|again)\b")
 _INNER_NEGATION = re.compile(r"\b(?:not|no|never)\b|n'?t\b")  # between a frame's words: "my tummy isn't swollen"
 _MILD = re.compile(r"\b(?:slight|slightly|mild|mildly|low|low[- ]grade|little|bit of(?: a)?|touch of(?: a)?)\s*$")
 _FILLER = frozenset(["a", "an", "the", "and", "or", "nor", "with", "i", "i'm", "im", "i've", "ive", "me", "my", "mine", "he", "he's", "his", "him", "she", "she's", "her", "it", "it's", "its", "they", "their", "them", "we", "our", "us", "you", "your", "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "having", "do", "does", "did", "get", "got", "getting", "gets", "keep", "keeps", "kept", "also", "too", "very", "really", "quite", "bit", "lot", "lots", "of", "some", "any", "just", "since", "for", "from", "in", "on", "at", "to", "by", "today", "yesterday", "now", "this", "that", "these", "those", "week", "weeks", "day", "days", "last", "night", "morning", "all", "over", "again", "still", "feel", "feels", "feeling", "felt", "seem", "seems", "little", "much", "more", "so", "then", "there", "here", "dog", "cat", "puppy", "kitten", "mum", "dad", "son", "daughter", "child", "baby", "wife", "husband", "three", "two", "few", "times", "time", "since", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "been", "what", "which", "who", "think", "thought", "like", "bad", "really", "there", "there's", "theres", "fine", "except", "anything", "can't", "cant", "i'd", "he'd", "she'd", "up", "down", "out", "off"])
@@ -94,7 +99,7 @@ class ParsedSymptoms:
     unmapped: list[str] = field(default_factory=list)  # the text that was not understood
     # every symptom found: text (the words that said it), span ([start, end) in the input), id, negated,
     # method (phrase: the vocabulary's name; synonym: a curated phrasing; frame: a site and a descriptor near each
-    # other; embedding: the nearest phrase), score
+    # other; context: words that name it beside another symptom; embedding: the nearest phrase), score
     matches: list[dict[str, object]] = field(default_factory=list)
 
 
@@ -127,6 +132,8 @@ class SymptomParser:
                                | {w for s in vocabulary.symptoms for f in s.frames for part in f for t in part
                                   for w in re.findall(r"[a-z]+", t)})
         self._known: frozenset[str] | None = None
+        self._contexts = [(frozenset(said), frozenset(with_ids), s.id) for s in vocabulary.symptoms
+                          for said, with_ids in s.contexts]
         self._spelled: dict[str, str | None] = {}
 
     def _phrase_embeddings(self) -> np.ndarray:
@@ -254,7 +261,22 @@ class SymptomParser:
             out.append(_Hit(parts[0][0], parts[1][1], sid_here, "frame", parts=parts))
         return out, replaced
 
+    def _in_context(self, out: ParsedSymptoms, text: str,
+                    pending: list[tuple[int, int, str, bool]]) -> list[tuple[int, int, str, bool]]:
+        """The leftovers that a context does not explain (the ones it does are added)."""
+        found = set(out.present) | set(out.absent)
+        rest = []
+        for a, b, chunk, neg in pending:
+            content = {w for w in re.findall(r"[a-z']+", chunk) if w not in _FILLER and not _TERMINATOR.fullmatch(w)}
+            fits = {sid for said, with_ids, sid in self._contexts if content and content <= said and found & with_ids}
+            if len(fits) == 1:
+                self._add(out, fits.pop(), "context", 1.0, text[a:b].strip(), (a, b), neg)
+            else:
+                rest.append((a, b, chunk, neg))
+        return rest
+
     def _fallback(self, out: ParsedSymptoms, text: str, pending: list[tuple[int, int, str, bool]]) -> None:
+        pending = self._in_context(out, text, pending)
         if not pending:
             return
         if self.encoder is None:

@@ -23,6 +23,7 @@ from carelens.symptoms._vocabulary import (
     Symptom,
     Vocabulary,
     clean_symptom_name,
+    contexts_of,
     frames_of,
     milder_of,
     symptom_group,
@@ -78,7 +79,8 @@ def load_symptom_table(path: str | Path, *, spec: LabelSpec | None = None, speci
     if extra is not None and not extra.is_file():
         raise DataError(f"synonym file {extra} not found; write one with `carelens symptoms synonyms --table {p}`")
     vocab = Vocabulary([Symptom(sid, sid.replace("_", " "), symptom_group(sid), 3, synonyms_of(sid, extra),
-                                milder_of(sid, extra), frames_of(sid, extra)) for sid in ids])
+                                milder_of(sid, extra), frames_of(sid, extra), contexts_of(sid, extra))
+                        for sid in ids])
     labels = [(r.get(label) or "").strip() for r in rows]
     spec = spec or spec_from_labels(p.stem, [x for x in labels if x], species)
     mapped = spec.map_labels(labels)

@@ -19,12 +19,15 @@ import yaml
 
 from carelens.errors import DataError
 
-__all__ = ["Frame", "Symptom", "Vocabulary", "clean_symptom_name", "frames_of", "load_kaggle_vocabulary", "milder_of",
-           "symptom_group", "synonym_template", "synonyms_of"]
+__all__ = ["Context", "Frame", "Symptom", "Vocabulary", "clean_symptom_name", "contexts_of", "frames_of",
+           "load_kaggle_vocabulary", "milder_of", "symptom_group", "synonym_template", "synonyms_of"]
 
 # A frame: a site and a descriptor said near each other in one clause, in either order ("my tummy is swollen",
 # "swelling in my legs"): (the site's words, the descriptor's words).
 Frame = tuple[tuple[str, ...], tuple[str, ...]]
+# A context: words that name this symptom only beside another ("no blood" beside diarrhoea is no blood in the stool):
+# (the words, the ids of the symptoms that give them this meaning).
+Context = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Symptom:
     synonyms: tuple[str, ...] = ()
     milder: str | None = None  # the id a phrase of this symptom means after "slight", "mild", "a bit of"...
     frames: tuple[Frame, ...] = ()
+    contexts: tuple[Context, ...] = ()
 
 
 def clean_symptom_name(raw: str) -> str:
@@ -96,7 +100,8 @@ CLASSES_KEY = "classes"  # the synonym file's one key that is not a symptom id: 
 
 
 def _synonyms(path: Path = SYNONYMS_FILE) -> dict[str, dict[str, Any]]:
-    """The synonym file: symptom id -> {"synonyms": [...], "milder": id, "frames": ["SITE DESCRIPTOR", ...]}."""
+    """The synonym file: symptom id -> {"synonyms": [...], "milder": id, "frames": ["SITE DESCRIPTOR", ...],
+    "contexts": [{"said": [...], "with": [ids]}]}."""
     return {str(k): dict(v or {}) for k, v in _document(path).items() if k != CLASSES_KEY}
 
 
@@ -156,13 +161,16 @@ class Vocabulary:
     def to_dict(self) -> list[dict[str, object]]:
         return [{"id": s.id, "name": s.name, "group": s.group, "weight": s.weight, "synonyms": list(s.synonyms),
                  **({"milder": s.milder} if s.milder else {}),
-                 **({"frames": [[list(a), list(b)] for a, b in s.frames]} if s.frames else {})} for s in self.symptoms]
+                 **({"frames": [[list(a), list(b)] for a, b in s.frames]} if s.frames else {}),
+                 **({"contexts": [[list(a), list(b)] for a, b in s.contexts]} if s.contexts else {})}
+                for s in self.symptoms]
 
     @classmethod
     def from_dict(cls, rows: list[dict[str, object]]) -> Vocabulary:
         return cls([Symptom(str(r["id"]), str(r["name"]), str(r["group"]), int(r["weight"]),  # type: ignore[call-overload]
                             tuple(r.get("synonyms", ())), r.get("milder"),  # type: ignore[arg-type]
-                            tuple((tuple(a), tuple(b)) for a, b in r.get("frames", ())))  # type: ignore[attr-defined]
+                            tuple((tuple(a), tuple(b)) for a, b in r.get("frames", ())),  # type: ignore[attr-defined]
+                            tuple((tuple(a), tuple(b)) for a, b in r.get("contexts", ())))  # type: ignore[attr-defined]
                     for r in rows])
 
 
@@ -200,6 +208,20 @@ def frames_of(sid: str, extra: Path | None = None) -> tuple[Frame, ...]:
     return tuple(out)
 
 
+def contexts_of(sid: str, extra: Path | None = None) -> tuple[Context, ...]:
+    """The contexts curated for a symptom id, a user's synonym file ``extra`` first: each ``{said: [words], with:
+    [ids]}``, the words meaning this symptom when the complaint also names one of those symptoms."""
+    out: list[Context] = []
+    for path in ([extra] if extra is not None else []) + [SYNONYMS_FILE]:
+        for spec in _synonyms(path).get(sid, {}).get("contexts") or ():
+            if not isinstance(spec, dict) or not spec.get("said") or not spec.get("with"):
+                raise DataError(f"{path}: a context of {sid} needs `said` (words) and `with` (symptom ids)")
+            found = (tuple(str(w).lower() for w in spec["said"]), tuple(str(i) for i in spec["with"]))
+            if found not in out:
+                out.append(found)
+    return tuple(out)
+
+
 def milder_of(sid: str, extra: Path | None = None) -> str | None:
     """The id a phrase of ``sid`` means after a mildness word (``high_fever`` -> ``mild_fever``), if any; a user's
     synonym file ``extra`` first."""
@@ -211,7 +233,8 @@ def milder_of(sid: str, extra: Path | None = None) -> str | None:
 def synonym_template(ids: list[str]) -> str:
     """A synonym file to fill for a vocabulary: every id, with the curated phrasings it already has."""
     doc: dict[str, Any] = {sid: {"synonyms": list(synonyms_of(sid)),
-                                 **({"frames": list(f)} if (f := _synonyms().get(sid, {}).get("frames")) else {})}
+                                 **({"frames": list(f)} if (f := _synonyms().get(sid, {}).get("frames")) else {}),
+                                 **({"contexts": list(c)} if (c := _synonyms().get(sid, {}).get("contexts")) else {})}
                            for sid in ids}
     if any("frames" in v for v in doc.values()):
         doc[CLASSES_KEY] = _document(SYNONYMS_FILE).get(CLASSES_KEY) or {}
@@ -220,6 +243,7 @@ def synonym_template(ids: list[str]) -> str:
             "# `frames`: a site and a descriptor said near each other in one clause, either order ('BELLY SWOLLEN'\n"
             "# finds 'my tummy is swollen' and 'swelling of the belly'); upper case names a word class of `classes`,\n"
             "# lower case is words joined by |. A class in braces in a synonym stands for each of its words.\n"
+            "# `contexts`: words that mean this symptom beside another ({said: [blood], with: [diarrhoea]}).\n"
             + str(yaml.safe_dump(doc, sort_keys=True, allow_unicode=True, width=110)))
 
 
@@ -244,7 +268,7 @@ def load_kaggle_vocabulary(root: Path) -> Vocabulary:
                     weights.setdefault(clean_symptom_name(row[0]), int(row[1]))
     symptoms = [
         Symptom(sid, sid.replace("_", " ").replace("(", "").replace(")", "").strip(), symptom_group(sid),
-                weights.get(sid, 3), synonyms_of(sid), milder_of(sid), frames_of(sid))
+                weights.get(sid, 3), synonyms_of(sid), milder_of(sid), frames_of(sid), contexts_of(sid))
         for sid in ids
     ]
     return Vocabulary(symptoms)
