@@ -33,6 +33,8 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
     # measured on this run: agreement 1.00, the same balanced accuracy as fp32 (validation, 524 images)
     assert par["top1_agreement"] > 0.9 and par["images"] > 400
     assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.05
+    lost = par["val_balanced_accuracy_trained"] - par["val_balanced_accuracy_shipped"]
+    assert ("warning: int8 loses" in r.output) == (lost > 0.005), r.output  # a loss worth saying is said loudly
     # the calibration shipped is the int8 model's own: fitted on its outputs, not copied from the fp32 run
     assert doc["temperature"] != fp32_cal["temperature"]
     assert doc["ood"]["threshold"] != fp32_cal["ood"]["threshold"]

@@ -51,6 +51,7 @@ DEFAULT_THRESHOLD = 0.70
 FRAME_WINDOW = 5  # words between a frame's site and descriptor at most: "it hurts in the middle of my chest"
 SINGLE_WORD_MARGIN = 0.15  # added to the threshold for a one-word leftover (chosen on the tuning half)
 SPELLING_MIN_LETTERS = 5  # shorter words are not corrected: too many real words lie one edit from each other
+SPELLING_CACHE = 20_000  # words whose correction is remembered; a server's cache is emptied when it gets there
 
 _SEGMENT = re.compile(r"[.;,!?\n]+")
 _PSEUDO = re.compile(r"\b(?:can'?t|cannot|won'?t|couldn'?t|haven'?t|hasn'?t|doesn'?t|didn'?t|never|not|no)\s+"
@@ -154,7 +155,10 @@ class SymptomParser:
                 near = process.extract(word, self._lexicon, scorer=Levenshtein.distance, score_cutoff=edits, limit=2)
                 if near and (len(near) == 1 or near[1][1] > near[0][1]):
                     fixed = near[0][0]
+            if len(self._spelled) >= SPELLING_CACHE:
+                self._spelled.clear()
             self._spelled[word] = fixed
+            return fixed
         return self._spelled[word]
 
     def _spell(self, low: str) -> tuple[str, list[int]]:
