@@ -18,10 +18,15 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "ood_pass_rate", "top3_accuracy", "balanced_accuracy_gain", "latency_p50_ms", "latency_p99_ms",
         "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",
         "requests_per_s", "errors", "rss_growth", "capacity_req_s", "offered_req_s", "served", "shed_503",
-        "errors_5xx", "server_latency_p99_ms", "rss_growth_after_first_minute", "audit_matches_200", "wall_s"]
+        "errors_5xx", "server_latency_p99_ms", "rss_growth_after_first_minute", "audit_matches_200",
+        "sensitivity", "ppv", "records_hr_within_1bpm", "hr_abs_err_bpm_max", "end_to_end_balanced_accuracy",
+        "present_precision", "present_recall", "negated_precision", "negated_recall", "exact_match", "parse_p50_ms",
+        "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "wall_s"]
 
 
 def fmt(v: object) -> str:
+    if isinstance(v, dict) and {"mean", "min", "max"} <= set(v):  # over seeds
+        return f"{v['mean']:.3f} ({v['min']:.3f}-{v['max']:.3f})"
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
