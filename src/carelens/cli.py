@@ -777,7 +777,8 @@ def smoke(
 @_edge
 def ecg_cmd(
     record: Annotated[Path, typer.Argument(help="A WFDB record (100, 100.hea), an .edf or a .csv (one column per lead).")],
-    lead: Annotated[str | None, typer.Option(help="Lead to screen, by name or position (default MLII, else II).")] = None,
+    lead: Annotated[str | None, typer.Option(help="Lead to screen, by name or position (default: the lead where two "
+                                                  "R-peak detectors agree most; MLII, else II, on a tie).")] = None,
     fs: Annotated[float | None, typer.Option(help="Sampling rate in Hz, for a CSV without a time column.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG strip with the detected beats here.")] = None,
     start: Annotated[float, typer.Option(help="Where the strip starts, in seconds.")] = 0.0,

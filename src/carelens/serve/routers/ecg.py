@@ -24,7 +24,9 @@ router = APIRouter(prefix="/v1", tags=["ecg"])
 async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
               files: Annotated[list[UploadFile], File(description="the record: .hea + .dat, or one .edf or .csv")],
               species: Annotated[str | None, Form(description="the patient's species")] = None,
-              lead: Annotated[str | None, Form(description="lead to screen (default MLII, else II, else the first)")] = None,
+              lead: Annotated[str | None, Form(description="lead to screen (default: the lead where two R-peak "
+                                                           "detectors agree most; MLII, else II, else the first on a "
+                                                           "tie)")] = None,
               fs: Annotated[float | None, Form(gt=0, description="sampling rate in Hz (CSV without a time column)")] = None,
               plot: Annotated[bool, Form(description="return a strip with the detected beats (PNG)")] = True,
               ) -> EcgResponse:
