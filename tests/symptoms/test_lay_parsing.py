@@ -122,6 +122,8 @@ def test_misspelt_words_are_read_as_the_vocabulary_word(symptom_bundle_dir: Path
     assert {m["text"] for m in r.matches} >= {"hedache", "diarhoea", "temprature"}
     assert not parser.parse("we walked up the hills").present  # an English word one edit from "chills" stays
     assert not rules.parse("hedache").present  # without an encoder there is no word list to tell typos from words
+    # the vocabulary's contexts travel in the bundle: "no blood" beside diarrhoea is read by the served parser too
+    assert parser.vocab.get("bloody_stool").contexts and "bloody_stool" in parser.parse("the runs, no blood").absent
 
 
 def test_frames_come_from_word_classes_and_an_unknown_class_is_a_clear_error(tmp_path: Path) -> None:
