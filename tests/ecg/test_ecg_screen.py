@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from carelens.cli import app
 from carelens.ecg import (
     EcgSignal,
+    confirmed_longest_rr,
     detect_rpeaks,
     detector_agreement,
     load_rules,
@@ -24,6 +25,7 @@ from carelens.ecg import (
     read_ecg,
     rhythm,
     screen,
+    searchback,
     signal_quality,
 )
 from carelens.errors import DataError
@@ -78,6 +80,33 @@ def test_localised_beats_sit_where_the_annotators_put_them(mitbih: Path) -> None
     assert len(v) > 50 and offset_ms(raw) > 50 and offset_ms(localise(raw, x, sig.fs)) < 20
     assert offset_ms(detect_rpeaks(x, sig.fs)) < 20
     assert len(localise(np.asarray([100, 101]), x, sig.fs)) == 1  # two that land on one sample are one beat
+
+
+def test_the_signal_search_back_finds_the_beats_both_detectors_lose(mitbih: Path) -> None:
+    # record 108, V1, 1700-1800 s: after a large artefact at 1763 s both detectors' thresholds stay high and eight
+    # clear beats go missing, which read as a 6.9 s pause; Pan-Tompkins' search-back on the signal finds them
+    sig = read_ecg(mitbih / "108")
+    a, b = int(1700 * sig.fs), int(1800 * sig.fs)
+    x = np.nan_to_num(sig.samples[a:b, sig.leads.index("V1")])
+    ann = wfdb.rdann(str(mitbih / "108"), "atr", sampfrom=a, sampto=b)
+    ref = np.asarray([s - a for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
+    processing = pytest.importorskip("wfdb.processing")
+    before = searchback(processing.xqrs_detect(x, fs=sig.fs, verbose=False), detect_rpeaks(x, sig.fs, "pantompkins"),
+                        sig.fs)
+    after = detect_rpeaks(x, sig.fs)
+    sens = [processing.compare_annotations(ref, p, int(0.15 * sig.fs)).sensitivity for p in (before, after)]
+    assert np.diff(before).max() / sig.fs > 5 and np.diff(after).max() / sig.fs < 2, (before, after)
+    assert sens[1] > sens[0] + 0.05, sens
+
+
+def test_a_pause_must_show_on_every_trustworthy_lead() -> None:
+    fs = 100.0
+    beats = np.r_[np.arange(0, 1000, 80), np.arange(1400, 2400, 80)]  # 0.8 s apart, then a 4.4 s gap
+    assert confirmed_longest_rr(beats, [], fs) == pytest.approx(4.4)
+    other = np.r_[beats, [1000, 1080, 1160, 1240, 1320]] + 2  # another lead beats through the gap
+    assert confirmed_longest_rr(beats, [other], fs) == pytest.approx(0.8)
+    quiet = beats + 3  # another lead as silent in the gap: a pause
+    assert confirmed_longest_rr(beats, [quiet], fs) == pytest.approx(4.4)
 
 
 def test_the_screen_reads_the_lead_where_the_detectors_agree(mitbih: Path) -> None:

@@ -17,8 +17,18 @@ from carelens.ecg._rpeaks import (
     detector_agreement,
     localise,
     searchback,
+    signal_searchback,
 )
-from carelens.ecg._screen import BeatClassifier, BeatSummary, EcgAssessment, EcgFinding, RhythmRules, load_rules, screen
+from carelens.ecg._screen import (
+    BeatClassifier,
+    BeatSummary,
+    EcgAssessment,
+    EcgFinding,
+    RhythmRules,
+    confirmed_longest_rr,
+    load_rules,
+    screen,
+)
 
 __all__ = [
     "AAMI",
@@ -42,6 +52,7 @@ __all__ = [
     "Rhythm",
     "RhythmRules",
     "beat_features",
+    "confirmed_longest_rr",
     "detect_best_lead",
     "detect_rpeaks",
     "detector_agreement",
@@ -56,5 +67,6 @@ __all__ = [
     "screen",
     "searchback",
     "signal_quality",
+    "signal_searchback",
     "strip_png",
 ]

@@ -23,7 +23,28 @@ from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_best_lead
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
-__all__ = ["BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "load_rules", "screen"]
+__all__ = ["BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "confirmed_longest_rr",
+           "load_rules", "screen"]
+
+TRUSTED_AGREEMENT = 0.9  # a lead whose two detectors agree this well can show that a gap on another lead is no pause
+PAUSE_MARGIN_S = 0.3  # a beat that fills a gap lies at least this far from both of its ends
+
+
+def confirmed_longest_rr(peaks: np.ndarray, others: list[np.ndarray], fs: float) -> float:
+    """The longest RR interval of ``peaks`` (seconds) in which none of the ``others`` (the R-peaks of other leads
+    of the same recording) has a beat: a gap that another lead shows beats in is the detector losing beats on this
+    lead (noise, an artefact that raised its thresholds), not a pause of the heart."""
+    p = np.sort(np.asarray(peaks, np.int64))
+    if len(p) < 2:
+        return float("nan")
+    a, b = p[:-1], p[1:]
+    kept = np.ones(len(a), bool)
+    margin = int(PAUSE_MARGIN_S * fs)
+    for q in others:
+        q = np.sort(np.asarray(q, np.int64))
+        kept &= np.searchsorted(q, b - margin) - np.searchsorted(q, a + margin, side="right") <= 0
+    return float((b - a)[kept].max() / fs) if kept.any() else float(np.median(b - a) / fs)
+
 
 Level = Literal["self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance"]
 
@@ -138,7 +159,11 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     peaks = choice.peaks if choice is not None else np.zeros(0, np.int64)
     readable = q.readable and len(peaks) >= 3
     r = rhythm(peaks, sig.fs)
-    values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": r.longest_rr_s}
+    # a pause must show on every lead that can be trusted, not only on the lead read
+    others = [q for k, q in choice.peaks_by_lead.items() if k != i and choice.agreement[k] >= TRUSTED_AGREEMENT] \
+        if choice is not None else []
+    longest = round(confirmed_longest_rr(peaks, others, sig.fs), 3) if others else r.longest_rr_s
+    values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": longest}
     summary = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks) if classify is not None and readable else None
     if summary is not None:
         values |= {f"{c}_share": v for c, v in summary.share.items()}
@@ -175,7 +200,7 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
         seconds=round(sig.seconds, 2), readable=readable, quality_flags=q.flags, detector=method, beats=len(peaks),
         heart_rate_bpm=_clean(r.heart_rate_bpm) if readable else None,
         rr={"mean_rr_ms": _clean(r.mean_rr_ms), "sdnn_ms": _clean(r.sdnn_ms), "rmssd_ms": _clean(r.rmssd_ms),
-            "longest_rr_s": _clean(r.longest_rr_s), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
+            "longest_rr_s": _clean(longest), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
             "entropy": r.entropy},
         findings=findings, beats_summary=summary, triage=TriageDecision(level=level, reason=reason), advice=advice,
     )
