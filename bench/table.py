@@ -19,7 +19,9 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",
         "requests_per_s", "errors", "rss_growth", "capacity_req_s", "offered_req_s", "served", "shed_503",
         "errors_5xx", "server_latency_p99_ms", "rss_growth_after_first_minute", "audit_matches_200",
-        "sensitivity", "ppv", "records_hr_within_1bpm", "hr_abs_err_bpm_max", "end_to_end_balanced_accuracy",
+        "sensitivity", "ppv", "records_hr_within_1bpm", "hr_abs_err_bpm_max", "pause_records_flagged",
+        "non_pause_records_flagged", "end_to_end_balanced_accuracy", "rate_consistent_share", "sinus_read_over_100_bpm",
+        "af_irregular_flagged", "af_escalated",
         "present_precision", "present_recall", "negated_precision", "negated_recall", "exact_match", "parse_p50_ms",
         "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "wall_s"]
 
