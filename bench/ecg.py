@@ -329,10 +329,12 @@ def ptbxl_screen() -> None:
                                      "metrics": PTBXL_SCREEN_BASELINE}, split="all 500 records",
                        notes="command: python bench/ecg.py ecg_ptbxl_screen; carelens.ecg.screen as `carelens ecg` "
                              "reads a record (the lead where the two detectors agree most). The irregularity measure "
-                             "(Dash 2009) works on 64-beat windows, and a 10-s strip has 8-25 beats: on strips this "
-                             "short the irregular-rhythm flag cannot fire, so atrial fibrillation is caught only "
-                             "through its rate (af_escalated); a short-strip measure (e.g. the coefficient of sample "
-                             "entropy, Lake and Moorman 2011) is missing."))
+                             "(Dash 2009) works on 64-beat windows and a 10-s strip has 8-25 beats: the strip is one "
+                             "window, trimmed by the same share and its entropy normalised for its length (carelens/"
+                             "ecg/_rhythm.py; checked on MIT-BIH 10-s strips before this set was run: sensitivity "
+                             "0.873, specificity 0.890). Before that change: af_irregular_flagged 0, af_escalated 2, "
+                             "sinus_escalated 2. The price of flagging AF on strips is sinus_escalated: 21 of the 22 "
+                             "sinus strips escalated were read as irregular, 17 of them labelled a normal ECG."))
 
 
 PTBXL_SCREEN_BASELINE = {"rate_consistent": 300, "rate_judged": 420, "sinus_read_over_100_bpm": 117,

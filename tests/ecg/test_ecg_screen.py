@@ -99,6 +99,21 @@ def test_the_signal_search_back_finds_the_beats_both_detectors_lose(mitbih: Path
     assert sens[1] > sens[0] + 0.05, sens
 
 
+def test_a_ten_second_strip_in_atrial_fibrillation_is_flagged(mitbih: Path) -> None:
+    # a strip shorter than one 64-beat window is one window, trimmed and normalised for its length (Dash's thresholds)
+    def strip(rec: str, at_s: float) -> EcgSignal:
+        sig = read_ecg(mitbih / rec)
+        a = int(at_s * sig.fs)
+        return EcgSignal(sig.samples[a : a + int(10 * sig.fs)], sig.fs, sig.leads, rec)
+
+    for rec in ("221", "203", "210"):  # atrial fibrillation through most of the record
+        a, _ = screen(strip(rec, 600))
+        assert "irregular_rhythm" in {f.id for f in a.findings}, (rec, a.rr)
+    for rec in ("100", "232"):  # sinus rhythm; sinus bradycardia with long pauses
+        a, _ = screen(strip(rec, 600))
+        assert "irregular_rhythm" not in {f.id for f in a.findings}, (rec, a.rr)
+
+
 def test_a_pause_must_show_on_every_trustworthy_lead() -> None:
     fs = 100.0
     beats = np.r_[np.arange(0, 1000, 80), np.arange(1400, 2400, 80)]  # 0.8 s apart, then a 4.4 s gap

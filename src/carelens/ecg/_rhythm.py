@@ -5,6 +5,12 @@ Eng. 37(9):1701-1709): in windows of 64 beats, the normalised root mean square o
 (RMSSD / mean RR) and the Shannon entropy of the RR histogram (16 bins) are both high in atrial fibrillation
 (their thresholds: nRMSSD > 0.1 and entropy > 0.7, with the most extreme RR intervals (8 of 64) removed
 first so that isolated ectopic beats do not count as irregularity).
+
+A recording too short for one 64-beat window (a 10-s strip has 8-25 beats) is measured as one window with the same
+share trimmed (1 in 8 intervals) and the entropy normalised by the most it can be with that many intervals (log of
+their number, up to 16 bins) instead of log 16, under the same thresholds. Without that the measure could not fire on
+a 10-s strip (0 of 13 PTB-XL records in atrial fibrillation flagged). On 10-s strips of MIT-BIH (reference beats,
+8,394 strips, 717 wholly in atrial fibrillation): sensitivity 0.873, specificity 0.890 (0.589 / 0.957 with log 16).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ __all__ = ["Rhythm", "rhythm"]
 
 WINDOW = 64
 TRIM = 8  # the 8 most extreme RR intervals of a window are left out (Dash 2009)
+MIN_INTERVALS = 8  # a shorter recording has no irregularity measure
 NRMSSD_AF = 0.1
 ENTROPY_AF = 0.7
 
@@ -35,12 +42,14 @@ class Rhythm:
 
 
 def _window_measures(rr: np.ndarray) -> tuple[float, float]:
-    keep = np.sort(rr)[TRIM // 2 : len(rr) - TRIM // 2]  # drop the 4 shortest and 4 longest
+    k = max(1, round(len(rr) * TRIM / WINDOW / 2))  # 4 of 64 at each end: the 4 shortest and the 4 longest
+    keep = np.sort(rr)[k : len(rr) - k]
     d = np.diff(rr[(rr >= keep[0]) & (rr <= keep[-1])])
     nrmssd = float(np.sqrt(np.mean(d**2)) / keep.mean()) if len(d) else 0.0
     hist, _ = np.histogram(keep, bins=16)
     p = hist[hist > 0] / hist.sum()
-    entropy = float(-(p * np.log(p)).sum() / np.log(16)) if len(p) else 0.0  # normalised to 0..1
+    most = np.log(min(len(keep), 16))  # the entropy of that many intervals in as many bins: 0..1 whatever their number
+    entropy = float(-(p * np.log(p)).sum() / most) if len(p) and most > 0 else 0.0
     return nrmssd, entropy
 
 
@@ -50,7 +59,7 @@ def rhythm(peaks: np.ndarray, fs: float) -> Rhythm:
     if len(rr) < 2:
         return Rhythm(len(peaks), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0, 0.0)
     windows = [rr[i : i + WINDOW] for i in range(0, len(rr) - WINDOW + 1, WINDOW // 2)] or [rr]
-    measures = np.asarray([_window_measures(w) for w in windows if len(w) > TRIM + 2] or [(0.0, 0.0)])
+    measures = np.asarray([_window_measures(w) for w in windows if len(w) >= MIN_INTERVALS] or [(0.0, 0.0)])
     irregular = float(((measures[:, 0] > NRMSSD_AF) & (measures[:, 1] > ENTROPY_AF)).mean())
     return Rhythm(
         beats=len(peaks), heart_rate_bpm=round(60.0 / float(np.median(rr)), 1), mean_rr_ms=round(1000 * rr.mean(), 1),
