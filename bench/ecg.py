@@ -77,7 +77,8 @@ def rpeaks() -> None:
         sig = read_ecg(root / rec)
         ann = wfdb.rdann(str(root / rec), "atr")
         spans = _excluded(ann)
-        ref = _keep(np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS]), spans)
+        every = np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
+        ref = _keep(every, spans)
         t = time.perf_counter()
         a, peaks = screen(sig)  # as the product reads a record: the lead where the two detectors agree most
         secs = time.perf_counter() - t
@@ -88,7 +89,6 @@ def rpeaks() -> None:
         af = _af_share(ann, len(sig.samples))
         af_true.append(af > 0.5)
         af_flag.append(any(f.id == "irregular_rhythm" for f in a.findings))
-        every = np.asarray([s for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
         outside = [not any(a0 < b1 and a1 > b0 for b0, b1 in spans) for a0, a1 in itertools.pairwise(every)]
         ref_longest = float(np.diff(every)[np.asarray(outside)].max() / sig.fs)  # not across a flutter span
         pause_true.append(ref_longest > PAUSE_S)

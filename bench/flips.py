@@ -53,6 +53,17 @@ def latency_ms(bundle_dir: Path, paths: list[Path]) -> float:
     return statistics.median(times)
 
 
+def bundle_figures(bundle_dir: Path, ds: Any, splits: Any) -> dict[str, Any]:
+    """A bundle's test figures through carelens's own evaluation, and its latency end to end."""
+    ev = evaluate(load_bundle(bundle_dir), ds, splits)
+    m = {key: ev.metrics[key] for key in KEYS}
+    m["mel_recall"] = ev.metrics["per_class_recall"]["mel"]
+    m["ece_floor_mean"], m["ece_floor_p95"] = ev.metrics["ece_floor"]["mean"], ev.metrics["ece_floor"]["p95"]
+    m["per_class_recall"] = ev.metrics["per_class_recall"]
+    m["latency_p50_ms"] = latency_ms(bundle_dir, [ds[i].path for i in splits.indices(ds, "test")[:150]])
+    return m
+
+
 def measure(run_dir: Path, k: int) -> dict[str, Any]:
     rescore(run_dir)  # runs trained before the gate's features grew: the same weights, today's features
     calibrate_run(run_dir)
@@ -61,13 +72,7 @@ def measure(run_dir: Path, k: int) -> dict[str, Any]:
     for flips in (False, True):
         name = "flips" if flips else "plain"
         bundle_dir = export_run(run_dir, HERE / f"{name}_{k}", name=f"derma-{name}", version=str(k), flips=flips)
-        ev = evaluate(load_bundle(bundle_dir), ds, splits)
-        m = {key: ev.metrics[key] for key in KEYS}
-        m["mel_recall"] = ev.metrics["per_class_recall"]["mel"]
-        m["ece_floor_mean"], m["ece_floor_p95"] = ev.metrics["ece_floor"]["mean"], ev.metrics["ece_floor"]["p95"]
-        m["per_class_recall"] = ev.metrics["per_class_recall"]
-        m["latency_p50_ms"] = latency_ms(bundle_dir, [ds[i].path for i in splits.indices(ds, "test")[:150]])
-        out[name] = m
+        out[name] = bundle_figures(bundle_dir, ds, splits)
     return out
 
 
@@ -83,10 +88,7 @@ def int8(runs: list[Path]) -> None:
         for name, quantise in (("fp32", False), ("int8", True)):
             bundle_dir = export_run(run_dir, HERE / f"flips_{name}_{k}", name=f"derma-flips-{name}", version=str(k),
                                     flips=True, int8=quantise)
-            ev = evaluate(load_bundle(bundle_dir), ds, splits)
-            m = {key: ev.metrics[key] for key in KEYS}
-            m["mel_recall"] = ev.metrics["per_class_recall"]["mel"]
-            m["latency_p50_ms"] = latency_ms(bundle_dir, [ds[i].path for i in splits.indices(ds, "test")[:150]])
+            m = bundle_figures(bundle_dir, ds, splits)
             if quantise:
                 m["parity"] = json.loads((bundle_dir / "bundle.json").read_text())["parity"]
             row[name] = m

@@ -160,7 +160,7 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     readable = q.readable and len(peaks) >= 3
     r = rhythm(peaks, sig.fs)
     # a pause must show on every lead that can be trusted, not only on the lead read
-    others = [q for k, q in choice.peaks_by_lead.items() if k != i and choice.agreement[k] >= TRUSTED_AGREEMENT] \
+    others = [p for k, p in choice.peaks_by_lead.items() if k != i and choice.agreement[k] >= TRUSTED_AGREEMENT] \
         if choice is not None else []
     longest = round(confirmed_longest_rr(peaks, others, sig.fs), 3) if others else r.longest_rr_s
     values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": longest}

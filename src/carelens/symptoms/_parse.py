@@ -34,6 +34,7 @@ negated findings and diseases in discharge summaries*, J Biomed Inform 34:301):
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -161,17 +162,16 @@ class SymptomParser:
             return fixed
         return self._spelled[word]
 
-    def _spell(self, low: str) -> tuple[str, list[int]]:
+    def _spell(self, low: str) -> tuple[str, Sequence[int]]:
         """``low`` with misspelt words replaced, and where each of its positions (and its end) lies in ``low``."""
-        if self.encoder is None:
-            return low, list(range(len(low) + 1))
+        fixes = [(m, f) for m in re.finditer(r"[a-z]+", low)
+                 if (f := self._correction(m.group(0))) is not None] if self.encoder is not None else []
+        if not fixes:
+            return low, range(len(low) + 1)
         parts: list[str] = []
         where: list[int] = []
         pos = 0
-        for m in re.finditer(r"[a-z]+", low):
-            fixed = self._correction(m.group(0))
-            if fixed is None:
-                continue
+        for m, fixed in fixes:
             parts.append(low[pos : m.start()])
             where += range(pos, m.start())
             parts.append(fixed)

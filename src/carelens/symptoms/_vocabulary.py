@@ -191,20 +191,25 @@ def synonyms_of(sid: str, extra: Path | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(x for p in said for x in _expand(str(p), classes)))
 
 
+def _entries(sid: str, key: str, extra: Path | None) -> list[tuple[Path, Any]]:
+    """(file, entry) for each ``key`` entry of a symptom id: a user's synonym file ``extra`` first, then the curated."""
+    return [(path, spec) for path in ([extra] if extra is not None else []) + [SYNONYMS_FILE]
+            for spec in _synonyms(path).get(sid, {}).get(key) or ()]
+
+
 def frames_of(sid: str, extra: Path | None = None) -> tuple[Frame, ...]:
     """The frames curated for a symptom id, and those of a user's synonym file ``extra`` first: each written
     ``"SITE DESCRIPTOR"`` with word classes in upper case (``"BELLY SWOLLEN"``) or words joined by ``|``
     (``"heart FLUTTER"``), resolved to word lists here."""
     classes = _classes(extra)
     out: list[Frame] = []
-    for path in ([extra] if extra is not None else []) + [SYNONYMS_FILE]:
-        for spec in _synonyms(path).get(sid, {}).get("frames") or ():
-            terms = str(spec).split()
-            if len(terms) != 2:
-                raise DataError(f"{path}: frame {spec!r} of {sid} must be two terms, a site and a descriptor")
-            frame = (_words(terms[0], classes, str(path)), _words(terms[1], classes, str(path)))
-            if frame not in out:
-                out.append(frame)
+    for path, spec in _entries(sid, "frames", extra):
+        terms = str(spec).split()
+        if len(terms) != 2:
+            raise DataError(f"{path}: frame {spec!r} of {sid} must be two terms, a site and a descriptor")
+        frame = (_words(terms[0], classes, str(path)), _words(terms[1], classes, str(path)))
+        if frame not in out:
+            out.append(frame)
     return tuple(out)
 
 
@@ -212,13 +217,12 @@ def contexts_of(sid: str, extra: Path | None = None) -> tuple[Context, ...]:
     """The contexts curated for a symptom id, a user's synonym file ``extra`` first: each ``{said: [words], with:
     [ids]}``, the words meaning this symptom when the complaint also names one of those symptoms."""
     out: list[Context] = []
-    for path in ([extra] if extra is not None else []) + [SYNONYMS_FILE]:
-        for spec in _synonyms(path).get(sid, {}).get("contexts") or ():
-            if not isinstance(spec, dict) or not spec.get("said") or not spec.get("with"):
-                raise DataError(f"{path}: a context of {sid} needs `said` (words) and `with` (symptom ids)")
-            found = (tuple(str(w).lower() for w in spec["said"]), tuple(str(i) for i in spec["with"]))
-            if found not in out:
-                out.append(found)
+    for path, spec in _entries(sid, "contexts", extra):
+        if not isinstance(spec, dict) or not spec.get("said") or not spec.get("with"):
+            raise DataError(f"{path}: a context of {sid} needs `said` (words) and `with` (symptom ids)")
+        found = (tuple(str(w).lower() for w in spec["said"]), tuple(str(i) for i in spec["with"]))
+        if found not in out:
+            out.append(found)
     return tuple(out)
 
 
