@@ -1,6 +1,7 @@
 """ECG benchmarks (issue 15). Usage: python bench/ecg.py CASE [CASE ...]
 
 Cases:
+  ecg_vt       runs of ventricular tachycardia: the screen with the shipped beat classifier on the DS2 records.
   ecg_ptbxl_screen  the rate and rhythm screen on the 500 PTB-XL records against their rhythm statements.
   ecg_rpeaks   R-peak detection on all 48 MIT-BIH Arrhythmia records as `carelens ecg` reads a record (`screen`):
                on the lead where XQRS and Pan-Tompkins agree most (bSQI, Li et al. 2008; MLII on a tie), against the reference beat annotations
@@ -337,10 +338,71 @@ def ptbxl_screen() -> None:
                              "sinus strips escalated were read as irregular, 17 of them labelled a normal ECG."))
 
 
+def _rhythms(ann: Any) -> set[str]:
+    return {a.strip("\x00").strip() for a, y in zip(ann.aux_note, ann.symbol, strict=True) if y == "+" and a}
+
+
+def vt() -> None:
+    """Runs of ventricular tachycardia: the screen with the shipped beat classifier (bench/out/ecg_beats, trained on
+    DS1) on the 22 DS2 records, against the records' (VT rhythm annotations."""
+    import wfdb
+
+    from carelens.bundle import SignalBundle
+    from carelens.ecg import AAMI, DS1, DS2, fast_run
+    from carelens.labels import triage_rank
+    from carelens.predict import beat_classifier
+
+    root = data_root() / "ecg_mitbih"
+    bundle_dir = OUT / "ecg_beats" / "bundle"
+    if not (bundle_dir / "bundle.json").is_file():
+        raise SystemExit("run `python bench/ecg.py ecg_beats` first: this case screens with its shipped beat classifier")
+    classify = beat_classifier(SignalBundle.load(bundle_dir))
+    t0 = time.perf_counter()
+    # the rule itself, on the annotators' beat labels of all 48 records: 3 or more V beats in a row above 100 bpm
+    rule_check = {}
+    for rec in sorted(DS1 + DS2 + ("102", "104", "107", "217")):
+        ann = wfdb.rdann(str(root / rec), "atr")
+        beat = np.isin(ann.symbol, list(BEATS))
+        run = fast_run(np.isin(np.asarray(ann.symbol)[beat], [s for s, c in AAMI.items() if c == "V"]),
+                       np.asarray(ann.sample)[beat], 360.0)[0]
+        rule_check[rec] = {"vt_annotated": "(VT" in _rhythms(ann), "reference_run": run}
+    per: dict[str, Any] = {}
+    for rec in DS2:
+        sig = read_ecg(root / rec)
+        with_runs, _ = screen(sig, classify=classify)
+        assert with_runs.beats_summary is not None
+        ids = {f.id for f in with_runs.findings}
+        per[rec] = {"vt_annotated": rule_check[rec]["vt_annotated"], "reference_run": rule_check[rec]["reference_run"],
+                    "found_run": with_runs.beats_summary.fast_run.get("ventricular", 0),
+                    "found_run_s": with_runs.beats_summary.fast_run_s.get("ventricular", 0.0),
+                    "vt_flag": bool(ids & {"ventricular_tachycardia", "sustained_ventricular_tachycardia"}),
+                    "triage": with_runs.triage.level,
+                    "escalated_by_other_rules": any(triage_rank(f.triage) >= triage_rank("consultation_24")
+                                                    for f in with_runs.findings if "ventricular_tachycardia" not in f.id)}
+        print(rec, per[rec], flush=True)
+    wall = time.perf_counter() - t0
+    vt_recs = [r for r, v in per.items() if v["vt_annotated"]]
+    other = [r for r, v in per.items() if not v["vt_annotated"]]
+    agree = sum((v["reference_run"] >= 3) == v["vt_annotated"] for v in rule_check.values())
+    metrics = {"vt_records": len(vt_recs), "vt_records_flagged": sum(per[r]["vt_flag"] for r in vt_recs),
+               "non_vt_records_flagged": sum(per[r]["vt_flag"] for r in other), "non_vt_records": len(other),
+               "vt_records_escalated_without_the_rule": sum(per[r]["escalated_by_other_rules"] for r in vt_recs),
+               "rule_on_reference_labels_agrees": f"{agree}/{len(rule_check)}",
+               "per_record": per, "reference_rule_check": rule_check, "wall_s": round(wall, 1)}
+    print(write_result("ecg_vt", "MIT-BIH Arrhythmia Database, DS2 (22 records never seen by the beat classifier)",
+                       wall, metrics, {}, split="DS2",
+                       notes="command: python bench/ecg.py ecg_vt (after ecg_beats); carelens.ecg.screen with the beat "
+                             "classifier of bench/out/ecg_beats (seed 0, trained on DS1), as `carelens ecg --beats` "
+                             "reads a record; flag = the ventricular_tachycardia or sustained_ventricular_tachycardia "
+                             "rule (3 or more beats classified ventricular in a row, above 100 bpm; 30 s); truth = a (VT "
+                             "rhythm annotation in the record. The rule itself applied to the annotators' beat labels "
+                             "is checked on all 48 records (rule_on_reference_labels_agrees)."))
+
+
 PTBXL_SCREEN_BASELINE = {"rate_consistent": 300, "rate_judged": 420, "sinus_read_over_100_bpm": 117,
                          "sinus_escalated": 34, "af_irregular_flagged": 2, "af_escalated": 3}
 PTBXL_EPOCHS = 40
-CASES = {"ecg_rpeaks": rpeaks, "ecg_beats": beats, "ecg_ptbxl500": ptbxl, "ecg_ptbxl_screen": ptbxl_screen}
+CASES = {"ecg_rpeaks": rpeaks, "ecg_beats": beats, "ecg_ptbxl500": ptbxl, "ecg_ptbxl_screen": ptbxl_screen, "ecg_vt": vt}
 
 if __name__ == "__main__":
     for c in sys.argv[1:] or list(CASES):

@@ -41,6 +41,6 @@ step evaluate $CL evaluate "$OUT/models/$NAME" "$DATA" --splits "$OUT/splits.jso
 step symptoms $CL symptoms build --out "$OUT/symptoms"
 .venv/bin/python scripts/demo_record.py "$OUT"
 echo
-echo "Evaluation report: file://$(pwd)/$OUT/report/report.html"
+echo "Evaluation report: file://$(cd "$OUT/report" && pwd)/report.html"
 echo "Web page:          http://127.0.0.1:$PORT/   API docs: http://127.0.0.1:$PORT/docs   (Ctrl-C stops)"
 exec $CL serve --models "$OUT/models" --symptoms "$OUT/symptoms" --host 127.0.0.1 --port "$PORT"

@@ -20,6 +20,7 @@ from carelens.ecg import (
     confirmed_longest_rr,
     detect_rpeaks,
     detector_agreement,
+    fast_run,
     load_rules,
     localise,
     read_ecg,
@@ -160,6 +161,46 @@ def test_rules_screen_rate_and_rhythm(mitbih: Path) -> None:
     assert af.rr["irregular_share"] > normal.rr["irregular_share"]  # type: ignore[operator]
 
 
+def _reference_beats(mitbih: Path, rec: str) -> tuple[np.ndarray, np.ndarray]:
+    """(samples, AAMI class ids) of a record's annotated beats."""
+    from carelens.ecg import AAMI
+
+    ann = wfdb.rdann(str(mitbih / rec), "atr")
+    beat = np.isin(ann.symbol, list(BEATS))
+    return np.asarray(ann.sample)[beat], np.asarray([AAMI.get(s, "Q") for s in np.asarray(ann.symbol)[beat]])
+
+
+def test_a_run_of_fast_ventricular_beats_is_ventricular_tachycardia(mitbih: Path) -> None:
+    # record 213 has a (VT episode: 4 ventricular beats in a row at about 150 bpm; 231 has couplets at most, and no VT
+    samples, aami = _reference_beats(mitbih, "213")
+    beats, seconds = fast_run(aami == "V", samples, 360.0)
+    assert beats == 4 and 1.0 < seconds < 2.0
+    assert fast_run(aami == "V", samples, 360.0, rate_bpm=250.0) == (0, 0.0)  # slower than 250 bpm
+    samples, aami = _reference_beats(mitbih, "231")
+    assert fast_run(aami == "V", samples, 360.0)[0] == 2  # a couplet, not the 3 beats of a run of VT
+    # the rule through the screen, with the annotators as the beat classifier (each detected beat takes the label of
+    # the reference beat within 150 ms): non-sustained VT escalates the record to a doctor within a day
+    from carelens.ecg import BeatSummary
+
+    ref, labels = _reference_beats(mitbih, "213")
+
+    def annotators(x: np.ndarray, fs: float, peaks: np.ndarray) -> BeatSummary:
+        j = np.clip(np.searchsorted(ref, peaks), 1, len(ref) - 1)
+        near = np.where(np.abs(ref[j - 1] - peaks) <= np.abs(ref[j] - peaks), j - 1, j)
+        lab = np.where(np.abs(ref[near] - peaks) <= 0.15 * fs, labels[near], "")
+        runs = {c: fast_run(lab == k, peaks, fs) for k, c in (("V", "ventricular"), ("S", "supraventricular"))}
+        counts = {c: int((lab == k).sum()) for k, c in (("V", "ventricular"), ("S", "supraventricular"))}
+        return BeatSummary(model="annotators", counts=counts, share={c: n / len(lab) for c, n in counts.items()},
+                           per_hour=dict.fromkeys(counts, 0.0), fast_run={c: r[0] for c, r in runs.items()},
+                           fast_run_s={c: r[1] for c, r in runs.items()}, uncertain_share=0.0,
+                           out_of_distribution_share=0.0)
+
+    a, _ = screen(read_ecg(mitbih / "213"), classify=annotators)
+    found = {f.id: f for f in a.findings}
+    assert found["ventricular_tachycardia"].value == 4 and "sustained_ventricular_tachycardia" not in found
+    assert a.triage.level == "consultation_24" and "ventricular" in a.triage.reason
+
+
 def test_irregularity_separates_a_regular_from_an_irregular_rhythm() -> None:
     rng = np.random.default_rng(0)
     fs = 250.0
@@ -280,6 +321,8 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     # epochs, with 0.26 called fusion: a 2-epoch model splits record 208's ventricular beats between V and F)
     share_v = a.beats_summary.share["ventricular"]
     assert ("frequent_ventricular_ectopy" in {f.id for f in a.findings}) == (share_v > 0.10)
+    # and the VT rule exactly when 3 or more beats in a row were called ventricular above 100 bpm
+    assert ("ventricular_tachycardia" in {f.id for f in a.findings}) == (a.beats_summary.fast_run["ventricular"] >= 3)
     # served: /v1/ecg classifies the beats with the signal bundle it finds among the models
     from carelens.serve import ServeSettings, create_app
 

@@ -7,7 +7,7 @@ from carelens.ecg._io import EcgSignal, read_ecg, require, resample
 from carelens.ecg._plot import strip_png
 from carelens.ecg._ptbxl import PTBXL_FOLDS, PTBXL_SUPERCLASSES, PtbxlSet, read_ptbxl
 from carelens.ecg._quality import Quality, signal_quality
-from carelens.ecg._rhythm import Rhythm, rhythm
+from carelens.ecg._rhythm import FAST_RUN_BPM, Rhythm, fast_run, rhythm
 from carelens.ecg._rpeaks import (
     DEFAULT_METHOD,
     METHODS,
@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DS1",
     "DS2",
+    "FAST_RUN_BPM",
     "METHODS",
     "PTBXL_FOLDS",
     "PTBXL_SUPERCLASSES",
@@ -56,6 +57,7 @@ __all__ = [
     "detect_best_lead",
     "detect_rpeaks",
     "detector_agreement",
+    "fast_run",
     "load_rules",
     "localise",
     "read_ecg",

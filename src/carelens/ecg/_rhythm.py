@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Rhythm", "rhythm"]
+__all__ = ["FAST_RUN_BPM", "Rhythm", "fast_run", "rhythm"]
 
 WINDOW = 64
 TRIM = 8  # the 8 most extreme RR intervals of a window are left out (Dash 2009)
 MIN_INTERVALS = 8  # a shorter recording has no irregularity measure
 NRMSSD_AF = 0.1
 ENTROPY_AF = 0.7
+FAST_RUN_BPM = 100.0  # a run of 3 or more beats of one origin faster than this is a tachycardia (VT, SVT)
 
 
 @dataclass(frozen=True)
@@ -67,3 +68,21 @@ def rhythm(peaks: np.ndarray, fs: float) -> Rhythm:
         longest_rr_s=round(float(rr.max()), 3), irregular_share=round(irregular, 3),
         nrmssd=round(float(np.median(measures[:, 0])), 4), entropy=round(float(np.median(measures[:, 1])), 4),
     )
+
+
+def fast_run(is_class: np.ndarray, peaks: np.ndarray, fs: float, rate_bpm: float = FAST_RUN_BPM) -> tuple[int, float]:
+    """(beats, seconds) of the longest run of consecutive beats marked in ``is_class`` (one flag per R-peak in
+    ``peaks``, e.g. the beats a classifier called ventricular) whose mean rate over the run is above ``rate_bpm``;
+    (0, 0.0) when there is none. A run of 3 or more ventricular beats above 100 bpm is ventricular tachycardia
+    (non-sustained under 30 s: Al-Khatib et al., 2017 AHA/ACC/HRS guideline, Circulation 138:e272)."""
+    flags = np.asarray(is_class, bool)
+    p = np.asarray(peaks, np.float64)
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1  # inclusive bounds of each run
+    beats = ends - starts + 1
+    span = (p[ends] - p[starts]) / fs
+    fast = (beats >= 2) & (span > 0) & (60.0 * (beats - 1) / np.maximum(span, 1e-9) > rate_bpm)
+    if not fast.any():
+        return 0, 0.0
+    k = int(np.argmax(np.where(fast, beats, -1)))
+    return int(beats[k]), round(float(span[k]), 3)

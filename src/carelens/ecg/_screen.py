@@ -53,7 +53,8 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
     name: str
-    # heart_rate_bpm, irregular_share, longest_rr_s; with a beat classifier also <class>_share and <class>_per_hour
+    # heart_rate_bpm, irregular_share, longest_rr_s; with a beat classifier also <class>_share, <class>_per_hour,
+    # <class>_run (beats in its longest run faster than 100/min) and <class>_run_s (that run's seconds)
     measure: str
     below: float | None = None
     above: float | None = None
@@ -103,6 +104,10 @@ class BeatSummary(BaseModel):
     counts: dict[str, int]
     share: dict[str, float]
     per_hour: dict[str, float]
+    fast_run: dict[str, int] = Field(
+        default_factory=dict, description="per class: beats in its longest run of consecutive beats faster than "
+        "100 per minute (3 or more ventricular: ventricular tachycardia)")
+    fast_run_s: dict[str, float] = Field(default_factory=dict, description="per class: that run's length in seconds")
     uncertain_share: float = Field(description="beats whose conformal set holds more than one class")
     out_of_distribution_share: float = Field(description="beats unlike the training beats (OOD gate)")
 
@@ -168,6 +173,8 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     if summary is not None:
         values |= {f"{c}_share": v for c, v in summary.share.items()}
         values |= {f"{c}_per_hour": v for c, v in summary.per_hour.items()}
+        values |= {f"{c}_run": v for c, v in summary.fast_run.items()}
+        values |= {f"{c}_run_s": v for c, v in summary.fast_run_s.items()}
     findings = []
     if readable:
         for rule in rules.rules:

@@ -1,5 +1,6 @@
 """Signal bundles at work: a beat classifier for the ECG screen (the record's beats cut as the bundle was
-trained, :func:`carelens.ecg.beat_features`, classified, counted per class and per hour), and the assessment of
+trained, :func:`carelens.ecg.beat_features`, classified, counted per class and per hour, and the longest fast run
+of each class measured), and the assessment of
 a whole recording by a record model (its leads picked by name, resampled, cut into the bundle's windows)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from carelens.bundle import SignalBundle
-from carelens.ecg import BeatClassifier, BeatSummary, EcgSignal, beat_features, read_ecg, resample
+from carelens.ecg import BeatClassifier, BeatSummary, EcgSignal, beat_features, fast_run, read_ecg, resample
 from carelens.errors import DataError
 from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide_multilabel
 from carelens.predict.engine import Result
@@ -24,7 +25,7 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
     ids = bundle.spec.class_ids
 
     def classify(x: np.ndarray, fs: float, peaks: np.ndarray) -> BeatSummary:
-        waves, rr, _ = beat_features(x, fs, peaks)
+        waves, rr, kept = beat_features(x, fs, peaks)
         hours = len(x) / fs / 3600
         if not len(waves):
             zero = dict.fromkeys(ids, 0)
@@ -33,10 +34,12 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
         proba, in_set, ind = bundle.classify(waves, rr)
         top = proba.argmax(1)
         counts = {c: int((top == i).sum()) for i, c in enumerate(ids)}
+        runs = {c: fast_run(top == i, np.asarray(peaks)[kept], fs) for i, c in enumerate(ids)}
         return BeatSummary(
             model=f"{bundle.name} {bundle.version}", counts=counts,
             share={c: round(n / len(top), 4) for c, n in counts.items()},
             per_hour={c: round(n / hours, 1) for c, n in counts.items()},
+            fast_run={c: r[0] for c, r in runs.items()}, fast_run_s={c: r[1] for c, r in runs.items()},
             uncertain_share=round(float((in_set.sum(1) > 1).mean()), 4),
             out_of_distribution_share=round(float((~ind).mean()), 4))
 

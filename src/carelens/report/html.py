@@ -48,6 +48,10 @@ def _fmt(v: Any) -> str:
     return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
 
 
+def _run(beats: int, seconds: float) -> str:
+    return f"{beats} beats, {seconds:g} s" if beats else "none"
+
+
 def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     anchors = m.get("anchors", {})
 
@@ -321,8 +325,10 @@ def write_ecg_report(a: EcgAssessment, strips: list[tuple[str, bytes]], out: str
     beats = ""
     if a.beats_summary is not None:
         bs = a.beats_summary
-        beats = ("<h2>Beat classes</h2><table><tr><th>class</th><th>beats</th><th>share</th><th>per hour</th></tr>"
-                 + "".join(f"<tr><td>{html.escape(c)}</td><td>{n}</td><td>{bs.share[c]:.1%}</td><td>{bs.per_hour[c]:g}</td></tr>"
+        beats = ("<h2>Beat classes</h2><table><tr><th>class</th><th>beats</th><th>share</th><th>per hour</th>"
+                 "<th>longest run above 100/min</th></tr>"
+                 + "".join(f"<tr><td>{html.escape(c)}</td><td>{n}</td><td>{bs.share[c]:.1%}</td><td>{bs.per_hour[c]:g}</td>"
+                           f"<td>{_run(bs.fast_run.get(c, 0), bs.fast_run_s.get(c, 0.0))}</td></tr>"
                            for c, n in bs.counts.items())
                  + f"</table><p class='note'>{html.escape(bs.model)}; unsure {bs.uncertain_share:.1%}, unlike the "
                    f"training beats {bs.out_of_distribution_share:.1%}</p>")
