@@ -967,7 +967,7 @@ def serve(
 def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> ServeSettings:
     """Settings for several worker processes, handed to them through the environment: the command line's
     overrides; a metrics folder, emptied of a previous run's counts (as Prometheus' multiprocess mode requires);
-    the cores shared out among the workers' ONNX Runtime threads; two malloc arenas per process."""
+    the cores shared out among the workers' batches in flight (ONNX Runtime threads); two malloc arenas per process."""
     import tempfile
 
     from carelens.settings import threads_per_process
@@ -979,7 +979,7 @@ def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> Serv
         stale.unlink()
     env["CARELENS_METRICS_DIR"] = str(folder)
     if settings.threads is None:
-        env["CARELENS_THREADS"] = str(threads_per_process(settings.workers))
+        env["CARELENS_THREADS"] = str(threads_per_process(settings.workers * settings.batches_in_flight))
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")  # read by glibc when each worker process starts
     os.environ.update(env)
     return type(settings)()

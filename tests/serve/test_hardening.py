@@ -176,6 +176,27 @@ def test_full_queue_refuses_at_once_and_abandoned_requests_are_not_computed() ->
     assert engine.calls == [1, 1]  # the request whose caller gave up was never computed
 
 
+def test_batches_in_flight_overlap_and_a_stop_still_answers_every_one() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = _SlowEngine()
+    b = MicroBatcher(engine, ThreadPoolExecutor(2), max_batch=1, max_wait_ms=0, in_flight=2)  # type: ignore[arg-type]
+
+    async def scenario() -> tuple[list[Any], float]:
+        t = time.perf_counter()
+        first = [asyncio.create_task(b.submit(np.zeros(1), False)) for _ in range(2)]
+        both = await asyncio.gather(*first)
+        took = time.perf_counter() - t
+        queued = [asyncio.create_task(b.submit(np.zeros(1), False)) for _ in range(3)]
+        await asyncio.sleep(0.05)  # two batches running, one waiting in the queue
+        b.close()
+        return [*both, *await asyncio.gather(*queued)], took
+
+    results, took = asyncio.run(scenario())
+    assert took < 0.5  # two 0.3 s batches side by side, not one after the other (0.6 s)
+    assert results == [("ok", None)] * 5 and engine.calls == [1] * 5
+
+
 def test_heatmaps_only_where_asked_and_capped(ham_bundle: Path) -> None:
     from carelens.bundle import load_bundle
     from carelens.predict import HEATMAP_MAX_SIDE, Engine

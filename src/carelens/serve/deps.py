@@ -21,6 +21,7 @@ from carelens.serve.metrics import Metrics
 from carelens.serve.registry import ModelEntry, ModelRegistry
 from carelens.serve.settings import ServeSettings
 from carelens.serve.storage import AuditLog
+from carelens.settings import threads_per_process
 from carelens.symptoms import SymptomBundle
 
 __all__ = ["Services", "ServicesDep", "admin", "in_thread", "principal", "services", "symptom_bundle"]
@@ -72,7 +73,9 @@ class Services:
         """Everything the routes share. Raises ConfigError for a keys file that is missing or empty."""
         keys = KeyRing(cfg.api_keys, cfg.api_keys_file)
         DecisionParams().policy(**cfg.decision_overrides())  # inconsistent decision settings: ConfigError at start
-        registry = ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, cfg.threads, max_queue=cfg.max_queue,
+        threads = cfg.threads or threads_per_process(cfg.batches_in_flight)
+        registry = ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, threads, max_queue=cfg.max_queue,
+                                 in_flight=cfg.batches_in_flight,
                                  trusted_keys_dir=cfg.trusted_keys_dir, decision=cfg.decision_overrides())
         return cls(settings=cfg, registry=registry, keys=keys, log=AuditLog(cfg.database_url),
                    limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),

@@ -49,16 +49,22 @@ class ReloadInProgress(CarelensError):
 class MicroBatcher:
     """Requests that arrive within ``max_wait_ms`` of each other share one model call (up to ``max_batch``).
 
-    Inference runs in a worker thread, never on the event loop. At most ``max_queue`` requests wait.
+    Inference runs in a worker thread, never on the event loop. At most ``max_queue`` requests wait. Up to
+    ``in_flight`` batches run at once: while one is inside ONNX Runtime (which releases the GIL) the next is decoded
+    into tensors and the previous one's decisions are made, instead of the whole server waiting on one batch
+    (`python bench/load.py --int8 --rounds 5`, 32 clients on 2 cores, 2 batches of 1 ONNX Runtime thread each against
+    1 batch of 2 threads: 163 -> 189 requests/s, p99 294 -> 260 ms).
     """
 
     def __init__(self, engine: Engine, pool: ThreadPoolExecutor, max_batch: int, max_wait_ms: float,
-                 max_queue: int = 64) -> None:
+                 max_queue: int = 64, in_flight: int = 1) -> None:
         self.engine = engine
         self.pool = pool
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000
         self.max_queue = max_queue
+        self.in_flight = in_flight
+        self.running: set[asyncio.Task[None]] = set()  # batches being answered (strong references until done)
         self.queue: asyncio.Queue[Any] | None = None
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -88,8 +94,10 @@ class MicroBatcher:
     async def _run(self) -> None:
         assert self.queue is not None
         loop = asyncio.get_running_loop()
+        slots = asyncio.Semaphore(self.in_flight)
         stopping = False
         while not stopping:
+            await slots.acquire()  # gather a batch only when it can start: until then requests wait in the bounded queue
             first = await self.queue.get()
             items = [] if first is _STOP else [first]
             stopping = first is _STOP
@@ -112,8 +120,18 @@ class MicroBatcher:
                     if nxt is not _STOP:
                         items.append(nxt)
             items = [i for i in items if not i[3].done()]  # the caller gave up (timeout, disconnect): skip it
-            for k in range(0, len(items), self.max_batch):
-                await self._answer_batch(loop, items[k : k + self.max_batch])
+            batches = [items[k : k + self.max_batch] for k in range(0, len(items), self.max_batch)]
+            if not batches:
+                slots.release()
+            for n, batch in enumerate(batches):
+                if n:  # draining at a stop: more than one batch
+                    await slots.acquire()
+                task = asyncio.create_task(self._answer_batch(loop, batch))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+                task.add_done_callback(lambda _: slots.release())
+        if self.running:  # stopping: every batch already taken is answered before the worker ends
+            await asyncio.gather(*self.running)
 
     async def _answer_batch(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
         images = [i[0] for i in items]
@@ -189,6 +207,7 @@ class ModelRegistry:
     max_wait_ms: float = 5.0
     threads: int | None = None
     max_queue: int = 64
+    in_flight: int = 1  # batches per model computed at once (MicroBatcher)
     trusted_keys_dir: Path | None = None
     decision: dict[str, Any] = field(default_factory=dict)  # the deployment's overrides of the bundles' settings
     models: dict[str, ModelEntry] = field(default_factory=dict)
@@ -197,9 +216,10 @@ class ModelRegistry:
     errors: dict[str, str] = field(default_factory=dict)  # bundle file name -> why it is not (newly) serving
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _reload: threading.Lock = field(default_factory=threading.Lock)
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=2))
+    _pool: ThreadPoolExecutor = field(init=False)
 
     def __post_init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max(2, self.in_flight))  # shared by every model's batches
         # fail closed at start: a configured key folder without keys is a ConfigError, not an open service
         self.trusted = load_trusted_keys(self.trusted_keys_dir) if self.trusted_keys_dir is not None else None
 
@@ -264,7 +284,7 @@ class ModelRegistry:
                     b = load_bundle(path, threads=self.threads, trusted_keys=self.trusted)  # hashes, signature, self-test
                     engine = Engine(b, b.policy(**self.decision), batch_size=self.max_batch)
                     entry = ModelEntry(engine, MicroBatcher(engine, self._pool, self.max_batch, self.max_wait_ms,
-                                                            self.max_queue), path, digest)
+                                                            self.max_queue, self.in_flight), path, digest)
                     created.append(entry)
             except Exception as exc:  # noqa: BLE001 - any failure of one bundle: report it, keep the others
                 errors[path.name] = public_reason(exc) + (f" (still serving version {old.engine.bundle.version})"

@@ -40,7 +40,10 @@ class ServeSettings(BaseSettings):
     max_batch: int = Field(8, description="micro-batch: most images per model call")
     max_wait_ms: float = Field(5.0, description="micro-batch: longest wait for more requests")
     request_timeout_s: float = Field(30.0, description="a prediction taking longer fails with 503")
-    threads: int | None = Field(None, description="ONNX Runtime threads (default: all cores)")
+    batches_in_flight: int = Field(2, ge=1, description=(
+        "micro-batches a model computes at once: while one is in ONNX Runtime the next is prepared"))
+    threads: int | None = Field(None, description=(
+        "ONNX Runtime threads per batch (default: the cores shared out among the batches in flight)"))
     rate_limit_per_s: float = Field(50.0, ge=0, description="requests per second per API key (0: no limit)")
     rate_limit_burst: int = Field(100, ge=1, description="requests a key may send at once before the rate applies")
     trusted_hosts: str = Field("", description="comma-separated Host names to accept (empty: any)")
