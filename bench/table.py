@@ -21,7 +21,7 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "errors_5xx", "server_latency_p99_ms", "rss_growth_after_first_minute", "audit_matches_200",
         "sensitivity", "ppv", "records_hr_within_1bpm", "hr_abs_err_bpm_max", "pause_records_flagged",
         "non_pause_records_flagged", "end_to_end_balanced_accuracy", "rate_consistent_share", "sinus_read_over_100_bpm",
-        "af_irregular_flagged", "af_escalated", "vt_records", "vt_records_flagged", "non_vt_records_flagged",
+        "af_irregular_flagged", "af_escalated", "vt_records", "vt_records_flagged", "non_vt_records_flagged", "af_records_flagged", "non_af_records_flagged",
         "present_precision", "present_recall", "negated_precision", "negated_recall", "exact_match", "parse_p50_ms",
         "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "wall_s"]
 

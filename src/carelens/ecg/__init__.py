@@ -20,6 +20,7 @@ from carelens.ecg._rpeaks import (
     signal_searchback,
 )
 from carelens.ecg._screen import (
+    VENTRICULAR_BEATS,
     BeatClassifier,
     BeatSummary,
     EcgAssessment,
@@ -41,6 +42,7 @@ __all__ = [
     "METHODS",
     "PTBXL_FOLDS",
     "PTBXL_SUPERCLASSES",
+    "VENTRICULAR_BEATS",
     "BeatClassifier",
     "BeatSet",
     "BeatSummary",

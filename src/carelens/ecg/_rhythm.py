@@ -54,12 +54,19 @@ def _window_measures(rr: np.ndarray) -> tuple[float, float]:
     return nrmssd, entropy
 
 
-def rhythm(peaks: np.ndarray, fs: float) -> Rhythm:
-    """Measures from sample indices of R-peaks (at least 3 beats)."""
+def rhythm(peaks: np.ndarray, fs: float, keep: np.ndarray | None = None) -> Rhythm:
+    """Measures from sample indices of R-peaks (at least 3 beats).
+
+    ``keep``: one flag per R-peak; the irregularity measure then reads only the intervals between two kept beats, as
+    heart-rate variability reads normal-to-normal intervals (Task Force of the ESC and NASPE, Circulation 93:1043,
+    1996), so that frequent ventricular premature beats, couplets or bigeminy are not read as the irregularly
+    irregular rhythm of atrial fibrillation (whose conducted beats are normal in shape); rate and the other measures
+    keep every interval."""
     rr = np.diff(np.asarray(peaks, np.float64)) / fs
     if len(rr) < 2:
         return Rhythm(len(peaks), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0, 0.0)
-    windows = [rr[i : i + WINDOW] for i in range(0, len(rr) - WINDOW + 1, WINDOW // 2)] or [rr]
+    nn = rr if keep is None else rr[np.asarray(keep, bool)[:-1] & np.asarray(keep, bool)[1:]]
+    windows = [nn[i : i + WINDOW] for i in range(0, len(nn) - WINDOW + 1, WINDOW // 2)] or [nn]
     measures = np.asarray([_window_measures(w) for w in windows if len(w) >= MIN_INTERVALS] or [(0.0, 0.0)])
     irregular = float(((measures[:, 0] > NRMSSD_AF) & (measures[:, 1] > ENTROPY_AF)).mean())
     return Rhythm(

@@ -23,7 +23,7 @@ from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_best_lead
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
-__all__ = ["BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "confirmed_longest_rr",
+__all__ = ["VENTRICULAR_BEATS", "BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "confirmed_longest_rr",
            "load_rules", "screen"]
 
 TRUSTED_AGREEMENT = 0.9  # a lead whose two detectors agree this well can show that a gap on another lead is no pause
@@ -112,7 +112,13 @@ class BeatSummary(BaseModel):
     out_of_distribution_share: float = Field(description="beats unlike the training beats (OOD gate)")
 
 
-BeatClassifier = Callable[[np.ndarray, float, np.ndarray], BeatSummary]  # (lead, fs, R-peaks) -> summary
+# (lead, fs, R-peaks) -> (summary, each R-peak's class id, "" where the beat could not be cut)
+BeatClassifier = Callable[[np.ndarray, float, np.ndarray], tuple[BeatSummary, np.ndarray]]
+# Beats of ventricular origin (AAMI V and F) in a beat classifier's label spec: the intervals around them are left out
+# of the irregularity measure. Supraventricular beats stay in: the classifier tells them mostly by their prematurity,
+# which is what every beat of atrial fibrillation looks like (on DS2, leaving them out too lost record 210, 98% in
+# atrial fibrillation, whose fibrillation beats were called supraventricular).
+VENTRICULAR_BEATS = ("ventricular", "fusion")
 
 
 class EcgAssessment(BaseModel):
@@ -131,7 +137,9 @@ class EcgAssessment(BaseModel):
     detector: str
     beats: int
     heart_rate_bpm: float | None
-    rr: dict[str, float | None] = Field(description="mean_rr_ms, sdnn_ms, rmssd_ms, longest_rr_s, irregular_share ...")
+    rr: dict[str, float | None] = Field(description=(
+        "mean_rr_ms, sdnn_ms, rmssd_ms, longest_rr_s, irregular_share (with a beat classifier: without the intervals "
+        "around ventricular beats; then also irregular_share_all_beats) ..."))
     findings: list[EcgFinding]
     beats_summary: BeatSummary | None = None
     triage: TriageDecision
@@ -151,8 +159,9 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     ``lead``: the lead to read; by default, of the record's readable leads, the one where two R-peak detectors agree
     most (:func:`carelens.ecg.detect_best_lead`; MLII, else II, else the first on a tie).
     ``classify``: a beat classifier (a signal bundle's, :func:`carelens.predict.beat_classifier`); its beat
-    counts feed the rules on ``<class>_share`` and ``<class>_per_hour``. Without one those rules are skipped. It reads
-    the lead it was trained on (MLII's place: the default lead) at the beats found on the lead read."""
+    counts feed the rules on ``<class>_share``, ``<class>_per_hour`` and ``<class>_run``, and the irregularity
+    measure then leaves out the intervals around beats of ventricular origin (:data:`VENTRICULAR_BEATS`). Without one those rules are skipped. It reads the lead it
+    was trained on (MLII's place: the default lead) at the beats found on the lead read."""
     rules = rules or load_rules()
     default = sig.lead_index(lead)
     candidates = [default] if lead is not None else [default, *(k for k in range(len(sig.leads)) if k != default)]
@@ -163,13 +172,16 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     q = quality[i]
     peaks = choice.peaks if choice is not None else np.zeros(0, np.int64)
     readable = q.readable and len(peaks) >= 3
-    r = rhythm(peaks, sig.fs)
+    summary, labels = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks) if classify is not None and readable \
+        else (None, None)
+    # with a beat classifier, irregularity leaves out the intervals around ventricular beats (ectopy is not AF)
+    conducted = (labels != "") & ~np.isin(labels, VENTRICULAR_BEATS) if labels is not None else None
+    r = rhythm(peaks, sig.fs, conducted)
     # a pause must show on every lead that can be trusted, not only on the lead read
     others = [p for k, p in choice.peaks_by_lead.items() if k != i and choice.agreement[k] >= TRUSTED_AGREEMENT] \
         if choice is not None else []
     longest = round(confirmed_longest_rr(peaks, others, sig.fs), 3) if others else r.longest_rr_s
     values = {"heart_rate_bpm": r.heart_rate_bpm, "irregular_share": r.irregular_share, "longest_rr_s": longest}
-    summary = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks) if classify is not None and readable else None
     if summary is not None:
         values |= {f"{c}_share": v for c, v in summary.share.items()}
         values |= {f"{c}_per_hour": v for c, v in summary.per_hour.items()}
@@ -208,7 +220,8 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
         heart_rate_bpm=_clean(r.heart_rate_bpm) if readable else None,
         rr={"mean_rr_ms": _clean(r.mean_rr_ms), "sdnn_ms": _clean(r.sdnn_ms), "rmssd_ms": _clean(r.rmssd_ms),
             "longest_rr_s": _clean(longest), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
-            "entropy": r.entropy},
+            "entropy": r.entropy}
+        | ({"irregular_share_all_beats": rhythm(peaks, sig.fs).irregular_share} if conducted is not None else {}),
         findings=findings, beats_summary=summary, triage=TriageDecision(level=level, reason=reason), advice=advice,
     )
     return a, peaks

@@ -24,15 +24,18 @@ MAX_WINDOWS = 6  # a longer recording is read as its first six windows (one minu
 def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
     ids = bundle.spec.class_ids
 
-    def classify(x: np.ndarray, fs: float, peaks: np.ndarray) -> BeatSummary:
+    def classify(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[BeatSummary, np.ndarray]:
         waves, rr, kept = beat_features(x, fs, peaks)
         hours = len(x) / fs / 3600
+        labels = np.full(len(peaks), "", dtype=object)
         if not len(waves):
             zero = dict.fromkeys(ids, 0)
             return BeatSummary(model=f"{bundle.name} {bundle.version}", counts=zero, share=dict.fromkeys(ids, 0.0),
-                               per_hour=dict.fromkeys(ids, 0.0), uncertain_share=0.0, out_of_distribution_share=0.0)
+                               per_hour=dict.fromkeys(ids, 0.0), uncertain_share=0.0,
+                               out_of_distribution_share=0.0), labels
         proba, in_set, ind = bundle.classify(waves, rr)
         top = proba.argmax(1)
+        labels[kept] = np.asarray(ids, dtype=object)[top]
         counts = {c: int((top == i).sum()) for i, c in enumerate(ids)}
         runs = {c: fast_run(top == i, np.asarray(peaks)[kept], fs) for i, c in enumerate(ids)}
         return BeatSummary(
@@ -41,7 +44,7 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
             per_hour={c: round(n / hours, 1) for c, n in counts.items()},
             fast_run={c: r[0] for c, r in runs.items()}, fast_run_s={c: r[1] for c, r in runs.items()},
             uncertain_share=round(float((in_set.sum(1) > 1).mean()), 4),
-            out_of_distribution_share=round(float((~ind).mean()), 4))
+            out_of_distribution_share=round(float((~ind).mean()), 4)), labels
 
     return classify
 
