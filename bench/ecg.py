@@ -412,7 +412,8 @@ def beat_rules() -> None:
                              "the beat classifier of bench/out/ecg_beats (seed 0, trained on DS1), as `carelens ecg "
                              "--beats` reads a record. VT flag = the ventricular_tachycardia or "
                              "sustained_ventricular_tachycardia rule (3 or more beats classified ventricular in a row, "
-                             "above 100 bpm; 30 s); truth = a (VT rhythm annotation in the record; the rule applied to "
+                             "above 100 bpm, counting beats the beat OOD gate recognises; 30 s); truth = a (VT rhythm "
+                             "annotation in the record; the rule applied to "
                              "the annotators' beat labels is checked on all 48 records (rule_on_reference_labels_agrees)."
                              " AF: records whose rhythm annotations are over half (AFIB or (AFL; the irregular-rhythm "
                              "flag without the intervals around beats the classifier called ventricular or fusion, "
@@ -422,7 +423,10 @@ def beat_rules() -> None:
                              "HRV does) and gave AF 2/3 flagged, non-AF 0/19: record 210 (98% AF) was lost because the "
                              "classifier, which tells supraventricular beats by their prematurity, called its "
                              "fibrillation beats supraventricular; leaving out ventricular and fusion beats only "
-                             "gives the figures here, so DS2 is not untouched for that choice."))
+                             "gives the figures here, so DS2 is not untouched for that choice. Likewise, counting only "
+                             "in-distribution beats in a run came after the first run flagged record 105 (noise read as "
+                             "a 39-beat ventricular run, half of its beats out of distribution; the first run: VT 6/6, "
+                             "non-VT 2/16 flagged, 105 and 222)."))
 
 
 PTBXL_SCREEN_BASELINE = {"rate_consistent": 300, "rate_judged": 420, "sinus_read_over_100_bpm": 117,

@@ -106,7 +106,7 @@ class BeatSummary(BaseModel):
     per_hour: dict[str, float]
     fast_run: dict[str, int] = Field(
         default_factory=dict, description="per class: beats in its longest run of consecutive beats faster than "
-        "100 per minute (3 or more ventricular: ventricular tachycardia)")
+        "100 per minute, counting beats the OOD gate recognises (3 or more ventricular: ventricular tachycardia)")
     fast_run_s: dict[str, float] = Field(default_factory=dict, description="per class: that run's length in seconds")
     uncertain_share: float = Field(description="beats whose conformal set holds more than one class")
     out_of_distribution_share: float = Field(description="beats unlike the training beats (OOD gate)")
