@@ -828,6 +828,8 @@ def ecg_cmd(
         bs = a.beats_summary
         console.print(f"beats ({bs.model}): " + ", ".join(f"{c} {n} ({bs.per_hour[c]:g}/h)" for c, n in bs.counts.items())
                       + f"; unsure {bs.uncertain_share:.0%}, unlike the training beats {bs.out_of_distribution_share:.0%}")
+    elif a.beats_note is not None:
+        console.print(f"[yellow]{a.beats_note}[/yellow]")
     console.print(f"RR: mean {a.rr['mean_rr_ms']} ms, SDNN {a.rr['sdnn_ms']} ms, RMSSD {a.rr['rmssd_ms']} ms, "
                   f"longest {a.rr['longest_rr_s']} s, irregular windows {a.rr['irregular_share']:.0%}")
     console.print(a.advice)

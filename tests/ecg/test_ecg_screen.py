@@ -343,6 +343,11 @@ def test_mitbih_beats_follow_the_aami_classes_and_train(mitbih: Path, tmp_path: 
     assert ("frequent_ventricular_ectopy" in {f.id for f in a.findings}) == (share_v > 0.10)
     # and the VT rule exactly when 3 or more beats in a row were called ventricular above 100 bpm
     assert ("ventricular_tachycardia" in {f.id for f in a.findings}) == (a.beats_summary.fast_run["ventricular"] >= 3)
+    # a recording sampled below the rate the beats were cut at (180 Hz) is screened without beat classes, saying why
+    from carelens.ecg import resample
+
+    low, _ = screen(resample(read_ecg(mitbih / "208"), 100.0), classify=beat_classifier(sb))
+    assert low.beats_summary is None and low.readable and "100 Hz" in (low.beats_note or "")
     # served: /v1/ecg classifies the beats with the signal bundle it finds among the models
     from carelens.serve import ServeSettings, create_app
 

@@ -61,11 +61,13 @@ def rhythm(peaks: np.ndarray, fs: float, keep: np.ndarray | None = None) -> Rhyt
     heart-rate variability reads normal-to-normal intervals (Task Force of the ESC and NASPE, Circulation 93:1043,
     1996), so that frequent ventricular premature beats, couplets or bigeminy are not read as the irregularly
     irregular rhythm of atrial fibrillation (whose conducted beats are normal in shape); rate and the other measures
-    keep every interval."""
+    keep every interval. When fewer than 8 intervals are left (a 10-s strip with a few beats left out), all are read."""
     rr = np.diff(np.asarray(peaks, np.float64)) / fs
     if len(rr) < 2:
         return Rhythm(len(peaks), float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), 0.0, 0.0, 0.0)
     nn = rr if keep is None else rr[np.asarray(keep, bool)[:-1] & np.asarray(keep, bool)[1:]]
+    if len(nn) < MIN_INTERVALS:  # too few intervals left to measure: read them all rather than call the rhythm regular
+        nn = rr
     windows = [nn[i : i + WINDOW] for i in range(0, len(nn) - WINDOW + 1, WINDOW // 2)] or [nn]
     measures = np.asarray([_window_measures(w) for w in windows if len(w) >= MIN_INTERVALS] or [(0.0, 0.0)])
     irregular = float(((measures[:, 0] > NRMSSD_AF) & (measures[:, 1] > ENTROPY_AF)).mean())

@@ -20,6 +20,7 @@ from carelens.ecg._io import EcgSignal
 from carelens.ecg._quality import signal_quality
 from carelens.ecg._rhythm import rhythm
 from carelens.ecg._rpeaks import DEFAULT_METHOD, detect_best_lead
+from carelens.errors import DataError
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
@@ -112,7 +113,7 @@ class BeatSummary(BaseModel):
     out_of_distribution_share: float = Field(description="beats unlike the training beats (OOD gate)")
 
 
-# (lead, fs, R-peaks) -> (summary, each R-peak's class id, "" where the beat could not be cut)
+# (lead, fs, R-peaks) -> (summary, each R-peak's class id; "" where the beat could not be cut or was not recognised)
 BeatClassifier = Callable[[np.ndarray, float, np.ndarray], tuple[BeatSummary, np.ndarray]]
 # Beats of ventricular origin (AAMI V and F) in a beat classifier's label spec: the intervals around them are left out
 # of the irregularity measure. Supraventricular beats stay in: the classifier tells them mostly by their prematurity,
@@ -142,6 +143,7 @@ class EcgAssessment(BaseModel):
         "around ventricular beats; then also irregular_share_all_beats) ..."))
     findings: list[EcgFinding]
     beats_summary: BeatSummary | None = None
+    beats_note: str | None = Field(None, description="why a beat model that was given did not classify the beats")
     triage: TriageDecision
     advice: str
     based_on: list[Literal["signal"]] = ["signal"]
@@ -172,10 +174,15 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     q = quality[i]
     peaks = choice.peaks if choice is not None else np.zeros(0, np.int64)
     readable = q.readable and len(peaks) >= 3
-    summary, labels = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks) if classify is not None and readable \
-        else (None, None)
+    summary, labels, beats_note = None, None, None
+    if classify is not None and readable:
+        try:
+            summary, labels = classify(sig.samples[:, sig.lead_index()], sig.fs, peaks)
+        except DataError as exc:  # a recording the beat model cannot read: screened without beat classes
+            beats_note = f"beats not classified: {exc}"
     # with a beat classifier, irregularity leaves out the intervals around ventricular beats (ectopy is not AF)
-    conducted = (labels != "") & ~np.isin(labels, VENTRICULAR_BEATS) if labels is not None else None
+    # (a beat whose class is unknown stays in: only a recognised ventricular beat takes evidence away)
+    conducted = ~np.isin(labels, VENTRICULAR_BEATS) if labels is not None else None
     r = rhythm(peaks, sig.fs, conducted)
     # a pause must show on every lead that can be trusted, not only on the lead read
     others = [p for k, p in choice.peaks_by_lead.items() if k != i and choice.agreement[k] >= TRUSTED_AGREEMENT] \
@@ -222,6 +229,6 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
             "longest_rr_s": _clean(longest), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
             "entropy": r.entropy}
         | ({"irregular_share_all_beats": rhythm(peaks, sig.fs).irregular_share} if conducted is not None else {}),
-        findings=findings, beats_summary=summary, triage=TriageDecision(level=level, reason=reason), advice=advice,
+        findings=findings, beats_summary=summary, beats_note=beats_note, triage=TriageDecision(level=level, reason=reason), advice=advice,
     )
     return a, peaks

@@ -22,9 +22,17 @@ MAX_WINDOWS = 6  # a longer recording is read as its first six windows (one minu
 
 
 def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
+    """The screen's beat classifier from a beat bundle; it refuses (DataError) a recording sampled below the rate the
+    bundle's beats are cut at, and the screen then goes on without beat classes, saying why."""
     ids = bundle.spec.class_ids
+    rate = float(bundle.spec.window["fs"])
 
     def classify(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[BeatSummary, np.ndarray]:
+        if fs < rate:
+            raise DataError(f"the beat model {bundle.name!r} reads beats sampled at {rate:g} Hz and this recording is "
+                            f"sampled at {fs:g} Hz: its beats would have to be upsampled, which the model never saw "
+                            "(the MIT-BIH beat model on PTB-XL's 100 Hz strips called ventricular or supraventricular "
+                            "ectopy in 184 of 500)")
         waves, rr, kept = beat_features(x, fs, peaks)
         hours = len(x) / fs / 3600
         labels = np.full(len(peaks), "", dtype=object)
@@ -35,7 +43,8 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
                                out_of_distribution_share=0.0), labels
         proba, in_set, ind = bundle.classify(waves, rr)
         top = proba.argmax(1)
-        labels[kept] = np.asarray(ids, dtype=object)[top]
+        # each beat's class where the OOD gate recognises the beat; "" where not (its class is not to be trusted)
+        labels[np.flatnonzero(kept)[ind]] = np.asarray(ids, dtype=object)[top[ind]]
         counts = {c: int((top == i).sum()) for i, c in enumerate(ids)}
         # a run counts only beats like the training beats: a class called on a beat the OOD gate does not recognise
         # (noise, an artefact) is no evidence of a tachycardia (record 105's noise: a 39-beat "ventricular run" of

@@ -332,6 +332,8 @@ def write_ecg_report(a: EcgAssessment, strips: list[tuple[str, bytes]], out: str
                            for c, n in bs.counts.items())
                  + f"</table><p class='note'>{html.escape(bs.model)}; unsure {bs.uncertain_share:.1%}, unlike the "
                    f"training beats {bs.out_of_distribution_share:.1%}</p>")
+    elif a.beats_note is not None:
+        beats = f"<h2>Beat classes</h2><p class='note'>{html.escape(a.beats_note)}</p>"
     figures = "".join(f"<figure>{_img_tag(png, t)}<figcaption>{html.escape(t)}</figcaption></figure>" for t, png in strips)
     agreement = (" &middot; lead read: the one where two R-peak detectors agree most ("
                  + html.escape(", ".join(f"{k} {v:.3f}" for k, v in a.lead_agreement.items())) + ")"
