@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,6 +85,9 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="serve the int8 bundle (case load_int8)")
     ap.add_argument("--workers", default="", help="compare worker counts, e.g. 1,2 (case load_workers)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations with the baseline (or of the worker counts)")
+    ap.add_argument("--baseline-src", type=Path, default=None,
+                    help="a checkout of an earlier carelens: its server (default settings) is the baseline, instead of "
+                         "this one with one micro-batch at a time")
     args = ap.parse_args()
     bundle = OUT / "inference" / ("bundle_int8" if args.int8 else "bundle")
     if not (bundle / "bundle.json").is_file():
@@ -92,9 +96,17 @@ def main() -> None:
         return _compare_workers(bundle, args)
     t0 = time.perf_counter()
     runs: dict[str, list[dict[str, float]]] = {"default": [], "baseline": []}
+    if args.baseline_src is not None:
+        commit = subprocess.run(["git", "-C", str(args.baseline_src), "rev-parse", "--short", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        baseline, base_name = ({"PYTHONPATH": str(args.baseline_src.resolve() / "src")},
+                               f"the service at {commit} (default settings), same run")
+    else:
+        baseline, base_name = BASELINE, ("one micro-batch at a time on both cores (CARELENS_BATCHES_IN_FLIGHT=1, "
+                                         "CARELENS_THREADS=2), same run")
     for _ in range(args.rounds):  # alternated with the baseline, so that the host's drift falls on both alike
         runs["default"].append(_measure(bundle, args.clients, args.seconds))
-        runs["baseline"].append(_measure(bundle, args.clients, args.seconds, settings=BASELINE))
+        runs["baseline"].append(_measure(bundle, args.clients, args.seconds, settings=baseline))
         print({k: v[-1] for k, v in runs.items()}, flush=True)
     wall = time.perf_counter() - t0
     metrics = _median(runs["default"]) | {"rounds": runs["default"]}
@@ -102,10 +114,10 @@ def main() -> None:
     case, targets = ("load_int8", {"requests_per_s": 200, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10}) \
         if args.int8 else ("load", {"requests_per_s": 100, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10})
     print(write_result(case, "ham10000", wall, metrics, targets,
-                       baseline={"name": "one micro-batch at a time on both cores (CARELENS_BATCHES_IN_FLIGHT=1, "
-                                         "CARELENS_THREADS=2: the service before batches overlapped), same run",
-                                 "metrics": base},
-                       notes=f"command: python bench/load.py{' --int8' if args.int8 else ''} --rounds {args.rounds}; "
+                       baseline={"name": base_name, "metrics": base},
+                       notes=f"command: python bench/load.py{' --int8' if args.int8 else ''} --rounds {args.rounds}"
+                             + (" --baseline-src DIR (a git worktree of the baseline's commit)" if args.baseline_src
+                                else "") + "; "
                              f"medians over {args.rounds} rounds of {args.seconds:.0f} s, alternated with the "
                              "baseline; defaults: 2 micro-batches in flight, 1 ONNX Runtime thread each; "
                              f"224px EfficientNet-Lite0 bundle ({'int8' if args.int8 else 'fp32'}); clients and server share the same 2 cores; every "
@@ -115,8 +127,11 @@ def main() -> None:
                              "from /proc per thread at 180 requests/s): 4.9 ms in the two batch threads (ONNX Runtime "
                              "alone is 3.3 ms per image on one thread), 1.6 ms in the event loop, 1.2 ms in the "
                              "decode and audit-log threads; the clients take 1.5 ms. Runs on this host vary by +-6%"
-                             + ("; an earlier 3-round run of this case: 197.5 requests/s, p99 245 ms (baseline 173.8, "
-                                "261)." if args.int8 else ".")))
+                             + ("; the steps, each against the one before in alternated rounds: two micro-batches "
+                                "in flight 163 -> 189 requests/s, p99 294 -> 260 ms (5 rounds of 30 s); the request-id "
+                                "middleware as pure ASGI instead of @app.middleware('http') 184 -> 205, p99 272 -> 248 "
+                                "(4 rounds of 20 s, the previous commit's server through PYTHONPATH)." if args.int8
+                                else ".")))
 
 
 BASELINE = {"CARELENS_BATCHES_IN_FLIGHT": "1", "CARELENS_THREADS": "2"}

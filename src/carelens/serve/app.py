@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
@@ -23,6 +20,7 @@ from carelens.errors import CarelensError
 from carelens.serve.deps import Services, in_thread
 from carelens.serve.errors import install_error_handlers
 from carelens.serve.limits import FORM_OVERHEAD, BodyLimit, InFlightLimit
+from carelens.serve.metrics import RequestObserver
 from carelens.serve.routers import chat, ecg, feedback, models, ops, page, triage
 from carelens.serve.settings import ServeSettings
 from carelens.symptoms import SymptomBundle
@@ -39,9 +37,6 @@ def _load_symptoms(svc: Services) -> None:
         svc.symptoms = sb
     except CarelensError as exc:
         svc.symptoms_error = str(exc)
-
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 log = logging.getLogger("carelens.serve")
@@ -80,24 +75,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     app.state.services = svc
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Every response carries a request id (the caller's, when well-formed) and is counted, 5xx included."""
-        given = request.headers.get("x-request-id", "")
-        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
-        request.state.request_id = rid
-        t = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:
-            path = getattr(request.scope.get("route"), "path", "unmatched")
-            svc.metrics.observe_request(request.method, path, 500, time.perf_counter() - t)
-            raise  # the error handler answers 500 with the request id
-        response.headers["X-Request-ID"] = rid
-        path = getattr(request.scope.get("route"), "path", "unmatched")
-        svc.metrics.observe_request(request.method, path, response.status_code, time.perf_counter() - t)
-        return response
-
+    app.add_middleware(RequestObserver, metrics=svc.metrics)
     app.add_middleware(BodyLimit, max_bytes=svc.settings.max_upload_bytes + FORM_OVERHEAD)
     app.add_middleware(InFlightLimit, limit=svc.settings.max_in_flight)  # outermost: refuses before reading a byte
     hosts = [h.strip() for h in svc.settings.trusted_hosts.split(",") if h.strip()]

@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
+import time
+import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Metrics"]
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "RequestObserver"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -127,3 +135,36 @@ class Metrics:
             rate = sum(n for (_, ind), n in self.ood.items() if not ind) / total if total else 0.0
         lines += ["# TYPE carelens_ood_rate gauge", f"carelens_ood_rate {rate:.6f}"]
         return "\n".join(lines) + "\n"
+
+
+class RequestObserver:
+    """Pure ASGI middleware: every response carries a request id (the caller's ``X-Request-ID`` when well-formed, else
+    a new one; ``request.state.request_id`` for the handlers) and is counted by route and status, 5xx included (an
+    exception is counted as a 500 and passed on to the error handler that answers it). Pure ASGI rather than
+    ``@app.middleware("http")``, which costs a task group and memory streams on the event loop for every request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500  # until a response starts: an exception is a 500
+        t = time.perf_counter()
+
+        async def stamped(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, stamped)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - t)

@@ -52,8 +52,8 @@ class MicroBatcher:
     Inference runs in a worker thread, never on the event loop. At most ``max_queue`` requests wait. Up to
     ``in_flight`` batches run at once: while one is inside ONNX Runtime (which releases the GIL) the next is decoded
     into tensors and the previous one's decisions are made, instead of the whole server waiting on one batch
-    (`python bench/load.py --int8 --rounds 5`, 32 clients on 2 cores, 2 batches of 1 ONNX Runtime thread each against
-    1 batch of 2 threads: 163 -> 189 requests/s, p99 294 -> 260 ms).
+    (bench/load.py with the int8 bundle, 32 clients on 2 cores, 2 batches of 1 ONNX Runtime thread each against
+    1 batch of 2 threads, 5 alternated rounds: 163 -> 189 requests/s, p99 294 -> 260 ms).
     """
 
     def __init__(self, engine: Engine, pool: ThreadPoolExecutor, max_batch: int, max_wait_ms: float,
