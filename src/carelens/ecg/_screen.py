@@ -24,8 +24,8 @@ from carelens.errors import DataError
 from carelens.labels import triage_rank
 from carelens.policy import DISCLAIMER, TriageDecision
 
-__all__ = ["VENTRICULAR_BEATS", "BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules", "confirmed_longest_rr",
-           "load_rules", "screen"]
+__all__ = ["VENTRICULAR_BEATS", "BeatClassifier", "BeatSummary", "EcgAssessment", "EcgFinding", "RhythmRules",
+           "confirmed_longest_rr", "load_rules", "screen"]
 
 TRUSTED_AGREEMENT = 0.9  # a lead whose two detectors agree this well can show that a gap on another lead is no pause
 PAUSE_MARGIN_S = 0.3  # a beat that fills a gap lies at least this far from both of its ends
@@ -162,8 +162,10 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
     most (:func:`carelens.ecg.detect_best_lead`; MLII, else II, else the first on a tie).
     ``classify``: a beat classifier (a signal bundle's, :func:`carelens.predict.beat_classifier`); its beat
     counts feed the rules on ``<class>_share``, ``<class>_per_hour`` and ``<class>_run``, and the irregularity
-    measure then leaves out the intervals around beats of ventricular origin (:data:`VENTRICULAR_BEATS`). Without one those rules are skipped. It reads the lead it
-    was trained on (MLII's place: the default lead) at the beats found on the lead read."""
+    measure then leaves out the intervals around beats of ventricular origin (:data:`VENTRICULAR_BEATS`). Without
+    one those rules are skipped. It reads the lead it was trained on (MLII's place: the default lead) at the beats
+    found on the lead read; a recording it refuses (sampled below its rate) is screened without it
+    (``beats_note``)."""
     rules = rules or load_rules()
     default = sig.lead_index(lead)
     candidates = [default] if lead is not None else [default, *(k for k in range(len(sig.leads)) if k != default)]
@@ -229,6 +231,7 @@ def screen(sig: EcgSignal, lead: str | int | None = None, *, rules: RhythmRules 
             "longest_rr_s": _clean(longest), "irregular_share": r.irregular_share, "nrmssd": r.nrmssd,
             "entropy": r.entropy}
         | ({"irregular_share_all_beats": rhythm(peaks, sig.fs).irregular_share} if conducted is not None else {}),
-        findings=findings, beats_summary=summary, beats_note=beats_note, triage=TriageDecision(level=level, reason=reason), advice=advice,
+        findings=findings, beats_summary=summary, beats_note=beats_note,
+        triage=TriageDecision(level=level, reason=reason), advice=advice,
     )
     return a, peaks

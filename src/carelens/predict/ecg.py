@@ -1,7 +1,7 @@
 """Signal bundles at work: a beat classifier for the ECG screen (the record's beats cut as the bundle was
-trained, :func:`carelens.ecg.beat_features`, classified, counted per class and per hour, and the longest fast run
-of each class measured), and the assessment of
-a whole recording by a record model (its leads picked by name, resampled, cut into the bundle's windows)."""
+trained, :func:`carelens.ecg.beat_features`, classified, counted per class and per hour, the longest fast run of
+each class measured), and the assessment of a whole recording by a record model (its leads picked by name,
+resampled, cut into the bundle's windows)."""
 
 from __future__ import annotations
 
