@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from carelens.ecg._io import read_ecg, require
+from carelens.ecg._io import bandpass, read_ecg, require
 from carelens.ecg._rpeaks import detect_rpeaks
 
 __all__ = ["AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "DS1", "DS2", "BeatSet", "beat_features", "read_mitbih_beats"]
@@ -61,10 +61,9 @@ class BeatSet:
 def beat_features(x: np.ndarray, fs: float, peaks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(windows (n, 2, L), RR features (n, 6), kept) for the R-peaks of one lead; ``kept`` marks the peaks whose
     window and neighbours exist (the first and last beats are dropped)."""
-    from scipy.signal import butter, resample_poly, sosfiltfilt  # on use: image serving stays without scipy.signal
+    from scipy.signal import resample_poly  # on use: image serving stays without scipy.signal
 
-    sos = butter(2, [0.5, 40.0], btype="bandpass", fs=fs, output="sos")
-    f = sosfiltfilt(sos, np.nan_to_num(np.asarray(x, np.float64)))
+    f = bandpass(np.nan_to_num(np.asarray(x, np.float64)), fs, 0.5, 40.0)
     g = resample_poly(f, int(FS), round(fs)) if round(fs) != FS else f
     p = np.round(np.asarray(peaks) * FS / fs).astype(np.int64)
     a, b = int(BEFORE_S * FS), int(AFTER_S * FS)

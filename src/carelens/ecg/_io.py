@@ -14,7 +14,7 @@ import numpy as np
 
 from carelens.errors import DataError, MissingExtraError
 
-__all__ = ["EcgSignal", "read_ecg", "require", "resample"]
+__all__ = ["EcgSignal", "bandpass", "read_ecg", "require", "resample"]
 
 MIN_SECONDS = 5.0  # shorter than this holds too few beats for a rate or a rhythm
 MAX_SECONDS = 24 * 3600.0
@@ -143,3 +143,12 @@ def resample(sig: EcgSignal, fs: float) -> EcgSignal:
     from scipy.signal import resample_poly  # on use: the image serving path stays without scipy.signal
 
     return EcgSignal(resample_poly(x, ratio.numerator, ratio.denominator, axis=0), float(fs), sig.leads, sig.name)
+
+
+def bandpass(x: np.ndarray, fs: float, lo: float, hi: float) -> np.ndarray:
+    """``x`` through a second-order Butterworth band-pass, forwards and backwards (no phase shift); the upper edge
+    kept under the Nyquist frequency of a slowly sampled recording."""
+    from scipy.signal import butter, sosfiltfilt  # on use: the image serving path stays without scipy.signal
+
+    sos = butter(2, [lo, min(hi, 0.45 * fs)], btype="bandpass", fs=fs, output="sos")
+    return np.asarray(sosfiltfilt(sos, np.asarray(x, np.float64)))

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from carelens.ecg._io import require
+from carelens.ecg._io import bandpass, require
 from carelens.errors import ConfigError
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "LeadChoice", "detect_best_lead", "detect_rpeaks", "detector_agreement", "localise",
@@ -82,13 +82,6 @@ def searchback(peaks: np.ndarray, candidates: np.ndarray, fs: float, ratio: floa
     return np.sort(np.concatenate([a, *added])) if added else a
 
 
-def _band(x: np.ndarray, fs: float, lo: float, hi: float) -> np.ndarray:
-    signal = require("scipy.signal")
-
-    b, a = signal.butter(2, [lo / (fs / 2), min(hi, 0.45 * fs) / (fs / 2)], "band")
-    return np.asarray(signal.filtfilt(b, a, x))
-
-
 def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
                       ratio: float = SIGNAL_SEARCHBACK_RATIO) -> np.ndarray:
     """Pan and Tompkins' search-back on the signal (1985, the section on thresholds): in a gap longer than ``ratio`` x
@@ -101,7 +94,7 @@ def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
     p = np.unique(np.asarray(peaks, np.int64))
     if len(p) < 4 or len(x) <= 30:
         return p
-    f = _band(np.asarray(x, np.float64), fs, 5.0, 15.0)
+    f = bandpass(np.asarray(x, np.float64), fs, 5.0, 15.0)
     w = max(1, int(0.15 * fs))
     env = np.convolve((np.gradient(f) * fs) ** 2, np.ones(w) / w, "same")
     slope = np.abs(np.gradient(f))
@@ -147,7 +140,7 @@ def localise(peaks: np.ndarray, x: np.ndarray, fs: float) -> np.ndarray:
     peaks = np.asarray(peaks, np.int64)
     if not len(peaks) or len(x) <= 30:  # filtfilt pads 15 samples at each end
         return peaks
-    y = np.abs(_band(np.asarray(x, np.float64), fs, *LOCALISE_BAND_HZ))
+    y = np.abs(bandpass(np.asarray(x, np.float64), fs, *LOCALISE_BAND_HZ))
     w = int(LOCALISE_S * fs)
     return np.unique([max(0, k - w) + int(np.argmax(y[max(0, k - w) : k + w + 1])) for k in peaks]).astype(np.int64)
 

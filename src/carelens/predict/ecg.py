@@ -49,7 +49,8 @@ def beat_classifier(bundle: SignalBundle) -> BeatClassifier:
         # a run counts only beats like the training beats: a class called on a beat the OOD gate does not recognise
         # (noise, an artefact) is no evidence of a tachycardia (record 105's noise: a 39-beat "ventricular run" of
         # which half the beats were out of distribution; 2 beats counting in-distribution ones only)
-        runs = {c: fast_run((top == i) & ind, np.asarray(peaks)[kept], fs) for i, c in enumerate(ids)}
+        cut = np.asarray(peaks)[kept]  # the R-peaks of the classified beats
+        runs = {c: fast_run((top == i) & ind, cut, fs) for i, c in enumerate(ids)}
         return BeatSummary(
             model=f"{bundle.name} {bundle.version}", counts=counts,
             share={c: round(n / len(top), 4) for c, n in counts.items()},
