@@ -24,12 +24,18 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
                                  "--version", "1"])
     assert r.exit_code == 0, r.output
     assert "top-1 agreement with the trained model" in r.output
-    ops = {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ: integer kernels at run time
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node}  # QDQ: integer kernels at run time
+    # the stem and the first block stay in float (weights stored as they are), every later convolution reads int8
+    # weights through a DequantizeLinear
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert [c.input[1] in dequantized for c in convs] == [False] * 3 + [True] * (len(convs) - 3)
     assert not (out / "model.fp32.onnx").exists()
     doc = json.loads((out / "bundle.json").read_text())
     par = doc["parity"]
     assert par["int8"] and par["fp32_vs_torch"]["identical_decisions"] and par["calibration_images"] == 128
+    assert par["float_nodes"] == [c.name for c in convs[:3]]
     # measured on this run: agreement 1.00, the same balanced accuracy as fp32 (validation, 524 images)
     assert par["top1_agreement"] > 0.9 and par["images"] > 400
     assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.05

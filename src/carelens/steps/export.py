@@ -130,13 +130,14 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
                           "without them")
     ds, splits = r.data()
     chosen: list[int] = []
+    float_nodes: list[str] = []
     if int8:
         train_idx = splits.indices(ds, "train")
         rng = np.random.default_rng(0)
         chosen = sorted(rng.choice(train_idx, min(calibration_images, len(train_idx)), replace=False).tolist())
         fp32 = out / "model.fp32.onnx"
         (out / "model.onnx").rename(fp32)
-        quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
+        float_nodes = quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
         fp32.unlink()
     ref = r.predictions()
     preds = session_predictions(r, make_session(out / "model.onnx"), ds, splits, ref)
@@ -154,6 +155,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     y = ref.val_y
     agreement: dict[str, Any] = {
         "int8": int8, "flips": flips, "images": len(y), "calibration_images": len(chosen),
+        "float_nodes": float_nodes,
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
         "val_balanced_accuracy_trained": float(balanced_accuracy_score(y, p_run.argmax(1))),
