@@ -14,6 +14,7 @@ from carelens.bundle import load_bundle
 from carelens.cli import app
 from carelens.predict import Engine
 from carelens.steps import Run, calibrate_run
+from carelens.steps.quantize import FLOAT_CONVS
 
 
 def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
@@ -30,12 +31,13 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
     # weights through a DequantizeLinear
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     convs = [n for n in graph.node if n.op_type == "Conv"]
-    assert [c.input[1] in dequantized for c in convs] == [False] * 3 + [True] * (len(convs) - 3)
+    assert FLOAT_CONVS == 3 and len(convs) > FLOAT_CONVS
+    assert [c.input[1] in dequantized for c in convs] == [False] * FLOAT_CONVS + [True] * (len(convs) - FLOAT_CONVS)
     assert not (out / "model.fp32.onnx").exists()
     doc = json.loads((out / "bundle.json").read_text())
     par = doc["parity"]
     assert par["int8"] and par["fp32_vs_torch"]["identical_decisions"] and par["calibration_images"] == 128
-    assert par["float_nodes"] == [c.name for c in convs[:3]]
+    assert par["float_nodes"] == [c.name for c in convs[:FLOAT_CONVS]]
     # measured on this run: agreement 1.00, the same balanced accuracy as fp32 (validation, 524 images)
     assert par["top1_agreement"] > 0.9 and par["images"] > 400
     assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.05

@@ -1,12 +1,13 @@
 """int8 models: static quantisation of a bundle's ONNX graph, and the run's outputs recomputed with it.
 
 ONNX Runtime's static quantisation in the QDQ format (quantize/dequantize pairs around each operator, which the
-runtime fuses into integer kernels): weights int8 per output channel, activations uint8 (the pairing that
-VNNI and AMX instructions execute natively), the first convolutions left in float (:data:`FLOAT_CONVS`), activation ranges from MinMax calibration on images of the
-*training* split (never validation or test, which fit and measure the calibration). The int8 model's outputs on
-every split then replace the fp32 ones, so that temperature, conformal thresholds and the OOD gate are refitted
-on what the shipped model actually computes (:func:`carelens.steps.export.export_run` with ``int8=True``; the same
-refit serves a graph that averages flipped views, ``flips=True``).
+runtime fuses into integer kernels): weights int8 per output channel, activations uint8 (the pairing that VNNI and
+AMX instructions execute natively), the first convolutions left in float (:data:`FLOAT_CONVS`), activation ranges
+from MinMax calibration on images of the *training* split (never validation or test, which fit and measure the
+calibration). The int8 model's outputs on every split then replace the fp32 ones, so that temperature, conformal
+thresholds and the OOD gate are refitted on what the shipped model actually computes
+(:func:`carelens.steps.export.export_run` with ``int8=True``; the same refit serves a graph that averages flipped
+views, ``flips=True``).
 """
 
 from __future__ import annotations
