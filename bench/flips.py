@@ -85,14 +85,12 @@ def graphs_on_test(run_dir: Path, k: int) -> dict[str, Any]:
     import numpy as np
 
     from carelens.bundle import make_session
-    from carelens.steps.quantize import CALIBRATION_IMAGES, quantize_onnx, split_batches
+    from carelens.steps.quantize import calibration_indices, quantize_onnx, split_batches
 
     r = Run(run_dir)
     ds, splits = r.data()
     pre = r.config.preprocess
-    train_idx = splits.indices(ds, "train")
-    chosen = sorted(np.random.default_rng(0).choice(train_idx, min(CALIBRATION_IMAGES, len(train_idx)),
-                                                    replace=False).tolist())
+    chosen = calibration_indices(splits.indices(ds, "train"))
     all_int8 = HERE / f"flips_all_int8_{k}.onnx"
     quantize_onnx(HERE / f"flips_fp32_{k}" / "model.onnx", all_int8,
                   list(split_batches(ds, chosen, pre, batch=16)), float_convs=0)

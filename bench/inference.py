@@ -35,6 +35,11 @@ from carelens.train import TrainConfig, train
 ROUNDS = 5
 
 
+def _subset(ham) -> list[int]:  # type: ignore[no-untyped-def]
+    """The 900 HAM10000 images (a seeded sample) the `inference` case's run trains, validates and tests on."""
+    return sorted(np.random.default_rng(0).choice(len(ham), 900, replace=False).tolist())
+
+
 def _timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
     out = []
     for _ in range(repeats):
@@ -48,9 +53,7 @@ def main() -> None:
     t0 = time.perf_counter()
     case_dir = OUT / "inference"
     ham = open_dataset("ham10000")
-    rng = np.random.default_rng(0)
-    keep = sorted(rng.choice(len(ham), 900, replace=False).tolist())
-    ds = ham.subset(keep)
+    ds = ham.subset(_subset(ham))
     run = case_dir / "run"
     if not Run(run).file(Run.PREDICTIONS).exists():
         train(ds, make_splits(ds), TrainConfig(preprocess=PreprocessConfig(image_size=224), head_epochs=20, finetune_epochs=0), run)
@@ -97,22 +100,7 @@ def main() -> None:
     throughput = n / (time.perf_counter() - t)
     batch_ms = statistics.median(_timed(lambda: bundle.run(x32), 10)) / 32
 
-    # peak memory of a fresh serving-like process (no torch)
-    code = textwrap.dedent(f"""
-        import resource, sys, json
-        from carelens.bundle import load_bundle, make_session
-        from carelens.predict import Engine
-        e = Engine(load_bundle({str(bundle_dir)!r}))
-        n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
-        hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-        print(json.dumps({{"rss_mb": hwm / 1024,
-                          "torch": "torch" in sys.modules, "n": n}}))
-    """)
-    import os
-
-    serving_env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # a server's defaults
-    proc = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                     env=serving_env).stdout.strip().splitlines()[-1])
+    proc = _serving_rss(bundle_dir, files)  # peak memory of a fresh serving-like process (no torch)
 
     p50 = statistics.median(single)
     metrics = {
@@ -148,7 +136,7 @@ def _serving_rss(bundle_dir: Path, files: list[Path]) -> dict:  # type: ignore[t
 
     code = textwrap.dedent(f"""
         import sys, json
-        from carelens.bundle import load_bundle, make_session
+        from carelens.bundle import load_bundle
         from carelens.predict import Engine
         e = Engine(load_bundle({str(bundle_dir)!r}))
         n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
@@ -201,7 +189,13 @@ def int8_case() -> None:
     the mixed-precision choice."""
     import torch
 
-    from carelens.steps.quantize import CALIBRATION_IMAGES, FLOAT_CONVS, quantize_onnx, split_batches
+    from carelens.steps.quantize import (
+        CALIBRATION_IMAGES,
+        FLOAT_CONVS,
+        calibration_indices,
+        quantize_onnx,
+        split_batches,
+    )
 
     t0 = time.perf_counter()
     case_dir = OUT / "inference"
@@ -216,9 +210,7 @@ def int8_case() -> None:
     # the baseline: every convolution in int8, same calibration images as the export's
     r = Run(run)
     ds, splits = r.data()
-    train_idx = splits.indices(ds, "train")
-    chosen = sorted(np.random.default_rng(0).choice(train_idx, min(CALIBRATION_IMAGES, len(train_idx)),
-                                                    replace=False).tolist())
+    chosen = calibration_indices(splits.indices(ds, "train"))
     all_int8 = case_dir / "all_int8.onnx"
     quantize_onnx(fp32_dir / "model.onnx", all_int8, list(split_batches(ds, chosen, r.config.preprocess, batch=16)),
                   float_convs=0)
@@ -253,9 +245,7 @@ def int8_case() -> None:
         tput[key] = n / (time.perf_counter() - t)
     rss = _serving_rss(int8_dir, files)
     # balanced-accuracy loss on held-out lesions (argmax of the logits: temperature does not change it)
-    rng = np.random.default_rng(0)
-    keep = sorted(rng.choice(len(ham), 900, replace=False).tolist())  # the `inference` case's subset
-    held = _heldout(r, ham, keep)
+    held = _heldout(r, ham, _subset(ham))
     classes = r.config.class_ids
     yh = np.array([classes.index(ham[i].label) for i in held])
     preds = {}

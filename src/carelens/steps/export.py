@@ -45,6 +45,7 @@ from carelens.steps.calibrate import calibrate_run
 from carelens.steps.quantize import (
     CALIBRATION_IMAGES,
     INT8_SELFTEST_ATOL,
+    calibration_indices,
     derived_run,
     quantize_onnx,
     session_predictions,
@@ -132,9 +133,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     chosen: list[int] = []
     float_nodes: list[str] = []
     if int8:
-        train_idx = splits.indices(ds, "train")
-        rng = np.random.default_rng(0)
-        chosen = sorted(rng.choice(train_idx, min(calibration_images, len(train_idx)), replace=False).tolist())
+        chosen = calibration_indices(splits.indices(ds, "train"), calibration_images)
         fp32 = out / "model.fp32.onnx"
         (out / "model.onnx").rename(fp32)
         float_nodes = quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))

@@ -26,8 +26,8 @@ from carelens.errors import DataError
 from carelens.preprocess import PreprocessConfig, preprocess
 from carelens.steps.run import Predictions, Run
 
-__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "derived_run", "quantize_onnx",
-           "session_predictions", "split_batches"]
+__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "calibration_indices", "derived_run",
+           "quantize_onnx", "session_predictions", "split_batches"]
 
 CALIBRATION_IMAGES = 128
 # The first convolutions stay in float: the stem and the first block (EfficientNet-Lite: stem, depthwise,
@@ -60,6 +60,12 @@ def split_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch:
     """The batches of :func:`indexed_batches` without their positions."""
     for _, b in indexed_batches(ds, indices, pre, batch):
         yield b
+
+
+def calibration_indices(train_indices: list[int], n: int = CALIBRATION_IMAGES) -> list[int]:
+    """The images whose activations set the int8 ranges: a seeded sample of ``n`` from the training split, sorted."""
+    chosen = np.random.default_rng(0).choice(train_indices, min(n, len(train_indices)), replace=False)
+    return sorted(chosen.tolist())
 
 
 def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_name: str = "input",
