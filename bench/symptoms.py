@@ -41,7 +41,7 @@ def symptoms() -> None:
     t0 = time.perf_counter()
     root = data_root() / "symptom_disease_kaggle41"
     t = load_kaggle_table(root)
-    tr, va, _ = split_patterns(t.y)
+    tr, va, _ = split_patterns(t.X, t.y)
     xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, 0)
     xtr, ytr = np.r_[xtr, t.X[tr]], np.r_[ytr, t.y[tr]]
     xva, yva = partial_reports(t.X[va], t.y[va], (2, 4), 20, 1)

@@ -542,8 +542,8 @@ def _predict_on_ray(bundle: Path, inputs: list[str], out: Path | None, address: 
     with progress_bar(f"predicting on Ray ({workers} workers)", None) as advance:
         summary = score_with_ray(bundle, inputs, out, address=None if address == "local" else address,
                                  workers=workers, batch_size=batch_size, species=species, progress=advance)
-    err_console.print(f"{summary.scored - summary.errors} assessed, {summary.errors} unreadable, {summary.skipped} "
-                      f"already in {out} (resumed); wrote {out}")
+    resumed = f", {summary.skipped} already in {out} (resumed)" if summary.skipped else ""
+    err_console.print(f"{summary.scored - summary.errors} assessed, {summary.errors} unreadable{resumed}; wrote {out}")
 
 
 @app.command()

@@ -45,7 +45,7 @@ def test_horse_colic_folds_never_share_a_horse(data_dir: Path) -> None:
 
 def test_symptom_patterns_are_held_out_whole(data_dir: Path) -> None:
     t = load_kaggle_table(data_dir / "symptom_disease_kaggle41")
-    tr, va, te = split_patterns(t.y)
+    tr, va, te = split_patterns(t.X, t.y)
     patterns = [{tuple(row) for row in t.X[idx]} for idx in (tr, va, te)]
     assert not (patterns[0] & patterns[1]) and not (patterns[0] & patterns[2]) and not (patterns[1] & patterns[2])
     assert sum(len(p) for p in patterns) == len(t.X)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from carelens.cli import app
 from carelens.errors import DataError
-from carelens.symptoms import SymptomBundle, build_symptom_bundle, load_symptom_table
+from carelens.symptoms import SymptomBundle, build_symptom_bundle, load_symptom_table, split_patterns
 
 DOG = {  # condition -> its typical symptoms (a generated table: known structure, no clinical claim)
     "gastroenteritis": ["vomiting", "diarrhoea", "loss_of_appetite", "lethargy"],
@@ -43,7 +43,13 @@ def test_livestock_table_builds_a_cattle_bundle(data_dir: Path, tmp_path: Path) 
     assert "loss_of_appetite" in t.vocab.ids and t.X.sum(1).min() >= 1  # every case names symptoms
     with table.open(newline="") as f:
         assert t.X.shape[0] == sum(1 for _ in f) - 1
+    # the table repeats its few patterns thousands of times: a pattern lies in one split only (held out for real)
+    parts = split_patterns(t.X, t.y)
+    assert sum(len(p) for p in parts) == len(t.y) and len(np.unique(np.concatenate(parts))) == len(t.y)
+    seen = [{row.tobytes() for row in t.X[p]} for p in parts]
+    assert all(seen) and not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
     metrics = build_symptom_bundle(t, tmp_path / "cattle", synthetic=True)
+    assert metrics["patterns"]["test"] == len(seen[2]) and metrics["rows"]["test"] == len(parts[2])
     assert metrics["top3_accuracy_3_reported"] > 1 / len(t.spec.classes) * 3  # above chance on held-out patterns
     b = SymptomBundle.load(tmp_path / "cattle")
     a, parsed = b.assess("the cow has painless lumps and a loss of appetite, she seems depressed")

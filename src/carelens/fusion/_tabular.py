@@ -28,12 +28,13 @@ class LinearModel:
         self.max_iter = max_iter
         self.class_weight = class_weight
 
-    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None) -> LinearModel:
+    def fit(self, X: np.ndarray, y: np.ndarray, n_classes: int | None = None,
+            sample_weight: np.ndarray | None = None) -> LinearModel:
         from sklearn.linear_model import LogisticRegression
 
         k = n_classes or int(y.max()) + 1
         lr = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight)
-        lr.fit(X, y)
+        lr.fit(X, y, sample_weight=sample_weight)
         coef = np.zeros((k, X.shape[1]))
         bias = np.full(k, -30.0)  # classes absent from training get ~0 probability
         classes = lr.classes_.astype(int)

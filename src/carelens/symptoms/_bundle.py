@@ -19,7 +19,13 @@ from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
 from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide
-from carelens.symptoms._data import SymptomTable, load_kaggle_table, partial_reports, split_patterns
+from carelens.symptoms._data import (
+    SymptomTable,
+    load_kaggle_table,
+    partial_reports,
+    split_patterns,
+    unique_cases,
+)
 from carelens.symptoms._encoder import MiniLMEncoder
 from carelens.symptoms._fusion import ImageSymptomFusion
 from carelens.symptoms._parse import DEFAULT_THRESHOLD, ParsedSymptoms, SymptomParser
@@ -51,15 +57,20 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
     if synthetic and real_cases:
         raise ConfigError("a table cannot be both synthetic and real cases")
     t = load_kaggle_table(source) if isinstance(source, Path) else source
-    tr, va, te = split_patterns(t.y, seed=seed)
-    xtr, ytr = partial_reports(t.X[tr], t.y[tr], (1, 6), 30, seed)
-    xtr, ytr = np.r_[xtr, t.X[tr]], np.r_[ytr, t.y[tr]]
-    xva, yva = partial_reports(t.X[va], t.y[va], (2, 4), 20, seed + 1)
-    xte, yte = partial_reports(t.X[te], t.y[te], 3, 20, seed + 2)
+    tr, va, te = split_patterns(t.X, t.y, seed=seed)
+    # a table of cases repeats its patterns: each distinct case is simulated once, weighted by how often it occurs
+    # (its prevalence); validation and test count each distinct case once, as held-out patterns
+    utr, uytr, wtr = unique_cases(t.X[tr], t.y[tr])
+    xtr, ytr = partial_reports(utr, uytr, (1, 6), 30, seed)
+    xtr, ytr, wtr = np.r_[xtr, utr], np.r_[ytr, uytr], np.r_[np.repeat(wtr, 30), wtr].astype(float)
+    uva, uyva, _ = unique_cases(t.X[va], t.y[va])
+    ute, uyte, _ = unique_cases(t.X[te], t.y[te])
+    xva, yva = partial_reports(uva, uyva, (2, 4), 20, seed + 1)
+    xte, yte = partial_reports(ute, uyte, 3, 20, seed + 2)
     k = len(t.spec.classes)
     best: tuple[float, LinearModel] | None = None
     for c in (0.3, 1.0, 3.0, 10.0):
-        m = LinearModel(C=c).fit(xtr, ytr, k)
+        m = LinearModel(C=c).fit(xtr, ytr, k, sample_weight=wtr)
         ll = nll(m.predict_proba(xva), yva)
         if best is None or ll < best[0]:
             best = (ll, m)
@@ -72,14 +83,15 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
     metrics = {"top1_accuracy_3_reported": float((pt.argmax(1) == yte).mean()),
                "top3_accuracy_3_reported": _top_k(pt, yte, 3), "coverage": cov["coverage"],
                "mean_set_size": cov["mean_set_size"], "val_log_loss": best[0], "C": model.C,
-               "patterns": {"train": len(tr), "val": len(va), "test": len(te)}}
+               "patterns": {"train": len(utr), "val": len(uva), "test": len(ute)},
+               "rows": {"train": len(tr), "val": len(va), "test": len(te)}}
     doc = {
         "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,
         "data": "synthetic" if synthetic else "real_cases" if real_cases else "curated_table",
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
         "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
-        "prior": ((np.bincount(ytr, minlength=k) + 1.0) / (len(ytr) + k)).tolist(),  # what the model was fitted on
+        "prior": ((np.bincount(ytr, wtr, minlength=k) + 1.0) / (wtr.sum() + k)).tolist(),  # what the model was fitted on
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "symptoms.json").write_text(json.dumps(doc))

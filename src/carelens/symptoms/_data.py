@@ -12,7 +12,7 @@ from carelens.errors import DataError
 from carelens.labels import LabelSpec, load_spec
 from carelens.symptoms._vocabulary import Vocabulary, clean_symptom_name, load_kaggle_vocabulary
 
-__all__ = ["SymptomTable", "load_kaggle_table", "partial_reports", "split_patterns"]
+__all__ = ["SymptomTable", "load_kaggle_table", "partial_reports", "split_patterns", "unique_cases"]
 
 
 @dataclass
@@ -51,20 +51,37 @@ def load_kaggle_table(root: Path, file: str = "Training.csv", *, unique: bool = 
     return SymptomTable(X, y, vocab, spec)
 
 
-def split_patterns(y: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+def split_patterns(X: np.ndarray, y: np.ndarray, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified split of unique patterns: no pattern is in two splits."""
+    """Row indices of a split by symptom pattern, stratified by label: every row with the same pattern (the same
+    row of ``X``) falls in one split, so that validation and test measure patterns the model never saw. A table of
+    cases repeats its patterns (the synthetic livestock table: 43,778 rows, 83 patterns); split row by row, its
+    test rows would be training rows again. A pattern's label for the stratification is its first row's."""
+    _, first, group = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    group = group.ravel()
+    order = np.argsort(first, kind="stable")  # patterns in the order they first appear
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    group, first = rank[group], first[order]  # pattern g first appears at row first[g]
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[], [], []]
-    for c in np.unique(y):
-        idx = rng.permutation(np.nonzero(y == c)[0])
+    label = y[first]
+    for c in np.unique(label):
+        idx = rng.permutation(np.nonzero(label == c)[0])
         n = len(idx)
         a = max(1, round(fractions[0] * n))
         b = a + max(1, round(fractions[1] * n)) if n >= 3 else a
         parts[0] += idx[:a].tolist()
         parts[1] += idx[a:b].tolist()
         parts[2] += idx[b:].tolist()
-    return tuple(np.asarray(sorted(p), dtype=int) for p in parts)  # type: ignore[return-value]
+    return tuple(np.nonzero(np.isin(group, p))[0] for p in parts)  # type: ignore[return-value]
+
+
+def unique_cases(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (pattern, label) rows in the order they first appear, with how often each occurs."""
+    _, first, counts = np.unique(np.c_[X, y], axis=0, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    return X[first[order]], y[first[order]], counts[order]
 
 
 def partial_reports(X: np.ndarray, y: np.ndarray, n_reported: int | tuple[int, int], per_row: int,
