@@ -211,7 +211,7 @@ def train_cmd(
             raise typer.Exit(code)
         return
 
-    settings: dict[str, Any] = json.loads(config.read_text()) if config else {}
+    settings: dict[str, Any] = TrainConfig.read_settings(config) if config else {}
     for key, value in (("model", model), ("image_size", image_size), ("head_epochs", head_epochs),
                        ("finetune_epochs", finetune_epochs), ("augment", augment), ("seed", seed),
                        ("severity_head", severity_head)):

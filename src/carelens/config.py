@@ -7,8 +7,10 @@ it trains with; nothing copies its fields.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from carelens.errors import ConfigError
@@ -116,6 +118,23 @@ class TrainConfig:
         d = asdict(self)
         d["imbalance"] = list(self.imbalance)
         d["preprocess"] = self.preprocess.to_dict()
+        return d
+
+    @staticmethod
+    def read_settings(path: str | Path) -> dict[str, Any]:
+        """The settings of a JSON file (an object of TrainConfig fields), with a clear error when the file is
+        missing, is not JSON or holds something else than an object."""
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"training settings file {p} not found: give a JSON object of TrainConfig fields, "
+                              'for example {"image_size": 160, "finetune_epochs": 8}')
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"training settings file {p} is not valid JSON ({exc})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"training settings file {p} holds a {type(d).__name__}, not a JSON object of "
+                              "TrainConfig fields")
         return d
 
     @classmethod

@@ -60,6 +60,19 @@ def test_config_round_trip() -> None:
     assert np.isfinite(TrainConfig().lr_head)
 
 
+@pytest.mark.parametrize(("text", "match"), [(None, "not found"), ("{image_size: 160}", "not valid JSON"),
+                                             ("[160]", "holds a list"), ('{"image_size": 160}', None)])
+def test_settings_file_errors_say_what_is_wrong(tmp_path, text: str | None, match: str | None) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "settings.json"
+    if text is not None:
+        path.write_text(text)
+    if match is None:
+        assert TrainConfig.from_dict(TrainConfig.read_settings(path)).preprocess.image_size == 160
+        return
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.read_settings(path)
+
+
 def test_the_demo_recipe_is_a_valid_config() -> None:
     """`make demo` trains with scripts/demo_ham10000.json: a typo there must fail here, not 5 minutes into a demo."""
     import json
