@@ -24,6 +24,7 @@ from carelens.ecg import (
     detector_agreement,
     fast_run,
     load_rules,
+    local_peaks,
     localise,
     read_ecg,
     rhythm,
@@ -66,6 +67,22 @@ def test_rpeaks_match_the_reference_beats(mitbih: Path) -> None:
     c = wfdb.processing.compare_annotations(ref, peaks, int(0.15 * sig.fs))
     assert c.sensitivity > 0.98 and c.positive_predictivity > 0.98, (c.sensitivity, c.positive_predictivity)
     assert abs(rhythm(peaks, sig.fs).heart_rate_bpm - rhythm(ref, sig.fs).heart_rate_bpm) <= 1.0
+
+
+def test_local_peaks_are_wfdb_s_exactly(mitbih: Path) -> None:
+    # carelens hands XQRS a vectorised copy of wfdb's find_local_peaks: the same indices on a real lead, on XQRS's
+    # integrated signal (the input it gets), on noise with ties, at the short and long ends
+    from wfdb.processing.peaks import find_local_peaks
+
+    rng = np.random.default_rng(0)
+    x = read_ecg(mitbih / "105").samples[:30000]
+    signals = [x[:, 0], x[:, 1], np.convolve(np.diff(x[:, 0]) ** 2, np.ones(54), "same"),
+               np.round(rng.normal(size=4000), 1), *(rng.normal(size=n) for n in (1, 2, 5, 37, 38, 80))]
+    for sig in signals:
+        for radius in (r for r in (1, 2, 7, 36) if r < len(sig)):  # wfdb's loop indexes past a shorter signal
+            want, got = find_local_peaks(sig, radius), local_peaks(sig, radius)
+            assert got.shape == want.shape and (got == want).all(), (len(sig), radius)
+    assert len(local_peaks(np.zeros(50), 5)) == 0  # a flat line has none
 
 
 def test_localised_beats_sit_where_the_annotators_put_them(mitbih: Path) -> None:
