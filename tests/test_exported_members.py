@@ -61,7 +61,7 @@ EXPECTED = {
     "carelens.models": {"Backbone", "BeatNet", "Classifier", "RecordNet", "MulticlassHead", "MultilabelHead", "build_backbone", "build_classifier",
                         "embed_images"},
     "carelens.train": {"AUGMENT_PRESETS", "IMBALANCE_STRATEGIES", "FocalLoss", "MlflowTracker", "RunResult", "TrainConfig", "build_augment",
-                       "Tracker", "build_loss", "class_weights", "cross_validate", "launch_distributed", "load_split", "make_tracker", "predict_logits", "train",
+                       "Tracker", "build_loss", "class_weights", "cross_validate", "load_split", "make_tracker", "predict_logits", "train",
                        "SignalTrainResult", "export_beats", "export_records", "predict_beats", "train_beats", "predict_records", "train_records"},
     "carelens.predict": {"HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "MAX_WINDOWS", "assess_record", "assess_recordings", "beat_classifier", "record_windows", "capped_size", "collect_inputs",
                          "overlay_heatmap", "predict_table", "write_results"},

@@ -4,7 +4,6 @@
 from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._augment import build_augment
 from carelens.train._crossval import cross_validate
-from carelens.train._distributed import launch as launch_distributed
 from carelens.train._losses import FocalLoss, build_loss, class_weights
 from carelens.train._signal import (
     SignalTrainResult,
@@ -33,7 +32,6 @@ __all__ = [
     "cross_validate",
     "export_beats",
     "export_records",
-    "launch_distributed",
     "load_split",
     "make_tracker",
     "predict_beats",

@@ -1,5 +1,6 @@
-"""Distributed training with PyTorch DistributedDataParallel, launched by torchrun (`carelens train --nproc N`, or
-`torchrun --nproc_per_node N -m carelens.cli train ...` on each machine of a cluster).
+"""Distributed training with PyTorch DistributedDataParallel, launched by torchrun (`carelens train --nproc N`, which
+starts torchrun from the CLI without importing torch itself, or `torchrun --nproc_per_node N -m carelens.cli train ...`
+on each machine of a cluster).
 
 Every process reads the data and builds the same seeded model. The epoch's order comes from the task's sampler
 (the imbalance strategy: balanced sampler, weights) drawn with the same seed in every process; each global batch of
@@ -13,16 +14,13 @@ Backends: gloo on CPU, nccl on GPUs (process r on GPU ``LOCAL_RANK``).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
 
-from carelens.settings import threads_per_process
 from carelens.train._runtime import device
 
-__all__ = ["Dist", "launch", "setup", "teardown"]
+__all__ = ["Dist", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -69,10 +67,3 @@ def teardown(d: Dist) -> None:
     if d.world > 1 and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-
-
-def launch(argv: list[str], nproc: int) -> int:
-    """Run ``carelens <argv>`` as ``nproc`` processes on this machine under torchrun; their exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "carelens.cli", *argv]
-    return subprocess.call(cmd, env={**os.environ, "OMP_NUM_THREADS": str(threads_per_process(nproc))})
