@@ -1,5 +1,6 @@
 """Inference benchmarks. Case `inference` (issue 5): python bench/inference.py; case `inference_int8` (issue 16):
-python bench/inference.py inference_int8 (after `inference`, whose run it quantises).
+python bench/inference.py inference_int8 (after `inference`, whose run it quantises); case `ort_mem_pattern`:
+python bench/inference.py ort_mem_pattern (after both: ONNX Runtime's memory pattern on and off, their bundles).
 
 Builds a 224px EfficientNet-Lite0 bundle (head trained on frozen features of a HAM10000 subset: the
 graph is the full model, which is what latency depends on), then measures in one run:
@@ -303,6 +304,81 @@ def int8_case() -> None:
     print(res, json.dumps(metrics, indent=1))
 
 
+def _session(model: Path, mem_pattern: bool):  # type: ignore[no-untyped-def]
+    """make_session's options (2 threads), with ONNX Runtime's memory pattern as given."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.enable_mem_pattern = mem_pattern
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+
+def _rss_with_pattern(bundle_dir: Path, files: list[Path], mem_pattern: bool) -> float:
+    """Peak RSS of a fresh serving-like process (as _serving_rss) with the memory pattern forced on or off."""
+    import os
+
+    code = textwrap.dedent(f"""
+        import json
+        import onnxruntime as ort
+        session = ort.InferenceSession
+        def with_pattern(path, options, **kw):  # make_session's options, the memory pattern as measured
+            options.enable_mem_pattern = {mem_pattern}
+            return session(path, options, **kw)
+        ort.InferenceSession = with_pattern
+        from carelens.bundle import load_bundle
+        from carelens.predict import Engine
+        e = Engine(load_bundle({str(bundle_dir)!r}))
+        assert e.bundle.session.get_session_options().enable_mem_pattern is {mem_pattern}
+        n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
+        hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+        print(json.dumps({{"rss_mb": hwm / 1024}}))
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["rss_mb"])
+
+
+def mem_pattern_case() -> None:
+    """ONNX Runtime's memory pattern on (its default) and off (carelens's make_session): model latency per image at
+    batch 1 and 16 in interleaved rounds, and the peak RSS of a serving process, for the int8 and fp32 bundles."""
+    t0 = time.perf_counter()
+    root = OUT / "inference"
+    files = [Path(e.path) for e in open_dataset("ham10000")][:64]
+    metrics: dict[str, float] = {}
+    for name, folder in (("int8", "bundle_int8"), ("fp32", "bundle")):
+        model = root / folder / "model.onnx"
+        sessions = {p: _session(model, p) for p in (True, False)}
+        inp = sessions[True].get_inputs()[0].name
+        for bs, calls in ((1, 30), (16, 4)):
+            x = np.random.default_rng(0).normal(size=(bs, 3, 224, 224)).astype(np.float32)
+            for sess in sessions.values():
+                for _ in range(5):
+                    sess.run(None, {inp: x})
+            times: dict[bool, list[float]] = {True: [], False: []}
+            for r in range(12):  # interleaved, the order alternating
+                for p in (True, False) if r % 2 == 0 else (False, True):
+                    t = time.perf_counter()
+                    for _ in range(calls):
+                        sessions[p].run(None, {inp: x})
+                    times[p].append((time.perf_counter() - t) / calls / bs * 1000)
+            for p, tag in ((True, "on"), (False, "off")):
+                metrics[f"{name}_b{bs}_ms_per_img_pattern_{tag}"] = round(statistics.median(times[p]), 3)
+        for p, tag in ((True, "on"), (False, "off")):
+            metrics[f"{name}_peak_rss_mb_pattern_{tag}"] = round(statistics.median(
+                _rss_with_pattern(root / folder, files, p) for _ in range(3)), 1)
+    res = write_result("ort_mem_pattern", "ham10000", time.perf_counter() - t0, metrics,
+                       {"int8_peak_rss_mb_pattern_off": 200.0},
+                       notes="command: python bench/inference.py ort_mem_pattern. The bundles of the `inference` and "
+                             "`inference_int8` cases (224 px EfficientNet-Lite0; int8 with the float stem). Latency: "
+                             "median over 12 interleaved rounds (30 calls at batch 1, 4 at batch 16) of the model "
+                             "alone, 2 intra-op threads; RSS: median of 3 fresh serving-like processes (no torch) that "
+                             "load the bundle and predict 64 files. carelens's sessions run with the pattern off. "
+                             "CPU: " + _cpu())
+    print(res, json.dumps(metrics, indent=1))
+
+
 def _cpu() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -311,4 +387,5 @@ def _cpu() -> str:
 
 
 if __name__ == "__main__":
-    {"inference": main, "inference_int8": int8_case}[sys.argv[1] if len(sys.argv) > 1 else "inference"]()
+    {"inference": main, "inference_int8": int8_case, "ort_mem_pattern": mem_pattern_case}[
+        sys.argv[1] if len(sys.argv) > 1 else "inference"]()
