@@ -161,12 +161,19 @@ def tiny_busi_run(busi_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 @pytest.fixture(scope="session")
-def ham_bundle(tiny_ham_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny HAM10000 run calibrated (with its age/sex/site facts model) and exported."""
+def ham_calibration(tiny_ham_run: Path):  # type: ignore[no-untyped-def]
+    """The tiny HAM10000 run calibrated once with the defaults (with its age/sex/site facts model): the tests that
+    need it calibrated share this (calibrating takes 8 s on a slow host; nothing calibrates it otherwise)."""
     from carelens.steps import calibrate_run
+
+    return calibrate_run(tiny_ham_run)
+
+
+@pytest.fixture(scope="session")
+def ham_bundle(tiny_ham_run: Path, ham_calibration, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny HAM10000 run calibrated and exported."""
     from carelens.steps.export import export_run
 
-    calibrate_run(tiny_ham_run)
     return export_run(tiny_ham_run, tmp_path_factory.mktemp("ham_bundle") / "derma", name="derma", version="1")
 
 

@@ -14,12 +14,11 @@ from carelens.bundle import load_bundle
 from carelens.errors import ConfigError
 from carelens.predict import Engine
 from carelens.preprocess import preprocess
-from carelens.steps import Run, calibrate_run
+from carelens.steps import Run
 from carelens.steps.export import export_run, load_run_model
 
 
-def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, tmp_path: Path) -> None:
-    calibrate_run(tiny_ham_run)
+def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, ham_calibration, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     trained = json.loads((tiny_ham_run / "calibration.json").read_text())
     out = export_run(tiny_ham_run, tmp_path / "flips", name="derma-flips", version="1", flips=True)
     doc = json.loads((out / "bundle.json").read_text())
@@ -45,9 +44,8 @@ def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, 
                for (a, h), img in zip(results, images, strict=True))
 
 
-def test_flips_and_int8_together(tiny_ham_run: Path, tmp_path: Path) -> None:
+def test_flips_and_int8_together(tiny_ham_run: Path, ham_calibration, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The flips graph quantised like any other: calibrated on its own int8 outputs, self-test within int8 rounding."""
-    calibrate_run(tiny_ham_run)
     out = export_run(tiny_ham_run, tmp_path / "flips8", name="derma-flips8", version="1", flips=True, int8=True)
     doc = json.loads((out / "bundle.json").read_text())
     par = doc["parity"]

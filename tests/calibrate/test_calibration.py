@@ -93,12 +93,12 @@ def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -
                           cal.conformal.predict_set(softmax(a["test_logits"])))
 
 
-def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: Path) -> None:
+def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: Path, ham_calibration) -> None:  # type: ignore[no-untyped-def]
     skimage_data = pytest.importorskip("skimage.data")
     from carelens.models import embed_images
     from carelens.steps.export import load_run_model
 
-    cal = calibrate_run(tiny_ham_run)
+    cal = ham_calibration
     model = load_run_model(tiny_ham_run)
     pre = Run(tiny_ham_run).config.preprocess
     logits, feats = embed_images(model, pre, [skimage_data.astronaut(), skimage_data.coffee()])

@@ -57,12 +57,7 @@ def split_patterns(X: np.ndarray, y: np.ndarray, fractions: tuple[float, float, 
     row of ``X``) falls in one split, so that validation and test measure patterns the model never saw. A table of
     cases repeats its patterns (the synthetic livestock table: 43,778 rows, 83 patterns); split row by row, its
     test rows would be training rows again. A pattern's label for the stratification is its first row's."""
-    _, first, group = np.unique(X, axis=0, return_index=True, return_inverse=True)
-    group = group.ravel()
-    order = np.argsort(first, kind="stable")  # patterns in the order they first appear
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    group, first = rank[group], first[order]  # pattern g first appears at row first[g]
+    first, group, _ = _distinct(X)
     rng = np.random.default_rng(seed)
     parts: list[list[int]] = [[], [], []]
     label = y[first]
@@ -79,9 +74,18 @@ def split_patterns(X: np.ndarray, y: np.ndarray, fractions: tuple[float, float, 
 
 def unique_cases(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct (pattern, label) rows in the order they first appear, with how often each occurs."""
-    _, first, counts = np.unique(np.c_[X, y], axis=0, return_index=True, return_counts=True)
+    first, _, counts = _distinct(np.c_[X, y])
+    return X[first], y[first], counts
+
+
+def _distinct(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct rows numbered in the order they first appear: (the row where each first appears, each row's
+    number, how many rows each has)."""
+    _, first, inverse, counts = np.unique(rows, axis=0, return_index=True, return_inverse=True, return_counts=True)
     order = np.argsort(first, kind="stable")
-    return X[first[order]], y[first[order]], counts[order]
+    number = np.empty_like(order)
+    number[order] = np.arange(len(order))
+    return first[order], number[inverse.ravel()], counts[order]
 
 
 def partial_reports(X: np.ndarray, y: np.ndarray, n_reported: int | tuple[int, int], per_row: int,
