@@ -34,20 +34,36 @@ class _Run:
     output: str
 
 
-def _carelens(*args: str) -> _Run:
+# one child, one Ray instance started first, several `carelens` calls: each finds Ray running and leaves it up
+_ON_ONE_RAY = """
+import json, sys
+import ray
+from typer.testing import CliRunner
+from carelens.cli import app
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+print(json.dumps([[r.exit_code, r.output] for r in (CliRunner().invoke(app, a) for a in json.loads(sys.argv[1]))]))
+"""
+
+
+def _in_child(*calls: list[str]) -> list[_Run]:
     """`carelens ARGS` in a child process with its own Ray temp folder (short: Ray's socket paths have a length
-    limit); on failure the tail of Ray's raylet/GCS logs joins the output."""
+    limit): one call as the command line runs it (Ray started and stopped by carelens), several on one Ray instance.
+    On failure the tail of Ray's raylet/GCS logs joins the output."""
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    cmd = ([sys.executable, "-m", "carelens.cli", *calls[0]] if len(calls) == 1 else
+           [sys.executable, "-c", _ON_ONE_RAY, json.dumps(calls)])
     try:
-        proc = subprocess.run([sys.executable, "-m", "carelens.cli", *args], check=False, capture_output=True,
-                              text=True, timeout=300, env={**os.environ, "RAY_TMPDIR": ray_tmp, "COLUMNS": "200"})
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "RAY_TMPDIR": ray_tmp, "COLUMNS": "200"})
         out = proc.stdout + proc.stderr
+        if proc.returncode == 0 and len(calls) > 1:
+            return [_Run(code, text) for code, text in json.loads(proc.stdout.strip().splitlines()[-1])]
         if proc.returncode != 0:
             for pattern in ("*.err", "raylet.out", "gcs_server.out"):
                 for log in sorted(Path(ray_tmp).glob(f"**/logs/{pattern}")):
                     tail = log.read_text(errors="replace").splitlines()[-15:]
                     out += f"\n--- {log.name} ---\n" + "\n".join(tail)
-        return _Run(proc.returncode, out)
+        return [_Run(proc.returncode, out)] * len(calls)
     finally:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
@@ -71,24 +87,26 @@ def test_ray_scoring_matches_the_single_process_path_and_resumes(ham_bundle: Pat
     single, ray_out = tmp_path / "single.jsonl", tmp_path / "ray.jsonl"
     res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(single)])
     assert res.exit_code == 0, res.output
-    res = _carelens("predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local", "--workers", "2")
+    (res,) = _in_child(["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local", "--workers", "2"])
     assert res.exit_code == 0 and "40 assessed, 1 unreadable; wrote" in res.output, res.output
     want, got = _rows(single), _rows(ray_out)
     assert len(want) == len(got) == 41 and sum(bool(r.get("error")) for r in got) == 1
     for a, b in zip(want, got, strict=True):
         _same(a, b)
-    # a run stopped part-way (15 rows and half a line written) resumes: only the rest is scored
+    # a run stopped part-way (15 rows and half a line written) resumes: only the rest is scored; and the same rows
+    # as Parquet parts, for tools that read Parquet (both on one Ray instance, as on a cluster: carelens leaves it up)
     lines = ray_out.read_text().splitlines(keepends=True)
     ray_out.write_text("".join(lines[:15]) + lines[15][:20])
-    res = _carelens("predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local")
-    assert res.exit_code == 0 and "25 assessed, 1 unreadable, 15 already in" in res.output, res.output
+    resumed_run, parquet_run = _in_child(
+        ["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local"],
+        ["predict", str(ham_bundle), str(images), "--out", str(tmp_path / "r.parquet"), "--ray", "local"])
+    assert resumed_run.exit_code == 0, resumed_run.output
+    assert "25 assessed, 1 unreadable, 15 already in" in resumed_run.output, resumed_run.output
     resumed = _rows(ray_out)  # every line whole again: the cut one was dropped and its image scored anew
     assert [r["input"] for r in resumed] == [r["input"] for r in want]
-    # the same rows as Parquet parts, for tools that read Parquet
     import pyarrow.parquet as pq
 
-    res = _carelens("predict", str(ham_bundle), str(images), "--out", str(tmp_path / "r.parquet"), "--ray", "local")
-    assert res.exit_code == 0, res.output
+    assert parquet_run.exit_code == 0, parquet_run.output
     table = pq.read_table(tmp_path / "r.parquet")
     assert table.column("input").to_pylist() == [r["input"] for r in want]
     for a, b in zip(want, (json.loads(x) for x in table.column("row").to_pylist()), strict=True):

@@ -43,7 +43,7 @@ def _train(data: Path, out: Path, cfg: Path, *extra: str) -> dict:  # type: igno
 def test_two_processes_match_one_and_resume(tiny_folder: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"model": "small_cnn", "pretrained": False, "image_size": 28, "head_epochs": 0,
-                               "finetune_epochs": 4, "lr_finetune": 0.003, "batch_size": 64, "augment": "xray",
+                               "finetune_epochs": 3, "lr_finetune": 0.003, "batch_size": 64, "augment": "xray",
                                "patience": 0, "imbalance": ["balanced_sampler"]}))
     one = _train(tiny_folder, tmp_path / "one", cfg)
     two = _train(tiny_folder, tmp_path / "two", cfg, "--nproc", "2")
@@ -51,26 +51,26 @@ def test_two_processes_match_one_and_resume(tiny_folder: Path, tmp_path: Path) -
         for k in ("balanced_accuracy", "macro_auc"):
             assert abs(one[split][k] - two[split][k]) <= TOLERANCE, (split, k, one[split][k], two[split][k])
     assert two["test"]["balanced_accuracy"] > 0.6  # it learned (majority class alone: 0.5)
-    assert [h["epoch"] for h in two["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in two["history"]] == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "two").glob("*.pt")) == ["best.pt", "last.pt"]
-    # the same two-process run stopped after epoch 2, then resumed: it ends where the uninterrupted one did
+    # the same two-process run stopped after epoch 1, then resumed: it ends where the uninterrupted one did
     stopped = tmp_path / "stopped"
-    script = tmp_path / "stop_after_2.py"
-    script.write_text(STOP_AFTER_2)
+    script = tmp_path / "stop_after_1.py"
+    script.write_text(STOP_AFTER_1)
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script), str(tiny_folder), str(cfg), str(stopped)], check=False, capture_output=True,
                          text=True,
                          timeout=600)
     assert res.returncode != 0 and not (stopped / "metrics.json").exists()
-    assert torch.load(stopped / "last.pt", weights_only=True)["state"] == {"phase": "finetune", "epoch": 2}
+    assert torch.load(stopped / "last.pt", weights_only=True)["state"] == {"phase": "finetune", "epoch": 1}
     resumed = _train(tiny_folder, stopped, cfg, "--nproc", "2", "--resume")
-    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     for split in ("val", "test"):
         assert resumed[split]["balanced_accuracy"] == pytest.approx(two[split]["balanced_accuracy"], abs=1e-9)
         assert resumed[split]["macro_auc"] == pytest.approx(two[split]["macro_auc"], abs=1e-6)
 
 
-STOP_AFTER_2 = """
+STOP_AFTER_1 = """
 import json, sys
 from carelens.config import TrainConfig
 from carelens.data import open_dataset, split_dataset
@@ -81,8 +81,8 @@ cfg = TrainConfig.from_dict(json.loads(open(sys.argv[2]).read()))
 
 
 def stop(epoch):
-    if epoch == 2:
-        raise SystemExit(3)  # as a kill would: after epoch 2's checkpoint
+    if epoch == 1:
+        raise SystemExit(3)  # as a kill would: after epoch 1's checkpoint
 
 
 train(ds, split_dataset(ds, seed=cfg.seed), cfg, sys.argv[3], on_epoch_end=stop)
