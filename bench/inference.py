@@ -368,8 +368,8 @@ def mem_pattern_case() -> None:
         for p, tag in ((True, "on"), (False, "off")):
             metrics[f"{name}_peak_rss_mb_pattern_{tag}"] = round(statistics.median(
                 _rss_with_pattern(root / folder, files, p) for _ in range(3)), 1)
-    res = write_result("ort_mem_pattern", "ham10000", time.perf_counter() - t0, metrics,
-                       {"int8_peak_rss_mb_pattern_off": 200.0},
+    metrics["peak_rss_mb"] = metrics["int8_peak_rss_mb_pattern_off"]  # as served: int8, the pattern off
+    res = write_result("ort_mem_pattern", "ham10000", time.perf_counter() - t0, metrics, {"peak_rss_mb": 200.0},
                        notes="command: python bench/inference.py ort_mem_pattern. The bundles of the `inference` and "
                              "`inference_int8` cases (224 px EfficientNet-Lite0; int8 with the float stem). Latency: "
                              "median over 12 interleaved rounds (30 calls at batch 1, 4 at batch 16) of the model "

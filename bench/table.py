@@ -16,7 +16,7 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "medmnist_acc", "ece_before", "ece", "coverage",
         "min_class_coverage", "mean_set_size", "critical_miss_rate", "over_triage_rate", "ood_auroc_far", "ood_auroc_near",
         "ood_pass_rate", "top3_accuracy", "balanced_accuracy_gain", "latency_p50_ms", "latency_p99_ms",
-        "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb",
+        "throughput_img_s", "speedup_vs_torch", "model_vs_bare_ratio", "serving_process_peak_rss_mb", "peak_rss_mb",
         "requests_per_s", "errors", "rss_growth", "capacity_req_s", "offered_req_s", "served", "shed_503",
         "errors_5xx", "server_latency_p99_ms", "rss_growth_after_first_minute", "audit_matches_200",
         "sensitivity", "ppv", "records_hr_within_1bpm", "hr_abs_err_bpm_max", "pause_records_flagged",
