@@ -46,9 +46,9 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # (Measured: turning ORT's thread spinning off costs more than it saves; the numpy work after a run
     # is kept off ORT's cores by limiting BLAS to one thread in the engine instead.)
-    # No memory pattern (ORT's plan of one arena block per input shape): peak RSS of a serving process 189 -> 163 MB
-    # (int8 bundle) and 248 -> 234 MB (fp32), no slower in 12 interleaved rounds (int8 batch 1: median 4.82 vs
-    # 5.26 ms, batch 16: 3.68 vs 3.69 ms per image; 2-core Xeon, 2026-11-27).
+    # No memory pattern (ORT's plan of one arena block per input shape): peak RSS of a serving process 187 -> 161 MB
+    # (int8 bundle) and 255 -> 230 MB (fp32), no slower in 12 interleaved rounds (int8 batch 1: median 4.00 vs
+    # 4.31 ms, batch 16: 3.25 vs 3.40 ms per image; `python bench/inference.py ort_mem_pattern`).
     opts.enable_mem_pattern = False
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
