@@ -35,17 +35,15 @@ CNN = dict(model="small_cnn", image_size=28, head_epochs=0, finetune_epochs=3, l
            augment="xray", threads=2)
 
 
-def test_tiny_run_beats_the_majority_baseline(pneumonia_small: Dataset, tmp_path: Path) -> None:
-    res = train(pneumonia_small, make_splits(pneumonia_small), TrainConfig.from_dict(CNN), tmp_path / "run")
-    assert res.test is not None
-    # The majority class gives balanced accuracy 0.5. Measured 0.750 (Intel Xeon) to 0.80 (AMD EPYC) for this
-    # seed: CPUs differ in float results, so the bar keeps a margin no CPU difference can cross.
-    assert res.test["balanced_accuracy"] > 0.65
-    assert min(res.test["per_class_recall"].values()) > 0.4
+def test_tiny_run_beats_the_majority_baseline(tiny_pneumonia_run: Path) -> None:
+    # the shared tiny run (small CNN at 28 px, 800 training images, 4 epochs: tests/conftest.py), trained by train()
+    saved = json.loads((tiny_pneumonia_run / "metrics.json").read_text())
+    # The majority class gives balanced accuracy 0.5; measured 0.853 (recall 0.89 / 0.81) on an Intel Xeon. CPUs
+    # differ in float results, so the bar keeps a margin no CPU difference can cross.
+    assert saved["test"]["balanced_accuracy"] > 0.65
+    assert min(saved["test"]["per_class_recall"].values()) > 0.4
     for f in ("config.json", "splits.json", "best.pt", "last.pt", "metrics.json", "curves.png", "predictions.npz"):
-        assert (tmp_path / "run" / f).is_file(), f
-    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert saved["test"]["balanced_accuracy"] == pytest.approx(res.test["balanced_accuracy"])
+        assert (tiny_pneumonia_run / f).is_file(), f
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -61,6 +59,7 @@ def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, 
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.history == b.history
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["history"] == a.history  # returned as saved
 
     class Killed(Exception):
         pass
