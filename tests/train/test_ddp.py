@@ -14,6 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+from carelens.config import TrainConfig
+from carelens.data import open_dataset, split_dataset
+from carelens.train import train
+
 # Two processes split every batch of 64 into two of 32: BatchNorm sees 32 images instead of 64 and the gradient
 # sums in another order, so the runs are close, not identical. Measured on this set: differences of 0.00-0.02.
 TOLERANCE = 0.06
@@ -45,7 +49,11 @@ def test_two_processes_match_one_and_resume(tiny_folder: Path, tmp_path: Path) -
     cfg.write_text(json.dumps({"model": "small_cnn", "pretrained": False, "image_size": 28, "head_epochs": 0,
                                "finetune_epochs": 3, "lr_finetune": 0.003, "batch_size": 64, "augment": "xray",
                                "patience": 0, "imbalance": ["balanced_sampler"]}))
-    one = _train(tiny_folder, tmp_path / "one", cfg)
+    # one process, in this one (as the CLI runs it: the same splits, seed and settings; no torch import to wait for)
+    ds = open_dataset(tiny_folder)
+    settings = TrainConfig.from_dict(json.loads(cfg.read_text()))
+    train(ds, split_dataset(ds, seed=settings.seed), settings, tmp_path / "one")
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     two = _train(tiny_folder, tmp_path / "two", cfg, "--nproc", "2")
     for split in ("val", "test"):
         for k in ("balanced_accuracy", "macro_auc"):
