@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,10 +47,26 @@ print(json.dumps([[r.exit_code, r.output] for r in (CliRunner().invoke(app, a) f
 """
 
 
-def _in_child(*calls: list[str]) -> list[_Run]:
+def _in_child(*calls: list[str], reset: Callable[[], None]) -> list[_Run]:
     """`carelens ARGS` in a child process with its own Ray temp folder (short: Ray's socket paths have a length
     limit): one call as the command line runs it (Ray started and stopped by carelens), several on one Ray instance.
-    On failure the tail of Ray's raylet/GCS logs joins the output."""
+    A child that fails is run once more from the same state (``reset`` restores the files), with a warning that
+    carries the first attempt's output: a Ray runtime that died once on a loaded machine is not a carelens failure,
+    a deterministic failure fails twice. On failure the tail of Ray's raylet/GCS logs joins the output."""
+    first = ""
+    for _ in range(2):
+        reset()
+        runs = _attempt(calls)
+        if all(r.exit_code == 0 for r in runs):
+            if first:
+                warnings.warn(f"a Ray child process failed once and passed when run again; first attempt: {first}",
+                              stacklevel=2)
+            return runs
+        first = first or next(r.output for r in runs if r.exit_code)[-3000:]
+    return runs
+
+
+def _attempt(calls: tuple[list[str], ...]) -> list[_Run]:
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     cmd = ([sys.executable, "-m", "carelens.cli", *calls[0]] if len(calls) == 1 else
            [sys.executable, "-c", _ON_ONE_RAY, json.dumps(calls)])
@@ -87,7 +105,8 @@ def test_ray_scoring_matches_the_single_process_path_and_resumes(ham_bundle: Pat
     single, ray_out = tmp_path / "single.jsonl", tmp_path / "ray.jsonl"
     res = CliRunner().invoke(app, ["predict", str(ham_bundle), str(images), "--out", str(single)])
     assert res.exit_code == 0, res.output
-    (res,) = _in_child(["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local", "--workers", "2"])
+    (res,) = _in_child(["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local", "--workers", "2"],
+                       reset=lambda: ray_out.unlink(missing_ok=True))
     assert res.exit_code == 0 and "40 assessed, 1 unreadable; wrote" in res.output, res.output
     want, got = _rows(single), _rows(ray_out)
     assert len(want) == len(got) == 41 and sum(bool(r.get("error")) for r in got) == 1
@@ -96,10 +115,16 @@ def test_ray_scoring_matches_the_single_process_path_and_resumes(ham_bundle: Pat
     # a run stopped part-way (15 rows and half a line written) resumes: only the rest is scored; and the same rows
     # as Parquet parts, for tools that read Parquet (both on one Ray instance, as on a cluster: carelens leaves it up)
     lines = ray_out.read_text().splitlines(keepends=True)
-    ray_out.write_text("".join(lines[:15]) + lines[15][:20])
+    cut = "".join(lines[:15]) + lines[15][:20]
+
+    def stopped() -> None:
+        ray_out.write_text(cut)
+        shutil.rmtree(tmp_path / "r.parquet", ignore_errors=True)
+
     resumed_run, parquet_run = _in_child(
         ["predict", str(ham_bundle), str(images), "--out", str(ray_out), "--ray", "local"],
-        ["predict", str(ham_bundle), str(images), "--out", str(tmp_path / "r.parquet"), "--ray", "local"])
+        ["predict", str(ham_bundle), str(images), "--out", str(tmp_path / "r.parquet"), "--ray", "local"],
+        reset=stopped)
     assert resumed_run.exit_code == 0, resumed_run.output
     assert "25 assessed, 1 unreadable, 15 already in" in resumed_run.output, resumed_run.output
     resumed = _rows(ray_out)  # every line whole again: the cut one was dropped and its image scored anew
