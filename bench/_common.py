@@ -141,3 +141,35 @@ def serving(env: dict[str, str], workers: int = 1) -> Iterator[tuple[subprocess.
     cmd = [sys.executable, "-m", "carelens.cli", "serve", "--port", str(port), "--workers", str(workers)]
     with until_ready(cmd, env, port) as proc:
         yield proc, f"http://127.0.0.1:{port}"
+
+
+def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Mean recall over the classes present in ``y`` (sklearn's balanced accuracy, in numpy for the bootstrap)."""
+    n = np.bincount(y, minlength=k)
+    hit = np.bincount(y[pred == y], minlength=k)
+    seen = n > 0
+    return float((hit[seen] / n[seen]).mean())
+
+
+def paired_loss(y: np.ndarray, ref: np.ndarray, other: np.ndarray, k: int, draws: int = 2000) -> dict[str, float]:
+    """Balanced accuracy of ``ref`` minus that of ``other`` (argmax predictions) on the same images, with a 95%
+    paired bootstrap interval (images resampled), and their top-1 agreement."""
+    rng = np.random.default_rng(0)
+    loss = _balanced_accuracy(y, ref, k) - _balanced_accuracy(y, other, k)
+    boots = []
+    for _ in range(draws):
+        i = rng.integers(0, len(y), len(y))
+        boots.append(_balanced_accuracy(y[i], ref[i], k) - _balanced_accuracy(y[i], other[i], k))
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    return {"loss": round(loss, 4), "ci_low": round(float(lo), 4), "ci_high": round(float(hi), 4),
+            "top1_agreement": round(float((ref == other).mean()), 4)}
+
+
+def all_int8_graph(src: Path, dst: Path, ds: Any, splits: Any, pre: PreprocessConfig) -> Path:
+    """``src`` quantised as `carelens export --int8` quantises it (the same calibration images of the training split)
+    but with every convolution in int8: the export before FLOAT_CONVS, the baseline of the mixed-precision choice."""
+    from carelens.steps.quantize import calibration_indices, quantize_onnx, split_batches
+
+    chosen = calibration_indices(splits.indices(ds, "train"))
+    quantize_onnx(src, dst, list(split_batches(ds, chosen, pre, batch=16)), float_convs=0)
+    return dst

@@ -25,9 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, all_int8_graph, paired_loss, write_result
 from ham_options import spread
-from inference import _paired_loss
 from ood_seeds import rescore
 
 from carelens.bundle import load_bundle
@@ -85,15 +84,12 @@ def graphs_on_test(run_dir: Path, k: int) -> dict[str, Any]:
     import numpy as np
 
     from carelens.bundle import make_session
-    from carelens.steps.quantize import calibration_indices, quantize_onnx, split_batches
+    from carelens.steps.quantize import split_batches
 
     r = Run(run_dir)
     ds, splits = r.data()
     pre = r.config.preprocess
-    chosen = calibration_indices(splits.indices(ds, "train"))
-    all_int8 = HERE / f"flips_all_int8_{k}.onnx"
-    quantize_onnx(HERE / f"flips_fp32_{k}" / "model.onnx", all_int8,
-                  list(split_batches(ds, chosen, pre, batch=16)), float_convs=0)
+    all_int8 = all_int8_graph(HERE / f"flips_fp32_{k}" / "model.onnx", HERE / f"flips_all_int8_{k}.onnx", ds, splits, pre)
     test = splits.indices(ds, "test")
     y = np.array([r.config.class_ids.index(ds[i].label) for i in test])
     pred = {}
@@ -101,7 +97,7 @@ def graphs_on_test(run_dir: Path, k: int) -> dict[str, Any]:
                        ("int8", HERE / f"flips_int8_{k}" / "model.onnx"), ("all_int8", all_int8)):
         sess = make_session(path)
         pred[name] = np.concatenate([sess.run(["logits"], {"input": b})[0] for b in split_batches(ds, test, pre)]).argmax(1)
-    return {name: _paired_loss(y, pred["fp32"], pred[name], len(r.config.class_ids)) for name in ("int8", "all_int8")}
+    return {name: paired_loss(y, pred["fp32"], pred[name], len(r.config.class_ids)) for name in ("int8", "all_int8")}
 
 
 def int8(runs: list[Path]) -> None:

@@ -11,6 +11,7 @@ folder throughput, and the peak memory of a separate process that loads the bund
 
 from __future__ import annotations
 
+import inspect
 import json
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, all_int8_graph, paired_loss, write_result
 
 from carelens.bundle import load_bundle, make_session
 from carelens.data import make_splits, open_dataset
@@ -131,30 +132,40 @@ def main() -> None:
     print(res, json.dumps(metrics, indent=1))
 
 
-def _serving_rss(bundle_dir: Path, files: list[Path]) -> dict:  # type: ignore[type-arg]
-    """Peak memory of a fresh serving-like process (no torch) that loads the bundle and predicts 64 files."""
+def _force_mem_pattern(value: bool) -> None:
+    """Every ONNX Runtime session made from here on (make_session's too) runs with its memory pattern ``value``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession
+
+    def forced(path, options, **kw):  # type: ignore[no-untyped-def]
+        options.enable_mem_pattern = value
+        return session(path, options, **kw)
+
+    ort.InferenceSession = forced
+
+
+def _serving_rss(bundle_dir: Path, files: list[Path], mem_pattern: bool | None = None) -> dict:  # type: ignore[type-arg]
+    """Peak memory of a fresh serving-like process (no torch) that loads the bundle and predicts 64 files;
+    ``mem_pattern``: ONNX Runtime's memory pattern forced on or off (None: as make_session sets it)."""
     import os
 
-    code = textwrap.dedent(f"""
+    force = "" if mem_pattern is None else inspect.getsource(_force_mem_pattern) + f"_force_mem_pattern({mem_pattern})\n"
+    code = force + textwrap.dedent(f"""
         import sys, json
         from carelens.bundle import load_bundle
         from carelens.predict import Engine
         e = Engine(load_bundle({str(bundle_dir)!r}))
         n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
         hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-        print(json.dumps({{"rss_mb": hwm / 1024, "torch": "torch" in sys.modules, "n": n}}))
+        print(json.dumps({{"rss_mb": hwm / 1024, "torch": "torch" in sys.modules, "n": n,
+                          "mem_pattern": e.bundle.session.get_session_options().enable_mem_pattern}}))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    """Mean recall over the classes present in ``y`` (sklearn's balanced accuracy, in numpy for the bootstrap)."""
-    n = np.bincount(y, minlength=k)
-    hit = np.bincount(y[pred == y], minlength=k)
-    seen = n > 0
-    return float((hit[seen] / n[seen]).mean())
+    res = json.loads(out.strip().splitlines()[-1])
+    assert mem_pattern is None or res["mem_pattern"] is mem_pattern
+    return res  # type: ignore[no-any-return]
 
 
 def _heldout(run: Run, ds_all, keep: list[int]) -> list[int]:  # type: ignore[no-untyped-def]
@@ -170,20 +181,6 @@ def _heldout(run: Run, ds_all, keep: list[int]) -> list[int]:  # type: ignore[no
     return sorted(first.values())
 
 
-def _paired_loss(y: np.ndarray, ref: np.ndarray, other: np.ndarray, k: int, draws: int = 2000) -> dict[str, float]:
-    """Balanced accuracy of ``ref`` minus that of ``other`` (argmax predictions) on the same images, with a 95%
-    paired bootstrap interval (images resampled), and their top-1 agreement."""
-    rng = np.random.default_rng(0)
-    loss = _balanced_accuracy(y, ref, k) - _balanced_accuracy(y, other, k)
-    boots = []
-    for _ in range(draws):
-        i = rng.integers(0, len(y), len(y))
-        boots.append(_balanced_accuracy(y[i], ref[i], k) - _balanced_accuracy(y[i], other[i], k))
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"loss": round(loss, 4), "ci_low": round(float(lo), 4), "ci_high": round(float(hi), 4),
-            "top1_agreement": round(float((ref == other).mean()), 4)}
-
-
 def int8_case() -> None:
     """The same run as `inference`, exported fp32 and int8 (`carelens export --int8`), measured in one run; beside
     them, the same quantisation with every convolution in int8 (the export before FLOAT_CONVS), as the baseline of
@@ -193,8 +190,6 @@ def int8_case() -> None:
     from carelens.steps.quantize import (
         CALIBRATION_IMAGES,
         FLOAT_CONVS,
-        calibration_indices,
-        quantize_onnx,
         split_batches,
     )
 
@@ -211,10 +206,7 @@ def int8_case() -> None:
     # the baseline: every convolution in int8, same calibration images as the export's
     r = Run(run)
     ds, splits = r.data()
-    chosen = calibration_indices(splits.indices(ds, "train"))
-    all_int8 = case_dir / "all_int8.onnx"
-    quantize_onnx(fp32_dir / "model.onnx", all_int8, list(split_batches(ds, chosen, r.config.preprocess, batch=16)),
-                  float_convs=0)
+    all_int8 = all_int8_graph(fp32_dir / "model.onnx", case_dir / "all_int8.onnx", ds, splits, r.config.preprocess)
     b32, b8 = load_bundle(fp32_dir), load_bundle(int8_dir)
     e32, e8 = Engine(b32, batch_size=32), Engine(b8, batch_size=32)
     ham = open_dataset("ham10000")
@@ -253,7 +245,7 @@ def int8_case() -> None:
     for key, sess in sessions.items():
         out = [sess.run(["logits"], {"input": b})[0] for b in split_batches(ham, held, r.config.preprocess)]
         preds[key] = np.concatenate(out).argmax(1)
-    heldout = {key: _paired_loss(yh, preds["fp32"], preds[key], len(classes)) for key in ("int8", "all_int8")}
+    heldout = {key: paired_loss(yh, preds["fp32"], preds[key], len(classes)) for key in ("int8", "all_int8")}
     med = {k: statistics.median(v) for k, v in model_ms.items()}
     tm = statistics.median(torch_ms)
     metrics = {
@@ -305,39 +297,15 @@ def int8_case() -> None:
 
 
 def _session(model: Path, mem_pattern: bool):  # type: ignore[no-untyped-def]
-    """make_session's options (2 threads), with ONNX Runtime's memory pattern as given."""
+    """make_session(model, threads=2) with ONNX Runtime's memory pattern forced on or off."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.enable_mem_pattern = mem_pattern
-    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-
-
-def _rss_with_pattern(bundle_dir: Path, files: list[Path], mem_pattern: bool) -> float:
-    """Peak RSS of a fresh serving-like process (as _serving_rss) with the memory pattern forced on or off."""
-    import os
-
-    code = textwrap.dedent(f"""
-        import json
-        import onnxruntime as ort
-        session = ort.InferenceSession
-        def with_pattern(path, options, **kw):  # make_session's options, the memory pattern as measured
-            options.enable_mem_pattern = {mem_pattern}
-            return session(path, options, **kw)
-        ort.InferenceSession = with_pattern
-        from carelens.bundle import load_bundle
-        from carelens.predict import Engine
-        e = Engine(load_bundle({str(bundle_dir)!r}))
-        assert e.bundle.session.get_session_options().enable_mem_pattern is {mem_pattern}
-        n = sum(1 for r in e.predict_paths({[str(f) for f in files[:64]]!r}))
-        hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
-        print(json.dumps({{"rss_mb": hwm / 1024}}))
-    """)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["rss_mb"])
+    session = ort.InferenceSession
+    try:
+        _force_mem_pattern(mem_pattern)
+        return make_session(model, threads=2)
+    finally:
+        ort.InferenceSession = session
 
 
 def mem_pattern_case() -> None:
@@ -367,7 +335,7 @@ def mem_pattern_case() -> None:
                 metrics[f"{name}_b{bs}_ms_per_img_pattern_{tag}"] = round(statistics.median(times[p]), 3)
         for p, tag in ((True, "on"), (False, "off")):
             metrics[f"{name}_peak_rss_mb_pattern_{tag}"] = round(statistics.median(
-                _rss_with_pattern(root / folder, files, p) for _ in range(3)), 1)
+                _serving_rss(root / folder, files, p)["rss_mb"] for _ in range(3)), 1)
     metrics["peak_rss_mb"] = metrics["int8_peak_rss_mb_pattern_off"]  # as served: int8, the pattern off
     res = write_result("ort_mem_pattern", "ham10000", time.perf_counter() - t0, metrics, {"peak_rss_mb": 200.0},
                        notes="command: python bench/inference.py ort_mem_pattern. The bundles of the `inference` and "
