@@ -248,40 +248,42 @@ def write_report(ev: Evaluation, out: str | Path) -> Path:
     )
     fp_note = ("" if m["bundle_data_fingerprint"] == m["data_fingerprint"] else
                '<p class="bad">This data differs from the data the model was trained on (fingerprint mismatch).</p>')
-    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
+    body = f"""<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
 Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone rewards predicting the majority class.</p>
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
 {_facts_section(m)}{_operating_points_section(ev)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
-<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
-<p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
-</body></html>"""
-    path = out / "report.html"
-    path.write_text(doc, encoding="utf-8")
-    return path
+"""
+    return _write_evaluation_page(ev, out, title, body)
 
 
 def _write_multilabel_report(ev: Evaluation, out: Path) -> Path:
     m = ev.metrics
     title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.dataset.name} ({ev.split})"
-    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
+    body = f"""<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
 A multi-label model: each image may show several conditions, each with a severity. Conformal risk control keeps
 conditions so that the expected share of present conditions missed is at most {m['fnr_target']:g}.</p>
 {_multilabel_body(ev)}
-<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of distribution.</p>{_edge_table(ev)}
-<p class="disclaimer">Not a diagnosis. Figures describe this model on this data only.</p>
-</body></html>"""
+"""
+    return _write_evaluation_page(ev, out, title, body)
+
+
+def _write_evaluation_page(ev: Evaluation, out: Path, title: str, body: str) -> Path:
+    """An evaluation report's page: its body, then the edge cases and the disclaimer, as out/report.html."""
     path = out / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    path.write_text(_page(title, body + '<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of '
+                          f'distribution.</p>{_edge_table(ev)}', "Not a diagnosis. Figures describe this model on "
+                          "this data only."), encoding="utf-8")
     return path
+
+
+def _page(title: str, body: str, disclaimer: str | None = None) -> str:
+    """A self-contained HTML page: the title as heading, the body, the disclaimer (plain text) last."""
+    end = f'\n<p class="disclaimer">{html.escape(disclaimer)}</p>' if disclaimer else ""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
+            f"<style>{CSS}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}{end}\n</body></html>")
 
 
 def write_comparison(a: Evaluation, b: Evaluation, out: str | Path) -> Path:
@@ -298,17 +300,15 @@ def write_comparison(a: Evaluation, b: Evaluation, out: str | Path) -> Path:
     )
     na, nb = f"{a.bundle.name} {a.bundle.version}", f"{b.bundle.name} {b.bundle.version}"
     title = f"carelens comparison on {a.dataset.name} ({a.split})"
-    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>
-<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>{html.escape(na)}</th><th>{html.escape(nb)}</th></tr>{rows}</table>
+    body = f"""<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>{html.escape(na)}</th><th>{html.escape(nb)}</th></tr>{rows}</table>
 <h2>Recall per class</h2><table id="per-class"><tr><th>class</th><th>{html.escape(na)}</th><th>{html.escape(nb)}</th></tr>{recall}</table>
 <h2>Confusion matrices</h2><div class="grid">
 <figure>{_img_tag(plots.confusion_png(a.metrics['confusion_matrix'], a.bundle.spec.class_ids), na)}<figcaption>{html.escape(na)}</figcaption></figure>
 <figure>{_img_tag(plots.confusion_png(b.metrics['confusion_matrix'], b.bundle.spec.class_ids), nb)}<figcaption>{html.escape(nb)}</figcaption></figure>
-</div></body></html>"""
+</div>"""
     (out / "metrics.json").write_text(json.dumps({"a": a.metrics, "b": b.metrics}, indent=1))
     path = out / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    path.write_text(_page(title, body), encoding="utf-8")
     return path
 
 
@@ -338,18 +338,13 @@ def write_ecg_report(a: EcgAssessment, strips: list[tuple[str, bytes]], out: str
     agreement = (" &middot; lead read: the one where two R-peak detectors agree most ("
                  + html.escape(", ".join(f"{k} {v:.3f}" for k, v in a.lead_agreement.items())) + ")"
                  if len(a.lead_agreement) > 1 else "")
-    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p class="note">{a.seconds:g} s at {a.fs:g} Hz &middot; detector {html.escape(a.detector)} &middot; rules {html.escape(a.rules)}
+    body = f"""<p class="note">{a.seconds:g} s at {a.fs:g} Hz &middot; detector {html.escape(a.detector)} &middot; rules {html.escape(a.rules)}
 &middot; signal quality: {html.escape(', '.join(a.quality_flags) or 'ok')}{agreement}</p>
 <h2>{html.escape(a.triage.level.replace('_', ' ').upper())}: {html.escape(a.triage.reason)}</h2>
 <p>{html.escape(a.advice)}</p>
 <h2>Findings</h2>{'<table><tr><th>finding</th><th>value</th><th>rule</th><th>triage</th><th>source</th></tr>' + findings + '</table>'
                   if findings else '<p>None: rate and rhythm within the screening limits.</p>'}
 <h2>Rate and rhythm</h2><table>{rr}</table>{beats}
-<h2>Strips</h2><div class="grid">{figures}</div>
-<p class="disclaimer">{html.escape(a.disclaimer)}</p>
-</body></html>"""
-    out.write_text(doc, encoding="utf-8")
+<h2>Strips</h2><div class="grid">{figures}</div>"""
+    out.write_text(_page(title, body, a.disclaimer), encoding="utf-8")
     return out
