@@ -27,6 +27,16 @@ RESULTS = BENCH / "results"
 OUT = BENCH / "out"
 
 
+def run_of(case: str) -> Path:
+    """The training run a case's later benchmarks (calibration, report, facts fusion) read: for ham10000 the first
+    seed of the candidate bench/ham_recipe.py chose on validation (its result names the runs), else
+    bench/out/<case>/run."""
+    if case != "ham10000":
+        return OUT / case / "run"
+    m = json.loads((RESULTS / "ham10000.json").read_text())["metrics"]
+    return BENCH.parent / m["candidates"][m["chosen"]]["runs"][0]
+
+
 LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",
                    "model_vs_bare_ratio", "fnr_gap", "kept_over_true", "severity_mae", "hamming_loss",
                    "hr_abs_err_bpm", "hr_abs_err_bpm_max", "coverage_gap", "max_abs_logit_diff_vs_recipe", "critical_miss_rate_fused", "critical_miss_rate_image",

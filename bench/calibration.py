@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, run_of, write_result
 from _ood_sets import measure_ood
 from ood_seeds import rescore
 
@@ -24,7 +24,7 @@ OTHER = {"ham10000": ("xray", "ultrasound", "fundus"), "pneumoniamnist": ("dermo
 
 def run(case: str) -> None:
     t0 = time.perf_counter()
-    run_dir = OUT / case / "run"
+    run_dir = run_of(case)
     rescore(run_dir)  # a run trained before the gate's features grew: the same weights, today's features
     # marginal variant first, for its coverage figure; then the class-conditional one that ships
     marginal = calibrate_run(run_dir, class_conditional=False).report["test"]

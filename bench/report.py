@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT
+from _common import OUT, run_of
 
 from carelens.cli import app
 
@@ -24,6 +24,6 @@ if __name__ == "__main__":
     case = sys.argv[1] if len(sys.argv) > 1 else "ham10000"
     out = OUT / case / "report"
     res = CliRunner().invoke(app, ["evaluate", str(OUT / case / "bundle"), DATA[case], "--splits",
-                                   str(OUT / case / "run" / "splits.json"), "--other", OTHER[case], "--out", str(out)])
+                                   str(run_of(case) / "splits.json"), "--other", OTHER[case], "--out", str(out)])
     print(res.output)
     print(f"{out / 'report.html'} ({(out / 'report.html').stat().st_size / 1e6:.1f} MB)")

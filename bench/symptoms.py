@@ -15,7 +15,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, brier_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, write_result
+from _common import OUT, run_of, write_result
 
 from carelens.data import open_dataset, split_dataset
 from carelens.fusion import FactsEncoder, LinearModel
@@ -117,7 +117,7 @@ def fusion_ham10000() -> None:
     it), measured on the lesion-grouped test split with the ham10000 training benchmark's fine-tuned model, and
     beside it with a frozen-backbone model (the `make demo` recipe), to show how the gain depends on the image."""
     t0 = time.perf_counter()
-    t = calibrate_run(OUT / "ham10000" / "run").report["facts"]["test"]
+    t = calibrate_run(run_of("ham10000")).report["facts"]["test"]
     frozen_run = OUT / "fusion_ham10000" / "frozen_run"
     if not Run(frozen_run).file(Run.PREDICTIONS).is_file():
         ds = open_dataset("ham10000")
