@@ -135,7 +135,8 @@ def fusion_ham10000() -> None:
                        {"balanced_accuracy_gain": 0.03},
                        baseline={"name": "image alone (temperature-scaled, its own conformal sets)",
                                  "metrics": {k[: -len("_image")]: v for k, v in t.items() if k.endswith("_image")}},
-                       notes="lesion-grouped test split of the ham10000 training benchmark (fine-tuned model); "
+                       notes="command: python bench/symptoms.py fusion_ham10000; lesion-grouped test split of the "
+                             "ham10000 case's chosen run (bench/ham_recipe.py: 160 px, fine-tuned, seed 0, plain logits); "
                              "frozen_backbone: the same split with a frozen EfficientNet-Lite0 + head (128 px). "
                              "Facts model: logistic regression on age, sex, localization fitted on train, divided "
                              "by the train prior (a likelihood ratio); image weight held at 1, facts weight fitted "
