@@ -80,16 +80,20 @@ def one(option: str, seed: int, ds: Any, splits: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = train(ds, splits, cfg, folder / "run")
     wall = time.perf_counter() - t0
-    r = Run(res.run_dir)
-    class_ids = r.config.class_ids
-    pred = r.predictions()
-    val_images = resized_images(ds, splits.indices(ds, "val"), cfg.preprocess)
-    assert len(val_images) == len(pred.val_y), "an unreadable validation image: the flips would not line up"
     out = {"option": option, "seed": seed, "wall_s": round(wall, 1), "config": cfg.to_dict(),
-           "val": metrics_of(pred.val_y, pred.val_logits, class_ids),
-           "val_tta": metrics_of(pred.val_y, run_logits(res.run_dir, val_images, tta=True), class_ids)}
+           **val_figures(res.run_dir, ds, splits)}
     done.write_text(json.dumps(out, indent=1))
     return out
+
+
+def val_figures(run_dir: Path, ds: Any, splits: Any) -> dict[str, Any]:
+    """A run's validation figures, plain (``val``) and with flips (``val_tta``); no test image is read."""
+    r = Run(run_dir)
+    pred = r.predictions()
+    val_images = resized_images(ds, splits.indices(ds, "val"), r.config.train.preprocess)
+    assert len(val_images) == len(pred.val_y), "an unreadable validation image: the flips would not line up"
+    return {"val": metrics_of(pred.val_y, pred.val_logits, r.config.class_ids),
+            "val_tta": metrics_of(pred.val_y, run_logits(run_dir, val_images, tta=True), r.config.class_ids)}
 
 
 def spread(values: list[float]) -> dict[str, float]:

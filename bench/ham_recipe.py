@@ -25,12 +25,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, RESULTS, resized_images, write_result
+from _common import OUT, RESULTS, write_result
 from flips import TARGETS, measure, over_seeds
-from ham_options import DEMO, OPTIONS, metrics_of, run_logits, spread
+from ham_options import DEMO, OPTIONS, spread, val_figures
 
 from carelens.data import open_dataset, split_dataset
-from carelens.steps import Run
 from carelens.train import TrainConfig, train
 
 ROOT = OUT.parents[1]
@@ -59,15 +58,6 @@ def trained(seed: int, ds: Any, splits: Any) -> tuple[Path, float]:
     return run_dir, wall
 
 
-def validation(run_dir: Path, ds: Any, splits: Any) -> dict[str, Any]:
-    """The run's validation figures plain and with flips (no test image is read)."""
-    r = Run(run_dir)
-    pred = r.predictions()
-    images = resized_images(ds, splits.indices(ds, "val"), r.config.train.preprocess)
-    return {"val": metrics_of(pred.val_y, pred.val_logits, r.config.class_ids),
-            "val_tta": metrics_of(pred.val_y, run_logits(run_dir, images, tta=True), r.config.class_ids)}
-
-
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     ds = open_dataset("ham10000")
@@ -78,7 +68,7 @@ def main() -> None:
         run_dir, wall = trained(seed, ds, splits)
         runs.append(run_dir)
         walls.append(wall)
-        vals.append(validation(run_dir, ds, splits))
+        vals.append(val_figures(run_dir, ds, splits))
     demo_budget = json.loads((RESULTS / "ham10000_options.json").read_text())["metrics"]["options"]["size160"]
     candidates = {
         "size160_3ep": {"val_balanced_accuracy_tta": demo_budget["val_balanced_accuracy_tta"],
