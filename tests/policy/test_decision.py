@@ -113,3 +113,28 @@ def test_critical_probability_rule_escalates_on_summed_critical_probability() ->
     assert ood.triage.level == "consultation" and ood.confidence == "uncertain"
     with pytest.raises(ConfigError, match="critical_threshold"):
         DecisionPolicy(critical_threshold=1.5)
+
+
+def test_finding_weights_rank_the_findings_and_leave_probabilities_and_triage_alone() -> None:
+    p, m = _p(nv=0.50, mel=0.30), _mask("nv", "mel")
+    plain = decide(p, m, spec=HAM, model=REF, coverage=0.9)
+    w = np.ones(len(IDS))
+    w[IDS.index("nv")] = 0.5  # a common class weighed down: 0.50 x 0.5 < 0.30
+    weighted = decide(p, m, spec=HAM, model=REF, coverage=0.9, policy=DecisionPolicy(finding_weights=tuple(w)))
+    assert [t.id for t in plain.top[:2]] == ["nv", "mel"]
+    assert [t.id for t in weighted.top[:2]] == ["mel", "nv"]
+    assert weighted.top[0].probability == pytest.approx(0.30)  # the probability shown is still the calibrated one
+    assert weighted.probabilities == plain.probabilities and weighted.prediction_set == plain.prediction_set
+    assert weighted.triage == plain.triage and weighted.confidence == plain.confidence
+
+
+@pytest.mark.parametrize("bad", [(1.0, 0.0), (1.0, float("nan")), ()])
+def test_bad_finding_weights_are_refused(bad: tuple[float, ...]) -> None:
+    with pytest.raises(ConfigError, match="finding_weights"):
+        DecisionPolicy(finding_weights=bad)
+
+
+def test_finding_weights_must_match_the_classes() -> None:
+    with pytest.raises(ConfigError, match="7 classes"):
+        decide(_p(nv=0.9), _mask("nv"), spec=HAM, model=REF, coverage=0.9,
+               policy=DecisionPolicy(finding_weights=(1.0, 2.0)))

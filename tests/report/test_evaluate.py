@@ -11,7 +11,9 @@ from helpers import CHROMIUM_ARGS
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score
 from typer.testing import CliRunner
 
+from carelens.bundle import load_bundle
 from carelens.cli import app
+from carelens.report import metrics_from_predictions
 from carelens.steps import calibrate_run
 from carelens.steps.export import export_run
 
@@ -36,12 +38,13 @@ def busi_report(tiny_busi_run: Path, busi_dir: Path, tmp_path_factory: pytest.Te
     return _report(bundle, tiny_busi_run, str(busi_dir), tmp / "breast")
 
 
-def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) -> None:
+def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, ham_bundle: Path) -> None:
     m = json.loads((ham_report / "metrics.json").read_text())
     with np.load(ham_report / "predictions.npz") as z:
         y, proba, proba_raw, in_set = z["y"], z["proba"], z["proba_raw"], z["in_set"]
         in_dist, rank = z["in_distribution"], z["triage_rank"]
-    pred = proba.argmax(1)
+    weights = json.loads((ham_bundle / "bundle.json").read_text())["decision"].get("finding_weights")
+    pred = (proba * np.asarray(weights)).argmax(1) if weights else proba.argmax(1)  # the class the bundle calls
     assert m["n"] == len(y)
     assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
     assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
@@ -73,6 +76,33 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path) 
     assert f["coverage"] >= m["coverage"] - 0.1 and abs(f["balanced_accuracy"] - m["balanced_accuracy"]) < 0.2
     assert 'id="facts"' in (ham_report / "report.html").read_text()
     assert 'id="operating-points"' in (ham_report / "report.html").read_text()  # the price of safety, per alpha
+
+
+def test_busi_report_calls_each_image_as_its_bundle_does(busi_report: Path) -> None:
+    # the tiny BUSI run's calibration ships finding weights where they earn it (measured here: tau 0.25, cross-fitted
+    # validation gain 0.007); whatever it chose, the report's figures are those of the class the bundle calls
+    bundle = json.loads((busi_report.parent / "breast_bundle" / "bundle.json").read_text())
+    weights = bundle["decision"].get("finding_weights")
+    assert weights == bundle["calibration"].get("finding_weights", {}).get("weights")
+    m = json.loads((busi_report / "metrics.json").read_text())
+    with np.load(busi_report / "predictions.npz") as z:
+        y, proba = z["y"], z["proba"]
+    called = (proba * np.asarray(weights)).argmax(1) if weights else proba.argmax(1)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, called))
+
+
+def test_finding_weights_change_the_called_class_in_the_figures(ham_report: Path, ham_bundle: Path) -> None:
+    with np.load(ham_report / "predictions.npz") as z:
+        a = {k: z[k] for k in z.files}
+    spec = load_bundle(ham_bundle).labels
+    w = np.ones(len(spec.class_ids))
+    w[spec.class_ids.index("nv")] = 0.2  # the common class weighed down: fewer nevi called
+    plain, weighted = metrics_from_predictions(a, spec, 0.9), metrics_from_predictions(a, spec, 0.9, tuple(w))
+    called = (a["proba"] * w).argmax(1)
+    assert weighted["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(a["y"], called))
+    assert (called != a["proba"].argmax(1)).any()  # so the two figures below come from different calls
+    assert weighted["per_class_recall"]["nv"] <= plain["per_class_recall"]["nv"]
+    assert weighted["macro_auc"] == pytest.approx(plain["macro_auc"])  # each class's own ranking: unchanged
 
 
 @pytest.mark.parametrize("which", ["ham_report", "busi_report"])

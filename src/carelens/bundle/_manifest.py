@@ -37,13 +37,15 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 8  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 9  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
 # ``model_io.outputs`` naming the graph's own outputs (logits, then what the OOD gate reads); 7 ``model_io.views``
 # (``flips``: the graph averages each image with its mirror images; a field an older carelens does not know); 8
-# ``ood.confidence`` (the gate's threshold holds its pass rate with that probability over the validation draw)
+# ``ood.confidence`` (the gate's threshold holds its pass rate with that probability over the validation draw); 9
+# ``decision.finding_weights`` (the class called is the highest probability x weight; an older carelens would call
+# another class: it must refuse the bundle)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -118,6 +120,7 @@ class DecisionParams(_Section):
     top_k: int = _DEFAULT.top_k
     severity_floor: float = _DEFAULT.severity_floor
     critical_threshold: float | None = None  # the critical-probability rule, when calibrate chose it on validation
+    finding_weights: list[float] | None = None  # the class called: probability x weight (calibrate's choice)
 
     def policy(self, **overrides: Any) -> DecisionPolicy:
         """The policy, with any non-None override applied (ConfigError for an inconsistent one)."""

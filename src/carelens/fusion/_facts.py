@@ -181,7 +181,8 @@ class FactsFusion:
         out: dict[str, Any] = {"facts": self.names, "weights": {"image": float(self.pooling_.weights_[0]),
                                                                 "facts": float(self.pooling_.weights_[1])}}
         for suffix, p, m in (("_image", image_proba, image_mask), ("", fused, mask)):
-            cm, cal, cov = classification_metrics(y, p, class_ids), calibration_report(p, y), coverage_report(m, y, class_ids)
+            cm = classification_metrics(y, p, class_ids, policy.finding_weights if policy is not None else None)
+            cal, cov = calibration_report(p, y), coverage_report(m, y, class_ids)
             out.update({f"{k}{suffix}": cm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc")})
             out.update({f"{k}{suffix}": cal[k] for k in ("ece", "nll")})
             out.update({f"{k}{suffix}": cov[k] for k in ("coverage", "mean_set_size", "min_class_coverage")})

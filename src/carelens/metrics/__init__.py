@@ -9,17 +9,19 @@ from carelens.metrics._calibration import (
     expected_calibration_error,
     reliability,
 )
-from carelens.metrics._classification import classification_metrics, macro_auc
+from carelens.metrics._classification import balanced_accuracy, classification_metrics, decisions, macro_auc
 from carelens.metrics._coverage import coverage_report
 from carelens.metrics._multilabel import fnr, multilabel_metrics, severity_metrics
 from carelens.metrics._probability import nll, softmax
 from carelens.metrics._selective import risk_coverage
 
 __all__ = [
+    "balanced_accuracy",
     "binary_calibration_report",
     "calibration_report",
     "classification_metrics",
     "coverage_report",
+    "decisions",
     "ece_noise_floor",
     "expected_calibration_error",
     "fnr",

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["classification_metrics", "macro_auc"]
+__all__ = ["balanced_accuracy", "classification_metrics", "decisions", "macro_auc"]
 
 
 def _sk() -> Any:
@@ -38,17 +38,37 @@ def macro_auc(y: np.ndarray, proba: np.ndarray) -> tuple[float, list[float]]:
     return (float(np.mean(valid)) if valid else float("nan")), per
 
 
-def classification_metrics(y: Sequence[int] | np.ndarray, proba: np.ndarray, class_ids: Sequence[str]) -> dict[str, Any]:
+def decisions(proba: np.ndarray, weights: Sequence[float] | np.ndarray | None = None) -> np.ndarray:
+    """The class each row is called: the most probable, or with finding ``weights`` (one per class, chosen at
+    calibration: :func:`carelens.calibrate.choose_finding_weights`) the highest probability x weight."""
+    p = np.asarray(proba, dtype=np.float64)
+    return np.asarray((p if weights is None else p * np.asarray(weights, dtype=np.float64)).argmax(-1))
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """The mean recall over the classes present in ``y`` (numpy only: cheap enough to call in a search)."""
+    y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    support = np.bincount(y, minlength=k)
+    hits = np.bincount(y[pred == y], minlength=k)
+    present = support > 0
+    return float((hits[present] / support[present]).mean()) if present.any() else float("nan")
+
+
+def classification_metrics(y: Sequence[int] | np.ndarray, proba: np.ndarray, class_ids: Sequence[str],
+                           weights: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
     """Accuracy, balanced accuracy, per-class precision/recall/F1/support, macro and weighted F1,
     one-vs-rest macro AUC, confusion matrix and worst classes. Binary tasks add MedMNIST's ACC
     (threshold 0.5 on the second class) and AUC so results compare with its tables.
+
+    ``weights``: the model's finding weights, when it ships them: each row is then called as the model calls it
+    (:func:`decisions`); the AUCs, which rank each class's own probability, do not change.
     """
     y = np.asarray(y, dtype=np.int64)
     proba = np.asarray(proba, dtype=np.float64)
     k = len(class_ids)
     if proba.ndim != 2 or proba.shape != (len(y), k):
         raise ValueError(f"proba must have shape ({len(y)}, {k}), got {proba.shape}")
-    pred = proba.argmax(1)
+    pred = decisions(proba, weights)
     labels = list(range(k))
     sk = _sk()
     prec, rec, f1, sup = sk.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)

@@ -30,8 +30,17 @@ class DecisionPolicy:
     # multi-class: escalate to the critical classes' level when their summed probability reaches this (chosen on
     # validation to meet the critical-miss target); None: the most urgent class in the conformal set decides
     critical_threshold: float | None = None
+    # multi-class: one weight per class; the findings are ranked (and the class called) by probability x weight,
+    # chosen at calibration so that common conditions do not swallow rare ones (carelens.calibrate.
+    # choose_finding_weights); the probabilities shown stay calibrated. None: ranked by probability
+    finding_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.finding_weights is not None:
+            w = tuple(float(v) for v in self.finding_weights)
+            if not w or not all(np.isfinite(v) and v > 0 for v in w):
+                raise ConfigError(f"finding_weights must be positive finite numbers, got {self.finding_weights}")
+            object.__setattr__(self, "finding_weights", w)
         if not 0 < self.possible <= self.likely <= 1:
             raise ConfigError(f"need 0 < possible ({self.possible}) <= likely ({self.likely}) <= 1")
         if not 0 < self.severity_floor <= 1:
@@ -62,8 +71,13 @@ def decide(
         raise ConfigError(f"probabilities must be {len(spec.classes)} finite values summing to 1, got {p}")
     order = np.argsort(-p, kind="stable")
     classes = spec.classes
+    ranked = order
+    if pol.finding_weights is not None:
+        if len(pol.finding_weights) != len(classes):
+            raise ConfigError(f"finding_weights has {len(pol.finding_weights)} values for {len(classes)} classes")
+        ranked = np.argsort(-(p * np.asarray(pol.finding_weights)), kind="stable")
     top = [ClassProbability(id=classes[i].id, name=classes[i].name, probability=round(float(p[i]), 4),
-                            group=classes[i].group, severity=classes[i].severity) for i in order[: pol.top_k]]
+                            group=classes[i].group, severity=classes[i].severity) for i in ranked[: pol.top_k]]
     members = [int(i) for i in order if in_set[i]]
     if not members:
         members = [int(order[0])]

@@ -61,7 +61,9 @@ class Assessment(BaseModel):
     task: Literal["multiclass", "multilabel"] = "multiclass"
     in_distribution: bool
     ood_score: float = Field(description="share of validation images at least as unusual; low = out of distribution")
-    top: list[ClassProbability]
+    top: list[ClassProbability] = Field(description=(
+        "the leading findings, the class the model calls first: by calibrated probability, or, when the model ships "
+        "finding weights (so that common conditions do not swallow rare ones), by probability x weight"))
     probabilities: dict[str, float] = Field(default_factory=dict, description=(
         "multi-class models: every class's calibrated probability (class id -> probability), so that another "
         "source over the same conditions (a symptom model) can be fused with this one"))

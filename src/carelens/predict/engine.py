@@ -20,6 +20,7 @@ from threadpoolctl import ThreadpoolController
 from carelens.bundle import Bundle, Contribution
 from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
+from carelens.metrics import decisions
 from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabel, decide_with_facts
 from carelens.preprocess import preprocess
 
@@ -168,11 +169,11 @@ class Engine:
         return out
 
     def heatmap(self, inf: Inference, n: int, size: tuple[int, int]) -> np.ndarray | None:
-        """Where the model looked for its top class (multi-label: its most probable condition); None for a model
-        without a feature map (an imported one)."""
+        """Where the model looked for the class it calls (multi-label: its most probable condition); None for a
+        model without a feature map (an imported one)."""
         if inf.fmap is None:
             return None
-        return self._cam(inf.fmap[n], int(inf.proba[n].argmax()), size)
+        return self._cam(inf.fmap[n], int(decisions(inf.proba[n], self.policy.finding_weights)), size)
 
     def finding_heatmaps(self, inf: Inference, n: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
         """Multi-label: a class-activation map for every condition present (condition k: head row k)."""

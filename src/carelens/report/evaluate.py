@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from carelens.metrics import (
     calibration_report,
     classification_metrics,
     coverage_report,
+    decisions,
     ece_noise_floor,
     risk_coverage,
     softmax,
@@ -82,15 +83,17 @@ def _or_none(v: float) -> float | None:
     return None if np.isnan(v) else v
 
 
-def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage_target: float) -> dict[str, Any]:
-    """Every headline figure from the saved predictions (so scripts can recompute and check them)."""
+def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage_target: float,
+                             weights: Sequence[float] | None = None) -> dict[str, Any]:
+    """Every headline figure from the saved predictions (so scripts can recompute and check them); ``weights``:
+    the bundle's finding weights (the class it calls: probability x weight)."""
     y = a["y"]
     class_ids = spec.class_ids
-    m = classification_metrics(y, a["proba"], class_ids)
+    m = classification_metrics(y, a["proba"], class_ids, weights)
     before, after = calibration_report(a["proba_raw"], y), calibration_report(a["proba"], y)
     cov = coverage_report(a["in_set"].astype(bool), y, class_ids)
     levels = [TRIAGE_LEVELS[r] for r in a["triage_rank"]]
-    _, rc_acc = risk_coverage(a["proba"].max(1), (a["proba"].argmax(1) == y).astype(float))
+    _, rc_acc = risk_coverage(a["proba"].max(1), (decisions(a["proba"], weights) == y).astype(float))
     return {
         **{k: m[k] for k in ("n", "accuracy", "balanced_accuracy", "macro_auc", "macro_f1", "weighted_f1",
                              "per_class", "per_class_recall", "confusion_matrix", "worst_classes",
@@ -202,7 +205,7 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
         metrics = multilabel_metrics_from_predictions(arrays, bundle)
     else:
         arrays["proba_raw"] = softmax(arrays["logits"])
-        metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage)
+        metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage, bundle.policy().finding_weights)
     facts_rows: list[dict[str, Any]] = []
     if bundle.facts is not None:
         by_id = {ds[i].id: ds[i] for i in idx}

@@ -9,11 +9,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier, ConformalScore, OODGate, OODMethod, TemperatureScaler, choose_scaler
+from carelens.calibrate import (
+    ConformalClassifier,
+    ConformalScore,
+    OODGate,
+    OODMethod,
+    TemperatureScaler,
+    choose_finding_weights,
+    choose_scaler,
+)
 from carelens.errors import DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import LabelSpec
-from carelens.metrics import calibration_report, coverage_report, ece_noise_floor, softmax
+from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
 from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.steps.multilabel import calibrate_multilabel
@@ -59,8 +67,9 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     if facts is None or facts:
         rule = report.get("decision_rule") or {}
         assert cal.conformal is not None and cal.temperature is not None
-        section = _fit_facts(r, a, cal.temperature.predict_proba(a.val_logits), cal.conformal, facts, test,
-                             DecisionPolicy(critical_threshold=rule.get("critical_threshold")))
+        policy = DecisionPolicy(critical_threshold=rule.get("critical_threshold"),
+                                finding_weights=cal.finding_weights)
+        section = _fit_facts(r, a, cal.temperature.predict_proba(a.val_logits), cal.conformal, facts, test, policy)
         if section is not None:
             report["facts"] = section
     section = report.get("test") or {}
@@ -96,6 +105,8 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         "fallback_classes": [class_ids[i] for i in cp.fallback_classes_],
         "ood": gate.to_dict(),
     }
+    counts = np.bincount(a.train_y.astype(np.int64), minlength=len(class_ids))
+    weights, report["finding_weights"] = choose_finding_weights(pv, a.val_y, np.maximum(counts, 1) / counts.sum())
     warnings = [w for w in (gate.shortfall(),) if w]
     if cp.fallback_classes_:
         warnings += [
@@ -108,6 +119,9 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
     test: TestOutputs | None = None
     if a.has_test:
         test, report["test"] = _test_report(a, ts, cp, gate, class_ids, spec)
+        pt, yt = test[0], test[3]
+        report["test"]["balanced_accuracy"] = balanced_accuracy(yt, decisions(pt, weights), len(class_ids))
+        report["test"]["balanced_accuracy_most_probable"] = balanced_accuracy(yt, decisions(pt), len(class_ids))
     if spec is not None:
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
         report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, score, class_conditional)

@@ -38,7 +38,7 @@ from carelens.config import MIRRORING_PRESETS
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
-from carelens.metrics import classification_metrics, softmax
+from carelens.metrics import classification_metrics
 from carelens.models import Classifier, build_classifier
 from carelens.preprocess import preprocess
 from carelens.steps.calibrate import calibrate_run
@@ -120,12 +120,11 @@ def _split_info(run: Run) -> SplitInfo:
 
 
 def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibration_images: int
-           ) -> tuple[Run, Calibration, dict[str, Any], dict[str, Any] | None]:
+           ) -> tuple[Run, Calibration, dict[str, Any]]:
     """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
     here with ``int8``; averaging flipped views with ``flips``): recompute the run's outputs with it and refit the
-    calibration on them, with the settings the run's calibration used. Returns the derived run, its calibration,
-    the agreement of the shipped graph with the trained model on the validation split, and the shipped graph's test
-    metrics."""
+    calibration on them, with the settings the run's calibration used. Returns the derived run, its calibration
+    and the agreement of the shipped graph with the trained model on the validation split."""
     if cal.multilabel is not None:
         raise ConfigError("int8 and flips export support multi-class models for now; export this multi-label run "
                           "without them")
@@ -160,13 +159,21 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
         "val_balanced_accuracy_trained": float(balanced_accuracy_score(y, p_run.argmax(1))),
         "val_balanced_accuracy_shipped": float(balanced_accuracy_score(y, p_shipped.argmax(1))),
     }
-    test = None
     if preds.test_logits is not None and preds.test_y is not None and ref.test_logits is not None:
         agreement["test_balanced_accuracy_trained"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
         agreement["test_balanced_accuracy_shipped"] = float(balanced_accuracy_score(preds.test_y,
                                                                                     preds.test_logits.argmax(1)))
-        test = classification_metrics(preds.test_y, softmax(preds.test_logits), r.config.class_ids)
-    return derived, refit, agreement, test
+    return derived, refit, agreement
+
+
+def _test_as_called(r: Run, cal: Calibration) -> dict[str, Any] | None:
+    """The test split's classification figures as the bundle calls each image (calibrated probabilities, finding
+    weights); None without a test split."""
+    p = r.predictions()
+    if p.test_logits is None or p.test_y is None or cal.temperature is None:
+        return None
+    return classification_metrics(p.test_y, cal.temperature.predict_proba(p.test_logits), r.config.class_ids,
+                                  cal.finding_weights)
 
 
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
@@ -232,9 +239,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
     selftest_atol = SelfTest.model_fields["atol"].default
     scratch: Path | None = None
-    shipped_test: dict[str, Any] | None = None
     if int8 or flips:
-        r, cal, agreement, shipped_test = _refit(r, out, cal, int8, flips, calibration_images)
+        r, cal, agreement = _refit(r, out, cal, int8, flips, calibration_images)
         scratch = r.path  # the derived run: removed once the bundle is written
         shutil.copy(r.ood_path, out / "ood.npz")
         sess = make_session(out / "model.onnx")
@@ -246,8 +252,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     st_logits = sess.run(["logits"], {"input": st_in})[0]
 
     metrics = r.metrics()
-    if shipped_test is not None:  # the test figures of the graph shipped
-        metrics = {**metrics, "test": shipped_test}
+    if cal.multilabel is None and (called := _test_as_called(r, cal)) is not None:  # the graph shipped, as it calls
+        metrics = {**metrics, "test": {**(metrics.get("test") or {}), **called}}
     spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
@@ -277,7 +283,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         facts=FactsSection.model_validate(facts) if facts else None,
         decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
                                    if "severity_floor" in cal.report else {}),
-                                critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold")),
+                                critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold"),
+                                finding_weights=cal.finding_weights),
         parity=parity,
         files=files,
     )

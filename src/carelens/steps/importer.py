@@ -249,7 +249,8 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
         split=SplitInfo(strategy=sp.strategy, seed=sp.seed, fractions=list(sp.fractions),
                         data_fingerprint=sp.fingerprint, assignment_sha256=sp.assignment_digest(),
                         counts=sp.counts(ds)),
-        decision=DecisionParams(critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold")),
+        decision=DecisionParams(critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold"),
+                                finding_weights=cal.finding_weights),
         parity={"imported": True, "note": "no PyTorch model to compare with: the ONNX graph is the model"},
         files={f: file_digest(out / f) for f in ("model.onnx", "ood.npz")},
     )

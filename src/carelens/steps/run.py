@@ -96,11 +96,17 @@ class Calibration:
     conformal: ConformalClassifier | None = None
     multilabel: MultilabelCalibrator | None = None
 
+    @property
+    def finding_weights(self) -> tuple[float, ...] | None:
+        """The class a multi-class model calls: probability x these weights (None: the most probable)."""
+        w = (self.report.get("finding_weights") or {}).get("weights")
+        return tuple(float(v) for v in w) if w is not None else None
+
     def bundle_record(self) -> dict[str, Any]:
         """What a bundle keeps of the report: the test figures (without reliability curves), and the price of
         safety per conformal level and per decision rule, for the deployer."""
         out = {k: v for k, v in (self.report.get("test") or {}).items() if not k.startswith("reliability")}
-        for key in ("operating_points", "decision_rule"):
+        for key in ("operating_points", "decision_rule", "finding_weights"):
             if key in self.report:
                 out[key] = self.report[key]
         return out
