@@ -125,7 +125,17 @@ def test_finding_weights_rank_the_findings_and_leave_probabilities_and_triage_al
     assert [t.id for t in weighted.top[:2]] == ["mel", "nv"]
     assert weighted.top[0].probability == pytest.approx(0.30)  # the probability shown is still the calibrated one
     assert weighted.probabilities == plain.probabilities and weighted.prediction_set == plain.prediction_set
-    assert weighted.triage == plain.triage and weighted.confidence == plain.confidence
+    assert weighted.triage == plain.triage and weighted.confidence == plain.confidence == "possible"
+
+
+def test_a_class_called_by_its_weight_is_never_said_to_be_likely() -> None:
+    # nv at 0.75 alone in the set would be "likely"; weights that call df (0.08) first must not make df "likely"
+    w = np.ones(len(IDS))
+    w[IDS.index("df")] = 12.0
+    a = decide(_p(nv=0.75, df=0.08), _mask("nv"), spec=HAM, model=REF, coverage=0.9,
+               policy=DecisionPolicy(finding_weights=tuple(w)))
+    assert a.top[0].id == "df" and a.confidence == "uncertain"
+    assert decide(_p(nv=0.75, df=0.08), _mask("nv"), spec=HAM, model=REF, coverage=0.9).confidence == "likely"
 
 
 @pytest.mark.parametrize("bad", [(1.0, 0.0), (1.0, float("nan")), ()])

@@ -94,11 +94,12 @@ def decide(
         flags.append("multi_system")
     flags += [f for f in extra_flags if f not in flags]
 
+    called = float(p[ranked[0]])  # the class called (the most probable one unless finding weights rank another first)
     if not in_distribution:
         confidence = "uncertain"
-    elif p1 >= pol.likely and len(members) == 1 and "symptom_conflict" not in flags:
+    elif called >= pol.likely and len(members) == 1 and "symptom_conflict" not in flags:
         confidence = "likely"
-    elif p1 >= pol.possible or 2 <= len(members) <= 3:
+    elif called >= pol.possible or 2 <= len(members) <= 3:
         confidence = "possible"
     else:
         confidence = "uncertain"
