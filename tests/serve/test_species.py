@@ -79,11 +79,13 @@ def test_decision_settings_ship_in_the_bundle_and_a_deployment_can_override_them
     from carelens.errors import ConfigError
 
     doc = json.loads((serve_dirs["models"] / "chest" / "bundle.json").read_text())
-    assert {k: v for k, v in doc["decision"].items() if k != "critical_threshold"} == {
+    assert {k: v for k, v in doc["decision"].items() if k not in ("critical_threshold", "finding_weights")} == {
         "likely": 0.7, "possible": 0.5, "ambiguous_margin": 0.1, "floor_when_unsure": "consultation", "top_k": 3,
         "severity_floor": 0.25}
-    # the decision rule calibrate chose on validation ships too (the critical-probability threshold, or None)
+    # what calibrate chose on validation ships too: the decision rule (the critical-probability threshold, or None)
+    # and the finding weights (or None)
     assert doc["decision"]["critical_threshold"] == doc["calibration"]["decision_rule"]["critical_threshold"]
+    assert doc["decision"]["finding_weights"] == doc["calibration"]["finding_weights"].get("weights")
     s = ServeSettings(models_dir=serve_dirs["models"], database_url=f"sqlite:///{tmp_path / 'a.db'}",
                       decision_likely=0.999, decision_top_k=1)
     with TestClient(create_app(s)) as c:
