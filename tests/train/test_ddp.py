@@ -54,32 +54,35 @@ def test_two_processes_match_one_and_resume(tiny_folder: Path, tmp_path: Path) -
     settings = TrainConfig.from_dict(json.loads(cfg.read_text()))
     train(ds, split_dataset(ds, seed=settings.seed), settings, tmp_path / "one")
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
-    two = _train(tiny_folder, tmp_path / "two", cfg, "--nproc", "2")
+    # two processes, uninterrupted; the run folder as it stood after epoch 1's checkpoint is kept aside (what a kill
+    # after epoch 1 would have left)
+    two, stopped = tmp_path / "two", tmp_path / "stopped"
+    script = tmp_path / "keep_epoch_1.py"
+    script.write_text(KEEP_EPOCH_1)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(tiny_folder), str(cfg), str(two), str(stopped)], check=False,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = json.loads((two / "metrics.json").read_text())
     for split in ("val", "test"):
         for k in ("balanced_accuracy", "macro_auc"):
-            assert abs(one[split][k] - two[split][k]) <= TOLERANCE, (split, k, one[split][k], two[split][k])
-    assert two["test"]["balanced_accuracy"] > 0.6  # it learned (majority class alone: 0.5)
-    assert [h["epoch"] for h in two["history"]] == [1, 2, 3]
-    assert sorted(p.name for p in (tmp_path / "two").glob("*.pt")) == ["best.pt", "last.pt"]
-    # the same two-process run stopped after epoch 1, then resumed: it ends where the uninterrupted one did
-    stopped = tmp_path / "stopped"
-    script = tmp_path / "stop_after_1.py"
-    script.write_text(STOP_AFTER_1)
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tiny_folder), str(cfg), str(stopped)], check=False, capture_output=True,
-                         text=True,
-                         timeout=600)
-    assert res.returncode != 0 and not (stopped / "metrics.json").exists()
+            assert abs(one[split][k] - done[split][k]) <= TOLERANCE, (split, k, one[split][k], done[split][k])
+    assert done["test"]["balanced_accuracy"] > 0.6  # it learned (majority class alone: 0.5)
+    assert [h["epoch"] for h in done["history"]] == [1, 2, 3]
+    assert sorted(p.name for p in two.glob("*.pt")) == ["best.pt", "last.pt"]
+    # `carelens train --nproc 2 --resume` from the folder as it was after epoch 1: it ends where the uninterrupted
+    # run did
+    assert not (stopped / "metrics.json").exists()
     assert torch.load(stopped / "last.pt", weights_only=True)["state"] == {"phase": "finetune", "epoch": 1}
     resumed = _train(tiny_folder, stopped, cfg, "--nproc", "2", "--resume")
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     for split in ("val", "test"):
-        assert resumed[split]["balanced_accuracy"] == pytest.approx(two[split]["balanced_accuracy"], abs=1e-9)
-        assert resumed[split]["macro_auc"] == pytest.approx(two[split]["macro_auc"], abs=1e-6)
+        assert resumed[split]["balanced_accuracy"] == pytest.approx(done[split]["balanced_accuracy"], abs=1e-9)
+        assert resumed[split]["macro_auc"] == pytest.approx(done[split]["macro_auc"], abs=1e-6)
 
 
-STOP_AFTER_1 = """
-import json, sys
+KEEP_EPOCH_1 = """
+import json, os, shutil, sys
 from carelens.config import TrainConfig
 from carelens.data import open_dataset, split_dataset
 from carelens.train import train
@@ -88,10 +91,10 @@ ds = open_dataset(sys.argv[1])
 cfg = TrainConfig.from_dict(json.loads(open(sys.argv[2]).read()))
 
 
-def stop(epoch):
-    if epoch == 1:
-        raise SystemExit(3)  # as a kill would: after epoch 1's checkpoint
+def keep(epoch):
+    if epoch == 1 and os.environ.get("RANK", "0") == "0":  # rank 0 writes the run folder: copy it as it stands
+        shutil.copytree(sys.argv[3], sys.argv[4])
 
 
-train(ds, split_dataset(ds, seed=cfg.seed), cfg, sys.argv[3], on_epoch_end=stop)
+train(ds, split_dataset(ds, seed=cfg.seed), cfg, sys.argv[3], on_epoch_end=keep)
 """
