@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, resized_images, write_result
-from ham_options import DEMO, OPTIONS, metrics_of, spread, view_logits
+from ham_options import DEMO, OPTIONS, metrics_of, run_logits, spread
 
 from carelens.data import open_dataset, split_dataset
 from carelens.steps import Run
@@ -61,7 +61,7 @@ def flips_logits(run_dir: Path, ds: Any, splits: Any, split: str) -> np.ndarray:
     if cache.is_file():
         return np.load(cache)
     images = resized_images(ds, splits.indices(ds, split), Run(run_dir).config.train.preprocess)
-    logits = np.mean(view_logits(run_dir, images, 3), axis=0)
+    logits = run_logits(run_dir, images, tta=True)
     np.save(cache, logits)
     return logits
 

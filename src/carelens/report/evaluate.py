@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,11 @@ class Evaluation:
     assessments: list[dict[str, Any]]
     edge_cases: list[EdgeCase] = field(default_factory=list)
     edge_ood: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @cached_property
+    def called(self) -> np.ndarray:
+        """The class the bundle calls for each image (multi-class: probability x its finding weights)."""
+        return decisions(self.arrays["proba"], self.bundle.policy().finding_weights)
 
 
 def resolve_splits(bundle: Bundle, ds: Dataset, splits_file: Path | None) -> tuple[Dataset, Splits]:

@@ -14,7 +14,6 @@ from PIL import Image
 
 from carelens import plots
 from carelens.ecg import EcgAssessment
-from carelens.metrics import decisions
 from carelens.predict import Engine, overlay_heatmap
 from carelens.report.evaluate import Evaluation, save_predictions
 
@@ -111,7 +110,7 @@ def _facts_section(m: dict[str, Any]) -> str:
 
 def _gallery(ev: Evaluation, n: int = 8) -> str:
     a = ev.arrays
-    pred = decisions(a["proba"], ev.bundle.policy().finding_weights)  # the class the bundle calls
+    pred = ev.called
     wrong = np.nonzero(pred != a["y"])[0]
     worst = wrong[np.argsort(-a["proba"][wrong, pred[wrong]])][:n]
     if len(worst) == 0:
@@ -147,12 +146,11 @@ def _edge_table(ev: Evaluation) -> str:
 def _figures(ev: Evaluation) -> str:
     m, a = ev.metrics, ev.arrays
     ids = ev.bundle.spec.class_ids
-    called = decisions(a["proba"], ev.bundle.policy().finding_weights)  # the class the bundle calls
     figs = [
         ("Confusion matrix", plots.confusion_png(m["confusion_matrix"], ids)),
         ("Reliability diagram", plots.reliability_png(m["reliability_before"], m["reliability"])),
         ("Risk-coverage: accuracy when only the most confident cases are answered",
-         plots.risk_coverage_png(a["proba"].max(1), (called == a["y"]).astype(float))),
+         plots.risk_coverage_png(a["proba"].max(1), (ev.called == a["y"]).astype(float))),
         ("Prediction set sizes", plots.set_size_png(m["set_size_histogram"])),
         ("ROC curves (one vs rest)", plots.roc_png(a["y"], a["proba"], ids)),
         ("OOD score: test images vs edge cases", plots.ood_histogram_png(a["ood_raw"], ev.edge_ood,
