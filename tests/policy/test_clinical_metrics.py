@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from carelens.labels import LabelSpec
-from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import DecisionPolicy, ModelRef, critical_miss_rate, decide, over_triage_rate, triage_levels
 
 SPEC = LabelSpec.model_validate({"name": "t", "classes": [
     {"id": "benign", "name": "Benign", "severity": "low", "triage": "self_care"},
@@ -40,3 +40,19 @@ def test_triage_levels_follow_the_decision_policy() -> None:
     assert levels == ["consultation_24", "consultation_24"]  # a plausible cancer escalates the first case too
     only_top = np.eye(4, dtype=bool)[proba.argmax(1)]
     assert triage_levels(proba, only_top, np.array([True, True]), SPEC) == ["self_care", "consultation_24"]
+
+
+def test_measured_levels_are_the_levels_the_assessments_give() -> None:
+    """triage_levels skips writing the assessments (thousands of cases per operating point): the level must still
+    be the one decide() gives, for every rule, set and OOD verdict."""
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.full(4, 0.5), size=300)
+    sets = rng.random((300, 4)) < 0.4
+    in_dist = rng.random(300) < 0.8
+    ref = ModelRef(name="t", version="test")
+    for policy in (None, DecisionPolicy(critical_threshold=0.2), DecisionPolicy(finding_weights=(0.5, 1, 1, 3))):
+        levels = triage_levels(proba, sets, in_dist, SPEC, policy=policy)
+        assessed = [decide(p, s, spec=SPEC, model=ref, coverage=0.9, in_distribution=bool(d), policy=policy).triage.level
+                    for p, s, d in zip(proba, sets, in_dist, strict=True)]
+        assert levels == assessed
+        assert len(set(levels)) >= 3  # the cases reach several levels: a real comparison

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from carelens.labels import LabelSpec, triage_rank
-from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts
+from carelens.policy._decision import DecisionPolicy, decide_with_facts, triage_level
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
@@ -34,16 +34,13 @@ def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.nda
         fused: (probabilities, sets, conflicts) of image + clinical facts, to measure that decision instead
             (:func:`~carelens.policy.decide_with_facts`).
     """
+    if fused is None:
+        return [triage_level(proba[n], in_set[n], spec=spec, in_distribution=bool(in_distribution[n]), policy=policy)
+                for n in range(len(proba))]
     ref = ModelRef(name=spec.name, version="eval")
-    out: list[str] = []
-    for n in range(len(proba)):
-        common = dict(spec=spec, model=ref, coverage=0.0, in_distribution=bool(in_distribution[n]), policy=policy)
-        if fused is None:
-            a = decide(proba[n], in_set[n], **common)  # type: ignore[arg-type]
-        else:
-            a = decide_with_facts(proba[n], in_set[n], fused[0][n], fused[1][n], conflict=bool(fused[2][n]), **common)
-        out.append(a.triage.level)
-    return out
+    return [decide_with_facts(proba[n], in_set[n], fused[0][n], fused[1][n], conflict=bool(fused[2][n]), spec=spec,
+                              model=ref, coverage=0.0, in_distribution=bool(in_distribution[n]),
+                              policy=policy).triage.level for n in range(len(proba))]
 
 
 def _rate(levels: Sequence[str], rows: np.ndarray, urgent: bool) -> float:

@@ -16,7 +16,7 @@ from carelens.errors import ConfigError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
 from carelens.policy._schema import Assessment, ClassProbability, ModelRef, TriageDecision
 
-__all__ = ["DecisionPolicy", "decide", "decide_with_facts", "keep_urgency"]
+__all__ = ["DecisionPolicy", "decide", "decide_with_facts", "keep_urgency", "triage_level"]
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,23 @@ class DecisionPolicy:
             raise ConfigError(f"floor_when_unsure must be one of {TRIAGE_LEVELS}")
 
 
-def decide(
-    proba: np.ndarray,
-    in_set: np.ndarray,
-    *,
-    spec: LabelSpec,
-    model: ModelRef,
-    coverage: float,
-    in_distribution: bool = True,
-    ood_score: float = 1.0,
-    policy: DecisionPolicy | None = None,
-    extra_flags: tuple[str, ...] = (),
-    based_on: tuple[str, ...] = ("image",),
-) -> Assessment:
-    """One assessment from one calibrated probability vector (k,) and its set mask (k,)."""
-    pol = policy or DecisionPolicy()
+@dataclass(frozen=True)
+class _Core:
+    """What :func:`decide` concludes before it is written up as an :class:`Assessment`."""
+
+    p: np.ndarray
+    order: np.ndarray  # classes by probability
+    ranked: np.ndarray  # classes by probability x finding weight (the order shown)
+    members: list[int]  # the plausible set, by probability
+    flags: list[str]
+    confidence: str
+    level: str
+    reason: str
+    advice: str
+
+
+def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distribution: bool, pol: DecisionPolicy,
+          extra_flags: tuple[str, ...] = ()) -> _Core:
     p = np.asarray(proba, dtype=np.float64)
     if p.shape != (len(spec.classes),) or not np.isfinite(p).all() or abs(p.sum() - 1) > 1e-4:
         raise ConfigError(f"probabilities must be {len(spec.classes)} finite values summing to 1, got {p}")
@@ -76,12 +78,9 @@ def decide(
         if len(pol.finding_weights) != len(classes):
             raise ConfigError(f"finding_weights has {len(pol.finding_weights)} values for {len(classes)} classes")
         ranked = np.argsort(-(p * np.asarray(pol.finding_weights)), kind="stable")
-    top = [ClassProbability(id=classes[i].id, name=classes[i].name, probability=round(float(p[i]), 4),
-                            group=classes[i].group, severity=classes[i].severity) for i in ranked[: pol.top_k]]
     members = [int(i) for i in order if in_set[i]]
     if not members:
         members = [int(order[0])]
-    set_ids = [classes[i].id for i in members]
 
     flags: list[str] = []
     p1 = float(p[order[0]])
@@ -137,12 +136,40 @@ def decide(
         level = floor
         reason = "the model is not sure, so a professional should look"
         advice = "The model could not decide between several conditions. Have a professional look. " + advice
+    return _Core(p=p, order=order, ranked=ranked, members=members, flags=flags, confidence=confidence, level=level,
+                 reason=reason, advice=advice)
+
+
+def triage_level(proba: np.ndarray, in_set: np.ndarray, *, spec: LabelSpec, in_distribution: bool = True,
+                 policy: DecisionPolicy | None = None) -> str:
+    """The triage level :func:`decide` gives, without writing the assessment (for measuring a policy on many cases)."""
+    return _core(proba, in_set, spec, in_distribution, policy or DecisionPolicy()).level
+
+
+def decide(
+    proba: np.ndarray,
+    in_set: np.ndarray,
+    *,
+    spec: LabelSpec,
+    model: ModelRef,
+    coverage: float,
+    in_distribution: bool = True,
+    ood_score: float = 1.0,
+    policy: DecisionPolicy | None = None,
+    extra_flags: tuple[str, ...] = (),
+    based_on: tuple[str, ...] = ("image",),
+) -> Assessment:
+    """One assessment from one calibrated probability vector (k,) and its set mask (k,)."""
+    pol = policy or DecisionPolicy()
+    c = _core(proba, in_set, spec, in_distribution, pol, extra_flags)
+    classes, p = spec.classes, c.p
+    top = [ClassProbability(id=classes[i].id, name=classes[i].name, probability=round(float(p[i]), 4),
+                            group=classes[i].group, severity=classes[i].severity) for i in c.ranked[: pol.top_k]]
     return Assessment(
         model=model, in_distribution=in_distribution, ood_score=round(float(ood_score), 4), top=top,
-        probabilities={c.id: round(float(v), 6) for c, v in zip(classes, p, strict=True)}, prediction_set=set_ids, coverage=coverage, confidence=confidence,
-        flags=flags,
-        triage=TriageDecision(level=level, reason=reason),
-        advice=advice, based_on=list(based_on),
+        probabilities={k.id: round(float(v), 6) for k, v in zip(classes, p, strict=True)},
+        prediction_set=[classes[i].id for i in c.members], coverage=coverage, confidence=c.confidence,
+        flags=c.flags, triage=TriageDecision(level=c.level, reason=c.reason), advice=c.advice, based_on=list(based_on),
     )
 
 
