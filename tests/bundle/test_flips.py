@@ -1,5 +1,6 @@
 """`carelens export --flips`: the graph averages each image with its two mirror images (test-time augmentation
-inside the model, so every caller gets it), and the calibration is refitted on what that graph computes."""
+inside the model, so every caller gets it), and the calibration is refitted on what that graph computes (the OOD
+gate's model of the training data staying the trained model's features)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, 
     np.testing.assert_allclose(b.run(x)[0], torch.stack(views).mean(0).numpy(), atol=1e-4)
     plain = model(torch.from_numpy(x)).detach().numpy()
     assert np.abs(b.run(x)[0] - plain).max() > 1e-3  # the views change the answer: not a plain export
+    gate = run.calibration().ood
+    np.testing.assert_array_equal(b.ood.means_, gate.means_)  # the training features: the trained model's, no 3 views
+    assert b.ood.threshold_ != gate.threshold_  # standardised and thresholded on the shipped graph's validation outputs
 
     results = Engine(b).assess(images, heatmaps=True)  # the engine serves it as any bundle
     assert all(a.model.name == "derma-flips" and h is not None and h.shape == img.shape[:2]

@@ -106,15 +106,21 @@ def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> 
     return np.concatenate(logits), np.concatenate(feats)
 
 
-def session_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions) -> Predictions:
+def session_predictions(run: Run, session: Any, ds: Dataset, splits: Splits, ref: Predictions, *,
+                        keep_train: bool = False) -> Predictions:
     """The run's predictions (``ref``, the trained model's) recomputed with ``session`` (the graph shipped: int8, or
     with flips averaged in it) on the run's data (``ds``, ``splits``: :meth:`Run.data`): the same splits, images and
-    order as training used, so that the labels and ids stay those of ``ref``."""
+    order as training used, so that the labels and ids stay those of ``ref``. ``keep_train``: the training split's
+    outputs are ``ref``'s, not recomputed (the calibration reads only its features there: the OOD gate's model of the
+    training data)."""
     pre = run.config.preprocess
     out: dict[str, Any] = {}
     for split in ("train", "val", "test"):
         y = getattr(ref, f"{split}_y")
         if y is None:
+            continue
+        if split == "train" and keep_train:
+            out |= {"train_logits": ref.train_logits, "train_features": ref.train_features, "train_y": y}
             continue
         idx = splits.indices(ds, split)
         logits, feats = _outputs(session, split_batches(ds, idx, pre), len(idx), split)
@@ -134,5 +140,5 @@ def derived_run(run: Run, folder: Path, predictions: Predictions) -> Run:
         if run.file(name).is_file():
             shutil.copy(run.file(name), folder / name)
     derived = Run(folder)
-    derived.write_predictions(predictions)
+    derived.write_predictions(predictions, compress=False)  # a scratch folder, read back once
     return derived
