@@ -25,6 +25,7 @@ def test_the_flips_graph_is_the_mean_over_the_mirror_images(tiny_ham_run: Path, 
     doc = json.loads((out / "bundle.json").read_text())
     par = doc["parity"]
     assert doc["model_io"]["views"] == "flips" and par["flips"] and not par["int8"]
+    assert par["ood_training_features"] == "trained model"
     assert par["fp32_vs_torch"]["identical_decisions"] and par["images"] > 50
     assert doc["temperature"] != trained["temperature"]  # refitted on the averaged outputs, not copied
 
@@ -54,6 +55,7 @@ def test_flips_and_int8_together(tiny_ham_run: Path, ham_calibration, tmp_path: 
     doc = json.loads((out / "bundle.json").read_text())
     par = doc["parity"]
     assert doc["model_io"]["views"] == "flips" and par["flips"] and par["int8"] and doc["selftest"]["atol"] == 0.25
+    assert par["ood_training_features"] == "shipped graph"  # int8 changes the features: the training split is rerun
     assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.15
     run = Run(tiny_ham_run)
     ds, splits = run.data()

@@ -158,7 +158,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     y = ref.val_y
     agreement: dict[str, Any] = {
         "int8": int8, "flips": flips, "images": len(y), "calibration_images": len(chosen),
-        "float_nodes": float_nodes,
+        "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
         "val_balanced_accuracy_trained": float(balanced_accuracy_score(y, p_run.argmax(1))),
