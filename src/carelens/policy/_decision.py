@@ -56,7 +56,6 @@ class _Core:
     """What :func:`decide` concludes before it is written up as an :class:`Assessment`."""
 
     p: np.ndarray
-    order: np.ndarray  # classes by probability
     ranked: np.ndarray  # classes by probability x finding weight (the order shown)
     members: list[int]  # the plausible set, by probability
     flags: list[str]
@@ -136,7 +135,7 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
         level = floor
         reason = "the model is not sure, so a professional should look"
         advice = "The model could not decide between several conditions. Have a professional look. " + advice
-    return _Core(p=p, order=order, ranked=ranked, members=members, flags=flags, confidence=confidence, level=level,
+    return _Core(p=p, ranked=ranked, members=members, flags=flags, confidence=confidence, level=level,
                  reason=reason, advice=advice)
 
 
