@@ -106,6 +106,13 @@ def _scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarray:
     return np.concatenate(out)
 
 
+def separation(s_in: np.ndarray, s_out: np.ndarray, threshold: float) -> tuple[float, float]:
+    """AUROC of a gate's scores between in-distribution (``s_in``) and other (``s_out``) images, and the share of the
+    others it flags (score above ``threshold``)."""
+    y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
+    return float(roc_auc_score(y, np.r_[s_in, s_out])), float((s_out > threshold).mean())
+
+
 def measure_ood(run_dir: Path, bundle_dir: Path, gates: dict[str, Any], near_modalities: tuple[str, ...],
                 name: str) -> dict[str, Any]:
     """AUROC of each gate (label -> fitted OODGate) between the run's test images and the far and near sets, the
@@ -121,9 +128,7 @@ def measure_ood(run_dir: Path, bundle_dir: Path, gates: dict[str, Any], near_mod
         s_in = gate.score(test_f, test_l)
         for kind, imgs in (("far", far), ("near", near)):
             s_out = _scores(engine, imgs, gate)
-            y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
-            out[f"ood_auroc_{kind}{label}"] = float(roc_auc_score(y, np.r_[s_in, s_out]))
-            out[f"ood_flagged_{kind}{label}"] = float((s_out > gate.threshold_).mean())
+            out[f"ood_auroc_{kind}{label}"], out[f"ood_flagged_{kind}{label}"] = separation(s_in, s_out, gate.threshold_)
             if kind == "far":
                 out[f"far_passed{label}"] = [n for n, s in zip(far_named, s_out) if s <= gate.threshold_]
         out[f"ood_pass_rate{label}"] = float((s_in <= gate.threshold_).mean())

@@ -25,10 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
 from _common import OUT, write_result
-from _ood_sets import far_ood, modality
+from _ood_sets import far_ood, modality, separation
 from ham_options import spread
 from ood_seeds import rescore
-from sklearn.metrics import roc_auc_score
 
 from carelens.bundle import load_bundle
 from carelens.calibrate import OODGate
@@ -86,10 +85,8 @@ def measure(run_dir: Path, k: int) -> dict[str, Any]:
             out["shipped"] = variant  # the export's gate: the same training features and validation outputs
         s_in = gate.score(test[1 + other], test[0])
         for kind, o in (("far", far), ("near", near)):
-            s_out = gate.score(o[1 + other], o[0])
-            y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
-            out[f"ood_auroc_{kind}_{variant}"] = round(float(roc_auc_score(y, np.r_[s_in, s_out])), 4)
-            out[f"ood_flagged_{kind}_{variant}"] = round(float((s_out > gate.threshold_).mean()), 4)
+            auroc, flagged = separation(s_in, gate.score(o[1 + other], o[0]), gate.threshold_)
+            out[f"ood_auroc_{kind}_{variant}"], out[f"ood_flagged_{kind}_{variant}"] = round(auroc, 4), round(flagged, 4)
         out[f"ood_pass_rate_{variant}"] = round(float((s_in <= gate.threshold_).mean()), 4)
     print(run_dir, out, flush=True)
     return out

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score
 from torch import nn
 
 from carelens import __version__
@@ -38,7 +37,7 @@ from carelens.config import MIRRORING_PRESETS
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
-from carelens.metrics import classification_metrics
+from carelens.metrics import balanced_accuracy, classification_metrics
 from carelens.models import Classifier, build_classifier
 from carelens.preprocess import preprocess
 from carelens.steps.calibrate import calibrate_run
@@ -155,19 +154,19 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
                           critical_miss_target=target)
     assert cal.temperature is not None and refit.temperature is not None
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
-    y = ref.val_y
+    y, k = ref.val_y, len(r.config.class_ids)
     agreement: dict[str, Any] = {
         "int8": int8, "flips": flips, "images": len(y), "calibration_images": len(chosen),
         "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
-        "val_balanced_accuracy_trained": float(balanced_accuracy_score(y, p_run.argmax(1))),
-        "val_balanced_accuracy_shipped": float(balanced_accuracy_score(y, p_shipped.argmax(1))),
+        "val_balanced_accuracy_trained": balanced_accuracy(y, p_run.argmax(1), k),
+        "val_balanced_accuracy_shipped": balanced_accuracy(y, p_shipped.argmax(1), k),
     }
-    if preds.test_logits is not None and preds.test_y is not None and ref.test_logits is not None:
-        agreement["test_balanced_accuracy_trained"] = float(balanced_accuracy_score(ref.test_y, ref.test_logits.argmax(1)))
-        agreement["test_balanced_accuracy_shipped"] = float(balanced_accuracy_score(preds.test_y,
-                                                                                    preds.test_logits.argmax(1)))
+    if (preds.test_logits is not None and preds.test_y is not None and ref.test_logits is not None
+            and ref.test_y is not None):
+        agreement["test_balanced_accuracy_trained"] = balanced_accuracy(ref.test_y, ref.test_logits.argmax(1), k)
+        agreement["test_balanced_accuracy_shipped"] = balanced_accuracy(preds.test_y, preds.test_logits.argmax(1), k)
     return derived, refit, agreement
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score
 
 from carelens import __version__
 from carelens.bundle import (
@@ -40,7 +39,7 @@ from carelens.data import Dataset, Splits, load_splits, make_splits, open_datase
 from carelens.errors import ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
-from carelens.metrics import classification_metrics, softmax
+from carelens.metrics import balanced_accuracy, classification_metrics, softmax
 from carelens.preprocess import PreprocessConfig
 from carelens.steps.calibrate import fit_calibration
 from carelens.steps.quantize import indexed_batches
@@ -201,7 +200,7 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
         outputs_were = "probabilities (log appended to the graph)"
     va = _score(session, io, ds, val_idx, pre, class_ids, "val")
     chance = 1 / len(class_ids)
-    val_bacc = float(balanced_accuracy_score(va[2], va[0].argmax(1)))
+    val_bacc = balanced_accuracy(va[2], va[0].argmax(1), len(class_ids))
     if val_bacc <= chance + 0.05:
         raise ConfigError(f"the model is no better than chance on the validation split (balanced accuracy "
                           f"{val_bacc:.3f}, chance {chance:.3f}): check that the spec lists the classes in the order "
