@@ -109,9 +109,9 @@ def tiny_pneumonia_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return run
 
 
-@pytest.fixture(scope="session")
-def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """Frozen EfficientNet-Lite0 features at 64px + a trained head on a class-balanced-ish HAM10000 subset."""
+def _tiny_ham(ham, folder: Path, seed: int) -> Path:  # type: ignore[no-untyped-def]
+    """Frozen EfficientNet-Lite0 features at 64px + a head trained with ``seed`` on a class-balanced-ish HAM10000
+    subset (always the same subset and split)."""
     import numpy as np
 
     from carelens.data import make_splits
@@ -123,10 +123,23 @@ def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type
         idx = [i for i, e in enumerate(ham) if e.label == c]
         keep += rng.choice(idx, min(n, 160), replace=False).tolist()
     ds = ham.subset(sorted(keep))
-    run = tmp_path_factory.mktemp("ham") / "run"
-    cfg = TrainConfig(preprocess=PreprocessConfig(image_size=64), head_epochs=30, finetune_epochs=0, threads=2)
+    run = folder / "run"
+    cfg = TrainConfig(preprocess=PreprocessConfig(image_size=64), head_epochs=30, finetune_epochs=0, threads=2,
+                      seed=seed)
     train(ds, make_splits(ds, seed=0), cfg, run)
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_ham_run(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """Frozen EfficientNet-Lite0 features at 64px + a trained head on a class-balanced-ish HAM10000 subset."""
+    return _tiny_ham(ham, tmp_path_factory.mktemp("ham"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_ham_member(ham, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny HAM10000 run's recipe trained with another seed on the same subset and split (an ensemble member)."""
+    return _tiny_ham(ham, tmp_path_factory.mktemp("ham_seed1"), seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -390,6 +390,10 @@ def export(
                                                         "mirror images inside the model (test-time augmentation; "
                                                         "3x the model's work per image; calibration refitted on "
                                                         "its outputs).")] = False,
+    ensemble: Annotated[list[Path] | None, typer.Option(
+        "--ensemble", help="Another run of the same recipe (another seed, the same data and split) whose model is "
+                           "averaged with RUN's inside the graph (a deep ensemble; repeat for more; each member adds "
+                           "its model's work per image; calibration refitted on the ensemble's outputs).")] = None,
 ) -> None:
     """Export a run to a verified bundle: model.onnx, bundle.json, ood.npz, head.npz (and bundle.sig with --sign)."""
     import shutil
@@ -397,13 +401,14 @@ def export(
     from carelens.bundle import sign_bundle
     from carelens.steps.export import export_run
 
-    path = export_run(run, out, name=name, version=version, int8=int8, flips=flips)
+    path = export_run(run, out, name=name, version=version, int8=int8, flips=flips, ensemble=ensemble or [])
     if sign is not None:
         sign_bundle(path, sign)
     doc = json.loads((path / "bundle.json").read_text())
     par = doc["parity"]
-    if int8 or flips:
-        shipped = " + ".join(k for k, on in (("int8", int8), ("flips", flips)) if on)
+    if int8 or flips or ensemble:
+        shipped = " + ".join(k for k, on in (("int8", int8), ("flips", flips),
+                                             (f"ensemble of {len(ensemble or []) + 1}", ensemble)) if on)
         console.print(f"exported {doc['name']} {doc['version']} ({shipped}) to {path}: top-1 agreement with the "
                       f"trained model {par['top1_agreement']:.3f}, max probability difference "
                       f"{par['max_probability_diff']:.3f} on {par['images']} validation images; validation balanced "

@@ -57,3 +57,34 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
     y = np.asarray([ds.spec.class_ids.index(ds[i].label) for i in test[:64]])
     assert all(a.model.name == "chest8" for a, _ in results) and (pred == y).mean() > 0.7  # measured 0.86
     assert doc["test_metrics"]["balanced_accuracy"] == par["test_balanced_accuracy_shipped"]
+
+
+def test_every_branch_keeps_its_first_convolutions_in_float(tmp_path: Path) -> None:
+    """In a graph of several models (an ensemble), each model's stem stays in float, whatever the node order."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from carelens.steps.quantize import quantize_onnx
+
+    class TwoModels(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = (nn.Sequential(*(nn.Conv2d(3 if i == 0 else 8, 8, 3, padding=1) for i in range(4)))
+                              for _ in range(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return (self.a(x) + self.b(x)).mean(dim=(2, 3))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoModels().eval(), (torch.zeros(1, 3, 16, 16),), str(tmp_path / "two.onnx"),
+                          input_names=["input"], output_names=["out"], opset_version=17, dynamo=False)
+    batches = [np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32) for i in range(2)]
+    kept = quantize_onnx(tmp_path / "two.onnx", tmp_path / "two8.onnx", batches, float_convs=2)
+    assert sorted(kept) == ["/a/a.0/Conv", "/a/a.1/Conv", "/b/b.0/Conv", "/b/b.1/Conv"]
+    graph = onnx.load(str(tmp_path / "two8.onnx")).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert sorted(n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized) == sorted(kept)

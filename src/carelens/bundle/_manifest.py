@@ -37,7 +37,7 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 9  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 10  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
@@ -45,7 +45,8 @@ FORMAT_VERSION = 9  # 2 added the optional ``facts`` section; 3 the multi-label 
 # (``flips``: the graph averages each image with its mirror images; a field an older carelens does not know); 8
 # ``ood.confidence`` (the gate's threshold holds its pass rate with that probability over the validation draw); 9
 # ``decision.finding_weights`` (the class called is the highest probability x weight; an older carelens would call
-# another class: it must refuse the bundle)
+# another class: it must refuse the bundle); 10 ``model_io.members`` (the graph averages that many trained models:
+# a field an older carelens does not know)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -73,6 +74,9 @@ class ModelIO(_Section):
     features: int  # width of the pooled features
     fmap: list[int]  # (C, h, w) of the feature map; empty: none
     views: Literal["flips"] | None = None  # flips: the graph averages each image with its two mirror images
+    # an ensemble: the logits are the mean of this many trained models' (features: the first one's; fmap: theirs
+    # stacked along the channels, read with their heads side by side, each / members); None: one model
+    members: int | None = Field(None, ge=2)
 
 
 class ConformalParams(_Section):
@@ -213,8 +217,9 @@ class BundleSpec(BaseModel):
         written, so a bundle of an older format reads back (and digests) exactly as it was written."""
         absent: dict[str, Any] = {k: True for k in ("multilabel", "decision", "temperature_bias")
                                   if getattr(self, k) is None}
-        if self.model_io.views is None:
-            absent["model_io"] = {"views"}
+        unset = {k for k in ("views", "members") if getattr(self.model_io, k) is None}
+        if unset:
+            absent["model_io"] = unset
         if self.ood.confidence is None:
             absent["ood"] = {"confidence"}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)

@@ -9,6 +9,7 @@ import importlib.metadata as md
 import shutil
 import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +62,42 @@ INTENDED_USE = ("Decision support for triage: estimates which conditions are pla
 
 
 class _Exportable(nn.Module):
-    """The graph a bundle ships: logits, the gate's features and the feature map. With ``flips``, every image is
-    also run mirrored left-right and top-bottom (one batch of 3N views) and its logits and features are the mean over
-    its three views (test-time augmentation inside the graph, so that every caller gets it); the feature map stays
-    the image's own, for its heatmap."""
+    """The graph a bundle ships: logits, the gate's features and the feature map.
 
-    def __init__(self, model: nn.Module, flips: bool = False) -> None:
+    With ``flips``, every image is also run mirrored left-right and top-bottom (one batch of 3N views) and its logits
+    and features are the mean over its three views (test-time augmentation inside the graph, so that every caller
+    gets it); the feature map stays the image's own, for its heatmap. With several ``models`` (an ensemble of runs
+    trained alike), the logits are the mean over the models; the features are the first model's (the OOD gate's
+    statistics live in one feature space) and the feature maps are stacked along their channels, so that the head
+    weights side by side, each divided by the number of models, give the ensemble's class-activation map."""
+
+    def __init__(self, models: Sequence[Classifier], flips: bool = False) -> None:
         super().__init__()
-        self.model = model
+        self.models = nn.ModuleList(models)
         self.flips = flips
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not self.flips:
-            return self.model.forward_all(x)  # type: ignore[no-any-return, operator]
-        logits, feats, fmap = self.model.forward_all(torch.cat([x, x.flip(3), x.flip(2)]))  # type: ignore[operator]
-        return (logits.reshape(3, -1, logits.shape[1]).mean(0), feats.reshape(3, -1, feats.shape[1]).mean(0),
-                fmap.reshape(3, -1, *fmap.shape[1:])[0])
+        if not self.flips and len(self.models) == 1:
+            return self.models[0].forward_all(x)  # type: ignore[no-any-return, operator]
+        views = 3 if self.flips else 1
+        batch = torch.cat([x, x.flip(3), x.flip(2)]) if self.flips else x
+        logits, fmaps = [], []
+        feats = torch.empty(0)
+        for i, model in enumerate(self.models):
+            lo, fe, fm = model.forward_all(batch)  # type: ignore[operator]
+            logits.append(lo.reshape(views, -1, lo.shape[1]).mean(0))
+            if i == 0:
+                feats = fe.reshape(views, -1, fe.shape[1]).mean(0)
+            fmaps.append(fm.reshape(views, -1, *fm.shape[1:])[0])
+        if len(self.models) == 1:
+            return logits[0], feats, fmaps[0]
+        return torch.stack(logits).mean(0), feats, torch.cat(fmaps, dim=1)
+
+    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's (weight, bias) for heatmaps over the shipped feature map: the models' side by side / n."""
+        parts = [m.head.linear() for m in self.models]  # type: ignore[union-attr, operator]
+        n = len(parts)
+        return torch.cat([w for w, _ in parts], dim=1) / n, torch.stack([b for _, b in parts]).mean(0)
 
 
 def _versions() -> dict[str, str]:
@@ -118,15 +139,16 @@ def _split_info(run: Run) -> SplitInfo:
                      counts=doc.get("counts"))
 
 
-def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibration_images: int
+def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members: int, calibration_images: int
            ) -> tuple[Run, Calibration, dict[str, Any]]:
     """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
-    here with ``int8``; averaging flipped views with ``flips``): recompute the run's outputs with it and refit the
-    calibration on them, with the settings the run's calibration used. Returns the derived run, its calibration
-    and the agreement of the shipped graph with the trained model on the validation split."""
+    here with ``int8``; averaging flipped views with ``flips``; averaging ``members`` models): recompute the run's
+    outputs with it and refit the calibration on them, with the settings the run's calibration used. Returns the
+    derived run, its calibration and the agreement of the shipped graph with the trained model (the first member)
+    on the validation split."""
     if cal.multilabel is not None:
-        raise ConfigError("int8 and flips export support multi-class models for now; export this multi-label run "
-                          "without them")
+        raise ConfigError("int8, flips and ensemble exports support multi-class models for now; export this "
+                          "multi-label run without them")
     ds, splits = r.data()
     chosen: list[int] = []
     float_nodes: list[str] = []
@@ -139,7 +161,8 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     ref = r.predictions()
     # flips alone: the gate keeps the trained model's own training features as its model of the training data (the
     # shipped graph's would cost 3 views of every training image: 72 s on top of 46 s for a 160 px HAM10000 export);
-    # its scores are standardised and thresholded on the shipped graph's validation outputs. `python bench/ood_flips.py`
+    # its scores are standardised and thresholded on the shipped graph's validation outputs (an ensemble's features
+    # are its first member's, this run's). `python bench/ood_flips.py`
     # (2 seeds, against the gate fitted on the shipped graph's training features): far AUROC 0.9996 / 0.9997, near
     # 0.9976 / 0.9983, test pass rate 0.967 / 0.971. int8: every output changes, the training split is rerun
     preds = session_predictions(r, make_session(out / "model.onnx"), ds, splits, ref, keep_train=not int8)
@@ -156,7 +179,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, calibra
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
     y, k = ref.val_y, len(r.config.class_ids)
     agreement: dict[str, Any] = {
-        "int8": int8, "flips": flips, "images": len(y), "calibration_images": len(chosen),
+        "int8": int8, "flips": flips, "members": members, "images": len(y), "calibration_images": len(chosen),
         "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
@@ -180,16 +203,47 @@ def _test_as_called(r: Run, cal: Calibration) -> dict[str, Any] | None:
                                   cal.finding_weights)
 
 
+def _members(r: Run, ensemble: Sequence[str | Path | Run]) -> list[Run]:
+    """The runs averaged with ``r`` in an ensemble export, checked to be interchangeable with it: the same classes,
+    preprocessing, data and split (so that the refitted calibration reads outputs on images no member trained on)."""
+    runs = [m if isinstance(m, Run) else Run(m) for m in ensemble]
+    cfg, digest = r.config, r.splits().assignment_digest()
+    seen = {r.path.resolve()}
+    for m in runs:
+        m.require(Run.CONFIG, Run.SPLITS, Run.BEST, step="train")
+        if m.path.resolve() in seen:
+            raise ConfigError(f"--ensemble: run {m.path} is in the ensemble twice; give each member run once")
+        seen.add(m.path.resolve())
+        mc = m.config
+        differs = [what for what, same in (
+            ("model", mc.train.model == cfg.train.model), ("classes", mc.class_ids == cfg.class_ids),
+            ("preprocessing", mc.preprocess == cfg.preprocess),
+            ("dataset", mc.dataset.fingerprint == cfg.dataset.fingerprint),
+            ("split", m.splits().assignment_digest() == digest),
+            ("task", (mc.spec is not None and mc.spec.multilabel) == (cfg.spec is not None and cfg.spec.multilabel)),
+        ) if not same]
+        if differs:
+            raise ConfigError(f"--ensemble: run {m.path} differs from {r.path} in its {', '.join(differs)}; an "
+                              "ensemble's members are the same recipe trained with other seeds on the same data and "
+                              "split (`carelens split ... --out splits.json`, then `carelens train --splits "
+                              "splits.json --seed N` for each member)")
+    return runs
+
+
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
                parity_images: list[np.ndarray] | None = None, atol: float = 1e-4, int8: bool = False,
-               flips: bool = False, calibration_images: int = CALIBRATION_IMAGES) -> Path:
+               flips: bool = False, ensemble: Sequence[str | Path | Run] = (),
+               calibration_images: int = CALIBRATION_IMAGES) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
 
     ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`). ``flips``: ship a graph that
     averages each image's logits and features over the image and its two mirror images (3x the model's work per
-    image). With either, the calibration is refitted on the shipped graph's own outputs (with flips alone, on its
-    validation and test outputs, the OOD gate's training features staying the trained model's), and the parity
-    record adds the shipped graph's agreement with the trained model on validation.
+    image). ``ensemble``: other runs of the same recipe (other seeds, the same data and split) whose models the
+    graph averages with this run's (a deep ensemble: the logits are the mean over the models, the OOD gate reads
+    this run's features; each member adds its model's work per image). With any of them, the calibration is
+    refitted on the shipped graph's own outputs (without int8, on its validation and test outputs, the OOD gate's
+    training features staying this run's trained model's), and the parity record adds the shipped graph's agreement
+    with this run's trained model on validation.
 
     Raises:
         BundleError: ONNX Runtime and PyTorch disagree beyond ``atol`` or on any decision.
@@ -197,13 +251,16 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     r = run if isinstance(run, Run) else Run(run)
     out = Path(out)
     cfg = r.config
-    if flips and cfg.train.augment not in MIRRORING_PRESETS:
-        raise ConfigError(f"--flips: this run trained with augment {cfg.train.augment!r}, which never mirrors both "
-                          "ways, so a mirror image is not something the model has learned to read (in x-rays and "
+    members = _members(r, ensemble)
+    unmirrored = sorted({m.config.train.augment for m in [r, *members]} - set(MIRRORING_PRESETS))
+    if flips and unmirrored:
+        raise ConfigError(f"--flips: this run trained with augment {unmirrored[0]!r}, which never mirrors both ways,"
+                          " so a mirror image is not something the model has learned to read (in x-rays and "
                           f"ultrasound, left and right matter). Export without --flips, or train with one of "
                           f"{', '.join(MIRRORING_PRESETS)}.")
     cal = r.calibration()
-    model = load_run_model(r)
+    models = [load_run_model(m) for m in [r, *members]]
+    seeds = [m.config.train.seed for m in [r, *members]]
     pre = cfg.preprocess
     images = parity_images if parity_images is not None else _parity_images(r)
     if out.exists():
@@ -211,7 +268,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     out.mkdir(parents=True)
     s = pre.image_size
     dummy = torch.zeros(2, 3, s, s)
-    graph = _Exportable(model, flips).eval()  # what is exported, and what ONNX Runtime is checked against
+    graph = _Exportable(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
         torch.onnx.export(
@@ -220,7 +277,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
                           "fmap": {0: "batch"}},
         )
-    weight, bias = model.head.linear()  # type: ignore[operator]
+    weight, bias = graph.head()
     np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
 
@@ -244,12 +301,14 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
     selftest_atol = SelfTest.model_fields["atol"].default
     scratch: Path | None = None
-    if int8 or flips:
-        r, cal, agreement = _refit(r, out, cal, int8, flips, calibration_images)
+    if int8 or flips or members:
+        r, cal, agreement = _refit(r, out, cal, int8, flips, len(models), calibration_images)
         scratch = r.path  # the derived run: removed once the bundle is written
         shutil.copy(r.ood_path, out / "ood.npz")
         sess = make_session(out / "model.onnx")
         parity = {"fp32_vs_torch": parity, **agreement}
+        if members:
+            parity["member_seeds"] = seeds
         if int8:
             selftest_atol = INT8_SELFTEST_ATOL
     seed = 20261125
@@ -270,7 +329,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         preprocess=pre,
         model_io=ModelIO(input="input", outputs=["logits", "features", "fmap"], opset=OPSET,
                          features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
-                         views="flips" if flips else None),
+                         views="flips" if flips else None,
+                         members=len(models) if members else None),
         task=spec.task,
         temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
         temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,

@@ -72,7 +72,9 @@ def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_nam
                   float_convs: int = FLOAT_CONVS) -> list[str]:
     """Write the int8 (QDQ, per-channel weights, uint8 activations) version of ``src`` to ``dst``, its activation
     ranges measured on the ``calibration`` batches; the first ``float_convs`` convolutions (graph order) stay in
-    float. Returns the names of the nodes left in float."""
+    float: those with fewer than ``float_convs`` convolutions before them on any path from the input, so that in a
+    graph of several models (an ensemble) every model keeps its own first ones. Returns the names of the nodes left
+    in float, in graph order."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -88,11 +90,23 @@ def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_nam
     with tempfile.TemporaryDirectory(prefix="carelens-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(src), str(prepared))  # shape inference and graph clean-up, as ONNX Runtime advises
-        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
-        keep = convs[:float_convs]
+        keep = [n.name for n, before in _convs_before(onnx.load(str(prepared)).graph) if n.op_type == "Conv"
+                and before < float_convs]
         quantize_static(str(prepared), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
     return keep
+
+
+def _convs_before(graph: Any) -> list[tuple[Any, int]]:
+    """Each node of a (topologically sorted) ONNX graph with the most convolutions on a path from the inputs to it."""
+    made: dict[str, int] = {}  # tensor -> convolutions up to and including its producer
+    out = []
+    for node in graph.node:
+        before = max((made.get(t, 0) for t in node.input), default=0)
+        out.append((node, before))
+        for t in node.output:
+            made[t] = before + (node.op_type == "Conv")
+    return out
 
 
 def _outputs(session: Any, batches: Iterator[np.ndarray], n: int, desc: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,140 @@
+"""Deep ensembles of the chosen HAM10000 recipe (issue 16, item 2): case `ham10000_ensemble`.
+
+The recipe chosen on validation (bench/ham_options.py: scripts/demo_ham10000.json at 160 px, 3 fine-tune epochs)
+takes 9-19 minutes a seed here, so two seeds fit the 45-minute budget. Four seeds (bench/out/ham_options/size160_s0..3,
+`python bench/ham_options.py size160 --seeds 2,3` for the last two) make two ensembles of two, (s0, s1) and (s2, s3).
+
+Compared on VALIDATION only (argmax of the logits, as in ham10000_options): one model against the mean logits of
+two, each plain and with flips (the mean over each image and its two mirror images). The candidate with the highest
+mean validation balanced accuracy is chosen; only then is the test split read: with an ensemble chosen, each pair is
+calibrated on validation (the first member's calibration settings) and exported as one bundle (`carelens export
+RUN --ensemble RUN2 [--flips]`, calibration refitted on the ensemble's outputs) and measured by carelens's own
+evaluation at the shipped operating point (bench/flips.py's bundle_figures), beside the single runs' flips bundles of
+the same four seeds (the `ham10000` case's export), so that the gain is read on the same test images.
+
+Usage: python bench/ensemble.py   (about 25 minutes on 2 cores once the four runs exist; nothing else should run)
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OUT, resized_images, write_result
+from flips import TARGETS, bundle_figures
+from ham_options import HERE as OPTIONS_DIR
+from ham_options import metrics_of, spread, view_logits
+
+from carelens.data import open_dataset, split_dataset
+from carelens.steps import Run, calibrate_run
+from carelens.steps.export import export_run
+
+HERE = OUT / "ham10000_ensemble"
+SEEDS = (0, 1, 2, 3)
+PAIRS = ((0, 1), (2, 3))
+BUDGET_S = 45 * 60
+
+
+def run_dir(seed: int) -> Path:
+    return OPTIONS_DIR / f"size160_s{seed}" / "run"
+
+
+def val_views(seed: int, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labels, logits per view: plain, left-right, top-bottom) of a run on the validation split, cached."""
+    cache = HERE / f"val_views_s{seed}.npz"
+    r = Run(run_dir(seed))
+    y = r.predictions().val_y
+    if cache.is_file():
+        with np.load(cache) as z:
+            return y, [z[f"v{i}"] for i in range(3)]
+    images = resized_images(ds, splits.indices(ds, "val"), r.config.train.preprocess)
+    views = view_logits(r.path, images)
+    np.savez(cache, **{f"v{i}": v for i, v in enumerate(views)})
+    return y, views
+
+
+def candidates(ds: Any, splits: Any, class_ids: list[str]) -> dict[str, Any]:
+    """Validation figures of one model and of ensembles of two, plain and with flips (mean and spread)."""
+    views = {s: val_views(s, ds, splits) for s in SEEDS}
+    walls = {s: json.loads((OPTIONS_DIR / f"size160_s{s}" / "result.json").read_text())["wall_s"] for s in SEEDS}
+    groups = {"single": [(s,) for s in SEEDS], "ensemble2": list(PAIRS)}
+    out: dict[str, Any] = {}
+    for name, members in groups.items():
+        for flips in (False, True):
+            rows = []
+            for group in members:
+                y = views[group[0]][0]
+                logits = np.mean([np.mean(views[s][1], axis=0) if flips else views[s][1][0] for s in group], axis=0)
+                rows.append(metrics_of(y, logits, class_ids))
+            out[f"{name}_{'flips' if flips else 'plain'}"] = {
+                "members": [list(g) for g in members],
+                "val_balanced_accuracy": spread([r["balanced_accuracy"] for r in rows]),
+                "val_macro_auc": spread([r["macro_auc"] for r in rows]),
+                "val_mel_recall": spread([r["per_class_recall"]["mel"] for r in rows]),
+                "train_wall_s": spread([sum(walls[s] for s in g) for g in members]),
+            }
+    return out
+
+
+def main() -> None:
+    HERE.mkdir(parents=True, exist_ok=True)
+    missing = [str(run_dir(s)) for s in SEEDS if not (run_dir(s) / "predictions.npz").is_file()]
+    if missing:
+        raise SystemExit(f"runs missing: {missing}; train them with python bench/ham_options.py size160 --seeds 0,1,2,3")
+    ds = open_dataset("ham10000")
+    splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
+    t0 = time.perf_counter()
+    class_ids = Run(run_dir(0)).config.class_ids
+    cands = candidates(ds, splits, class_ids)
+    within = {k: c for k, c in cands.items() if c["train_wall_s"]["max"] <= BUDGET_S}
+    chosen = max(within, key=lambda k: within[k]["val_balanced_accuracy"]["mean"])
+    print(json.dumps(cands, indent=1), "\nchosen on validation:", chosen, flush=True)
+    metrics: dict[str, Any] = {"candidates": cands, "chosen": chosen}
+    flips = chosen.endswith("_flips")
+    if chosen.startswith("ensemble"):
+        rows, singles = [], []
+        for k, (a, b) in enumerate(PAIRS):
+            calibrate_run(run_dir(a))
+            t = time.perf_counter()
+            bundle = export_run(run_dir(a), HERE / f"ensemble_{k}", name="derma-ensemble", version=str(k), flips=flips,
+                                ensemble=[run_dir(b)])
+            export_s = time.perf_counter() - t
+            rows.append({"members": [a, b], "export_s": round(export_s, 1), **bundle_figures(bundle, ds, splits)})
+            print(json.dumps(rows[-1]), flush=True)
+        for s in SEEDS:  # the same seeds' single-model bundles on the same test images, exported alike
+            calibrate_run(run_dir(s))
+            bundle = export_run(run_dir(s), HERE / f"single_{s}", name="derma-single", version=str(s), flips=flips)
+            singles.append({"seed": s, **bundle_figures(bundle, ds, splits)})
+            print(json.dumps(singles[-1]), flush=True)
+        keys = [k for k in rows[0] if isinstance(rows[0][k], float)]
+        metrics |= {key: round(statistics.fmean(r[key] for r in rows), 4) for key in keys}
+        metrics["per_class_recall"] = {c: round(statistics.fmean(r["per_class_recall"][c] for r in rows), 4)
+                                       for c in rows[0]["per_class_recall"]}
+        metrics["ensemble_over_pairs"] = {key: spread([r[key] for r in rows]) for key in keys}
+        metrics["single_over_seeds"] = {key: spread([r[key] for r in singles]) for key in keys}
+        metrics["balanced_accuracy_gain"] = round(metrics["balanced_accuracy"]
+                                                  - metrics["single_over_seeds"]["balanced_accuracy"]["mean"], 4)
+        metrics["wall_s"] = cands[chosen]["train_wall_s"]["max"]
+        metrics["ensembles"], metrics["singles"] = rows, singles
+    print(write_result(
+        "ham10000_ensemble", "ham10000", time.perf_counter() - t0, metrics, {**TARGETS, "wall_s": BUDGET_S},
+        notes="command: python bench/ensemble.py; the chosen recipe's 4 seeds (bench/out/ham_options/size160_s0..3: "
+              "scripts/demo_ham10000.json at 160 px, 3 fine-tune epochs, split_dataset(ham10000, (0.7, 0.1, 0.2), "
+              "seed=0), lesion-grouped); candidates on validation (argmax of the logits): one model (4 seeds) and the "
+              "mean logits of two (pairs s0+s1, s2+s3), plain and with flips; train_wall_s of an ensemble: its "
+              "members' training summed. Test figures only for the chosen candidate: each pair exported as one bundle "
+              "(carelens export RUN --ensemble RUN2, calibration refitted on the ensemble's outputs) and measured with "
+              "carelens.report.evaluate at the shipped operating point; headline = mean over the 2 pairs; "
+              "single_over_seeds: the 4 seeds' single bundles exported alike, on the same test images."))
+
+
+if __name__ == "__main__":
+    main()
