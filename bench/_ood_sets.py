@@ -96,7 +96,7 @@ def modality(name: str, n: int = 200, seed: int = 0) -> list[np.ndarray]:
     return [img for _, img in ds.iter_images(sorted(idx.tolist()))]
 
 
-def _scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarray:
+def gate_scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarray:
     b = engine.bundle
     out = []
     for k in range(0, len(images), 32):
@@ -127,7 +127,7 @@ def measure_ood(run_dir: Path, bundle_dir: Path, gates: dict[str, Any], near_mod
     for label, gate in gates.items():
         s_in = gate.score(test_f, test_l)
         for kind, imgs in (("far", far), ("near", near)):
-            s_out = _scores(engine, imgs, gate)
+            s_out = gate_scores(engine, imgs, gate)
             out[f"ood_auroc_{kind}{label}"], out[f"ood_flagged_{kind}{label}"] = separation(s_in, s_out, gate.threshold_)
             if kind == "far":
                 out[f"far_passed{label}"] = [n for n, s in zip(far_named, s_out) if s <= gate.threshold_]
