@@ -12,7 +12,8 @@ RUN --ensemble RUN2 [--flips]`, calibration refitted on the ensemble's outputs) 
 evaluation at the shipped operating point (bench/flips.py's bundle_figures), beside the single runs' flips bundles of
 the same four seeds (the `ham10000` case's export), so that the gain is read on the same test images.
 
-Usage: python bench/ensemble.py   (about 25 minutes on 2 cores once the four runs exist; nothing else should run)
+Usage: python bench/ensemble.py [--int8]   (--int8: case ham10000_ensemble_int8, the chosen ensembles in int8;
+about 25 minutes on 2 cores once the four runs exist; nothing else should run)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, resized_images, write_result
 from _ood_sets import far_ood, gate_scores, modality, separation
-from flips import TARGETS, bundle_figures
+from flips import TARGETS, bundle_figures, latency_ms
 from ham_options import HERE as OPTIONS_DIR
 from ham_options import metrics_of, spread, view_logits
 from ood_seeds import NEAR
@@ -89,8 +90,8 @@ def candidates(ds: Any, splits: Any, class_ids: list[str]) -> dict[str, Any]:
     return out
 
 
-def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: list[Path] | None = None
-             ) -> dict[str, Any]:
+def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: list[Path] | None = None,
+             int8: bool = False) -> dict[str, Any]:
     """Run ``seed`` calibrated, exported (with the ``ensemble`` members) into HERE/name and measured on the test split;
     kept in HERE/name.json, so that a later sitting reads it back."""
     done = HERE / f"{name}.json"
@@ -99,7 +100,7 @@ def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: 
     calibrate_run(run_dir(seed))
     t = time.perf_counter()
     bundle = export_run(run_dir(seed), HERE / name, name=f"derma-{name.split('_')[0]}", version=name, flips=flips,
-                        ensemble=ensemble or [])
+                        ensemble=ensemble or [], int8=int8)
     row = {"seeds": [seed, *(Run(m).config.train.seed for m in ensemble or [])],
            "export_s": round(time.perf_counter() - t, 1), **bundle_figures(bundle, ds, splits)}
     done.write_text(json.dumps(row, indent=1))
@@ -125,8 +126,46 @@ def ood_figures(name: str, ds: Any, splits: Any) -> dict[str, Any]:
     return out
 
 
+def int8_case(ds: Any, splits: Any) -> None:
+    """Case `ham10000_ensemble_int8`: the chosen ensembles (with flips) exported in int8 (`--ensemble --flips --int8`,
+    every member's stem and first block in float, calibration refitted on the int8 outputs), measured as the fp32
+    ones were, on the same test images; the loss is fp32 minus int8 per pair."""
+    t0 = time.perf_counter()
+    rows = []
+    for k, (a, b) in enumerate(PAIRS):
+        fp32 = measured(f"ensemble_{k}", a, True, ds, splits, ensemble=[run_dir(b)])
+        q = measured(f"ensemble_{k}_int8", a, True, ds, splits, ensemble=[run_dir(b)], int8=True)
+        rows.append({"seeds": [a, b], "fp32": fp32, "int8": q})
+    paths = [ds[i].path for i in splits.indices(ds, "test")[:150]]
+    for r in rows:  # both latencies again in this sitting, one after the other, so that they share the host's spell
+        k = PAIRS.index(tuple(r["seeds"]))
+        for kind, name in (("fp32", f"ensemble_{k}"), ("int8", f"ensemble_{k}_int8")):
+            r[kind]["latency_p50_ms"] = latency_ms(HERE / name, paths)
+    keys = ("balanced_accuracy", "accuracy", "macro_auc", "mel_recall", "ece", "mean_set_size", "critical_miss_rate",
+            "over_triage_rate", "ood_pass_rate", "latency_p50_ms", "export_s")
+    metrics: dict[str, Any] = {key: round(statistics.fmean(r["int8"][key] for r in rows), 4) for key in keys}
+    metrics["balanced_accuracy_loss"] = round(statistics.fmean(r["fp32"]["balanced_accuracy"]
+                                                               - r["int8"]["balanced_accuracy"] for r in rows), 4)
+    metrics["latency_p50_ms_fp32"] = round(statistics.fmean(r["fp32"]["latency_p50_ms"] for r in rows), 2)
+    metrics["int8_over_pairs"] = {key: spread([r["int8"][key] for r in rows]) for key in keys}
+    metrics["pairs"] = rows
+    print(write_result(
+        "ham10000_ensemble_int8", "ham10000", time.perf_counter() - t0, metrics, {"balanced_accuracy_loss": 0.005},
+        baseline={"name": "the same ensembles in fp32 (ham10000_ensemble)",
+                  "metrics": {"balanced_accuracy": round(statistics.fmean(r["fp32"]["balanced_accuracy"] for r in rows), 4),
+                              "latency_p50_ms": metrics["latency_p50_ms_fp32"]}},
+        notes="command: python bench/ensemble.py --int8; the ham10000_ensemble pairs (s0+s1, s2+s3) exported with "
+              "carelens export RUN --ensemble RUN2 --flips --int8 and measured with carelens.report.evaluate at the "
+              "shipped operating point on the same 1,704 test images as the fp32 bundles; latency end to end, batch "
+              "1, 150 test files, fp32 and int8 measured again one after the other in this sitting."))
+
+
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
+    if sys.argv[1:] == ["--int8"]:
+        ds = open_dataset("ham10000")
+        int8_case(ds, split_dataset(ds, (0.7, 0.1, 0.2), seed=0))
+        return
     missing = [str(run_dir(s)) for s in SEEDS if not (run_dir(s) / "predictions.npz").is_file()]
     if missing:
         raise SystemExit(f"runs missing: {missing}; train them with python bench/ham_options.py size160 --seeds 0,1,2,3")
