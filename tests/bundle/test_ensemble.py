@@ -48,7 +48,7 @@ def test_an_ensemble_bundle_averages_its_members(tiny_ham_run: Path, tiny_ham_me
     logits, feats = b.run(x)[:2]
     np.testing.assert_allclose(logits, (l0 + l1) / 2, atol=1e-4)
     assert min(np.abs(logits - l0).max(), np.abs(logits - l1).max()) > 1e-3  # neither member alone
-    np.testing.assert_allclose(feats, f0, atol=1e-4)  # the OOD gate reads the first member's features
+    np.testing.assert_allclose(feats, f0, rtol=1e-4, atol=1e-3)  # the OOD gate reads the first member's features
     np.testing.assert_array_equal(b.ood.means_, run.calibration().ood.means_)  # and models its training data
     # the heatmap's head over the stacked feature maps gives the ensemble's logits exactly (pooled, plus bias)
     assert b.head_weight is not None and b.head_bias is not None
@@ -74,7 +74,7 @@ def test_an_ensemble_with_flips_averages_every_model_over_every_view(tiny_ham_ru
                 for v in (x, x[..., ::-1], x[:, :, ::-1])]
     logits, feats = load_bundle(out).run(x)[:2]
     np.testing.assert_allclose(logits, np.mean([o[0].numpy() for o in outs], axis=0), atol=1e-4)
-    np.testing.assert_allclose(feats, np.mean([o[1].numpy() for o in outs[:3]], axis=0), atol=1e-4)  # the first's
+    np.testing.assert_allclose(feats, np.mean([o[1].numpy() for o in outs[:3]], axis=0), rtol=1e-4, atol=1e-3)  # the first's
     assert len(Engine(load_bundle(out)).assess(images)) == 8
 
 
