@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, resized_images, write_result
+from _common import OUT, RESULTS, resized_images, write_result
 
 from carelens.data import open_dataset, split_dataset
 from carelens.metrics import classification_metrics, softmax
@@ -182,27 +182,40 @@ def choose(tab: dict[str, Any], min_seeds: int = 2) -> dict[str, Any] | None:
     return {"option": option, "tta": tta, "val_balanced_accuracy": scores[(option, tta)]}
 
 
+def test_figures(folder: Path, tta: bool, ds: Any, splits: Any) -> dict[str, Any]:
+    """A run's test figures (with flips when ``tta``), kept beside its result so that each table rewrite reads them
+    back instead of running the model over the test split again."""
+    done = folder / f"test{'_tta' if tta else ''}.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    run = Run(folder / "run")
+    pred = run.predictions()
+    logits = pred.test_logits
+    if tta:
+        logits = run_logits(run.path, resized_images(ds, splits.indices(ds, "test"), run.config.train.preprocess), tta=True)
+    out = metrics_of(pred.test_y, logits, run.config.class_ids)
+    done.write_text(json.dumps(out, indent=1))
+    return out
+
+
 def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None:
-    tab = table(rows)
+    # options and resolutions whose runs are not in this checkout keep the figures the result file already records
+    # (bench/out is not committed: a sitting that trains one option must not drop the others from the table)
+    recorded = json.loads((RESULTS / "ham10000_options.json").read_text())["metrics"] \
+        if (RESULTS / "ham10000_options.json").is_file() else {}
+    tab = {**recorded.get("options", {}), **table(rows)}
     metrics: dict[str, Any] = {"options": tab}
-    sizes = {f.stem.removeprefix("test_sizes_"): json.loads(f.read_text()) for f in sorted(HERE.glob("test_sizes_*.json"))}
+    sizes = {**recorded.get("test_resolution", {}),
+             **{f.stem.removeprefix("test_sizes_"): json.loads(f.read_text()) for f in sorted(HERE.glob("test_sizes_*.json"))}}
     if sizes:
         metrics["test_resolution"] = sizes  # option -> inference size -> validation figures (bench --test-sizes)
     chosen = choose(tab)
-    if chosen is not None:
+    tests = [] if chosen is None else [test_figures(HERE / f"{chosen['option']}_s{r['seed']}", chosen["tta"], ds, splits)
+                                       for r in rows if r["option"] == chosen["option"]]
+    if chosen is not None and not tests:  # chosen among recorded options only: its recorded test figures stand
+        metrics["chosen"], metrics["chosen_test"] = recorded["chosen"], recorded["chosen_test"]
+    elif chosen is not None:
         metrics["chosen"] = chosen
-        option, tta = chosen["option"], chosen["tta"]
-        tests = []
-        for r in rows:
-            if r["option"] != option:
-                continue
-            run = Run(HERE / f"{option}_s{r['seed']}" / "run")
-            pred = run.predictions()
-            logits = pred.test_logits
-            if tta:
-                test_images = resized_images(ds, splits.indices(ds, "test"), run.config.train.preprocess)
-                logits = run_logits(run.path, test_images, tta=True)
-            tests.append(metrics_of(pred.test_y, logits, run.config.class_ids))
         metrics["chosen_test"] = {
             "balanced_accuracy": spread([t["balanced_accuracy"] for t in tests]),
             "accuracy": spread([t["accuracy"] for t in tests]),

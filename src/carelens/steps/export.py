@@ -81,15 +81,11 @@ class _Exportable(nn.Module):
             return self.models[0].forward_all(x)  # type: ignore[no-any-return, operator]
         views = 3 if self.flips else 1
         batch = torch.cat([x, x.flip(3), x.flip(2)]) if self.flips else x
-        logits, fmaps = [], []
-        feats = torch.empty(0)
-        for i, model in enumerate(self.models):
-            lo, fe, fm = model.forward_all(batch)  # type: ignore[operator]
-            logits.append(lo.reshape(views, -1, lo.shape[1]).mean(0))
-            if i == 0:
-                feats = fe.reshape(views, -1, fe.shape[1]).mean(0)
-            fmaps.append(fm.reshape(views, -1, *fm.shape[1:])[0])
-        if len(self.models) == 1:
+        outs = [m.forward_all(batch) for m in self.models]  # type: ignore[operator]
+        logits = [lo.reshape(views, -1, lo.shape[1]).mean(0) for lo, _, _ in outs]
+        feats = outs[0][1].reshape(views, -1, outs[0][1].shape[1]).mean(0)
+        fmaps = [fm.reshape(views, -1, *fm.shape[1:])[0] for _, _, fm in outs]
+        if len(outs) == 1:
             return logits[0], feats, fmaps[0]
         return torch.stack(logits).mean(0), feats, torch.cat(fmaps, dim=1)
 
