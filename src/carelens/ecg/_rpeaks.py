@@ -21,7 +21,8 @@ from multiple asynchronous noisy sources using signal quality indices and a Kalm
 2008) and keeps the lead where they agree most (the named default lead on a tie). MIT-BIH record 108, whose MLII has
 small QRS complexes beside tall P waves, is read on V1 that way. All 48 records read so (V1 in 11), with the signal
 search-back and localised: sensitivity 0.9979 / PPV 0.9971, heart rate within 1 bpm of the reference in 47 (45 before
-the three).
+the three); with the search-back's irregular-rhythm halving and its 130% gap: 0.9986 / 0.9968, still 47 (201: 1.5 bpm
+off, 2.5 before).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ DEFAULT_METHOD = "xqrs+searchback"
 SEARCHBACK_RATIO = 1.3
 SEARCHBACK_HISTORY = 8
 REFRACTORY_S = 0.2
-SIGNAL_SEARCHBACK_RATIO = 1.66  # Pan and Tompkins: no beat within 166% of the recent RR interval
+SIGNAL_SEARCHBACK_RATIO = 1.3  # Pan and Tompkins wait 166% of the recent RR interval; 1.3 measured better on DS1
+IRREGULAR_RR = (0.92, 1.16)  # Pan and Tompkins: the rhythm is regular while every recent RR is within these x their mean
 T_WAVE_S = 0.36  # a candidate this close to the beat before, with under half its slope, is its T wave (Pan-Tompkins)
 MATCH_S = 0.15  # the standard beat-matching window (ANSI/AAMI EC57)
 LOCALISE_S = 0.1  # half the widest QRS complex
@@ -117,8 +119,17 @@ def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
     derivative, 150 ms moving window) is a beat if it passes their THRESHOLD2, half of NPKI + 0.25 (SPKI - NPKI)
     (SPKI: the energy at the last 8 beats; NPKI: the highest energy between them; medians), is at least 200 ms from
     both neighbours and is no T wave (within 360 ms of the beat before, with under half its slope); repeated in the
-    gap's two halves. It finds the beats both detectors lose after a large artefact has raised their thresholds
-    (MIT-BIH 108 at 1765 s: eight clear beats, which read as a 6.9 s pause)."""
+    gap's two halves. While the rhythm is irregular (one of the 8 recent RR intervals outside 92-116% of their mean),
+    THRESHOLD2 is halved, as Pan and Tompkins halve theirs "so as to increase the detection sensitivity and to avoid
+    missing beats". It finds the beats both detectors lose after a large artefact has raised their thresholds
+    (MIT-BIH 108 at 1765 s: eight clear beats, which read as a 6.9 s pause) and the small aberrated premature beats
+    of an irregular rhythm (MIT-BIH 201: 41 of its 'a' beats missed with the published 166% and full threshold, 11
+    with 130% and the halving).
+
+    The gap ratio was chosen on the de Chazal DS1 records alone (sensitivity / PPV, the other settings as shipped):
+    166% 0.9970 / 0.9955, 150% 0.9974 / 0.9954, 130% 0.9978 / 0.9953, 120% 0.9979 / 0.9952, 100% 0.9982 / 0.9946
+    (130% and 120% tie on the sum of the two, 1.9931; the one nearer the published value is kept); on DS2 130% reads
+    0.9993 / 0.9982 against 0.9990 / 0.9984 at 166%."""
     p = np.unique(np.asarray(peaks, np.int64))
     if len(p) < 4 or len(x) <= 30:
         return p
@@ -139,6 +150,9 @@ def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
         gaps = [env[a + ref : b - ref].max() for a, b in itertools.pairwise(beats) if b - ref > a + ref]
         npk = float(np.median(gaps)) if gaps else 0.0
         threshold2 = 0.5 * (npk + 0.25 * (spk - npk))
+        low, high = IRREGULAR_RR[0] * recent.mean(), IRREGULAR_RR[1] * recent.mean()
+        if np.any((recent < low) | (recent > high)):
+            threshold2 *= 0.5  # Pan and Tompkins halve their thresholds while the heart rate is irregular
         todo = [(int(p[i]), int(p[i + 1]))]
         while todo:
             a, b = todo.pop()
