@@ -46,6 +46,7 @@ SEARCHBACK_HISTORY = 8
 REFRACTORY_S = 0.2
 SIGNAL_SEARCHBACK_RATIO = 1.3  # Pan and Tompkins wait 166% of the recent RR interval; 1.3 measured better on DS1
 IRREGULAR_RR = (0.92, 1.16)  # Pan and Tompkins: the rhythm is regular while every recent RR is within these x their mean
+IRREGULAR_THRESHOLD = 0.5  # and while it is not, their thresholds are halved
 T_WAVE_S = 0.36  # a candidate this close to the beat before, with under half its slope, is its T wave (Pan-Tompkins)
 MATCH_S = 0.15  # the standard beat-matching window (ANSI/AAMI EC57)
 LOCALISE_S = 0.1  # half the widest QRS complex
@@ -112,15 +113,15 @@ def searchback(peaks: np.ndarray, candidates: np.ndarray, fs: float, ratio: floa
     return np.sort(np.concatenate([a, *added])) if added else a
 
 
-def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
-                      ratio: float = SIGNAL_SEARCHBACK_RATIO) -> np.ndarray:
+def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float, ratio: float = SIGNAL_SEARCHBACK_RATIO,
+                      irregular: float = IRREGULAR_THRESHOLD) -> np.ndarray:
     """Pan and Tompkins' search-back on the signal (1985, the section on thresholds): in a gap longer than ``ratio`` x
     the median of the previous 8 RR intervals, the highest peak of the integrated energy (5-15 Hz band, squared
     derivative, 150 ms moving window) is a beat if it passes their THRESHOLD2, half of NPKI + 0.25 (SPKI - NPKI)
     (SPKI: the energy at the last 8 beats; NPKI: the highest energy between them; medians), is at least 200 ms from
     both neighbours and is no T wave (within 360 ms of the beat before, with under half its slope); repeated in the
     gap's two halves. While the rhythm is irregular (one of the 8 recent RR intervals outside 92-116% of their mean),
-    THRESHOLD2 is halved, as Pan and Tompkins halve theirs "so as to increase the detection sensitivity and to avoid
+    THRESHOLD2 is multiplied by ``irregular`` (halved), as Pan and Tompkins halve theirs "so as to increase the detection sensitivity and to avoid
     missing beats". It finds the beats both detectors lose after a large artefact has raised their thresholds
     (MIT-BIH 108 at 1765 s: eight clear beats, which read as a 6.9 s pause) and the small aberrated premature beats
     of an irregular rhythm (MIT-BIH 201: 41 of its 'a' beats missed with the published 166% and full threshold, 11
@@ -152,7 +153,7 @@ def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float,
         threshold2 = 0.5 * (npk + 0.25 * (spk - npk))
         low, high = IRREGULAR_RR[0] * recent.mean(), IRREGULAR_RR[1] * recent.mean()
         if np.any((recent < low) | (recent > high)):
-            threshold2 *= 0.5  # Pan and Tompkins halve their thresholds while the heart rate is irregular
+            threshold2 *= irregular  # Pan and Tompkins halve their thresholds while the rate is irregular
         todo = [(int(p[i]), int(p[i + 1]))]
         while todo:
             a, b = todo.pop()
