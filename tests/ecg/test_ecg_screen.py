@@ -50,6 +50,21 @@ def mitbih(data_dir: Path) -> Path:
     return root
 
 
+def _stretch(mitbih: Path, rec: str, lead: str, start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """One lead of a record from ``start_s`` to ``end_s``, its reference beats (samples from the start) and fs."""
+    sig = read_ecg(mitbih / rec)
+    a, b = int(start_s * sig.fs), int(end_s * sig.fs)
+    ann = wfdb.rdann(str(mitbih / rec), "atr", sampfrom=a, sampto=b)
+    ref = np.asarray([s - a for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
+    return np.nan_to_num(sig.samples[a:b, sig.leads.index(lead)]), ref, sig.fs
+
+
+def _detections(x: np.ndarray, fs: float) -> np.ndarray:
+    """XQRS with the search-back among Pan-Tompkins' detections: the detector before its search-back on the signal."""
+    processing = pytest.importorskip("wfdb.processing")
+    return searchback(processing.xqrs_detect(x, fs=fs, verbose=False), detect_rpeaks(x, fs, "pantompkins"), fs)
+
+
 def _excerpt(mitbih: Path, rec: str, seconds: float, out: Path) -> Path:
     """The first ``seconds`` of a record written as a new WFDB record (what a device would upload)."""
     r = wfdb.rdrecord(str(mitbih / rec), sampto=int(seconds * 360))
@@ -107,17 +122,10 @@ def test_localised_beats_sit_where_the_annotators_put_them(mitbih: Path) -> None
 def test_the_signal_search_back_finds_the_beats_both_detectors_lose(mitbih: Path) -> None:
     # record 108, V1, 1700-1800 s: after a large artefact at 1763 s both detectors' thresholds stay high and eight
     # clear beats go missing, which read as a 6.9 s pause; Pan-Tompkins' search-back on the signal finds them
-    sig = read_ecg(mitbih / "108")
-    a, b = int(1700 * sig.fs), int(1800 * sig.fs)
-    x = np.nan_to_num(sig.samples[a:b, sig.leads.index("V1")])
-    ann = wfdb.rdann(str(mitbih / "108"), "atr", sampfrom=a, sampto=b)
-    ref = np.asarray([s - a for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
-    processing = pytest.importorskip("wfdb.processing")
-    before = searchback(processing.xqrs_detect(x, fs=sig.fs, verbose=False), detect_rpeaks(x, sig.fs, "pantompkins"),
-                        sig.fs)
-    after = detect_rpeaks(x, sig.fs)
-    sens = [processing.compare_annotations(ref, p, int(0.15 * sig.fs)).sensitivity for p in (before, after)]
-    assert np.diff(before).max() / sig.fs > 5 and np.diff(after).max() / sig.fs < 2, (before, after)
+    x, ref, fs = _stretch(mitbih, "108", "V1", 1700, 1800)
+    before, after = _detections(x, fs), detect_rpeaks(x, fs)
+    sens = [wfdb.processing.compare_annotations(ref, p, int(0.15 * fs)).sensitivity for p in (before, after)]
+    assert np.diff(before).max() / fs > 5 and np.diff(after).max() / fs < 2, (before, after)
     assert sens[1] > sens[0] + 0.05, sens
 
 
@@ -125,16 +133,9 @@ def test_in_an_irregular_rhythm_the_search_back_finds_small_premature_beats(mitb
     # record 201, V1, 1180-1300 s: atrial fibrillation with small aberrated atrial premature beats ('a') that both
     # detectors miss; Pan and Tompkins' published search-back (166% of the recent RR, full threshold) recovers none of
     # them (13 beats missed), the shipped one (130%, threshold halved while the rhythm is irregular) most (4 missed)
-    sig = read_ecg(mitbih / "201")
-    a, b = int(1180 * sig.fs), int(1300 * sig.fs)
-    x = np.nan_to_num(sig.samples[a:b, sig.leads.index("V1")])
-    ann = wfdb.rdann(str(mitbih / "201"), "atr", sampfrom=a, sampto=b)
-    ref = np.asarray([s - a for s, y in zip(ann.sample, ann.symbol, strict=True) if y in BEATS])
-    processing = pytest.importorskip("wfdb.processing")
-    found = searchback(processing.xqrs_detect(x, fs=sig.fs, verbose=False), detect_rpeaks(x, sig.fs, "pantompkins"),
-                       sig.fs)
-    published = localise(signal_searchback(found, x, sig.fs, ratio=1.66, irregular=1.0), x, sig.fs)
-    scores = [processing.compare_annotations(ref, p, int(0.15 * sig.fs)) for p in (published, detect_rpeaks(x, sig.fs))]
+    x, ref, fs = _stretch(mitbih, "201", "V1", 1180, 1300)
+    published = localise(signal_searchback(_detections(x, fs), x, fs, ratio=1.66, irregular=1.0), x, fs)
+    scores = [wfdb.processing.compare_annotations(ref, p, int(0.15 * fs)) for p in (published, detect_rpeaks(x, fs))]
     assert scores[0].fn >= 10 and scores[1].fn <= scores[0].fn / 2, [(c.fn, c.fp) for c in scores]
     assert scores[1].fp <= scores[0].fp + 1, [(c.fn, c.fp) for c in scores]
 
