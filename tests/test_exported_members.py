@@ -26,7 +26,7 @@ EXPECTED = {
                          "expected_calibration_error", "fnr", "macro_auc", "multilabel_metrics", "nll", "reliability",
                          "risk_coverage", "severity_metrics", "softmax"},
     "carelens.policy": {"DISCLAIMER", "URGENT", "Assessment", "ClassProbability", "DecisionPolicy", "Finding",
-                        "ModelRef", "MultilabelDecision", "TriageDecision", "critical_miss_rate", "decide",
+                        "ModelRef", "MultilabelDecision", "TriageDecision", "critical_miss_rate", "ood_at_floor", "decide",
                         "decide_multilabel", "decide_with_facts", "keep_urgency", "multilabel_decision", "over_triage_rate",
                         "required_levels", "triage_grade", "triage_levels"},
     "carelens.data": {"KAGGLE_SETS", "KaggleSet", "fetch_kaggle", "kaggle_credentials", 

@@ -5,9 +5,19 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from carelens.errors import LabelSpecError
 from carelens.labels import LabelSpec
-from carelens.policy import DecisionPolicy, ModelRef, critical_miss_rate, decide, over_triage_rate, triage_levels
+from carelens.policy import (
+    DecisionPolicy,
+    ModelRef,
+    critical_miss_rate,
+    decide,
+    ood_at_floor,
+    over_triage_rate,
+    triage_levels,
+)
 
 SPEC = LabelSpec.model_validate({"name": "t", "classes": [
     {"id": "benign", "name": "Benign", "severity": "low", "triage": "self_care"},
@@ -31,6 +41,22 @@ def test_escalating_everyone_is_safe_and_useless() -> None:
     y = np.array([0, 1, 2, 3])
     everyone = ["emergency"] * 4
     assert critical_miss_rate(everyone, y, SPEC) == 0.0 and over_triage_rate(everyone, y, SPEC) == 1.0
+
+
+def test_out_of_distribution_cases_at_the_floor_alone() -> None:
+    # the shipped rule keeps an urgent finding's level on an unusual image; at the floor alone, the unusual cancer is
+    # missed and the unusual benign case is no longer over-triaged
+    y = np.array([3, 0, 3, 0])
+    levels = ["consultation_24", "consultation_24", "consultation_24", "self_care"]
+    in_distribution = np.array([False, False, True, True])  # the first two look unusual
+    floored = ood_at_floor(levels, in_distribution, "consultation")
+    assert floored == ["consultation", "consultation", "consultation_24", "self_care"]
+    assert critical_miss_rate(levels, y, SPEC) == 0.0 and critical_miss_rate(floored, y, SPEC) == 0.5
+    assert over_triage_rate(levels, y, SPEC) == 0.5 and over_triage_rate(floored, y, SPEC) == 0.0
+    with pytest.raises(LabelSpecError, match="unknown triage level"):
+        ood_at_floor(levels, in_distribution, "soon")
+    with pytest.raises(ValueError, match="4 levels but 3"):
+        ood_at_floor(levels, in_distribution[:3], "consultation")
 
 
 def test_triage_levels_follow_the_decision_policy() -> None:

@@ -57,6 +57,9 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, 
     critical = np.isin(y, [0, 1, 4])  # akiec, bcc, mel
     assert m["critical_miss_rate"] == pytest.approx((rank[critical] < 2).mean())
     assert m["over_triage_rate"] == pytest.approx((rank[~critical] >= 2).mean())  # benign sent to urgent care
+    floor = np.where(in_dist, rank, 1)  # out-of-distribution images at the floor, consultation, alone
+    assert m["critical_miss_rate_ood_at_floor"] == pytest.approx((floor[critical] < 2).mean())
+    assert m["over_triage_rate_ood_at_floor"] == pytest.approx((floor[~critical] >= 2).mean())
 
     def ece(p: np.ndarray) -> float:
         conf, correct = p.max(1), (p.argmax(1) == y)

@@ -18,7 +18,7 @@ from carelens.policy._decision import DecisionPolicy, decide_with_facts, triage_
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["URGENT", "critical_miss_rate", "over_triage_rate", "triage_levels"]
+__all__ = ["URGENT", "critical_miss_rate", "ood_at_floor", "over_triage_rate", "triage_levels"]
 
 URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
 
@@ -70,3 +70,13 @@ def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> f
     need less than ``consultation_24``."""
     rows = ~_urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
     return _rate(levels, rows, urgent=True)
+
+
+def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str) -> list[str]:
+    """The levels had out-of-distribution input been answered at ``floor`` alone, as DESIGN.md words it, instead of
+    the shipped rule (at least the floor, never lowered: an urgent-looking finding on an unusual image still
+    escalates). Measuring both rates on these levels says what that rule buys and costs."""
+    if len(levels) != len(in_distribution):
+        raise ValueError(f"{len(levels)} levels but {len(in_distribution)} out-of-distribution verdicts")
+    triage_rank(floor)  # a LabelSpecError naming the levels, for an unknown one
+    return [lv if bool(ok) else floor for lv, ok in zip(levels, in_distribution, strict=True)]

@@ -26,7 +26,7 @@ from carelens.metrics import (
     risk_coverage,
     softmax,
 )
-from carelens.policy import critical_miss_rate, over_triage_rate
+from carelens.policy import critical_miss_rate, ood_at_floor, over_triage_rate
 from carelens.predict import Engine
 from carelens.steps import multilabel_report
 from carelens.tasks import encode_findings, sigmoid
@@ -212,6 +212,11 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     else:
         arrays["proba_raw"] = softmax(arrays["logits"])
         metrics = metrics_from_predictions(arrays, bundle.labels, engine.coverage, bundle.policy().finding_weights)
+    # what the shipped out-of-distribution rule (never lowered) buys: the rates had such input been put at the floor
+    at_floor = ood_at_floor([TRIAGE_LEVELS[r] for r in arrays["triage_rank"]], arrays["in_distribution"],
+                            engine.policy.floor_when_unsure)
+    metrics["critical_miss_rate_ood_at_floor"] = _or_none(critical_miss_rate(at_floor, arrays["y"], spec))
+    metrics["over_triage_rate_ood_at_floor"] = _or_none(over_triage_rate(at_floor, arrays["y"], spec))
     facts_rows: list[dict[str, Any]] = []
     if bundle.facts is not None:
         by_id = {ds[i].id: ds[i] for i in idx}

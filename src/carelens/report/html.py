@@ -74,8 +74,18 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
         ("critical-miss rate (critical cases triaged below consultation_24)", m["critical_miss_rate"], None),
         ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"), None),
+        *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"), None)]
+          if "critical_miss_rate_ood_at_floor" in m else []),
         ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"], None),
     ]
+
+
+_OOD_AT_FLOOR = ("critical-miss / over-triage rate had out-of-distribution images been answered at the floor level "
+                 "alone (the shipped rule keeps an urgent finding's level on an unusual image)")
+
+
+def _pair(m: dict[str, Any], a: str, b: str) -> str:
+    return f"{_fmt(m[a])} / {_fmt(m[b])}"
 
 
 def _per_class_table(m: dict[str, Any], class_ids: list[str]) -> str:
@@ -195,6 +205,8 @@ def _multilabel_body(ev: Evaluation) -> str:
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"]),
         ("critical-miss rate (cases needing consultation_24 triaged below it)", m["critical_miss_rate"]),
         ("over-triage rate (other cases sent to consultation_24 or above)", m["over_triage_rate"]),
+        *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"))]
+          if "critical_miss_rate_ood_at_floor" in m else []),
         ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"]),
     ]
     summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in rows)
