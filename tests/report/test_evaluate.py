@@ -77,8 +77,11 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, 
     assert f["critical_miss_rate_image"] == m["critical_miss_rate"]
     assert f["critical_miss_rate"] <= f["critical_miss_rate_image"]  # facts never lower a triage level
     assert f["coverage"] >= m["coverage"] - 0.1 and abs(f["balanced_accuracy"] - m["balanced_accuracy"]) < 0.2
-    assert 'id="facts"' in (ham_report / "report.html").read_text()
-    assert 'id="operating-points"' in (ham_report / "report.html").read_text()  # the price of safety, per alpha
+    page = (ham_report / "report.html").read_text()
+    assert 'id="facts"' in page
+    assert 'id="operating-points"' in page  # the price of safety, per alpha
+    floor = f"{m['critical_miss_rate_ood_at_floor']:.3f} / {m['over_triage_rate_ood_at_floor']:.3f}"
+    assert "at the floor level alone" in page and floor in page
 
 
 def test_busi_report_calls_each_image_as_its_bundle_does(busi_report: Path) -> None:

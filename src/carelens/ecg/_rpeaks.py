@@ -121,8 +121,8 @@ def signal_searchback(peaks: np.ndarray, x: np.ndarray, fs: float, ratio: float 
     (SPKI: the energy at the last 8 beats; NPKI: the highest energy between them; medians), is at least 200 ms from
     both neighbours and is no T wave (within 360 ms of the beat before, with under half its slope); repeated in the
     gap's two halves. While the rhythm is irregular (one of the 8 recent RR intervals outside 92-116% of their mean),
-    THRESHOLD2 is multiplied by ``irregular`` (halved), as Pan and Tompkins halve theirs "so as to increase the detection sensitivity and to avoid
-    missing beats". It finds the beats both detectors lose after a large artefact has raised their thresholds
+    THRESHOLD2 is multiplied by ``irregular`` (halved), as Pan and Tompkins halve theirs "so as to increase the
+    detection sensitivity and to avoid missing beats". It finds the beats both detectors lose after a large artefact has raised their thresholds
     (MIT-BIH 108 at 1765 s: eight clear beats, which read as a 6.9 s pause) and the small aberrated premature beats
     of an irregular rhythm (MIT-BIH 201: 41 of its 'a' beats missed with the published 166% and full threshold, 11
     with 130% and the halving).
