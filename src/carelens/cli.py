@@ -758,9 +758,9 @@ def clinical_build(
     """Train, cross-validate, calibrate and conformalise a clinical model; write it as a bundle."""
     from carelens.steps import build_clinical
 
-    with progress_bar("cross-validating", None):
+    with progress_bar(f"cross-validating ({folds} folds)", folds) as advance:
         m = build_clinical(source, out, spec=spec, label_column=label_column, group_column=group_column, name=name,
-                           version=version, folds=folds, alpha=alpha)
+                           version=version, folds=folds, alpha=alpha, on_fold=advance)
     table = Table("cross-validated (out of fold)", "value")
     for k in ("auc", "balanced_accuracy", "accuracy", "brier", "ece_uncalibrated", "ece", "coverage", "mean_set_size"):
         if m.get(k) is not None:

@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from carelens.cli import app
+from carelens.console import progress_bar
 
 runner = CliRunner()
 
@@ -44,3 +46,18 @@ def test_fetch_offline_from_local_folder(data_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     result = json.loads(next(line for line in res.stdout.splitlines() if line.startswith("{")))
     assert result["counts"]["train"] == 4708 and result["official_md5"] is False
+
+
+def test_a_phase_of_unknown_length_ends_as_finished_not_as_0_of_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress_bar("embedding", None):
+        pass
+    with progress_bar("predicting on Ray", None) as advance:
+        for _ in range(5):
+            advance(3)
+    with progress_bar("training", 4) as advance:
+        advance(4)
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    last = {name: next(ln for ln in reversed(lines) if ln.startswith(name)) for name in ("embedding", "predicting", "training")}
+    assert " done " in last["embedding"] and "0/?" not in last["embedding"]
+    assert " 15 " in last["predicting"] and "done" not in last["predicting"]
+    assert " 4/4 " in last["training"]

@@ -121,6 +121,7 @@ def test_horse_colic_is_grouped_by_horse_and_veterinary(data_dir: Path, tmp_path
         pytest.skip("veterinary/uci_horse_colic is missing")
     r = CliRunner().invoke(app, ["clinical", "build", "horse_colic", "--out", str(tmp_path / "horse")])
     assert r.exit_code == 0, r.output
+    assert "cross-validating (5 folds)" in r.stderr and "5/5" in r.stderr  # a bar that advances fold by fold
     b = TabularBundle.load(tmp_path / "horse")
     assert b.spec.training["grouped"] and b.labels.species == ("horse",) and b.labels.provider == "veterinarian"
     assert b.spec.metrics["auc"] > 0.65  # measured 0.759 (GroupKFold by hospital number)

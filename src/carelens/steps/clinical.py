@@ -10,7 +10,7 @@ conformal threshold fitted on the out-of-fold calibrated probabilities, its cove
 from __future__ import annotations
 
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,10 @@ def read_clinical_table(path: Path, spec: LabelSpec, label_column: str, group_co
 
 def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpec | None = None,
                    label_column: str = "label", group_column: str | None = None, name: str | None = None,
-                   version: str = "1", folds: int = 5, alpha: float = 0.1, seed: int = 0) -> dict[str, Any]:
-    """Build ``out/bundle.json`` from ``heart``, ``horse_colic`` or a CSV; returns the cross-validated figures."""
+                   version: str = "1", folds: int = 5, alpha: float = 0.1, seed: int = 0,
+                   on_fold: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Build ``out/bundle.json`` from ``heart``, ``horse_colic`` or a CSV; returns the cross-validated figures.
+    ``on_fold(1)`` after each cross-validation fold (a progress bar's ``advance``)."""
     numeric: Sequence[str]
     categorical: Sequence[str]
     groups: np.ndarray | None = None
@@ -109,7 +111,8 @@ def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpe
     if (counts < folds).any():
         raise DataError(f"every outcome needs at least {folds} rows for {folds}-fold validation; counts "
                         f"{dict(zip(label_spec.class_ids, counts.tolist(), strict=True))}")
-    cv = cross_validate(rows, y, numeric, categorical, groups=groups, folds=folds, seed=seed, C=C)
+    cv = cross_validate(rows, y, numeric, categorical, groups=groups, folds=folds, seed=seed, C=C,
+                        on_fold=on_fold)
     oof_logits = np.log(np.clip(cv["proba"], 1e-12, 1.0))
     ts = TemperatureScaler().fit(oof_logits, y)
     oof = ts.predict_proba(oof_logits)

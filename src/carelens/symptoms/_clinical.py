@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +88,9 @@ def load_horse_colic(root: Path) -> tuple[list[dict[str, Any]], np.ndarray, np.n
 
 def cross_validate(rows: Sequence[Mapping[str, Any]], y: np.ndarray, numeric: Sequence[str], categorical: Sequence[str],
                    *, groups: Sequence[str] | np.ndarray | None = None, folds: int = 5, seed: int = 0,
-                   C: float = 0.3) -> dict[str, Any]:
-    """Out-of-fold probabilities of a :class:`TabularModel` and their metrics.
+                   C: float = 0.3, on_fold: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Out-of-fold probabilities of a :class:`TabularModel` and their metrics (``on_fold(1)`` after each fold: a
+    progress bar's ``advance``).
 
     Folds are stratified, or grouped when ``groups`` is given (a horse's hospital number, a patient id):
     no group is in two folds, so a repeated patient cannot be both trained on and tested.
@@ -108,6 +109,8 @@ def cross_validate(rows: Sequence[Mapping[str, Any]], y: np.ndarray, numeric: Se
         m = TabularModel(numeric, categorical, C=C).fit([rows[i] for i in tr], y[tr], k)
         proba[te] = m.predict_proba([rows[i] for i in te])
         fold[te] = f
+        if on_fold is not None:
+            on_fold(1)
     pred = proba.argmax(1)
     out: dict[str, Any] = {"proba": proba, "fold": fold, "accuracy": float(accuracy_score(y, pred)),
                            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
