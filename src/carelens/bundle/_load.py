@@ -45,7 +45,9 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # (Measured: turning ORT's thread spinning off costs more than it saves; the numpy work after a run
-    # is kept off ORT's cores by limiting BLAS to one thread in the engine instead.)
+    # is kept off ORT's cores by limiting BLAS to one thread in the engine instead. Again on the int8 bench bundle,
+    # 6 interleaved rounds: end to end p50 8.32 ms as is, 8.69 with spinning off, 8.32 with spinning stopped after
+    # each run (session.force_spinning_stop); folder throughput 202, 190 and 168 images/s.)
     # No memory pattern (ORT's plan of one arena block per input shape): peak RSS of a serving process 187 -> 161 MB
     # (int8 bundle) and 255 -> 230 MB (fp32), no slower in 12 interleaved rounds (int8 batch 1: median 4.00 vs
     # 4.31 ms, batch 16: 3.25 vs 3.40 ms per image; `python bench/inference.py ort_mem_pattern`).
