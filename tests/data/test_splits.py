@@ -13,6 +13,7 @@ from carelens.data import (
     open_dataset,
     read_medmnist,
     scan_dataset,
+    split_dataset,
 )
 from carelens.errors import ConfigError, DataError
 
@@ -29,6 +30,12 @@ def test_ham10000_group_split_never_leaks_a_lesion(ham: Dataset) -> None:
         assert abs(counts["train"][c] / n - 0.7) < 0.05
         assert abs(counts["test"][c] / n - 0.2) < 0.05
         assert counts["val"][c] >= 5
+
+
+def test_a_split_by_groups_reports_every_image_dealt_with(ham: Dataset) -> None:
+    done: list[int] = []
+    s = split_dataset(ham, seed=0, progress=done.append)  # the lesion ids place every image: nothing to read
+    assert s.strategy == "group" and sum(done) == len(ham)  # a progress bar ends full, not at 0 of 8,512
 
 
 def test_seed_reproducible_and_different(ham: Dataset) -> None:

@@ -334,9 +334,14 @@ def split_dataset(
     near_threshold: float = 0.99,
     progress: Callable[[int], None] | None = None,
 ) -> Splits:
-    """:func:`make_splits`, first reading the images to group near-duplicates when the data has no groups."""
+    """:func:`make_splits`, first reading the images to group near-duplicates when the data has no groups.
+    ``progress(n)``: n images dealt with (read for the grouping, or all at once when the data's own groups or split
+    make reading them unnecessary)."""
     pairs = None
     if not ds.has_groups and not ds.has_official_split:
         thumbs = scan_dataset(ds, progress=progress).thumbs
         pairs = [(a, b) for a, b, _ in near_duplicate_pairs(thumbs, near_threshold)]
-    return make_splits(ds, fractions, seed, near_duplicate_pairs=pairs)
+    splits = make_splits(ds, fractions, seed, near_duplicate_pairs=pairs)
+    if pairs is None and progress is not None:
+        progress(len(ds))  # nothing to read: every image is placed by its group (or the official split)
+    return splits
