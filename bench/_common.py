@@ -29,8 +29,8 @@ OUT = BENCH / "out"
 
 def run_of(case: str) -> Path:
     """The training run a case's later benchmarks (calibration, report, facts fusion) read: for ham10000 the first
-    seed of the candidate bench/ham_recipe.py chose on validation (its result names the runs), else
-    bench/out/<case>/run."""
+    seed of the candidate bench/ham_recipe.py chose on validation (its result names the runs; for the ensemble of two
+    seeds, its first member), else bench/out/<case>/run."""
     if case != "ham10000":
         return OUT / case / "run"
     m = json.loads((RESULTS / "ham10000.json").read_text())["metrics"]

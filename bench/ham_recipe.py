@@ -14,7 +14,7 @@ ensemble, which the budget allows); when it is chosen, the case's test figures a
 Usage: python bench/ham_recipe.py   (about half an hour a seed on 2 cores; nothing else should run)
 The 6-epoch runs: bench/out/ham10000/e6_s<seed>/ (a seed whose training finished is not trained again). The later
 benchmarks of the case (bench/calibration.py, bench/report.py, the facts fusion of bench/symptoms.py) read the
-chosen recipe's seed 0 (_common.run_of).
+chosen recipe's seed 0 (_common.run_of; for the ensemble, its first member).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, RESULTS, write_result
+from ensemble import PAIRS
+from ensemble import run_dir as member_run
 from flips import KEYS, TARGETS, measure, over_seeds
 from ham_options import DEMO, OPTIONS, spread, val_figures
 
@@ -94,7 +96,8 @@ def main() -> None:
             "val_mel_recall": cands["ensemble2_plain"]["val_mel_recall"],
             "val_mel_recall_tta": cands["ensemble2_flips"]["val_mel_recall"],
             "train_wall_s": {"pair_trained_alone": ens["wall_s"], **cands["ensemble2_flips"]["train_wall_s"]},
-            "measured_in": "ham10000_ensemble"}
+            "measured_in": "ham10000_ensemble",
+            "runs": [rel(member_run(s)) for s in PAIRS[0]]}  # the first pair's members: the later benchmarks' seed 0
     chosen = max(candidates, key=lambda c: candidates[c]["val_balanced_accuracy_tta"]["mean"])
     print(json.dumps(candidates, indent=1), "\nchosen on validation:", chosen, flush=True)
     if chosen == "size160_3ep_x2" and ens is not None:
