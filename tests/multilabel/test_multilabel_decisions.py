@@ -101,9 +101,13 @@ def test_triage_is_the_most_urgent_kept_finding_with_its_severity() -> None:
     ood = _assess(spec, proba, present, kept, sev, ood=False)  # an urgent finding on an unusual image still escalates
     assert ood.triage.level == "consultation_24" and "cannot assess" in ood.triage.reason
     assert ood.confidence == "uncertain" and "Retake" in ood.advice
+    # and says why: the finding it cannot rule out, and that finding's own advice beside the retake
+    assert "possibly severe" in ood.triage.reason and "urgency is kept" in ood.triage.reason
+    assert out.advice in ood.advice and "do not wait" in ood.advice
     sev[r] = np.asarray([0.9, 0.05, 0.05])  # routine findings on an unusual image: the floor
     ood = _assess(spec, proba, present, kept, sev, ood=False)
     assert ood.triage.level == "consultation" and "cannot assess" in ood.triage.reason
+    assert "urgency is kept" not in ood.triage.reason and "do not wait" not in ood.advice
 
 
 def test_multilabel_critical_miss_and_over_triage() -> None:

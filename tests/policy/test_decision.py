@@ -49,9 +49,13 @@ def test_out_of_distribution_is_never_below_consultation() -> None:
     assert a.confidence == "uncertain" and "out_of_distribution" in a.flags
     assert a.triage.level == "consultation" and "does not look like" in a.advice
     assert a.triage.reason.startswith("cannot assess this image") and "Retake the photo" in a.advice
-    # an urgent-looking finding on an unusual image keeps its level (never lowered), with the same message
+    assert "ruled out" not in a.triage.reason and "do not wait" not in a.advice  # at the floor: nothing kept
+    # an urgent-looking finding on an unusual image keeps its level (never lowered), with the same message, and says
+    # why: the finding it cannot rule out, whose own advice follows the retake instruction
     b = decide(_p(mel=0.9), _mask("mel"), spec=HAM, model=REF, coverage=0.9, in_distribution=False, ood_score=0.001)
     assert b.triage.level == "consultation_24" and b.triage.reason.startswith("cannot assess this image")
+    assert "melanoma cannot be ruled out" in b.triage.reason and "Retake the photo" in b.advice
+    assert HAM.classes[HAM.class_ids.index("mel")].advice in b.advice and "do not wait" in b.advice
 
 
 def test_uncertain_is_escalated_to_the_floor() -> None:

@@ -126,11 +126,16 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
     if not in_distribution:
         # cannot assess: say so and ask for a retake; at the floor, never lowered (as for multi-label models: an
         # urgent-looking finding on an unusual image still escalates, severe cases look unusual more often)
-        level = level if triage_rank(level) >= triage_rank(floor) else floor
+        escalated = triage_rank(level) > triage_rank(floor)
+        found, found_advice = classes[urgent].name, advice
+        level = level if escalated else floor
         reason = "cannot assess this image: it does not look like the images this model was trained on"
         advice = ("This image does not look like what the model was trained on (wrong kind of image, poor quality, or "
                   "an unusual case), so its answer cannot be relied on. Retake the photo (in focus, good light, the "
                   "area filling the frame), or have a professional look.")
+        if escalated:  # say why an image that cannot be assessed still escalates
+            reason += f"; {found.lower()} cannot be ruled out on it, so its urgency is kept"
+            advice += f" {found} cannot be ruled out, so do not wait for a better photo: {found_advice}"
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure, so a professional should look"

@@ -98,10 +98,15 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         # never below the floor, and never lowered: an urgent finding on an unusual image still escalates (DESIGN.md
         # puts OOD input at the floor itself; measured on multilabel_synth that misses 0.26 of the urgent cases
         # against 0.04, because severe cases look unusual more often)
-        level = level if triage_rank(level) >= triage_rank(floor) else floor
+        escalated = triage_rank(level) > triage_rank(floor)
+        found, found_advice = reason, advice
+        level = level if escalated else floor
         reason = f"cannot assess this {noun}: it does not look like the {nouns} this model was trained on"
         advice = (f"This {noun} does not look like what the model was trained on (wrong kind of {noun}, poor quality, "
                   f"or an unusual case). {retake}, or have a professional look.")
+        if escalated:  # say why input that cannot be assessed still escalates
+            reason += f"; its answer ({found}) cannot be ruled out, so its urgency is kept"
+            advice += f" A serious finding cannot be ruled out, so do not wait: {found_advice}"
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure about several conditions, so a professional should look"
