@@ -17,6 +17,7 @@ from carelens.policy import (
     ood_at_floor,
     over_triage_rate,
     triage_levels,
+    triage_levels_by_threshold,
 )
 
 SPEC = LabelSpec.model_validate({"name": "t", "classes": [
@@ -82,3 +83,20 @@ def test_measured_levels_are_the_levels_the_assessments_give() -> None:
                     for p, s, d in zip(proba, sets, in_dist, strict=True)]
         assert levels == assessed
         assert len(set(levels)) >= 3  # the cases reach several levels: a real comparison
+
+
+def test_the_threshold_sweep_gives_the_levels_of_each_threshold_alone() -> None:
+    """calibrate sweeps 19 critical-probability thresholds over every validation and test case; the sweep decides
+    each case twice instead of 19 times, and must give exactly the levels each threshold gives on its own, the
+    cases at a threshold itself included."""
+    rng = np.random.default_rng(1)
+    proba = rng.dirichlet(np.full(4, 0.5), size=400)
+    thresholds = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5)
+    proba[:12] = [[0.9, 0, 0, 0.1], [0.8, 0.1, 0, 0.1], [0.95, 0, 0, 0.05], [0.7, 0.1, 0, 0.2]] * 3  # exactly at one
+    sets = rng.random((400, 4)) < 0.4
+    in_dist = rng.random(400) < 0.8
+    swept = triage_levels_by_threshold(proba, sets, in_dist, SPEC, thresholds)
+    assert list(swept) == list(thresholds)
+    for t in thresholds:
+        assert swept[t] == triage_levels(proba, sets, in_dist, SPEC, policy=DecisionPolicy(critical_threshold=t)), t
+    assert len({tuple(v) for v in swept.values()}) == len(thresholds)  # every threshold decides some case differently

@@ -1,7 +1,14 @@
 """The shared decision vocabulary (no torch, no model): the assessment every prediction returns, the
 safety-first decision policy that writes it, and the clinical metrics that measure its decisions."""
 
-from carelens.policy._clinical import URGENT, critical_miss_rate, ood_at_floor, over_triage_rate, triage_levels
+from carelens.policy._clinical import (
+    URGENT,
+    critical_miss_rate,
+    ood_at_floor,
+    over_triage_rate,
+    triage_levels,
+    triage_levels_by_threshold,
+)
 from carelens.policy._decision import DecisionPolicy, decide, decide_with_facts, keep_urgency
 from carelens.policy._multilabel import (
     MultilabelDecision,
@@ -33,4 +40,5 @@ __all__ = [
     "required_levels",
     "triage_grade",
     "triage_levels",
+    "triage_levels_by_threshold",
 ]

@@ -18,7 +18,8 @@ from carelens.policy._decision import DecisionPolicy, decide_with_facts, triage_
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["URGENT", "critical_miss_rate", "ood_at_floor", "over_triage_rate", "triage_levels"]
+__all__ = ["URGENT", "critical_miss_rate", "ood_at_floor", "over_triage_rate", "triage_levels",
+           "triage_levels_by_threshold"]
 
 URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
 
@@ -41,6 +42,25 @@ def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.nda
     return [decide_with_facts(proba[n], in_set[n], fused[0][n], fused[1][n], conflict=bool(fused[2][n]), spec=spec,
                               model=ref, coverage=0.0, in_distribution=bool(in_distribution[n]),
                               policy=policy).triage.level for n in range(len(proba))]
+
+
+def triage_levels_by_threshold(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec,
+                               thresholds: Sequence[float]) -> dict[float, list[str]]:
+    """:func:`triage_levels` under the critical-probability rule at each of ``thresholds``, from two evaluations of
+    the decision instead of one per threshold: a case escalates exactly when its critical classes' summed
+    probability reaches the threshold, and what it escalates to (or, below it, what the rest of the decision gives)
+    does not depend on the threshold itself. So each case's level at ``t`` is its level at the smallest threshold
+    when that sum is at least ``t``, else its level at the largest."""
+    if not thresholds:
+        return {}
+    lo, hi = min(thresholds), max(thresholds)
+    escalated = triage_levels(proba, in_set, in_distribution, spec, policy=DecisionPolicy(critical_threshold=lo))
+    not_escalated = triage_levels(proba, in_set, in_distribution, spec, policy=DecisionPolicy(critical_threshold=hi))
+    crit = spec.critical_indices
+    # the sum exactly as the decision forms it (policy._decision._core), case by case
+    p_crit = np.asarray([float(np.asarray(p, dtype=np.float64)[crit].sum()) if crit else 0.0 for p in proba])
+    return {t: [e if pc >= t else n for e, n, pc in zip(escalated, not_escalated, p_crit, strict=True)]
+            for t in thresholds}
 
 
 def _rate(levels: Sequence[str], rows: np.ndarray, urgent: bool) -> float:

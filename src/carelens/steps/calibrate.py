@@ -23,7 +23,13 @@ from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import LabelSpec
 from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
 from carelens.plots import operating_points_png, reliability_png
-from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import (
+    DecisionPolicy,
+    critical_miss_rate,
+    over_triage_rate,
+    triage_levels,
+    triage_levels_by_threshold,
+)
 from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout
@@ -185,12 +191,14 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test
     for fit, held in (halves, halves[::-1]):
         mask[held] = ConformalClassifier(cp.alpha, cp.score, cp.class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
 
-    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray, t: float | None) -> dict[str, float]:
-        levels = triage_levels(proba, m, ind, spec, policy=DecisionPolicy(critical_threshold=t))
-        return {"critical_miss_rate": critical_miss_rate(levels, yy, spec), "over_triage_rate": over_triage_rate(levels, yy, spec)}
+    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray) -> dict[float | None, dict[str, float]]:
+        by_rule: dict[float | None, list[str]] = {None: triage_levels(proba, m, ind, spec)}
+        by_rule.update(triage_levels_by_threshold(proba, m, ind, spec, CRITICAL_THRESHOLDS).items())
+        return {t: {"critical_miss_rate": critical_miss_rate(levels, yy, spec),
+                    "over_triage_rate": over_triage_rate(levels, yy, spec)} for t, levels in by_rule.items()}
 
     candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
-    val = {t: rates(pv, mask, in_val, y, t) for t in candidates}
+    val = rates(pv, mask, in_val, y)
     meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
     chosen = min(meeting, key=lambda t: (val[t]["over_triage_rate"], t is not None, -(t or 0))) if meeting else None
     out: dict[str, Any] = {
@@ -200,7 +208,8 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test
     }
     if test is not None:
         pt, mt, in_test, yt = test
-        out["test"] = [{"critical_threshold": t, **rates(pt, mt, in_test, yt, t)} for t in candidates]
+        on_test = rates(pt, mt, in_test, yt)
+        out["test"] = [{"critical_threshold": t, **on_test[t]} for t in candidates]
     return out
 
 
