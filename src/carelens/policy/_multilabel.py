@@ -88,9 +88,11 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         likely = dist is not None and sev == int(np.argmax(dist))
         grade = (f" ({'' if likely else 'possibly '}{c.severity_levels[sev].name or c.severity_levels[sev].id})"
                  if sev is not None else "")
-        reason = f"{c.name}{grade} is {'a finding' if present[urgent] else 'kept as possible'}"
+        named = f"{c.name}{grade}"
+        reason = f"{named} is {'a finding' if present[urgent] else 'kept as possible'}"
         advice = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
     else:
+        named = ""
         level, reason, advice = "self_care", "no condition is above its threshold or kept as possible", \
             f"No condition was found on this {noun}."
     floor = pol.floor_when_unsure
@@ -99,14 +101,14 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         # puts OOD input at the floor itself; measured on multilabel_synth that misses 0.26 of the urgent cases
         # against 0.04, because severe cases look unusual more often)
         escalated = triage_rank(level) > triage_rank(floor)
-        found, found_advice = reason, advice
+        found_advice = advice
         level = level if escalated else floor
         reason = f"cannot assess this {noun}: it does not look like the {nouns} this model was trained on"
         advice = (f"This {noun} does not look like what the model was trained on (wrong kind of {noun}, poor quality, "
                   f"or an unusual case). {retake}, or have a professional look.")
         if escalated:  # say why input that cannot be assessed still escalates
-            reason += f"; its answer ({found}) cannot be ruled out, so its urgency is kept"
-            advice += f" A serious finding cannot be ruled out, so do not wait: {found_advice}"
+            reason += f"; {named.lower()} cannot be ruled out on it, so its urgency is kept"
+            advice += f" {named} cannot be ruled out, so do not wait: {found_advice}"
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure about several conditions, so a professional should look"
