@@ -8,8 +8,9 @@ Cases:
                on the lead where XQRS and Pan-Tompkins agree most (bSQI, Li et al. 2008; MLII on a tie), against the reference beat annotations
                with the standard 150 ms matching window (wfdb.processing.compare_annotations). Ventricular
                flutter episodes (between the '[' and ']' annotations, record 207) are left out of the comparison,
-               as ANSI/AAMI EC57 and PhysioNet's bxb do. Heart rate: 60 / median RR, from the detections and from
-               the reference beats of the same record (outside the flutter spans too). Also: the rhythm screen's irregular-rhythm flag against
+               as ANSI/AAMI EC57 and PhysioNet's bxb do. Heart rate: carelens.ecg.rhythm's (60 / median RR, or 60 /
+               mean RR when the rhythm is irregular), from the detections and from the reference beats of the same
+               record (outside the flutter spans too). Also: the rhythm screen's irregular-rhythm flag against
                the records whose rhythm annotations are mostly atrial fibrillation or flutter.
 """
 
@@ -133,8 +134,11 @@ def rpeaks() -> None:
                              "small aberrated premature beats missed); then the signal search-back with its threshold "
                              "halved while the rhythm is irregular (Pan-Tompkins) and in gaps over 1.3x (not 1.66x) the "
                              "recent median RR, the ratio chosen on the DS1 records alone (carelens.ecg._rpeaks): 201 "
-                             "misses 11 and reads 1.5 bpm off, its median RR sitting where its bimodal RR distribution "
-                             "is thin (the 48th-52nd percentiles span 0.84-0.89 s); 150 ms window; '['..']' flutter spans excluded. pause_records: records whose "
+                             "misses 11 and read 1.5 bpm off, its median RR sitting where its bimodal RR distribution "
+                             "is thin (the 48th-52nd percentiles span 0.84-0.89 s); then the heart rate of an irregular "
+                             "rhythm (most windows irregular, as the irregular-rhythm rule reads it) counted as 60 / mean RR "
+                             "rather than 60 / median RR (carelens.ecg.rhythm; the reference rate the same way): 201 "
+                             "0.3 bpm off, 11 records read so; 150 ms window; '['..']' flutter spans excluded. pause_records: records whose "
                              "reference beats have a gap over 3 s (not across a flutter span), against the screen's "
                              "pause finding, which must show on every lead with detector agreement >= 0.9"))
 

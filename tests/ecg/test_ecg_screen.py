@@ -272,6 +272,25 @@ def test_irregularity_separates_a_regular_from_an_irregular_rhythm() -> None:
     assert r.heart_rate_bpm == pytest.approx(75, abs=1)
 
 
+def test_an_irregular_rhythm_s_rate_is_counted_a_regular_one_s_is_robust_to_a_missed_beat() -> None:
+    rng = np.random.default_rng(1)
+    fs = 250.0
+    # irregular and bimodal (short and long intervals, the long ones a little more common): the median interval lies in
+    # one mode, while the rate is the beats counted over the time they span
+    rr = np.where(rng.random(400) < 0.45, rng.uniform(0.45, 0.6, 400), rng.uniform(0.9, 1.3, 400))
+    peaks = np.cumsum(rr * fs).astype(int)
+    a = rhythm(peaks, fs)
+    counted = 60 * (len(peaks) - 1) / ((peaks[-1] - peaks[0]) / fs)
+    by_median = 60 / np.median(np.diff(peaks) / fs)
+    assert a.irregular_share > 0.5 and abs(counted - by_median) > 5  # the two summaries differ: a real test
+    assert a.heart_rate_bpm == pytest.approx(counted, abs=0.1)
+    # regular, with one beat missed (one interval twice as long): the median ignores it, a count would not
+    regular = np.cumsum(np.full(60, 0.8 * fs) + rng.normal(0, 0.005 * fs, 60)).astype(int)
+    missed = np.delete(regular, 30)
+    assert rhythm(missed, fs).irregular_share == 0
+    assert rhythm(missed, fs).heart_rate_bpm == pytest.approx(75, abs=0.5)
+
+
 def test_quality_flags() -> None:
     fs = 360.0
     t = np.arange(int(30 * fs)) / fs
