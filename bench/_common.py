@@ -33,8 +33,22 @@ def run_of(case: str) -> Path:
     seeds, its first member), else bench/out/<case>/run."""
     if case != "ham10000":
         return OUT / case / "run"
+    return BENCH.parent / _chosen_ham10000()["runs"][0]
+
+
+def bundle_of(case: str) -> Path:
+    """The bundle a case's showcase report reads: for ham10000, when the chosen candidate is measured in another case
+    (the ensemble of two seeds, in ham10000_ensemble), that case's shipped bundle of the first pair; else the
+    training benchmark's (bench/out/<case>/bundle, made by bench/calibration.py)."""
+    if case == "ham10000" and _chosen_ham10000().get("measured_in") == "ham10000_ensemble":
+        return OUT / "ham10000_ensemble" / "ensemble_0"
+    return OUT / case / "bundle"
+
+
+def _chosen_ham10000() -> dict[str, Any]:
+    """The candidate bench/ham_recipe.py chose on validation, as its result records it."""
     m = json.loads((RESULTS / "ham10000.json").read_text())["metrics"]
-    return BENCH.parent / m["candidates"][m["chosen"]]["runs"][0]
+    return m["candidates"][m["chosen"]]  # type: ignore[no-any-return]
 
 
 LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean_set_size", "errors", "brier", "nll", "rss_growth",

@@ -2,13 +2,12 @@
 
 Evaluates the case's bundle on its test split and writes bench/out/<case>/report/report.html (git-ignored:
 generated, and it embeds the dataset's images). The bundle: for ham10000 when the recipe chosen on validation is the
-ensemble of two seeds, the shipped one (bench/ensemble.py's first pair, bench/out/ham10000_ensemble/ensemble_0);
-otherwise the training benchmark's (bench/out/<case>/bundle, made by bench/calibration.py).
+ensemble of two seeds, the shipped one (bench/ensemble.py's first pair); otherwise the training benchmark's
+(_common.bundle_of).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -16,19 +15,12 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, RESULTS, run_of
+from _common import OUT, bundle_of, run_of
 
 from carelens.cli import app
 
 DATA = {"ham10000": "ham10000", "busi_binary": "busi_binary", "busi_3class": "busi", "pneumoniamnist": "pneumoniamnist"}
 OTHER = {"ham10000": "busi", "busi_binary": "ham10000", "busi_3class": "ham10000", "pneumoniamnist": "ham10000"}
-
-
-
-def bundle_of(case: str) -> Path:
-    if case == "ham10000" and json.loads((RESULTS / "ham10000.json").read_text())["metrics"]["chosen"].endswith("_x2"):
-        return OUT / "ham10000_ensemble" / "ensemble_0"
-    return OUT / case / "bundle"
 
 
 if __name__ == "__main__":
