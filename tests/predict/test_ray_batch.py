@@ -36,14 +36,17 @@ class _Run:
     output: str
 
 
-# one child, one Ray instance started first, several `carelens` calls: each finds Ray running and leaves it up
+# one child, one Ray instance started first, several `carelens` calls: each finds Ray running and leaves it up; the
+# results go to a file (argv[2]), not stdout, where Ray's raylet may still print after them
 _ON_ONE_RAY = """
 import json, sys
+from pathlib import Path
 import ray
 from typer.testing import CliRunner
 from carelens.cli import app
 ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-print(json.dumps([[r.exit_code, r.output] for r in (CliRunner().invoke(app, a) for a in json.loads(sys.argv[1]))]))
+runs = [[r.exit_code, r.output] for r in (CliRunner().invoke(app, a) for a in json.loads(sys.argv[1]))]
+Path(sys.argv[2]).write_text(json.dumps(runs))
 """
 
 
@@ -68,14 +71,15 @@ def _in_child(*calls: list[str], reset: Callable[[], None]) -> list[_Run]:
 
 def _attempt(calls: tuple[list[str], ...]) -> list[_Run]:
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
+    results = Path(ray_tmp) / "runs.json"
     cmd = ([sys.executable, "-m", "carelens.cli", *calls[0]] if len(calls) == 1 else
-           [sys.executable, "-c", _ON_ONE_RAY, json.dumps(calls)])
+           [sys.executable, "-c", _ON_ONE_RAY, json.dumps(calls), str(results)])
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300,
                               env={**os.environ, "RAY_TMPDIR": ray_tmp, "COLUMNS": "200"})
         out = proc.stdout + proc.stderr
         if proc.returncode == 0 and len(calls) > 1:
-            return [_Run(code, text) for code, text in json.loads(proc.stdout.strip().splitlines()[-1])]
+            return [_Run(code, text) for code, text in json.loads(results.read_text())]
         if proc.returncode != 0:
             for pattern in ("*.err", "raylet.out", "gcs_server.out"):
                 for log in sorted(Path(ray_tmp).glob(f"**/logs/{pattern}")):
