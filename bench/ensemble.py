@@ -10,7 +10,10 @@ mean validation balanced accuracy is chosen; only then is the test split read: w
 calibrated on validation (the first member's calibration settings) and exported as one bundle (`carelens export
 RUN --ensemble RUN2 [--flips]`, calibration refitted on the ensemble's outputs) and measured by carelens's own
 evaluation at the shipped operating point (bench/flips.py's bundle_figures), beside the single runs' flips bundles of
-the same four seeds (the `ham10000` case's export), so that the gain is read on the same test images.
+the same four seeds (the `ham10000` case's export), so that the gain is read on the same test images. Each pair's
+bundle fuses HAM10000's clinical facts (age, sex, lesion site; `carelens calibrate` fits the facts model on train, its
+weight and the fused sets on validation): the facts against the image alone, cross-fitted on validation (what
+chooses) and on test (`facts` in the result).
 
 Usage: python bench/ensemble.py [--int8]   (--int8: case ham10000_ensemble_int8, the chosen ensembles in int8;
 about 25 minutes on 2 cores once the four runs exist; nothing else should run)
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,9 +41,13 @@ from ham_options import HERE as OPTIONS_DIR
 from ham_options import metrics_of, spread, view_logits
 from ood_seeds import NEAR
 
-from carelens.bundle import load_bundle
+from carelens.bundle import Bundle, load_bundle
+from carelens.calibrate import ConformalClassifier
 from carelens.data import open_dataset, split_dataset
+from carelens.fusion import FactsFusion, infer_fact_kinds
+from carelens.metrics import calibration_report, classification_metrics, coverage_report, ece_noise_floor
 from carelens.predict import Engine
+from carelens.report import evaluate
 from carelens.steps import Run, calibrate_run
 from carelens.steps.export import export_run
 
@@ -150,6 +158,88 @@ def ood_figures(name: str, ds: Any, splits: Any) -> dict[str, Any]:
     return out
 
 
+FACT_KEYS = ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size", "min_class_coverage")
+
+
+def facts_cross_fitted(bundle: Bundle, ds: Any, splits: Any, folds: int = 5) -> dict[str, dict[str, float]]:
+    """Image alone against image + facts on VALIDATION, cross-fitted: the bundle's calibrated image probabilities on
+    the validation split; in each of ``folds`` stratified folds the facts fusion (the facts model on the training
+    split, its pooling weight and fused conformal sets on the other folds, as ``carelens calibrate`` fits them) and the
+    image's own conformal sets are fitted on the other folds and read on this one."""
+    ev = evaluate(bundle, ds, splits, split="val")
+    class_ids, conf = bundle.spec.class_ids, bundle.conformal
+    by_id = {e.id: e for e in ds}
+    rows = [dict(by_id[i].facts) for i in ev.ids]
+    train = [ds[i] for i in splits.indices(ds, "train")]
+    train_rows, y_train = [dict(e.facts) for e in train], np.array([class_ids.index(e.label) for e in train])
+    numeric, categorical = infer_fact_kinds(train_rows)
+    p, y = ev.arrays["proba"].astype(np.float64), ev.arrays["y"]
+    fused, set_image, set_fused = np.zeros_like(p), np.zeros(p.shape, bool), np.zeros(p.shape, bool)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(p, y):
+        fusion = FactsFusion(numeric, categorical, alpha=conf.alpha, score=conf.score,
+                             class_conditional=conf.class_conditional)
+        fusion.fit(train_rows, y_train, [rows[j] for j in fit], p[fit], y[fit])
+        image_sets = ConformalClassifier(conf.alpha, conf.score, conf.class_conditional).fit(p[fit], y[fit])
+        set_image[held] = image_sets.predict_set(p[held])
+        fused[held], mask, disagree = fusion.fuse(p[held], [rows[j] for j in held])
+        set_fused[held] = fusion.widen(mask, set_image[held], disagree)
+    out = {}
+    for name, q, sets in (("image", p, set_image), ("facts", fused, set_fused)):
+        cm = classification_metrics(y, q, class_ids, bundle.policy().finding_weights)
+        figures = {**cm, **calibration_report(q, y), **coverage_report(sets, y, class_ids)}
+        out[name] = {key: round(float(figures[key]), 4) for key in FACT_KEYS}
+        out[name]["mel_recall"] = round(float(cm["per_class_recall"]["mel"]), 4)
+    return out
+
+
+def facts_figures(name: str, ds: Any, splits: Any) -> dict[str, Any]:
+    """The bundle's clinical facts (HAM10000: age, sex, lesion site; fused by ``carelens calibrate`` on validation)
+    against its image alone: cross-fitted on validation (:func:`facts_cross_fitted`, what chooses) and on the test
+    split as carelens.report.evaluate measures them at the shipped operating point; kept in HERE/facts_<name>.json."""
+    done = HERE / f"facts_{name}.json"
+    if done.is_file():
+        return dict(json.loads(done.read_text()))
+    bundle = load_bundle(HERE / name)
+    if bundle.facts is None:
+        raise SystemExit(f"{HERE / name} fuses no clinical facts; calibrate its run on data that carries them")
+    ev = evaluate(bundle, ds, splits)
+    test = ev.metrics["facts_fusion"]
+    by_id = {e.id: e for e in ds}
+    fused = bundle.facts.fuse(ev.arrays["proba"], [dict(by_id[i].facts) for i in ev.ids])[0]
+    keys = (*FACT_KEYS, "critical_miss_rate", "over_triage_rate")
+    out: dict[str, Any] = {"val_cross_fitted": facts_cross_fitted(bundle, ds, splits), "weights": test["weights"],
+                           "conflict_rate": test["conflict_rate"]}
+    for kind, suffix in (("image", "_image"), ("facts", "")):
+        out[f"test_{kind}"] = {key: test[f"{key}{suffix}"] for key in keys}
+        out[f"test_{kind}"]["mel_recall"] = test[f"per_class_recall{suffix}"]["mel"]
+        out[f"test_{kind}"]["per_class_recall"] = test[f"per_class_recall{suffix}"]
+    for kind, proba in (("image", ev.arrays["proba"]), ("facts", fused)):  # what perfect calibration would show here
+        floor = ece_noise_floor(proba)
+        out[f"test_{kind}"]["ece_floor_mean"], out[f"test_{kind}"]["ece_floor_p95"] = (round(floor["mean"], 4),
+                                                                                   round(floor["p95"], 4))
+    done.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def facts_metrics(pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pairs' facts figures (:func:`facts_figures`) as the case reports them: whether the facts are chosen (a higher
+    mean cross-fitted validation balanced accuracy than the image alone), both on validation and, mean over the
+    pairs with spreads beside, on test."""
+    val = {kind: {key: spread([p["val_cross_fitted"][kind][key] for p in pairs]) for key in pairs[0]["val_cross_fitted"][kind]}
+           for kind in ("image", "facts")}
+    chosen = val["facts"]["balanced_accuracy"]["mean"] > val["image"]["balanced_accuracy"]["mean"]
+    out: dict[str, Any] = {"facts_chosen_on_validation": chosen, "facts_val_cross_fitted": val}
+    for kind in ("image", "facts"):
+        rows = [p[f"test_{kind}"] for p in pairs]
+        keys = [key for key in rows[0] if key != "per_class_recall"]
+        out[f"test_{kind}"] = {key: round(statistics.fmean(r[key] for r in rows), 4) for key in keys}
+        out[f"test_{kind}"]["per_class_recall"] = {c: round(statistics.fmean(r["per_class_recall"][c] for r in rows), 4)
+                                                   for c in rows[0]["per_class_recall"]}
+        out[f"test_{kind}_over_pairs"] = {key: spread([r[key] for r in rows]) for key in keys}
+    out["facts_weight_over_pairs"] = spread([p["weights"]["facts"] for p in pairs])
+    return {"facts": out}
+
+
 def int8_case(ds: Any, splits: Any) -> None:
     """Case `ham10000_ensemble_int8`: the chosen ensembles (with flips) exported in int8 (`--ensemble --flips --int8`,
     every member's stem and first block in float, calibration refitted on the int8 outputs), measured as the fp32
@@ -223,6 +313,7 @@ def main() -> None:
         # shared: their times are recorded in the candidates, not taken as the recipe's)
         metrics["wall_s"] = round(sum(train_wall_s(s) for s in QUIET_PAIR), 1)
         metrics["ensembles"], metrics["singles"] = rows, singles
+        metrics |= facts_metrics([facts_figures(f"ensemble_{k}", ds, splits) for k in range(len(PAIRS))])
     print(write_result(
         "ham10000_ensemble", "ham10000", time.perf_counter() - t0, metrics, {**TARGETS, "wall_s": BUDGET_S},
         notes="command: python bench/ensemble.py; the chosen recipe's 4 seeds (bench/out/ham_options/size160_s0..3: "
