@@ -112,6 +112,12 @@ def test_critical_probability_rule_escalates_on_summed_critical_probability() ->
     assert decide(q, _mask("nv"), spec=HAM, model=REF, coverage=0.9).triage.level == "self_care"
     esc = decide(q, _mask("nv"), spec=HAM, model=REF, coverage=0.9, policy=pol)
     assert esc.triage.level == "consultation_24" and "at least the 30%" in esc.triage.reason
+    # the reason adds up: each serious condition behind the sum is named with its share, the set's members or not
+    r = _p(nv=0.6, mel=0.15, bcc=0.12, akiec=0.06)
+    why = decide(r, _mask("nv"), spec=HAM, model=REF, coverage=0.9, policy=pol).triage.reason
+    assert "serious condition is 33% (melanoma 15%, basal cell carcinoma 12%, actinic keratosis" in why
+    assert why.index("melanoma 15%") < why.index("basal cell carcinoma 12%") < why.index("carcinoma 6%")
+    assert "nevus" not in why
     # out of distribution keeps its floor either way
     ood = decide(p, _mask("nv"), spec=HAM, model=REF, coverage=0.9, policy=pol, in_distribution=False)
     assert ood.triage.level == "consultation" and ood.confidence == "uncertain"

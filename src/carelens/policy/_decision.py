@@ -108,8 +108,12 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
         p_crit = float(p[crit].sum())
         if p_crit >= pol.critical_threshold:
             urgent = max(crit, key=lambda i: (triage_rank(classes[i].triage), p[i]))
-            reason = (f"the probability of {classes[urgent].name.lower()} or another serious condition is {p_crit:.0%}, "
-                      f"at least the {pol.critical_threshold:.0%} chosen to keep missed serious cases rare")
+            # each serious condition that carries the sum, so that the figure adds up for a reader who sees only the
+            # plausible set (a 4% basal cell carcinoma is outside it, inside the 45%)
+            parts = ", ".join(f"{classes[i].name.lower()} {p[i]:.0%}" for i in sorted(crit, key=lambda i: -p[i])
+                              if p[i] >= 0.005)
+            reason = (f"the probability of a serious condition is {p_crit:.0%} ({parts}), at least the "
+                      f"{pol.critical_threshold:.0%} chosen to keep missed serious cases rare")
         else:
             pool = [i for i in members if i not in crit] or [int(next(i for i in order if i not in crit))]
             urgent = max(pool, key=lambda i: (triage_rank(classes[i].triage), p[i]))
