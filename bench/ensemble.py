@@ -263,6 +263,7 @@ def int8_case(ds: Any, splits: Any) -> None:
     metrics["latency_p50_ms_fp32"] = round(statistics.fmean(r["fp32"]["latency_p50_ms"] for r in rows), 2)
     metrics["int8_over_pairs"] = {key: spread([r["int8"][key] for r in rows]) for key in keys}
     metrics["pairs"] = rows
+    metrics |= facts_metrics([facts_figures(f"ensemble_{k}_int8", ds, splits) for k in range(len(PAIRS))])
     print(write_result(
         "ham10000_ensemble_int8", "ham10000", time.perf_counter() - t0, metrics, {"balanced_accuracy_loss": 0.005},
         baseline={"name": "the same ensembles in fp32 (ham10000_ensemble)",
@@ -271,7 +272,8 @@ def int8_case(ds: Any, splits: Any) -> None:
         notes="command: python bench/ensemble.py --int8; the ham10000_ensemble pairs (s0+s1, s2+s3) exported with "
               "carelens export RUN --ensemble RUN2 --flips --int8 and measured with carelens.report.evaluate at the "
               "shipped operating point on the same 1,704 test images as the fp32 bundles; latency end to end, batch "
-              "1, 150 test files, fp32 and int8 measured again one after the other in this sitting."))
+              "1, 150 test files, fp32 and int8 measured again one after the other in this sitting. facts: the int8 "
+              "bundles' clinical facts (fitted on the int8 outputs) against their image alone, as in ham10000_ensemble."))
 
 
 def main() -> None:
