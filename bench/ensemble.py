@@ -161,28 +161,38 @@ def ood_figures(name: str, ds: Any, splits: Any) -> dict[str, Any]:
 FACT_KEYS = ("balanced_accuracy", "accuracy", "macro_auc", "ece", "nll", "coverage", "mean_set_size", "min_class_coverage")
 
 
-def facts_cross_fitted(bundle: Bundle, ds: Any, splits: Any, folds: int = 5) -> dict[str, dict[str, float]]:
-    """Image alone against image + facts on VALIDATION, cross-fitted: the bundle's calibrated image probabilities on
-    the validation split; in each of ``folds`` stratified folds the facts fusion (the facts model on the training
-    split, its pooling weight and fused conformal sets on the other folds, as ``carelens calibrate`` fits them) and the
-    image's own conformal sets are fitted on the other folds and read on this one."""
-    ev = evaluate(bundle, ds, splits, split="val")
-    class_ids, conf = bundle.spec.class_ids, bundle.conformal
-    by_id = {e.id: e for e in ds}
-    rows = [dict(by_id[i].facts) for i in ev.ids]
-    train = [ds[i] for i in splits.indices(ds, "train")]
-    train_rows, y_train = [dict(e.facts) for e in train], np.array([class_ids.index(e.label) for e in train])
+def fused_cross_fitted(proba: np.ndarray, y: np.ndarray, rows: list[dict[str, Any]], train_rows: list[dict[str, Any]],
+                       y_train: np.ndarray, conf: ConformalClassifier | None = None,
+                       folds: int = 5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fused probabilities, the image's sets, the fused sets) of validation cases, cross-fitted: in each of ``folds``
+    stratified folds the facts fusion (the facts model on the training split, its pooling weight and fused sets on
+    the other folds, as ``carelens calibrate`` fits them) and the image's own conformal sets (``conf``'s settings)
+    are fitted on the other folds and read on this one."""
+    conf = conf or ConformalClassifier()
     numeric, categorical = infer_fact_kinds(train_rows)
-    p, y = ev.arrays["proba"].astype(np.float64), ev.arrays["y"]
-    fused, set_image, set_fused = np.zeros_like(p), np.zeros(p.shape, bool), np.zeros(p.shape, bool)
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(p, y):
+    fused, set_image, set_fused = np.zeros_like(proba), np.zeros(proba.shape, bool), np.zeros(proba.shape, bool)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(proba, y):
         fusion = FactsFusion(numeric, categorical, alpha=conf.alpha, score=conf.score,
                              class_conditional=conf.class_conditional)
-        fusion.fit(train_rows, y_train, [rows[j] for j in fit], p[fit], y[fit])
-        image_sets = ConformalClassifier(conf.alpha, conf.score, conf.class_conditional).fit(p[fit], y[fit])
-        set_image[held] = image_sets.predict_set(p[held])
-        fused[held], mask, disagree = fusion.fuse(p[held], [rows[j] for j in held])
+        fusion.fit(train_rows, y_train, [rows[j] for j in fit], proba[fit], y[fit])
+        image_sets = ConformalClassifier(conf.alpha, conf.score, conf.class_conditional).fit(proba[fit], y[fit])
+        set_image[held] = image_sets.predict_set(proba[held])
+        fused[held], mask, disagree = fusion.fuse(proba[held], [rows[j] for j in held])
         set_fused[held] = fusion.widen(mask, set_image[held], disagree)
+    return fused, set_image, set_fused
+
+
+def facts_cross_fitted(bundle: Bundle, ds: Any, splits: Any) -> dict[str, dict[str, float]]:
+    """Image alone against image + facts on VALIDATION, cross-fitted (:func:`fused_cross_fitted` on the bundle's
+    calibrated image probabilities, with its conformal settings)."""
+    ev = evaluate(bundle, ds, splits, split="val")
+    class_ids = bundle.spec.class_ids
+    by_id = {e.id: e for e in ds}
+    train = [ds[i] for i in splits.indices(ds, "train")]
+    p, y = ev.arrays["proba"].astype(np.float64), ev.arrays["y"]
+    fused, set_image, set_fused = fused_cross_fitted(
+        p, y, [dict(by_id[i].facts) for i in ev.ids], [dict(e.facts) for e in train],
+        np.array([class_ids.index(e.label) for e in train]), bundle.conformal)
     out = {}
     for name, q, sets in (("image", p, set_image), ("facts", fused, set_fused)):
         cm = classification_metrics(y, q, class_ids, bundle.policy().finding_weights)

@@ -29,15 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, resized_images, write_result
-from ensemble import PAIRS, run_dir
+from ensemble import PAIRS, fused_cross_fitted, run_dir
 
 from carelens.data import open_dataset, split_dataset
-from carelens.fusion import FactsEncoder, FactsFusion, LinearModel, infer_fact_kinds
+from carelens.fusion import FactsEncoder, LinearModel, infer_fact_kinds
 from carelens.metrics import balanced_accuracy, nll, softmax
 from carelens.steps import Run
 from carelens.steps.export import load_run_model
@@ -65,17 +64,6 @@ def features(seed: int, split: str, ds: Any, splits: Any) -> tuple[np.ndarray, n
         np.savez(cache, logits=np.stack([lo for lo, _ in out]), feats=np.stack([fe[:, :width] for _, fe in out]))
     with np.load(cache) as z:
         return z["logits"].mean(0), z["feats"].mean(0)
-
-
-def late_facts(proba: np.ndarray, y: np.ndarray, rows: list[dict[str, Any]], train_rows: list[dict[str, Any]],
-               y_train: np.ndarray, folds: int = 5) -> np.ndarray:
-    """Validation probabilities with the shipped late fusion on top, cross-fitted over ``folds``."""
-    numeric, categorical = infer_fact_kinds(train_rows)
-    fused = np.zeros_like(proba)
-    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(proba, y):
-        f = FactsFusion(numeric, categorical).fit(train_rows, y_train, [rows[j] for j in fit], proba[fit], y[fit])
-        fused[held] = f.fuse(proba[held], [rows[j] for j in held])[0]
-    return fused
 
 
 def main() -> None:
@@ -108,7 +96,7 @@ def main() -> None:
         row = {"val_balanced_accuracy_seeds": [round(balanced_accuracy(y["val"], p.argmax(1), k), 4) for p in per_seed],
                "val_balanced_accuracy": round(balanced_accuracy(y["val"], pair.argmax(1), k), 4),
                "val_nll": round(nll(pair, y["val"]), 4)}
-        fused = late_facts(pair, y["val"], rows["val"], rows["train"], y["train"])
+        fused = fused_cross_fitted(pair, y["val"], rows["val"], rows["train"], y["train"])[0]
         row["val_balanced_accuracy_late_facts"] = round(balanced_accuracy(y["val"], fused.argmax(1), k), 4)
         row["val_nll_late_facts"] = round(nll(fused, y["val"]), 4)
         options[name] = row
