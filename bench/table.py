@@ -25,7 +25,7 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "af_irregular_flagged", "af_escalated", "vt_records", "vt_records_flagged", "non_vt_records_flagged", "af_records_flagged", "non_af_records_flagged",
         "present_precision", "present_recall", "negated_precision", "negated_recall", "exact_match", "parse_p50_ms",
         "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "joint_head_gain",
-        "late_facts_gain_on_refit_head", "late_facts_gain_on_run_head", "wall_s"]
+        "late_facts_gain_on_refit_head", "late_facts_gain_on_run_head", "mixed_pair_gain", "wall_s"]
 
 
 def fmt(v: object) -> str:
