@@ -45,7 +45,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "lite1": {"model": "efficientnet_lite1"},
     "size160": {"image_size": 160},
     "sampler_weighted": {"imbalance": ["balanced_sampler", "weighted"]},  # square-rooted weights (build_loss)
-    # the chosen size with the other backbone: members of mixed ensembles (bench/mixed_pairs.py), not an option here
+    # the chosen size with the other backbone (trained for bench/mixed_pairs.py; in the table like any option once run)
     "size160_lite1": {"image_size": 160, "model": "efficientnet_lite1"},
 }
 HERE = OUT / "ham_options"
