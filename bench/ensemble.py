@@ -63,9 +63,13 @@ def run_dir(seed: int) -> Path:
 
 
 def val_views(seed: int, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(labels, logits per view: plain, left-right, top-bottom) of a run on the validation split, cached."""
-    cache = HERE / f"val_views_s{seed}.npz"
-    r = Run(run_dir(seed))
+    """(labels, logits per view: plain, left-right, top-bottom) of a seed's run on the validation split, cached."""
+    return run_val_views(run_dir(seed), HERE / f"val_views_s{seed}.npz", ds, splits)
+
+
+def run_val_views(run: Path, cache: Path, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labels, logits per view: plain, left-right, top-bottom) of any run on the validation split, kept in ``cache``."""
+    r = Run(run)
     y = r.predictions().val_y
     if cache.is_file():
         with np.load(cache) as z:

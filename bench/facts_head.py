@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, resized_images, write_result
 from ensemble import PAIRS, fused_cross_fitted, run_dir
+from ham_options import flip_views
 
 from carelens.data import open_dataset, split_dataset
 from carelens.fusion import FactsEncoder, LinearModel, infer_fact_kinds
@@ -58,8 +59,8 @@ def features(seed: int, split: str, ds: Any, splits: Any) -> tuple[np.ndarray, n
         pre = r.config.train.preprocess
         images = resized_images(ds, splits.indices(ds, split), pre)
         model = load_run_model(r)
-        views = (images,) if split == "train" else (images, images[:, :, ::-1], images[:, ::-1])
-        out = [predict_logits(model, np.ascontiguousarray(v), pre, with_features=True) for v in views]
+        out = [predict_logits(model, np.ascontiguousarray(v), pre, with_features=True)
+               for v in flip_views(images, 1 if split == "train" else 3)]
         width = model.head.linear()[0].shape[1]  # the pooled features come first, the gate's statistics after
         np.savez(cache, logits=np.stack([lo for lo, _ in out]), feats=np.stack([fe[:, :width] for _, fe in out]))
     with np.load(cache) as z:

@@ -58,14 +58,18 @@ def metrics_of(y: np.ndarray, logits: np.ndarray, class_ids: list[str]) -> dict[
             "per_class_recall": m["per_class_recall"]}
 
 
+def flip_views(images: np.ndarray, n_views: int = 3) -> tuple[np.ndarray, ...]:
+    """(N, S, S, 3) images, then (with 3 views) mirrored left-right and top-bottom: the views flips average."""
+    return (images, images[:, :, ::-1], images[:, ::-1])[:n_views]
+
+
 def view_logits(run_dir: Path, images: np.ndarray, n_views: int = 3, dev: str = "cpu") -> list[np.ndarray]:
     """The run's best weights (on ``dev``) on ``images`` and, with 3 views, on their horizontal and vertical flips:
     one logits array per view, the plain images first."""
     r = Run(run_dir)
     model = load_run_model(r).to(dev)
     pre = r.config.train.preprocess
-    views = (images, images[:, :, ::-1], images[:, ::-1])[:n_views]
-    return [predict_logits(model, np.ascontiguousarray(v), pre)[0] for v in views]
+    return [predict_logits(model, np.ascontiguousarray(v), pre)[0] for v in flip_views(images, n_views)]
 
 
 def run_logits(run_dir: Path, images: np.ndarray, tta: bool, dev: str = "cpu") -> np.ndarray:

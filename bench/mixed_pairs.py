@@ -26,10 +26,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, resized_images, write_result
-from ensemble import PAIRS, SEEDS, group_logits, train_wall_s, val_views
+from _common import OUT, write_result
+from ensemble import PAIRS, SEEDS, group_logits, run_val_views, train_wall_s, val_views
 from ham_options import HERE as OPTIONS_DIR
-from ham_options import metrics_of, one, spread, view_logits
+from ham_options import metrics_of, one, spread
 
 from carelens.data import open_dataset, split_dataset
 from carelens.steps import Run
@@ -41,14 +41,7 @@ LITE1_SEEDS = (0, 1)
 def lite1_views(seed: int, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:
     """(labels, logits per view) of the Lite1 run of ``seed`` on the validation split, trained if missing; cached."""
     one("size160_lite1", seed, ds, splits)
-    run = OPTIONS_DIR / f"size160_lite1_s{seed}" / "run"
-    cache = HERE / f"val_views_lite1_s{seed}.npz"
-    y = Run(run).predictions().val_y
-    if not cache.is_file():
-        images = resized_images(ds, splits.indices(ds, "val"), Run(run).config.train.preprocess)
-        np.savez(cache, **{f"v{i}": v for i, v in enumerate(view_logits(run, images))})
-    with np.load(cache) as z:
-        return y, [z[f"v{i}"] for i in range(3)]
+    return run_val_views(OPTIONS_DIR / f"size160_lite1_s{seed}" / "run", HERE / f"val_views_lite1_s{seed}.npz", ds, splits)
 
 
 def main() -> None:
