@@ -24,7 +24,8 @@ SHOW = ["balanced_accuracy", "accuracy", "macro_f1", "micro_f1", "macro_auc", "s
         "non_pause_records_flagged", "end_to_end_balanced_accuracy", "rate_consistent_share", "sinus_read_over_100_bpm",
         "af_irregular_flagged", "af_escalated", "vt_records", "vt_records_flagged", "non_vt_records_flagged", "af_records_flagged", "non_af_records_flagged",
         "present_precision", "present_recall", "negated_precision", "negated_recall", "exact_match", "parse_p50_ms",
-        "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "joint_head_gain",
+        "added_rss_mb", "balanced_accuracy_loss", "balanced_accuracy_loss_max", "top1_agreement_heldout",
+        "top1_agreement_heldout_saturating", "joint_head_gain",
         "late_facts_gain_on_refit_head", "late_facts_gain_on_run_head", "mixed_pair_gain", "wall_s"]
 
 

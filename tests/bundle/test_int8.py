@@ -88,3 +88,35 @@ def test_every_branch_keeps_its_first_convolutions_in_float(tmp_path: Path) -> N
     graph = onnx.load(str(tmp_path / "two8.onnx")).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     assert sorted(n.name for n in graph.node if n.op_type == "Conv" and n.input[1] not in dequantized) == sorted(kept)
+
+
+def test_integer_convolutions_do_not_saturate_on_any_cpu(tmp_path: Path) -> None:
+    """The sessions bundles run on compute a quantised convolution exactly on every x86 CPU. Without VNNI (AVX2, an
+    AVX-512 CPU before VNNI) ONNX Runtime's default uint8 x int8 kernel adds products in pairs into int16: 255 * 127
+    twice is 64,770, saturated to 32,767, and this convolution's output comes out halved (32.5 for 64, measured on an
+    AVX2 AMD EPYC) unless :func:`make_session` asks for the exact kernels. On a VNNI or AMX CPU it holds either way."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from carelens.bundle import make_session
+
+    c = 64
+    w = np.full((8, c, 1, 1), 127, np.int8)
+    w[1::2] = -127
+    consts = {"xs": np.float32(1 / 255), "xz": np.uint8(0), "w": w, "ws": np.float32(1 / 127), "wz": np.int8(0),
+              "ys": np.float32(1.0), "yz": np.uint8(128)}
+    node = helper.make_node
+    graph = helper.make_graph(
+        [node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]), node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+         node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]), node("Conv", ["xd", "wd"], ["conv"]),
+         node("QuantizeLinear", ["conv", "ys", "yz"], ["yq"]), node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])],
+        "qdq_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 4, 4])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(tmp_path / "qdq.onnx"))
+    y = make_session(tmp_path / "qdq.onnx").run(None, {"x": np.ones((1, c, 4, 4), np.float32)})[0]
+    # exact: 64 inputs at 255 (1.0) times weights of 127 (+-1.0) sum to +-64, within the output's range [-128, 127]
+    assert np.array_equal(y[0, :, 0, 0], np.tile([64.0, -64.0], 4))
+    assert np.array_equal(y, np.broadcast_to(y[:, :, :1, :1], y.shape))
