@@ -18,17 +18,25 @@ def _preds(run: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def test_temperature_lowers_ece_on_held_out_real_data_and_keeps_argmax(tiny_pneumonia_run: Path) -> None:
+def test_temperature_undoes_over_and_under_confidence_on_held_out_real_data(tiny_pneumonia_run: Path) -> None:
+    """Real logits made over-confident (x3) and under-confident (/3) from their own calibrated scale: the temperature
+    fitted on one half finds the factor and at least halves the other half's ECE (0.11 and 0.16 -> 0.03 with the raw
+    logits scaled alike, on an AMD EPYC). The tiny run's own logits are nearly calibrated on some CPUs (temperature
+    0.96-1.18 over 8 halvings there, ECE up or down by noise): the test sets the miscalibration, not hopes for it."""
     a = _preds(tiny_pneumonia_run)
     logits = np.concatenate([a["val_logits"], a["test_logits"]])
     y = np.concatenate([a["val_y"], a["test_y"]])
     idx = np.random.default_rng(0).permutation(len(y))
     fit, held = idx[: len(y) // 2], idx[len(y) // 2 :]
-    ts = TemperatureScaler().fit(logits[fit], y[fit])
-    before = expected_calibration_error(softmax(logits[held]), y[held])[0]
-    after = expected_calibration_error(ts.predict_proba(logits[held]), y[held])[0]
-    assert after < before
-    assert (ts.predict_proba(logits).argmax(1) == logits.argmax(1)).all()
+    calibrated = logits / TemperatureScaler().fit(logits[fit], y[fit]).temperature_
+    for k in (3.0, 1 / 3):
+        z = k * calibrated
+        ts = TemperatureScaler().fit(z[fit], y[fit])
+        assert ts.temperature_ == pytest.approx(k, rel=1e-3)  # the likelihood at T' = k T is the same function
+        before = expected_calibration_error(softmax(z[held]), y[held])[0]
+        after = expected_calibration_error(ts.predict_proba(z[held]), y[held])[0]
+        assert after < before / 2, (k, before, after)
+        assert (ts.predict_proba(z).argmax(1) == logits.argmax(1)).all()
     with pytest.raises(NotFittedError, match="call fit"):
         TemperatureScaler().predict_proba(logits)
 

@@ -1,5 +1,5 @@
 """`carelens train --nproc 2`: two processes under torchrun (DistributedDataParallel, gloo on CPU) on a tiny
-real set, with the balanced sampler; the same figures as one process within a stated tolerance; checkpoints
+real set, with the balanced sampler; the same ranking (macro AUC) as one process within a stated tolerance; checkpoints
 written once, and a distributed run resumes."""
 
 from __future__ import annotations
@@ -19,8 +19,12 @@ from carelens.data import open_dataset, split_dataset
 from carelens.train import train
 
 # Two processes split every batch of 64 into two of 32: BatchNorm sees 32 images instead of 64 and the gradient
-# sums in another order, so the runs are close, not identical. Measured on this set: differences of 0.00-0.02.
-TOLERANCE = 0.06
+# sums in another order, so the runs are close, not identical. Measured on this set: on an Intel Xeon differences of
+# 0.00-0.02 in both figures; on an AMD EPYC macro AUC 0.013 (val) and 0.017 (test) apart, but balanced accuracy 0.07
+# (0.850 / 0.922 val, 0.871 / 0.939 test): after 3 epochs where argmax falls moves more than the ranking. So the
+# ranking (AUC, threshold-free) must match; balanced accuracy must only show that both runs learned.
+TOLERANCE_AUC = 0.05
+LEARNED_BA = 0.75  # majority class alone: 0.5
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +69,8 @@ def test_two_processes_match_one_and_resume(tiny_folder: Path, tmp_path: Path) -
     assert res.returncode == 0, res.stderr[-3000:]
     done = json.loads((two / "metrics.json").read_text())
     for split in ("val", "test"):
-        for k in ("balanced_accuracy", "macro_auc"):
-            assert abs(one[split][k] - done[split][k]) <= TOLERANCE, (split, k, one[split][k], done[split][k])
-    assert done["test"]["balanced_accuracy"] > 0.6  # it learned (majority class alone: 0.5)
+        assert abs(one[split]["macro_auc"] - done[split]["macro_auc"]) <= TOLERANCE_AUC, (split, one[split], done[split])
+        assert min(one[split]["balanced_accuracy"], done[split]["balanced_accuracy"]) > LEARNED_BA, (split, one, done)
     assert [h["epoch"] for h in done["history"]] == [1, 2, 3]
     assert sorted(p.name for p in two.glob("*.pt")) == ["best.pt", "last.pt"]
     # `carelens train --nproc 2 --resume` from the folder as it was after epoch 1: it ends where the uninterrupted
