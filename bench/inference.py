@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import OUT, all_int8_graph, paired_loss, write_result
 
-from carelens.bundle import load_bundle, make_session
+from carelens.bundle import int8_instructions, load_bundle, make_session
 from carelens.data import make_splits, open_dataset
 from carelens.predict import Engine
 from carelens.preprocess import PreprocessConfig
@@ -274,7 +274,7 @@ def int8_case() -> None:
         "top1_agreement_heldout_all_int8": heldout["all_int8"]["top1_agreement"],
         "top1_agreement_heldout_saturating": heldout["int8_saturating"]["top1_agreement"],
         "model_p50_ms_saturating": round(med["int8_saturating"], 2),
-        "cpu_int8_instructions": _int8_instructions(),
+        "cpu_int8_instructions": int8_instructions(),
         "float_nodes": par.get("float_nodes"),
         "peak_rss_mb": round(rss["rss_mb"], 1), "serving_process_imported_torch": rss["torch"],
         "export_int8_s": round(export_s, 1),
@@ -367,16 +367,6 @@ def _saturating_session(model: Path):  # type: ignore[no-untyped-def]
     opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
     opts.enable_mem_pattern = False
     return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-
-
-def _int8_instructions() -> str:
-    """The CPU's 8-bit dot-product instructions: "amx", "vnni" or "none" (AVX2, AVX-512 before VNNI)."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return "amx" if "amx_int8" in flags else "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "none"
 
 
 def _cpu() -> str:

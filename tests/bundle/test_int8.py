@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from typer.testing import CliRunner
 
-from carelens.bundle import load_bundle
+from carelens.bundle import int8_instructions, load_bundle
 from carelens.cli import app
 from carelens.predict import Engine
 from carelens.steps import Run, calibrate_run
@@ -38,6 +38,7 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
     par = doc["parity"]
     assert par["int8"] and par["fp32_vs_torch"]["identical_decisions"] and par["calibration_images"] == 128
     assert par["float_nodes"] == [c.name for c in convs[:FLOAT_CONVS]]
+    assert par["cpu_int8_instructions"] == int8_instructions()  # which kind of CPU measured the agreement
     # measured on this run: agreement 1.00, the same balanced accuracy as fp32 (validation, 524 images)
     assert par["top1_agreement"] > 0.9 and par["images"] > 400
     assert abs(par["val_balanced_accuracy_shipped"] - par["val_balanced_accuracy_trained"]) < 0.05

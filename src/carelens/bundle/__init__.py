@@ -2,7 +2,7 @@
 clinical (tabular) bundles (JSON coefficients) and signal bundles (a 1-D network over heartbeats). Loading needs no torch;
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
-from carelens.bundle._load import Bundle, load_bundle, make_session, selftest_input
+from carelens.bundle._load import Bundle, int8_instructions, load_bundle, make_session, selftest_input
 from carelens.bundle._manifest import (
     FORMAT_VERSION,
     HEAD_FILE,
@@ -55,6 +55,7 @@ __all__ = [
     "TabularSpec",
     "bundle_identity",
     "generate_keys",
+    "int8_instructions",
     "is_signal",
     "is_tabular",
     "load_bundle",

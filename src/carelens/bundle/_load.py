@@ -33,7 +33,7 @@ from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 from carelens.tasks import OutputLayout
 
-__all__ = ["Bundle", "load_bundle", "make_session", "run_selftest", "selftest_input"]
+__all__ = ["Bundle", "int8_instructions", "load_bundle", "make_session", "run_selftest", "selftest_input"]
 
 
 def make_session(model_path: Path, threads: int | None = None) -> Any:
@@ -60,6 +60,19 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
     # Without it, a bundle calibrated on one CPU would be served by another computing different logits.
     opts.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
+def int8_instructions() -> str:
+    """This CPU's 8-bit dot-product instructions, which decide how fast (not, with :func:`make_session`, what) an
+    int8 graph computes: "amx", "vnni", "none" (an x86 CPU with neither) or "unknown" (no /proc/cpuinfo flags)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown"
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), None)
+    if flags is None:
+        return "unknown"
+    return "amx" if "amx_int8" in flags else "vnni" if flags & {"avx512_vnni", "avx_vnni"} else "none"
 
 
 @dataclass

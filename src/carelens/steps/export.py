@@ -30,6 +30,7 @@ from carelens.bundle import (
     SelfTest,
     SplitInfo,
     bundle_identity,
+    int8_instructions,
     load_bundle,
     make_session,
     selftest_input,
@@ -307,6 +308,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             parity["member_seeds"] = seeds
         if int8:
             selftest_atol = INT8_SELFTEST_ATOL
+            parity["cpu_int8_instructions"] = int8_instructions()  # where the agreement above was measured
     seed = 20261125
     st_in = selftest_input(seed, [1, 3, s, s])
     st_logits = sess.run(["logits"], {"input": st_in})[0]
