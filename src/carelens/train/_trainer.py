@@ -7,6 +7,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -76,16 +77,19 @@ def _to_tensor(batch_uint8: np.ndarray, pre: PreprocessConfig, dev: torch.device
 
 @torch.inference_mode()
 def predict_logits(model: Classifier, images: np.ndarray, pre: PreprocessConfig, batch: int = 64,
-                   with_features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                   with_features: bool = False, desc: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(logits, pooled features or None) of ``images`` (N, S, S, 3) uint8; ``desc``: shown as a progress bar."""
     model.eval()
     dev = next(model.parameters()).device
     logits, feats = [], []
-    for k in range(0, len(images), batch):
-        with autocast(dev):
-            lo, fe, _ = model.forward_all(_to_tensor(images[k : k + batch], pre, dev))
-        logits.append(lo.float().cpu().numpy())
-        if with_features:
-            feats.append(fe.float().cpu().numpy())
+    with progress_bar(desc, len(images)) if desc else nullcontext(lambda n: None) as advance:
+        for k in range(0, len(images), batch):
+            with autocast(dev):
+                lo, fe, _ = model.forward_all(_to_tensor(images[k : k + batch], pre, dev))
+            logits.append(lo.float().cpu().numpy())
+            if with_features:
+                feats.append(fe.float().cpu().numpy())
+            advance(len(lo))
     return np.concatenate(logits), (np.concatenate(feats) if with_features else None)
 
 
@@ -433,15 +437,16 @@ def _finish(fit: _Fit, ds: Dataset, test_idx: list[int]) -> tuple[dict[str, Any]
     """Reload the best checkpoint; metrics on val and (once) test; predictions.npz for the calibrate step."""
     model, pre = fit.model, fit.pre
     model.load_state_dict(torch.load(fit.run.best_checkpoint, map_location=fit.dev, weights_only=True)["model"])
-    val_logits, val_feats = predict_logits(model, fit.va.images, pre, with_features=True)
+    val_logits, val_feats = predict_logits(model, fit.va.images, pre, with_features=True, desc="best model's outputs: val")
     val_m = fit.task.metrics(fit.va.y, val_logits)
     # train features (no augmentation) model the in-distribution data for the OOD gate
-    train_logits, train_feats = predict_logits(model, fit.tr.images, pre, with_features=True)
+    train_logits, train_feats = predict_logits(model, fit.tr.images, pre, with_features=True,
+                                               desc="best model's outputs: train")
     test: dict[str, Any] = {}
     test_m = None
     if test_idx:
         te = load_split(ds, test_idx, pre, fit.task, "test")
-        tl, tf = predict_logits(model, te.images, pre, with_features=True)
+        tl, tf = predict_logits(model, te.images, pre, with_features=True, desc="best model's outputs: test")
         test_m = fit.task.metrics(te.y, tl)
         test = dict(test_logits=tl, test_features=tf, test_y=te.y, test_ids=np.asarray(te.ids))
     fit.run.write_predictions(Predictions(
