@@ -37,7 +37,10 @@ CALIBRATION_IMAGES = 128
 # --int8`, 2 seeds, test split): balanced-accuracy loss against fp32 0.016 -> 0.005 (mean), top-1 agreement
 # 0.970 / 0.977 -> 0.978 / 0.982.
 FLOAT_CONVS = 3
-INT8_SELFTEST_ATOL = 0.25  # integer kernels round differently across CPU instruction sets (VNNI, AMX, AVX2)
+# Integer kernels may round differently across CPU instruction sets (VNNI, AMX, AVX2). Too loose to catch saturating
+# kernels (on the `inference` bench's int8 bundle, AVX2 without make_session's exact kernels: 0.076 on the self-test
+# input, 0.0 with them on the same CPU); not tightened for want of a second kind of CPU to measure across.
+INT8_SELFTEST_ATOL = 0.25
 
 
 def indexed_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32
