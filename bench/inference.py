@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, all_int8_graph, paired_loss, write_result
+from _common import OUT, all_int8_graph, machine, paired_loss, write_result
 
 from carelens.bundle import int8_instructions, load_bundle, make_session
 from carelens.data import make_splits, open_dataset
@@ -217,7 +217,7 @@ def int8_case() -> None:
     tmodel = load_run_model(run)
     xt = torch.from_numpy(x1)
     sessions = {"fp32": b32.session, "int8": b8.session, "all_int8": make_session(all_int8),
-                "int8_saturating": _saturating_session(int8_dir / "model.onnx")}
+                "int8_saturating": make_session(int8_dir / "model.onnx", exact_int8=False)}
     single = {"fp32": [], "int8": []}  # type: ignore[var-annotated]
     model_ms = {k: [] for k in sessions}  # type: ignore[var-annotated]
     torch_ms: list[float] = []
@@ -304,7 +304,7 @@ def int8_case() -> None:
                              "says which this host has). "
                              f"{ROUNDS} interleaved rounds of 40 files end to end per model, 20 model calls per "
                              "graph, 6 PyTorch calls; throughput over 600 files, batch 32. Absolute times follow the host (PyTorch "
-                             f"eager took {tm:.1f} ms here): compare the ratios across results; CPU: " + _cpu())
+                             f"eager took {tm:.1f} ms here): compare the ratios across results; CPU: " + machine()["cpu"])
     print(res, json.dumps(metrics, indent=1))
 
 
@@ -355,25 +355,8 @@ def mem_pattern_case() -> None:
                              "median over 12 interleaved rounds (30 calls at batch 1, 4 at batch 16) of the model "
                              "alone, 2 intra-op threads; RSS: median of 3 fresh serving-like processes (no torch) that "
                              "load the bundle and predict 64 files. carelens's sessions run with the pattern off. "
-                             "CPU: " + _cpu())
+                             "CPU: " + machine()["cpu"])
     print(res, json.dumps(metrics, indent=1))
-
-
-def _saturating_session(model: Path):  # type: ignore[no-untyped-def]
-    """The bundles' session (make_session) as it was before session.x64quantprecision: ONNX Runtime's default."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 2, 1
-    opts.enable_mem_pattern = False
-    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-
-
-def _cpu() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

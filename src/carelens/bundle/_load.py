@@ -36,8 +36,9 @@ from carelens.tasks import OutputLayout
 __all__ = ["Bundle", "int8_instructions", "load_bundle", "make_session", "run_selftest", "selftest_input"]
 
 
-def make_session(model_path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime session tuned for a small CPU: intra-op threads = cores, full graph optimisation."""
+def make_session(model_path: Path, threads: int | None = None, exact_int8: bool = True) -> Any:
+    """An ONNX Runtime session tuned for a small CPU: intra-op threads = cores, full graph optimisation.
+    ``exact_int8=False``: ONNX Runtime's default integer kernels (saturating without VNNI, below; for measuring)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -58,7 +59,8 @@ def make_session(model_path: Path, threads: int | None = None) -> Any:
     # AVX2 AMD EPYC, on the `inference` bench's int8 model and 1,500 HAM10000 images it never saw: top-1 agreement
     # with fp32 0.797 -> 0.923 (logit RMSE 0.181 -> 0.068, what VNNI hosts get), model time 7.1 -> 9.1 ms (fp32 10.0).
     # Without it, a bundle calibrated on one CPU would be served by another computing different logits.
-    opts.add_session_config_entry("session.x64quantprecision", "1")
+    if exact_int8:
+        opts.add_session_config_entry("session.x64quantprecision", "1")
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
