@@ -24,7 +24,7 @@ from carelens.train import train
 # (0.850 / 0.922 val, 0.871 / 0.939 test): after 3 epochs where argmax falls moves more than the ranking. So the
 # ranking (AUC, threshold-free) must match; balanced accuracy must only show that both runs learned.
 TOLERANCE_AUC = 0.05
-LEARNED_BA = 0.75  # majority class alone: 0.5
+LEARNED_BA = 0.7  # majority class alone: 0.5; the lowest measured 0.850 (AMD EPYC, val, 120 images)
 
 
 @pytest.fixture(scope="module")
