@@ -134,3 +134,34 @@ def test_class_without_training_examples_fails_before_training(pneumonia_small: 
     with pytest.raises(ConfigError, match="normal have no training examples"):
         train(pneumonia_small, splits, TrainConfig.from_dict(CNN), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_inference_passes_run_in_onnx_runtime_with_the_same_outputs(ham: Dataset) -> None:
+    """Whole-split passes inside training (frozen features, validation, the best model's outputs) run in ONNX Runtime
+    on the CPU from ONNX_MIN_IMAGES images: the graph a bundle ships, exported from the current weights, computing
+    what PyTorch computes (to float rounding: a fine-tuned model's logits, the gate's features)."""
+    from carelens.models import build_classifier
+    from carelens.preprocess import resize_image
+    from carelens.train import ONNX_MIN_IMAGES, predict_logits
+
+    pre = PreprocessConfig(image_size=48)
+    idx = np.random.default_rng(0).choice(len(ham), ONNX_MIN_IMAGES, replace=False).tolist()
+    images = np.stack([resize_image(img, pre) for _, img in ham.iter_images(sorted(idx))])
+    model = build_classifier("efficientnet_lite0", 7, 48)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a trained head and moved BatchNorm statistics, not the fresh model's
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.add_(0.05 * torch.randn_like(m.running_mean))
+        model.head.fc.weight.normal_(0, 0.05)  # type: ignore[union-attr, operator]
+    lt, ft = predict_logits(model, images, pre, with_features=True, engine="torch")
+    lo, fo = predict_logits(model, images, pre, with_features=True, engine="onnx")
+    la, fa = predict_logits(model, images, pre, with_features=True)  # auto: ONNX Runtime from ONNX_MIN_IMAGES on the CPU
+    assert ft is not None and fo is not None and fa is not None
+    assert lt.shape == lo.shape == (ONNX_MIN_IMAGES, 7) and ft.shape == fo.shape
+    assert lt.std() > 0.1  # logits that differ between images: a comparison that can fail
+    assert np.abs(lt - lo).max() < 1e-3 and np.abs(ft - fo).max() < 1e-3
+    assert (lt.argmax(1) == lo.argmax(1)).mean() > 0.99
+    assert np.array_equal(la, lo) and np.array_equal(fa, fo)
+    with pytest.raises(ConfigError, match="engine"):
+        predict_logits(model, images[:2], pre, engine="tensorrt")

@@ -36,9 +36,9 @@ from carelens.tasks import OutputLayout
 __all__ = ["Bundle", "int8_instructions", "load_bundle", "make_session", "run_selftest", "selftest_input"]
 
 
-def make_session(model_path: Path, threads: int | None = None, exact_int8: bool = True) -> Any:
-    """An ONNX Runtime session tuned for a small CPU: intra-op threads = cores, full graph optimisation.
-    ``exact_int8=False``: ONNX Runtime's default integer kernels (saturating without VNNI, below; for measuring)."""
+def make_session(model: Path | bytes, threads: int | None = None, exact_int8: bool = True) -> Any:
+    """An ONNX Runtime session tuned for a small CPU: intra-op threads = cores, full graph optimisation. ``model``:
+    an ONNX file, or a serialised graph in memory. ``exact_int8=False``: ONNX Runtime's default integer kernels (saturating without VNNI, below; for measuring)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -61,7 +61,8 @@ def make_session(model_path: Path, threads: int | None = None, exact_int8: bool 
     # Without it, a bundle calibrated on one CPU would be served by another computing different logits.
     if exact_int8:
         opts.add_session_config_entry("session.x64quantprecision", "1")
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                providers=["CPUExecutionProvider"])
 
 
 def int8_instructions() -> str:

@@ -8,14 +8,12 @@ from __future__ import annotations
 import importlib.metadata as md
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from carelens import __version__
 from carelens.bundle import (
@@ -40,7 +38,7 @@ from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import balanced_accuracy, classification_metrics
-from carelens.models import Classifier, build_classifier
+from carelens.models import GRAPH_OUTPUTS, OPSET, Classifier, ShippedGraph, build_classifier, export_onnx
 from carelens.preprocess import preprocess
 from carelens.steps.calibrate import calibrate_run
 from carelens.steps.quantize import (
@@ -57,44 +55,8 @@ from carelens.tasks import OutputLayout
 
 __all__ = ["export_run", "load_run_model"]
 
-OPSET = 17
 INTENDED_USE = ("Decision support for triage: estimates which conditions are plausible and how urgently to seek "
                 "care. Not a diagnosis; not validated for clinical use.")
-
-
-class _Exportable(nn.Module):
-    """The graph a bundle ships: logits, the gate's features and the feature map.
-
-    With ``flips``, every image is also run mirrored left-right and top-bottom (one batch of 3N views) and its logits
-    and features are the mean over its three views (test-time augmentation inside the graph, so that every caller
-    gets it); the feature map stays the image's own, for its heatmap. With several ``models`` (an ensemble of runs
-    trained alike), the logits are the mean over the models; the features are the first model's (the OOD gate's
-    statistics live in one feature space) and the feature maps are stacked along their channels, so that the head
-    weights side by side, each divided by the number of models, give the ensemble's class-activation map."""
-
-    def __init__(self, models: Sequence[Classifier], flips: bool = False) -> None:
-        super().__init__()
-        self.models = nn.ModuleList(models)
-        self.flips = flips
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if not self.flips and len(self.models) == 1:
-            return self.models[0].forward_all(x)  # type: ignore[no-any-return, operator]
-        views = 3 if self.flips else 1
-        batch = torch.cat([x, x.flip(3), x.flip(2)]) if self.flips else x
-        outs = [m.forward_all(batch) for m in self.models]  # type: ignore[operator]
-        logits = [lo.reshape(views, -1, lo.shape[1]).mean(0) for lo, _, _ in outs]
-        feats = outs[0][1].reshape(views, -1, outs[0][1].shape[1]).mean(0)
-        fmaps = [fm.reshape(views, -1, *fm.shape[1:])[0] for _, _, fm in outs]
-        if len(outs) == 1:
-            return logits[0], feats, fmaps[0]
-        return torch.stack(logits).mean(0), feats, torch.cat(fmaps, dim=1)
-
-    def head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The head's (weight, bias) for heatmaps over the shipped feature map: the models' side by side / n."""
-        parts = [m.head.linear() for m in self.models]  # type: ignore[union-attr, operator]
-        n = len(parts)
-        return torch.cat([w for w, _ in parts], dim=1) / n, torch.stack([b for _, b in parts]).mean(0)
 
 
 def _versions() -> dict[str, str]:
@@ -265,15 +227,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     out.mkdir(parents=True)
     s = pre.image_size
     dummy = torch.zeros(2, 3, s, s)
-    graph = _Exportable(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
-        torch.onnx.export(
-            graph, (dummy,), str(out / "model.onnx"), input_names=["input"],
-            output_names=["logits", "features", "fmap"], opset_version=OPSET, dynamo=False,
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"},
-                          "fmap": {0: "batch"}},
-        )
+    graph = ShippedGraph(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
+    export_onnx(graph, (dummy,), out / "model.onnx", ["input"], GRAPH_OUTPUTS)
     weight, bias = graph.head()
     np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
     shutil.copy(r.ood_path, out / "ood.npz")
@@ -283,7 +238,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     with torch.inference_mode():
         t_logits, t_feats, t_fmap = (a.numpy() for a in graph(torch.from_numpy(batch)))
     sess = make_session(out / "model.onnx")
-    o_logits, _, _ = sess.run(["logits", "features", "fmap"], {"input": batch})
+    o_logits, _, _ = sess.run(GRAPH_OUTPUTS, {"input": batch})
     diff = float(np.abs(o_logits - t_logits).max())
     if cal.multilabel is not None:  # every condition's decision (present at its threshold) must agree, except
         k = len(cfg.class_ids)      # where a probability sits on the threshold itself (a validation image's)
@@ -325,7 +280,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         label_spec=spec,
         class_ids=cfg.class_ids,
         preprocess=pre,
-        model_io=ModelIO(input="input", outputs=["logits", "features", "fmap"], opset=OPSET,
+        model_io=ModelIO(input="input", outputs=GRAPH_OUTPUTS, opset=OPSET,
                          features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
                          views="flips" if flips else None,
                          members=len(models) if members else None),

@@ -5,6 +5,7 @@ from carelens.config import AUGMENT_PRESETS, IMBALANCE_STRATEGIES, TrainConfig
 from carelens.train._augment import build_augment
 from carelens.train._crossval import cross_validate
 from carelens.train._losses import FocalLoss, build_loss, class_weights
+from carelens.train._runtime import configure_runtime
 from carelens.train._signal import (
     SignalTrainResult,
     export_beats,
@@ -15,11 +16,12 @@ from carelens.train._signal import (
     train_records,
 )
 from carelens.train._tracking import MlflowTracker, Tracker, make_tracker
-from carelens.train._trainer import RunResult, load_split, predict_logits, train
+from carelens.train._trainer import ONNX_MIN_IMAGES, RunResult, load_split, predict_logits, train
 
 __all__ = [
     "AUGMENT_PRESETS",
     "IMBALANCE_STRATEGIES",
+    "ONNX_MIN_IMAGES",
     "FocalLoss",
     "MlflowTracker",
     "RunResult",
@@ -29,6 +31,7 @@ __all__ = [
     "build_augment",
     "build_loss",
     "class_weights",
+    "configure_runtime",
     "cross_validate",
     "export_beats",
     "export_records",

@@ -32,7 +32,7 @@ from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGat
 from carelens.ecg import BEAT_WINDOW, BeatSet
 from carelens.errors import ConfigError
 from carelens.labels import LabelSpec
-from carelens.models import BeatNet, RecordNet
+from carelens.models import BeatNet, RecordNet, export_onnx
 from carelens.steps import ood_classes, urgent_recall_floor
 from carelens.train._losses import build_loss, positive_weights
 from carelens.train._runtime import configure_runtime
@@ -157,9 +157,8 @@ def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spe
     onnx_path = out / "model.onnx"
     n = min(8, len(val))
     waves, rr = val.waves[:n], val.rr[:n]
-    torch.onnx.export(model.eval(), (torch.from_numpy(waves), torch.from_numpy(rr)), str(onnx_path),
-                      input_names=["wave", "rr"], output_names=["logits", "features"],
-                      dynamic_axes={"wave": {0: "n"}, "rr": {0: "n"}}, dynamo=False)
+    export_onnx(model, (torch.from_numpy(waves), torch.from_numpy(rr)), onnx_path, ["wave", "rr"],
+                ["logits", "features"])
     return write_signal_bundle(out, onnx_path, gate, name=name, version=version, spec=spec, window=BEAT_WINDOW,
                                temperature=ts, conformal=cp, selftest={"wave": waves, "rr": rr},
                                metrics=metrics or {}, training=training or {}, versions=_versions())
@@ -187,8 +186,7 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     out.mkdir(parents=True, exist_ok=True)
     onnx_path = out / "model.onnx"
     sample = np.ascontiguousarray(val_x[:2])
-    torch.onnx.export(model.eval(), (torch.from_numpy(sample),), str(onnx_path), input_names=["signal"],
-                      output_names=["logits", "features"], dynamic_axes={"signal": {0: "n"}}, dynamo=False)
+    export_onnx(model, (torch.from_numpy(sample),), onnx_path, ["signal"], ["logits", "features"])
     return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
                                window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
                                multilabel=cal, selftest={"signal": sample}, metrics=metrics or {},
