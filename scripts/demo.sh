@@ -20,8 +20,9 @@ if [ -d "${CARELENS_DATA:-../shared/data}/ham10000" ]; then
   # 128 px, head then 3 fine-tune epochs with the balanced sampler (scripts/demo_ham10000.json); the export averages
   # each image with its two mirror images inside the model (lesions have no left or right): validation balanced
   # accuracy 0.655 -> 0.676 over 3 seeds of this recipe (bench/ham_options.py). Measured (python bench/demo.py,
-  # 2 cores): 541-740 s to the served page (740 on an AVX2 AMD EPYC), test balanced accuracy 0.733-0.753, melanoma
-  # recall 0.68-0.69 (the head alone: 0.542, 0.35)
+  # 2 cores): 631 s to the served page on an AVX2 AMD EPYC, the slowest host measured (740 s there before training's
+  # whole-split passes ran in ONNX Runtime; 541-671 s on Intel hosts before that), test balanced accuracy 0.730-0.753,
+  # melanoma recall 0.63-0.69 over four runs (the head alone: 0.542, 0.35)
   TRAIN=(--config scripts/demo_ham10000.json)
   EXPORT=(--flips)
 else
