@@ -79,8 +79,9 @@ def _to_tensor(batch_uint8: np.ndarray, pre: PreprocessConfig, dev: torch.device
 
 # Inference passes over at least this many images run in ONNX Runtime on the CPU, through the graph a bundle ships
 # exported from the current weights: the same outputs (logits within 1e-5) several times faster than eager PyTorch
-# (EfficientNet-Lite0 at 128 px, batch 64, AVX2 AMD EPYC, 2 threads: 86 -> 330 images/s, the export and session
-# 1.2 s; `python bench/train_inference.py`). Below it the export costs more than it saves.
+# (EfficientNet-Lite0 at 128 px, batch 64, AVX2 AMD EPYC, 2 threads: 125 -> 288 images/s in `python
+# bench/train_inference.py`, the export and session 0.8 s; the `make demo` training's features pass 61 -> 18 s on
+# 5,957 images). Below it the export costs more than it saves.
 ONNX_MIN_IMAGES = 256
 
 
