@@ -63,6 +63,5 @@ def export_onnx(module: nn.Module, inputs: tuple[torch.Tensor, ...], dst: Path |
         warnings.simplefilter("ignore")
         inputs = tuple(t.clone() for t in inputs)  # a tensor made in inference mode cannot be traced
         torch.onnx.export(module, inputs, str(dst) if isinstance(dst, Path) else dst,  # type: ignore[arg-type]
-                          input_names=input_names,
-                          output_names=output_names, opset_version=OPSET, dynamo=False,
+                          input_names=input_names, output_names=output_names, opset_version=OPSET, dynamo=False,
                           dynamic_axes={n: {0: "batch"} for n in [*input_names, *output_names]})

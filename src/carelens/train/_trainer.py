@@ -97,39 +97,40 @@ def predict_logits(model: Classifier, images: np.ndarray, pre: PreprocessConfig,
     model.eval()
     dev = next(model.parameters()).device
     onnx = engine == "onnx" or (engine == "auto" and dev.type == "cpu" and len(images) >= ONNX_MIN_IMAGES)
-    forward = _onnx_forward(model, pre) if onnx else _torch_forward(model, pre, dev)
+    names = ["logits", "features"] if with_features else ["logits"]
+    forward = _onnx_forward(model, pre, names) if onnx else _torch_forward(model, pre, dev, names)
     logits, feats = [], []
     with progress_bar(desc, len(images)) if desc else nullcontext(lambda n: None) as advance:
         for k in range(0, len(images), batch):
-            lo, fe = forward(images[k : k + batch])
-            logits.append(lo)
+            outs = forward(images[k : k + batch])
+            logits.append(outs[0])
             if with_features:
-                feats.append(fe)
-            advance(len(lo))
+                feats.append(outs[1])
+            advance(len(outs[0]))
     return np.concatenate(logits), (np.concatenate(feats) if with_features else None)
 
 
-Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # uint8 images -> (logits, features)
+Forward = Callable[[np.ndarray], list[np.ndarray]]  # uint8 images -> the named outputs (logits[, features])
 
 
-def _torch_forward(model: Classifier, pre: PreprocessConfig, dev: torch.device) -> Forward:
-    def forward(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _torch_forward(model: Classifier, pre: PreprocessConfig, dev: torch.device, names: list[str]) -> Forward:
+    def forward(images: np.ndarray) -> list[np.ndarray]:
         with autocast(dev):
             lo, fe, _ = model.forward_all(_to_tensor(images, pre, dev))
-        return lo.float().cpu().numpy(), fe.float().cpu().numpy()
+        outs = {"logits": lo, "features": fe}
+        return [outs[n].float().cpu().numpy() for n in names]
     return forward
 
 
-def _onnx_forward(model: Classifier, pre: PreprocessConfig) -> Forward:
+def _onnx_forward(model: Classifier, pre: PreprocessConfig, names: list[str]) -> Forward:
     buf = io.BytesIO()
     s = pre.image_size
     export_onnx(ShippedGraph([model]), (torch.zeros(2, 3, s, s, device=next(model.parameters()).device),), buf,
                 ["input"], GRAPH_OUTPUTS)
     session = make_session(buf.getvalue(), threads=torch.get_num_threads())
 
-    def forward(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo, fe = session.run(["logits", "features"], {"input": normalize(images, pre)})
-        return lo, fe
+    def forward(images: np.ndarray) -> list[np.ndarray]:
+        return session.run(names, {"input": normalize(images, pre)})  # type: ignore[no-any-return]
     return forward
 
 
