@@ -258,3 +258,20 @@ def test_web_page_renders_a_clinical_form(chromium: str, data_dir: Path, tmp_pat
         srv.kill()
     assert photo_hidden and banner.startswith("CONSULTATION 24") and errors == []
     assert any("raises the risk of heart disease" in f for f in factors), factors
+
+
+def test_a_worker_dumps_its_counts_from_two_threads_at_once(tmp_path: Path) -> None:
+    """A worker among several writes its counts from its sync thread and from a /metrics scrape at the same time: no
+    dump may fail, and the folder always sums to the counts (with one temporary file name, a rename failed and the
+    scrape answered 500)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from carelens.serve.metrics import Metrics
+
+    m = Metrics()
+    for _ in range(5):
+        m.observe_request("POST", "/v1/models/{name}/predict", 200, 0.01)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: m.dump(tmp_path), range(400)))  # raises here if any dump failed
+    assert 'status="200"} 5' in Metrics.combined(tmp_path).render()
+    assert [p.name for p in tmp_path.iterdir()] == [f"worker-{os.getpid()}.json"]  # no temporary file left behind

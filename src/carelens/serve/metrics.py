@@ -86,9 +86,11 @@ class Metrics:
                 self.latency_sum[route] += v
 
     def dump(self, folder: Path) -> None:
-        """Write this worker's counts to ``folder`` (atomically: a reader never sees half a file)."""
+        """Write this worker's counts to ``folder`` (atomically: a reader never sees half a file). Each call writes its
+        own temporary file: a worker dumps from its sync thread and from a /metrics scrape at once, and with one shared
+        name the second rename found the file already moved (a scrape answered 500 in CI)."""
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".worker-{os.getpid()}.json.tmp"
+        tmp = folder / f".worker-{os.getpid()}-{uuid.uuid4().hex}.json.tmp"
         tmp.write_text(json.dumps(self.state()))
         tmp.replace(folder / f"worker-{os.getpid()}.json")
 
