@@ -88,7 +88,7 @@ def pneumonia_npz(data_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_pneumonia_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small real run shared by the calibration and bundle tests (small CNN, PneumoniaMNIST 28px)."""
+    """A small real run shared by the calibration and bundle tests (small CNN of width 16, PneumoniaMNIST 28px)."""
     import numpy as np
 
     from carelens.data import make_splits, open_dataset
@@ -103,8 +103,8 @@ def tiny_pneumonia_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         keep += sorted(rng.choice(idx, min(n, len(idx)), replace=False).tolist())
     small = ds.subset(keep)
     run = tmp_path_factory.mktemp("pneumonia") / "run"
-    cfg = TrainConfig(model="small_cnn", preprocess=PreprocessConfig(image_size=28), head_epochs=0, finetune_epochs=4, lr_finetune=3e-3,
-                      batch_size=64, augment="xray", threads=2, patience=0)
+    cfg = TrainConfig(model="small_cnn", width=16, preprocess=PreprocessConfig(image_size=28), head_epochs=0,
+                      finetune_epochs=4, lr_finetune=3e-3, batch_size=64, augment="xray", threads=2, patience=0)
     train(small, make_splits(small), cfg, run)
     return run
 

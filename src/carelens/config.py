@@ -64,6 +64,9 @@ class TrainConfig:
     severity_weight: float = 1.0  # multi-label only: weight of the severity loss beside the condition loss
     seed: int = 0
     threads: int | None = None
+    # small_cnn only: the channels of its first stage (doubling at each of the next three); 16 trains about 3x
+    # faster than the default 32 on a CPU, for small sets or quick checks
+    width: int = 32
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +108,10 @@ class TrainConfig:
             problems.append("dropout and label_smoothing must be in [0, 1)")
         if self.severity_head not in ("softmax", "ordinal"):
             problems.append(f"severity_head must be softmax or ordinal, got {self.severity_head!r}")
+        if self.width != 32 and self.model != "small_cnn":
+            problems.append(f"width applies to small_cnn only (model {self.model!r} has a fixed width)")
+        if self.width < 4:
+            problems.append(f"width must be >= 4 channels, got {self.width}")
         if self.focal_gamma < 0:
             problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         if problems:

@@ -26,6 +26,7 @@ def test_run_reads_a_config_written_before_the_recipe_held_its_preprocessing(tmp
     cfg = Run(tmp_path).config
     assert cfg.preprocess.image_size == 28 and cfg.preprocess.resize == "pad"
     assert cfg.train.model == "small_cnn" and cfg.train.imbalance == ("weighted",)
+    assert cfg.train.width == 32  # the only small_cnn there was then
     assert cfg.dataset.source == "/data/p.npz" and cfg.class_ids == ["normal", "pneumonia"]
     again = type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict())))  # the current layout round-trips
     assert again == cfg

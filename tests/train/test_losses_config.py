@@ -45,6 +45,8 @@ def test_class_weights_raise_the_cost_of_missing_a_rare_class() -> None:
         ({"augment": "sepia"}, "augment must be one of"),
         ({"ema": 1.0}, "ema must be a decay in"),
         ({"mixup": -0.2}, "mixup must be a Beta concentration"),
+        ({"width": 16}, "width applies to small_cnn only"),
+        ({"model": "small_cnn", "width": 2}, "width must be >= 4"),
     ],
 )
 def test_bad_config_fails_before_training(kwargs: dict, match: str) -> None:

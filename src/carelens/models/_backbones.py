@@ -135,9 +135,10 @@ def _weights_file(variant: int) -> str:
     return str(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def build_backbone(name: str, image_size: int, pretrained: bool = True) -> Backbone:
+def build_backbone(name: str, image_size: int, pretrained: bool = True, width: int = 32) -> Backbone:
+    """``width``: small_cnn's first-stage channels (the EfficientNets have their own)."""
     if name.startswith("efficientnet_lite") and name in BACKBONES:
         return EfficientNetLite(image_size, pretrained=pretrained, variant=int(name[-1]))
     if name == "small_cnn":
-        return SmallCNN(image_size)
+        return SmallCNN(image_size, width=width)
     raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

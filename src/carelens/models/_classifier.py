@@ -95,9 +95,9 @@ class Classifier(nn.Module):
 
 
 def build_classifier(backbone: str, n_classes: int, image_size: int, *, pretrained: bool = True,
-                     dropout: float = 0.2, layout: OutputLayout | None = None) -> Classifier:
+                     dropout: float = 0.2, layout: OutputLayout | None = None, width: int = 32) -> Classifier:
     """A backbone with a multiclass head of ``n_classes``, or with ``layout`` a multi-label head."""
-    bb = build_backbone(backbone, image_size, pretrained=pretrained)
+    bb = build_backbone(backbone, image_size, pretrained=pretrained, width=width)
     head: nn.Module = (MultilabelHead(bb.out_channels, layout, dropout) if layout is not None
                        else MulticlassHead(bb.out_channels, n_classes, dropout))
     return Classifier(bb, head)

@@ -76,7 +76,7 @@ def load_run_model(run: str | Path | Run) -> Classifier:
     t, spec = r.config.train, r.config.spec
     layout = OutputLayout.of(spec, t.severity_head) if spec is not None and spec.multilabel else None
     model = build_classifier(t.model, len(r.config.class_ids), t.image_size, pretrained=False, dropout=t.dropout,
-                             layout=layout)
+                             layout=layout, width=t.width)
     model.load_state_dict(torch.load(r.best_checkpoint, map_location="cpu", weights_only=True)["model"])
     return model.eval()
 

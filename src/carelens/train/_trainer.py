@@ -296,7 +296,7 @@ def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: Tra
     torch.manual_seed(config.seed)
     n_out = len(class_ids)
     model = build_classifier(config.model, n_out, config.image_size, pretrained=config.pretrained,
-                             dropout=config.dropout, layout=task.layout).to(dev)
+                             dropout=config.dropout, layout=task.layout, width=config.width).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss_fn = task.loss(tr.y).to(dev)
     fit = _Fit(model, loss_fn, config, run, tr, va, task, dev)
