@@ -82,9 +82,6 @@ class Engine:
         self.ref = bundle.ref
         self.coverage = 1.0 - bundle.alpha
 
-    def model_only(self, batch: np.ndarray) -> np.ndarray:
-        return self.bundle.run(batch)[0]
-
     def infer(self, images: list[np.ndarray]) -> Inference:
         """Every number the bundle computes for a batch of decoded uint8 images (any size)."""
         b = self.bundle
