@@ -7,11 +7,14 @@ it trains with; nothing copies its fields.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from carelens.errors import ConfigError
 from carelens.preprocess import PreprocessConfig
@@ -154,9 +157,26 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ConfigError(f"unknown training settings: {', '.join(unknown)}")
-        pre = d.get("preprocess")
-        pre_dict = pre.to_dict() if isinstance(pre, PreprocessConfig) else dict(pre or {})
-        d["preprocess"] = PreprocessConfig.from_dict({**pre_dict, **shorthand})
-        if "imbalance" in d:
-            d["imbalance"] = tuple(d["imbalance"])
-        return cls(**d)
+        pre = d.get("preprocess") or {}
+        if isinstance(pre, PreprocessConfig):
+            pre = pre.to_dict()
+        d["preprocess"] = {**pre, **shorthand} if isinstance(pre, dict) else pre
+        try:  # every value checked against its field's type (a JSON file may hold "wide" for a number)
+            return _typed().validate_python(d)
+        except ValidationError as exc:
+            raise ConfigError("invalid training config: " + "; ".join(_problem(e) for e in exc.errors())) from None
+
+
+@functools.cache
+def _typed() -> TypeAdapter[TrainConfig]:
+    return TypeAdapter(TrainConfig)
+
+
+def _problem(error: Any) -> str:
+    """One of pydantic's errors in the words of a training config: a ConfigError raised by the checks above as its
+    own text, a value of the wrong type as the setting, what was expected and what was given."""
+    raised = error.get("ctx", {}).get("error")
+    if isinstance(raised, ConfigError):
+        return str(raised).removeprefix("invalid training config: ")
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]} (got {error['input']!r})"

@@ -54,6 +54,24 @@ def test_bad_config_fails_before_training(kwargs: dict, match: str) -> None:
         TrainConfig(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"model": "small_cnn", "width": "wide"}, r"width: input should be a valid integer.*\(got 'wide'\)"),
+        ({"finetune_epochs": 2.5}, r"finetune_epochs: input should be a valid integer, got a number with a fractional"),
+        ({"preprocess": {"image_size": "big"}}, r"preprocess.image_size: input should be a valid integer"),
+        ({"resize": "zoom"}, r"preprocess.resize: input should be 'stretch', 'pad' or 'center_crop' \(got 'zoom'\)"),
+        ({"imbalance": ["weighted", 3]}, r"imbalance.1: input should be a valid string"),
+        ({"width": 16, "augment": "sepia"}, r"augment must be one of .*; width applies to small_cnn only"),
+    ],
+)
+def test_a_settings_file_of_the_wrong_types_names_each_setting(settings: dict, match: str) -> None:  # type: ignore[type-arg]
+    """A JSON settings file is checked value by value against the recipe's types (a ConfigError, not a TypeError
+    from deep inside), and the recipe's own checks keep their words."""
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict(settings)
+
+
 def test_config_round_trip() -> None:
     c = TrainConfig(imbalance=("weighted", "balanced_sampler"), seed=3)
     assert TrainConfig.from_dict(c.to_dict()) == c
