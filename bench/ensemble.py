@@ -113,8 +113,9 @@ def candidates(ds: Any, splits: Any, class_ids: list[str]) -> dict[str, Any]:
 
 def larger_ensembles(ds: Any, splits: Any, class_ids: list[str]) -> dict[str, Any]:
     """Validation figures (with flips) of every ensemble of three of the four seeds and of all four: what more
-    members would buy. Not candidates: the budget holds two seeds (9-19 minutes a seed on these hosts, so three take
-    27-57 minutes against 45)."""
+    members would buy. Not candidates: when measured, the budget held two seeds (9-19 minutes a seed on these hosts,
+    so three took 27-57 minutes against 45); since training's passes run in ONNX Runtime three take 31.9 minutes
+    (bench/ensemble_budget.py), so a three-seed candidate needs six seeds (two triples) here."""
     views = {s: val_views(s, ds, splits) for s in SEEDS}
     out: dict[str, Any] = {}
     for n in (3, 4):

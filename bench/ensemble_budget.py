@@ -23,17 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import resized_images, write_result
-from ham_options import HERE, metrics_of, one, spread, view_logits
+from _common import write_result
+from ensemble import HERE as VIEWS_DIR
+from ensemble import group_logits, run_dir, train_wall_s, val_views
+from ham_options import metrics_of, one, spread
 
 from carelens.data import open_dataset, split_dataset
 from carelens.steps import Run
 
-OPTION = "size160"
 BUDGET_S = 45 * 60
 
 
@@ -42,25 +41,26 @@ def main(argv: list[str]) -> None:
     ds = open_dataset("ham10000")
     splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
     t0 = time.perf_counter()
-    rows = {s: one(OPTION, s, ds, splits) for s in seeds}  # trains the seeds not trained yet
-    runs = {s: HERE / f"{OPTION}_s{s}" / "run" for s in seeds}
-    first = Run(runs[seeds[0]])
-    class_ids, y = first.config.class_ids, first.predictions().val_y
-    images = resized_images(ds, splits.indices(ds, "val"), first.config.train.preprocess)
-    flips = {s: np.mean(view_logits(runs[s], images), axis=0) for s in seeds}
+    for s in seeds:
+        one("size160", s, ds, splits)  # trains the seeds not trained yet (bench/ensemble.py's run_dir reads them)
+    VIEWS_DIR.mkdir(parents=True, exist_ok=True)
+    views = {s: val_views(s, ds, splits) for s in seeds}  # (labels, logits per flip view), cached beside ensemble.py's
+    class_ids = Run(run_dir(seeds[0])).config.class_ids
 
-    def figures(members: tuple[int, ...]) -> dict[str, Any]:
-        m = metrics_of(y, np.mean([flips[s] for s in members], axis=0), class_ids)
+    def figures(group: tuple[int, ...]) -> dict[str, Any]:
+        m = metrics_of(views[group[0]][0], group_logits(views, group, flips=True), class_ids)
         return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_auc": m["macro_auc"],
-                "mel_recall": m["per_class_recall"]["mel"], "train_wall_s": sum(rows[s]["wall_s"] for s in members)}
+                "mel_recall": m["per_class_recall"]["mel"], "train_wall_s": sum(train_wall_s(s) for s in group)}
 
-    groups = {k: [figures(c) for c in itertools.combinations(seeds, k)] for k in range(1, len(seeds) + 1)}
-    names = {1: "single_flips", 2: "ensemble2_flips", 3: "ensemble3_flips", 4: "ensemble4_flips"}
-    val = {names[k]: {"members": [list(c) for c in itertools.combinations(seeds, k)],
-                      **{key: spread([r[key] for r in rs]) for key in rs[0]}} for k, rs in groups.items()}
-    largest = val[names[len(seeds)]]
+    val: dict[str, Any] = {}
+    for k in range(1, len(seeds) + 1):
+        groups = list(itertools.combinations(seeds, k))
+        rows = [figures(g) for g in groups]
+        val["single_flips" if k == 1 else f"ensemble{k}_flips"] = {
+            "members": [list(g) for g in groups], **{key: spread([r[key] for r in rows]) for key in rows[0]}}
+    largest = val[f"ensemble{len(seeds)}_flips"]
     metrics = {
-        "seed_train_wall_s": {str(s): rows[s]["wall_s"] for s in seeds},
+        "seed_train_wall_s": {str(s): train_wall_s(s) for s in seeds},
         "wall_s": largest["train_wall_s"]["max"],  # the largest ensemble's training, seeds one after another
         "fits_budget": largest["train_wall_s"]["max"] <= BUDGET_S,
         "val": val,
@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
     print(write_result(
         "ham10000_ensemble_budget", "ham10000", time.perf_counter() - t0, metrics, {"wall_s": BUDGET_S}, split="val",
         notes=f"command: python bench/ensemble_budget.py {','.join(map(str, seeds))}; bench/ham_options.py's "
-              f"{OPTION} recipe (scripts/demo_ham10000.json at 160 px, 3 fine-tune epochs), seeds "
+              f"size160 recipe (scripts/demo_ham10000.json at 160 px, 3 fine-tune epochs), seeds "
               f"{seeds} each trained alone on this host (wall_s = the {len(seeds)} seeds' training summed, the "
               "45-minute budget's measure). Validation only (lesion-grouped split, seed 0): argmax of the mean logits "
               "over the members and over each image's 3 flip views; every single seed, pair and the whole set; "

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from helpers import CHROMIUM_ARGS
 
+from carelens.serve.metrics import Metrics
 from carelens.serve.storage import AuditLog
 
 
@@ -264,10 +266,6 @@ def test_a_worker_dumps_its_counts_from_two_threads_at_once(tmp_path: Path) -> N
     """A worker among several writes its counts from its sync thread and from a /metrics scrape at the same time: no
     dump may fail, and the folder always sums to the counts (with one temporary file name, a rename failed and the
     scrape answered 500)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from carelens.serve.metrics import Metrics
-
     m = Metrics()
     for _ in range(5):
         m.observe_request("POST", "/v1/models/{name}/predict", 200, 0.01)
