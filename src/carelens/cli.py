@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from carelens import __version__
@@ -78,15 +80,49 @@ def version() -> None:
 
 @app.command()
 @_edge
-def specs() -> None:
-    """List the label specs that ship with carelens."""
+def specs(
+    init: Annotated[str | None, typer.Option(help="Write a spec to edit for this dataset (as for `audit`): a class per "
+                                                  "label, every one at the default severity and triage.")] = None,
+    out: Annotated[Path, typer.Option(help="With --init: the YAML file to write.")] = Path("spec.yaml"),
+) -> None:
+    """List the label specs that ship with carelens, or with --init write one to edit for your data."""
     from carelens.labels import builtin_specs, load_spec
 
+    if init is not None:
+        _init_spec(init, out)
+        return
     table = Table("spec", "classes", "title")
     for name in builtin_specs():
         s = load_spec(name)
         table.add_row(name, str(len(s.classes)), s.title)
     console.print(table)
+
+
+SPEC_HEADER = """\
+# Label spec for {data}, written by `carelens specs --init`. Set, for each class, what a clinician would:
+#   severity: low | moderate | high | critical   (high and critical count as "must not miss": the critical-miss rate
+#             is measured on them and the decision rule escalates when one is plausible)
+#   triage:   self_care | consultation | consultation_24 | emergency | emergency_ambulance
+#   advice:   what to tell the person; name: how the class is shown; group: the body system
+# `merge` maps each source label onto its class id; ids are lower-case letters, digits and _.
+# Then: carelens train {data} --spec {out}
+"""
+
+
+def _init_spec(data: str, out: Path) -> None:
+    import yaml
+
+    from carelens.data import open_dataset
+    from carelens.labels import template_spec
+
+    if out.exists():
+        raise ConfigError(f"{out} exists; choose another --out or delete it (a spec you edited is not overwritten)")
+    ds = open_dataset(data)
+    spec = template_spec(ds.name, ds.class_counts())
+    out.write_text(SPEC_HEADER.format(data=data, out=out) + yaml.safe_dump(spec.to_dict(), sort_keys=False,
+                                                                        allow_unicode=True), encoding="utf-8")
+    console.print(f"wrote {out}: {len(spec.classes)} classes, every one at severity moderate and triage consultation "
+                  "until you set them")
 
 
 @app.command()
@@ -234,6 +270,10 @@ def train_cmd(
         settings["imbalance"] = tuple(s.strip() for s in imbalance.split(","))
     cfg = TrainConfig.from_dict(settings)  # fails here, before any image is read
     ds = open_dataset(data, spec)
+    if ds.spec is None:
+        from carelens.labels import NO_SPEC_NOTE
+
+        err_console.print(f"[yellow]! {NO_SPEC_NOTE}[/yellow]")
     if folds is not None:
         pairs = None
         if not ds.has_groups:
@@ -377,7 +417,7 @@ def _print_multilabel_calibration(r: dict[str, Any]) -> None:
 def export(
     run: Annotated[Path, typer.Argument(help="A calibrated training run.")],
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
-    name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name).")] = None,
+    name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name; without a spec, the dataset's).")] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default: a UTC timestamp).")] = None,
     zip_: Annotated[bool, typer.Option("--zip", help="Also write BUNDLE.zip.")] = False,
     sign: Annotated[Path | None, typer.Option(help="Ed25519 private key (PEM) to sign the bundle with.")] = None,
@@ -1161,7 +1201,14 @@ def scenarios_run(
     console.print(f"{passed} of {len(results)} scenarios passed; wrote {report}")
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    """A warning as the CLI's other notices are shown: one yellow line on stderr, no source location."""
+    err_console.print(f"[yellow]! {escape(str(message))}[/yellow]", highlight=False)
+
+
 def main() -> None:
+    warnings.showwarning = _one_line_warning
     app()
 
 

@@ -10,7 +10,9 @@ source labels that are left out on purpose.
 from __future__ import annotations
 
 import fnmatch
+import glob
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from carelens.errors import LabelSpecError
 
 __all__ = [
+    "NO_SPEC_NOTE",
     "SEVERITIES",
     "TASKS",
     "TRIAGE_LEVELS",
@@ -34,6 +37,8 @@ __all__ = [
     "SeverityLevel",
     "builtin_specs",
     "load_spec",
+    "spec_from_labels",
+    "template_spec",
     "triage_rank",
 ]
 
@@ -335,6 +340,50 @@ class LabelSpec(BaseModel):
 
 
 _UNKNOWN = object()
+_CLASS_ID = re.compile(r"^[a-z0-9_]+$")  # ClassSpec.id's pattern
+
+NO_SPEC_NOTE = ("no label spec: every class has the default severity (moderate) and triage level (consultation), so "
+                "none counts as critical, no answer is ever escalated and the critical-miss rate is not measured; "
+                "`carelens specs --init DATA` writes a spec to edit (each class's severity, triage and advice), then "
+                "train with --spec")
+
+
+def spec_from_labels(name: str, labels: Iterable[str]) -> LabelSpec:
+    """The spec of data that has none: a class per label, its id and name the label itself, every class at the
+    defaults (see ``NO_SPEC_NOTE``). LabelSpecError, naming the fix, when a label cannot be a class id."""
+    labels = list(labels)
+    bad = [x for x in labels if not _CLASS_ID.fullmatch(x)]
+    if bad:
+        raise LabelSpecError(
+            f"the labels {', '.join(repr(x) for x in bad)} cannot be class ids (lower-case letters, digits and _ "
+            "only), and the data has no label spec to map them onto ids: `carelens specs --init DATA --out "
+            "spec.yaml` writes one that does (edit each class's severity and triage), then train with --spec "
+            "spec.yaml; or rename the folders or labels")
+    return LabelSpec(name=name or "unnamed", classes=tuple(ClassSpec(id=x, name=x) for x in labels))
+
+
+def _id_of(text: str) -> str:
+    """``text`` as an id: accents dropped (é -> e), lower case, every run of other characters one ``_``."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", plain.lower()).strip("_")
+
+
+def template_spec(name: str, labels: Iterable[str]) -> LabelSpec:
+    """A spec to edit for data that has none: a class per label, named as the label, with an id made from it
+    (lower case, runs of other characters as ``_``; a merge rule maps the label onto it where they differ); every
+    class at the default severity and triage, which the person who knows the conditions must set."""
+    classes: list[ClassSpec] = []
+    merge: list[MergeRule] = []
+    for label in labels:
+        base = _id_of(label) or "class"
+        cid, k = base, 2
+        while cid in {c.id for c in classes}:  # 'Benign' and 'benign ' would meet at one id
+            cid, k = f"{base}_{k}", k + 1
+        classes.append(ClassSpec(id=cid, name=label))
+        if cid != label:
+            merge.append(MergeRule(sources=(glob.escape(label),), to=cid))  # the label as a pattern, matched literally
+    return LabelSpec(name=_id_of(name) or "my_spec", title=name,
+                     classes=tuple(classes), merge=tuple(merge))
 
 
 def builtin_specs() -> list[str]:

@@ -201,6 +201,7 @@ def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz
 def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
     """A model trained to find a bright blob looks at the blob."""
     from carelens.data import make_splits, open_dataset
+    from carelens.labels import NO_SPEC_NOTE
     from carelens.train import TrainConfig, train
 
     rng = np.random.default_rng(0)
@@ -217,8 +218,10 @@ def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(ds, make_splits(ds), TrainConfig(model="small_cnn", preprocess=PreprocessConfig(image_size=32), head_epochs=0, finetune_epochs=4,
                                            lr_finetune=3e-3, batch_size=32, augment="none", threads=2), run)
-    calibrate_run(run)
-    engine = Engine(load_bundle(export_run(run, tmp_path / "bundle")))
+    assert NO_SPEC_NOTE in calibrate_run(run).report["warnings"]  # every class at the defaults: nothing escalates
+    bundle = load_bundle(export_run(run, tmp_path / "bundle"))
+    assert bundle.spec.name == "blobs"  # no label spec, no --name: the model is named after its data, not "unnamed"
+    engine = Engine(bundle)
     hits = 0
     for k in range(10):
         img = rng.integers(0, 60, (48, 40, 3)).astype(np.uint8)  # another size than training: mapped back

@@ -9,6 +9,7 @@ import pytest
 
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler, conservative_rank
 from carelens.errors import ConfigError, NotFittedError
+from carelens.labels import NO_SPEC_NOTE
 from carelens.metrics import coverage_report, expected_calibration_error, softmax
 from carelens.steps import Run, calibrate_run
 
@@ -85,9 +86,27 @@ def test_degenerate_inputs_are_clear_errors() -> None:
         gate.score(bad, np.zeros((1, 2)))
 
 
+def test_validation_without_a_single_error_fixes_no_temperature(tiny_pneumonia_run: Path) -> None:
+    # a small validation split the model gets entirely right (real logits: the examples it ranks right): the NLL falls
+    # all the way to the bound, where the fit used to stop (T = 0.05, every probability pushed to 0 or 1)
+    a = _preds(tiny_pneumonia_run)
+    z, y = a["val_logits"], a["val_y"]
+    right = np.flatnonzero(z.argmax(1) == y)[:12]
+    assert len(np.unique(y[right])) == 2
+    ts = TemperatureScaler().fit(z[right], y[right])
+    assert ts.temperature_ == 1.0 and np.allclose(ts.predict_proba(z), softmax(z))
+    assert "all 12 validation examples are already ranked first" in (ts.shortfall() or "")
+    # one error in the set determines a temperature again, and nothing is said
+    wrong = np.flatnonzero(z.argmax(1) != y)[:1]
+    ts = TemperatureScaler().fit(z[np.r_[right, wrong]], y[np.r_[right, wrong]])
+    assert ts.temperature_ != 1.0 and ts.shortfall() is None
+    assert TemperatureScaler(bias=True).fit(z[right], y[right]).to_dict() == {"temperature": 1.0}
+
+
 def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -> None:
     cal = calibrate_run(tiny_pneumonia_run)
     rep = json.loads((tiny_pneumonia_run / "calibration.json").read_text())
+    assert NO_SPEC_NOTE not in rep.get("warnings", [])  # the pneumoniamnist spec names what is critical
     assert rep["test"]["ece"] <= rep["test"]["ece_before"] + 0.02
     assert 0.85 <= rep["test"]["ood_pass_rate"] <= 1.0
     assert (tiny_pneumonia_run / "reliability.png").stat().st_size > 1000

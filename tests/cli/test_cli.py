@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from carelens.cli import app
+from carelens.cli import app, main
 from carelens.console import progress_bar
+from carelens.data import open_dataset
 
 runner = CliRunner()
 
@@ -39,6 +42,41 @@ def test_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "DataError" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["split", str(tmp_path), "--fractions", "0.7,0.3"])
     assert res.exit_code == 1 and "ConfigError" in res.output
+
+
+def test_a_warning_reaches_the_cli_user_as_one_line(monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "argv", ["carelens", "version"])
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # put back after the test
+    with pytest.raises(SystemExit):
+        main()
+    capsys.readouterr()
+    message = "skipping data/[b]/x.png: not a recognised image format (is it really an image?)"
+    warnings.warn_explicit(message, UserWarning, "/site-packages/carelens/train/_trainer.py", 294)
+    # the path's brackets kept (not read as markup); no "file:line: UserWarning:" and no source line
+    assert capsys.readouterr().err.strip() == f"! {message}"
+
+
+def test_folders_named_freely_get_a_spec_to_edit_before_any_training(busi_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "scans"
+    for source, folder in (("benign", "Benign"), ("malignant", "Malignant Tumour"), ("normal", "normal")):
+        (data / folder).mkdir(parents=True)
+        for f in sorted((busi_dir / source).iterdir())[:10]:
+            (data / folder / f.name).symlink_to(f)
+    run = tmp_path / "run"
+    res = runner.invoke(app, ["train", str(data), "--out", str(run), "--model", "small_cnn", "--image-size", "32"])
+    assert res.exit_code == 1 and "LabelSpecError" in res.output and "Traceback" not in res.output
+    assert "'Benign', 'Malignant Tumour' cannot be class ids" in res.output and "specs --init" in res.output
+    assert not run.exists()  # refused before training (it used to fail at export, after it)
+    spec = tmp_path / "spec.yaml"
+    res = runner.invoke(app, ["specs", "--init", str(data), "--out", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert spec.read_text().startswith("# Label spec for") and "severity: low | moderate | high | critical" in spec.read_text()
+    ds = open_dataset(data, str(spec))
+    assert ds.class_counts() == {"benign": 10, "malignant_tumour": 10, "normal": 10}
+    assert {e.source_label for e in ds if e.label == "malignant_tumour"} == {"Malignant Tumour"}
+    res = runner.invoke(app, ["specs", "--init", str(data), "--out", str(spec)])
+    assert res.exit_code == 1 and "exists" in res.output  # an edited spec is never overwritten
 
 
 def test_fetch_offline_from_local_folder(data_dir: Path) -> None:

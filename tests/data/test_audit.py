@@ -39,6 +39,8 @@ def test_audit_reports_bad_files_and_never_crashes(tmp_path: Path) -> None:
     assert rep.exact_duplicates == [["a/0.png", "b/copy.png"]]
     assert rep.cross_class_duplicates[0]["labels"] == ["a", "b"]
     assert {c.id: c.too_few_to_validate for c in rep.classes} == {"a": True, "b": True}
+    # every column of the class table counts readable files only: a folder class's groups are its readable files
+    assert {c.id: (c.count, c.readable, c.groups) for c in rep.classes} == {"a": (6, 4, 4), "b": (5, 4, 4)}
     assert any("cannot be read" in w for w in rep.warnings)
     json.loads(json.dumps(rep.to_dict()))  # serialisable
 

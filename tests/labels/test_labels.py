@@ -3,10 +3,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from carelens.data import read_folder
 from carelens.errors import LabelSpecError
-from carelens.labels import TRIAGE_LEVELS, builtin_specs, load_spec, triage_rank
+from carelens.labels import (
+    TRIAGE_LEVELS,
+    LabelSpec,
+    builtin_specs,
+    load_spec,
+    spec_from_labels,
+    template_spec,
+    triage_rank,
+)
 
 
 def test_builtin_specs_load() -> None:
@@ -18,6 +27,24 @@ def test_builtin_specs_load() -> None:
     groups = {c.group for c in vet.classes}
     assert {"skin", "eye", "ear", "dental", "respiratory", "digestive", "general"} <= groups
     assert "uncertain_other" in vet.class_ids and any(c.startswith("healthy_") for c in vet.class_ids)
+
+
+def test_labels_without_a_spec_are_class_ids_or_a_clear_error() -> None:
+    plain = spec_from_labels("busi", ["benign", "malignant", "normal"])
+    assert plain.class_ids == ["benign", "malignant", "normal"] and not any(c.is_critical for c in plain.classes)
+    with pytest.raises(LabelSpecError, match=r"'Malignant Tumour', 'a\[1\]' cannot be class ids.*specs --init"):
+        spec_from_labels("scans", ["Malignant Tumour", "benign", "a[1]"])
+
+
+def test_a_template_spec_maps_every_label_onto_an_id() -> None:
+    labels = ["Malignant Tumour", "benign", "a[1]", "A 1", "ear/ear mites", "ünknown"]
+    spec = template_spec("My Scans", labels)
+    assert spec.name == "my_scans" and spec.class_ids == ["malignant_tumour", "benign", "a_1", "a_1_2", "ear_ear_mites",
+                                                           "unknown"]
+    assert [c.name for c in spec.classes] == labels  # shown as the data names them
+    assert spec.map_labels(labels) == spec.class_ids  # brackets matched literally, not as a pattern
+    # written and read back as YAML, it is the same spec
+    assert LabelSpec.from_yaml(yaml.safe_dump(spec.to_dict())) == spec
 
 
 def test_triage_order() -> None:

@@ -102,6 +102,22 @@ def test_weight_average_and_mixup_survive_a_resume(pneumonia_small: Dataset, tmp
     assert torch.load(tmp_path / "a" / "best.pt", weights_only=True)["score"] == max(h["score"] for h in a.history)
 
 
+def test_early_stopping_says_when_it_stopped_and_which_weights_it_kept(
+        pneumonia_small: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import carelens.train._trainer as trainer
+
+    # no optimiser step at all: the weights never change, so no epoch after the first can beat it on validation
+    monkeypatch.setattr(trainer, "_finetune_epoch", lambda *args, **kwargs: (0.0, 1))
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
+    cfg = TrainConfig.from_dict({**CNN, "finetune_epochs": 6, "patience": 2})
+    res = train(small, make_splits(small), cfg, tmp_path / "run", evaluate_test=False)
+    assert [h["improved"] for h in res.history if h["phase"] == "finetune"] == [True, False, False]
+    said = " ".join(capsys.readouterr().err.split())
+    assert ("fine-tuning stopped early after epoch 3 of 6: the validation score has not improved for 2 epochs "
+            "(patience 2); keeping fine-tune epoch 1's weights") in said
+
+
 def test_pretrained_two_phase_recipe_on_ham_subset(ham: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                   ) -> None:
     rng = np.random.default_rng(0)

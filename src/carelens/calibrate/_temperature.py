@@ -33,13 +33,21 @@ class TemperatureScaler:
                               "no information to calibrate; check the run or the export")
         if len(np.unique(y)) < 2:
             raise ConfigError("temperature scaling needs validation labels from at least two classes")
+        self.bias_: np.ndarray | None = None  # per-class offsets after the temperature, when fitted with them
+        self.n_val_ = len(y)
+        # Every example already ranked first: the NLL then falls without end as T -> 0, so these labels fix no
+        # temperature, and fitting one would sharpen the model as far as the bound allows on no evidence (a handful of
+        # validation images all right). The model's own scale is kept, and shortfall() says why.
+        self.separable_ = bool((z.argmax(axis=1) == y).all())
+        if self.separable_:
+            self.temperature_ = 1.0
+            return self
         from scipy.optimize import minimize, minimize_scalar  # fitting only: serving stays without scipy.optimize
 
         lo, hi = np.log(self.bounds[0]), np.log(self.bounds[1])
         res = minimize_scalar(lambda log_t: nll(softmax(z, float(np.exp(log_t))), y), bounds=(lo, hi),
                               method="bounded", options={"xatol": 1e-5})
         self.temperature_ = float(np.exp(res.x))
-        self.bias_: np.ndarray | None = None  # per-class offsets after the temperature, when fitted with them
         if self.bias:
             def loss(theta: np.ndarray) -> float:
                 return nll(softmax(z / np.exp(theta[0]) + np.r_[0.0, theta[1:]]), y)
@@ -52,6 +60,16 @@ class TemperatureScaler:
 
     def _check(self) -> None:
         check_is_fitted(self, "temperature_", "call fit(logits, y) on validation data first")
+
+    def shortfall(self) -> str | None:
+        """Why the fitted scaler is the identity although validation data were given (every validation example was
+        already ranked first, so no temperature is determined), or None."""
+        self._check()
+        if not getattr(self, "separable_", False):
+            return None
+        return (f"all {self.n_val_} validation examples are already ranked first, so they determine no temperature: "
+                "it stays 1 (the model's own confidence, not sharpened on no evidence); more validation data, with "
+                "some errors in it, lets calibration fit one")
 
     def transform(self, logits: np.ndarray) -> np.ndarray:
         self._check()

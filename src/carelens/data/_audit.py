@@ -136,14 +136,14 @@ def _split_of(ds: Dataset, splits: Splits | None) -> tuple[list[str | None], str
 
 def _class_audit(ds: Dataset, scan: ScanResult, split_of: list[str | None], target_per_class: int | None,
                  min_per_class: int) -> tuple[list[ClassAudit], float, int]:
-    """Per class: readable examples, groups, share, deficit to the target, per split; the imbalance ratio."""
+    """Per class: readable examples, the groups they come from, share, deficit to the target, per split; the imbalance ratio."""
     n, ok = len(ds), scan.ok
     counts = ds.class_counts()
     members = [_classes_of(e) for e in ds]  # multi-label: every condition of the image
     readable = Counter(c for i in range(n) if ok[i] for c in members[i])
     group_sets: dict[str, set[str]] = defaultdict(set)
-    for e, cs in zip(ds, members, strict=True):
-        for c in cs:
+    for e, cs, readable_file in zip(ds, members, ok, strict=True):
+        for c in cs if readable_file else ():  # like `readable`: an unreadable file is no example of its group
             group_sets[c].add(e.group if e.group is not None else f"id:{e.id}")
     nonzero = [readable.get(c, 0) for c in counts if readable.get(c, 0) > 0]
     imbalance = float(max(nonzero) / min(nonzero)) if nonzero else float("nan")

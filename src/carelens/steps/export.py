@@ -36,7 +36,7 @@ from carelens.bundle import (
 from carelens.config import MIRRORING_PRESETS
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
-from carelens.labels import LabelSpec
+from carelens.labels import spec_from_labels
 from carelens.metrics import balanced_accuracy, classification_metrics
 from carelens.models import GRAPH_OUTPUTS, OPSET, Classifier, ShippedGraph, build_classifier, export_onnx
 from carelens.preprocess import preprocess
@@ -271,7 +271,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     metrics = r.metrics()
     if cal.multilabel is None and (called := _test_as_called(r, cal)) is not None:  # the graph shipped, as it calls
         metrics = {**metrics, "test": {**(metrics.get("test") or {}), **called}}
-    spec = cfg.spec or LabelSpec.model_validate({"name": "unnamed", "classes": [{"id": c, "name": c} for c in cfg.class_ids]})
+    spec = cfg.spec or spec_from_labels(cfg.dataset.name, cfg.class_ids)
     files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
     facts = cal.report.get("facts")
     bundle = BundleSpec(

@@ -23,6 +23,7 @@ from carelens.config import TrainConfig
 from carelens.console import err_console, progress_bar
 from carelens.data import Dataset, Splits, UnreadableImageWarning
 from carelens.errors import ConfigError, DataError
+from carelens.labels import spec_from_labels
 from carelens.models import GRAPH_OUTPUTS, Classifier, ShippedGraph, build_classifier, export_onnx
 from carelens.plots import curves_png
 from carelens.preprocess import PreprocessConfig, normalize, resize_image
@@ -275,6 +276,8 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> None:
+    if ds.spec is None:  # the labels are the class ids: fail now, not at export after the training
+        spec_from_labels(ds.name, sorted(set(ds.labels)))
     missing = task.missing_in_train([ds[i] for i in splits.indices(ds, "train")])
     if missing:
         raise ConfigError(
@@ -387,6 +390,10 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
             stale = 0 if h.get("improved") else stale + 1
     for ep in range(fit.state["epoch"], cfg.finetune_epochs):
         if stale >= cfg.patience > 0:
+            best_ep = max((h["epoch"] for h in fit.history if h["phase"] == "finetune" and h.get("improved")), default=0)
+            err_console.print(f"fine-tuning stopped early after epoch {ep} of {cfg.finetune_epochs}: the validation "
+                              f"score has not improved for {stale} epochs (patience {cfg.patience}); keeping "
+                              + (f"fine-tune epoch {best_ep}'s weights" if best_ep else "the head phase's weights"))
             break
         total, n = _finetune_epoch(fit, net, opt, sched, ep, ema)
         m, lv = fit.validate(judged)
