@@ -36,6 +36,7 @@ __all__ = [
     "MergeRule",
     "SeverityLevel",
     "builtin_specs",
+    "label_problems",
     "load_spec",
     "spec_from_labels",
     "template_spec",
@@ -355,11 +356,38 @@ def spec_from_labels(name: str, labels: Iterable[str]) -> LabelSpec:
     bad = [x for x in labels if not _CLASS_ID.fullmatch(x)]
     if bad:
         raise LabelSpecError(
-            f"the labels {', '.join(repr(x) for x in bad)} cannot be class ids (lower-case letters, digits and _ "
-            "only), and the data has no label spec to map them onto ids: `carelens specs --init DATA --out "
+            f"{_not_ids(bad)}, and the data has no label spec to map them onto ids: `carelens specs --init DATA --out "
             "spec.yaml` writes one that does (edit each class's severity and triage), then train with --spec "
             "spec.yaml; or rename the folders or labels")
     return LabelSpec(name=name or "unnamed", classes=tuple(ClassSpec(id=x, name=x) for x in labels))
+
+
+def label_problems(labels: Iterable[str]) -> list[str]:
+    """What the labels of data without a spec need a spec for: spellings of one label that differ only in case or
+    spacing (two classes where one was meant), and labels that cannot be class ids (training refuses them)."""
+    labels = list(labels)
+    problems = [f"labels {', '.join(repr(x) for x in same)} differ only in case or spacing: probably one class under "
+                "several spellings; `carelens specs --init DATA` writes a spec that merges them"
+                for same in _spellings(labels).values() if len(same) > 1]
+    bad = [x for x in labels if not _CLASS_ID.fullmatch(x)]
+    if bad:
+        problems.append(f"{_not_ids(bad)}: without a label spec, training refuses them; `carelens specs --init DATA` "
+                        "writes one that maps them onto ids")
+    return problems
+
+
+def _not_ids(labels: list[str]) -> str:
+    named = ", ".join(repr(x) for x in labels)
+    return (f"the labels {named} cannot be class ids" if len(labels) > 1 else f"the label {named} cannot be a class id"
+            ) + " (lower-case letters, digits and _ only)"
+
+
+def _spellings(labels: Iterable[str]) -> dict[str, list[str]]:
+    """The labels by their folded form (case and runs of spaces ignored), in first-seen order."""
+    out: dict[str, list[str]] = {}
+    for x in labels:
+        out.setdefault(" ".join(x.split()).casefold(), []).append(x)
+    return out
 
 
 def _id_of(text: str) -> str:
@@ -369,19 +397,21 @@ def _id_of(text: str) -> str:
 
 
 def template_spec(name: str, labels: Iterable[str]) -> LabelSpec:
-    """A spec to edit for data that has none: a class per label, named as the label, with an id made from it
-    (lower case, runs of other characters as ``_``; a merge rule maps the label onto it where they differ); every
-    class at the default severity and triage, which the person who knows the conditions must set."""
+    """A spec to edit for data that has none: a class per label (spellings that differ only in case or spacing
+    are one), named as the label, with an id made from it (lower case, runs of other characters as ``_``; a merge
+    rule maps the labels onto it where they differ); every class at the default severity and triage, which the
+    person who knows the conditions must set."""
     classes: list[ClassSpec] = []
     merge: list[MergeRule] = []
-    for label in labels:
-        base = _id_of(label) or "class"
+    for same in _spellings(labels).values():  # 'Benign' and 'benign ': one class, as the audit suggests
+        base = _id_of(same[0]) or "class"
         cid, k = base, 2
-        while cid in {c.id for c in classes}:  # 'Benign' and 'benign ' would meet at one id
+        while cid in {c.id for c in classes}:  # 'a[1]' and 'A 1' would meet at one id
             cid, k = f"{base}_{k}", k + 1
-        classes.append(ClassSpec(id=cid, name=label))
-        if cid != label:
-            merge.append(MergeRule(sources=(glob.escape(label),), to=cid))  # the label as a pattern, matched literally
+        classes.append(ClassSpec(id=cid, name=same[0]))
+        sources = tuple(glob.escape(x) for x in same if x != cid)  # each label as a pattern, matched literally
+        if sources:
+            merge.append(MergeRule(sources=sources, to=cid))
     return LabelSpec(name=_id_of(name) or "my_spec", title=name,
                      classes=tuple(classes), merge=tuple(merge))
 

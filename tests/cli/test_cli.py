@@ -63,6 +63,10 @@ def test_folders_named_freely_get_a_spec_to_edit_before_any_training(busi_dir: P
         (data / folder).mkdir(parents=True)
         for f in sorted((busi_dir / source).iterdir())[:10]:
             (data / folder / f.name).symlink_to(f)
+    res = runner.invoke(app, ["audit", str(data), "--out", str(tmp_path / "audit.json")])
+    assert res.exit_code == 0, res.output
+    said = json.loads((tmp_path / "audit.json").read_text())["warnings"]
+    assert any("'Benign', 'Malignant Tumour' cannot be class ids" in w and "specs --init" in w for w in said)
     run = tmp_path / "run"
     res = runner.invoke(app, ["train", str(data), "--out", str(run), "--model", "small_cnn", "--image-size", "32"])
     assert res.exit_code == 1 and "LabelSpecError" in res.output and "Traceback" not in res.output

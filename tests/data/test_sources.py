@@ -67,7 +67,11 @@ def test_manifest_split_and_symptoms_columns_are_not_facts(tmp_path: Path) -> No
 
 def test_manifest_missing_column_says_which(tmp_path: Path) -> None:
     (tmp_path / "m.csv").write_text("file,diagnosis\na.png,x\n")
-    with pytest.raises(DataError, match="no path column .path.; its columns are diagnosis, file"):
+    with pytest.raises(DataError, match="no path column .path.; its columns are diagnosis, file") as e:
+        read_manifest(tmp_path / "m.csv")
+    assert "Rename the column that holds each image's path to 'path'" in str(e.value)  # no option that does not exist
+    (tmp_path / "m.csv").write_text("path,diagnosis\na.png,x\n")
+    with pytest.raises(DataError, match="no label column .label.; .* Rename the column that holds each image's label"):
         read_manifest(tmp_path / "m.csv")
 
 

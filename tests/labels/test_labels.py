@@ -11,6 +11,7 @@ from carelens.labels import (
     TRIAGE_LEVELS,
     LabelSpec,
     builtin_specs,
+    label_problems,
     load_spec,
     spec_from_labels,
     template_spec,
@@ -38,11 +39,17 @@ def test_labels_without_a_spec_are_class_ids_or_a_clear_error() -> None:
 
 def test_a_template_spec_maps_every_label_onto_an_id() -> None:
     labels = ["Malignant Tumour", "benign", "a[1]", "A 1", "ear/ear mites", "ünknown"]
-    spec = template_spec("My Scans", labels)
+    spec = template_spec("My Scans", [*labels, "Benign ", "MALIGNANT  tumour"])
     assert spec.name == "my_scans" and spec.class_ids == ["malignant_tumour", "benign", "a_1", "a_1_2", "ear_ear_mites",
                                                            "unknown"]
     assert [c.name for c in spec.classes] == labels  # shown as the data names them
     assert spec.map_labels(labels) == spec.class_ids  # brackets matched literally, not as a pattern
+    # spellings that differ only in case or spacing are one class, as the audit says
+    assert spec.map_labels(["Benign ", "MALIGNANT  tumour"]) == ["benign", "malignant_tumour"]
+    same, not_id = label_problems(["Benign ", "benign", "normal"])
+    assert same.startswith("labels 'Benign ', 'benign' differ only in case or spacing") and "merges them" in same
+    assert not_id.startswith("the label 'Benign ' cannot be a class id") and "specs --init" in not_id
+    assert label_problems(["benign", "normal"]) == []
     # written and read back as YAML, it is the same spec
     assert LabelSpec.from_yaml(yaml.safe_dump(spec.to_dict())) == spec
 

@@ -63,6 +63,16 @@ def test_uncertain_is_escalated_to_the_floor() -> None:
     assert a.confidence == "uncertain" and a.triage.level == "consultation"
 
 
+def test_a_set_of_every_class_is_uncertain_not_possible() -> None:
+    # three classes, all in the plausible set at about a third each: nothing is ruled out, so nothing is "possible"
+    busi = load_spec("busi")
+    p, every = np.array([0.34, 0.33, 0.33]), np.ones(3, bool)
+    a = decide(p, every, spec=busi, model=REF, coverage=0.9)
+    assert a.confidence == "uncertain" and "ambiguous" in a.flags
+    b = decide(p, np.array([True, True, False]), spec=busi, model=REF, coverage=0.9)
+    assert b.confidence == "possible"  # a set of two of three leaves one out
+
+
 def test_multi_system_flag() -> None:
     vet = load_spec("vet_dog_cat")
     p = np.full(len(vet.classes), 0.01)

@@ -16,6 +16,7 @@ from carelens.data._dataset import Dataset
 from carelens.data._scan import ScanResult, near_duplicate_pairs, scan_dataset
 from carelens.data._splits import Splits
 from carelens.errors import ConfigError
+from carelens.labels import label_problems
 
 __all__ = ["AuditReport", "ClassAudit", "audit_dataset"]
 
@@ -119,6 +120,7 @@ def audit_dataset(
         excluded_files=list(ds.excluded),
         split_strategy=strategy,
         warnings=[*ds.notes,
+                  *(label_problems(ds.class_counts()) if ds.spec is None and not ds.multilabel else []),
                   *_warnings(classes, imbalance, min_per_class, unreadable, tiny, tiny_side, dupes, spanning),
                   *(multi["warnings"] if multi else [])],
         seconds=round(time.perf_counter() - t0, 2),

@@ -190,7 +190,8 @@ def read_manifest(path: str | Path, fmt: ManifestFormat | None = None, name: str
         if col not in columns:
             raise DataError(
                 f"manifest {p} has no {what} column {col!r}; its columns are "
-                f"{', '.join(sorted(columns))}. Name the right one (--{what}-column)."
+                f"{', '.join(sorted(columns))}. Rename the column that holds each image's {what} to {col!r} (a "
+                "manifest's columns: path, label, and optionally group, split, symptoms and clinical facts)"
             )
     group_col = fmt.group_column if fmt.group_column in columns else None
     split_col = fmt.split_column if fmt.split_column in columns else None

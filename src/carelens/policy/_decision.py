@@ -22,7 +22,7 @@ __all__ = ["DecisionPolicy", "decide", "decide_with_facts", "keep_urgency", "tri
 @dataclass(frozen=True)
 class DecisionPolicy:
     likely: float = 0.70  # calibrated top probability for "likely" (with a set of one)
-    possible: float = 0.50  # ... for "possible" (or a set of 2-3)
+    possible: float = 0.50  # ... for "possible" (or a set of 2-3 that leaves a class out)
     ambiguous_margin: float = 0.10  # top two closer than this -> "ambiguous"
     floor_when_unsure: str = "consultation"  # uncertain / out-of-distribution never below this
     top_k: int = 3
@@ -97,7 +97,7 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
         confidence = "uncertain"
     elif called >= pol.likely and len(members) == 1 and "symptom_conflict" not in flags:
         confidence = "likely"
-    elif called >= pol.possible or 2 <= len(members) <= 3:
+    elif called >= pol.possible or 2 <= len(members) <= min(3, len(classes) - 1):  # a set of every class rules out none
         confidence = "possible"
     else:
         confidence = "uncertain"
