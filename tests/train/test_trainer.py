@@ -118,6 +118,19 @@ def test_early_stopping_says_when_it_stopped_and_which_weights_it_kept(
             "(patience 2); keeping fine-tune epoch 1's weights") in said
 
 
+def test_a_class_missing_from_validation_is_said_before_training(
+        pneumonia_small: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
+    splits = make_splits(small)
+    for e in small:
+        if e.label == "normal" and splits.assignment[e.id] == "val":
+            splits.assignment[e.id] = "test"
+    train(small, splits, TrainConfig.from_dict({**CNN, "finetune_epochs": 1}), tmp_path / "run", evaluate_test=False)
+    said = " ".join(capsys.readouterr().err.split())
+    assert "! class(es) normal have no validation examples" in said
+    assert said.index("no validation examples") < said.index("fine-tune epoch 1/1")  # before the time is spent
+
+
 def test_pretrained_two_phase_recipe_on_ham_subset(ham: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]
                                                   ) -> None:
     rng = np.random.default_rng(0)

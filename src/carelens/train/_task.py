@@ -26,7 +26,7 @@ class TrainTask(Protocol):
     def layout(self) -> OutputLayout | None: ...
 
     def target(self, e: Example) -> int | list[int]: ...
-    def missing_in_train(self, train: list[Example]) -> list[str]: ...
+    def missing_in(self, examples: list[Example]) -> list[str]: ...
     def loss(self, y_train: np.ndarray) -> nn.Module: ...
     def metrics(self, y: np.ndarray, logits: np.ndarray) -> dict[str, Any]: ...
     def score(self, m: dict[str, Any], y: np.ndarray, logits: np.ndarray) -> float: ...
@@ -52,8 +52,8 @@ class MulticlassTask:
     def target(self, e: Example) -> int:
         return self.index[e.label]
 
-    def missing_in_train(self, train: list[Example]) -> list[str]:
-        seen = {e.label for e in train}
+    def missing_in(self, examples: list[Example]) -> list[str]:
+        seen = {e.label for e in examples}
         return [c for c in self.class_ids if c not in seen]
 
     def loss(self, y_train: np.ndarray) -> nn.Module:
@@ -98,8 +98,8 @@ class MultilabelTask:
     def target(self, e: Example) -> list[int]:
         return encode_findings(self.spec, dict(e.findings or {}))
 
-    def missing_in_train(self, train: list[Example]) -> list[str]:
-        seen = {c for e in train for c in (e.findings or {})}
+    def missing_in(self, examples: list[Example]) -> list[str]:
+        seen = {c for e in examples for c in (e.findings or {})}
         return [c for c in self.spec.class_ids if c not in seen]
 
     def loss(self, y_train: np.ndarray) -> nn.Module:

@@ -232,10 +232,14 @@ def train(
     if ds.multilabel and (ds.spec is None or not ds.spec.multilabel):
         raise ConfigError(f"{ds.name} is multi-label: train it with a multi-label spec (task: multilabel)")
     task = task_for(ds.spec, class_ids, config)
-    _check_inputs(ds, splits, task, run, resume)
+    unseen = _check_inputs(ds, splits, task, run, resume)
     dist, dev = setup()
     if not dist.main:
         err_console.quiet = True  # one set of progress bars and messages: process 0's
+    if unseen:  # trained, but chosen and calibrated blind to them
+        err_console.print(f"[yellow]! class(es) {', '.join(unseen)} have no validation examples: the model is chosen, "
+                          "and later calibrated, without seeing how it does on them; collect more (the audit says how "
+                          "many) or merge them in the label spec[/yellow]")
     configure_runtime(config.threads or threads_per_process(dist.world))
     if dist.main:
         run.create()
@@ -275,10 +279,11 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> None:
+def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> list[str]:
+    """ConfigError for what makes training impossible; the classes the validation split lacks."""
     if ds.spec is None:  # the labels are the class ids: fail now, not at export after the training
         spec_from_labels(ds.name, sorted(set(ds.labels)))
-    missing = task.missing_in_train([ds[i] for i in splits.indices(ds, "train")])
+    missing = task.missing_in([ds[i] for i in splits.indices(ds, "train")])
     if missing:
         raise ConfigError(
             f"class(es) {', '.join(missing)} have no training examples in this split; collect images, merge "
@@ -288,6 +293,7 @@ def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume
         raise ConfigError("the validation split is empty; model selection needs one (re-split with a val share)")
     if resume and not run.last_checkpoint.is_file():
         raise ConfigError(f"--resume: no checkpoint {run.last_checkpoint} to resume from")
+    return task.missing_in([ds[i] for i in splits.indices(ds, "val")])
 
 
 def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: TrainTask, resume: bool,
