@@ -81,15 +81,18 @@ def version() -> None:
 @app.command()
 @_edge
 def specs(
-    init: Annotated[str | None, typer.Option(help="Write a spec to edit for this dataset (as for `audit`): a class per "
-                                                  "label, every one at the default severity and triage.")] = None,
+    init: Annotated[str | None, typer.Option(help="Write a spec to edit for this dataset (as for `audit`, or a table "
+                                                  "of cases with --label-column): a class per label, every one at the "
+                                                  "default severity and triage.")] = None,
     out: Annotated[Path, typer.Option(help="With --init: the YAML file to write.")] = Path("spec.yaml"),
+    label_column: Annotated[str | None, typer.Option(help="With --init: DATA is a table of cases (CSV/JSON, as for "
+                                                          "`clinical build`) whose outcomes are in this column.")] = None,
 ) -> None:
     """List the label specs that ship with carelens, or with --init write one to edit for your data."""
     from carelens.labels import builtin_specs, load_spec
 
     if init is not None:
-        _init_spec(init, out)
+        _init_spec(init, out, label_column)
         return
     table = Table("spec", "classes", "title")
     for name in builtin_specs():
@@ -105,20 +108,27 @@ SPEC_HEADER = """\
 #   triage:   self_care | consultation | consultation_24 | emergency | emergency_ambulance
 #   advice:   what to tell the person; name: how the class is shown; group: the body system
 # `merge` maps each source label onto its class id; ids are lower-case letters, digits and _.
-# Then: carelens train {data} --spec {out}
+# Then: carelens train {data} --spec {out}   (a table of cases: carelens clinical build {data} --spec {out} ...)
 """
 
 
-def _init_spec(data: str, out: Path) -> None:
+def _init_spec(data: str, out: Path, label_column: str | None) -> None:
     import yaml
 
-    from carelens.data import open_dataset
+    from carelens.data import open_dataset, read_table
     from carelens.labels import template_spec
 
     if out.exists():
         raise ConfigError(f"{out} exists; choose another --out or delete it (a spec you edited is not overwritten)")
-    ds = open_dataset(data)
-    spec = template_spec(ds.name, ds.class_counts())
+    if label_column is None:
+        ds = open_dataset(data)
+        spec = template_spec(ds.name, ds.class_counts())
+    else:
+        rows = read_table(data, "table of cases")
+        if label_column not in rows[0]:
+            raise ConfigError(f"table {data} has no column {label_column!r}; its columns are {', '.join(rows[0])}")
+        labels = sorted({str(r[label_column]).strip() for r in rows} - {""})
+        spec = template_spec(Path(data).stem, labels)
     out.write_text(SPEC_HEADER.format(data=data, out=out) + yaml.safe_dump(spec.to_dict(), sort_keys=False,
                                                                         allow_unicode=True), encoding="utf-8")
     console.print(f"wrote {out}: {len(spec.classes)} classes, every one at severity moderate and triage consultation "

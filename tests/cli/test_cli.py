@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from carelens.cli import app, main
 from carelens.console import progress_bar
 from carelens.data import open_dataset
+from carelens.labels import load_spec
 
 runner = CliRunner()
 
@@ -81,6 +82,24 @@ def test_folders_named_freely_get_a_spec_to_edit_before_any_training(busi_dir: P
     assert {e.source_label for e in ds if e.label == "malignant_tumour"} == {"Malignant Tumour"}
     res = runner.invoke(app, ["specs", "--init", str(data), "--out", str(spec)])
     assert res.exit_code == 1 and "exists" in res.output  # an edited spec is never overwritten
+
+
+def test_a_table_of_cases_gets_a_spec_to_edit_from_its_outcome_column(data_dir: Path, tmp_path: Path) -> None:
+    columns = "age,sex,cp,trestbps,chol,fbs,restecg,thalach,exang,oldpeak,slope,ca,thal,outcome"
+    rows = (data_dir / "uci_heart_disease" / "processed.cleveland.data").read_text().split()
+    table = tmp_path / "heart.csv"
+    table.write_text("\n".join([columns, *(r.rsplit(",", 1)[0] + ",grade " + r.rsplit(",", 1)[1] for r in rows)]))
+    res = runner.invoke(app, ["clinical", "build", str(table), "--out", str(tmp_path / "b"), "--label-column", "outcome"])
+    assert res.exit_code == 1 and "specs --init" in res.output and "--label-column outcome" in res.output
+    spec = tmp_path / "s.yaml"
+    res = runner.invoke(app, ["specs", "--init", str(table), "--label-column", "outcome", "--out", str(spec)])
+    assert res.exit_code == 0, res.output
+    assert load_spec(spec).class_ids == ["grade_0", "grade_1", "grade_2", "grade_3", "grade_4"]
+    res = runner.invoke(app, ["clinical", "build", str(table), "--out", str(tmp_path / "b"), "--label-column", "outcome",
+                              "--spec", str(spec)])
+    assert res.exit_code == 0, res.output  # the written spec maps every outcome in the table
+    res = runner.invoke(app, ["specs", "--init", str(table), "--label-column", "label", "--out", str(tmp_path / "t.yaml")])
+    assert res.exit_code == 1 and "no column 'label'" in res.output
 
 
 def test_fetch_offline_from_local_folder(data_dir: Path) -> None:

@@ -101,7 +101,9 @@ def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpe
         schema, data = HORSE_COLIC_INPUTS, "veterinary/uci_horse_colic"
     else:
         if spec is None:
-            raise DataError("a clinical table needs a label spec (--spec) giving each outcome its triage and advice")
+            raise DataError("a clinical table needs a label spec (--spec) giving each outcome its triage and advice; "
+                            f"`carelens specs --init {source} --label-column {label_column} --out spec.yaml` writes one "
+                            "to edit")
         label_spec = load_spec(spec)
         rows, y, groups = read_clinical_table(Path(source), label_spec, label_column, group_column)
         numeric, categorical = infer_fact_kinds(rows)
