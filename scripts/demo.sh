@@ -34,7 +34,7 @@ else
 fi
 step audit $CL audit "$DATA" --spec "$SPEC" --out "$OUT/audit.json"
 step split $CL split "$DATA" --spec "$SPEC" --out "$OUT/splits.json"
-step train $CL train "$DATA" --spec "$SPEC" --splits "$OUT/splits.json" --out "$OUT/run" "${TRAIN[@]}"
+step train $CL train "$DATA" --spec "$SPEC" --splits "$OUT/splits.json" --out "$OUT/run" --overwrite "${TRAIN[@]}"
 step calibrate $CL calibrate "$OUT/run"
 # ${A[@]+"${A[@]}"}: an empty array is "unbound" under set -u in bash before 4.4 (macOS's /bin/bash is 3.2)
 step export $CL export "$OUT/run" --out "$OUT/models/$NAME" --name "$NAME" ${EXPORT[@]+"${EXPORT[@]}"}

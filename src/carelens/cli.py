@@ -248,6 +248,7 @@ def train_cmd(
     tracking_uri: Annotated[str | None, typer.Option(
         help="MLflow tracking URI (default: sqlite store in ./mlruns).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the run already in --out (its calibration too).")] = False,
     nproc: Annotated[int, typer.Option(
         min=1, help="Training processes on this machine (DistributedDataParallel under torchrun: gloo on CPU, nccl "
                     "on GPUs); on a cluster, start `torchrun ... -m carelens.cli train` on each machine instead.")] = 1,
@@ -255,6 +256,11 @@ def train_cmd(
     """Train a classifier: frozen-feature head, then fine-tuning; writes metrics, curves and checkpoints."""
     import sys
 
+    from carelens.steps import Run
+
+    if Run(out).file(Run.CONFIG).is_file() and not (resume or overwrite) and "WORLD_SIZE" not in os.environ:
+        raise ConfigError(f"{out} already holds a training run: --resume continues it, --overwrite replaces it (and "
+                          "its calibration), or choose another --out")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the processes; each runs this command without --nproc
         if folds is not None:
             raise ConfigError("--folds runs one training after another; use --nproc with a single run")

@@ -102,6 +102,15 @@ def test_a_table_of_cases_gets_a_spec_to_edit_from_its_outcome_column(data_dir: 
     assert res.exit_code == 1 and "no column 'label'" in res.output
 
 
+def test_training_never_replaces_a_run_unasked(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    res = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 1 and "already holds a training run: --resume continues it, --overwrite replaces it" in res.output
+    res = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run"), "--overwrite"])
+    assert res.exit_code == 1 and "does not exist" in res.output  # past that check, to the data
+
+
 def test_fetch_offline_from_local_folder(data_dir: Path) -> None:
     res = runner.invoke(app, ["data", "fetch", "medmnist", "pneumoniamnist", "--data-dir", str(data_dir), "--offline"])
     assert res.exit_code == 0, res.output

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from carelens.errors import DataError
-from carelens.steps import Run
+from carelens.steps import Run, calibrate_run
 
 
 def test_run_reads_a_config_written_before_the_recipe_held_its_preprocessing(tmp_path: Path) -> None:
@@ -50,3 +52,20 @@ def test_a_trained_run_holds_every_file_by_its_owner(tiny_pneumonia_run: Path) -
     p = run.predictions()
     assert len(p.val_y) == len(splits.indices(ds, "val")) and p.has_test
     assert run.config.preprocess.image_size == 28 and len(run.config.class_ids) == p.val_logits.shape[1]
+
+
+def test_a_calibration_never_outlives_the_model_it_was_fitted_on(tiny_pneumonia_run: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(tiny_pneumonia_run, tmp_path / "run"))
+    calibrate_run(copy)
+    run = Run(copy)
+    assert run.calibration().temperature is not None
+    # the model's outputs change under it (a retraining, a copied file): the old temperature, thresholds and gate
+    # would ship with the new model, so reading them is refused with the step that refits them
+    p = run.predictions()
+    run.write_predictions(dataclasses.replace(p, val_logits=2 * p.val_logits, test_logits=2 * p.test_logits))
+    with pytest.raises(DataError, match=r"fitted on another model's outputs .*run `carelens calibrate .*run` again"):
+        run.calibration()
+    calibrate_run(copy)
+    assert run.calibration().temperature is not None
+    run.clear_calibration()  # what train does before a new model is trained in this folder
+    assert not any(run.file(n).exists() for n in (Run.CALIBRATION, Run.OOD, Run.RELIABILITY, Run.OPERATING_POINTS))

@@ -20,6 +20,7 @@ from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGat
 from carelens.config import TrainConfig
 from carelens.data import Dataset, Splits, open_dataset, read_split_document
 from carelens.errors import DataError
+from carelens.hashing import file_digest
 from carelens.labels import LabelSpec
 from carelens.preprocess import PreprocessConfig
 
@@ -216,16 +217,27 @@ class Run:
 
     # -- calibration -----------------------------------------------------------------------------------
     def write_calibration(self, cal: Calibration, reliability_png: bytes, operating_points_png: bytes | None = None) -> None:
+        # the training outputs it was fitted on, so that a retrained model never ships with this calibration
+        cal.report["fitted_on"] = file_digest(self.file(self.PREDICTIONS))
         self.file(self.CALIBRATION).write_text(json.dumps(cal.report, indent=1))
         cal.ood.save(self.ood_path)
         self.file(self.RELIABILITY).write_bytes(reliability_png)
         if operating_points_png is not None:
             self.file(self.OPERATING_POINTS).write_bytes(operating_points_png)
 
+    def clear_calibration(self) -> None:
+        """Remove what `calibrate` wrote (before a new model is trained here)."""
+        for name in (self.CALIBRATION, self.OOD, self.RELIABILITY, self.OPERATING_POINTS):
+            self.file(name).unlink(missing_ok=True)
+
     def calibration(self) -> Calibration:
         if not self.file(self.CALIBRATION).is_file():
             raise DataError(f"{self.path} has no calibration.json; run `carelens calibrate {self.path}` first")
         rep = json.loads(self.file(self.CALIBRATION).read_text())
+        fitted_on = rep.get("fitted_on")  # absent in calibrations written before it was recorded
+        if fitted_on is not None and file_digest(self.file(self.PREDICTIONS)) != fitted_on:
+            raise DataError(f"{self.file(self.CALIBRATION)} was fitted on another model's outputs ({self.PREDICTIONS} "
+                            f"changed since: retrained?); run `carelens calibrate {self.path}` again")
         ood = OODGate.from_dict(rep["ood"], self.ood_path)
         if "multilabel" in rep:
             return Calibration(ood, rep, multilabel=MultilabelCalibrator.from_dict(rep["multilabel"]))

@@ -243,6 +243,8 @@ def train(
     configure_runtime(config.threads or threads_per_process(dist.world))
     if dist.main:
         run.create()
+        if not resume:
+            run.clear_calibration()  # a new model: the calibration of the one it replaces would be stale
         run.write_config(RunConfig(
             train=config, class_ids=class_ids, spec=ds.spec,
             dataset=DatasetRef(name=ds.name, fingerprint=ds.fingerprint(), n=len(ds), source=str(ds.root))))
