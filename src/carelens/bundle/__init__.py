@@ -2,6 +2,7 @@
 clinical (tabular) bundles (JSON coefficients) and signal bundles (a 1-D network over heartbeats). Loading needs no torch;
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
+from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import Bundle, int8_instructions, load_bundle, make_session, selftest_input
 from carelens.bundle._manifest import (
     FORMAT_VERSION,
@@ -53,6 +54,7 @@ __all__ = [
     "SplitInfo",
     "TabularBundle",
     "TabularSpec",
+    "bundle_folder",
     "bundle_identity",
     "generate_keys",
     "int8_instructions",

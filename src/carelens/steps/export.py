@@ -27,6 +27,7 @@ from carelens.bundle import (
     OODParams,
     SelfTest,
     SplitInfo,
+    bundle_folder,
     bundle_identity,
     int8_instructions,
     load_bundle,
@@ -217,97 +218,96 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                           " so a mirror image is not something the model has learned to read (in x-rays and "
                           f"ultrasound, left and right matter). Export without --flips, or train with one of "
                           f"{', '.join(MIRRORING_PRESETS)}.")
-    cal = r.calibration()
-    models = [load_run_model(m) for m in [r, *members]]
-    seeds = [m.config.train.seed for m in [r, *members]]
-    pre = cfg.preprocess
-    images = parity_images if parity_images is not None else _parity_images(r)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    s = pre.image_size
-    dummy = torch.zeros(2, 3, s, s)
-    graph = ShippedGraph(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
-    export_onnx(graph, (dummy,), out / "model.onnx", ["input"], GRAPH_OUTPUTS)
-    weight, bias = graph.head()
-    np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
-    shutil.copy(r.ood_path, out / "ood.npz")
-
-    # parity: PyTorch and ONNX Runtime on real validation images
-    batch = np.stack([preprocess(img, pre) for img in images])
-    with torch.inference_mode():
-        t_logits, t_feats, t_fmap = (a.numpy() for a in graph(torch.from_numpy(batch)))
-    sess = make_session(out / "model.onnx")
-    o_logits, _, _ = sess.run(GRAPH_OUTPUTS, {"input": batch})
-    diff = float(np.abs(o_logits - t_logits).max())
-    if cal.multilabel is not None:  # every condition's decision (present at its threshold) must agree, except
-        k = len(cfg.class_ids)      # where a probability sits on the threshold itself (a validation image's)
-        po, pt = (cal.multilabel.predict_proba(x[:, :k]) for x in (o_logits, t_logits))
-        on_edge = np.abs(pt - cal.multilabel.thresholds_) < 1e-4
-        same = bool(((cal.multilabel.present(po) == cal.multilabel.present(pt)) | on_edge).all())
-    else:
-        same = bool((o_logits.argmax(1) == t_logits.argmax(1)).all())
-    if diff > atol or not same:
-        raise BundleError(f"export check failed: ONNX Runtime and PyTorch logits differ by {diff:.2e} "
-                          f"(allowed {atol:.0e}); identical decisions: {same}")
-    parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
-    selftest_atol = SelfTest.model_fields["atol"].default
-    scratch: Path | None = None
-    if int8 or flips or members:
-        r, cal, agreement = _refit(r, out, cal, int8, flips, len(models), calibration_images)
-        scratch = r.path  # the derived run: removed once the bundle is written
+    final = out
+    with bundle_folder(final) as out:  # built beside it; the old bundle is replaced only once this one loads
+        cal = r.calibration()
+        models = [load_run_model(m) for m in [r, *members]]
+        seeds = [m.config.train.seed for m in [r, *members]]
+        pre = cfg.preprocess
+        images = parity_images if parity_images is not None else _parity_images(r)
+        s = pre.image_size
+        dummy = torch.zeros(2, 3, s, s)
+        graph = ShippedGraph(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
+        export_onnx(graph, (dummy,), out / "model.onnx", ["input"], GRAPH_OUTPUTS)
+        weight, bias = graph.head()
+        np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
         shutil.copy(r.ood_path, out / "ood.npz")
-        sess = make_session(out / "model.onnx")
-        parity = {"fp32_vs_torch": parity, **agreement}
-        if members:
-            parity["member_seeds"] = seeds
-        if int8:
-            selftest_atol = INT8_SELFTEST_ATOL
-            parity["cpu_int8_instructions"] = int8_instructions()  # where the agreement above was measured
-    seed = 20261125
-    st_in = selftest_input(seed, [1, 3, s, s])
-    st_logits = sess.run(["logits"], {"input": st_in})[0]
 
-    metrics = r.metrics()
-    if cal.multilabel is None and (called := _test_as_called(r, cal)) is not None:  # the graph shipped, as it calls
-        metrics = {**metrics, "test": {**(metrics.get("test") or {}), **called}}
-    spec = cfg.spec or spec_from_labels(cfg.dataset.name, cfg.class_ids)
-    files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
-    facts = cal.report.get("facts")
-    bundle = BundleSpec(
-        **bundle_identity(name or spec.name, version),
-        intended_use=INTENDED_USE,
-        label_spec=spec,
-        class_ids=cfg.class_ids,
-        preprocess=pre,
-        model_io=ModelIO(input="input", outputs=GRAPH_OUTPUTS, opset=OPSET,
-                         features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
-                         views="flips" if flips else None,
-                         members=len(models) if members else None),
-        task=spec.task,
-        temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
-        temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,
-        conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
-        multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
-                                    **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
-        ood=OODParams(**cal.ood.to_dict()),
-        test_metrics={k: v for k, v in (metrics.get("test") or {}).items() if k != "confusion_matrix"},
-        calibration=cal.bundle_record(),
-        data_fingerprint=cfg.dataset.fingerprint,
-        training_config=cfg.train.to_dict(),
-        versions=_versions(),
-        selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist(), atol=selftest_atol),
-        split=_split_info(r),
-        facts=FactsSection.model_validate(facts) if facts else None,
-        decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
-                                   if "severity_floor" in cal.report else {}),
-                                critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold"),
-                                finding_weights=cal.finding_weights),
-        parity=parity,
-        files=files,
-    )
-    bundle.write(out)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
-    load_bundle(out)  # the bundle must load and pass its own self-test before we call it done
-    return out
+        # parity: PyTorch and ONNX Runtime on real validation images
+        batch = np.stack([preprocess(img, pre) for img in images])
+        with torch.inference_mode():
+            t_logits, t_feats, t_fmap = (a.numpy() for a in graph(torch.from_numpy(batch)))
+        sess = make_session(out / "model.onnx")
+        o_logits, _, _ = sess.run(GRAPH_OUTPUTS, {"input": batch})
+        diff = float(np.abs(o_logits - t_logits).max())
+        if cal.multilabel is not None:  # every condition's decision (present at its threshold) must agree, except
+            k = len(cfg.class_ids)      # where a probability sits on the threshold itself (a validation image's)
+            po, pt = (cal.multilabel.predict_proba(x[:, :k]) for x in (o_logits, t_logits))
+            on_edge = np.abs(pt - cal.multilabel.thresholds_) < 1e-4
+            same = bool(((cal.multilabel.present(po) == cal.multilabel.present(pt)) | on_edge).all())
+        else:
+            same = bool((o_logits.argmax(1) == t_logits.argmax(1)).all())
+        if diff > atol or not same:
+            raise BundleError(f"export check failed: ONNX Runtime and PyTorch logits differ by {diff:.2e} "
+                              f"(allowed {atol:.0e}); identical decisions: {same}")
+        parity: dict[str, Any] = {"images": len(images), "max_abs_logit_diff": diff, "identical_decisions": same, "atol": atol}
+        selftest_atol = SelfTest.model_fields["atol"].default
+        scratch: Path | None = None
+        if int8 or flips or members:
+            r, cal, agreement = _refit(r, out, cal, int8, flips, len(models), calibration_images)
+            scratch = r.path  # the derived run: removed once the bundle is written
+            shutil.copy(r.ood_path, out / "ood.npz")
+            sess = make_session(out / "model.onnx")
+            parity = {"fp32_vs_torch": parity, **agreement}
+            if members:
+                parity["member_seeds"] = seeds
+            if int8:
+                selftest_atol = INT8_SELFTEST_ATOL
+                parity["cpu_int8_instructions"] = int8_instructions()  # where the agreement above was measured
+        seed = 20261125
+        st_in = selftest_input(seed, [1, 3, s, s])
+        st_logits = sess.run(["logits"], {"input": st_in})[0]
+
+        metrics = r.metrics()
+        if cal.multilabel is None and (called := _test_as_called(r, cal)) is not None:  # the graph shipped, as it calls
+            metrics = {**metrics, "test": {**(metrics.get("test") or {}), **called}}
+        spec = cfg.spec or spec_from_labels(cfg.dataset.name, cfg.class_ids)
+        files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
+        facts = cal.report.get("facts")
+        bundle = BundleSpec(
+            **bundle_identity(name or spec.name, version),
+            intended_use=INTENDED_USE,
+            label_spec=spec,
+            class_ids=cfg.class_ids,
+            preprocess=pre,
+            model_io=ModelIO(input="input", outputs=GRAPH_OUTPUTS, opset=OPSET,
+                             features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
+                             views="flips" if flips else None,
+                             members=len(models) if members else None),
+            task=spec.task,
+            temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
+            temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,
+            conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
+            multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
+                                        **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
+            ood=OODParams(**cal.ood.to_dict()),
+            test_metrics={k: v for k, v in (metrics.get("test") or {}).items() if k != "confusion_matrix"},
+            calibration=cal.bundle_record(),
+            data_fingerprint=cfg.dataset.fingerprint,
+            training_config=cfg.train.to_dict(),
+            versions=_versions(),
+            selftest=SelfTest(seed=seed, shape=[1, 3, s, s], logits=st_logits.tolist(), atol=selftest_atol),
+            split=_split_info(r),
+            facts=FactsSection.model_validate(facts) if facts else None,
+            decision=DecisionParams(**({"severity_floor": cal.report["severity_floor"]["chosen"]}
+                                       if "severity_floor" in cal.report else {}),
+                                    critical_threshold=(cal.report.get("decision_rule") or {}).get("critical_threshold"),
+                                    finding_weights=cal.finding_weights),
+            parity=parity,
+            files=files,
+        )
+        bundle.write(out)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        load_bundle(out)  # the bundle must load and pass its own self-test before we call it done
+    return final

@@ -29,6 +29,7 @@ from carelens.bundle import (
     OODParams,
     SelfTest,
     SplitInfo,
+    bundle_folder,
     bundle_identity,
     load_bundle,
     make_session,
@@ -172,18 +173,13 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
     unknown = sorted({e.label for e in ds} - set(spec.class_ids))
     if unknown:
         raise DataError(f"the data has labels the spec does not name: {', '.join(unknown)}")
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    try:
-        return _import(model, out, spec, ds, sp, pre, name, version, alpha, critical_miss_target, train_images, seed)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # nothing half-written is left behind
-        raise
+    with bundle_folder(out) as building:  # built beside it; replaces the old bundle only once this one loads
+        _import(model, building, spec, ds, sp, pre, name, version, alpha, critical_miss_target, train_images, seed)
+    return out
 
 
 def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pre: PreprocessConfig, name: str | None,
-            version: str | None, alpha: float, critical_miss_target: float, train_images: int, seed: int) -> Path:
+            version: str | None, alpha: float, critical_miss_target: float, train_images: int, seed: int) -> None:
     class_ids = list(spec.class_ids)
     target = out / "model.onnx"
     shutil.copy(model, target)
@@ -255,4 +251,3 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
     )
     bundle.write(out)
     load_bundle(out)  # loads and passes its own self-test, as every bundle must
-    return out
