@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import make_session
 from carelens.bundle._manifest import Identified, ManifestHead
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
@@ -158,28 +159,28 @@ def write_signal_bundle(out: Path, onnx_path: Path, gate: OODGate, *, name: str,
                         training: dict[str, Any], temperature: TemperatureScaler | None = None,
                         conformal: ConformalClassifier | None = None, multilabel: MultilabelCalibrator | None = None,
                         leads: list[str] | None = None, versions: dict[str, str] | None = None) -> Path:
-    """Write ``out/`` (model.onnx copied, ood.npz saved, bundle.json sealed) and load it back (self-test).
+    """Write ``out/`` (model.onnx copied, ood.npz saved, bundle.json sealed) and load it back (self-test), built beside
+    it and moved into place only then (:func:`bundle_folder`).
     ``selftest``: a few inputs by ONNX input name (``wave`` + ``rr`` for beats, ``signal`` for recordings)."""
     kind = "record" if "signal" in selftest else "beats"
-    out.mkdir(parents=True, exist_ok=True)
-    if onnx_path.resolve() != (out / "model.onnx").resolve():
-        shutil.copy(onnx_path, out / "model.onnx")
-    gate.save(out / "ood.npz")
-    feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in selftest.items()}
-    logits, _ = make_session(out / "model.onnx").run(["logits", "features"], feeds)
-    doc: dict[str, Any] = {
-        "format_version": SIGNAL_FORMAT, "task": "signal", "input": kind, "name": name, "version": version,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "intended_use": spec.description.strip(),
-        "label_spec": spec.model_dump(mode="json", by_alias=True), "class_ids": spec.class_ids, "window": window,
-        "leads": list(leads or []), "temperature": float(temperature.temperature_) if temperature is not None else 1.0,
-        "conformal": conformal.to_dict() if conformal is not None else None,
-        "multilabel": multilabel.to_dict() if multilabel is not None else None, "ood": gate.to_dict(),
-        "metrics": metrics, "training": training,
-        "selftest": {"inputs": {k: v.tolist() for k, v in feeds.items()}, "logits": logits.tolist()},
-        "files": {f: file_digest(out / f) for f in FILES}, "versions": dict(versions or {}),
-    }
-    doc = json.loads(json.dumps(doc))
-    doc["integrity"] = canonical_digest(doc)
-    (out / "bundle.json").write_text(json.dumps(doc), encoding="utf-8")
-    SignalBundle.load(out)
+    with bundle_folder(out) as folder:  # built beside it; replaces an old bundle only once this one loads
+        shutil.copy(onnx_path, folder / "model.onnx")
+        gate.save(folder / "ood.npz")
+        feeds = {k: np.ascontiguousarray(v, np.float32) for k, v in selftest.items()}
+        logits, _ = make_session(folder / "model.onnx").run(["logits", "features"], feeds)
+        doc: dict[str, Any] = {
+            "format_version": SIGNAL_FORMAT, "task": "signal", "input": kind, "name": name, "version": version,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "intended_use": spec.description.strip(),
+            "label_spec": spec.model_dump(mode="json", by_alias=True), "class_ids": spec.class_ids, "window": window,
+            "leads": list(leads or []), "temperature": float(temperature.temperature_) if temperature is not None else 1.0,
+            "conformal": conformal.to_dict() if conformal is not None else None,
+            "multilabel": multilabel.to_dict() if multilabel is not None else None, "ood": gate.to_dict(),
+            "metrics": metrics, "training": training,
+            "selftest": {"inputs": {k: v.tolist() for k, v in feeds.items()}, "logits": logits.tolist()},
+            "files": {f: file_digest(folder / f) for f in FILES}, "versions": dict(versions or {}),
+        }
+        doc = json.loads(json.dumps(doc))
+        doc["integrity"] = canonical_digest(doc)
+        (folder / "bundle.json").write_text(json.dumps(doc), encoding="utf-8")
+        SignalBundle.load(folder)
     return out

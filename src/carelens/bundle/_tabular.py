@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from carelens.bundle._folder import bundle_folder
 from carelens.bundle._manifest import Identified, ManifestHead
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
@@ -237,8 +238,8 @@ def write_tabular_bundle(out: Path, *, name: str, version: str, spec: LabelSpec,
                          train_rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any],
                          training: Mapping[str, Any], intended_use: str = "", versions: Mapping[str, str] | None = None,
                          ) -> Path:
-    """Write ``out/bundle.json`` (self-test rows: the first five training rows)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``out/bundle.json`` (self-test rows: the first five training rows), built beside ``out`` and moved into
+    place once written (:func:`bundle_folder`)."""
     rows = [dict(r) for r in train_rows[:5]]
     doc: dict[str, Any] = {
         "format_version": TABULAR_FORMAT, "task": "tabular", "name": name, "version": version,
@@ -253,5 +254,6 @@ def write_tabular_bundle(out: Path, *, name: str, version: str, spec: LabelSpec,
         model.model_.decision_function(model.encoder_.transform(rows))).tolist()}
     doc = json.loads(json.dumps(doc))  # the digest is over what is written: JSON types only
     doc["integrity"] = canonical_digest(doc)
-    (out / "bundle.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
+    with bundle_folder(out) as building:
+        (building / "bundle.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return out

@@ -16,6 +16,7 @@ figure per epoch. Recording networks validate on other patients (PTB-XL fold 9) 
 from __future__ import annotations
 
 import copy
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,15 +154,15 @@ def export_beats(model: BeatNet, train: BeatSet, val: BeatSet, out: Path, *, spe
     ts = TemperatureScaler().fit(val_logits, val.y)
     cp = ConformalClassifier(alpha, "lac", class_conditional=True).fit(ts.predict_proba(val_logits), val.y)
     gate = OODGate("combined", 0.95).fit(train_feats, train.y, val_feats, val_logits)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "model.onnx"
     n = min(8, len(val))
     waves, rr = val.waves[:n], val.rr[:n]
-    export_onnx(model, (torch.from_numpy(waves), torch.from_numpy(rr)), onnx_path, ["wave", "rr"],
-                ["logits", "features"])
-    return write_signal_bundle(out, onnx_path, gate, name=name, version=version, spec=spec, window=BEAT_WINDOW,
-                               temperature=ts, conformal=cp, selftest={"wave": waves, "rr": rr},
-                               metrics=metrics or {}, training=training or {}, versions=_versions())
+    with tempfile.TemporaryDirectory() as tmp:  # the bundle folder is written whole, by write_signal_bundle
+        onnx_path = Path(tmp) / "model.onnx"
+        export_onnx(model, (torch.from_numpy(waves), torch.from_numpy(rr)), onnx_path, ["wave", "rr"],
+                    ["logits", "features"])
+        return write_signal_bundle(out, onnx_path, gate, name=name, version=version, spec=spec, window=BEAT_WINDOW,
+                                   temperature=ts, conformal=cp, selftest={"wave": waves, "rr": rr},
+                                   metrics=metrics or {}, training=training or {}, versions=_versions())
 
 
 def _versions() -> dict[str, str]:
@@ -183,14 +184,14 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     _, train_feats = predict_records(model, train_x)
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(val_logits, val_y)
     gate = OODGate("combined", 0.95).fit(train_feats, ood_classes(train_y), val_feats, val_logits)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx_path = out / "model.onnx"
     sample = np.ascontiguousarray(val_x[:2])
-    export_onnx(model, (torch.from_numpy(sample),), onnx_path, ["signal"], ["logits", "features"])
-    return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
-                               window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
-                               multilabel=cal, selftest={"signal": sample}, metrics=metrics or {},
-                               training=training or {}, versions=_versions())
+    with tempfile.TemporaryDirectory() as tmp:  # the bundle folder is written whole, by write_signal_bundle
+        onnx_path = Path(tmp) / "model.onnx"
+        export_onnx(model, (torch.from_numpy(sample),), onnx_path, ["signal"], ["logits", "features"])
+        return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
+                                   window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
+                                   multilabel=cal, selftest={"signal": sample}, metrics=metrics or {},
+                                   training=training or {}, versions=_versions())
 
 
 @torch.no_grad()
