@@ -241,6 +241,11 @@ def test_reload_tells_versions_by_content_and_refuses_duplicate_names(serve_dirs
         r = c.post("/v1/admin/reload").json()
         assert "duplicate model name 'chest'" in r["errors"]["chest_copy"] and r["loaded"] == {"chest": "1"}
         shutil.rmtree(models / "chest_copy")
+        # a bundle being built (or left by a killed export) beside its folder is not a model yet
+        shutil.copytree(models / "chest", models / ".chest.partial")
+        r = c.post("/v1/admin/reload").json()
+        assert r["errors"] == {} and r["loaded"] == {"chest": "1"}
+        shutil.rmtree(models / ".chest.partial")
         from carelens.steps.export import export_run
 
         run = serve_dirs["run"]

@@ -77,6 +77,15 @@ def test_a_table_without_labels_is_a_clear_error(tmp_path: Path) -> None:
         load_symptom_table(bad)
 
 
+def test_a_table_too_small_to_validate_is_a_clear_error(tmp_path: Path) -> None:
+    small = tmp_path / "small.csv"
+    small.write_text("Disease,Symptom_1,Symptom_2\nflu,fever,cough\ncold,sneezing,cough\ncold,sneezing,runny nose\n"
+                     "cold,sore throat,cough\nflu,fever,headache\n")
+    # it ended in a numpy matmul ValueError with a traceback (an empty validation split)
+    with pytest.raises(DataError, match=r"too few distinct cases .* these have fewer: flu 2$"):
+        build_symptom_bundle(load_symptom_table(small), tmp_path / "out")
+
+
 def test_a_synonym_file_to_fill_for_your_own_table(tmp_path: Path) -> None:
     import yaml
 

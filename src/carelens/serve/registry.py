@@ -33,7 +33,17 @@ from carelens.hashing import file_digest
 from carelens.policy import Assessment, DecisionPolicy
 from carelens.predict import Engine
 
-__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry", "Overloaded", "ReloadInProgress", "TabularEntry"]
+__all__ = ["MicroBatcher", "ModelEntry", "ModelRegistry", "Overloaded", "ReloadInProgress", "TabularEntry",
+           "bundle_paths"]
+
+
+def bundle_paths(models_dir: Path) -> list[Path]:
+    """The bundles of a models folder: its folders holding a bundle.json and its .zip files, by name; not the hidden
+    ones (``.NAME.partial``: a bundle still being built beside its folder, or left by a killed export)."""
+    if not models_dir.is_dir():
+        return []
+    return sorted(p for p in models_dir.iterdir() if not p.name.startswith(".")
+                  and ((p.is_dir() and (p / "bundle.json").is_file()) or p.suffix == ".zip"))
 
 _STOP = object()
 
@@ -224,10 +234,7 @@ class ModelRegistry:
         self.trusted = load_trusted_keys(self.trusted_keys_dir) if self.trusted_keys_dir is not None else None
 
     def _candidates(self) -> list[Path]:
-        if not self.models_dir.is_dir():
-            return []
-        return sorted(p for p in self.models_dir.iterdir()
-                      if (p.is_dir() and (p / "bundle.json").is_file()) or p.suffix == ".zip")
+        return bundle_paths(self.models_dir)
 
     def load(self, *, wait: bool = True) -> dict[str, Any]:
         """(Re)load every bundle beside the ones serving, then swap the whole table at once.

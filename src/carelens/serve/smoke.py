@@ -21,6 +21,7 @@ from PIL import Image
 from carelens.bundle import Bundle, TabularBundle, is_signal, is_tabular, load_bundle
 from carelens.labels import TRIAGE_LEVELS
 from carelens.predict import Engine
+from carelens.serve.registry import bundle_paths
 
 __all__ = ["SmokeCheck", "probe_case", "probe_image", "smoke"]
 
@@ -67,8 +68,8 @@ def _local(models_dir: Path | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if models_dir is None:
         return out
-    for p in sorted(models_dir.iterdir()):
-        if not ((p / "bundle.json").is_file() or p.suffix == ".zip") or is_signal(p):
+    for p in bundle_paths(models_dir):
+        if is_signal(p):
             continue
         b = TabularBundle.load(p) if is_tabular(p) else load_bundle(p)
         out[b.name] = b

@@ -58,6 +58,12 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
         raise ConfigError("a table cannot be both synthetic and real cases")
     t = load_kaggle_table(source) if isinstance(source, Path) else source
     tr, va, te = split_patterns(t.X, t.y, seed=seed)
+    if len(np.unique(t.y[va])) < 2 or len(te) == 0:  # nothing to choose, calibrate or test on
+        patterns = np.bincount(unique_cases(t.X, t.y)[1], minlength=len(t.spec.classes))
+        few = ", ".join(f"{c} {n}" for c, n in zip(t.spec.class_ids, patterns, strict=True) if n < 3)
+        raise DataError(f"the symptom table has too few distinct cases to validate and test a model on ({len(va)} "
+                        f"validation and {len(te)} test rows): a condition needs at least 3 rows with different "
+                        f"symptoms, one each for training, validation and test; these have fewer: {few}")
     # a table of cases repeats its patterns: each distinct case is simulated once, weighted by how often it occurs
     # (its prevalence); validation and test count each distinct case once, as held-out patterns
     utr, uytr, wtr = unique_cases(t.X[tr], t.y[tr])
