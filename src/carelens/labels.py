@@ -28,6 +28,7 @@ __all__ = [
     "NO_SPEC_NOTE",
     "SEVERITIES",
     "TASKS",
+    "TRIAGE_ACTIONS",
     "TRIAGE_LEVELS",
     "Checklist",
     "ClassSpec",
@@ -44,6 +45,15 @@ __all__ = [
 ]
 
 SEVERITIES = ("low", "moderate", "high", "critical")
+# what to do and how soon, per triage level ({who}: the spec's care provider, doctor or veterinarian); the advice of
+# a class that has none of its own, and the explanations' closing instruction
+TRIAGE_ACTIONS = {
+    "self_care": "This can usually be looked after at home. See a {who} if it gets worse or has not improved in a week.",
+    "consultation": "Book a visit with a {who} in the next few days.",
+    "consultation_24": "See a {who} within 24 hours.",
+    "emergency": "Go to an emergency {who} now.",
+    "emergency_ambulance": "Call emergency services now.",
+}
 # Ordered from least to most urgent: the decision policy takes the max over plausible classes.
 TRIAGE_LEVELS = ("self_care", "consultation", "consultation_24", "emergency", "emergency_ambulance")
 
@@ -220,6 +230,10 @@ class LabelSpec(BaseModel):
     def provider(self) -> str:
         """Who the advice sends the person to: the spec's ``care_provider``, else doctor or veterinarian."""
         return self.care_provider or ("veterinarian" if self.veterinary else "doctor")
+
+    def action(self, level: str) -> str:
+        """What to do at a triage level, addressed to this spec's care provider."""
+        return TRIAGE_ACTIONS[level].format(who=self.provider)
 
     def serves(self, species: str) -> bool:
         return species in self.species

@@ -118,3 +118,14 @@ def test_multilabel_critical_miss_and_over_triage() -> None:
     decided = ["consultation", "consultation_24", "self_care", "emergency"]
     assert critical_miss_rate(decided, y, spec) == pytest.approx(0.5)
     assert over_triage_rate(decided, y, spec) == pytest.approx(0.5)
+
+
+def test_a_condition_without_advice_gets_its_level_s_action() -> None:
+    spec = load_spec("skin_conditions")
+    bare = spec.model_copy(update={"classes": tuple(c.model_copy(update={"advice": "", "severity_levels": ()})
+                                                    for c in spec.classes)})
+    k = len(bare.classes)
+    proba = np.full(k, 0.02)
+    proba[bare.index("acne")] = 0.97
+    out = _assess(bare, proba, proba > 0.5, proba > 0.3, [None] * k)
+    assert out.advice == bare.action(out.triage.level) and out.advice.startswith(("This can usually", "Book a visit"))

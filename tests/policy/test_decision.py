@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from carelens.errors import ConfigError
-from carelens.labels import load_spec
+from carelens.labels import load_spec, spec_from_labels
 from carelens.policy import DecisionPolicy, ModelRef, decide
 
 HAM = load_spec("ham10000")
@@ -71,6 +71,19 @@ def test_a_set_of_every_class_is_uncertain_not_possible() -> None:
     assert a.confidence == "uncertain" and "ambiguous" in a.flags
     b = decide(p, np.array([True, True, False]), spec=busi, model=REF, coverage=0.9)
     assert b.confidence == "possible"  # a set of two of three leaves one out
+
+
+def test_a_class_without_advice_gets_its_level_s_action_never_an_empty_one() -> None:
+    plain = spec_from_labels("scans", ["benign", "malignant", "normal"])  # every class without advice
+    a = decide(np.array([0.1, 0.8, 0.1]), np.array([False, True, False]), spec=plain, model=REF, coverage=0.9)
+    assert a.confidence == "likely" and a.advice == "Book a visit with a doctor in the next few days."
+    u = decide(np.array([0.34, 0.33, 0.33]), np.ones(3, bool), spec=plain, model=REF, coverage=0.9,
+               policy=DecisionPolicy(floor_when_unsure="consultation_24"))
+    assert u.confidence == "uncertain" and u.triage.level == "consultation_24"
+    assert u.advice.endswith("Have a professional look. See a doctor within 24 hours.")  # the floor's, not the class's
+    vet = plain.model_copy(update={"species": ("dog",)})
+    assert decide(np.array([0.1, 0.8, 0.1]), np.array([False, True, False]), spec=vet, model=REF,
+                  coverage=0.9).advice == "Book a visit with a veterinarian in the next few days."
 
 
 def test_multi_system_flag() -> None:

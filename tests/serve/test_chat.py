@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from carelens.explain import ACTIONS, LlmSettings
+from carelens.explain import LlmSettings
+from carelens.labels import TRIAGE_ACTIONS
 from carelens.scenarios import scripted_llm as fake_llm
 from carelens.serve import ServeSettings, create_app
 
@@ -66,10 +67,10 @@ def test_language_model_answers_are_guarded(serve_dirs: dict[str, Path], tmp_pat
             asked = llm.requests[-1]["body"]["messages"]
             assert "is it bad?" in asked[1]["content"] and "triage" in asked[1]["content"]
             level = r["assessment"]["triage"]["level"]
-            llm.answer(f"{ACTIONS[level].format(who='doctor')} This is not a diagnosis.")  # keeps to the level
+            llm.answer(f"{TRIAGE_ACTIONS[level].format(who='doctor')} This is not a diagnosis.")  # keeps to the level
             r = c.post("/v1/chat", data={"session_id": sid, "message": "ok"}).json()
             assert r["assessment"]["triage"]["level"] == level
-            assert r["explained_by"] == "llm" and r["explanation"].startswith(ACTIONS[level].format(who="doctor"))
+            assert r["explained_by"] == "llm" and r["explanation"].startswith(TRIAGE_ACTIONS[level].format(who="doctor"))
             llm.answer("This is not a diagnosis.", delay=2.0)  # slower than the timeout
             r = c.post("/v1/chat", data={"session_id": sid, "message": "and now?"}).json()
             assert r["explained_by"] == "template" and "language model failed" in r["guardrail_failures"][0]

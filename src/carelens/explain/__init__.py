@@ -8,7 +8,7 @@ is always carelens's own, never the language model's.
 
 from carelens.explain._guardrails import GuardrailResult, check_answer
 from carelens.explain._llm import LlmExplainer, LlmSettings
-from carelens.explain._templates import ACTIONS, Explanation, explain, template_explanation
+from carelens.explain._templates import Explanation, explain, template_explanation
 
-__all__ = ["ACTIONS", "Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
+__all__ = ["Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
            "template_explanation"]

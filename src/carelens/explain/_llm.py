@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from carelens.explain._guardrails import check_answer
-from carelens.explain._templates import ACTIONS, Explanation, template_explanation
+from carelens.explain._templates import Explanation, template_explanation
 from carelens.labels import LabelSpec
 from carelens.policy import Assessment
 
@@ -56,7 +56,7 @@ class LlmExplainer:
             f"You explain an automated triage assessment to {who} in at most 120 words, in plain language. "
             f"{CAUTION[a.confidence]} Mention no condition other than: {', '.join(allowed)}. "
             f"The advice on how soon to get care is fixed and you must not soften it: "
-            f"'{ACTIONS[a.triage.level].format(who=spec.provider)}' "
+            f"'{spec.action(a.triage.level)}' "
             "End with the words 'This is not a diagnosis.'"
         )
         facts = {"assessment": a.model_dump(mode="json", exclude={"disclaimer", "model"})}

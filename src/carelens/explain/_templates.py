@@ -9,16 +9,8 @@ from typing import Literal
 from carelens.labels import LabelSpec
 from carelens.policy import Assessment
 
-__all__ = ["ACTIONS", "Explanation", "explain", "template_explanation"]
+__all__ = ["Explanation", "explain", "template_explanation"]
 
-# how soon, per triage level; {who} is the care provider from the label spec (doctor, veterinarian)
-ACTIONS = {
-    "self_care": "This can usually be looked after at home. See a {who} if it gets worse or has not improved in a week.",
-    "consultation": "Book a visit with a {who} in the next few days.",
-    "consultation_24": "See a {who} within 24 hours.",
-    "emergency": "Go to an emergency {who} now.",
-    "emergency_ambulance": "Call emergency services now.",
-}
 SAW = {  # what the model saw, in words that match how sure it is
     "likely": "The {source} most likely shows {name} ({pct}%).",
     "possible": "The {source} possibly shows {name} ({pct}%), but the model is not sure.",
@@ -71,7 +63,7 @@ def template_explanation(a: Assessment, spec: LabelSpec) -> str:
     groups = sorted({spec.get(c).group for c in a.prediction_set if c in lower} or {a.top[0].group})
     parts.append(ONE_SYSTEM.format(group=groups[0].capitalize()) if len(groups) == 1
                  else SEVERAL_SYSTEMS.format(groups=", ".join(groups)))
-    parts.append(ACTIONS[a.triage.level].format(who=who))
+    parts.append(spec.action(a.triage.level))
     parts.append(CHANGE.format(subject=ANIMAL_SUBJECT if spec.veterinary else HUMAN_SUBJECT))
     parts.append(a.disclaimer)
     return " ".join(parts)

@@ -125,7 +125,7 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
         reason = (f"{classes[urgent].name} is the most likely finding" if urgent == order[0]
                   else f"{classes[urgent].name} is in the plausible set")
     level: str = classes[urgent].triage
-    advice = classes[urgent].advice
+    advice = classes[urgent].advice or spec.action(level)  # a class without advice of its own: its level's action
     floor: str = pol.floor_when_unsure
     if not in_distribution:
         # cannot assess: say so and ask for a retake; at the floor, never lowered (as for multi-label models: an
@@ -143,7 +143,8 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure, so a professional should look"
-        advice = "The model could not decide between several conditions. Have a professional look. " + advice
+        advice = ("The model could not decide between several conditions. Have a professional look. "
+                  + (classes[urgent].advice or spec.action(level)))
     return _Core(p=p, ranked=ranked, members=members, flags=flags, confidence=confidence, level=level,
                  reason=reason, advice=advice)
 

@@ -90,9 +90,10 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
                  if sev is not None else "")
         named = f"{c.name}{grade}"
         reason = f"{named} is {'a finding' if present[urgent] else 'kept as possible'}"
-        advice = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
+        own = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
+        advice = own or spec.action(level)  # a condition without advice of its own: its level's action
     else:
-        named = ""
+        named, own = "", ""
         level, reason, advice = "self_care", "no condition is above its threshold or kept as possible", \
             f"No condition was found on this {noun}."
     floor = pol.floor_when_unsure
@@ -112,7 +113,8 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
     elif confidence == "uncertain" and triage_rank(level) < triage_rank(floor):
         level = floor
         reason = "the model is not sure about several conditions, so a professional should look"
-        advice = "The model could not decide about several conditions. Have a professional look. " + advice
+        advice = "The model could not decide about several conditions. Have a professional look. " + (
+            own or spec.action(level))
     return MultilabelDecision(level, reason, advice, confidence, tuple(flags), considered, tuple(grades))
 
 
