@@ -232,3 +232,9 @@ def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
         inside = heat[cy - 6 : cy + 6, cx - 6 : cx + 6].mean()
         hits += a.top[0].id == "blob" and inside > 1.5 * heat.mean()
     assert hits >= 8
+    # the evaluation report says why a spec-less model has no critical-miss rate
+    res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "bundle"), str(root), "--splits", str(run / "splits.json"),
+                                   "--out", str(tmp_path / "report")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["critical_classes"] == []
+    assert "no class of the label spec is critical" in (tmp_path / "report" / "report.html").read_text()

@@ -111,6 +111,7 @@ def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage
         "coverage_target": coverage_target, **cov,
         "ood_pass_rate": float(a["in_distribution"].mean()),
         "critical_miss_rate": _or_none(critical_miss_rate(levels, y, spec)),
+        "critical_classes": [c.id for c in spec.classes if c.is_critical],  # none: the rate is undefined
         "over_triage_rate": _or_none(over_triage_rate(levels, y, spec)),
         "selective_accuracy_at_80": float(rc_acc[max(int(0.8 * len(rc_acc)) - 1, 0)]),
         "risk_coverage_aurc": float(np.mean(1 - rc_acc)),

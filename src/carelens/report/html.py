@@ -72,12 +72,23 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("lowest class coverage", m["min_class_coverage"], None),
         ("mean prediction set size", m["mean_set_size"], None),
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
-        ("critical-miss rate (critical cases triaged below consultation_24)", m["critical_miss_rate"], None),
+        ("critical-miss rate (critical cases triaged below consultation_24)", _critical_miss(m), None),
         ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"), None),
         *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"), None)]
           if "critical_miss_rate_ood_at_floor" in m else []),
         ("edge cases answered as uncertain / out of distribution", m["edge_cases_handled"], None),
     ]
+
+
+def _critical_miss(m: dict[str, Any]) -> Any:
+    """The rate, or why there is none: no critical class in the label spec (nothing escalates), or no critical
+    case among these images."""
+    if m["critical_miss_rate"] is not None:
+        return m["critical_miss_rate"]
+    if "critical_classes" in m and not m["critical_classes"]:
+        return ("n/a: no class of the label spec is critical (severity high or critical), so no answer escalates; "
+                "give the data a spec that says which conditions must not be missed")
+    return "n/a: no critical case among these images"
 
 
 _OOD_AT_FLOOR = ("critical-miss / over-triage rate had out-of-distribution images been answered at the floor level "
