@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from carelens.errors import LabelSpecError
 
 __all__ = [
+    "NO_CRITICAL_NOTE",
     "NO_SPEC_NOTE",
     "SEVERITIES",
     "TASKS",
@@ -361,6 +362,9 @@ NO_SPEC_NOTE = ("no label spec: every class has the default severity (moderate) 
                 "none counts as critical, no answer is ever escalated and the critical-miss rate is not measured; "
                 "`carelens specs --init DATA` writes a spec to edit (each class's severity, triage and advice), then "
                 "train with --spec")
+NO_CRITICAL_NOTE = ("label spec {name!r} has no critical class (severity high or critical): no answer is escalated "
+                    "beyond its class's own triage level and the critical-miss rate is not measured; if some condition "
+                    "must not be missed, set its severity in the spec")
 
 
 def spec_from_labels(name: str, labels: Iterable[str]) -> LabelSpec:

@@ -9,9 +9,10 @@ import pytest
 
 from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler, conservative_rank
 from carelens.errors import ConfigError, NotFittedError
-from carelens.labels import NO_SPEC_NOTE
+from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, spec_from_labels
 from carelens.metrics import coverage_report, expected_calibration_error, softmax
 from carelens.steps import Run, calibrate_run
+from carelens.steps.calibrate import fit_calibration
 
 
 def _preds(run: Path) -> dict[str, np.ndarray]:
@@ -106,7 +107,12 @@ def test_validation_without_a_single_error_fixes_no_temperature(tiny_pneumonia_r
 def test_calibrate_run_writes_everything_and_reloads(tiny_pneumonia_run: Path) -> None:
     cal = calibrate_run(tiny_pneumonia_run)
     rep = json.loads((tiny_pneumonia_run / "calibration.json").read_text())
-    assert NO_SPEC_NOTE not in rep.get("warnings", [])  # the pneumoniamnist spec names what is critical
+    assert not any(w in rep.get("warnings", []) for w in (NO_SPEC_NOTE, NO_CRITICAL_NOTE.format(name="pneumoniamnist")))
+    # the same outputs under a spec that names nothing critical (as `specs --init` writes it, unedited): said
+    run = Run(tiny_pneumonia_run)
+    flat = spec_from_labels("chest", run.config.class_ids)
+    assert NO_CRITICAL_NOTE.format(name="chest") in fit_calibration(run.predictions(), run.config.class_ids,
+                                                                    flat)[0].report["warnings"]
     assert rep["test"]["ece"] <= rep["test"]["ece_before"] + 0.02
     assert 0.85 <= rep["test"]["ood_pass_rate"] <= 1.0
     assert (tiny_pneumonia_run / "reliability.png").stat().st_size > 1000

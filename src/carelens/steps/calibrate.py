@@ -20,7 +20,7 @@ from carelens.calibrate import (
 )
 from carelens.errors import DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
-from carelens.labels import NO_SPEC_NOTE, LabelSpec
+from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, LabelSpec
 from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
 from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import (
@@ -115,7 +115,8 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
     }
     counts = np.bincount(a.train_y.astype(np.int64), minlength=len(class_ids))
     weights, report["finding_weights"] = choose_finding_weights(pv, a.val_y, np.maximum(counts, 1) / counts.sum())
-    warnings = [w for w in (None if spec else NO_SPEC_NOTE, ts.shortfall(), gate.shortfall()) if w]
+    spec_note = NO_SPEC_NOTE if spec is None else None if spec.critical_indices else NO_CRITICAL_NOTE.format(name=spec.name)
+    warnings = [w for w in (spec_note, ts.shortfall(), gate.shortfall()) if w]
     if cp.fallback_classes_:
         warnings += [
             f"class {class_ids[i]!r} has {int(cp.class_counts_[i])} validation examples, fewer than the "
