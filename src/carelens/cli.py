@@ -348,6 +348,9 @@ def calibrate(
     scaler: Annotated[str, typer.Option(help="temperature (default) or auto: add class biases where cross-fitted "
                                              "validation NLL prefers them (hurts under a test-time prior shift).")]
     = "temperature",
+    critical_miss_target: Annotated[float, typer.Option(
+        help="The validation critical-miss rate the shipped decision rule must keep to; among the rules that do, the "
+             "one with the lowest over-triage ships.")] = 0.02,
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
     with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
@@ -359,7 +362,7 @@ def calibrate(
         raise ConfigError(f"--scaler must be temperature or auto, got {scaler!r}")
     cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
                         ood_method=cast(OODMethod, ood_method), pass_rate=ood_pass_rate,
-                        pass_confidence=ood_confidence or None, facts=names,
+                        pass_confidence=ood_confidence or None, facts=names, critical_miss_target=critical_miss_target,
                         scaler="auto" if scaler == "auto" else "temperature")  # each validated when it is fitted
     r = cal.report
     if cal.multilabel is not None:

@@ -197,10 +197,18 @@ def test_operating_points_show_the_price_of_safety(tiny_pneumonia_run: Path) -> 
 def test_the_shipped_decision_rule_meets_the_critical_miss_target_on_validation(tiny_pneumonia_run: Path) -> None:
     """The set rule and the critical-probability rule compete on validation (cross-fitted); the chosen one keeps
     critical-miss under the target with the lowest over-triage, and the bundle ships it."""
+    from typer.testing import CliRunner
+
     from carelens.bundle import load_bundle
+    from carelens.cli import app
     from carelens.steps.export import export_run
 
-    rule = calibrate_run(tiny_pneumonia_run, critical_miss_target=0.05).report["decision_rule"]
+    res = CliRunner().invoke(app, ["calibrate", str(tiny_pneumonia_run), "--critical-miss-target", "1.5"])
+    assert res.exit_code == 1 and "critical-miss target must be in [0, 1), got 1.5" in res.output
+    res = CliRunner().invoke(app, ["calibrate", str(tiny_pneumonia_run), "--critical-miss-target", "0.05"])
+    assert res.exit_code == 0, res.output
+    rule = json.loads((tiny_pneumonia_run / "calibration.json").read_text())["decision_rule"]
+    assert rule["target_critical_miss_rate"] == 0.05  # the option reached the rule's choice
     by_t = {r["critical_threshold"]: r for r in rule["val"]}
     assert None in by_t and len(by_t) > 10 and len(rule["test"]) == len(rule["val"])
     if rule["met_on_val"]:

@@ -18,7 +18,7 @@ from carelens.calibrate import (
     choose_finding_weights,
     choose_scaler,
 )
-from carelens.errors import DataError
+from carelens.errors import ConfigError, DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, LabelSpec
 from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
@@ -186,6 +186,8 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test
     (each half decided by conformal thresholds fitted on the other). Chosen: among the rules whose validation
     critical-miss rate is at most ``target``, the one with the lowest over-triage (the set rule on a tie, and
     when no rule meets the target). ``test``: every candidate measured on test, for the report only."""
+    if not 0 <= target < 1:
+        raise ConfigError(f"the critical-miss target must be in [0, 1), got {target}")
     order = np.random.default_rng(seed).permutation(len(y))
     halves = (order[: len(y) // 2], order[len(y) // 2 :])
     mask = np.zeros_like(pv, dtype=bool)
