@@ -569,6 +569,12 @@ def predict(
     )
 
     fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
+    if out is not None:  # checked before any work, and its folder made
+        kinds = (".jsonl", ".csv", *((".parquet",) if ray is not None else ()))
+        if out.suffix not in kinds:
+            raise ConfigError(f"--out {out}: results are written as {' or '.join(kinds)} (one assessment per line or "
+                              "row); name the file with one of those endings")
+        out.parent.mkdir(parents=True, exist_ok=True)
     if is_signal(bundle):
         sb = SignalBundle.load(bundle)
         sb.labels.require_species(species, "the model")

@@ -153,7 +153,9 @@ def test_predict_cli_reports_corrupt_files_and_continues(bundle_dir: Path, tmp_p
         for k in range(5):
             Image.fromarray(z["test_images"][k]).save(folder / f"x{k}.png")
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    out = tmp_path / "res.jsonl"
+    res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(tmp_path / "res.txt")])
+    assert res.exit_code == 1 and "results are written as .jsonl or .csv" in res.output  # not JSON lines under .txt
+    out = tmp_path / "results" / "res.jsonl"  # its folder is made
     res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(out)])
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
