@@ -129,6 +129,7 @@ def _init_spec(data: str, out: Path, label_column: str | None) -> None:
             raise ConfigError(f"table {data} has no column {label_column!r}; its columns are {', '.join(rows[0])}")
         labels = sorted({str(r[label_column]).strip() for r in rows} - {""})
         spec = template_spec(Path(data).stem, labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(SPEC_HEADER.format(data=data, out=out) + yaml.safe_dump(spec.to_dict(), sort_keys=False,
                                                                         allow_unicode=True), encoding="utf-8")
     console.print(f"wrote {out}: {len(spec.classes)} classes, every one at severity moderate and triage consultation "
@@ -716,6 +717,7 @@ def symptoms_synonyms(
     if out.exists():
         raise ConfigError(f"{out} exists; give another --out (your edits there would be lost)")
     t = load_symptom_table(table, label_column=label_column)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(synonym_template(t.vocab.ids), encoding="utf-8")
     console.print(f"wrote {out}: {len(t.vocab.ids)} symptoms; add everyday phrasings under each, then "
                   f"`carelens symptoms build --table {table} --synonyms {out}`")
@@ -881,6 +883,7 @@ def ecg_cmd(
     a, peaks = screen(sig, lead, classify=beat_classifier(SignalBundle.load(beats)) if beats else None)
     x = sig.samples[:, sig.lead_index(a.lead)]  # the lead the beats were found on
     if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
         plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
     if report is not None:
         from carelens.report import write_ecg_report

@@ -73,7 +73,7 @@ def test_folders_named_freely_get_a_spec_to_edit_before_any_training(busi_dir: P
     assert res.exit_code == 1 and "LabelSpecError" in res.output and "Traceback" not in res.output
     assert "'Benign', 'Malignant Tumour' cannot be class ids" in res.output and "specs --init" in res.output
     assert not run.exists()  # refused before training (it used to fail at export, after it)
-    spec = tmp_path / "spec.yaml"
+    spec = tmp_path / "specs" / "spec.yaml"  # its folder is made
     res = runner.invoke(app, ["specs", "--init", str(data), "--out", str(spec)])
     assert res.exit_code == 0, res.output
     assert spec.read_text().startswith("# Label spec for") and "severity: low | moderate | high | critical" in spec.read_text()
