@@ -49,7 +49,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _edge(fn: F) -> F:
-    """Translate carelens errors once: one line on stderr, exit code 1."""
+    """Translate carelens errors, and the file system's, once: one line on stderr, exit code 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -57,6 +57,9 @@ def _edge(fn: F) -> F:
             return fn(*args, **kwargs)
         except CarelensError as exc:
             err_console.print(f"[red]{type(exc).__name__}: {exc}[/red]", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except OSError as exc:  # a path that cannot be read or written (permissions, a file where a folder goes)
+            err_console.print(f"[red]{type(exc).__name__}: {escape(str(exc))}[/red]", soft_wrap=True)
             raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -43,6 +43,13 @@ def test_errors_are_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "DataError" in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["split", str(tmp_path), "--fractions", "0.7,0.3"])
     assert res.exit_code == 1 and "ConfigError" in res.output
+    # the file system's errors too: a file where a folder of --out belongs
+    (tmp_path / "notes.txt").write_text("x")
+    for label in ("a", "b"):
+        (tmp_path / "imgs" / label).mkdir(parents=True)
+        (tmp_path / "imgs" / label / "1.png").write_bytes(b"")
+    res = runner.invoke(app, ["specs", "--init", str(tmp_path / "imgs"), "--out", str(tmp_path / "notes.txt" / "s.yaml")])
+    assert res.exit_code == 1 and "Traceback" not in res.output and "notes.txt" in res.output
 
 
 def test_a_warning_reaches_the_cli_user_as_one_line(monkeypatch: pytest.MonkeyPatch,
