@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from carelens import __version__
-from carelens.console import console, err_console, progress_bar
+from carelens.console import console, err_console, notice, progress_bar
 from carelens.errors import CarelensError, ConfigError
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ def train_cmd(
     if ds.spec is None:
         from carelens.labels import NO_SPEC_NOTE
 
-        err_console.print(f"[yellow]! {NO_SPEC_NOTE}[/yellow]")
+        notice(NO_SPEC_NOTE)
     if folds is not None:
         pairs = None
         if not ds.has_groups:
@@ -1235,7 +1235,7 @@ def scenarios_run(
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                       file: Any = None, line: str | None = None) -> None:
     """A warning as the CLI's other notices are shown: one yellow line on stderr, no source location."""
-    err_console.print(f"[yellow]! {escape(str(message))}[/yellow]", highlight=False)
+    notice(str(message))
 
 
 def main() -> None:

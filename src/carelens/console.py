@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,12 +18,17 @@ from rich.progress import (
 )
 from rich.text import Text
 
-__all__ = ["console", "err_console", "progress_bar"]
+__all__ = ["console", "err_console", "notice", "progress_bar"]
 
 # soft_wrap: messages and paths are never broken by hard newlines when output goes to a pipe or log
 # (tables still fit the terminal width)
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+
+
+def notice(text: str) -> None:
+    """A warning for the person at the terminal: one yellow line on stderr, starting with ``!``."""
+    err_console.print(f"[yellow]! {escape(text)}[/yellow]", highlight=False)
 
 
 class _Count(MofNCompleteColumn):

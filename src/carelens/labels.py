@@ -371,8 +371,7 @@ def spec_from_labels(name: str, labels: Iterable[str]) -> LabelSpec:
     """The spec of data that has none: a class per label, its id and name the label itself, every class at the
     defaults (see ``NO_SPEC_NOTE``). LabelSpecError, naming the fix, when a label cannot be a class id."""
     labels = list(labels)
-    bad = [x for x in labels if not _CLASS_ID.fullmatch(x)]
-    if bad:
+    if bad := _non_ids(labels):
         raise LabelSpecError(
             f"{_not_ids(bad)}, and the data has no label spec to map them onto ids: `carelens specs --init DATA --out "
             "spec.yaml` writes one that does (edit each class's severity and triage), then train with --spec "
@@ -387,11 +386,14 @@ def label_problems(labels: Iterable[str]) -> list[str]:
     problems = [f"labels {', '.join(repr(x) for x in same)} differ only in case or spacing: probably one class under "
                 "several spellings; `carelens specs --init DATA` writes a spec that merges them"
                 for same in _spellings(labels).values() if len(same) > 1]
-    bad = [x for x in labels if not _CLASS_ID.fullmatch(x)]
-    if bad:
+    if bad := _non_ids(labels):
         problems.append(f"{_not_ids(bad)}: without a label spec, training refuses them; `carelens specs --init DATA` "
                         "writes one that maps them onto ids")
     return problems
+
+
+def _non_ids(labels: list[str]) -> list[str]:
+    return [x for x in labels if not _CLASS_ID.fullmatch(x)]
 
 
 def _not_ids(labels: list[str]) -> str:

@@ -65,7 +65,7 @@ class TemperatureScaler:
         """Why the fitted scaler is the identity although validation data were given (every validation example was
         already ranked first, so no temperature is determined), or None."""
         self._check()
-        if not getattr(self, "separable_", False):
+        if not self.separable_:
             return None
         return (f"all {self.n_val_} validation examples are already ranked first, so they determine no temperature: "
                 "it stays 1 (the model's own confidence, not sharpened on no evidence); more validation data, with "
@@ -94,6 +94,7 @@ class TemperatureScaler:
         ts = cls(bias=bias is not None)
         ts.temperature_ = float(d["temperature"])
         ts.bias_ = None if bias is None else np.asarray(bias, dtype=np.float64)
+        ts.separable_ = False  # a stored temperature was fitted (or set) as it is
         return ts
 
 

@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from carelens.bundle import make_session
 from carelens.config import TrainConfig
-from carelens.console import err_console, progress_bar
+from carelens.console import err_console, notice, progress_bar
 from carelens.data import Dataset, Splits, UnreadableImageWarning
 from carelens.errors import ConfigError, DataError
 from carelens.labels import spec_from_labels
@@ -229,6 +229,8 @@ def train(
     t0 = time.perf_counter()
     run = Run(out)
     class_ids = ds.spec.class_ids if ds.spec else sorted(set(ds.labels))
+    if ds.spec is None:  # the labels are the class ids: fail now, not at export after the training
+        spec_from_labels(ds.name, class_ids)
     if ds.multilabel and (ds.spec is None or not ds.spec.multilabel):
         raise ConfigError(f"{ds.name} is multi-label: train it with a multi-label spec (task: multilabel)")
     task = task_for(ds.spec, class_ids, config)
@@ -237,9 +239,9 @@ def train(
     if not dist.main:
         err_console.quiet = True  # one set of progress bars and messages: process 0's
     if unseen:  # trained, but chosen and calibrated blind to them
-        err_console.print(f"[yellow]! class(es) {', '.join(unseen)} have no validation examples: the model is chosen, "
-                          "and later calibrated, without seeing how it does on them; collect more (the audit says how "
-                          "many) or merge them in the label spec[/yellow]")
+        notice(f"class(es) {', '.join(unseen)} have no validation examples: the model is chosen, and later "
+               "calibrated, without seeing how it does on them; collect more (the audit says how many) or merge them "
+               "in the label spec")
     configure_runtime(config.threads or threads_per_process(dist.world))
     if dist.main:
         run.create()
@@ -283,8 +285,6 @@ def _summary(m: dict[str, Any]) -> dict[str, Any]:
 
 def _check_inputs(ds: Dataset, splits: Splits, task: TrainTask, run: Run, resume: bool) -> list[str]:
     """ConfigError for what makes training impossible; the classes the validation split lacks."""
-    if ds.spec is None:  # the labels are the class ids: fail now, not at export after the training
-        spec_from_labels(ds.name, sorted(set(ds.labels)))
     missing = task.missing_in([ds[i] for i in splits.indices(ds, "train")])
     if missing:
         raise ConfigError(
