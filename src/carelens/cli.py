@@ -104,6 +104,9 @@ def specs(
     console.print(table)
 
 
+CRITICAL_MISS_HELP = ("The {on} critical-miss rate the shipped decision rule must keep to; among the rules that do, the "
+                      "one with the lowest over-triage ships.")
+
 SPEC_HEADER = """\
 # Label spec for {data}, written by `carelens specs --init`. Set, for each class, what a clinician would:
 #   severity: low | moderate | high | critical   (high and critical count as "must not miss": the critical-miss rate
@@ -352,9 +355,7 @@ def calibrate(
     scaler: Annotated[str, typer.Option(help="temperature (default) or auto: add class biases where cross-fitted "
                                              "validation NLL prefers them (hurts under a test-time prior shift).")]
     = "temperature",
-    critical_miss_target: Annotated[float, typer.Option(
-        help="The validation critical-miss rate the shipped decision rule must keep to; among the rules that do, the "
-             "one with the lowest over-triage ships.")] = 0.02,
+    critical_miss_target: Annotated[float, typer.Option(help=CRITICAL_MISS_HELP.format(on="validation"))] = 0.02,
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
     with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
@@ -824,18 +825,32 @@ def clinical_build(
     version: Annotated[str, typer.Option(help="Model version.")] = "1",
     folds: Annotated[int, typer.Option(help="Cross-validation folds.")] = 5,
     alpha: Annotated[float, typer.Option(help="Conformal miscoverage (0.1: 90% sets).")] = 0.1,
+    critical_miss_target: Annotated[float, typer.Option(help=CRITICAL_MISS_HELP.format(on="out-of-fold"))] = 0.02,
 ) -> None:
-    """Train, cross-validate, calibrate and conformalise a clinical model; write it as a bundle."""
+    """Train, cross-validate, calibrate and conformalise a clinical model; choose its decision rule; write it as a
+    bundle."""
     from carelens.steps import build_clinical
 
     with progress_bar(f"cross-validating ({folds} folds)", folds) as advance:
         m = build_clinical(source, out, spec=spec, label_column=label_column, group_column=group_column, name=name,
-                           version=version, folds=folds, alpha=alpha, on_fold=advance)
+                           version=version, folds=folds, alpha=alpha, critical_miss_target=critical_miss_target,
+                           on_fold=advance)
     table = Table("cross-validated (out of fold)", "value")
     for k in ("auc", "balanced_accuracy", "accuracy", "brier", "ece_uncalibrated", "ece", "coverage", "mean_set_size"):
         if m.get(k) is not None:
             table.add_row(k, f"{m[k]:.3f}")
+    for k in ("critical_miss_rate", "over_triage_rate", "critical_miss_rate_set_rule", "over_triage_rate_set_rule"):
+        if k in m:  # None: every outcome triages at consultation_24 or above, so none can be over-triaged
+            table.add_row(k, "n/a (no routine outcome)" if m[k] is None else f"{m[k]:.3f}")
     console.print(table)
+    rule = m.get("decision_rule")
+    if rule:
+        how = ("the most urgent outcome in the prediction set" if rule["chosen"] == "set" else
+               f"escalate when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
+        console.print(f"decision rule shipped: {how} (critical-miss target {rule['target_critical_miss_rate']:g}"
+                      + ("" if rule["met_on_val"] else ", not met by any rule out of fold") + ")")
+    for w in m.get("warnings", []):
+        notice(w)
     console.print(f"{m['n']} cases {m['per_class']}; wrote {out}/bundle.json")
 
 

@@ -3,8 +3,12 @@
 One ``bundle.json`` (``task: tabular``): the label spec (each outcome's triage level and advice), the input
 schema (type, unit, accepted range or values, required or not, the friendlier names people send), the model
 as plain JSON coefficients (:class:`~carelens.fusion.TabularModel`, no pickle), its temperature and conformal
-thresholds, the cross-validated figures, a self-test (rows and the probabilities they must give) and an
+thresholds, the decision settings it ships (``decision``: the critical-probability rule when the build chose it,
+as an image bundle's), the cross-validated figures, a self-test (rows and the probabilities they must give) and an
 integrity digest. It loads with numpy alone.
+
+Format 2 added ``decision``: a format-2 bundle may escalate where a format-1 reader would not, so an older carelens
+refuses it rather than apply the laxer rule; a format-1 bundle still loads, with the default policy.
 
 Per-factor contributions: the model is linear in the encoded inputs, so each input's contribution to the
 calibrated log-odds of an outcome is exact: Σ over its encoded columns of coef · (x - x̄) / T, where x̄ is the
@@ -26,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from carelens.bundle._folder import bundle_folder
-from carelens.bundle._manifest import Identified, ManifestHead
+from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel, is_missing
@@ -37,7 +41,7 @@ from carelens.policy import Assessment, DecisionPolicy, decide
 __all__ = ["TABULAR_FORMAT", "Contribution", "InputField", "TabularBundle", "TabularSpec", "is_tabular",
            "write_tabular_bundle"]
 
-TABULAR_FORMAT = 1
+TABULAR_FORMAT = 2  # 2 added ``decision`` (the critical-probability rule); 1 still loads
 
 
 class InputField(BaseModel):
@@ -63,6 +67,7 @@ class TabularSpec(ManifestHead):
     temperature: float
     conformal: dict[str, Any]  # ConformalClassifier.to_dict()
     baseline: list[float]  # training mean of the encoded inputs: the "typical" patient of the contributions
+    decision: DecisionParams = Field(default_factory=DecisionParams)  # format 2; format 1: the defaults
     metrics: dict[str, Any] = Field(default_factory=dict)  # record: cross-validated figures
     training: dict[str, Any] = Field(default_factory=dict)  # record: data, folds, C
     selftest: dict[str, Any]  # {"rows": [...], "proba": [[...]]}
@@ -101,8 +106,9 @@ class TabularBundle(Identified):
         raw = json.loads(f.read_text(encoding="utf-8"))
         if raw.get("task") != "tabular":
             raise BundleError(f"{f} is not a clinical (tabular) bundle")
-        if raw.get("format_version") != TABULAR_FORMAT:
-            raise BundleError(f"{f} has tabular format {raw.get('format_version')!r}; this carelens reads {TABULAR_FORMAT}")
+        if raw.get("format_version") not in range(1, TABULAR_FORMAT + 1):
+            raise BundleError(f"{f} has tabular format {raw.get('format_version')!r}; this carelens reads 1 to "
+                              f"{TABULAR_FORMAT} (a newer carelens wrote it: upgrade carelens)")
         if raw.get("integrity") != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
             raise BundleError(f"{f} was modified after it was built (integrity check failed); rebuild it")
         spec = TabularSpec.model_validate(raw)
@@ -199,13 +205,17 @@ class TabularBundle(Identified):
         classes = self.labels.classes
         return max(range(len(classes)), key=lambda i: (triage_rank(classes[i].triage), classes[i].is_critical, i))
 
+    def policy(self, **overrides: Any) -> DecisionPolicy:
+        """The decision policy the bundle ships (defaults for a format-1 bundle), with a deployment's overrides."""
+        return self.spec.decision.policy(**overrides)
+
     def assess(self, row: Mapping[str, Any], policy: DecisionPolicy | None = None) -> tuple[Assessment, list[Contribution]]:
         """The assessment of one checked row (see :meth:`check`) and each input's contribution to the risk
-        (:attr:`risk_outcome`)."""
+        (:attr:`risk_outcome`); ``policy``: the bundle's own (:meth:`policy`) unless given."""
         p = self.proba([row])[0]
         mask = self.conformal.predict_set(p[None])[0]
-        a = decide(p, mask, spec=self.labels, model=self.ref, coverage=1 - self.conformal.alpha, policy=policy,
-                   based_on=("facts",))
+        a = decide(p, mask, spec=self.labels, model=self.ref, coverage=1 - self.conformal.alpha,
+                   policy=policy or self.policy(), based_on=("facts",))
         return a, self.contributions(row, self.risk_outcome)
 
 
@@ -237,7 +247,7 @@ def write_tabular_bundle(out: Path, *, name: str, version: str, spec: LabelSpec,
                          model: TabularModel, temperature: TemperatureScaler, conformal: ConformalClassifier,
                          train_rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Any],
                          training: Mapping[str, Any], intended_use: str = "", versions: Mapping[str, str] | None = None,
-                         ) -> Path:
+                         decision: DecisionParams | None = None) -> Path:
     """Write ``out/bundle.json`` (self-test rows: the first five training rows), built beside ``out`` and moved into
     place once written (:func:`bundle_folder`)."""
     rows = [dict(r) for r in train_rows[:5]]
@@ -247,7 +257,8 @@ def write_tabular_bundle(out: Path, *, name: str, version: str, spec: LabelSpec,
         "label_spec": spec.model_dump(mode="json", by_alias=True), "class_ids": spec.class_ids,
         "inputs": [f.model_dump(mode="json") for f in inputs], "model": model.to_dict(),
         "temperature": float(temperature.temperature_), "conformal": conformal.to_dict(),
-        "baseline": model.encoder_.transform(train_rows).mean(0).tolist(), "metrics": dict(metrics),
+        "baseline": model.encoder_.transform(train_rows).mean(0).tolist(),
+        "decision": (decision or DecisionParams()).model_dump(mode="json"), "metrics": dict(metrics),
         "training": dict(training), "versions": dict(versions or {}),
     }
     doc["selftest"] = {"rows": rows, "proba": temperature.predict_proba(

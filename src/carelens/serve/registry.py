@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from carelens.bundle import (
-    DecisionParams,
     SignalBundle,
     TabularBundle,
     is_signal,
@@ -269,7 +268,7 @@ class ModelRegistry:
             if is_tabular(path):
                 try:
                     tb = TabularBundle.load(path)  # integrity and self-test
-                    t_entry = TabularEntry(tb, DecisionParams().policy(**self.decision), path, content_digest(path))
+                    t_entry = TabularEntry(tb, tb.policy(**self.decision), path, content_digest(path))
                 except Exception as exc:  # noqa: BLE001 - as for image bundles: report it, keep the previous one
                     prev = old_tabular.get(path)
                     errors[path.name] = public_reason(exc) + (f" (still serving version {prev.bundle.version})"

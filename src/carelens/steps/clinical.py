@@ -4,7 +4,11 @@ The recipe (the one ``bench/symptoms.py`` measured): logistic regression on enco
 explicit indicators, never dropped), C = 0.3; k-fold cross-validation, grouped where the data has groups (a
 horse's hospital number: no horse in two folds); a temperature fitted on the out-of-fold log-odds; a
 conformal threshold fitted on the out-of-fold calibrated probabilities, its coverage estimated cross-fitted
-(each fold's threshold fitted on the other folds); the shipped model refitted on every row.
+(each fold's threshold fitted on the other folds); the decision rule chosen on the out-of-fold probabilities as
+``carelens calibrate`` chooses an image model's (:func:`carelens.steps.calibrate.choose_decision_rule`: the set rule,
+or escalation when the critical outcomes' probability reaches a threshold, whichever keeps the critical-miss rate
+at the target with the lowest over-triage), its critical-miss and over-triage rates estimated cross-fitted too (each
+fold decided by the rule chosen on the other folds); the shipped model refitted on every row.
 """
 
 from __future__ import annotations
@@ -17,14 +21,16 @@ from typing import Any
 import numpy as np
 
 from carelens import __version__
-from carelens.bundle import InputField, write_tabular_bundle
+from carelens.bundle import DecisionParams, InputField, write_tabular_bundle
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.data import read_table
 from carelens.errors import DataError
 from carelens.fusion import TabularModel, infer_fact_kinds, is_missing
-from carelens.labels import LabelSpec, load_spec
+from carelens.labels import NO_CRITICAL_NOTE, LabelSpec, load_spec
 from carelens.metrics import calibration_report, coverage_report
+from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
 from carelens.settings import data_root
+from carelens.steps.calibrate import choose_decision_rule, operating_points
 from carelens.symptoms import (
     HEART,
     HEART_INPUTS,
@@ -84,9 +90,10 @@ def read_clinical_table(path: Path, spec: LabelSpec, label_column: str, group_co
 def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpec | None = None,
                    label_column: str = "label", group_column: str | None = None, name: str | None = None,
                    version: str = "1", folds: int = 5, alpha: float = 0.1, seed: int = 0,
-                   on_fold: Callable[[int], None] | None = None) -> dict[str, Any]:
+                   critical_miss_target: float = 0.02, on_fold: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Build ``out/bundle.json`` from ``heart``, ``horse_colic`` or a CSV; returns the cross-validated figures.
-    ``on_fold(1)`` after each cross-validation fold (a progress bar's ``advance``)."""
+    ``critical_miss_target``: the decision rule shipped keeps the out-of-fold critical-miss rate at or under it with
+    the lowest over-triage. ``on_fold(1)`` after each cross-validation fold (a progress bar's ``advance``)."""
     numeric: Sequence[str]
     categorical: Sequence[str]
     groups: np.ndarray | None = None
@@ -125,11 +132,12 @@ def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpe
     cov = coverage_report(mask, y, label_spec.class_ids)
     cal = calibration_report(oof, y)
     conformal = ConformalClassifier(alpha, "lac", class_conditional=False).fit(oof, y)
+    decision, safety = _decision_rule(oof, y, cv["fold"], mask, label_spec, conformal, critical_miss_target)
     model = TabularModel(numeric, categorical, C=C).fit(rows, y, k)
     metrics = {"auc": cv.get("auc"), "accuracy": cv["accuracy"], "balanced_accuracy": cv["balanced_accuracy"],
                "brier": cv.get("brier"), "ece_uncalibrated": cv["ece"], "ece": cal["ece"], "nll": cal["nll"],
                "coverage": cov["coverage"], "coverage_target": 1 - alpha, "mean_set_size": cov["mean_set_size"],
-               "n": len(y), "per_class": dict(zip(label_spec.class_ids, counts.tolist(), strict=True))}
+               **safety, "n": len(y), "per_class": dict(zip(label_spec.class_ids, counts.tolist(), strict=True))}
     fields = {f["name"]: f for f in schema}
     inputs = [InputField.model_validate({"name": c, **fields.get(c, {"type": "number" if c in numeric else "category"}),
                                          **({"values": model.encoder_.levels_[c]} if c in categorical else {})})
@@ -139,6 +147,37 @@ def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpe
                 "numeric": list(numeric), "categorical": list(categorical)}
     write_tabular_bundle(out, name=name or label_spec.name, version=version, spec=label_spec, inputs=inputs, model=model,
                          temperature=ts, conformal=conformal, train_rows=rows, metrics=metrics, training=training,
-                         intended_use=label_spec.description.strip(),
+                         intended_use=label_spec.description.strip(), decision=decision,
                          versions={"carelens": __version__, "python": platform.python_version()})
     return metrics
+
+
+def _decision_rule(oof: np.ndarray, y: np.ndarray, fold: np.ndarray, mask: np.ndarray, spec: LabelSpec,
+                   conformal: ConformalClassifier, target: float) -> tuple[DecisionParams, dict[str, Any]]:
+    """The decision settings to ship (the rule chosen on every out-of-fold row) and the safety figures: the
+    critical-miss and over-triage rates of the shipped procedure, each fold decided by the rule chosen on the other
+    folds with its cross-fitted sets (``mask``); the set rule's beside them; the operating points as alpha varies.
+    A table has no out-of-distribution gate (its input checks refuse values outside the accepted ranges), so every
+    row counts as in distribution."""
+    inside = np.ones(len(y), dtype=bool)
+    if not spec.critical_indices:  # nothing to escalate: no rule to choose, no miss to count
+        return DecisionParams(), {"warnings": [NO_CRITICAL_NOTE.format(name=spec.name)]}
+    rule = choose_decision_rule(oof, y, inside, None, spec, conformal, target=target)
+    levels: list[str] = [""] * len(y)
+    for f in np.unique(fold):
+        held = np.flatnonzero(fold == f)
+        rest = fold != f
+        chosen = choose_decision_rule(oof[rest], y[rest], inside[rest], None, spec, conformal, target=target)
+        policy = DecisionPolicy(critical_threshold=chosen["critical_threshold"])
+        for i, level in zip(held, triage_levels(oof[held], mask[held], inside[held], spec, policy=policy), strict=True):
+            levels[i] = level
+    set_levels = triage_levels(oof, mask, inside, spec)
+    rates = {"critical_miss_rate": critical_miss_rate(levels, y, spec), "over_triage_rate": over_triage_rate(levels, y, spec),
+             "critical_miss_rate_set_rule": critical_miss_rate(set_levels, y, spec),
+             "over_triage_rate_set_rule": over_triage_rate(set_levels, y, spec)}
+    safety = {
+        **{k: None if np.isnan(v) else v for k, v in rates.items()},  # None: no routine outcome to over-triage
+        "decision_rule": {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val")},
+        "operating_points": operating_points(oof, y, inside, None, spec, conformal.score, conformal.class_conditional),
+    }
+    return DecisionParams(critical_threshold=rule["critical_threshold"]), safety
