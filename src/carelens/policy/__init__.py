@@ -2,7 +2,9 @@
 safety-first decision policy that writes it, and the clinical metrics that measure its decisions."""
 
 from carelens.policy._clinical import (
+    CRITICAL_THRESHOLDS,
     URGENT,
+    choose_decision_rule,
     critical_miss_rate,
     ood_at_floor,
     over_triage_rate,
@@ -20,6 +22,7 @@ from carelens.policy._multilabel import (
 from carelens.policy._schema import DISCLAIMER, Assessment, ClassProbability, Finding, ModelRef, TriageDecision
 
 __all__ = [
+    "CRITICAL_THRESHOLDS",
     "DISCLAIMER",
     "URGENT",
     "Assessment",
@@ -29,6 +32,7 @@ __all__ = [
     "ModelRef",
     "MultilabelDecision",
     "TriageDecision",
+    "choose_decision_rule",
     "critical_miss_rate",
     "decide",
     "decide_multilabel",

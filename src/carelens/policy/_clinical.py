@@ -10,16 +10,18 @@ of one: no triage at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from carelens.errors import ConfigError
 from carelens.labels import LabelSpec, triage_rank
 from carelens.policy._decision import DecisionPolicy, decide_with_facts, triage_level
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["URGENT", "critical_miss_rate", "ood_at_floor", "over_triage_rate", "triage_levels",
-           "triage_levels_by_threshold"]
+__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "ood_at_floor",
+           "over_triage_rate", "triage_levels", "triage_levels_by_threshold"]
 
 URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
 
@@ -100,3 +102,46 @@ def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str)
         raise ValueError(f"{len(levels)} levels but {len(in_distribution)} out-of-distribution verdicts")
     triage_rank(floor)  # a LabelSpecError naming the levels, for an unknown one
     return [lv if bool(ok) else floor for lv, ok in zip(levels, in_distribution, strict=True)]
+
+
+CRITICAL_THRESHOLDS = tuple(round(t, 3) for t in np.r_[np.arange(0.01, 0.1, 0.01), np.arange(0.1, 0.55, 0.05)])
+
+
+def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets: np.ndarray, spec: LabelSpec,
+                         test: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None, *,
+                         target: float = 0.02) -> dict[str, Any]:
+    """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
+    (escalate when the critical classes' summed probability reaches a threshold), on labelled held-out cases.
+    Chosen: among the rules whose critical-miss rate there is at most ``target``, the one with the lowest
+    over-triage (the set rule on a tie, and when no rule meets the target). Every bundle kind chooses its rule here:
+    image models on validation (``carelens calibrate``), clinical tables and symptom tables on their held-out rows.
+
+    Args:
+        pv, y, in_val: calibrated probabilities, labels and OOD verdicts of the cases the rule is chosen on.
+        sets: their conformal sets, cross-fitted (no case's set from thresholds fitted on itself).
+        test: (probabilities, sets, OOD verdicts, labels) of a test split: every candidate measured there, for
+            the report only.
+    """
+    if not 0 <= target < 1:
+        raise ConfigError(f"the critical-miss target must be in [0, 1), got {target}")
+
+    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray) -> dict[float | None, dict[str, float]]:
+        by_rule: dict[float | None, list[str]] = {None: triage_levels(proba, m, ind, spec)}
+        by_rule.update(triage_levels_by_threshold(proba, m, ind, spec, CRITICAL_THRESHOLDS).items())
+        return {t: {"critical_miss_rate": critical_miss_rate(levels, yy, spec),
+                    "over_triage_rate": over_triage_rate(levels, yy, spec)} for t, levels in by_rule.items()}
+
+    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
+    val = rates(pv, sets, in_val, y)
+    meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
+    chosen = min(meeting, key=lambda t: (val[t]["over_triage_rate"], t is not None, -(t or 0))) if meeting else None
+    out: dict[str, Any] = {
+        "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
+        "critical_threshold": chosen, "met_on_val": bool(meeting),
+        "val": [{"critical_threshold": t, **val[t]} for t in candidates],
+    }
+    if test is not None:
+        pt, mt, in_test, yt = test
+        on_test = rates(pt, mt, in_test, yt)
+        out["test"] = [{"critical_threshold": t, **on_test[t]} for t in candidates]
+    return out

@@ -18,24 +18,23 @@ from carelens.calibrate import (
     choose_finding_weights,
     choose_scaler,
 )
-from carelens.errors import ConfigError, DataError
+from carelens.errors import DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, LabelSpec
 from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
 from carelens.plots import operating_points_png, reliability_png
 from carelens.policy import (
     DecisionPolicy,
+    choose_decision_rule,
     critical_miss_rate,
     over_triage_rate,
     triage_levels,
-    triage_levels_by_threshold,
 )
 from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout
 
-__all__ = ["ALPHAS", "CRITICAL_THRESHOLDS", "calibrate_run", "choose_decision_rule", "fit_calibration",
-           "operating_points"]
+__all__ = ["ALPHAS", "calibrate_run", "fit_calibration", "half_sets", "operating_points"]
 
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
@@ -135,8 +134,8 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
         report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, score, class_conditional)
         if spec.critical_indices:
-            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, test, spec, cp,
-                                                                  target=critical_miss_target)
+            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, half_sets(pv, a.val_y, cp), spec,
+                                                                  test, target=critical_miss_target)
             if "test" in rule:  # the test figures of the rule that ships; the set rule's kept beside them
                 shipped = next(x for x in rule["test"] if x["critical_threshold"] == rule["critical_threshold"])
                 report["test"].update({f"{k}_set_rule": report["test"][k] for k in ("critical_miss_rate", "over_triage_rate")})
@@ -176,44 +175,15 @@ def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: Te
     return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
 
 
-CRITICAL_THRESHOLDS = tuple(round(t, 3) for t in np.r_[np.arange(0.01, 0.1, 0.01), np.arange(0.1, 0.55, 0.05)])
-
-
-def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: TestOutputs | None, spec: LabelSpec,
-                         cp: ConformalClassifier, *, target: float = 0.02, seed: int = 0) -> dict[str, Any]:
-    """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
-    (escalate when the critical classes' summed probability reaches a threshold), on validation cross-fitted
-    (each half decided by conformal thresholds fitted on the other). Chosen: among the rules whose validation
-    critical-miss rate is at most ``target``, the one with the lowest over-triage (the set rule on a tie, and
-    when no rule meets the target). ``test``: every candidate measured on test, for the report only."""
-    if not 0 <= target < 1:
-        raise ConfigError(f"the critical-miss target must be in [0, 1), got {target}")
+def half_sets(pv: np.ndarray, y: np.ndarray, cp: ConformalClassifier, seed: int = 0) -> np.ndarray:
+    """Conformal sets on validation, cross-fitted: thresholds fitted on one half decide the other, and the reverse
+    (cp's level, score and class-conditioning), for choosing a decision rule on validation alone."""
     order = np.random.default_rng(seed).permutation(len(y))
     halves = (order[: len(y) // 2], order[len(y) // 2 :])
     mask = np.zeros_like(pv, dtype=bool)
     for fit, held in (halves, halves[::-1]):
         mask[held] = ConformalClassifier(cp.alpha, cp.score, cp.class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
-
-    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray) -> dict[float | None, dict[str, float]]:
-        by_rule: dict[float | None, list[str]] = {None: triage_levels(proba, m, ind, spec)}
-        by_rule.update(triage_levels_by_threshold(proba, m, ind, spec, CRITICAL_THRESHOLDS).items())
-        return {t: {"critical_miss_rate": critical_miss_rate(levels, yy, spec),
-                    "over_triage_rate": over_triage_rate(levels, yy, spec)} for t, levels in by_rule.items()}
-
-    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
-    val = rates(pv, mask, in_val, y)
-    meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
-    chosen = min(meeting, key=lambda t: (val[t]["over_triage_rate"], t is not None, -(t or 0))) if meeting else None
-    out: dict[str, Any] = {
-        "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
-        "critical_threshold": chosen, "met_on_val": bool(meeting),
-        "val": [{"critical_threshold": t, **val[t]} for t in candidates],
-    }
-    if test is not None:
-        pt, mt, in_test, yt = test
-        on_test = rates(pt, mt, in_test, yt)
-        out["test"] = [{"critical_threshold": t, **on_test[t]} for t in candidates]
-    return out
+    return mask
 
 
 def _point(alpha: float, proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,

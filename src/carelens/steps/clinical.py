@@ -5,7 +5,7 @@ explicit indicators, never dropped), C = 0.3; k-fold cross-validation, grouped w
 horse's hospital number: no horse in two folds); a temperature fitted on the out-of-fold log-odds; a
 conformal threshold fitted on the out-of-fold calibrated probabilities, its coverage estimated cross-fitted
 (each fold's threshold fitted on the other folds); the decision rule chosen on the out-of-fold probabilities as
-``carelens calibrate`` chooses an image model's (:func:`carelens.steps.calibrate.choose_decision_rule`: the set rule,
+``carelens calibrate`` chooses an image model's (:func:`carelens.policy.choose_decision_rule`: the set rule,
 or escalation when the critical outcomes' probability reaches a threshold, whichever keeps the critical-miss rate
 at the target with the lowest over-triage), its critical-miss and over-triage rates estimated cross-fitted too (each
 fold decided by the rule chosen on the other folds); the shipped model refitted on every row.
@@ -28,9 +28,15 @@ from carelens.errors import DataError
 from carelens.fusion import TabularModel, infer_fact_kinds, is_missing
 from carelens.labels import NO_CRITICAL_NOTE, LabelSpec, load_spec
 from carelens.metrics import calibration_report, coverage_report
-from carelens.policy import DecisionPolicy, critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import (
+    DecisionPolicy,
+    choose_decision_rule,
+    critical_miss_rate,
+    over_triage_rate,
+    triage_levels,
+)
 from carelens.settings import data_root
-from carelens.steps.calibrate import choose_decision_rule, operating_points
+from carelens.steps.calibrate import operating_points
 from carelens.symptoms import (
     HEART,
     HEART_INPUTS,
@@ -162,12 +168,12 @@ def _decision_rule(oof: np.ndarray, y: np.ndarray, fold: np.ndarray, mask: np.nd
     inside = np.ones(len(y), dtype=bool)
     if not spec.critical_indices:  # nothing to escalate: no rule to choose, no miss to count
         return DecisionParams(), {"warnings": [NO_CRITICAL_NOTE.format(name=spec.name)]}
-    rule = choose_decision_rule(oof, y, inside, None, spec, conformal, target=target)
+    rule = choose_decision_rule(oof, y, inside, mask, spec, target=target)
     levels: list[str] = [""] * len(y)
     for f in np.unique(fold):
         held = np.flatnonzero(fold == f)
         rest = fold != f
-        chosen = choose_decision_rule(oof[rest], y[rest], inside[rest], None, spec, conformal, target=target)
+        chosen = choose_decision_rule(oof[rest], y[rest], inside[rest], mask[rest], spec, target=target)
         policy = DecisionPolicy(critical_threshold=chosen["critical_threshold"])
         for i, level in zip(held, triage_levels(oof[held], mask[held], inside[held], spec, policy=policy), strict=True):
             levels[i] = level
