@@ -688,6 +688,7 @@ def symptoms_build(
                              "'likely' (a curated disease-symptom table never does).")] = False,
     synonyms: Annotated[Path | None, typer.Option(
         help="Your synonym file for --table's symptoms (write one with `carelens symptoms synonyms --table`).")] = None,
+    critical_miss_target: Annotated[float, typer.Option(help=CRITICAL_MISS_HELP.format(on="validation"))] = 0.02,
 ) -> None:
     """Build a symptom bundle (vocabulary, parser, calibrated symptom model) from the Kaggle tables or your table."""
     from carelens.labels import load_spec
@@ -699,12 +700,15 @@ def symptoms_build(
         if label_spec is not None:
             label_spec.require_species(species, "the label spec")
         t = load_symptom_table(table, spec=label_spec, species=species, label_column=label_column, synonyms=synonyms)
-        m = build_symptom_bundle(t, out, synthetic=synthetic, real_cases=real_cases)
+        m = build_symptom_bundle(t, out, synthetic=synthetic, real_cases=real_cases,
+                                 critical_miss_target=critical_miss_target)
     else:
-        m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out)
+        m = build_symptom_bundle((data_dir or data_root()) / "symptom_disease_kaggle41", out,
+                                 critical_miss_target=critical_miss_target)
     with progress_bar("embedding the vocabulary", None):
         SymptomBundle.load(out).parser.parse("warm-up: itchy skin and a fever that will not settle")
     console.print(f"top-3 accuracy with 3 reported symptoms {m['top3_accuracy_3_reported']:.3f}; wrote {out}")
+    _print_rule(m, "test, 3 reported symptoms")
 
 
 @symptoms_app.command("synonyms")
@@ -839,19 +843,30 @@ def clinical_build(
     for k in ("auc", "balanced_accuracy", "accuracy", "brier", "ece_uncalibrated", "ece", "coverage", "mean_set_size"):
         if m.get(k) is not None:
             table.add_row(k, f"{m[k]:.3f}")
-    for k in ("critical_miss_rate", "over_triage_rate", "critical_miss_rate_set_rule", "over_triage_rate_set_rule"):
-        if k in m:  # None: every outcome triages at consultation_24 or above, so none can be over-triaged
-            table.add_row(k, "n/a (no routine outcome)" if m[k] is None else f"{m[k]:.3f}")
     console.print(table)
-    rule = m.get("decision_rule")
-    if rule:
-        how = ("the most urgent outcome in the prediction set" if rule["chosen"] == "set" else
-               f"escalate when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
-        console.print(f"decision rule shipped: {how} (critical-miss target {rule['target_critical_miss_rate']:g}"
-                      + ("" if rule["met_on_val"] else ", not met by any rule out of fold") + ")")
+    _print_rule(m, "out of fold, cross-fitted")
     for w in m.get("warnings", []):
         notice(w)
     console.print(f"{m['n']} cases {m['per_class']}; wrote {out}/bundle.json")
+
+
+def _print_rule(m: dict[str, Any], where: str) -> None:
+    """The decision rule a bundle was built with, and what it costs: critical-miss beside over-triage (``where``:
+    the cases measured), against the set rule alone."""
+    rule = m.get("decision_rule")
+    if not rule:
+        return
+
+    def rate(k: str) -> str:  # None: every outcome triages at consultation_24 or above, none can be over-triaged
+        return "n/a (no routine outcome)" if m.get(k) is None else f"{m[k]:.3f}"
+
+    how = ("the most urgent outcome in the prediction set" if rule["chosen"] == "set" else
+           f"escalate when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
+    console.print(f"decision rule shipped: {how} (critical-miss target {rule['target_critical_miss_rate']:g}"
+                  + ("" if rule["met_on_val"] else ", met by no rule") + ")")
+    console.print(f"  {where}: critical-miss {rate('critical_miss_rate')}, over-triage {rate('over_triage_rate')}; "
+                  f"the set rule alone: critical-miss {rate('critical_miss_rate_set_rule')}, over-triage "
+                  f"{rate('over_triage_rate_set_rule')}")
 
 
 @app.command()

@@ -90,6 +90,18 @@ class ConformalClassifier:
         self.min_per_class_ = need
         return self
 
+    def cross_fitted_sets(self, proba: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+        """The sets of these same labelled examples, none decided by thresholds fitted on itself: a seeded half
+        fitted (at this level, score and conditioning) decides the other half, and the reverse. For choosing among
+        decision rules on the data that also calibrates; needs no fitted state."""
+        order = np.random.default_rng(seed).permutation(len(y))
+        halves = (order[: len(y) // 2], order[len(y) // 2 :])
+        mask = np.zeros_like(proba, dtype=bool)
+        for fit, held in (halves, halves[::-1]):
+            cp = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(proba[fit], y[fit])
+            mask[held] = cp.predict_set(proba[held])
+        return mask
+
     def _check(self) -> None:
         check_is_fitted(self, "thresholds_", "call fit(proba, y) on calibration data")
 

@@ -34,7 +34,7 @@ from carelens.steps.multilabel import calibrate_multilabel
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout
 
-__all__ = ["ALPHAS", "calibrate_run", "fit_calibration", "half_sets", "operating_points"]
+__all__ = ["ALPHAS", "calibrate_run", "fit_calibration", "operating_points"]
 
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
@@ -134,7 +134,7 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
         report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, score, class_conditional)
         if spec.critical_indices:
-            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, half_sets(pv, a.val_y, cp), spec,
+            rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, cp.cross_fitted_sets(pv, a.val_y), spec,
                                                                   test, target=critical_miss_target)
             if "test" in rule:  # the test figures of the rule that ships; the set rule's kept beside them
                 shipped = next(x for x in rule["test"] if x["critical_threshold"] == rule["critical_threshold"])
@@ -160,30 +160,15 @@ def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: Te
     reverse), so no case is decided by thresholds fitted on itself. ``test``: thresholds fitted on all of
     validation, measured on test (for the report; not for choosing).
     """
-    order = np.random.default_rng(seed).permutation(len(y))
-    halves = (order[: len(y) // 2], order[len(y) // 2 :])
     rows_val, rows_test = [], []
     for alpha in alphas:
-        mask = np.zeros_like(pv, dtype=bool)
-        for fit, held in (halves, halves[::-1]):
-            mask[held] = ConformalClassifier(alpha, score, class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
+        mask = ConformalClassifier(alpha, score, class_conditional).cross_fitted_sets(pv, y, seed)
         rows_val.append(_point(alpha, pv, mask, in_val, y, spec))
         if test is not None:
             pt, _, in_test, yt = test
             cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, y)
             rows_test.append(_point(alpha, pt, cp.predict_set(pt), in_test, yt, spec))
     return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
-
-
-def half_sets(pv: np.ndarray, y: np.ndarray, cp: ConformalClassifier, seed: int = 0) -> np.ndarray:
-    """Conformal sets on validation, cross-fitted: thresholds fitted on one half decide the other, and the reverse
-    (cp's level, score and class-conditioning), for choosing a decision rule on validation alone."""
-    order = np.random.default_rng(seed).permutation(len(y))
-    halves = (order[: len(y) // 2], order[len(y) // 2 :])
-    mask = np.zeros_like(pv, dtype=bool)
-    for fit, held in (halves, halves[::-1]):
-        mask[held] = ConformalClassifier(cp.alpha, cp.score, cp.class_conditional).fit(pv[fit], y[fit]).predict_set(pv[held])
-    return mask
 
 
 def _point(alpha: float, proba: np.ndarray, mask: np.ndarray, in_dist: np.ndarray, y: np.ndarray,

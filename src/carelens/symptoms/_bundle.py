@@ -1,5 +1,8 @@
-"""The symptom bundle: vocabulary, parser threshold, symptom model, calibration and label spec in one
-JSON file (plus cached phrase embeddings). Like the image bundle, it loads without torch."""
+"""The symptom bundle: vocabulary, parser threshold, symptom model, calibration, decision rule and label spec in
+one JSON file (plus cached phrase embeddings). Like the image bundle, it loads without torch.
+
+Format 2 added ``decision`` (the critical-probability rule chosen on validation, as for every bundle kind): an older
+carelens refuses it rather than decide by the laxer set rule; a format-1 bundle still loads, with the set rule."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from carelens.errors import BundleError, ConfigError, DataError, NothingRecognis
 from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
-from carelens.policy import Assessment, DecisionPolicy, ModelRef, decide
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, choose_decision_rule, decide
 from carelens.symptoms._data import (
     SymptomTable,
     load_kaggle_table,
@@ -33,7 +36,7 @@ from carelens.symptoms._vocabulary import Vocabulary
 
 __all__ = ["SymptomBundle", "build_symptom_bundle"]
 
-FORMAT = 1
+FORMAT = 2  # 2 added ``decision``; 1 still loads
 
 
 def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -42,8 +45,11 @@ def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
 
 
 def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 0, alpha: float = 0.1,
-                         synthetic: bool = False, real_cases: bool = False) -> dict[str, Any]:
-    """Fit on unique-pattern train split with simulated partial reports; choose C and calibrate on val;
+                         synthetic: bool = False, real_cases: bool = False,
+                         critical_miss_target: float = 0.02) -> dict[str, Any]:
+    """Fit on unique-pattern train split with simulated partial reports; choose C, calibrate and choose the
+    decision rule on val (:func:`carelens.policy.choose_decision_rule`: the set rule, or escalation at a critical
+    probability, whichever keeps the critical-miss rate at ``critical_miss_target`` with the lowest over-triage);
     report on test with exactly 3 reported symptoms. Returns the test figures.
 
     Args:
@@ -91,12 +97,25 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
                "mean_set_size": cov["mean_set_size"], "val_log_loss": best[0], "C": model.C,
                "patterns": {"train": len(utr), "val": len(uva), "test": len(ute)},
                "rows": {"train": len(tr), "val": len(va), "test": len(te)}}
+    decision: dict[str, Any] = {"critical_threshold": None}
+    if t.spec.critical_indices:  # no OOD gate on a list of symptom ids: every case is in distribution
+        pv = ts.predict_proba(model.decision_function(xva))
+        rule = choose_decision_rule(pv, yva, np.ones(len(yva), bool), cp.cross_fitted_sets(pv, yva), t.spec,
+                                    (pt, cp.predict_set(pt), np.ones(len(yte), bool), yte), target=critical_miss_target)
+        shipped = next(r for r in rule["test"] if r["critical_threshold"] == rule["critical_threshold"])
+        pairs = {"": shipped, "_set_rule": rule["test"][0]}  # the set rule is the first candidate
+        metrics |= {f"{k}{suffix}": None if np.isnan(r[k]) else r[k] for suffix, r in pairs.items()
+                    for k in ("critical_miss_rate", "over_triage_rate")}  # None: no class to over-triage
+        metrics["decision_rule"] = {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate",
+                                                         "met_on_val")}
+        decision["critical_threshold"] = rule["critical_threshold"]
     doc = {
         "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,
         "data": "synthetic" if synthetic else "real_cases" if real_cases else "curated_table",
         "version": dt.datetime.now(dt.UTC).strftime("%Y.%m.%d-%H%M%S"),
         "label_spec": t.spec.to_dict(), "vocabulary": t.vocab.to_dict(), "threshold": DEFAULT_THRESHOLD,
-        "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "metrics": metrics,
+        "model": model.to_dict(), "temperature": ts.temperature_, "conformal": cp.to_dict(), "decision": decision,
+        "metrics": metrics,
         "prior": ((np.bincount(ytr, wtr, minlength=k) + 1.0) / (wtr.sum() + k)).tolist(),  # what the model was fitted on
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +141,9 @@ class SymptomBundle:
         if not f.is_file():
             raise BundleError(f"{f} not found; build one with `carelens symptoms build`")
         doc = json.loads(f.read_text())
-        if doc.get("format") != FORMAT:
-            raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads {FORMAT}")
+        if doc.get("format") not in range(1, FORMAT + 1):
+            raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads 1 to {FORMAT} (a newer "
+                              "carelens wrote it: upgrade carelens)")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
             encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz")
@@ -175,11 +195,16 @@ class SymptomBundle:
             raise NothingRecognisedError(nothing_recognised(parsed))
         return self.assess_parsed(parsed, policy), parsed
 
+    def policy(self) -> DecisionPolicy:
+        """The decision rule the bundle ships (the set rule for a format-1 bundle)."""
+        return DecisionPolicy(critical_threshold=(self.doc.get("decision") or {}).get("critical_threshold"))
+
     def assess_parsed(self, parsed: ParsedSymptoms, policy: DecisionPolicy | None = None) -> Assessment:
+        """``policy``: the bundle's own (:meth:`policy`) unless given."""
         p = self.proba(parsed.present)
         mask = self.conformal.predict_set(p[None])[0]
         a = decide(p, mask, spec=self.spec, model=ModelRef(name=self.doc["name"], version=self.doc["version"]),
-                   coverage=1 - float(self.conformal.alpha), policy=policy, based_on=("symptoms",))
+                   coverage=1 - float(self.conformal.alpha), policy=policy or self.policy(), based_on=("symptoms",))
         if a.confidence == "likely" and self.data != "real_cases":
             why = ("a synthetic table" if self.data == "synthetic" else
                    "a curated table of diseases and their typical symptoms, not on real cases")
