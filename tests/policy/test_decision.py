@@ -148,6 +148,41 @@ def test_critical_probability_rule_escalates_on_summed_critical_probability() ->
         DecisionPolicy(critical_threshold=1.5)
 
 
+def test_the_probability_rule_escalates_to_a_plausible_serious_condition_not_the_most_urgent_one() -> None:
+    """Serious classes of different urgency (a pet's skin mass: within a day; respiratory distress: emergency): a
+    likely skin mass escalates to the skin mass's level, not to the emergency of a 0.2% respiratory distress (the
+    rule once took the most urgent serious class at any probability, so that a cough read by the symptom model went to
+    an ambulance for a heart attack at 0.1%)."""
+    vet = load_spec("vet_dog_cat")
+    ids = vet.class_ids
+    crit = {ids[i]: vet.classes[i].triage for i in vet.critical_indices}
+    assert crit["skin_mass"] == "consultation_24" and crit["respiratory_distress"] == "emergency"
+
+    def p(**kw: float) -> np.ndarray:
+        out = np.zeros(len(ids))
+        for k, v in kw.items():
+            out[ids.index(k)] = v
+        out[ids.index("healthy_skin")] = 1 - out.sum()
+        return out
+
+    def mask(*names: str) -> np.ndarray:
+        return np.isin(ids, names)
+
+    pol, kw = DecisionPolicy(critical_threshold=0.2), {"spec": vet, "model": REF, "coverage": 0.9}
+    q = p(allergic_dermatitis=0.5, skin_mass=0.3, respiratory_distress=0.002)
+    a = decide(q, mask("allergic_dermatitis"), policy=pol, **kw)
+    assert a.triage.level == "consultation_24" and a.advice == vet.classes[ids.index("skin_mass")].advice
+    # the emergency is kept where it is plausible (in the set), as the set rule keeps it
+    b = decide(q, mask("allergic_dermatitis", "respiratory_distress"), policy=pol, **kw)
+    assert b.triage.level == "emergency"
+    # a serious class triaged below urgent care (a spec may say so) still escalates to urgent care at least
+    low = spec_from_labels("lesions", ["benign", "serious"])
+    serious = low.classes[1].model_copy(update={"severity": "high", "triage": "consultation"})
+    low = low.model_copy(update={"classes": [low.classes[0], serious]})
+    c = decide(np.array([0.7, 0.3]), np.array([True, False]), spec=low, model=REF, coverage=0.9, policy=pol)
+    assert c.triage.level == "consultation_24" and c.advice == low.action("consultation_24")
+
+
 def test_finding_weights_rank_the_findings_and_leave_probabilities_and_triage_alone() -> None:
     p, m = _p(nv=0.50, mel=0.30), _mask("nv", "mel")
     plain = decide(p, m, spec=HAM, model=REF, coverage=0.9)

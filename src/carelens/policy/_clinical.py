@@ -16,14 +16,12 @@ import numpy as np
 
 from carelens.errors import ConfigError
 from carelens.labels import LabelSpec, triage_rank
-from carelens.policy._decision import DecisionPolicy, decide_with_facts, triage_level
+from carelens.policy._decision import URGENT, DecisionPolicy, decide_with_facts, triage_level
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
 __all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "ood_at_floor",
            "over_triage_rate", "triage_levels", "triage_levels_by_threshold"]
-
-URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
 
 
 def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec, *,

@@ -16,6 +16,8 @@ from carelens.errors import ConfigError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
 from carelens.policy._schema import Assessment, ClassProbability, ModelRef, TriageDecision
 
+URGENT = "consultation_24"  # "urgent care": a critical case must reach at least this level
+
 __all__ = ["DecisionPolicy", "decide", "decide_with_facts", "keep_urgency", "triage_level"]
 
 
@@ -103,15 +105,22 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
         confidence = "uncertain"
 
     crit = spec.critical_indices
+    escalated_by_threshold = False
     if pol.critical_threshold is not None and crit:
         # the critical classes' summed probability decides whether to escalate; the set decides among the rest
         p_crit = float(p[crit].sum())
         if p_crit >= pol.critical_threshold:
-            urgent = max(crit, key=lambda i: (triage_rank(classes[i].triage), p[i]))
+            # escalated to the serious condition that is plausible (the most urgent one in the set), else to the most
+            # probable one: never to the most urgent critical class at any probability (a 0.1% heart attack would
+            # send every cough to an ambulance)
+            plausible = [i for i in members if i in crit]
+            urgent = (max(plausible, key=lambda i: (triage_rank(classes[i].triage), p[i])) if plausible
+                      else max(crit, key=lambda i: p[i]))
             # each serious condition that carries the sum, so that the figure adds up for a reader who sees only the
             # plausible set (a 4% basal cell carcinoma is outside it, inside the 45%)
             parts = ", ".join(f"{classes[i].name.lower()} {p[i]:.0%}" for i in sorted(crit, key=lambda i: -p[i])
                               if p[i] >= 0.005)
+            escalated_by_threshold = True
             reason = (f"the probability of a serious condition is {p_crit:.0%} ({parts}), at least the "
                       f"{pol.critical_threshold:.0%} chosen to keep missed serious cases rare")
         else:
@@ -126,6 +135,8 @@ def _core(proba: np.ndarray, in_set: np.ndarray, spec: LabelSpec, in_distributio
                   else f"{classes[urgent].name} is in the plausible set")
     level: str = classes[urgent].triage
     advice = classes[urgent].advice or spec.action(level)  # a class without advice of its own: its level's action
+    if escalated_by_threshold and triage_rank(level) < triage_rank(URGENT):  # a critical class triaged below urgent
+        level, advice = URGENT, spec.action(URGENT)  # escalating reaches at least the level a miss is counted at
     floor: str = pol.floor_when_unsure
     if not in_distribution:
         # cannot assess: say so and ask for a retake; at the floor, never lowered (as for multi-label models: an
