@@ -43,7 +43,7 @@ EXPECTED = {
     "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
                            "TemperatureScaler", "choose_finding_weights", "choose_scaler", "conformal_quantile", "prior_weights", "conservative_rank", "nonconformity", "risk_control_threshold"},
     "carelens.ecg": {"AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "PTBXL_FOLDS", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl", "BeatClassifier", "BeatSummary", "DS1", "DS2", "FAST_RUN_BPM", "VENTRICULAR_BEATS", "fast_run", "BeatSet", "beat_features", "read_mitbih_beats", "DEFAULT_METHOD", "METHODS", "EcgAssessment", "EcgFinding", "EcgSignal", "Quality", "Rhythm",
-                     "RhythmRules", "LeadChoice", "detect_best_lead", "detector_agreement", "local_peaks", "localise", "signal_searchback", "confirmed_longest_rr", "detect_rpeaks", "strip_png", "load_rules", "read_ecg", "require", "resample", "rhythm", "screen",
+                     "RhythmRules", "LeadChoice", "detect_best_lead", "detector_agreement", "local_peaks", "localise", "signal_searchback", "confirmed_longest_rr", "detect_rpeaks", "strip_png", "StripWindow", "evidence_window", "longest_gap_window", "load_rules", "read_ecg", "require", "resample", "rhythm", "screen",
                      "searchback", "signal_quality"},
     "carelens.explain": {"Explanation", "GuardrailResult", "LlmExplainer", "LlmSettings", "check_answer", "explain",
                          "template_explanation"},

@@ -900,34 +900,35 @@ def ecg_cmd(
                                                   "R-peak detectors agree most; MLII, else II, on a tie).")] = None,
     fs: Annotated[float | None, typer.Option(help="Sampling rate in Hz, for a CSV without a time column.")] = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG strip with the detected beats here.")] = None,
-    start: Annotated[float, typer.Option(help="Where the strip starts, in seconds.")] = 0.0,
+    start: Annotated[float | None, typer.Option(help="Where the strip starts, in seconds (default: around the pause "
+                                                     "when the screen found one, else at 0).")] = None,
     beats: Annotated[Path | None, typer.Option(help="A signal bundle that classifies each beat (carelens ecg-train).")] = None,
     report: Annotated[Path | None, typer.Option(help="Write an HTML report (findings, figures, strips) here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Screen an ECG's rate and rhythm from the signal: quality, R-peaks, heart rate, RR variability, triage."""
-    import numpy as np
 
     from carelens.bundle import SignalBundle
-    from carelens.ecg import read_ecg, screen, strip_png
+    from carelens.ecg import StripWindow, evidence_window, longest_gap_window, read_ecg, screen, strip_png
     from carelens.predict import beat_classifier
 
     sig = read_ecg(record, fs)
     a, peaks = screen(sig, lead, classify=beat_classifier(SignalBundle.load(beats)) if beats else None)
     x = sig.samples[:, sig.lead_index(a.lead)]  # the lead the beats were found on
+    shown = evidence_window(a, peaks, sig.fs) if start is None else StripWindow(start, f"from {start:g} s")
     if plot is not None:
         plot.parent.mkdir(parents=True, exist_ok=True)
-        plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=start, title=f"{sig.name} lead {a.lead}"))
+        plot.write_bytes(strip_png(x, sig.fs, peaks, start_s=shown.start_s, highlight=shown.highlight,
+                                   title=f"{sig.name} lead {a.lead}: {shown.caption}"))
     if report is not None:
         from carelens.report import write_ecg_report
 
-        strips = [(f"from {start:g} s", strip_png(x, sig.fs, peaks, start_s=start))]
-        if len(peaks) > 2:  # and the 10 s around the longest gap between beats
-            i = int(np.argmax(np.diff(peaks)))
-            mid = (peaks[i] + peaks[i + 1]) / 2 / sig.fs
-            strips.append((f"around the longest RR interval ({(peaks[i + 1] - peaks[i]) / sig.fs:.2f} s at {mid:.0f} s)",
-                           strip_png(x, sig.fs, peaks, start_s=max(0.0, mid - 5))))
-        write_ecg_report(a, strips, report)
+        kept: list[StripWindow] = []  # the strip shown, the start and the longest gap; each place once
+        for w in (shown, StripWindow(0.0, "from 0 s"), longest_gap_window(peaks, sig.fs)):
+            if w is not None and all(w.start_s != k.start_s for k in kept):
+                kept.append(w)
+        write_ecg_report(a, [(w.caption, strip_png(x, sig.fs, peaks, start_s=w.start_s, highlight=w.highlight))
+                             for w in kept], report)
     if as_json:
         typer.echo(a.model_dump_json(indent=2))
         return

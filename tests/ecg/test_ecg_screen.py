@@ -20,9 +20,11 @@ from carelens.ecg import (
     BeatClassifier,
     BeatSummary,
     EcgSignal,
+    StripWindow,
     confirmed_longest_rr,
     detect_rpeaks,
     detector_agreement,
+    evidence_window,
     fast_run,
     load_rules,
     local_peaks,
@@ -192,11 +194,19 @@ def test_the_screen_reads_the_lead_where_the_detectors_agree(mitbih: Path) -> No
 def test_rules_screen_rate_and_rhythm(mitbih: Path) -> None:
     rules = load_rules()
     assert rules.species == ["human"] and all(r.source and r.triage in TRIAGE_LEVELS for r in rules.rules)
-    normal, _ = screen(read_ecg(mitbih / "100"))
+    normal, normal_peaks = screen(read_ecg(mitbih / "100"))
     assert normal.readable and not normal.findings and normal.triage.level == "self_care"
     assert 70 < normal.heart_rate_bpm < 80  # type: ignore[operator]
-    pauses, _ = screen(read_ecg(mitbih / "232"))  # sinus bradycardia with long pauses
+    pauses, peaks = screen(read_ecg(mitbih / "232"))  # sinus bradycardia with long pauses
     assert "pause" in {f.id for f in pauses.findings} and pauses.triage.level == "consultation_24"
+    # the strip shows what was found: the 10 s around the longest pause (at 1054 s of 1806: the first 10 s hold no
+    # pause), shaded; a record without a finding shows its start
+    shown = evidence_window(pauses, peaks, 360.0)
+    assert shown.highlight is not None and shown.start_s > 10 and "longest RR interval" in shown.caption
+    gap = shown.highlight[1] - shown.highlight[0]
+    assert gap == pytest.approx(pauses.rr["longest_rr_s"], abs=0.05) and shown.start_s < shown.highlight[0]
+    assert shown.highlight[1] < shown.start_s + 10
+    assert evidence_window(normal, normal_peaks, 360.0) == StripWindow(0.0, "the first 10 s")
     af, _ = screen(read_ecg(mitbih / "202"))  # atrial fibrillation and flutter in most of the record's second half
     assert af.rr["irregular_share"] > normal.rr["irregular_share"]  # type: ignore[operator]
 

@@ -4,7 +4,7 @@ thresholds mapped to triage levels, and cut MIT-BIH beats into the AAMI inter-pa
 
 from carelens.ecg._beats import AAMI, AAMI_CLASSES, BEAT_WINDOW, DS1, DS2, BeatSet, beat_features, read_mitbih_beats
 from carelens.ecg._io import EcgSignal, read_ecg, require, resample
-from carelens.ecg._plot import strip_png
+from carelens.ecg._plot import StripWindow, evidence_window, longest_gap_window, strip_png
 from carelens.ecg._ptbxl import PTBXL_FOLDS, PTBXL_SUPERCLASSES, PtbxlSet, read_ptbxl
 from carelens.ecg._quality import Quality, signal_quality
 from carelens.ecg._rhythm import FAST_RUN_BPM, Rhythm, fast_run, rhythm
@@ -55,15 +55,18 @@ __all__ = [
     "Quality",
     "Rhythm",
     "RhythmRules",
+    "StripWindow",
     "beat_features",
     "confirmed_longest_rr",
     "detect_best_lead",
     "detect_rpeaks",
     "detector_agreement",
+    "evidence_window",
     "fast_run",
     "load_rules",
     "local_peaks",
     "localise",
+    "longest_gap_window",
     "read_ecg",
     "read_mitbih_beats",
     "read_ptbxl",

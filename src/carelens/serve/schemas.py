@@ -68,7 +68,9 @@ class EcgResponse(BaseModel):
         "the loaded record model's assessment of the whole recording (e.g. PTB-XL superclasses of a 12-lead ECG), "
         "when one is loaded and the recording has its leads"))
     diagnosis_notes: list[str] = Field(default_factory=list, description="why no record model could read it")
-    strip_png: str | None = Field(None, description="base64 PNG: the first 10 s of the lead with the detected beats")
+    strip_png: str | None = Field(None, description="base64 PNG: 10 s of the lead with the detected beats: around "
+                                                 "the longest gap between beats when the screen found a pause, else the "
+                                                 "first 10 s")
     latency_ms: float
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 
-from carelens.ecg import load_rules, screen, strip_png
+from carelens.ecg import evidence_window, load_rules, screen, strip_png
 from carelens.errors import DataError
 from carelens.predict import assess_record, beat_classifier
 from carelens.serve.auth import Principal
@@ -49,8 +49,10 @@ async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
     png = None
     if plot:
         x = sig.samples[:, sig.lead_index(a.lead)]
+        shown = evidence_window(a, peaks, sig.fs)
         png = base64.b64encode(await in_thread(
-            lambda: strip_png(x, sig.fs, peaks, title=f"{sig.name} lead {a.lead}: {a.heart_rate_bpm or '?'} bpm"),
+            lambda: strip_png(x, sig.fs, peaks, start_s=shown.start_s, highlight=shown.highlight,
+                              title=f"{sig.name} lead {a.lead}: {a.heart_rate_bpm or '?'} bpm, {shown.caption}"),
         )).decode()
     ms = (time.perf_counter() - t) * 1000
     pid = await in_thread(lambda: svc.log.record(kind="ecg", model_name=rules.name, model_version=rules.version,
