@@ -73,7 +73,7 @@ EXPECTED = {
         "combine_assessments", "cross_validate", "frames_of", "fuse_assessments", "load_heart", "load_horse_colic", "load_kaggle_table",
         "load_kaggle_vocabulary", "load_symptom_table", "spec_from_labels", "partial_reports", "split_patterns", "triage",
         "synonym_template"},
-    "carelens.report": {"EdgeCase", "Evaluation", "evaluate", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits",
+    "carelens.report": {"EdgeCase", "Evaluation", "TableEvaluation", "evaluate", "evaluate_table", "write_table_report", "fit_symptom_fusion", "metrics_from_predictions", "resolve_splits",
                         "write_comparison", "write_ecg_report", "write_report"},
     "carelens.serve": {"ServeSettings", "SmokeCheck", "create_app", "smoke"},
 }

@@ -644,9 +644,12 @@ def evaluate(
     splits: Annotated[Path | None, typer.Option(help="The run's split file (default: re-made and checked).")] = None,
     spec: Annotated[str | None, typer.Option(help="Label spec for DATA (default: the bundle's).")] = None,
     other: Annotated[str | None, typer.Option(help="Images of another modality for the edge-case table.")] = None,
+    label_column: Annotated[str, typer.Option(help="A clinical bundle's DATA (a CSV of cases): its outcome column.")]
+    = "label",
 ) -> None:
-    """Write a self-contained HTML evaluation report and metrics.json."""
-    from carelens.bundle import load_bundle
+    """Write a self-contained HTML evaluation report and metrics.json. A clinical (tabular) bundle is measured on
+    DATA, a CSV of cases it was not built from (external validation)."""
+    from carelens.bundle import is_tabular, load_bundle
     from carelens.data import open_dataset
     from carelens.report import evaluate as run_eval
     from carelens.report import resolve_splits, write_comparison, write_report
@@ -654,6 +657,9 @@ def evaluate(
     if len(args) != (3 if compare else 2):
         raise ConfigError("give BUNDLE DATA, or --compare BUNDLE_A BUNDLE_B DATA")
     *bundle_paths, data = args
+    if not compare and is_tabular(bundle_paths[0]):
+        _evaluate_table(Path(bundle_paths[0]), Path(data), label_column, out)
+        return
     other_ds = open_dataset(other) if other else None
     evals = []
     for bp in bundle_paths:
@@ -672,6 +678,31 @@ def evaluate(
     console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
                   f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
 
+
+
+def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:
+    """`carelens evaluate CLINICAL_BUNDLE cases.csv`: the bundle answers every row; the report and metrics.json."""
+    from carelens.bundle import TabularBundle
+    from carelens.report import evaluate_table, write_table_report
+    from carelens.steps import read_clinical_table
+
+    b = TabularBundle.load(bundle_path)
+    rows, y, _ = read_clinical_table(data, b.labels, label_column)
+    ev = evaluate_table(b, rows, y, source=data.name)
+    path = write_table_report(ev, out)
+    m, at = ev.metrics, ev.metrics["at_build"]
+
+    def both(k: str, built: str) -> str:
+        return f"{m[k]:.3f}" + (f" ({at[built]:.3f} at build)" if at.get(built) is not None else "")
+
+    console.print(f"{m['assessed']} of {m['rows']} cases assessed ({m['refused']} refused: listed in the report); "
+                  f"balanced accuracy {both('balanced_accuracy', 'balanced_accuracy')}, AUC {both('macro_auc', 'auc')}, "
+                  f"ECE {both('ece', 'ece')}, coverage {both('coverage', 'coverage')}")
+    if m.get("critical_miss_rate") is not None:
+        console.print(f"critical-miss {both('critical_miss_rate', 'critical_miss_rate')}, over-triage "
+                      + ("n/a (no routine outcome)" if m.get("over_triage_rate") is None else
+                         both("over_triage_rate", "over_triage_rate")))
+    console.print(f"wrote {path} and metrics.json")
 
 @symptoms_app.command("build")
 @_edge

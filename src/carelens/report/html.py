@@ -16,8 +16,9 @@ from carelens import plots
 from carelens.ecg import EcgAssessment
 from carelens.predict import Engine, overlay_heatmap
 from carelens.report.evaluate import Evaluation, save_predictions
+from carelens.report.tabular import TableEvaluation
 
-__all__ = ["write_comparison", "write_ecg_report", "write_report"]
+__all__ = ["write_comparison", "write_ecg_report", "write_report", "write_table_report"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2430;max-width:1200px}
@@ -299,6 +300,53 @@ def _write_evaluation_page(ev: Evaluation, out: Path, title: str, body: str) -> 
     path.write_text(_page(title, body + '<h2>Edge cases</h2><p class="note">Each should come out uncertain or out of '
                           f'distribution.</p>{_edge_table(ev)}', "Not a diagnosis. Figures describe this model on "
                           "this data only."), encoding="utf-8")
+    return path
+
+
+def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
+    """A clinical bundle measured on a table of cases: report.html and metrics.json into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    m, b = ev.metrics, ev.metrics["at_build"]
+    (out / "metrics.json").write_text(json.dumps(m | {"refused_rows": ev.refused}, indent=1))
+    rows = [("balanced accuracy (mean recall)", m["balanced_accuracy"], b.get("balanced_accuracy")),
+            ("accuracy", m["accuracy"], b.get("accuracy")),
+            ("majority-class accuracy (floor)", m["majority_baseline_accuracy"], None),
+            ("macro AUC", m["macro_auc"], b.get("auc")),
+            ("ECE before / after temperature", f"{m['ece_before']:.3f} / {m['ece']:.3f}", b.get("ece")),
+            ("ECE a perfectly calibrated model would show on these cases (5th-95th percentile)",
+             f"{m['ece_floor']['p05']:.3f}-{m['ece_floor']['p95']:.3f}", None),
+            (f"conformal coverage (target {m['coverage_target']:.2f})", m["coverage"], b.get("coverage")),
+            ("mean prediction set size", m["mean_set_size"], b.get("mean_set_size")),
+            ("critical-miss rate (critical cases triaged below consultation_24)", _critical_miss(m),
+             b.get("critical_miss_rate")),
+            ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"),
+             b.get("over_triage_rate"))]
+    summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
+                      for k, v, ref in rows)
+    prevalence = "".join(f"<tr><td>{html.escape(c)}</td><td>{_fmt(v)}</td><td>{_fmt(m['prevalence_at_build'].get(c))}</td></tr>"
+                         for c, v in m["prevalence"].items())
+    rule = m["decision_rule"]
+    how = ("the most urgent outcome in the prediction set" if rule.get("critical_threshold") is None else
+           f"escalation when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
+    refused = "".join(f"<tr><td>{r['row']}</td><td>{html.escape(r['reason'])}</td></tr>" for r in ev.refused)
+    title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.source}"
+    body = f"""<p class="note">Date {m['date']} &middot; {m['rows']} rows: {m['assessed']} assessed, {m['refused']} refused by
+the bundle's input checks (listed below). Each row is answered as the service answers it, with the bundle's decision
+rule ({html.escape(how)}). Balanced accuracy is the headline figure: accuracy alone rewards predicting the majority
+outcome. Beside each figure, the bundle's own cross-validated figure at build: a gap is what moving to these cases
+costs.</p>
+<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>these cases</th><th>at build (cross-validated)</th></tr>{summary}</table>
+<h2>Outcome shares</h2><p class="note">Another mix of outcomes than at build shifts calibration and the predictive
+values, even where the model ranks cases as well.</p>
+<table id="prevalence"><tr><th>outcome</th><th>these cases</th><th>at build</th></tr>{prevalence}</table>
+<h2>Per outcome</h2>{_per_class_table(m, ev.bundle.labels.class_ids)}
+<h2>Calibration</h2>{_img_tag(plots.reliability_png(m['reliability_before'], m['reliability'], 'these cases'), 'reliability')}
+<h2>Refused rows</h2>{'<table id="refused"><tr><th>row</th><th>why</th></tr>' + refused + '</table>' if refused else '<p>None.</p>'}
+"""
+    path = out / "report.html"
+    path.write_text(_page(title, body, "Not a diagnosis. Figures describe this model on these cases only."),
+                    encoding="utf-8")
     return path
 
 
