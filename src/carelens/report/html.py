@@ -101,7 +101,7 @@ def _pair(m: dict[str, Any], a: str, b: str) -> str:
 
 
 def _per_class_table(m: dict[str, Any], class_ids: list[str]) -> str:
-    worst = set(m["worst_classes"][:2])
+    worst = set(m["worst_classes"][: 1 if len(class_ids) <= 3 else 2])  # of two classes, one is the worse
     rows = []
     for c in class_ids:
         pc = m["per_class"][c]
@@ -329,7 +329,8 @@ def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
     rule = m["decision_rule"]
     how = ("the most urgent outcome in the prediction set" if rule.get("critical_threshold") is None else
            f"escalation when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
-    refused = "".join(f"<tr><td>{r['row']}</td><td>{html.escape(r['reason'])}</td></tr>" for r in ev.refused)
+    refused = "".join(f'<tr><td>{r["row"]}</td><td style="text-align:left">{html.escape(r["reason"])}</td></tr>'
+                      for r in ev.refused)
     title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.source}"
     body = f"""<p class="note">Date {m['date']} &middot; {m['rows']} rows: {m['assessed']} assessed, {m['refused']} refused by
 the bundle's input checks (listed below). Each row is answered as the service answers it, with the bundle's decision
