@@ -96,6 +96,9 @@ def test_inputs_are_checked_and_contributions_add_up(heart: Path) -> None:
     assert row == {"age": 63.0, "sex": "1.0", "cp": "4.0", "trestbps": 145.0, "chol": 233.0, "thalach": 120.0,
                    "exang": "1.0"}
     assert b.check({**PATIENT, "sex": 1}) == row  # the model's own coding is accepted too
+    # values as people type them: case, spaces or hyphens for the underscores
+    assert b.check({**PATIENT, "chest_pain": " Asymptomatic", "exercise_angina": "YES"}) == row
+    assert b.check({**PATIENT, "chest_pain": "typical angina"})["cp"] == b.check({**PATIENT, "chest_pain": "typical-angina"})["cp"] == "1.0"
     with pytest.raises(FactsError) as e:
         b.check({"age": 63, "sex": "robot", "blood_pressure": 400, "weight": 80})
     msg = str(e.value)

@@ -159,8 +159,8 @@ class TabularBundle(Identified):
                     continue
                 out[f.name] = float(x)
             else:
-                s = str(v).strip().lower()
-                by_value = {c.lower(): c for c in f.values} | {k.lower(): val for k, val in f.value_names.items()}
+                s = _value_key(v)  # "Typical angina", "typical-angina": typical_angina
+                by_value = {_value_key(c): c for c in f.values} | {_value_key(k): val for k, val in f.value_names.items()}
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     by_value |= {str(float(c)).lower(): c for c in f.values if _is_number(c) and float(c) == float(v)}
                 match = by_value.get(s) or by_value.get(_as_float_text(s))
@@ -229,6 +229,13 @@ def is_tabular(path: str | Path) -> bool:
         return json.loads(f.read_text(encoding="utf-8")).get("task") == "tabular"  # type: ignore[no-any-return]
     except (OSError, ValueError, AttributeError):
         return False
+
+
+def _value_key(v: Any) -> str:
+    """A category value as matched: case, surrounding space and the separators people type (space, hyphen) aside;
+    a number as written ("-1" stays negative)."""
+    s = str(v).strip().lower()
+    return s if _is_number(s) else "_".join(s.replace("-", " ").split())
 
 
 def _is_number(s: str) -> bool:
