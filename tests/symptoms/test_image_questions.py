@@ -54,3 +54,15 @@ def test_specs_without_questions_read_back_unchanged() -> None:
     spec = load_spec("pneumoniamnist")
     assert spec.symptoms == () and spec.checklist is None
     assert "symptoms" not in spec.to_dict() and "checklist" not in spec.to_dict()  # old bundles keep their digests
+
+
+def test_a_word_that_is_also_a_general_symptom_reaches_both(benign_photo, symptom_bundle_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """"itching" answers the lesion's question (change in sensation) and is a symptom of the general table: both
+    hear it (the lesion's answer alone once swallowed it, and a photo sent after "itching on my back for weeks" was
+    answered from the image only; bench/scenarios.py, 2 of 24 owner scenarios)."""
+    spec, image = benign_photo
+    out = triage(image=image, text="itching all over, a red rash on my arms, no fever",
+                 symptoms=SymptomBundle.load(symptom_bundle_dir), image_spec=spec)
+    assert out["symptoms"]["image_questions"]["present"] == ["lesion_sensation"]
+    assert {"itching", "skin_rash"} <= set(out["symptoms"]["present"]) and out["symptoms"]["used"]
+    assert set(out["assessment"]["based_on"]) == {"image", "symptoms"}

@@ -91,7 +91,7 @@ def triage(*, image: Assessment | None = None, text: str | None = None, symptoms
     parsed: ParsedSymptoms | None = None
     domain: ParsedSymptoms | None = None
     if text and image is not None and image_spec is not None and image_spec.symptoms:
-        domain, text = _domain_answers(image_spec, text)  # the image's own questions first ("no bleeding")
+        domain, text = _domain_answers(image_spec, text, symptoms.parser if symptoms is not None else None)
     # text that answered the image's questions needs nothing more when no symptom bundle is loaded or nothing is left
     answered_only = domain is not None and bool(domain.matches) and (symptoms is None or not _has_words(text or ""))
     if text and not answered_only:
@@ -134,13 +134,18 @@ def _domain_parser(questions: tuple[DomainSymptom, ...]) -> SymptomParser:
     return SymptomParser(Vocabulary([Symptom(q.id, q.name, "domain", 3, q.synonyms) for q in questions]))
 
 
-def _domain_answers(spec: LabelSpec, text: str) -> tuple[ParsedSymptoms, str]:
+def _domain_answers(spec: LabelSpec, text: str, general: SymptomParser | None = None) -> tuple[ParsedSymptoms, str]:
     """The image domain's questions answered in ``text`` (rules only: a handful of questions, which an embedding
-    would match to anything), and the text with those words blanked for the general symptom parser."""
+    would match to anything), and the text with those words blanked for the general symptom parser, except words
+    that name one of its symptoms outright too (``general``'s phrases and synonyms: "itching" answers the lesion's
+    question and is a symptom of its own, which the symptom model must hear as well)."""
     found = _domain_parser(spec.symptoms).parse(text)
     rest = list(text)
     for m in found.matches:
         span: list[int] = m["span"]  # type: ignore[assignment]
+        words = text[span[0] : span[1]]
+        if general is not None and any(g["method"] != "embedding" for g in general.parse(words).matches):
+            continue
         rest[span[0] : span[1]] = " " * (span[1] - span[0])
     return found, "".join(rest)
 
