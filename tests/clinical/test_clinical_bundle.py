@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -131,6 +132,14 @@ def test_predict_reads_a_csv_of_cases(heart: Path, tmp_path: Path) -> None:
     lines = [json.loads(x) for x in r.stdout.splitlines() if x.startswith("{")]
     assert lines[0]["assessment"]["top"][0]["id"] == "heart_disease" and len(lines[0]["contributions"]) == 13
     assert "outside the accepted range" in lines[1]["error"]
+    # as a spreadsheet: each level with its reason beside it (a likely "no disease" at consultation_24 says why)
+    r = CliRunner().invoke(app, ["predict", str(heart), str(cases), "--out", str(tmp_path / "r.csv")])
+    assert r.exit_code == 0, r.output
+    with (tmp_path / "r.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["triage"] == lines[0]["assessment"]["triage"]["level"]
+    assert rows[0]["triage_reason"] == lines[0]["assessment"]["triage"]["reason"] != ""
+    assert rows[1]["triage_reason"] == "" and "outside the accepted range" in rows[1]["error"]
 
 
 def test_served_with_a_json_body(heart: Path, tmp_path: Path) -> None:

@@ -272,7 +272,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-CSV_FIELDS = ["input", "error", "top_id", "top_probability", "prediction_set", "confidence", "triage",
+CSV_FIELDS = ["input", "error", "top_id", "top_probability", "prediction_set", "confidence", "triage", "triage_reason",
               "in_distribution", "ood_score", "flags", "findings", "factors"]
 
 
@@ -290,7 +290,8 @@ def write_results(results: Iterable[Result], stream: TextIO, fmt: str = "jsonl")
                 "input": r.input, "error": r.error or "",
                 "top_id": a.top[0].id if a else "", "top_probability": a.top[0].probability if a else "",
                 "prediction_set": "|".join(a.prediction_set) if a else "", "confidence": a.confidence if a else "",
-                "triage": a.triage.level if a else "", "in_distribution": a.in_distribution if a else "",
+                "triage": a.triage.level if a else "", "triage_reason": a.triage.reason if a else "",
+                "in_distribution": a.in_distribution if a else "",
                 "ood_score": a.ood_score if a else "", "flags": "|".join(a.flags) if a else "",
                 "findings": "|".join(f"{f.id}:{f.severity or ''}" for f in a.findings if f.present) if a else "",
                 "factors": "|".join(f"{c.input}:{c.log_odds:+.2f}" for c in (r.contributions or [])[:3]),
