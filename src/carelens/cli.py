@@ -683,12 +683,13 @@ def evaluate(
 def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:
     """`carelens evaluate CLINICAL_BUNDLE cases.csv`: the bundle answers every row; the report and metrics.json."""
     from carelens.bundle import TabularBundle
+    from carelens.hashing import file_digest
     from carelens.report import evaluate_table, write_table_report
     from carelens.steps import read_clinical_table
 
     b = TabularBundle.load(bundle_path)
     rows, y, _ = read_clinical_table(data, b.labels, label_column)
-    ev = evaluate_table(b, rows, y, source=data.name)
+    ev = evaluate_table(b, rows, y, source=data.name, data_sha256=file_digest(data))
     path = write_table_report(ev, out)
     m, at = ev.metrics, ev.metrics["at_build"]
 
@@ -702,6 +703,8 @@ def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path)
         console.print(f"critical-miss {both('critical_miss_rate', 'critical_miss_rate')}, over-triage "
                       + ("n/a (no routine outcome)" if m.get("over_triage_rate") is None else
                          both("over_triage_rate", "over_triage_rate")))
+    for w in m["warnings"]:
+        notice(w)
     console.print(f"wrote {path} and metrics.json")
 
 @symptoms_app.command("build")

@@ -105,6 +105,12 @@ def test_a_table_of_cases_gets_a_spec_to_edit_from_its_outcome_column(data_dir: 
     res = runner.invoke(app, ["clinical", "build", str(table), "--out", str(tmp_path / "b"), "--label-column", "outcome",
                               "--spec", str(spec)])
     assert res.exit_code == 0, res.output  # the written spec maps every outcome in the table
+    assert "has no critical class" in res.output  # an unedited template escalates nothing, and the build says so
+    # evaluated on the very file it was built from: measured, and said to be optimistic
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "b"), str(table), "--label-column", "outcome", "--out",
+                              str(tmp_path / "rep")])
+    assert res.exit_code == 0 and "rows the bundle was built from" in res.output, res.output
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["warnings"]
     res = runner.invoke(app, ["specs", "--init", str(table), "--label-column", "label", "--out", str(tmp_path / "t.yaml")])
     assert res.exit_code == 1 and "no column 'label'" in res.output
 

@@ -206,6 +206,7 @@ def test_evaluated_on_another_clinic_as_the_service_answers(heart: Path, data_di
     assert m["assessed"] + m["refused"] == m["rows"] == 294 and m["refused"] == len(m["refused_rows"]) > 0
     assert all("outside the accepted range" in x["reason"] or "missing required" in x["reason"] for x in m["refused_rows"])
     assert m["macro_auc"] > 0.8 and m["at_build"]["auc"] == TabularBundle.load(heart).spec.metrics["auc"]
+    assert m["warnings"] == []  # other patients than the build's
     # every figure is the service's answer, row by row: the critical-miss and over-triage rates recomputed from
     # TabularBundle.assess on each row the report assessed
     b = TabularBundle.load(heart)

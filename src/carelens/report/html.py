@@ -337,6 +337,7 @@ the bundle's input checks (listed below). Each row is answered as the service an
 rule ({html.escape(how)}). Balanced accuracy is the headline figure: accuracy alone rewards predicting the majority
 outcome. Beside each figure, the bundle's own cross-validated figure at build: a gap is what moving to these cases
 costs.</p>
+{"".join(f'<p class="bad">{html.escape(w)}</p>' for w in m["warnings"])}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>these cases</th><th>at build (cross-validated)</th></tr>{summary}</table>
 <h2>Outcome shares</h2><p class="note">Another mix of outcomes than at build shifts calibration and the predictive
 values, even where the model ranks cases as well.</p>

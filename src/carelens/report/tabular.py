@@ -20,7 +20,7 @@ from carelens.metrics import softmax
 from carelens.policy import triage_levels
 from carelens.report.evaluate import metrics_from_predictions
 
-__all__ = ["TableEvaluation", "evaluate_table"]
+__all__ = ["BUILT_FROM_THESE", "TableEvaluation", "evaluate_table"]
 
 
 @dataclass
@@ -31,10 +31,16 @@ class TableEvaluation:
     refused: list[dict[str, Any]] = field(default_factory=list)  # {"row": n, "reason": ...}
 
 
+BUILT_FROM_THESE = ("these are the rows the bundle was built from (the same file): its figures on them are "
+                    "optimistic; the cross-validated figures at build are the honest ones. Evaluate on cases it has "
+                    "not seen")
+
+
 def evaluate_table(bundle: TabularBundle, rows: Sequence[Mapping[str, Any]], y: np.ndarray, *, source: str,
-                   first_row: int = 2) -> TableEvaluation:
+                   first_row: int = 2, data_sha256: str | None = None) -> TableEvaluation:
     """Assess every row (``y``: its outcome, an index into the bundle's classes) and measure the answers.
-    ``first_row``: the number shown for the first row in the refusals (2: a CSV's first line after its header)."""
+    ``first_row``: the number shown for the first row in the refusals (2: a CSV's first line after its header);
+    ``data_sha256``: the table file's digest, to say so when it is the file the bundle was built from."""
     checked, kept, refused = [], [], []
     for n, row in enumerate(rows):
         given = {k: v for k, v in row.items() if v is not None}
@@ -69,5 +75,7 @@ def evaluate_table(bundle: TabularBundle, rows: Sequence[Mapping[str, Any]], y: 
                                                                   "coverage", "mean_set_size", "critical_miss_rate",
                                                                   "over_triage_rate")},
         "decision_rule": (bundle.spec.metrics.get("decision_rule") or {"chosen": "set", "critical_threshold": None}),
+        "warnings": ([BUILT_FROM_THESE] if data_sha256 and data_sha256 == bundle.spec.training.get("data_sha256")
+                     else []),
     })
     return TableEvaluation(bundle, source, m, refused)

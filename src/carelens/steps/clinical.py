@@ -26,6 +26,7 @@ from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.data import read_table
 from carelens.errors import DataError
 from carelens.fusion import TabularModel, infer_fact_kinds, is_missing
+from carelens.hashing import file_digest
 from carelens.labels import NO_CRITICAL_NOTE, LabelSpec, load_spec
 from carelens.metrics import calibration_report, coverage_report
 from carelens.policy import (
@@ -149,7 +150,8 @@ def build_clinical(source: str | Path, out: Path, *, spec: str | Path | LabelSpe
                                          **({"values": model.encoder_.levels_[c]} if c in categorical else {})})
               for c in [*numeric, *categorical]]
     inputs = sorted(inputs, key=lambda f: [x["name"] for x in schema].index(f.name) if f.name in fields else 999)
-    training = {"data": data, "folds": folds, "grouped": groups is not None, "C": C, "seed": seed, "alpha": alpha,
+    training = {"data": data, **({"data_sha256": file_digest(Path(source))} if Path(source).is_file() else {}),
+                "folds": folds, "grouped": groups is not None, "C": C, "seed": seed, "alpha": alpha,
                 "numeric": list(numeric), "categorical": list(categorical)}
     write_tabular_bundle(out, name=name or label_spec.name, version=version, spec=label_spec, inputs=inputs, model=model,
                          temperature=ts, conformal=conformal, train_rows=rows, metrics=metrics, training=training,
