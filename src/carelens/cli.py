@@ -679,7 +679,6 @@ def evaluate(
                   f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
 
 
-
 def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:
     """`carelens evaluate CLINICAL_BUNDLE cases.csv`: the bundle answers every row; the report and metrics.json."""
     from carelens.bundle import TabularBundle
@@ -706,6 +705,7 @@ def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path)
     for w in m["warnings"]:
         notice(w)
     console.print(f"wrote {path} and metrics.json")
+
 
 @symptoms_app.command("build")
 @_edge
@@ -941,7 +941,6 @@ def ecg_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Screen an ECG's rate and rhythm from the signal: quality, R-peaks, heart rate, RR variability, triage."""
-
     from carelens.bundle import SignalBundle
     from carelens.ecg import StripWindow, evidence_window, longest_gap_window, read_ecg, screen, strip_png
     from carelens.predict import beat_classifier
