@@ -190,7 +190,7 @@ def audit(
     for item in report.unreadable[:10]:
         console.print(f"[yellow]unreadable[/yellow] {item['path'] or item['id']}: {item['error']}")
     for line in report.warnings:
-        console.print(f"[yellow]! {line}[/yellow]")
+        notice(line)
     console.print(f"wrote {out} in {report.seconds:.1f} s")
 
 
@@ -414,7 +414,7 @@ def calibrate(
                               *(f"{t_row[x]:.4f}" if t_row else "-" for x in ("critical_miss_rate", "over_triage_rate")))
         console.print(table)
     for w in r.get("warnings", []):
-        console.print(f"[yellow]! {w}[/yellow]")
+        notice(w)
     console.print(f"wrote {run}/calibration.json, ood.npz, reliability.png, operating_points.png")
 
 
@@ -432,7 +432,7 @@ def _print_multilabel_calibration(r: dict[str, Any]) -> None:
         table.add_row("severity_qwk", f"{t['severity'].get('qwk', float('nan')):.4f}")
         console.print(table)
     for w in r.get("warnings", []):
-        console.print(f"[yellow]! {w}[/yellow]")
+        notice(w)
     console.print("wrote calibration.json, ood.npz, reliability.png")
 
 

@@ -8,6 +8,7 @@ from carelens.policy._clinical import (
     critical_miss_rate,
     ood_at_floor,
     over_triage_rate,
+    rule_summary,
     triage_levels,
     triage_levels_by_threshold,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "ood_at_floor",
     "over_triage_rate",
     "required_levels",
+    "rule_summary",
     "triage_grade",
     "triage_levels",
     "triage_levels_by_threshold",

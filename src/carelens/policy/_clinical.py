@@ -21,7 +21,7 @@ from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
 __all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "ood_at_floor",
-           "over_triage_rate", "triage_levels", "triage_levels_by_threshold"]
+           "over_triage_rate", "rule_summary", "triage_levels", "triage_levels_by_threshold"]
 
 
 def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec, *,
@@ -143,3 +143,9 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
         on_test = rates(pt, mt, in_test, yt)
         out["test"] = [{"critical_threshold": t, **on_test[t]} for t in candidates]
     return out
+
+
+def rule_summary(rule: dict[str, Any]) -> dict[str, Any]:
+    """What a bundle records of the rule :func:`choose_decision_rule` chose: which, its threshold, the target, and
+    whether any rule met it (not every candidate's figures)."""
+    return {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val")}

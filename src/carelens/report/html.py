@@ -81,6 +81,12 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     ]
 
 
+def _figure_rows(rows: list[tuple[str, Any, Any]]) -> str:
+    """Summary table rows: the figure, its value, and a reference beside it (blank where there is none)."""
+    return "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
+                   for k, v, ref in rows)
+
+
 def _critical_miss(m: dict[str, Any]) -> Any:
     """The rate, or why there is none: no critical class in the label spec (nothing escalates), or no critical
     case among these images."""
@@ -266,10 +272,7 @@ def write_report(ev: Evaluation, out: str | Path) -> Path:
     if ev.bundle.layout is not None:
         return _write_multilabel_report(ev, out)
     title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.dataset.name} ({ev.split})"
-    summary = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
-        for k, v, ref in _summary_rows(m)
-    )
+    summary = _figure_rows(_summary_rows(m))
     fp_note = ("" if m["bundle_data_fingerprint"] == m["data_fingerprint"] else
                '<p class="bad">This data differs from the data the model was trained on (fingerprint mismatch).</p>')
     body = f"""<p class="note">Date {m['date']} &middot; data fingerprint {m['data_fingerprint'][:16]}&hellip; &middot; {m['n']} images.
@@ -322,8 +325,7 @@ def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
              b.get("critical_miss_rate")),
             ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"),
              b.get("over_triage_rate"))]
-    summary = "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td><td>{_fmt(ref) if ref is not None else ''}</td></tr>"
-                      for k, v, ref in rows)
+    summary = _figure_rows(rows)
     prevalence = "".join(f"<tr><td>{html.escape(c)}</td><td>{_fmt(v)}</td><td>{_fmt(m['prevalence_at_build'].get(c))}</td></tr>"
                          for c, v in m["prevalence"].items())
     rule = m["decision_rule"]

@@ -54,7 +54,7 @@ def evaluate_table(bundle: TabularBundle, rows: Sequence[Mapping[str, Any]], y: 
                         f"{refused[0]['reason']}); check the column names and units against the bundle's inputs")
     yy = np.asarray(y)[kept]
     logits = bundle.logits(checked)
-    proba = bundle.proba(checked)
+    proba = bundle.temperature.predict_proba(logits)  # bundle.proba, without computing the logits again
     in_set = bundle.conformal.predict_set(proba)
     inside = np.ones(len(yy), dtype=bool)  # a table has no OOD gate: the input checks refuse what is out of range
     levels = triage_levels(proba, in_set, inside, bundle.labels, policy=bundle.policy())

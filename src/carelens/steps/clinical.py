@@ -34,6 +34,7 @@ from carelens.policy import (
     choose_decision_rule,
     critical_miss_rate,
     over_triage_rate,
+    rule_summary,
     triage_levels,
 )
 from carelens.settings import data_root
@@ -185,7 +186,7 @@ def _decision_rule(oof: np.ndarray, y: np.ndarray, fold: np.ndarray, mask: np.nd
              "over_triage_rate_set_rule": over_triage_rate(set_levels, y, spec)}
     safety = {
         **{k: None if np.isnan(v) else v for k, v in rates.items()},  # None: no routine outcome to over-triage
-        "decision_rule": {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val")},
+        "decision_rule": rule_summary(rule),
         "operating_points": operating_points(oof, y, inside, None, spec, conformal.score, conformal.class_conditional),
     }
     return DecisionParams(critical_threshold=rule["critical_threshold"]), safety

@@ -21,7 +21,7 @@ from carelens.errors import BundleError, ConfigError, DataError, NothingRecognis
 from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
-from carelens.policy import Assessment, DecisionPolicy, ModelRef, choose_decision_rule, decide
+from carelens.policy import Assessment, DecisionPolicy, ModelRef, choose_decision_rule, decide, rule_summary
 from carelens.symptoms._data import (
     SymptomTable,
     load_kaggle_table,
@@ -106,8 +106,7 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
         pairs = {"": shipped, "_set_rule": rule["test"][0]}  # the set rule is the first candidate
         metrics |= {f"{k}{suffix}": None if np.isnan(r[k]) else r[k] for suffix, r in pairs.items()
                     for k in ("critical_miss_rate", "over_triage_rate")}  # None: no class to over-triage
-        metrics["decision_rule"] = {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate",
-                                                         "met_on_val")}
+        metrics["decision_rule"] = rule_summary(rule)
         decision["critical_threshold"] = rule["critical_threshold"]
     doc = {
         "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,

@@ -215,6 +215,11 @@ class SymptomParser:
         self._fallback(out, text, pending)
         return out
 
+    def names_symptom(self, words: str) -> bool:
+        """Whether ``words`` name one of the vocabulary's symptoms outright (a phrase or synonym; no encoder, no
+        spelling correction: a rule, cheap enough for every request)."""
+        return any(self._phrase_hits(seg) for seg, _ in _segments(words.lower().replace("\u2019", "'")))
+
     def _phrase_hits(self, seg: str) -> list[_Hit]:
         hits: list[_Hit] = []
         taken = seg

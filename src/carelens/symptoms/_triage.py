@@ -144,7 +144,7 @@ def _domain_answers(spec: LabelSpec, text: str, general: SymptomParser | None = 
     for m in found.matches:
         span: list[int] = m["span"]  # type: ignore[assignment]
         words = text[span[0] : span[1]]
-        if general is not None and any(g["method"] != "embedding" for g in general.parse(words).matches):
+        if general is not None and general.names_symptom(words):
             continue
         rest[span[0] : span[1]] = " " * (span[1] - span[0])
     return found, "".join(rest)
