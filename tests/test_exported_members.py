@@ -25,7 +25,7 @@ EXPECTED = {
                          "coverage_report", "decisions", "ece_noise_floor",
                          "expected_calibration_error", "fnr", "macro_auc", "multilabel_metrics", "nll", "reliability",
                          "risk_coverage", "severity_metrics", "softmax"},
-    "carelens.policy": {"CRITICAL_THRESHOLDS", "DISCLAIMER", "URGENT", "Assessment", "choose_decision_rule", "rule_summary", "ClassProbability", "DecisionPolicy", "Finding",
+    "carelens.policy": {"CRITICAL_THRESHOLDS", "DISCLAIMER", "URGENT", "Assessment", "choose_decision_rule", "level_agreement", "rule_summary", "ClassProbability", "DecisionPolicy", "Finding",
                         "ModelRef", "MultilabelDecision", "TriageDecision", "critical_miss_rate", "ood_at_floor", "decide",
                         "decide_multilabel", "decide_with_facts", "keep_urgency", "multilabel_decision", "over_triage_rate",
                         "required_levels", "triage_grade", "triage_levels",

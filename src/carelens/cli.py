@@ -383,6 +383,7 @@ def calibrate(
             v = t.get(k)
             table.add_row(k, "n/a" if v is None else f"{v:.4f}")
         console.print(table)
+        _print_level_agreement(t)
     ft = (r.get("facts") or {}).get("test")
     if ft:
         table = Table("test figure", "image alone", "image + facts")
@@ -431,6 +432,7 @@ def _print_multilabel_calibration(r: dict[str, Any]) -> None:
             table.add_row(k, "n/a" if v is None else f"{v:.4f}")
         table.add_row("severity_qwk", f"{t['severity'].get('qwk', float('nan')):.4f}")
         console.print(table)
+        _print_level_agreement(t)
     for w in r.get("warnings", []):
         notice(w)
     console.print("wrote calibration.json, ood.npz, reliability.png")
@@ -674,9 +676,19 @@ def evaluate(
         console.print(f"macro F1 {m['macro_f1']:.3f}, macro AUC {m['macro_auc']:.3f}, severity QWK "
                       f"{m['severity'].get('qwk', float('nan')):.3f}, FNR {m['fnr']:.3f} (target {m['fnr_target']:g}), "
                       f"kept {m['mean_kept']:.2f} per image; wrote {path}")
-        return
-    console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
-                  f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
+    else:
+        console.print(f"balanced accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}, "
+                      f"ECE {m['ece']:.3f}, coverage {m['coverage']:.3f}; wrote {path}")
+    _print_level_agreement(m)
+
+
+def _print_level_agreement(m: dict[str, Any]) -> None:
+    """One line: the shares of cases triaged below, at and above their own level (``carelens evaluate`` draws the
+    table)."""
+    t = m.get("triage_agreement")
+    if t and t["same_level_rate"] is not None:
+        console.print(f"triage against each case's own level: {t['below_own_level_rate']:.3f} less urgent, "
+                      f"{t['same_level_rate']:.3f} the same, {t['above_own_level_rate']:.3f} more urgent")
 
 
 def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:
@@ -702,6 +714,7 @@ def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path)
         console.print(f"critical-miss {both('critical_miss_rate', 'critical_miss_rate')}, over-triage "
                       + ("n/a (no routine outcome)" if m.get("over_triage_rate") is None else
                          both("over_triage_rate", "over_triage_rate")))
+    _print_level_agreement(m)
     for w in m["warnings"]:
         notice(w)
     console.print(f"wrote {path} and metrics.json")

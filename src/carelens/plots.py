@@ -36,17 +36,20 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def confusion_png(cm: Sequence[Sequence[int]], class_ids: Sequence[str]) -> bytes:
+def confusion_png(cm: Sequence[Sequence[int]], class_ids: Sequence[str], *, xlabel: str = "predicted",
+                  ylabel: str = "true", row_title: str = "row-normalised (recall)") -> bytes:
+    """Counts and row-normalised shares side by side (rows: ``ylabel``, columns: ``xlabel``)."""
     m = np.asarray(cm, dtype=float)
     rows = m / np.maximum(m.sum(1, keepdims=True), 1)
     k = len(class_ids)
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * k, 0.9 + 0.55 * k))
-    for ax, data, title, fmt in ((axes[0], m, "counts", "{:.0f}"), (axes[1], rows, "row-normalised (recall)", "{:.2f}")):
-        ax.imshow(data if title != "counts" else rows, cmap="Blues", vmin=0, vmax=1)
+    longest = max((len(c) for c in class_ids), default=0)  # long names (triage levels) take room from the cells
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.1 * k + 0.1 * longest, 0.9 + 0.55 * k + 0.07 * longest))
+    for ax, data, title, fmt in ((axes[0], m, "counts", "{:.0f}"), (axes[1], rows, row_title, "{:.2f}")):
+        ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
         ax.set_xticks(range(k), class_ids, rotation=45, ha="right")
         ax.set_yticks(range(k), class_ids)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         for i in range(k):
             for j in range(k):

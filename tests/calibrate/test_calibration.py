@@ -223,6 +223,15 @@ def test_the_shipped_decision_rule_meets_the_critical_miss_target_on_validation(
     for lo, hi in pairwise(thresholds):
         assert by_t[lo]["critical_miss_rate"] <= by_t[hi]["critical_miss_rate"] + 1e-12
         assert by_t[lo]["over_triage_rate"] >= by_t[hi]["over_triage_rate"] - 1e-12
+    # the test split's levels as shipped against each case's own (normal: self_care, pneumonia: consultation_24):
+    # the pneumonias given less are exactly the shipped rule's critical misses, the normals sent to urgent care its
+    # over-triage
+    test = json.loads((tiny_pneumonia_run / "calibration.json").read_text())["test"]
+    counts = np.asarray(test["triage_agreement"]["counts"])
+    assert counts[2, :2].sum() == round(test["critical_miss_rate"] * counts[2].sum())
+    assert counts[0, 2:].sum() == round(test["over_triage_rate"] * counts[0].sum())
+    assert counts[1].sum() == 0 and counts[0].sum() > 0 and counts[2].sum() > 0  # no class triages at consultation
+    assert "triage against each case's own level" in res.output
     b = load_bundle(export_run(tiny_pneumonia_run, tiny_pneumonia_run.parent / "rule_bundle", name="rule", version="1"))
     assert b.policy().critical_threshold == rule["critical_threshold"]
 

@@ -17,6 +17,7 @@ from carelens.cli import app
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel
 from carelens.hashing import canonical_digest
+from carelens.labels import TRIAGE_LEVELS
 from carelens.policy import DecisionPolicy
 from carelens.serve import ServeSettings, create_app
 from carelens.symptoms import HEART, load_heart
@@ -220,6 +221,12 @@ def test_evaluated_on_another_clinic_as_the_service_answers(heart: Path, data_di
     well = [lv for lv, t in levels.values() if t == 0]
     assert m["critical_miss_rate"] == pytest.approx(sum(lv in ("self_care", "consultation") for lv in sick) / len(sick))
     assert m["over_triage_rate"] == pytest.approx(sum(lv not in ("self_care", "consultation") for lv in well) / len(well))
+    # and against each patient's own level (self_care without disease, consultation_24 with it)
+    own = {0: 0, 1: 2}
+    ranks = [(TRIAGE_LEVELS.index(lv), own[t]) for lv, t in levels.values()]
+    assert m["triage_agreement"]["above_own_level_rate"] == pytest.approx(np.mean([g > o for g, o in ranks]))
+    assert m["triage_agreement"]["below_own_level_rate"] == pytest.approx(np.mean([g < o for g, o in ranks]))
+    assert "triage against each case's own level" in r.output and 'id="triage-agreement"' in (tmp_path / "rep" / "report.html").read_text()
     page = (tmp_path / "rep" / "report.html").read_text()
     assert 'id="refused"' in page and "at build (cross-validated)" in page and "data:image/png;base64" in page
     # a clinic that codes missing cholesterol as 0 (Switzerland): every row refused, said with the first reason

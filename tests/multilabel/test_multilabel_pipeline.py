@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from carelens.bundle import load_bundle
 from carelens.cli import app
 from carelens.data import read_image
+from carelens.labels import TRIAGE_LEVELS
+from carelens.policy import critical_miss_rate, over_triage_rate
 from carelens.predict import Engine
 from carelens.steps import Run
 
@@ -121,3 +124,14 @@ def test_evaluate_reports_multilabel_figures(multilabel_bundle: Path, multilabel
     assert abs(m["macro_auc"] - cal["macro_auc"]) < 1e-3 and m["n"] == cal["n"]
     html = (tmp_path / "rep" / "report.html").read_text()
     assert 'id="per-class"' in html and 'id="findings"' in html and "Reliability per condition" in html
+    # the rates are those of the levels the bundle gave (its own severity floor), recomputed from the predictions
+    spec = load_bundle(multilabel_bundle).labels
+    with np.load(tmp_path / "rep" / "predictions.npz") as z:
+        given, y = [TRIAGE_LEVELS[r] for r in z["triage_rank"]], z["y"]
+    assert m["critical_miss_rate"] == pytest.approx(critical_miss_rate(given, y, spec), nan_ok=True)
+    assert m["over_triage_rate"] == pytest.approx(over_triage_rate(given, y, spec))
+    # each image's level given against the level its true findings need (the rates' denominators: every image)
+    t = m["triage_agreement"]
+    assert sum(map(sum, t["counts"])) == m["n"] and 'id="triage-agreement"' in html
+    assert t["below_own_level_rate"] + t["same_level_rate"] + t["above_own_level_rate"] == pytest.approx(1)
+    assert "triage against each case's own level" in res.output

@@ -14,6 +14,7 @@ from carelens.policy import (
     ModelRef,
     critical_miss_rate,
     decide,
+    level_agreement,
     ood_at_floor,
     over_triage_rate,
     triage_levels,
@@ -36,6 +37,22 @@ def test_rates_count_the_right_cases() -> None:
     # class 2 triages urgent on its own, so escalating it is no over-triage
     assert over_triage_rate(levels, y, SPEC) == 2 / 3
     assert math.isnan(critical_miss_rate(levels[:3], y[:3], SPEC))  # no critical case: undefined, not 0
+
+
+def test_level_agreement_sees_escalation_the_over_triage_rate_cannot() -> None:
+    # own levels: self_care, consultation, consultation_24, consultation_24
+    y = np.array([0, 1, 2, 3, 3])
+    levels = ["self_care", "consultation_24", "emergency_ambulance", "consultation_24", "consultation"]
+    t = level_agreement(levels, y, SPEC)
+    # the urgent case sent to an ambulance is no over-triage (its class is urgent), but it is above its own level
+    assert over_triage_rate(levels, y, SPEC) == 0.5
+    assert t["same_level_rate"] == 2 / 5 and t["above_own_level_rate"] == 2 / 5 and t["below_own_level_rate"] == 1 / 5
+    counts = np.asarray(t["counts"])
+    assert t["levels"][2] == "consultation_24" and counts[2, 4] == 1 and counts[2, 1] == 1 and counts[1, 2] == 1
+    assert counts.sum() == len(y)
+    with pytest.raises(ValueError, match="4 triage levels for 5"):
+        level_agreement(levels[:4], y, SPEC)
+    assert math.isnan(level_agreement([], np.array([], dtype=int), SPEC)["same_level_rate"])
 
 
 def test_escalating_everyone_is_safe_and_useless() -> None:

@@ -57,6 +57,13 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, 
     critical = np.isin(y, [0, 1, 4])  # akiec, bcc, mel
     assert m["critical_miss_rate"] == pytest.approx((rank[critical] < 2).mean())
     assert m["over_triage_rate"] == pytest.approx((rank[~critical] >= 2).mean())  # benign sent to urgent care
+    own = np.asarray([2, 2, 0, 0, 2, 0, 1])[y]  # each class's own level in the ham10000 spec (akiec ... vasc)
+    t = m["triage_agreement"]
+    assert t["below_own_level_rate"] == pytest.approx((rank < own).mean())
+    assert t["above_own_level_rate"] == pytest.approx((rank > own).mean())
+    counts = np.zeros((5, 5), dtype=int)
+    np.add.at(counts, (own, rank), 1)
+    assert t["counts"] == counts.tolist()
     floor = np.where(in_dist, rank, 1)  # out-of-distribution images at the floor, consultation, alone
     assert m["critical_miss_rate_ood_at_floor"] == pytest.approx((floor[critical] < 2).mean())
     assert m["over_triage_rate_ood_at_floor"] == pytest.approx((floor[~critical] >= 2).mean())
@@ -80,6 +87,7 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, 
     page = (ham_report / "report.html").read_text()
     assert 'id="facts"' in page
     assert 'id="operating-points"' in page  # the price of safety, per alpha
+    assert 'id="triage-agreement"' in page and f"{t['above_own_level_rate']:.3f}" in page
     floor = f"{m['critical_miss_rate_ood_at_floor']:.3f} / {m['over_triage_rate_ood_at_floor']:.3f}"
     assert "at the floor level alone" in page and floor in page
 

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from carelens.errors import ConfigError
-from carelens.labels import LabelSpec, triage_rank
+from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
 from carelens.policy._decision import URGENT, DecisionPolicy, decide_with_facts, triage_level
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "ood_at_floor",
-           "over_triage_rate", "rule_summary", "triage_levels", "triage_levels_by_threshold"]
+__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "level_agreement",
+           "ood_at_floor", "over_triage_rate", "rule_summary", "triage_levels",
+           "triage_levels_by_threshold"]
 
 
 def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec, *,
@@ -90,6 +91,35 @@ def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> f
     need less than ``consultation_24``."""
     rows = ~_urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
     return _rate(levels, rows, urgent=True)
+
+
+def _own_levels(y: np.ndarray, spec: LabelSpec) -> list[str]:
+    """Each labelled case's own triage level: its class's (multi-label: its most urgent true finding's, or
+    ``self_care`` with none, :func:`required_levels`)."""
+    if spec.multilabel:
+        return required_levels(y, spec)
+    return [spec.classes[int(c)].triage for c in np.asarray(y)]
+
+
+def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> dict[str, Any]:
+    """Every decision against the case's own triage level, as triage studies tabulate it: ``counts[own][given]``
+    over :data:`~carelens.labels.TRIAGE_LEVELS`, and the shares of cases given their own level, a less urgent one
+    (under-triage) and a more urgent one. The over-triage rate counts only routine cases sent to
+    ``consultation_24`` or above; this also sees an urgent case sent to an ambulance, or a self-care case sent to a
+    routine consultation. Rates are NaN without cases."""
+    own = _own_levels(y, spec)
+    if len(own) != len(levels):
+        raise ValueError(f"{len(levels)} triage levels for {len(own)} labelled cases")
+    r_own = np.asarray([triage_rank(lv) for lv in own], dtype=int)
+    r_given = np.asarray([triage_rank(lv) for lv in levels], dtype=int)
+    counts = np.zeros((len(TRIAGE_LEVELS), len(TRIAGE_LEVELS)), dtype=int)
+    np.add.at(counts, (r_own, r_given), 1)
+
+    def share(mask: np.ndarray) -> float:
+        return float(mask.mean()) if len(mask) else float("nan")
+
+    return {"levels": list(TRIAGE_LEVELS), "counts": counts.tolist(), "same_level_rate": share(r_given == r_own),
+            "below_own_level_rate": share(r_given < r_own), "above_own_level_rate": share(r_given > r_own)}
 
 
 def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str) -> list[str]:

@@ -26,7 +26,7 @@ from carelens.metrics import (
     risk_coverage,
     softmax,
 )
-from carelens.policy import critical_miss_rate, ood_at_floor, over_triage_rate
+from carelens.policy import critical_miss_rate, level_agreement, ood_at_floor, over_triage_rate
 from carelens.predict import Engine
 from carelens.steps import multilabel_report
 from carelens.tasks import encode_findings, sigmoid
@@ -89,6 +89,12 @@ def _or_none(v: float) -> float | None:
     return None if np.isnan(v) else v
 
 
+def _level_agreement(a: dict[str, np.ndarray], spec: LabelSpec) -> dict[str, Any]:
+    """The level each case was given against its own (:func:`carelens.policy.level_agreement`), JSON-ready."""
+    out = level_agreement([TRIAGE_LEVELS[r] for r in a["triage_rank"]], a["y"], spec)
+    return {k: _or_none(v) if isinstance(v, float) else v for k, v in out.items()}
+
+
 def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage_target: float,
                              weights: Sequence[float] | None = None) -> dict[str, Any]:
     """Every headline figure from the saved predictions (so scripts can recompute and check them); ``weights``:
@@ -113,6 +119,7 @@ def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage
         "critical_miss_rate": _or_none(critical_miss_rate(levels, y, spec)),
         "critical_classes": [c.id for c in spec.classes if c.is_critical],  # none: the rate is undefined
         "over_triage_rate": _or_none(over_triage_rate(levels, y, spec)),
+        "triage_agreement": _level_agreement(a, spec),
         "selective_accuracy_at_80": float(rc_acc[max(int(0.8 * len(rc_acc)) - 1, 0)]),
         "risk_coverage_aurc": float(np.mean(1 - rc_acc)),
     }
@@ -124,7 +131,8 @@ def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle
     against its target, conditions kept per image, calibration per condition, triage rates."""
     assert bundle.multilabel is not None and bundle.layout is not None
     spec = bundle.labels
-    m = multilabel_report(bundle.multilabel, bundle.layout, spec, a["logits"], a["y"], a["in_distribution"])
+    m = multilabel_report(bundle.multilabel, bundle.layout, spec, a["logits"], a["y"], a["in_distribution"],
+                          bundle.policy())  # decided as the bundle decides (its severity floor), not by the default
     presence, _ = bundle.layout.split_targets(a["y"])
     per: dict[str, Any] = {}
     for k, cid in enumerate(spec.class_ids):
@@ -135,6 +143,7 @@ def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle
     m["per_label_calibration"] = per
     m["critical_miss_rate"] = _or_none(m["critical_miss_rate"])
     m["over_triage_rate"] = _or_none(m["over_triage_rate"])
+    m["triage_agreement"] = _level_agreement(a, spec)
     return m
 
 

@@ -206,6 +206,27 @@ def _operating_points_section(ev: Evaluation) -> str:
             f"<th>coverage</th><th>mean set size</th></tr>{rows}</table></div>")
 
 
+def _triage_section(m: dict[str, Any]) -> str:
+    """The level each case was given against its own level (its class's; multi-label: its most urgent true
+    finding's): a table of counts and the shares given a less urgent, the same and a more urgent level."""
+    t = m.get("triage_agreement")
+    if not t or not any(map(any, t["counts"])):
+        return ""
+    counts = np.asarray(t["counts"])
+    used = np.flatnonzero(counts.sum(0) + counts.sum(1))
+    span = slice(int(used.min()), int(used.max()) + 1)  # the levels between the least and the most urgent that occur
+    png = plots.confusion_png(counts[span, span].tolist(), t["levels"][span], xlabel="level given",
+                              ylabel="the case's own level", row_title="share of each own level")
+    return (f'<h2>Triage given against each case\'s own level</h2><p class="note">Rows: the level the true '
+            f"{'findings need' if m.get('per_label') else 'class triages at'}; columns: the level the decision gave. "
+            f"Below the diagonal is under-triage, above it escalation: the over-triage rate counts only routine cases "
+            f"sent to consultation_24 or above, this table also shows an urgent case sent to an ambulance.</p>"
+            f'<table id="triage-agreement"><tr><th>given a less urgent level</th><th>its own level</th>'
+            f"<th>a more urgent level</th></tr><tr><td>{_fmt(t['below_own_level_rate'])}</td>"
+            f"<td>{_fmt(t['same_level_rate'])}</td><td>{_fmt(t['above_own_level_rate'])}</td></tr></table>"
+            f"{_img_tag(png, 'triage level given against each case own level')}")
+
+
 def _multilabel_body(ev: Evaluation) -> str:
     """Summary, per-condition table, per-condition reliability diagrams and per-finding heatmaps."""
     m = ev.metrics
@@ -236,6 +257,7 @@ def _multilabel_body(ev: Evaluation) -> str:
         f"<figure>{_img_tag(plots.reliability_png(v['reliability_before'], v['reliability']), c)}"
         f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, v in m["per_label_calibration"].items())
     return (f'<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th></tr>{summary}</table>'
+            f"{_triage_section(m)}"
             f'<h2>Per condition</h2><table id="per-class"><tr><th>condition</th><th>support</th><th>precision</th>'
             f"<th>recall</th><th>F1</th><th>AUC</th><th>ECE</th><th>severity QWK</th></tr>{per}</table>"
             f'<h2>Reliability per condition (before / after temperature)</h2><div class="grid">{figs}</div>'
@@ -280,7 +302,7 @@ Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
-{_facts_section(m)}{_operating_points_section(ev)}<h2>Figures</h2>{_figures(ev)}
+{_facts_section(m)}{_operating_points_section(ev)}{_triage_section(m)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
 """
     return _write_evaluation_page(ev, out, title, body)
@@ -345,6 +367,7 @@ costs.</p>
 values, even where the model ranks cases as well.</p>
 <table id="prevalence"><tr><th>outcome</th><th>these cases</th><th>at build</th></tr>{prevalence}</table>
 <h2>Per outcome</h2>{_per_class_table(m, ev.bundle.labels.class_ids)}
+{_triage_section(m)}
 <h2>Calibration</h2>{_img_tag(plots.reliability_png(m['reliability_before'], m['reliability'], 'these cases'), 'reliability')}
 <h2>Refused rows</h2>{'<table id="refused"><tr><th>row</th><th>why</th></tr>' + refused + '</table>' if refused else '<p>None.</p>'}
 """

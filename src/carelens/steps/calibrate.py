@@ -27,6 +27,7 @@ from carelens.policy import (
     DecisionPolicy,
     choose_decision_rule,
     critical_miss_rate,
+    level_agreement,
     over_triage_rate,
     triage_levels,
 )
@@ -140,6 +141,11 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
                 shipped = next(x for x in rule["test"] if x["critical_threshold"] == rule["critical_threshold"])
                 report["test"].update({f"{k}_set_rule": report["test"][k] for k in ("critical_miss_rate", "over_triage_rate")})
                 report["test"].update({k: shipped[k] for k in ("critical_miss_rate", "over_triage_rate")})
+    if test is not None and spec is not None:  # every test case's level as shipped, against its own level
+        rule = report.get("decision_rule") or {}
+        policy = DecisionPolicy(critical_threshold=rule.get("critical_threshold"),
+                                finding_weights=None if weights is None else tuple(weights.tolist()))
+        report["test"]["triage_agreement"] = level_agreement(triage_levels(*test[:3], spec, policy=policy), test[3], spec)
     return Calibration(gate, report, ts, cp), test
 
 

@@ -13,7 +13,14 @@ from carelens.calibrate import MultilabelCalibrator, OODGate, OODMethod, risk_co
 from carelens.labels import LabelSpec, triage_rank
 from carelens.metrics import binary_calibration_report, fnr, multilabel_metrics, severity_metrics
 from carelens.plots import reliability_png
-from carelens.policy import URGENT, DecisionPolicy, critical_miss_rate, multilabel_decision, over_triage_rate
+from carelens.policy import (
+    URGENT,
+    DecisionPolicy,
+    critical_miss_rate,
+    level_agreement,
+    multilabel_decision,
+    over_triage_rate,
+)
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout, sigmoid
 
@@ -68,6 +75,7 @@ def multilabel_report(cal: MultilabelCalibrator, layout: OutputLayout, spec: Lab
         "ood_pass_rate": float(np.mean(in_dist)),
         "critical_miss_rate": critical_miss_rate(decided, y, spec),
         "over_triage_rate": over_triage_rate(decided, y, spec),
+        "triage_agreement": level_agreement(decided, y, spec),
     }
 
 
