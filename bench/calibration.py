@@ -42,6 +42,7 @@ def run(case: str) -> None:
         "per_class_coverage": t["per_class_coverage"], "mean_set_size": t["mean_set_size"],
         "set_size_histogram": t["set_size_histogram"], "critical_miss_rate": t["critical_miss_rate"],
         "over_triage_rate": t["over_triage_rate"],
+        "triage_agreement": t.get("triage_agreement"),  # each test case's level as shipped against its own level
         "operating_points": cal.report.get("operating_points"),
         "fallback_classes": cal.report["fallback_classes"],
         "ece_scaler_auto": auto["test"]["ece"], "nll_scaler_auto": auto["test"]["nll"], "scaler_auto": auto["scaler"],
@@ -58,12 +59,16 @@ def run(case: str) -> None:
         targets.update(min_class_coverage=0.85, mean_set_size=1.6)
     res = write_result(f"calibration_{case}", case, time.perf_counter() - t0, metrics, targets,
                        baseline={"name": "uncalibrated softmax", "metrics": {"ece": t["ece_before"]}},
-                       notes=f"command: python bench/calibration.py {case}; temperature, conformal thresholds (LAC, "
+                       notes=f"command: python bench/calibration.py {case}; the run "
+                             f"{run_dir.resolve().relative_to(Path(__file__).resolve().parents[1])} (its weights as last "
+                             "trained: a retrained run gives other figures); temperature, conformal thresholds (LAC, "
                              "alpha 0.1) and OOD gate fitted on validation; figures on test. coverage target 0.90 "
                              "+/- 0.02 (marginal and class-conditional). *_scaler_auto: calibrate --scaler auto (class "
                              "biases where cross-fitted validation NLL prefers them), not shipped. ece_floor: the ECE a perfectly "
                              "calibrated model would show with these probabilities on this many test images (labels "
-                             "drawn from the probabilities, 200 draws: mean, 5th-95th percentiles).")
+                             "drawn from the probabilities, 200 draws: mean, 5th-95th percentiles). triage_agreement: "
+                             "each test image's level at the shipped rule against its class's own level (counts[own]"
+                             "[given] over self_care ... emergency_ambulance; shares less urgent / same / more urgent).")
     print(res)
 
     # -- OOD --------------------------------------------------------------------------------------

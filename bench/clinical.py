@@ -60,7 +60,9 @@ def run(case: str) -> None:
                              "probability) chosen on the out-of-fold rows for critical-miss <= 0.02 with the lowest "
                              "over-triage; critical_miss_rate / over_triage_rate: that procedure cross-fitted (each "
                              "fold decided by the rule chosen on the others), *_set_rule: the set rule alone (null: no "
-                             "outcome triages below consultation_24); the shipped model is refitted on all rows"))
+                             "outcome triages below consultation_24); triage_agreement: that procedure's level for each "
+                             "row against the row's own outcome level (counts[own][given], shares less urgent / same / "
+                             "more urgent); the shipped model is refitted on all rows"))
 
 
 def heart_external() -> None:
@@ -78,7 +80,7 @@ def heart_external() -> None:
             continue
         sites[site] = {k: m[k] for k in ("rows", "assessed", "refused", "balanced_accuracy", "accuracy", "macro_auc",
                                          "ece", "coverage", "mean_set_size", "critical_miss_rate", "over_triage_rate",
-                                         "prevalence", "per_class_recall")}
+                                         "triage_agreement", "prevalence", "per_class_recall")}
     hu = sites["hungarian"]
     metrics = {**{k: hu[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage", "critical_miss_rate",
                                      "over_triage_rate")}, "sites": sites,

@@ -63,7 +63,7 @@ def symptoms() -> None:
                "coverage": m["coverage"], "mean_set_size": m["mean_set_size"], "model_comparison": compare,
                "chosen": "logistic_regression", "patterns": m["patterns"],
                **{k: m[k] for k in ("critical_miss_rate", "over_triage_rate", "critical_miss_rate_set_rule",
-                                    "over_triage_rate_set_rule", "decision_rule")}}
+                                    "over_triage_rate_set_rule", "decision_rule", "triage_agreement")}}
     print(write_result("symptoms", "symptom_disease_kaggle41", time.perf_counter() - t0, metrics,
                        {"top3_accuracy": 0.95}, notes="304 unique symptom patterns (4,616 exact duplicates removed) "
                        "split 60/20/20 by pattern, stratified; training on simulated partial reports (1-6 symptoms); "
@@ -71,8 +71,10 @@ def symptoms() -> None:
                        "symptoms per case, 20 draws per test pattern. critical_miss_rate / over_triage_rate: the "
                        "decision rule the bundle ships (chosen on validation: the set rule, or escalation at a "
                        "critical probability, whichever keeps the critical-miss rate <= 0.02 with the lowest "
-                       "over-triage), on test; *_set_rule: the set rule alone. command: python bench/symptoms.py "
-                       "symptoms"))
+                       "over-triage), on test; *_set_rule: the set rule alone; triage_agreement: each test case's level "
+                       "as shipped against its condition's own level (critical_under_triage_rate: critical cases "
+                       "given less than their own level, e.g. a heart attack given a day). command: python "
+                       "bench/symptoms.py symptoms"))
 
 
 def _cv(rows, y, groups, numeric, categorical):  # type: ignore[no-untyped-def]

@@ -686,9 +686,11 @@ def _print_level_agreement(m: dict[str, Any]) -> None:
     """One line: the shares of cases triaged below, at and above their own level (``carelens evaluate`` draws the
     table)."""
     t = m.get("triage_agreement")
-    if t and t["same_level_rate"] is not None:
+    if t and t["same_level_rate"] is not None:  # None: no case
+        crit = t.get("critical_under_triage_rate")
         console.print(f"triage against each case's own level: {t['below_own_level_rate']:.3f} less urgent, "
-                      f"{t['same_level_rate']:.3f} the same, {t['above_own_level_rate']:.3f} more urgent")
+                      f"{t['same_level_rate']:.3f} the same, {t['above_own_level_rate']:.3f} more urgent"
+                      + ("" if crit is None else f"; critical cases given less: {crit:.3f}"))
 
 
 def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:
@@ -892,6 +894,7 @@ def clinical_build(
             table.add_row(k, f"{m[k]:.3f}")
     console.print(table)
     _print_rule(m, "out of fold, cross-fitted")
+    _print_level_agreement(m)
     for w in m.get("warnings", []):
         notice(w)
     console.print(f"{m['n']} cases {m['per_class']}; wrote {out}/bundle.json")

@@ -179,6 +179,13 @@ def test_horse_colic_is_grouped_by_horse_and_veterinary(data_dir: Path, tmp_path
     assert b.spec.metrics["auc"] > 0.65  # measured 0.759 (GroupKFold by hospital number)
     # every outcome of colic triages at consultation_24 or above: nothing can be over-triaged, and the CLI says so
     assert b.spec.metrics["over_triage_rate"] is None and "n/a (no routine outcome)" in r.output
+    # but a horse at risk of death answered within a day, not as an emergency, is under-triage: the level agreement
+    # counts it (rows: consultation_24 for survivors, emergency for deaths; every horse counted once)
+    t = b.spec.metrics["triage_agreement"]
+    counts = np.asarray(t["counts"])
+    assert counts[:2].sum() == 0 and counts.sum() == b.spec.metrics["n"]
+    assert t["below_own_level_rate"] == pytest.approx(counts[3, :3].sum() / counts.sum())
+    assert "triage against each case's own level" in r.output
     sick = b.check({"pulse": 120, "pain": 5, "rectal_temp": 39.5, "packed_cell_volume": 65})
     a, _ = b.assess(sick)
     assert a.triage.level == "emergency"

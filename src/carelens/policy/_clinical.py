@@ -78,11 +78,15 @@ def _urgent_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
     return np.asarray([triage_rank(lv) >= bar for lv in required_levels(y, spec)], dtype=bool)
 
 
+def _critical_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
+    """The cases of a critical class (``spec.critical_indices``); multi-label: those whose true findings need
+    ``consultation_24`` or more (:func:`required_levels`)."""
+    return _urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
+
+
 def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
-    """Share of critical-class cases (``spec.critical_indices``) triaged below ``consultation_24``; NaN if none.
-    Multi-label: the cases whose true findings need ``consultation_24`` or more (:func:`required_levels`)."""
-    rows = _urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
-    return _rate(levels, rows, urgent=False)
+    """Share of critical cases (:func:`_critical_cases`) triaged below ``consultation_24``; NaN if none."""
+    return _rate(levels, _critical_cases(y, spec), urgent=False)
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
@@ -106,7 +110,10 @@ def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> di
     over :data:`~carelens.labels.TRIAGE_LEVELS`, and the shares of cases given their own level, a less urgent one
     (under-triage) and a more urgent one. The over-triage rate counts only routine cases sent to
     ``consultation_24`` or above; this also sees an urgent case sent to an ambulance, or a self-care case sent to a
-    routine consultation. Rates are NaN without cases."""
+    routine consultation. ``critical_under_triage_rate``: the share of critical cases given less than their own
+    level, which the critical-miss rate (below ``consultation_24``) cannot see where a critical class needs more
+    (a heart attack answered within a day, a colic horse at risk of death not as an emergency). A share without
+    cases is None."""
     own = _own_levels(y, spec)
     if len(own) != len(levels):
         raise ValueError(f"{len(levels)} triage levels for {len(own)} labelled cases")
@@ -115,11 +122,13 @@ def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> di
     counts = np.zeros((len(TRIAGE_LEVELS), len(TRIAGE_LEVELS)), dtype=int)
     np.add.at(counts, (r_own, r_given), 1)
 
-    def share(mask: np.ndarray) -> float:
-        return float(mask.mean()) if len(mask) else float("nan")
+    def share(mask: np.ndarray) -> float | None:  # None, not NaN: the dict goes to JSON as it is
+        return float(mask.mean()) if len(mask) else None
 
+    critical = _critical_cases(y, spec)
     return {"levels": list(TRIAGE_LEVELS), "counts": counts.tolist(), "same_level_rate": share(r_given == r_own),
-            "below_own_level_rate": share(r_given < r_own), "above_own_level_rate": share(r_given > r_own)}
+            "below_own_level_rate": share(r_given < r_own), "above_own_level_rate": share(r_given > r_own),
+            "critical_under_triage_rate": share((r_given < r_own)[critical])}
 
 
 def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str) -> list[str]:

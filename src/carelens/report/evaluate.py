@@ -89,12 +89,6 @@ def _or_none(v: float) -> float | None:
     return None if np.isnan(v) else v
 
 
-def _level_agreement(a: dict[str, np.ndarray], spec: LabelSpec) -> dict[str, Any]:
-    """The level each case was given against its own (:func:`carelens.policy.level_agreement`), JSON-ready."""
-    out = level_agreement([TRIAGE_LEVELS[r] for r in a["triage_rank"]], a["y"], spec)
-    return {k: _or_none(v) if isinstance(v, float) else v for k, v in out.items()}
-
-
 def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage_target: float,
                              weights: Sequence[float] | None = None) -> dict[str, Any]:
     """Every headline figure from the saved predictions (so scripts can recompute and check them); ``weights``:
@@ -119,7 +113,7 @@ def metrics_from_predictions(a: dict[str, np.ndarray], spec: LabelSpec, coverage
         "critical_miss_rate": _or_none(critical_miss_rate(levels, y, spec)),
         "critical_classes": [c.id for c in spec.classes if c.is_critical],  # none: the rate is undefined
         "over_triage_rate": _or_none(over_triage_rate(levels, y, spec)),
-        "triage_agreement": _level_agreement(a, spec),
+        "triage_agreement": level_agreement(levels, y, spec),  # each case's level against its own
         "selective_accuracy_at_80": float(rc_acc[max(int(0.8 * len(rc_acc)) - 1, 0)]),
         "risk_coverage_aurc": float(np.mean(1 - rc_acc)),
     }
@@ -143,7 +137,7 @@ def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle
     m["per_label_calibration"] = per
     m["critical_miss_rate"] = _or_none(m["critical_miss_rate"])
     m["over_triage_rate"] = _or_none(m["over_triage_rate"])
-    m["triage_agreement"] = _level_agreement(a, spec)
+    m["triage_agreement"] = level_agreement([TRIAGE_LEVELS[r] for r in a["triage_rank"]], a["y"], spec)  # as given
     return m
 
 

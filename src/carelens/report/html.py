@@ -222,8 +222,10 @@ def _triage_section(m: dict[str, Any]) -> str:
             f"Below the diagonal is under-triage, above it escalation: the over-triage rate counts only routine cases "
             f"sent to consultation_24 or above, this table also shows an urgent case sent to an ambulance.</p>"
             f'<table id="triage-agreement"><tr><th>given a less urgent level</th><th>its own level</th>'
-            f"<th>a more urgent level</th></tr><tr><td>{_fmt(t['below_own_level_rate'])}</td>"
-            f"<td>{_fmt(t['same_level_rate'])}</td><td>{_fmt(t['above_own_level_rate'])}</td></tr></table>"
+            f"<th>a more urgent level</th><th>critical cases given less than their own level</th></tr>"
+            f"<tr><td>{_fmt(t['below_own_level_rate'])}</td><td>{_fmt(t['same_level_rate'])}</td>"
+            f"<td>{_fmt(t['above_own_level_rate'])}</td><td>{_fmt(t.get('critical_under_triage_rate'))}</td></tr>"
+            "</table>"
             f"{_img_tag(png, 'triage level given against each case own level')}")
 
 

@@ -21,7 +21,16 @@ from carelens.errors import BundleError, ConfigError, DataError, NothingRecognis
 from carelens.fusion import LinearModel
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
-from carelens.policy import Assessment, DecisionPolicy, ModelRef, choose_decision_rule, decide, rule_summary
+from carelens.policy import (
+    Assessment,
+    DecisionPolicy,
+    ModelRef,
+    choose_decision_rule,
+    decide,
+    level_agreement,
+    rule_summary,
+    triage_levels,
+)
 from carelens.symptoms._data import (
     SymptomTable,
     load_kaggle_table,
@@ -108,6 +117,9 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
                     for k in ("critical_miss_rate", "over_triage_rate")}  # None: no class to over-triage
         metrics["decision_rule"] = rule_summary(rule)
         decision["critical_threshold"] = rule["critical_threshold"]
+    levels = triage_levels(pt, cp.predict_set(pt), np.ones(len(yte), bool), t.spec,
+                           policy=DecisionPolicy(critical_threshold=decision["critical_threshold"]))
+    metrics["triage_agreement"] = level_agreement(levels, yte, t.spec)  # each test case as shipped, against its own
     doc = {
         "format": FORMAT, "name": t.spec.name, "synthetic": synthetic,
         "data": "synthetic" if synthetic else "real_cases" if real_cases else "curated_table",
