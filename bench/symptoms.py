@@ -72,9 +72,9 @@ def symptoms() -> None:
                        "decision rule the bundle ships (chosen on validation: the set rule, or escalation at a "
                        "critical probability, whichever keeps the critical-miss rate <= 0.02 with the lowest "
                        "over-triage), on test; *_set_rule: the set rule alone; triage_agreement: each test case's level "
-                       "as shipped against its condition's own level (critical_under_triage_rate: critical cases "
-                       "given less than their own level, e.g. a heart attack given a day). command: python "
-                       "bench/symptoms.py symptoms"))
+                       "as shipped against its condition's own level. A critical miss: a critical case below its own "
+                       "level, at least consultation_24 (a heart attack given less than an ambulance). command: "
+                       "python bench/symptoms.py symptoms"))
 
 
 def _cv(rows, y, groups, numeric, categorical):  # type: ignore[no-untyped-def]

@@ -687,10 +687,8 @@ def _print_level_agreement(m: dict[str, Any]) -> None:
     table)."""
     t = m.get("triage_agreement")
     if t and t["same_level_rate"] is not None:  # None: no case
-        crit = t.get("critical_under_triage_rate")
         console.print(f"triage against each case's own level: {t['below_own_level_rate']:.3f} less urgent, "
-                      f"{t['same_level_rate']:.3f} the same, {t['above_own_level_rate']:.3f} more urgent"
-                      + ("" if crit is None else f"; critical cases given less: {crit:.3f}"))
+                      f"{t['same_level_rate']:.3f} the same, {t['above_own_level_rate']:.3f} more urgent")
 
 
 def _evaluate_table(bundle_path: Path, data: Path, label_column: str, out: Path) -> None:

@@ -50,14 +50,17 @@ def test_level_agreement_sees_escalation_the_over_triage_rate_cannot() -> None:
     counts = np.asarray(t["counts"])
     assert t["levels"][2] == "consultation_24" and counts[2, 4] == 1 and counts[2, 1] == 1 and counts[1, 2] == 1
     assert counts.sum() == len(y)
-    assert t["critical_under_triage_rate"] == 1 / 2  # of the two cancers, the one given a routine visit
-    # a heart attack answered within a day is no critical miss (not below consultation_24), but it is under-triage
+    # a critical case below its own level is missed even at an urgent level: a heart attack answered within a day
     cardiac = LabelSpec.model_validate({"name": "c", "classes": [
         {"id": "indigestion", "name": "Indigestion", "severity": "low", "triage": "self_care"},
         {"id": "heart_attack", "name": "Heart attack", "severity": "critical", "triage": "emergency_ambulance"}]})
     given = ["consultation_24", "emergency_ambulance", "self_care"]
-    assert critical_miss_rate(given, np.array([1, 1, 0]), cardiac) == 0.0
-    assert level_agreement(given, np.array([1, 1, 0]), cardiac)["critical_under_triage_rate"] == 1 / 2
+    assert critical_miss_rate(given, np.array([1, 1, 0]), cardiac) == 1 / 2
+    # a critical class whose own level is below consultation_24 is still missed below consultation_24
+    mild = LabelSpec.model_validate({"name": "m", "classes": [
+        {"id": "ok", "name": "OK", "severity": "low", "triage": "self_care"},
+        {"id": "odd", "name": "Odd", "severity": "high", "triage": "consultation"}]})
+    assert critical_miss_rate(["consultation", "consultation_24"], np.array([1, 1]), mild) == 1 / 2
     with pytest.raises(ValueError, match="4 triage levels for 5"):
         level_agreement(levels[:4], y, SPEC)
     assert level_agreement([], np.array([], dtype=int), SPEC)["same_level_rate"] is None  # JSON null, not NaN

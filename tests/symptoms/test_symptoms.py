@@ -114,11 +114,11 @@ def test_symptom_bundle_partial_reports_and_assessment(kaggle: Path, tmp_path: P
     assert rule["critical_threshold"] == threshold == b.policy().critical_threshold
     assert all(0 <= m[k] <= 1 for k in ("critical_miss_rate", "over_triage_rate", "critical_miss_rate_set_rule",
                                         "over_triage_rate_set_rule"))
-    # and each test case's level as shipped against its own: a critical case below consultation_24 is below its own
-    # level too, so critical under-triage counts every critical miss (and a heart attack given a day, which it cannot)
+    # and each test case's level as shipped against its own (a heart attack given less than an ambulance counts as a
+    # critical miss: below its own level)
     t = m["triage_agreement"]
     counts = np.asarray(t["counts"])
-    assert counts.sum() == m["patterns"]["test"] * 20 and t["critical_under_triage_rate"] >= m["critical_miss_rate"]
+    assert counts.sum() == m["patterns"]["test"] * 20 and t["below_own_level_rate"] <= 1
     assert t["below_own_level_rate"] + t["same_level_rate"] + t["above_own_level_rate"] == pytest.approx(1)
     itch, _ = b.assess("itching and a skin rash")
     if threshold is not None:  # the critical-probability rule says which side of its threshold the answer fell

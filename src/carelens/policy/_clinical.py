@@ -1,7 +1,8 @@
 """Clinical decision metrics: what the triage decisions cost, measured on labelled cases.
 
 Safety is measured together with its price. The **critical-miss rate** is the share of cases of a
-critical class (severity high or critical) triaged below ``consultation_24``; the **over-triage rate** is
+critical class (severity high or critical) triaged below their class's level, and never less than
+``consultation_24`` (a melanoma sent to a routine visit; a heart attack answered within a day); the **over-triage rate** is
 the share of cases whose true class triages at ``consultation`` or below that the decision sends to
 ``consultation_24`` or above. Escalating everyone gives a zero critical-miss rate and an over-triage rate
 of one: no triage at all.
@@ -64,12 +65,12 @@ def triage_levels_by_threshold(proba: np.ndarray, in_set: np.ndarray, in_distrib
             for t in thresholds}
 
 
-def _rate(levels: Sequence[str], rows: np.ndarray, urgent: bool) -> float:
+def _share_urgent(levels: Sequence[str], rows: np.ndarray) -> float:
+    """Share of the ``rows`` cases given ``consultation_24`` or above; NaN if none."""
     if not rows.any():
         return float("nan")
-    bar = triage_rank(URGENT)
     ranks = np.asarray([triage_rank(lv) for lv in levels])[rows]
-    return float((ranks >= bar).mean() if urgent else (ranks < bar).mean())
+    return float((ranks >= triage_rank(URGENT)).mean())
 
 
 def _urgent_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
@@ -85,8 +86,18 @@ def _critical_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
 
 
 def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
-    """Share of critical cases (:func:`_critical_cases`) triaged below ``consultation_24``; NaN if none."""
-    return _rate(levels, _critical_cases(y, spec), urgent=False)
+    """Share of critical cases (:func:`_critical_cases`) triaged below their own level or below ``consultation_24``,
+    whichever is more urgent (DESIGN.md: "critical cases triaged below their level"); NaN if none. Below
+    ``consultation_24`` alone could not see a heart attack answered within a day, nor a colic horse at risk of death
+    answered as anything but an emergency."""
+    rows = _critical_cases(y, spec)
+    if not rows.any():
+        return float("nan")
+    if len(levels) != len(rows):
+        raise ValueError(f"{len(levels)} triage levels for {len(rows)} labelled cases")
+    need = np.maximum([triage_rank(lv) for lv in _own_levels(y, spec)], triage_rank(URGENT))
+    given = np.asarray([triage_rank(lv) for lv in levels])
+    return float((given < need)[rows].mean())
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
@@ -94,7 +105,7 @@ def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> f
     ``consultation_24`` or above; NaN if there are none. Multi-label: the cases whose true findings (or none)
     need less than ``consultation_24``."""
     rows = ~_urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
-    return _rate(levels, rows, urgent=True)
+    return _share_urgent(levels, rows)
 
 
 def _own_levels(y: np.ndarray, spec: LabelSpec) -> list[str]:
@@ -110,10 +121,7 @@ def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> di
     over :data:`~carelens.labels.TRIAGE_LEVELS`, and the shares of cases given their own level, a less urgent one
     (under-triage) and a more urgent one. The over-triage rate counts only routine cases sent to
     ``consultation_24`` or above; this also sees an urgent case sent to an ambulance, or a self-care case sent to a
-    routine consultation. ``critical_under_triage_rate``: the share of critical cases given less than their own
-    level, which the critical-miss rate (below ``consultation_24``) cannot see where a critical class needs more
-    (a heart attack answered within a day, a colic horse at risk of death not as an emergency). A share without
-    cases is None."""
+    routine consultation. A share without cases is None."""
     own = _own_levels(y, spec)
     if len(own) != len(levels):
         raise ValueError(f"{len(levels)} triage levels for {len(own)} labelled cases")
@@ -125,10 +133,8 @@ def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> di
     def share(mask: np.ndarray) -> float | None:  # None, not NaN: the dict goes to JSON as it is
         return float(mask.mean()) if len(mask) else None
 
-    critical = _critical_cases(y, spec)
     return {"levels": list(TRIAGE_LEVELS), "counts": counts.tolist(), "same_level_rate": share(r_given == r_own),
-            "below_own_level_rate": share(r_given < r_own), "above_own_level_rate": share(r_given > r_own),
-            "critical_under_triage_rate": share((r_given < r_own)[critical])}
+            "below_own_level_rate": share(r_given < r_own), "above_own_level_rate": share(r_given > r_own)}
 
 
 def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str) -> list[str]:
@@ -150,7 +156,8 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
     """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
     (escalate when the critical classes' summed probability reaches a threshold), on labelled held-out cases.
     Chosen: among the rules whose critical-miss rate there is at most ``target``, the one with the lowest
-    over-triage (the set rule on a tie, and when no rule meets the target). Every bundle kind chooses its rule here:
+    over-triage (the set rule on a tie, and when no rule meets the target); where no outcome is routine (horse colic:
+    every outcome needs consultation_24 or more), the lowest share of cases given more than their own level. Every bundle kind chooses its rule here:
     image models on validation (``carelens calibrate``), clinical tables and symptom tables on their held-out rows.
 
     Args:
@@ -166,12 +173,17 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
         by_rule: dict[float | None, list[str]] = {None: triage_levels(proba, m, ind, spec)}
         by_rule.update(triage_levels_by_threshold(proba, m, ind, spec, CRITICAL_THRESHOLDS).items())
         return {t: {"critical_miss_rate": critical_miss_rate(levels, yy, spec),
-                    "over_triage_rate": over_triage_rate(levels, yy, spec)} for t, levels in by_rule.items()}
+                    "over_triage_rate": over_triage_rate(levels, yy, spec),
+                    "above_own_level_rate": level_agreement(levels, yy, spec)["above_own_level_rate"]}
+                for t, levels in by_rule.items()}
+
+    def cost(r: dict[str, float]) -> float:
+        return r["above_own_level_rate"] if np.isnan(r["over_triage_rate"]) else r["over_triage_rate"]
 
     candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
     val = rates(pv, sets, in_val, y)
     meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
-    chosen = min(meeting, key=lambda t: (val[t]["over_triage_rate"], t is not None, -(t or 0))) if meeting else None
+    chosen = min(meeting, key=lambda t: (cost(val[t]), t is not None, -(t or 0))) if meeting else None
     out: dict[str, Any] = {
         "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
         "critical_threshold": chosen, "met_on_val": bool(meeting),

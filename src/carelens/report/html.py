@@ -73,7 +73,7 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("lowest class coverage", m["min_class_coverage"], None),
         ("mean prediction set size", m["mean_set_size"], None),
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
-        ("critical-miss rate (critical cases triaged below consultation_24)", _critical_miss(m), None),
+        ("critical-miss rate (critical cases triaged below their level, at least consultation_24)", _critical_miss(m), None),
         ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"), None),
         *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"), None)]
           if "critical_miss_rate_ood_at_floor" in m else []),
@@ -222,10 +222,8 @@ def _triage_section(m: dict[str, Any]) -> str:
             f"Below the diagonal is under-triage, above it escalation: the over-triage rate counts only routine cases "
             f"sent to consultation_24 or above, this table also shows an urgent case sent to an ambulance.</p>"
             f'<table id="triage-agreement"><tr><th>given a less urgent level</th><th>its own level</th>'
-            f"<th>a more urgent level</th><th>critical cases given less than their own level</th></tr>"
-            f"<tr><td>{_fmt(t['below_own_level_rate'])}</td><td>{_fmt(t['same_level_rate'])}</td>"
-            f"<td>{_fmt(t['above_own_level_rate'])}</td><td>{_fmt(t.get('critical_under_triage_rate'))}</td></tr>"
-            "</table>"
+            f"<th>a more urgent level</th></tr><tr><td>{_fmt(t['below_own_level_rate'])}</td>"
+            f"<td>{_fmt(t['same_level_rate'])}</td><td>{_fmt(t['above_own_level_rate'])}</td></tr></table>"
             f"{_img_tag(png, 'triage level given against each case own level')}")
 
 
@@ -345,7 +343,7 @@ def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
              f"{m['ece_floor']['p05']:.3f}-{m['ece_floor']['p95']:.3f}", None),
             (f"conformal coverage (target {m['coverage_target']:.2f})", m["coverage"], b.get("coverage")),
             ("mean prediction set size", m["mean_set_size"], b.get("mean_set_size")),
-            ("critical-miss rate (critical cases triaged below consultation_24)", _critical_miss(m),
+            ("critical-miss rate (critical cases triaged below their level, at least consultation_24)", _critical_miss(m),
              b.get("critical_miss_rate")),
             ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"),
              b.get("over_triage_rate"))]
