@@ -235,7 +235,14 @@ def ptbxl() -> None:
     from carelens.ecg import PTBXL_FOLDS, PTBXL_SUPERCLASSES, read_ptbxl
     from carelens.labels import load_spec, triage_rank
     from carelens.metrics import binary_calibration_report, fnr
-    from carelens.policy import URGENT, critical_miss_rate, multilabel_decision, over_triage_rate, required_levels
+    from carelens.policy import (
+        URGENT,
+        critical_miss_rate,
+        level_agreement,
+        multilabel_decision,
+        over_triage_rate,
+        required_levels,
+    )
     from carelens.train import export_records, predict_records, train_records
 
     t0 = time.perf_counter()
@@ -271,6 +278,7 @@ def ptbxl() -> None:
                "mean_true": float(y.sum(1).mean()), "ece_pooled": binary_calibration_report(pt, y)["ece"],
                "critical_miss_rate": critical_miss_rate(levels, y2, spec),
                "over_triage_rate": over_triage_rate(levels, y2, spec),
+               "triage_agreement": level_agreement(levels, y2, spec),  # each record's level against what it needs
                "urgent_test_records": sum(triage_rank(lv) >= triage_rank(URGENT) for lv in required_levels(y2, spec)),
                "ood_pass_rate_test": float(ind.mean()),
                "onnx_vs_torch_max_abs_diff": float(np.abs(onnx_logits - torch_logits).max()),
