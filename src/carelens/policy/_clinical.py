@@ -2,9 +2,9 @@
 
 Safety is measured together with its price. The **critical-miss rate** is the share of cases of a
 critical class (severity high or critical) triaged below their class's level, and never less than
-``consultation_24`` (a melanoma sent to a routine visit; a heart attack answered within a day); the **over-triage rate** is
-the share of cases whose true class triages at ``consultation`` or below that the decision sends to
-``consultation_24`` or above. Escalating everyone gives a zero critical-miss rate and an over-triage rate
+``consultation_24`` (a melanoma sent to a routine visit; a heart attack answered within a day); the
+**over-triage rate** is the share of cases whose true class triages at ``consultation`` or below that the
+decision sends to ``consultation_24`` or above. Escalating everyone gives a zero critical-miss rate and an over-triage rate
 of one: no triage at all.
 """
 
@@ -156,9 +156,10 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
     """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
     (escalate when the critical classes' summed probability reaches a threshold), on labelled held-out cases.
     Chosen: among the rules whose critical-miss rate there is at most ``target``, the one with the lowest
-    over-triage (the set rule on a tie, and when no rule meets the target); where no outcome is routine (horse colic:
-    every outcome needs consultation_24 or more), the lowest share of cases given more than their own level. Every bundle kind chooses its rule here:
-    image models on validation (``carelens calibrate``), clinical tables and symptom tables on their held-out rows.
+    over-triage (the set rule on a tie, and when no rule meets the target); where no outcome is routine (horse
+    colic: every outcome needs consultation_24 or more), the lowest share of cases given more than their own level.
+    Every bundle kind chooses its rule here: image models on validation (``carelens calibrate``), clinical tables
+    and symptom tables on their held-out rows.
 
     Args:
         pv, y, in_val: calibrated probabilities, labels and OOD verdicts of the cases the rule is chosen on.

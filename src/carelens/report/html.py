@@ -73,7 +73,7 @@ def _summary_rows(m: dict[str, Any]) -> list[tuple[str, Any, Any]]:
         ("lowest class coverage", m["min_class_coverage"], None),
         ("mean prediction set size", m["mean_set_size"], None),
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"], None),
-        ("critical-miss rate (critical cases triaged below their level, at least consultation_24)", _critical_miss(m), None),
+        (_CRITICAL_MISS, _critical_miss(m), None),
         ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"), None),
         *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"), None)]
           if "critical_miss_rate_ood_at_floor" in m else []),
@@ -98,6 +98,7 @@ def _critical_miss(m: dict[str, Any]) -> Any:
     return "n/a: no critical case among these images"
 
 
+_CRITICAL_MISS = "critical-miss rate (critical cases triaged below their level, at least consultation_24)"
 _OOD_AT_FLOOR = ("critical-miss / over-triage rate had out-of-distribution images been answered at the floor level "
                  "alone (the shipped rule keeps an urgent finding's level on an unusual image)")
 
@@ -242,7 +243,7 @@ def _multilabel_body(ev: Evaluation) -> str:
                                                          f"{_fmt(sev.get('mae'))} / {_fmt(sev.get('qwk'))}")),
         ("ECE before / after per-condition temperature", f"{m['ece_before']:.3f} / {m['ece']:.3f}"),
         ("OOD gate pass rate (in-distribution)", m["ood_pass_rate"]),
-        ("critical-miss rate (cases needing consultation_24 triaged below it)", m["critical_miss_rate"]),
+        ("critical-miss rate (cases needing consultation_24 or more triaged below what they need)", m["critical_miss_rate"]),
         ("over-triage rate (other cases sent to consultation_24 or above)", m["over_triage_rate"]),
         *([(_OOD_AT_FLOOR, _pair(m, "critical_miss_rate_ood_at_floor", "over_triage_rate_ood_at_floor"))]
           if "critical_miss_rate_ood_at_floor" in m else []),
@@ -343,8 +344,7 @@ def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
              f"{m['ece_floor']['p05']:.3f}-{m['ece_floor']['p95']:.3f}", None),
             (f"conformal coverage (target {m['coverage_target']:.2f})", m["coverage"], b.get("coverage")),
             ("mean prediction set size", m["mean_set_size"], b.get("mean_set_size")),
-            ("critical-miss rate (critical cases triaged below their level, at least consultation_24)", _critical_miss(m),
-             b.get("critical_miss_rate")),
+            (_CRITICAL_MISS, _critical_miss(m), b.get("critical_miss_rate")),
             ("over-triage rate (other cases sent to consultation_24 or above)", m.get("over_triage_rate"),
              b.get("over_triage_rate"))]
     summary = _figure_rows(rows)

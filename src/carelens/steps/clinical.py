@@ -187,8 +187,7 @@ def _decision_rule(oof: np.ndarray, y: np.ndarray, fold: np.ndarray, mask: np.nd
              "over_triage_rate_set_rule": over_triage_rate(set_levels, y, spec)}
     safety = {
         **{k: None if np.isnan(v) else v for k, v in rates.items()},  # None: no routine outcome to over-triage
-        # the shipped procedure's levels against each row's own (horse colic: a death risk answered within a day,
-        # not as an emergency, is under-triage that the critical-miss rate cannot count: both levels are urgent)
+        # the shipped procedure's level for each row against the row's own (escalation above it is the cost)
         "triage_agreement": level_agreement(levels, y, spec),
         "decision_rule": rule_summary(rule),
         "operating_points": operating_points(oof, y, inside, None, spec, conformal.score, conformal.class_conditional),
