@@ -34,7 +34,8 @@ class PreprocessConfig:
         if self.resize not in ("stretch", "pad", "center_crop"):
             raise ConfigError(f"resize must be stretch, pad or center_crop, got {self.resize!r}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ConfigError("mean and std need 3 values each, std > 0")
+            raise ConfigError(f"mean and std need 3 values each (or one for every channel), std > 0; got mean "
+                              f"{self.mean}, std {self.std}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,7 +43,8 @@ class PreprocessConfig:
     @classmethod
     def parse(cls, text: str) -> PreprocessConfig:
         """From ``size=224,mean=0.485,0.456,0.406,std=0.229,0.224,0.225,resize=stretch,color=RGB`` (keys in any
-        order, the ones left out at their defaults; mean and std on [0, 1] pixels, three values each)."""
+        order, the ones left out at their defaults; mean and std on [0, 1] pixels, three values each, or one for
+        every channel: ``mean=0.5,std=0.5`` for a grey model)."""
         keys = {"size": "image_size", "resize": "resize", "color": "color", "mean": "mean", "std": "std"}
         found = list(re.finditer(r"(?:^|,)\s*([a-z_]+)\s*=", text))
         if not found or found[0].start() != 0:
@@ -57,7 +59,8 @@ class PreprocessConfig:
                 if key == "size":
                     values["image_size"] = int(raw)
                 elif key in ("mean", "std"):
-                    values[key] = tuple(float(x) for x in raw.replace("/", ",").split(","))
+                    vals = tuple(float(x) for x in raw.replace("/", ",").split(","))
+                    values[key] = vals * 3 if len(vals) == 1 else vals  # one value: the same for every channel
                 else:
                     values[keys[key]] = raw
             except ValueError:

@@ -104,6 +104,41 @@ def test_imported_bundle_predicts_like_any_other(imported: dict[str, Path], pneu
         assert a.triage.level and a.prediction_set and a.in_distribution in (True, False)
 
 
+class _Grey(torch.nn.Module):
+    """A model that reads one grey channel (many X-ray models do): the run's network behind it."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, _, _ = self.model.forward_all(x.repeat(1, 3, 1, 1))  # type: ignore[operator]
+        return logits
+
+
+def test_a_grey_model_is_fed_one_channel(tiny_pneumonia_run: Path, pneumonia_npz: Path, tmp_path: Path) -> None:
+    run = Run(tiny_pneumonia_run)
+    s = run.config.preprocess.image_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Grey(load_run_model(tiny_pneumonia_run)).eval(), (torch.zeros(2, 1, s, s),),
+                          str(tmp_path / "grey.onnx"), input_names=["xray"], output_names=["scores"],
+                          dynamic_axes={"xray": {0: "n"}, "scores": {0: "n"}}, opset_version=17, dynamo=False)
+    args = ["import", str(tmp_path / "grey.onnx"), "--spec", "pneumoniamnist", "--data", str(pneumonia_npz),
+            "--splits", str(run.file(Run.SPLITS)), "--out", str(tmp_path / "grey")]
+    # one mean and std for every channel, as a grey model's card gives them; without color=L, a clear refusal
+    res = CliRunner().invoke(app, [*args, "--preprocess", f"size={s},mean=0.5,std=0.5"])
+    assert res.exit_code == 1 and "one channel" in res.output and "add color=L" in res.output
+    res = CliRunner().invoke(app, [*args, "--preprocess", f"size={s},mean=0.5,std=0.5,color=L"])
+    assert res.exit_code == 0, res.output
+    b = load_bundle(tmp_path / "grey")  # integrity and self-test through the three-channel input
+    assert b.spec.training_config["imported"]["inputs"].startswith("one grey channel")
+    assert b.spec.preprocess.mean == (0.5, 0.5, 0.5) and b.spec.model_io.input == "xray_rgb"
+    # the same network as the run's on the same validation images (grey, so every channel is the first one)
+    own, _ = fit_calibration(run.predictions(), run.config.class_ids, run.config.spec)
+    assert own.temperature is not None and abs(b.spec.temperature - own.temperature.temperature_) < 0.02
+
+
 def test_wrong_preprocessing_or_class_order_is_refused(imported: dict[str, Path], pneumonia_npz: Path,
                                                        tiny_pneumonia_run: Path, tmp_path: Path) -> None:
     spec = Run(tiny_pneumonia_run).config.spec

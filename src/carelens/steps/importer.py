@@ -8,7 +8,9 @@ it has a second 2-D output, else on its logits: the bundle says which), figures 
 loads, predicts, serves and evaluates like any other; it has no feature map, so it gives no heatmaps.
 
 Models whose output is already a softmax (Keras exports usually are) get a ``Log`` appended to the graph, so that
-the bundle reads log-probabilities (logits up to a constant, which calibration does not see).
+the bundle reads log-probabilities (logits up to a constant, which calibration does not see). Models that read one
+grey channel (many X-ray and ultrasound models) get a three-channel input that passes its first channel on: carelens
+feeds every model (batch, 3, height, width), and with ``color=L`` the three channels are the same grey image.
 """
 
 from __future__ import annotations
@@ -119,6 +121,25 @@ def _append_log(src: Path, dst: Path, output: str) -> str:
     return name
 
 
+def _grey_input(src: Path, dst: Path, name: str) -> str:
+    """``src`` read through a new (batch, 3, height, width) input whose first channel feeds its one-channel input
+    ``name``; the new input's name."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    m = onnx.load(str(src))
+    old = next(i for i in m.graph.input if i.name == name)
+    dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in old.type.tensor_type.shape.dim]
+    new = helper.make_tensor_value_info(f"{name}_rgb", TensorProto.FLOAT, [dims[0], 3, *dims[2:]])
+    first = helper.make_tensor(f"{name}_first_channel", TensorProto.INT64, [1], [0])
+    m.graph.initializer.append(first)
+    m.graph.node.insert(0, helper.make_node("Gather", [new.name, first.name], [name], axis=1))  # (N, 1, H, W)
+    m.graph.input.remove(old)
+    m.graph.input.insert(0, new)
+    onnx.save(m, str(dst))
+    return new.name
+
+
 def _graph_opset(path: Path) -> int:
     import onnx
 
@@ -184,6 +205,15 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
     target = out / "model.onnx"
     shutil.copy(model, target)
     session = make_session(target)
+    inputs_were = "three channels"
+    x = session.get_inputs()
+    if len(x) == 1 and len(x[0].shape) == 4 and x[0].shape[1] == 1:  # a grey model: fed the first of three channels
+        if pre.color != "L":
+            raise ConfigError(f"the model's input {x[0].name!r} has one channel {list(x[0].shape)}: a grey-image model; "
+                              "add color=L to --preprocess so that every image is read as grey")
+        _grey_input(target, target, x[0].name)
+        session = make_session(target)
+        inputs_were = "one grey channel (fed the first of the three carelens gives, all the same grey)"
     io = inspect_graph(session, len(class_ids), pre)
     val_idx = sp.indices(ds, "val")
     if not val_idx:
@@ -191,7 +221,7 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
     outputs_were = "logits"
     _, first = next(indexed_batches(ds, val_idx, pre))  # the first batch of validation images tells
     if _is_probability(session.run([io.logits], {io.input: first})[0]):  # a softmax output: read its log instead
-        io = GraphIO(io.input, _append_log(model, target, io.logits), io.features, io.feature_width)
+        io = GraphIO(io.input, _append_log(target, target, io.logits), io.features, io.feature_width)
         session = make_session(target)
         outputs_were = "probabilities (log appended to the graph)"
     va = _score(session, io, ds, val_idx, pre, class_ids, "val")
@@ -219,7 +249,8 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
     st_seed = 20261125
     st_logits = session.run([io.logits], {io.input: selftest_input(st_seed, shape)})[0]
     test_metrics = (classification_metrics(te[2], softmax(te[0]), class_ids) if te is not None else {})
-    record = {"imported": {"file": model.name, "sha256": file_digest(model), "outputs": outputs_were,
+    record = {"imported": {"file": model.name, "sha256": file_digest(model), "inputs": inputs_were,
+                           "outputs": outputs_were,
                            "ood_reads": f"features ({io.features})" if io.features else "logits",
                            "train_images_for_ood": len(tr[2]), "val_balanced_accuracy": val_bacc,
                            "imported_with": f"carelens {__version__}"}}
