@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -522,9 +523,17 @@ def import_model(
     rec, cal = doc["training_config"]["imported"], doc["calibration"]
     console.print(f"imported {model.name} as {doc['name']} {doc['version']} into {path}: outputs read as "
                   f"{rec['outputs']}; out-of-distribution gate on its {rec['ood_reads']}; temperature "
-                  f"{doc['temperature']:.2f}; validation balanced accuracy {rec['val_balanced_accuracy']:.3f}"
-                  + (f"; test balanced accuracy {doc['test_metrics']['balanced_accuracy']:.3f}, coverage "
-                     f"{cal['coverage']:.3f}" if doc["test_metrics"] and "coverage" in cal else ""))
+                  f"{doc['temperature']:.2f}; validation balanced accuracy {rec['val_balanced_accuracy']:.3f}")
+    if "balanced_accuracy" in cal:  # a test split: the bundle's own calls (its finding weights), not the raw top score
+        console.print(f"test: balanced accuracy {cal['balanced_accuracy']:.3f} as the bundle calls "
+                      f"({cal['balanced_accuracy_most_probable']:.3f} by the most probable class), coverage "
+                      f"{cal['coverage']:.3f}, critical-miss {_rate_text(cal.get('critical_miss_rate'))}, "
+                      f"over-triage {_rate_text(cal.get('over_triage_rate'))}")
+        _print_level_agreement(cal)
+
+
+def _rate_text(v: float | None) -> str:
+    return "n/a" if v is None or math.isnan(v) else f"{v:.3f}"  # None or NaN: no case to count
 
 
 def _write_all(results: Iterable[Result], out: Path | None, fmt: str, failed: str) -> None:

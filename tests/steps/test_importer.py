@@ -132,6 +132,10 @@ def test_a_grey_model_is_fed_one_channel(tiny_pneumonia_run: Path, pneumonia_npz
     res = CliRunner().invoke(app, [*args, "--preprocess", f"size={s},mean=0.5,std=0.5,color=L"])
     assert res.exit_code == 0, res.output
     b = load_bundle(tmp_path / "grey")  # integrity and self-test through the three-channel input
+    # the test figures printed are the bundle's own calls (its finding weights), with what its decisions cost
+    called = b.spec.calibration["balanced_accuracy"]
+    assert f"test: balanced accuracy {called:.3f} as the bundle calls" in res.output
+    assert "critical-miss" in res.output and "triage against each case's own level" in res.output
     assert b.spec.training_config["imported"]["inputs"].startswith("one grey channel")
     assert b.spec.preprocess.mean == (0.5, 0.5, 0.5) and b.spec.model_io.input == "xray_rgb"
     # the same network as the run's on the same validation images (grey, so every channel is the first one)
