@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from carelens.bundle import load_bundle
 from carelens.serve import ServeSettings, create_app
 
 
@@ -26,12 +27,17 @@ def client(models_copy: Path, serve_dirs: dict[str, Path], tmp_path: Path, datab
         yield c
 
 
-def test_every_endpoint(client: TestClient, xray_png: bytes) -> None:
+def test_every_endpoint(client: TestClient, xray_png: bytes, models_copy: Path) -> None:
     assert client.get("/health").json() == {"status": "alive"}
     r = client.get("/ready")
     assert r.status_code == 200 and r.json()["models"] == {"chest": "1"} and r.json()["symptoms"]
     models = client.get("/v1/models").json()
     assert models[0]["name"] == "chest" and [c["id"] for c in models[0]["classes"]] == ["normal", "pneumonia"]
+    # the card's figures are the bundle's own calls and what its decisions cost, not the raw network's top score
+    cal = load_bundle(models_copy / "chest").spec.calibration
+    card = models[0]["metrics"]
+    assert card["balanced_accuracy"] == cal["balanced_accuracy"] and card["over_triage_rate"] == cal["over_triage_rate"]
+    assert card["critical_miss_rate"] == cal["critical_miss_rate"]
     r = client.post("/v1/models/chest/predict?heatmap=true", files={"file": ("x.png", xray_png, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()

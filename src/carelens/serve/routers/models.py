@@ -31,8 +31,11 @@ def _info(name: str, entry: ModelEntry) -> ModelInfo:
         care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
         image_size=b.preprocess.image_size,
+        # the network's test figures at training, then the bundle's own (its calls with its finding weights, its
+        # ensemble and views, its decision rule's critical-miss beside over-triage) where its calibration has them
         metrics={k: tm.get(k) for k in ("balanced_accuracy", "accuracy", "macro_auc") if k in tm}
-        | {k: s.calibration.get(k) for k in ("ece", "coverage", "mean_set_size") if k in s.calibration},
+        | {k: s.calibration.get(k) for k in ("balanced_accuracy", "ece", "coverage", "mean_set_size",
+                                             "critical_miss_rate", "over_triage_rate") if k in s.calibration},
         intended_use=s.intended_use, facts=s.facts.schema_ if s.facts else None,
         decision=dataclasses.asdict(entry.engine.policy))
 
