@@ -1169,11 +1169,30 @@ def _worker_settings(settings: ServeSettings, overrides: dict[str, Any]) -> Serv
 def keys_generate(
     out: Annotated[Path, typer.Option(help="Folder for private.pem (keep it secret) and public.pem.")] = Path("keys"),
 ) -> None:
-    """Make an Ed25519 key pair for signing bundles (`carelens export --sign`, `carelens serve --trusted-keys`)."""
+    """Make an Ed25519 key pair for signing bundles (`carelens keys sign`, `carelens export --sign`, `carelens serve
+    --trusted-keys`)."""
     from carelens.bundle import generate_keys
 
     private, public = generate_keys(out)
     console.print(f"wrote {private} (keep it secret) and {public} (give it to the services that load your bundles)")
+
+
+@keys_app.command("sign")
+@_edge
+def keys_sign(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder of any kind: exported, imported, clinical or ECG.")],
+    key: Annotated[Path, typer.Option(help="Ed25519 private key (PEM) of `carelens keys generate`.")],
+) -> None:
+    """Sign a bundle (bundle.sig beside its bundle.json) for services that accept only signed bundles
+    (`carelens serve --trusted-keys`); the bundle is checked first: one that fails its integrity or self-test is
+    not signed."""
+    from carelens.bundle import load_any, sign_bundle
+
+    if not bundle.is_dir():
+        raise ConfigError(f"{bundle} is not a bundle folder; sign the folder (a .zip bundle: unzip it first)")
+    b = load_any(bundle)
+    path = sign_bundle(bundle, key)
+    console.print(f"signed {b.name} {b.version}: wrote {path}")
 
 
 @audit_log_app.command("upgrade")

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from carelens.bundle import TabularBundle, is_tabular
+from carelens.bundle import TabularBundle, is_tabular, load_trusted_keys
 from carelens.cli import app
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel
@@ -166,6 +166,38 @@ def test_served_with_a_json_body(heart: Path, tmp_path: Path) -> None:
         assert r.status_code == 422 and r.json()["error"]["type"] == "wrong_species"
         assert c.post("/v1/models/heart/predict", json=[1, 2]).status_code == 422
         assert c.get("/ready").status_code == 200
+
+
+def test_a_service_that_trusts_keys_serves_only_signed_clinical_bundles(heart: Path, tmp_path: Path) -> None:
+    """With trusted keys, a clinical bundle was served unsigned (only image bundles were checked)."""
+    import shutil
+
+    from carelens.bundle import generate_keys
+
+    private, _ = generate_keys(tmp_path / "keys")
+    shutil.copytree(heart, tmp_path / "models" / "heart")
+    s = ServeSettings(models_dir=tmp_path / "models", database_url=f"sqlite:///{tmp_path / 'a.db'}",
+                      trusted_keys_dir=tmp_path / "keys")
+    with TestClient(create_app(s)) as c:
+        r = c.get("/ready")
+        assert r.status_code == 503 and "heart: BundleError: bundle is not signed" in r.json()["error"]["message"]
+        assert "carelens keys sign" in r.json()["error"]["message"]
+    r = CliRunner().invoke(app, ["keys", "sign", str(tmp_path / "models" / "heart"), "--key", str(private)])
+    assert r.exit_code == 0 and "signed heart" in r.output, r.output
+    with TestClient(create_app(s)) as c:
+        assert c.post("/v1/models/heart/predict", json=PATIENT).status_code == 200
+    # altered after signing, its integrity digest recomputed: the signature still tells
+    doc = json.loads((tmp_path / "models" / "heart" / "bundle.json").read_text())
+    doc["temperature"] = 0.5
+    doc["integrity"] = canonical_digest({k: v for k, v in doc.items() if k != "integrity"})
+    (tmp_path / "models" / "heart" / "bundle.json").write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match="altered after signing"):
+        TabularBundle.load(tmp_path / "models" / "heart", trusted_keys=load_trusted_keys(tmp_path / "keys"))
+    # and a bundle that fails its own checks is not signed
+    doc["temperature"] = 0.7
+    (tmp_path / "models" / "heart" / "bundle.json").write_text(json.dumps(doc))
+    r = CliRunner().invoke(app, ["keys", "sign", str(tmp_path / "models" / "heart"), "--key", str(private)])
+    assert r.exit_code == 1 and "integrity check failed" in r.output
 
 
 def test_horse_colic_is_grouped_by_horse_and_veterinary(data_dir: Path, tmp_path: Path) -> None:

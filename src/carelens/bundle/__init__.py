@@ -2,6 +2,7 @@
 clinical (tabular) bundles (JSON coefficients) and signal bundles (a 1-D network over heartbeats). Loading needs no torch;
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
+from carelens.bundle._any import load_any
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import Bundle, int8_instructions, load_bundle, make_session, selftest_input
 from carelens.bundle._manifest import (
@@ -60,6 +61,7 @@ __all__ = [
     "int8_instructions",
     "is_signal",
     "is_tabular",
+    "load_any",
     "load_bundle",
     "load_trusted_keys",
     "make_session",

@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import Field, model_validator
 
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import make_session
 from carelens.bundle._manifest import Identified, ManifestHead
+from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.hashing import canonical_digest, file_digest
@@ -87,11 +89,15 @@ class SignalBundle(Identified):
     multilabel: MultilabelCalibrator | None = None  # record
 
     @classmethod
-    def load(cls, path: str | Path, *, threads: int | None = None) -> SignalBundle:
+    def load(cls, path: str | Path, *, threads: int | None = None,
+             trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> SignalBundle:
+        """``trusted_keys``: when given, the bundle must be signed by one of them (as for image bundles)."""
         folder = Path(path)
         f = folder / "bundle.json"
         if not f.is_file():
             raise BundleError(f"{folder} is not a bundle: bundle.json is missing")
+        if trusted_keys is not None:
+            verify_signature(folder, trusted_keys)
         raw = json.loads(f.read_text(encoding="utf-8"))
         if raw.get("task") != "signal" or raw.get("format_version") not in (1, SIGNAL_FORMAT):
             raise BundleError(f"{f} is not a signal bundle of format 1 or {SIGNAL_FORMAT} (found format "

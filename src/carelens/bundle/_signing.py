@@ -88,7 +88,7 @@ def verify_signature(folder: Path, trusted: dict[str, Ed25519PublicKey]) -> str:
     sig_path = folder / SIGNATURE_FILE
     if not sig_path.is_file():
         raise BundleError("bundle is not signed, and this service accepts only signed bundles "
-                          "(sign it with `carelens export --sign private.pem`)")
+                          "(sign it with `carelens keys sign BUNDLE --key private.pem`)")
     try:
         doc = json.loads(sig_path.read_text(encoding="utf-8"))
         kid, signature = str(doc["key_id"]), base64.b64decode(doc["signature"], validate=True)

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field
 
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
+from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel, is_missing
@@ -98,11 +100,15 @@ class TabularBundle(Identified):
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, *, selftest: bool = True) -> TabularBundle:
+    def load(cls, path: str | Path, *, selftest: bool = True,
+             trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> TabularBundle:
+        """``trusted_keys``: when given, the bundle must be signed by one of them (as for image bundles)."""
         p = Path(path)
         f = p / "bundle.json" if p.is_dir() else p
         if not f.is_file():
             raise BundleError(f"{f} not found; build one with `carelens clinical build`")
+        if trusted_keys is not None:
+            verify_signature(f.parent, trusted_keys)
         raw = json.loads(f.read_text(encoding="utf-8"))
         if raw.get("task") != "tabular":
             raise BundleError(f"{f} is not a clinical (tabular) bundle")

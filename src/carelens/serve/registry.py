@@ -259,7 +259,7 @@ class ModelRegistry:
         for path in self._candidates():
             if is_signal(path):
                 try:
-                    sb = SignalBundle.load(path, threads=self.threads)  # hashes, integrity, self-test
+                    sb = SignalBundle.load(path, threads=self.threads, trusted_keys=self.trusted)  # + signature
                 except Exception as exc:  # noqa: BLE001 - report it, keep the others
                     errors[path.name] = public_reason(exc)
                     continue
@@ -267,7 +267,7 @@ class ModelRegistry:
                 continue
             if is_tabular(path):
                 try:
-                    tb = TabularBundle.load(path)  # integrity and self-test
+                    tb = TabularBundle.load(path, trusted_keys=self.trusted)  # signature, integrity, self-test
                     t_entry = TabularEntry(tb, tb.policy(**self.decision), path, content_digest(path))
                 except Exception as exc:  # noqa: BLE001 - as for image bundles: report it, keep the previous one
                     prev = old_tabular.get(path)

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from carelens.bundle import Bundle, TabularBundle, is_signal, is_tabular, load_bundle
+from carelens.bundle import Bundle, TabularBundle, is_signal, load_any
 from carelens.labels import TRIAGE_LEVELS
 from carelens.predict import Engine
 from carelens.serve.registry import bundle_paths
@@ -71,7 +71,7 @@ def _local(models_dir: Path | None) -> dict[str, Any]:
     for p in bundle_paths(models_dir):
         if is_signal(p):
             continue
-        b = TabularBundle.load(p) if is_tabular(p) else load_bundle(p)
+        b = load_any(p)
         out[b.name] = b
     return out
 
