@@ -1180,19 +1180,26 @@ def keys_generate(
 @keys_app.command("sign")
 @_edge
 def keys_sign(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder of any kind: exported, imported, clinical or ECG.")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder of any kind: exported, imported, clinical, ECG or "
+                                                "symptom.")],
     key: Annotated[Path, typer.Option(help="Ed25519 private key (PEM) of `carelens keys generate`.")],
 ) -> None:
     """Sign a bundle (bundle.sig beside its bundle.json) for services that accept only signed bundles
     (`carelens serve --trusted-keys`); the bundle is checked first: one that fails its integrity or self-test is
     not signed."""
     from carelens.bundle import load_any, sign_bundle
+    from carelens.symptoms import SymptomBundle
 
     if not bundle.is_dir():
         raise ConfigError(f"{bundle} is not a bundle folder; sign the folder (a .zip bundle: unzip it first)")
-    b = load_any(bundle)
+    if (bundle / "symptoms.json").is_file():
+        doc = SymptomBundle.load(bundle, encoder=None).doc
+        name, version = doc["name"], doc["version"]
+    else:
+        b = load_any(bundle)
+        name, version = b.name, b.version
     path = sign_bundle(bundle, key)
-    console.print(f"signed {b.name} {b.version}: wrote {path}")
+    console.print(f"signed {name} {version}: wrote {path}")
 
 
 @audit_log_app.command("upgrade")

@@ -334,3 +334,29 @@ def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.
     assert limit_malloc_arenas() is False  # the operator's setting stands
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is sys.platform.startswith("linux")
+
+
+def test_a_service_that_trusts_keys_checks_every_bundle_it_serves(models_copy: Path, serve_dirs: dict[str, Path],
+                                                                   tmp_path: Path) -> None:
+    """Signed image and symptom bundles are served; the symptom bundle was loaded unchecked before."""
+    res = CliRunner().invoke(cli, ["keys", "generate", "--out", str(tmp_path / "keys")])
+    assert res.exit_code == 0, res.output
+    symptoms = shutil.copytree(serve_dirs["symptoms"], tmp_path / "symptoms")
+    settings = ServeSettings(models_dir=models_copy, symptoms_dir=symptoms, trusted_keys_dir=tmp_path / "keys",
+                             database_url=f"sqlite:///{tmp_path / 'a.db'}")
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/ready").status_code == 503  # the image bundle is unsigned
+        r = c.post("/v1/triage", data={"text": "fever and a cough"})
+        assert r.status_code == 503 and "not signed" in r.json()["error"]["message"]
+    for folder in (models_copy / "chest", symptoms):
+        res = CliRunner().invoke(cli, ["keys", "sign", str(folder), "--key", str(tmp_path / "keys" / "private.pem")])
+        assert res.exit_code == 0 and "signed" in res.output, res.output
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/ready").status_code == 200
+        assert c.post("/v1/triage", data={"text": "fever and a cough"}).status_code == 200
+    doc = json.loads((symptoms / "symptoms.json").read_text())  # altered after signing: refused again
+    doc["threshold"] = 0.1
+    (symptoms / "symptoms.json").write_text(json.dumps(doc))
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/v1/triage", data={"text": "fever and a cough"})
+        assert r.status_code == 503 and "altered after signing" in r.json()["error"]["message"]

@@ -184,3 +184,18 @@ def test_combined_triage_takes_the_more_urgent_source(kaggle: Path, tmp_path: Pa
     assert a["top"][0]["id"] == "nv"  # the image finding stays the finding
     assert a["triage"]["level"] == "emergency_ambulance"  # but the symptoms decide the urgency
     assert "multi_system" in a["flags"]
+
+
+def test_an_unsigned_phrase_cache_can_be_left_unread(symptom_bundle_dir: Path, tmp_path: Path) -> None:
+    """phrases.npz sits beside a signed symptoms.json but is not covered by the signature: embeddings swapped in it
+    change what a text is understood to say, so a service that accepts only signed bundles does not read it."""
+    import shutil
+
+    folder = shutil.copytree(symptom_bundle_dir, tmp_path / "sym")
+    text = "I keep throwing up my food"  # 'my food' is matched by embedding, not by a phrase
+    clean = SymptomBundle.load(folder).parser.parse(text).matches  # writes phrases.npz
+    with np.load(folder / "phrases.npz") as z:
+        key, emb = str(z["key"]), z["emb"]
+    np.savez(folder / "phrases.npz", key=key, emb=np.roll(emb, 7, axis=0))  # the same key, other phrases' vectors
+    assert SymptomBundle.load(folder).parser.parse(text).matches != clean  # read: the answer moves
+    assert SymptomBundle.load(folder, phrase_cache=False).parser.parse(text).matches == clean

@@ -21,7 +21,7 @@ from carelens.bundle._manifest import (
     bundle_identity,
 )
 from carelens.bundle._signal import SIGNAL_FORMAT, SignalBundle, SignalSpec, is_signal, write_signal_bundle
-from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle
+from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle, verify_signature
 from carelens.bundle._tabular import (
     TABULAR_FORMAT,
     Contribution,
@@ -67,6 +67,7 @@ __all__ = [
     "make_session",
     "selftest_input",
     "sign_bundle",
+    "verify_signature",
     "write_signal_bundle",
     "write_tabular_bundle",
 ]

@@ -1,8 +1,10 @@
-"""Bundles you can trust: Ed25519 signatures over bundle.json (which holds the sha256 of every other file).
+"""Bundles you can trust: Ed25519 signatures over a bundle's manifest (bundle.json, which holds the sha256 of
+every other file; a symptom bundle's symptoms.json, which holds the whole model).
 
-``carelens keys generate`` makes a key pair, ``carelens export --sign private.pem`` writes ``bundle.sig``
-beside bundle.json, and a service started with trusted public keys refuses a bundle that is unsigned or
-signed by another key. The integrity digest alone catches corruption; only a signature catches tampering.
+``carelens keys generate`` makes a key pair, ``carelens keys sign BUNDLE`` (or ``carelens export --sign``) writes
+``bundle.sig`` beside the manifest, and a service started with trusted public keys refuses a bundle that is
+unsigned or signed by another key. The integrity digest alone catches corruption; only a signature catches
+tampering.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ from carelens.errors import BundleError, ConfigError
 __all__ = ["SIGNATURE_FILE", "generate_keys", "key_id", "load_trusted_keys", "sign_bundle", "verify_signature"]
 
 SIGNATURE_FILE = "bundle.sig"
+MANIFESTS = ("bundle.json", "symptoms.json")  # what a signature covers: the first of these the folder holds
+
+
+def _manifest(folder: Path) -> Path:
+    found = next((folder / m for m in MANIFESTS if (folder / m).is_file()), None)
+    if found is None:
+        raise BundleError(f"{folder} holds no {' or '.join(MANIFESTS)}: not a bundle folder")
+    return found
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -58,9 +68,10 @@ def _private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def sign_bundle(folder: Path, private_key: Path) -> Path:
-    """Sign ``folder/bundle.json`` with the Ed25519 key in ``private_key``; writes ``bundle.sig``."""
+    """Sign the bundle's manifest (``bundle.json``; ``symptoms.json`` for a symptom bundle) with the Ed25519 key in
+    ``private_key``; writes ``bundle.sig``."""
     key = _private_key(private_key)
-    signature = key.sign((folder / "bundle.json").read_bytes())
+    signature = key.sign(_manifest(folder).read_bytes())
     path = folder / SIGNATURE_FILE
     path.write_text(json.dumps({"algorithm": "ed25519", "key_id": key_id(key.public_key()),
                                 "signature": base64.b64encode(signature).decode()}), encoding="utf-8")
@@ -84,7 +95,7 @@ def load_trusted_keys(folder: Path) -> dict[str, Ed25519PublicKey]:
 
 
 def verify_signature(folder: Path, trusted: dict[str, Ed25519PublicKey]) -> str:
-    """The id of the trusted key that signed ``folder/bundle.json``; BundleError for anything else."""
+    """The id of the trusted key that signed the folder's manifest; BundleError for anything else."""
     sig_path = folder / SIGNATURE_FILE
     if not sig_path.is_file():
         raise BundleError("bundle is not signed, and this service accepts only signed bundles "
@@ -98,7 +109,8 @@ def verify_signature(folder: Path, trusted: dict[str, Ed25519PublicKey]) -> str:
     if key is None:
         raise BundleError(f"bundle is signed by key {kid}, which this service does not trust")
     try:
-        key.verify(signature, (folder / "bundle.json").read_bytes())
+        manifest = _manifest(folder)
+        key.verify(signature, manifest.read_bytes())
     except InvalidSignature:
-        raise BundleError("the bundle's signature does not match bundle.json: it was altered after signing") from None
+        raise BundleError(f"the bundle's signature does not match {manifest.name}: it was altered after signing") from None
     return kid

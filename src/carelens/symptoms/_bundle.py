@@ -146,7 +146,10 @@ class SymptomBundle:
     parser: SymptomParser
 
     @classmethod
-    def load(cls, path: str | Path, *, encoder: Any = "default") -> SymptomBundle:
+    def load(cls, path: str | Path, *, encoder: Any = "default", phrase_cache: bool = True) -> SymptomBundle:
+        """``phrase_cache``: keep the vocabulary's phrase embeddings in ``phrases.npz`` beside the bundle. A service
+        that accepts only signed bundles turns it off: the signature covers symptoms.json, not that file, and
+        embeddings read from a file nobody signed could change what the text is understood to say."""
         p = Path(path)
         f = p / "symptoms.json" if p.is_dir() else p
         if not f.is_file():
@@ -157,7 +160,7 @@ class SymptomBundle:
                               "carelens wrote it: upgrade carelens)")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
-            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz")
+            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if phrase_cache else MiniLMEncoder()
         ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
                    LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
