@@ -45,6 +45,7 @@ def run(case: str) -> None:
         "triage_agreement": t.get("triage_agreement"),  # each test case's level as shipped against its own level
         "operating_points": cal.report.get("operating_points"),
         "fallback_classes": cal.report["fallback_classes"],
+        "scaler": cal.report["scaler"],  # the shipped one: prior-free (the temperature, or with class scales)
         "ece_scaler_auto": auto["test"]["ece"], "nll_scaler_auto": auto["test"]["nll"], "scaler_auto": auto["scaler"],
     }
     rule = cal.report.get("decision_rule")
@@ -61,10 +62,12 @@ def run(case: str) -> None:
                        baseline={"name": "uncalibrated softmax", "metrics": {"ece": t["ece_before"]}},
                        notes=f"command: python bench/calibration.py {case}; the run "
                              f"{run_dir.resolve().relative_to(Path(__file__).resolve().parents[1])} (its weights as last "
-                             "trained: a retrained run gives other figures); temperature, conformal thresholds (LAC, "
+                             "trained: a retrained run gives other figures); the scaler, conformal thresholds (LAC, "
                              "alpha 0.1) and OOD gate fitted on validation; figures on test. coverage target 0.90 "
-                             "+/- 0.02 (marginal and class-conditional). *_scaler_auto: calibrate --scaler auto (class "
-                             "biases where cross-fitted validation NLL prefers them), not shipped. ece_floor: the ECE a perfectly "
+                             "+/- 0.02 (marginal and class-conditional). scaler: the shipped calibrate default (--scaler "
+                             "prior_free: the temperature alone or with a scale per class, by cross-fitted validation "
+                             "NLL); *_scaler_auto: calibrate --scaler auto (class biases and vector scaling compete "
+                             "too), not shipped. ece_floor: the ECE a perfectly "
                              "calibrated model would show with these probabilities on this many test images (labels "
                              "drawn from the probabilities, 200 draws: mean, 5th-95th percentiles). triage_agreement: "
                              "each test image's level at the shipped rule against its class's own level (counts[own]"

@@ -40,7 +40,7 @@ EXPECTED = {
         "near_duplicate_pairs", "open_dataset", "read_folder", "read_image", "read_manifest", "read_medmnist",
         "read_split_document", "read_split_folders", "read_table", "scan_dataset", "split_dataset", "to_rgb_array", "verify_md5",
     },
-    "carelens.calibrate": {"ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
+    "carelens.calibrate": {"SCALERS", "ScalerChoice", "ConformalClassifier", "ConformalScore", "MultilabelCalibrator", "OODGate", "OODMethod",
                            "TemperatureScaler", "choose_finding_weights", "choose_scaler", "conformal_quantile", "prior_weights", "conservative_rank", "nonconformity", "risk_control_threshold"},
     "carelens.ecg": {"AAMI", "AAMI_CLASSES", "BEAT_WINDOW", "PTBXL_FOLDS", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl", "BeatClassifier", "BeatSummary", "DS1", "DS2", "FAST_RUN_BPM", "VENTRICULAR_BEATS", "fast_run", "BeatSet", "beat_features", "read_mitbih_beats", "DEFAULT_METHOD", "METHODS", "EcgAssessment", "EcgFinding", "EcgSignal", "Quality", "Rhythm",
                      "RhythmRules", "LeadChoice", "detect_best_lead", "detector_agreement", "local_peaks", "localise", "signal_searchback", "confirmed_longest_rr", "detect_rpeaks", "strip_png", "StripWindow", "evidence_window", "longest_gap_window", "load_rules", "read_ecg", "require", "resample", "rhythm", "screen",

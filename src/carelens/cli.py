@@ -353,29 +353,32 @@ def calibrate(
     facts: Annotated[str | None, typer.Option(
         help="Clinical facts to fuse with the image, comma-separated (default: every fact the dataset has).")] = None,
     no_facts: Annotated[bool, typer.Option("--no-facts", help="Image only: fit no facts model.")] = False,
-    scaler: Annotated[str, typer.Option(help="temperature (default) or auto: add class biases where cross-fitted "
-                                             "validation NLL prefers them (hurts under a test-time prior shift).")]
-    = "temperature",
+    scaler: Annotated[str, typer.Option(help="Which scalers compete by cross-fitted validation NLL: prior_free (the "
+                                             "temperature, or a scale per class), auto (also class biases: they learn "
+                                             "the validation class balance) or temperature alone.")]
+    = "prior_free",
     critical_miss_target: Annotated[float, typer.Option(help=CRITICAL_MISS_HELP.format(on="validation"))] = 0.02,
 ) -> None:
     """Temperature scaling, conformal prediction sets and the OOD gate, fitted on the validation split;
     with clinical facts in the data, a facts model fused with the image (weights fitted on validation)."""
-    from carelens.calibrate import ConformalScore, OODMethod
+    from carelens.calibrate import ConformalScore, OODMethod, ScalerChoice
     from carelens.steps import calibrate_run
 
     names = [] if no_facts else ([f.strip() for f in facts.split(",") if f.strip()] if facts else None)
-    if scaler not in ("temperature", "auto"):
-        raise ConfigError(f"--scaler must be temperature or auto, got {scaler!r}")
+    if scaler not in ("temperature", "prior_free", "auto"):
+        raise ConfigError(f"--scaler must be prior_free, auto or temperature, got {scaler!r}")
     cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
                         ood_method=cast(OODMethod, ood_method), pass_rate=ood_pass_rate,
                         pass_confidence=ood_confidence or None, facts=names, critical_miss_target=critical_miss_target,
-                        scaler="auto" if scaler == "auto" else "temperature")  # each validated when it is fitted
+                        scaler=cast(ScalerChoice, scaler))  # each validated when it is fitted
     r = cal.report
     if cal.multilabel is not None:
         _print_multilabel_calibration(r)
         return
-    console.print(f"temperature {r['temperature']:.3f}" + (f", class biases {', '.join(f'{b:+.2f}' for b in r['bias'])}"
-                                                         if r.get("bias") else "") + f" ({r['scaler']['chosen']})")
+    console.print(f"temperature {r['temperature']:.3f}"
+                  + (f", class scales {', '.join(f'{v:.2f}' for v in r['scale'])}" if r.get("scale") else "")
+                  + (f", class biases {', '.join(f'{b:+.2f}' for b in r['bias'])}" if r.get("bias") else "")
+                  + f" ({r['scaler']['chosen']})")
     t = r.get("test")
     if t:
         table = Table("test figure", "value")

@@ -247,8 +247,11 @@ def test_class_bias_is_chosen_only_where_it_earns_its_place(tiny_pneumonia_run: 
     fit, held = idx[: len(y) // 2], idx[len(y) // 2 :]
     # the same model with its pneumonia logit pushed down by 2 (a prior shift a temperature cannot undo)
     shifted = logits + np.array([0.0, -2.0])
-    ts, rep = choose_scaler(shifted[fit], y[fit])
-    assert rep["chosen"] == "temperature_bias" and rep["cv_nll"]["temperature_bias"] < rep["cv_nll"]["temperature"]
+    # the default lets only prior-free scalers compete (no biases: they would learn the validation class balance)
+    _, free = choose_scaler(shifted[fit], y[fit])
+    assert free["among"] == "prior_free" and set(free["cv_nll"]) == {"temperature", "class_scale"}
+    ts, rep = choose_scaler(shifted[fit], y[fit], among="auto")
+    assert rep["chosen"] in ("temperature_bias", "vector") and rep["cv_nll"][rep["chosen"]] < min(free["cv_nll"].values())
     alone = TemperatureScaler().fit(shifted[fit], y[fit])
     assert nll(ts.predict_proba(shifted[held]), y[held]) < nll(alone.predict_proba(shifted[held]), y[held]) - 0.01
     assert ts.to_dict()["bias"][1] > 1.0  # it pushes the pneumonia logit back up
@@ -259,3 +262,33 @@ def test_class_bias_is_chosen_only_where_it_earns_its_place(tiny_pneumonia_run: 
     few = np.r_[np.zeros(40, int), np.ones(3, int)]
     _, small = choose_scaler(logits[:43], few)
     assert small["chosen"] == "temperature" and "fewer" in small["why"]
+
+
+def test_class_scales_undo_a_per_class_miscalibration_a_temperature_cannot() -> None:
+    """Labels drawn from known probabilities; the model's logits over-confident in one class and under-confident in
+    another (x3 and x0.4): class scales are chosen by cross-fitted NLL (the default, prior-free choice), damp the
+    over-confident class and lower held-out NLL; they ignore a per-row offset and round-trip through their JSON."""
+    from carelens.calibrate import choose_scaler
+    from carelens.metrics import nll, softmax
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 1.5, (6000, 3))
+    y = np.asarray([rng.choice(3, p=p) for p in softmax(true)])
+    seen = true * np.array([3.0, 1.0, 0.4])
+    ts, rep = choose_scaler(seen[:3000], y[:3000])
+    assert rep["chosen"] == "class_scale" and rep["cv_nll"]["class_scale"] < rep["cv_nll"]["temperature"] - 0.01
+    assert "bias" not in ts.to_dict()  # no class balance learnt
+    scales = np.asarray(ts.to_dict()["scale"])
+    assert scales[0] < scales[1] and scales[0] < scales[2]  # the over-confident class is damped most
+    alone = TemperatureScaler().fit(seen[:3000], y[:3000])
+    held = slice(3000, None)
+    assert nll(ts.predict_proba(seen[held]), y[held]) < nll(alone.predict_proba(seen[held]), y[held]) - 0.03
+    # a constant added to each row (log-probabilities instead of logits) changes nothing, as for softmax itself
+    shifted = seen[held] + rng.normal(0, 5, (len(y) - 3000, 1))
+    np.testing.assert_allclose(ts.predict_proba(shifted), ts.predict_proba(seen[held]), atol=1e-12)
+    again = TemperatureScaler.from_dict(json.loads(json.dumps(ts.to_dict())))
+    np.testing.assert_allclose(again.predict_proba(seen[held]), ts.predict_proba(seen[held]))
+    with pytest.raises(ConfigError, match="unknown scaler 'matrix'"):
+        TemperatureScaler.named("matrix")
+    with pytest.raises(ConfigError, match="prior_free or auto"):
+        choose_scaler(seen[:300], y[:300], among="dirichlet")  # type: ignore[arg-type]

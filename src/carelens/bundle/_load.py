@@ -240,8 +240,9 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
     if spec.model_io.fmap:
         with np.load(folder / HEAD_FILE) as h:
             weight, bias = h["weight"], h["bias"]
+    scaler = {"temperature": spec.temperature, "bias": spec.temperature_bias, "scale": spec.temperature_scale}
     b = Bundle(
-        path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict({"temperature": spec.temperature, "bias": spec.temperature_bias}),
+        path=folder, spec=spec, session=session, temperature=TemperatureScaler.from_dict(scaler),
         conformal=ConformalClassifier.from_dict(spec.conformal.model_dump()) if spec.conformal else None,
         multilabel=MultilabelCalibrator.from_dict(spec.multilabel.calibrator_dict()) if spec.multilabel else None,
         layout=OutputLayout(tuple(spec.multilabel.severity_sizes), spec.multilabel.severity_head) if spec.multilabel else None,

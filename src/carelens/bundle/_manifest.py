@@ -37,7 +37,7 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 10  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 11  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
@@ -46,7 +46,8 @@ FORMAT_VERSION = 10  # 2 added the optional ``facts`` section; 3 the multi-label
 # ``ood.confidence`` (the gate's threshold holds its pass rate with that probability over the validation draw); 9
 # ``decision.finding_weights`` (the class called is the highest probability x weight; an older carelens would call
 # another class: it must refuse the bundle); 10 ``model_io.members`` (the graph averages that many trained models:
-# a field an older carelens does not know)
+# a field an older carelens does not know); 11 ``temperature_scale`` (vector scaling: a multiplier per class after
+# the temperature, which an older carelens would ignore)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -181,6 +182,7 @@ class BundleSpec(BaseModel):
     model_io: ModelIO
     temperature: float = 1.0  # multiclass; a multi-label model has one per condition in ``multilabel``
     temperature_bias: list[float] | None = None  # multiclass, when chosen on validation (calibrate.choose_scaler)
+    temperature_scale: list[float] | None = None  # multiclass vector scaling (with ``temperature_bias``), likewise
     conformal: ConformalParams | None = None  # multiclass: conformal prediction sets
     multilabel: MultilabelParams | None = None  # multi-label: layout, thresholds, conformal risk control
     decision: DecisionParams | None = None  # the shipped decision settings (bundles before format 3: the defaults)
@@ -215,7 +217,7 @@ class BundleSpec(BaseModel):
     def document(self) -> dict[str, Any]:
         """bundle.json as written (JSON types, aliases as in the file). Optional sections that are absent are not
         written, so a bundle of an older format reads back (and digests) exactly as it was written."""
-        absent: dict[str, Any] = {k: True for k in ("multilabel", "decision", "temperature_bias")
+        absent: dict[str, Any] = {k: True for k in ("multilabel", "decision", "temperature_bias", "temperature_scale")
                                   if getattr(self, k) is None}
         unset = {k for k in ("views", "members") if getattr(self.model_io, k) is None}
         if unset:

@@ -10,14 +10,16 @@ from carelens.calibrate._conformal import ConformalClassifier, ConformalScore, c
 from carelens.calibrate._findings import choose_finding_weights, prior_weights
 from carelens.calibrate._ood import OODGate, OODMethod, conservative_rank
 from carelens.calibrate._risk_control import MultilabelCalibrator, risk_control_threshold
-from carelens.calibrate._temperature import TemperatureScaler, choose_scaler
+from carelens.calibrate._temperature import SCALERS, ScalerChoice, TemperatureScaler, choose_scaler
 
 __all__ = [
+    "SCALERS",
     "ConformalClassifier",
     "ConformalScore",
     "MultilabelCalibrator",
     "OODGate",
     "OODMethod",
+    "ScalerChoice",
     "TemperatureScaler",
     "choose_finding_weights",
     "choose_scaler",

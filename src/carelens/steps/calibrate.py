@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from carelens.calibrate import (
     ConformalScore,
     OODGate,
     OODMethod,
+    ScalerChoice,
     TemperatureScaler,
     choose_finding_weights,
     choose_scaler,
@@ -43,7 +44,7 @@ TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabili
 def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
                   ood_method: OODMethod = "combined", pass_rate: float = 0.95, pass_confidence: float | None = 0.95,
                   facts: Sequence[str] | None = None, critical_miss_target: float = 0.02,
-                  scaler: Literal["temperature", "auto"] = "temperature") -> Calibration:
+                  scaler: ScalerChoice = "prior_free") -> Calibration:
     """Fit on the run's validation split; report on its test split; write calibration.json, ood.npz and
     reliability.png into the run.
 
@@ -54,12 +55,13 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
             ``pass_rate`` of in-distribution inputs (:class:`carelens.calibrate.OODGate`); None: a plain quantile.
         critical_miss_target: the decision rule shipped is the one that keeps the validation critical-miss rate
             at or under this with the lowest over-triage (:func:`choose_decision_rule`).
-        scaler: ``temperature`` (the default), or ``auto``: the temperature with class biases where cross-fitted
-            NLL on validation prefers them (:func:`carelens.calibrate.choose_scaler`). Not the default: on
-            PneumoniaMNIST, whose test split has another class balance than train and validation, the biases fitted
-            on validation raised test ECE from 0.032 to 0.105 (``bench/calibration.py``). Nor is that shift only
-            one of class balance: re-estimating the test prior from the unlabelled test outputs (EM, Saerens et al.
-            2002) found 0.35 / 0.65 (true 0.375 / 0.625) and lowered NLL 0.277 -> 0.260, but ECE rose to 0.036.
+        scaler: which scalers compete by cross-fitted validation NLL (:func:`carelens.calibrate.choose_scaler`):
+            ``prior_free`` (the default: the temperature alone or with a scale per class), ``auto`` (also class
+            biases, and scales with biases: vector scaling) or ``temperature`` alone. Biases are not in the
+            default: they learn the validation class balance, and PneumoniaMNIST's test split has another one
+            (test ECE 0.033 with vector scaling against 0.014 with class scales). Nor is that shift only one of
+            class balance: re-estimating the test prior from the unlabelled test outputs (EM, Saerens et al. 2002)
+            found 0.35 / 0.65 (true 0.375 / 0.625) and lowered NLL 0.277 -> 0.260, but ECE rose to 0.036.
     """
     r = run if isinstance(run, Run) else Run(run)
     cfg = r.config
@@ -92,14 +94,11 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
 def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None, *, alpha: float = 0.1,
                     score: ConformalScore = "lac", class_conditional: bool = True, ood_method: OODMethod = "combined",
                     pass_rate: float = 0.95, pass_confidence: float | None = 0.95, critical_miss_target: float = 0.02,
-                    scaler: Literal["temperature", "auto"] = "temperature") -> tuple[Calibration, TestOutputs | None]:
+                    scaler: ScalerChoice = "prior_free") -> tuple[Calibration, TestOutputs | None]:
     """A multiclass model's calibration from its outputs (``calibrate_run`` without clinical facts and without
     writing anything): fitted on the validation split, reported on the test split when there is one. Also the test
     split's outputs, for what is fitted on top (the facts fusion)."""
-    if scaler == "auto":
-        ts, chosen = choose_scaler(a.val_logits, a.val_y)  # the temperature, with class biases where they earn it
-    else:
-        ts, chosen = TemperatureScaler().fit(a.val_logits, a.val_y), {"chosen": "temperature"}
+    ts, chosen = choose_scaler(a.val_logits, a.val_y, among=scaler)  # extra parameters where they earn their place
     pv = ts.predict_proba(a.val_logits)
     cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, a.val_y)
     gate = OODGate(ood_method, pass_rate, confidence=pass_confidence).fit(a.train_features, a.train_y, a.val_features,

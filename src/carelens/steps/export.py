@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from carelens.bundle import (
     make_session,
     selftest_input,
 )
+from carelens.calibrate import ScalerChoice
 from carelens.config import MIRRORING_PRESETS
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.hashing import file_digest
@@ -99,6 +100,15 @@ def _split_info(run: Run) -> SplitInfo:
                      counts=doc.get("counts"))
 
 
+def _scaler_choice(record: dict[str, Any]) -> ScalerChoice:
+    """The ``among`` a calibration's scaler record names; a record from before it (``cv_nll``: ``--scaler auto``,
+    which then compared the temperature with class biases; else the temperature alone)."""
+    among = record.get("among")
+    if among in ("temperature", "prior_free", "auto"):
+        return cast(ScalerChoice, among)
+    return "auto" if "cv_nll" in record else "temperature"
+
+
 def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members: int, calibration_images: int
            ) -> tuple[Run, Calibration, dict[str, Any]]:
     """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
@@ -134,7 +144,8 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members
     refit = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
                           ood_method=ood["method"], pass_rate=ood["pass_rate"],
                           pass_confidence=ood.get("confidence"), facts=None if "facts" in rep else [],
-                          critical_miss_target=target)
+                          critical_miss_target=target,
+                          scaler=_scaler_choice(rep.get("scaler") or {}))  # the scalers the run's calibration let compete
     assert cal.temperature is not None and refit.temperature is not None
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
     y, k = ref.val_y, len(r.config.class_ids)
@@ -287,6 +298,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             task=spec.task,
             temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
             temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,
+            temperature_scale=cal.temperature.to_dict().get("scale") if cal.temperature is not None else None,
             conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
             multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
                                         **cal.multilabel.to_dict()) if cal.multilabel is not None else None,
