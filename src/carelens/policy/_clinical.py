@@ -65,55 +65,43 @@ def triage_levels_by_threshold(proba: np.ndarray, in_set: np.ndarray, in_distrib
             for t in thresholds}
 
 
-def _share_urgent(levels: Sequence[str], rows: np.ndarray) -> float:
-    """Share of the ``rows`` cases given ``consultation_24`` or above; NaN if none."""
-    if not rows.any():
-        return float("nan")
-    ranks = np.asarray([triage_rank(lv) for lv in levels])[rows]
-    return float((ranks >= triage_rank(URGENT)).mean())
+def _own_ranks(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
+    """Each labelled case's own triage rank: its class's (multi-label: its most urgent true finding's, or
+    ``self_care`` with none, :func:`required_levels`)."""
+    if spec.multilabel:
+        return np.asarray([triage_rank(lv) for lv in required_levels(y, spec)], dtype=int)
+    by_class = np.asarray([triage_rank(c.triage) for c in spec.classes], dtype=int)
+    return np.asarray(by_class[np.asarray(y, dtype=int)])
 
 
-def _urgent_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
-    """Multi-label targets: the cases whose most urgent true (condition, severity) needs ``consultation_24``."""
-    bar = triage_rank(URGENT)
-    return np.asarray([triage_rank(lv) >= bar for lv in required_levels(y, spec)], dtype=bool)
-
-
-def _critical_cases(y: np.ndarray, spec: LabelSpec) -> np.ndarray:
-    """The cases of a critical class (``spec.critical_indices``); multi-label: those whose true findings need
-    ``consultation_24`` or more (:func:`required_levels`)."""
-    return _urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
+def _given_ranks(levels: Sequence[str], n: int) -> np.ndarray:
+    if len(levels) != n:
+        raise ValueError(f"{len(levels)} triage levels for {n} labelled cases")
+    return np.asarray([triage_rank(lv) for lv in levels], dtype=int)
 
 
 def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
-    """Share of critical cases (:func:`_critical_cases`) triaged below their own level or below ``consultation_24``,
-    whichever is more urgent (DESIGN.md: "critical cases triaged below their level"); NaN if none. Below
-    ``consultation_24`` alone could not see a heart attack answered within a day, nor a colic horse at risk of death
-    answered as anything but an emergency."""
-    rows = _critical_cases(y, spec)
+    """Share of critical cases (``spec.critical_indices``; multi-label: those whose true findings need
+    ``consultation_24`` or more) triaged below their own level or below ``consultation_24``, whichever is more
+    urgent (DESIGN.md: "critical cases triaged below their level"); NaN if none. Below ``consultation_24`` alone
+    could not see a heart attack answered within a day, nor a colic horse at risk of death answered as anything but
+    an emergency."""
+    own, bar = _own_ranks(y, spec), triage_rank(URGENT)
+    rows = own >= bar if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
     if not rows.any():
         return float("nan")
-    if len(levels) != len(rows):
-        raise ValueError(f"{len(levels)} triage levels for {len(rows)} labelled cases")
-    need = np.maximum([triage_rank(lv) for lv in _own_levels(y, spec)], triage_rank(URGENT))
-    given = np.asarray([triage_rank(lv) for lv in levels])
-    return float((given < need)[rows].mean())
+    return float((_given_ranks(levels, len(own)) < np.maximum(own, bar))[rows].mean())
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
     """Share of routine cases (``spec.routine_indices``: own triage below ``consultation_24``) sent to
     ``consultation_24`` or above; NaN if there are none. Multi-label: the cases whose true findings (or none)
     need less than ``consultation_24``."""
-    rows = ~_urgent_cases(y, spec) if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
-    return _share_urgent(levels, rows)
-
-
-def _own_levels(y: np.ndarray, spec: LabelSpec) -> list[str]:
-    """Each labelled case's own triage level: its class's (multi-label: its most urgent true finding's, or
-    ``self_care`` with none, :func:`required_levels`)."""
-    if spec.multilabel:
-        return required_levels(y, spec)
-    return [spec.classes[int(c)].triage for c in np.asarray(y)]
+    bar = triage_rank(URGENT)
+    rows = _own_ranks(y, spec) < bar if spec.multilabel else np.isin(np.asarray(y), spec.routine_indices)
+    if not rows.any():
+        return float("nan")
+    return float((np.asarray([triage_rank(lv) for lv in levels])[rows] >= bar).mean())
 
 
 def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> dict[str, Any]:
@@ -122,11 +110,8 @@ def level_agreement(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> di
     (under-triage) and a more urgent one. The over-triage rate counts only routine cases sent to
     ``consultation_24`` or above; this also sees an urgent case sent to an ambulance, or a self-care case sent to a
     routine consultation. A share without cases is None."""
-    own = _own_levels(y, spec)
-    if len(own) != len(levels):
-        raise ValueError(f"{len(levels)} triage levels for {len(own)} labelled cases")
-    r_own = np.asarray([triage_rank(lv) for lv in own], dtype=int)
-    r_given = np.asarray([triage_rank(lv) for lv in levels], dtype=int)
+    r_own = _own_ranks(y, spec)
+    r_given = _given_ranks(levels, len(r_own))
     counts = np.zeros((len(TRIAGE_LEVELS), len(TRIAGE_LEVELS)), dtype=int)
     np.add.at(counts, (r_own, r_given), 1)
 

@@ -137,7 +137,6 @@ def multilabel_metrics_from_predictions(a: dict[str, np.ndarray], bundle: Bundle
     m["per_label_calibration"] = per
     m["critical_miss_rate"] = _or_none(m["critical_miss_rate"])
     m["over_triage_rate"] = _or_none(m["over_triage_rate"])
-    m["triage_agreement"] = level_agreement([TRIAGE_LEVELS[r] for r in a["triage_rank"]], a["y"], spec)  # as given
     return m
 
 
