@@ -237,12 +237,15 @@ def ptbxl() -> None:
     from carelens.metrics import binary_calibration_report, fnr
     from carelens.policy import (
         URGENT,
+        DecisionPolicy,
         critical_miss_rate,
         level_agreement,
         multilabel_decision,
         over_triage_rate,
         required_levels,
+        rule_summary,
     )
+    from carelens.tasks import OutputLayout
     from carelens.train import export_records, predict_records, train_records
 
     t0 = time.perf_counter()
@@ -267,9 +270,13 @@ def ptbxl() -> None:
     per = {c: float(roc_auc_score(y[:, k], pt[:, k])) for k, c in enumerate(PTBXL_SUPERCLASSES) if 0 < y[:, k].sum() < len(y)}
     rng = np.random.default_rng(0)
     boot = [macro_auc(rng.integers(0, len(y), len(y))) for _ in range(2000)]  # records resampled with replacement
-    levels = [multilabel_decision(pt[i], present[i], kept[i], [None] * y.shape[1], spec, in_distribution=bool(ind[i]),
-                                  source="signal").level for i in range(len(y))]
-    y2 = np.concatenate([y, -np.ones_like(y)], axis=1)  # presence + severity columns (none graded)
+    def decided(policy: DecisionPolicy) -> list[str]:
+        return [multilabel_decision(pt[i], present[i], kept[i], [None] * y.shape[1], spec,
+                                    in_distribution=bool(ind[i]), policy=policy, source="signal").level
+                for i in range(len(y))]
+
+    levels, set_rule = decided(b.policy()), decided(DecisionPolicy())  # the shipped rule; the set rule beside it
+    y2 = OutputLayout.of(spec).ungraded_targets(y)  # presence + severity columns (none graded)
     wall = time.perf_counter() - t0
     metrics = {"macro_auc": macro_auc(np.arange(len(y))), "macro_auc_ci95": [float(np.percentile(boot, 2.5)),
                                                                               float(np.percentile(boot, 97.5))],
@@ -278,6 +285,10 @@ def ptbxl() -> None:
                "mean_true": float(y.sum(1).mean()), "ece_pooled": binary_calibration_report(pt, y)["ece"],
                "critical_miss_rate": critical_miss_rate(levels, y2, spec),
                "over_triage_rate": over_triage_rate(levels, y2, spec),
+               "decision_rule": rule_summary(b.spec.metrics["decision_rule"]),
+               "decision_rule_val": b.spec.metrics["decision_rule"]["val"],  # every candidate, cross-fitted on fold 9
+               "critical_miss_rate_set_rule": critical_miss_rate(set_rule, y2, spec),
+               "over_triage_rate_set_rule": over_triage_rate(set_rule, y2, spec),
                "triage_agreement": level_agreement(levels, y2, spec),  # each record's level against what it needs
                "urgent_test_records": sum(triage_rank(lv) >= triage_rank(URGENT) for lv in required_levels(y2, spec)),
                "ood_pass_rate_test": float(ind.mean()),
@@ -294,7 +305,10 @@ def ptbxl() -> None:
                              "signal bundle (input: record; spec ptbxl_superclasses) and measured through it: per-label "
                              "temperatures, thresholds (recall >= 0.9 on fold 9 for MI and ST/T change, which need care "
                              "within 24 h) and conformal risk control of the false-negative rate (alpha 0.1) fitted on "
-                             "fold 9; triage by the engine's multi-label policy (urgent = MI or ST/T change present). "
+                             "fold 9; triage by the engine's multi-label policy (urgent = MI or ST/T change present) with the "
+                             "decision rule the bundle ships: the set rule, or a condition that can need urgent care "
+                             "counted from a probability chosen on fold 9 (cross-fitted halves) to keep the critical-"
+                             "miss rate at 0.02 with the least over-triage; the set rule's test figures beside it. "
                              "488 of the 500 records have a diagnostic superclass. 500 records are a small "
                              "sample (64 test records, 8 HYP): the bootstrap interval (2,000 resamples of test records) "
                              "is wide, and the figure is not comparable with full-PTB-XL results"))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, write_result
 
 from carelens.data import Dataset, open_dataset, split_dataset, write_synthetic_multilabel
+from carelens.policy import rule_summary
 from carelens.steps import Run, calibrate_run
 from carelens.steps.export import export_run
 from carelens.tasks import OutputLayout
@@ -97,6 +98,13 @@ def run(case: str) -> None:
     metrics["fnr_gap"] = abs(t["fnr"] - ALPHA)
     metrics["kept_over_true"] = t["mean_kept"] / t["mean_true"] if t["mean_true"] else None
     metrics["operating_points"] = cal.report["operating_points"]["test"]
+    # the decision as shipped: the severity floor, then the rule at that floor, both chosen on validation at the
+    # critical-miss target; the set rule's test figures beside the shipped rule's
+    rule = cal.report["decision_rule"]
+    metrics.update(severity_floor=cal.report["severity_floor"]["chosen"], decision_rule=rule_summary(rule),
+                   decision_rule_val=rule["val"], decision_rule_test=rule["test"],
+                   critical_miss_rate_set_rule=t["critical_miss_rate_set_rule"],
+                   over_triage_rate_set_rule=t["over_triage_rate_set_rule"], triage_agreement=t["triage_agreement"])
     metrics["val_macro_f1"] = res.val["macro_f1"]
     metrics["val_severity_qwk"] = res.val["severity"].get("qwk")  # what chooses the severity head
     metrics["wall_s"] = round(wall, 1)
@@ -119,7 +127,10 @@ def run(case: str) -> None:
                 "metrics": {"macro_auc": 0.5}}
     print(write_result(case, spec["data"], wall, metrics, targets, baseline,
                        notes=f"config: {cfg.to_dict()}; split strategy {splits.strategy} (iterative stratification); "
-                             f"{len(ds)} images; alpha {ALPHA}"))
+                             f"{len(ds)} images; alpha {ALPHA}; decision: the severity floor, then the rule at "
+                             f"that floor (the set rule, or an urgent condition counted from a probability threshold), "
+                             f"chosen on validation (the rule cross-fitted) at critical-miss target "
+                             f"{rule['target_critical_miss_rate']}"))
 
 
 if __name__ == "__main__":

@@ -113,6 +113,13 @@ class OutputLayout:
             raise ConfigError(f"multi-label targets must be (n, {2 * k}), got {t.shape}")
         return t[:, :k], t[:, k:]
 
+    def ungraded_targets(self, presence: np.ndarray) -> np.ndarray:
+        """Targets (n, 2K) from presence (n, K) alone: no condition's grade known (-1)."""
+        y = np.asarray(presence)
+        if y.ndim != 2 or y.shape[1] != self.n_conditions:
+            raise ConfigError(f"presence must be (n, {self.n_conditions}), got {y.shape}")
+        return np.concatenate([y, -np.ones_like(y)], axis=1)
+
 
 def encode_findings(spec: LabelSpec, findings: dict[str, str | None]) -> list[int]:
     """One multi-label target row (presence per condition, then severity level or -1) for ``findings``

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -491,6 +492,23 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
         assert (present | edge)[va.labels[:, k] == 1, k].mean() >= 0.9
     with pytest.raises(BundleError, match="heartbeats|beats"):
         b.classify(va.signals, va.signals)
+    # the decision rule, chosen on this fold (cross-fitted halves), ships: never missing more urgent records there
+    # than the set rule, and within the target when any rule meets it
+    rule = b.spec.metrics["decision_rule"]
+    by_t = {r["critical_threshold"]: r for r in rule["val"]}
+    chosen = by_t[rule["critical_threshold"]]
+    assert b.spec.decision is not None and b.policy().critical_threshold == rule["critical_threshold"]
+    assert chosen["critical_miss_rate"] <= by_t[None]["critical_miss_rate"]
+    assert chosen["critical_miss_rate"] <= 0.02 or not rule["met_on_val"]
+    # a format-2 bundle (before `decision`) still loads, and decides by the default policy
+    from carelens.hashing import canonical_digest
+
+    old = tmp_path / "format2"
+    shutil.copytree(out, old)
+    raw = json.loads((old / "bundle.json").read_text())
+    raw = {k: v for k, v in raw.items() if k not in ("decision", "integrity")} | {"format_version": 2}
+    (old / "bundle.json").write_text(json.dumps(raw | {"integrity": canonical_digest(raw)}))
+    assert SignalBundle.load(old).policy().critical_threshold is None
     # one recording, read from its files like a user's: its leads by name, resampled, windows of 10 s
     rec = root / "records100" / "00000" / "00001_lr"
     sig = read_ecg(rec)

@@ -9,9 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carelens.calibrate import MultilabelCalibrator, risk_control_threshold
+from carelens.errors import ConfigError
 from carelens.labels import load_spec
 from carelens.metrics import fnr
-from carelens.policy import ModelRef, critical_miss_rate, decide_multilabel, over_triage_rate, required_levels
+from carelens.policy import (
+    CRITICAL_THRESHOLDS,
+    DecisionPolicy,
+    ModelRef,
+    choose_rule_by_levels,
+    critical_miss_rate,
+    decide_multilabel,
+    over_triage_rate,
+    required_levels,
+)
 from carelens.tasks import OutputLayout, encode_findings
 
 
@@ -129,3 +139,51 @@ def test_a_condition_without_advice_gets_its_level_s_action() -> None:
     proba[bare.index("acne")] = 0.97
     out = _assess(bare, proba, proba > 0.5, proba > 0.3, [None] * k)
     assert out.advice == bare.action(out.triage.level) and out.advice.startswith(("This can usually", "Book a visit"))
+
+
+def test_the_critical_probability_rule_counts_an_urgent_condition_neither_present_nor_kept() -> None:
+    """A 15% myocardial infarction under its decision and risk thresholds: set aside by the set rule, an
+    emergency from a critical threshold of 10%, said why; a condition that needs no urgent care (conduction
+    disturbance, a routine consultation) is never escalated by the threshold, however probable."""
+    spec = load_spec("ptbxl_superclasses")
+    k = len(spec.classes)
+    mi, cd, norm = spec.index("myocardial_infarction"), spec.index("conduction_disturbance"), spec.index("normal")
+    proba = np.full(k, 0.02)
+    proba[norm], proba[mi], proba[cd] = 0.9, 0.15, 0.45
+    present, kept = proba >= 0.5, proba >= 0.5
+
+    def assess(t: float | None):  # type: ignore[no-untyped-def]
+        return decide_multilabel(proba, present, kept, [None] * k, spec=spec, model=ModelRef(name="m", version="1"),
+                                 coverage=0.9, policy=DecisionPolicy(critical_threshold=t), source="signal")
+
+    assert assess(None).triage.level == "self_care"
+    a = assess(0.1)
+    assert a.triage.level == "emergency" and "15% probable, at least the 10%" in a.triage.reason
+    f = {x.id: x for x in a.findings}
+    assert "myocardial_infarction" in f and not f["myocardial_infarction"].present and not f["myocardial_infarction"].kept
+    assert "conduction_disturbance" not in f and a.prediction_set == ["normal"] and a.confidence != "likely"
+    assert assess(0.2).triage.level == "self_care"  # 15% under a 20% threshold
+
+
+def test_the_rule_chooser_meets_the_target_cheapest_else_misses_fewest() -> None:
+    spec = load_spec("ptbxl_superclasses")
+    y = OutputLayout.of(spec).ungraded_targets(np.eye(len(spec.classes), dtype=int)[[1, 1, 2, 0, 0, 3]])
+    # own levels: emergency, emergency, consultation_24, self_care, self_care, consultation
+    safe, cheap = ["emergency", "emergency", "consultation_24", "consultation_24", "self_care", "consultation"], \
+        ["emergency", "consultation", "consultation_24", "self_care", "self_care", "consultation"]
+    levels: dict[float | None, list[str]] = {t: safe if t is not None and t <= 0.05 else cheap
+                                             for t in (None, *CRITICAL_THRESHOLDS)}
+    rule = choose_rule_by_levels(levels, y, spec, target=0.02)
+    assert rule["met_on_val"] and rule["critical_threshold"] == 0.05  # the highest threshold that meets it
+    by_t = {r["critical_threshold"]: r for r in rule["val"]}
+    assert by_t[None]["critical_miss_rate"] == pytest.approx(1 / 3) and by_t[0.05]["over_triage_rate"] == pytest.approx(1 / 3)
+    # no rule meets 0.02: the one that misses fewest (1 of 3 at 0.01 and 0.02, 2 of 3 otherwise) ships, the cheaper
+    # of the two, and says the target was not met
+    worse = ["emergency", "consultation", "consultation"] + safe[3:]
+    levels = {t: worse for t in (None, *CRITICAL_THRESHOLDS)}
+    levels[0.01] = ["emergency", "emergency", "consultation", "consultation_24", "consultation_24", "consultation"]
+    levels[0.02] = ["emergency", "emergency", "consultation"] + safe[3:]
+    rule = choose_rule_by_levels(levels, y, spec, target=0.02)
+    assert not rule["met_on_val"] and rule["critical_threshold"] == 0.02
+    with pytest.raises(ConfigError, match="every threshold"):
+        choose_rule_by_levels({None: cheap}, y, spec)

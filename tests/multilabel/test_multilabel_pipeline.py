@@ -34,9 +34,16 @@ def test_calibration_meets_its_false_negative_target(multilabel_bundle: Path, mu
     assert t["fnr"] <= 0.1 + 0.08  # in expectation <= alpha; one small test split varies around it
     assert t["mean_kept"] >= t["mean_true"] * 0.8
     floor = cal["severity_floor"]  # the severity rule's operating point, chosen on validation and shipped
-    assert floor["chosen"] in [r["severity_floor"] for r in floor["val"]] and floor["critical_miss_target"] == 0.1
-    shipped = json.loads((multilabel_bundle / "bundle.json").read_text())["decision"]["severity_floor"]
-    assert shipped == floor["chosen"]
+    # the target calibrate's --critical-miss-target sets (0.02 by default, as for every bundle kind)
+    assert floor["chosen"] in [r["severity_floor"] for r in floor["val"]] and floor["critical_miss_target"] == 0.02
+    decision = json.loads((multilabel_bundle / "bundle.json").read_text())["decision"]
+    assert decision["severity_floor"] == floor["chosen"]
+    # then the rule at that floor (cross-fitted on validation): it ships, and its test figures sit beside the set rule's
+    rule = cal["decision_rule"]
+    assert decision["critical_threshold"] == rule["critical_threshold"] and rule["target_critical_miss_rate"] == 0.02
+    shipped = next(r for r in rule["test"] if r["critical_threshold"] == rule["critical_threshold"])
+    assert t["critical_miss_rate"] == shipped["critical_miss_rate"]
+    assert t["critical_miss_rate_set_rule"] == rule["test"][0]["critical_miss_rate"]
     ops = cal["operating_points"]["test"]
     assert [o["alpha"] for o in ops] == [0.05, 0.1, 0.15, 0.2]
     assert ops[0]["mean_kept"] >= ops[-1]["mean_kept"]  # a lower risk keeps more conditions

@@ -127,12 +127,17 @@ def test_symptom_bundle_partial_reports_and_assessment(kaggle: Path, tmp_path: P
     doc = json.loads((tmp_path / "sym" / "symptoms.json").read_text())
     for version, name in ((1, "old"), (99, "new")):
         (tmp_path / name).mkdir()
-        old = {k: v for k, v in doc.items() if k != "decision"} | {"format": version}
+        old = {k: v for k, v in doc.items() if k not in ("decision", "integrity")} | {"format": version}
         (tmp_path / name / "symptoms.json").write_text(json.dumps(old))
     assert SymptomBundle.load(tmp_path / "old", encoder=None).policy().critical_threshold is None
     assert "that escalates" not in SymptomBundle.load(tmp_path / "old", encoder=None).assess("itching and a skin rash")[0].triage.reason
     with pytest.raises(BundleError, match="upgrade carelens"):
         SymptomBundle.load(tmp_path / "new", encoder=None)
+    # symptoms.json carries its own digest: a parser threshold (or anything else) changed by hand is refused
+    (tmp_path / "edited").mkdir()
+    (tmp_path / "edited" / "symptoms.json").write_text(json.dumps(doc | {"threshold": doc["threshold"] - 0.2}))
+    with pytest.raises(BundleError, match="modified after it was built"):
+        SymptomBundle.load(tmp_path / "edited", encoder=None)
 
 
 def test_tabular_model_keeps_missing_values_explicit() -> None:

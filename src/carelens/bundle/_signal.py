@@ -11,7 +11,8 @@ Two inputs, one format:
   rate and length, ``leads`` their order), multi-label, with per-condition temperatures, decision thresholds
   and conformal risk control (:class:`carelens.calibrate.MultilabelCalibrator`).
 
-Format 2 added the record input; a format-1 bundle (beats only) still loads.
+Format 2 added the record input; format 3 the ``decision`` a record model ships (its decision rule, chosen on
+validation to meet the critical-miss target). Formats 1 (beats only) and 2 still load, deciding by the default policy.
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ from pydantic import Field, model_validator
 
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import make_session
-from carelens.bundle._manifest import Identified, ManifestHead
+from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
 from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.hashing import canonical_digest, file_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import softmax
+from carelens.policy import DecisionPolicy
 
 __all__ = ["SIGNAL_FORMAT", "SignalBundle", "SignalSpec", "is_signal", "write_signal_bundle"]
 
-SIGNAL_FORMAT = 2  # 2 added ``input: record`` (multi-label recordings); 1 (beats) still loads
+SIGNAL_FORMAT = 3  # 3 added ``decision``; 2 ``input: record`` (multi-label recordings); 1 (beats) and 2 still load
 FILES = ("model.onnx", "ood.npz")
 INPUTS = {"beats": ("wave", "rr"), "record": ("signal",)}  # the ONNX inputs of each kind, in order
 
@@ -52,6 +54,7 @@ class SignalSpec(ManifestHead):
     temperature: float = 1.0  # beats
     conformal: dict[str, Any] | None = None  # beats: ConformalClassifier.to_dict
     multilabel: dict[str, Any] | None = None  # record: MultilabelCalibrator.to_dict
+    decision: DecisionParams | None = None  # record: the decision settings it ships (None: the default policy)
     ood: dict[str, Any]
     metrics: dict[str, Any] = Field(default_factory=dict)
     training: dict[str, Any] = Field(default_factory=dict)
@@ -99,8 +102,8 @@ class SignalBundle(Identified):
         if trusted_keys is not None:
             verify_signature(folder, trusted_keys)
         raw = json.loads(f.read_text(encoding="utf-8"))
-        if raw.get("task") != "signal" or raw.get("format_version") not in (1, SIGNAL_FORMAT):
-            raise BundleError(f"{f} is not a signal bundle of format 1 or {SIGNAL_FORMAT} (found format "
+        if raw.get("task") != "signal" or raw.get("format_version") not in range(1, SIGNAL_FORMAT + 1):
+            raise BundleError(f"{f} is not a signal bundle of format 1 to {SIGNAL_FORMAT} (found format "
                               f"{raw.get('format_version')!r}); a newer carelens wrote it, or it is another kind of bundle")
         if raw.get("integrity") != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
             raise BundleError(f"{f} was modified after export (integrity check failed); re-export it")
@@ -119,6 +122,10 @@ class SignalBundle(Identified):
             raise BundleError(f"{folder}: the self-test inputs give other outputs than at export (max difference "
                               f"{np.abs(logits - np.asarray(st['logits'])).max():.2g})")
         return b
+
+    def policy(self, **overrides: Any) -> DecisionPolicy:
+        """The decision policy the bundle ships (the default one before format 3), any non-None override applied."""
+        return (self.spec.decision or DecisionParams()).policy(**overrides)
 
     def outputs(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(logits, features) for the ONNX inputs of this bundle's kind (:data:`INPUTS`)."""
@@ -164,10 +171,12 @@ def write_signal_bundle(out: Path, onnx_path: Path, gate: OODGate, *, name: str,
                         window: dict[str, float], selftest: dict[str, np.ndarray], metrics: dict[str, Any],
                         training: dict[str, Any], temperature: TemperatureScaler | None = None,
                         conformal: ConformalClassifier | None = None, multilabel: MultilabelCalibrator | None = None,
-                        leads: list[str] | None = None, versions: dict[str, str] | None = None) -> Path:
+                        leads: list[str] | None = None, versions: dict[str, str] | None = None,
+                        decision: DecisionParams | None = None) -> Path:
     """Write ``out/`` (model.onnx copied, ood.npz saved, bundle.json sealed) and load it back (self-test), built beside
     it and moved into place only then (:func:`bundle_folder`).
-    ``selftest``: a few inputs by ONNX input name (``wave`` + ``rr`` for beats, ``signal`` for recordings)."""
+    ``selftest``: a few inputs by ONNX input name (``wave`` + ``rr`` for beats, ``signal`` for recordings);
+    ``decision``: the decision settings a record model ships."""
     kind = "record" if "signal" in selftest else "beats"
     with bundle_folder(out) as folder:  # built beside it; replaces an old bundle only once this one loads
         shutil.copy(onnx_path, folder / "model.onnx")
@@ -181,6 +190,7 @@ def write_signal_bundle(out: Path, onnx_path: Path, gate: OODGate, *, name: str,
             "leads": list(leads or []), "temperature": float(temperature.temperature_) if temperature is not None else 1.0,
             "conformal": conformal.to_dict() if conformal is not None else None,
             "multilabel": multilabel.to_dict() if multilabel is not None else None, "ood": gate.to_dict(),
+            "decision": decision.model_dump(mode="json") if decision is not None else None,
             "metrics": metrics, "training": training,
             "selftest": {"inputs": {k: v.tolist() for k, v in feeds.items()}, "logits": logits.tolist()},
             "files": {f: file_digest(folder / f) for f in FILES}, "versions": dict(versions or {}),

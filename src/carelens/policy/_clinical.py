@@ -10,7 +10,7 @@ of one: no triage at all.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from carelens.policy._decision import URGENT, DecisionPolicy, decide_with_facts,
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "choose_decision_rule", "critical_miss_rate", "level_agreement",
+__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "check_target", "choose_decision_rule", "choose_rule_by_levels", "critical_miss_rate", "level_agreement",
            "ood_at_floor", "over_triage_rate", "rule_summary", "triage_levels",
            "triage_levels_by_threshold"]
 
@@ -135,16 +135,21 @@ def ood_at_floor(levels: Sequence[str], in_distribution: np.ndarray, floor: str)
 CRITICAL_THRESHOLDS = tuple(round(t, 3) for t in np.r_[np.arange(0.01, 0.1, 0.01), np.arange(0.1, 0.55, 0.05)])
 
 
+def check_target(target: float) -> float:
+    """``target`` if it can be a critical-miss target (in [0, 1)), else a ConfigError saying so: for checking a
+    command's option before the work that needs it."""
+    if not 0 <= target < 1:
+        raise ConfigError(f"the critical-miss target must be in [0, 1), got {target}")
+    return target
+
+
 def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets: np.ndarray, spec: LabelSpec,
                          test: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None, *,
                          target: float = 0.02) -> dict[str, Any]:
     """The set rule (the most urgent class in the conformal set decides) against the critical-probability rule
-    (escalate when the critical classes' summed probability reaches a threshold), on labelled held-out cases.
-    Chosen: among the rules whose critical-miss rate there is at most ``target``, the one with the lowest
-    over-triage (the set rule on a tie, and when no rule meets the target); where no outcome is routine (horse
-    colic: every outcome needs consultation_24 or more), the lowest share of cases given more than their own level.
-    Every bundle kind chooses its rule here: image models on validation (``carelens calibrate``), clinical tables
-    and symptom tables on their held-out rows.
+    (escalate when the critical classes' summed probability reaches a threshold), on labelled held-out cases, for
+    multi-class models (:func:`choose_rule_by_levels` chooses). Every multi-class bundle kind chooses its rule here:
+    image models on validation (``carelens calibrate``), clinical tables and symptom tables on their held-out rows.
 
     Args:
         pv, y, in_val: calibrated probabilities, labels and OOD verdicts of the cases the rule is chosen on.
@@ -152,12 +157,33 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
         test: (probabilities, sets, OOD verdicts, labels) of a test split: every candidate measured there, for
             the report only.
     """
-    if not 0 <= target < 1:
-        raise ConfigError(f"the critical-miss target must be in [0, 1), got {target}")
 
-    def rates(proba: np.ndarray, m: np.ndarray, ind: np.ndarray, yy: np.ndarray) -> dict[float | None, dict[str, float]]:
+    def levels(proba: np.ndarray, m: np.ndarray, ind: np.ndarray) -> dict[float | None, list[str]]:
         by_rule: dict[float | None, list[str]] = {None: triage_levels(proba, m, ind, spec)}
         by_rule.update(triage_levels_by_threshold(proba, m, ind, spec, CRITICAL_THRESHOLDS).items())
+        return by_rule
+
+    return choose_rule_by_levels(levels(pv, sets, in_val), y, spec,
+                                 None if test is None else (levels(*test[:3]), test[3]), target=target)
+
+
+def choose_rule_by_levels(val: Mapping[float | None, Sequence[str]], y: np.ndarray, spec: LabelSpec,
+                          test: tuple[Mapping[float | None, Sequence[str]], np.ndarray] | None = None, *,
+                          target: float = 0.02) -> dict[str, Any]:
+    """The decision rule, from the levels each candidate gives labelled held-out cases: ``None`` (the set rule:
+    multi-class, the most urgent class in the conformal set; multi-label, the conditions present or kept) and each
+    critical-probability threshold of :data:`CRITICAL_THRESHOLDS`. Chosen: among the rules whose critical-miss rate
+    there is at most ``target``, the one with the lowest over-triage (the set rule on a tie); when no rule meets the
+    target, the one that misses fewest critical cases (then the lowest over-triage; ``met_on_val`` says so); where
+    no outcome is routine (horse colic: every outcome needs consultation_24 or more), the lowest
+    share of cases given more than their own level. ``test``: (levels per candidate, labels) of a test split,
+    measured for the report only."""
+    check_target(target)
+    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
+    if set(val) != set(candidates) or (test is not None and set(test[0]) != set(candidates)):
+        raise ConfigError("levels are needed for the set rule (None) and every threshold of CRITICAL_THRESHOLDS")
+
+    def rates(by_rule: Mapping[float | None, Sequence[str]], yy: np.ndarray) -> dict[float | None, dict[str, float]]:
         return {t: {"critical_miss_rate": critical_miss_rate(levels, yy, spec),
                     "over_triage_rate": over_triage_rate(levels, yy, spec),
                     "above_own_level_rate": level_agreement(levels, yy, spec)["above_own_level_rate"]}
@@ -166,18 +192,21 @@ def choose_decision_rule(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, sets
     def cost(r: dict[str, float]) -> float:
         return r["above_own_level_rate"] if np.isnan(r["over_triage_rate"]) else r["over_triage_rate"]
 
-    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
-    val = rates(pv, sets, in_val, y)
-    meeting = [t for t in candidates if val[t]["critical_miss_rate"] <= target]
-    chosen = min(meeting, key=lambda t: (cost(val[t]), t is not None, -(t or 0))) if meeting else None
+    on_val = rates(val, y)
+    meeting = [t for t in candidates if on_val[t]["critical_miss_rate"] <= target]
+    if meeting:
+        chosen = min(meeting, key=lambda t: (cost(on_val[t]), t is not None, -(t or 0)))
+    else:  # safety first: the rule that misses fewest critical cases, at the lowest cost among those
+        graded = [t for t in candidates if not np.isnan(on_val[t]["critical_miss_rate"])]
+        chosen = min(graded, key=lambda t: (on_val[t]["critical_miss_rate"], cost(on_val[t]), t is not None,
+                                            -(t or 0))) if graded else None
     out: dict[str, Any] = {
         "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
         "critical_threshold": chosen, "met_on_val": bool(meeting),
-        "val": [{"critical_threshold": t, **val[t]} for t in candidates],
+        "val": [{"critical_threshold": t, **on_val[t]} for t in candidates],
     }
     if test is not None:
-        pt, mt, in_test, yt = test
-        on_test = rates(pt, mt, in_test, yt)
+        on_test = rates(*test)
         out["test"] = [{"critical_threshold": t, **on_test[t]} for t in candidates]
     return out
 

@@ -30,7 +30,9 @@ class DecisionPolicy:
     top_k: int = 3
     severity_floor: float = 0.25  # multi-label: a grade this probable counts for triage even if not the most likely
     # multi-class: escalate to the critical classes' level when their summed probability reaches this (chosen on
-    # validation to meet the critical-miss target); None: the most urgent class in the conformal set decides
+    # validation to meet the critical-miss target); None: the most urgent class in the conformal set decides.
+    # multi-label: a condition that can need urgent care counts at this probability even when neither present nor
+    # kept (None: the conditions present or kept decide)
     critical_threshold: float | None = None
     # multi-class: one weight per class; the findings are ranked (and the class called) by probability x weight,
     # chosen at calibration so that common conditions do not swallow rare ones (carelens.calibrate.

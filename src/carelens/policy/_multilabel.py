@@ -2,8 +2,10 @@
 
 Conditions *present* are those above their decision threshold (chosen on validation); conditions *kept* are
 those the conformal risk-control rule keeps (the expected share of present conditions missed is at most
-alpha). Safety first: the triage level is the most urgent (condition, plausible severity) among the kept
-and present conditions, where a grade is plausible when it is the most likely one or its probability reaches
+alpha); with the critical-probability rule (``DecisionPolicy.critical_threshold``, chosen on validation to meet
+the critical-miss target), a condition that can need urgent care counts from that probability on, neither present
+nor kept. Safety first: the triage level is the most urgent (condition, plausible severity) among the kept,
+present and escalating conditions, where a grade is plausible when it is the most likely one or its probability reaches
 ``DecisionPolicy.severity_floor`` (a 30% chance of proliferative retinopathy is not set aside for a 70% chance of
 moderate); uncertain or out-of-distribution input is never below the floor, and
 out-of-distribution input gets "cannot assess this image, retake it" rather than a level from a set that
@@ -19,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from carelens.labels import LabelSpec, triage_rank
-from carelens.policy._decision import DecisionPolicy
+from carelens.policy._decision import URGENT, DecisionPolicy
 from carelens.policy._schema import Assessment, ClassProbability, Finding, ModelRef, TriageDecision
 
 __all__ = ["MultilabelDecision", "decide_multilabel", "multilabel_decision", "required_levels", "triage_grade"]
@@ -38,7 +40,7 @@ class MultilabelDecision:
     advice: str
     confidence: str
     flags: tuple[str, ...]
-    considered: tuple[int, ...]  # kept or present conditions, most probable first
+    considered: tuple[int, ...]  # kept, present or escalating conditions, most probable first
     grades: tuple[int | None, ...]  # per condition, the grade that decides its triage (triage_grade)
 
 
@@ -62,7 +64,11 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
     noun, nouns, retake = _INPUT[source]
     p = np.asarray(proba, dtype=np.float64)
     grades = [triage_grade(spec, k, severity[k], pol.severity_floor) for k in range(len(p))]
-    considered = tuple(int(k) for k in np.argsort(-p, kind="stable") if present[k] or kept[k])
+    # the critical-probability rule: a condition that can need urgent care is not set aside at this probability
+    t = pol.critical_threshold
+    escalating = {k for k in range(len(p)) if t is not None and p[k] >= t and not (present[k] or kept[k])
+                  and triage_rank(spec.finding_triage(k, grades[k])[0]) >= triage_rank(URGENT)}
+    considered = tuple(int(k) for k in np.argsort(-p, kind="stable") if present[k] or kept[k] or k in escalating)
     classes = spec.classes
     flags: list[str] = []
     unsure = int(((p > UNSURE[0]) & (p < UNSURE[1])).sum())
@@ -74,7 +80,7 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         flags.append("multi_system")
     if not in_distribution or unsure > 2:
         confidence = "uncertain"
-    elif unsure == 0 and bool((np.asarray(present) == np.asarray(kept)).all()):
+    elif unsure == 0 and not escalating and bool((np.asarray(present) == np.asarray(kept)).all()):
         confidence = "likely"
     else:
         confidence = "possible"
@@ -89,7 +95,11 @@ def multilabel_decision(proba: np.ndarray, present: np.ndarray, kept: np.ndarray
         grade = (f" ({'' if likely else 'possibly '}{c.severity_levels[sev].name or c.severity_levels[sev].id})"
                  if sev is not None else "")
         named = f"{c.name}{grade}"
-        reason = f"{named} is {'a finding' if present[urgent] else 'kept as possible'}"
+        if urgent in escalating:
+            reason = (f"{named} is {p[urgent]:.0%} probable, at least the {t:.0%} chosen to keep missed serious cases "
+                      "rare")
+        else:
+            reason = f"{named} is {'a finding' if present[urgent] else 'kept as possible'}"
         own = (c.severity_levels[sev].advice if sev is not None and c.severity_levels[sev].advice else "") or c.advice
         advice = own or spec.action(level)  # a condition without advice of its own: its level's action
     else:

@@ -89,7 +89,8 @@ def record_windows(bundle: SignalBundle, sig: EcgSignal) -> np.ndarray:
 
 def assess_record(bundle: SignalBundle, sig: EcgSignal, policy: DecisionPolicy | None = None) -> Assessment:
     """One assessment of the recording: each condition's calibrated probability averaged over its windows, present
-    and kept decided on that average; out of distribution when most windows are."""
+    and kept decided on that average; out of distribution when most windows are. Decided by the bundle's own
+    policy (its decision rule) unless ``policy`` is given."""
     if bundle.multilabel is None:
         raise DataError(f"model {bundle.name!r} classifies heartbeats; send the recording to the ECG screen")
     proba, _, _, ind, pval = bundle.classify_records(record_windows(bundle, sig))
@@ -98,7 +99,7 @@ def assess_record(bundle: SignalBundle, sig: EcgSignal, policy: DecisionPolicy |
     return decide_multilabel(p, ml.present(p), ml.kept(p), [None] * len(p), spec=bundle.labels,
                              model=ModelRef(name=bundle.name, version=bundle.version), coverage=1 - ml.alpha,
                              in_distribution=bool(ind.mean() > 0.5), ood_score=float(np.median(pval)),
-                             policy=policy, source="signal")
+                             policy=policy or bundle.policy(), source="signal")
 
 
 def assess_recordings(bundle: SignalBundle, paths: Iterable[str | Path],

@@ -9,6 +9,7 @@ from carelens.steps.calibrate import calibrate_run
 from carelens.steps.clinical import CLINICAL_SETS, build_clinical, read_clinical_table
 from carelens.steps.multilabel import (
     calibrate_multilabel,
+    choose_multilabel_rule,
     multilabel_report,
     ood_classes,
     triage_levels_multilabel,
@@ -16,5 +17,5 @@ from carelens.steps.multilabel import (
 )
 from carelens.steps.run import Calibration, DatasetRef, Predictions, Run, RunConfig
 
-__all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical", "calibrate_multilabel", "calibrate_run",
+__all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical", "calibrate_multilabel", "calibrate_run", "choose_multilabel_rule",
            "multilabel_report", "ood_classes", "read_clinical_table", "triage_levels_multilabel", "urgent_recall_floor"]

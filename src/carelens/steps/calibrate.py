@@ -68,7 +68,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
     a = r.predictions()
     if cfg.spec is not None and cfg.spec.multilabel:
         return calibrate_multilabel(r, a, cfg.spec, OutputLayout.of(cfg.spec, cfg.train.severity_head), alpha=alpha,
-                                    ood_method=ood_method, pass_rate=pass_rate, pass_confidence=pass_confidence)
+                                    ood_method=ood_method, pass_rate=pass_rate, pass_confidence=pass_confidence,
+                                    critical_miss_target=critical_miss_target)
     cal, test = fit_calibration(a, cfg.class_ids, cfg.spec, alpha=alpha, score=score,
                                 class_conditional=class_conditional, ood_method=ood_method, pass_rate=pass_rate,
                                 pass_confidence=pass_confidence,

@@ -14,8 +14,10 @@ from carelens.labels import LabelSpec, triage_rank
 from carelens.metrics import binary_calibration_report, fnr, multilabel_metrics, severity_metrics
 from carelens.plots import reliability_png
 from carelens.policy import (
+    CRITICAL_THRESHOLDS,
     URGENT,
     DecisionPolicy,
+    choose_rule_by_levels,
     critical_miss_rate,
     level_agreement,
     multilabel_decision,
@@ -24,7 +26,7 @@ from carelens.policy import (
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout, sigmoid
 
-__all__ = ["ALPHAS", "SEVERITY_FLOORS", "calibrate_multilabel", "choose_severity_floor", "multilabel_report", "ood_classes", "triage_levels_multilabel",
+__all__ = ["ALPHAS", "SEVERITY_FLOORS", "calibrate_multilabel", "choose_multilabel_rule", "choose_severity_floor", "multilabel_report", "ood_classes", "triage_levels_multilabel",
            "urgent_recall_floor"]
 
 ALPHAS = (0.05, 0.1, 0.15, 0.2)
@@ -111,14 +113,45 @@ def choose_severity_floor(cal: MultilabelCalibrator, layout: OutputLayout, spec:
     return {"chosen": chosen, "critical_miss_target": target, "met": bool(meeting), "val": rows}
 
 
+def choose_multilabel_rule(cal: MultilabelCalibrator, layout: OutputLayout, spec: LabelSpec, logits: np.ndarray,
+                           y: np.ndarray, in_dist: np.ndarray, *, severity_floor: float, target: float,
+                           test: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                           seed: int = 0) -> dict[str, Any]:
+    """The decision rule of a multi-label model, chosen on validation by :func:`carelens.policy.choose_rule_by_levels`
+    as image, clinical and symptom models choose theirs: the conditions present or kept decide (the set rule), or
+    a condition that can need urgent care also counts from a probability threshold on. The validation levels are
+    cross-fitted (a calibrator like ``cal``, fitted on one seeded half, decides the other half, and the reverse), so
+    no case is decided by the thresholds and risk level fitted on itself; ``test`` (logits, targets, OOD verdicts)
+    is decided by ``cal`` itself, for the report only."""
+    presence, _ = layout.split_targets(y)
+    candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
+    policies = {t: DecisionPolicy(severity_floor=severity_floor, critical_threshold=t) for t in candidates}
+    order = np.random.default_rng(seed).permutation(len(y))
+    halves = (order[: len(y) // 2], order[len(y) // 2 :])
+    val: dict[float | None, list[str]] = {t: [""] * len(y) for t in candidates}
+    for fit, held in (halves, halves[::-1]):
+        half = MultilabelCalibrator(cal.alpha, cal.recall_floor).fit(layout.condition_logits(logits[fit]), presence[fit])
+        for t, pol in policies.items():
+            for i, lv in zip(held, triage_levels_multilabel(half, layout, spec, logits[held], in_dist[held], policy=pol),
+                             strict=True):
+                val[t][i] = lv
+    on_test = None
+    if test is not None:
+        zt, yt, in_test = test
+        on_test = ({t: triage_levels_multilabel(cal, layout, spec, zt, in_test, policy=pol) for t, pol in policies.items()},
+                   yt)
+    return choose_rule_by_levels(val, y, spec, on_test, target=target)
+
+
 def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: OutputLayout, *, alpha: float = 0.1,
                          ood_method: OODMethod = "combined", pass_rate: float = 0.95,
                          pass_confidence: float | None = 0.95, recall_floor: float = 0.9,
-                         critical_miss_target: float = 0.1, alphas: Sequence[float] = ALPHAS) -> Calibration:
+                         critical_miss_target: float = 0.02, alphas: Sequence[float] = ALPHAS) -> Calibration:
     """Fit on the run's validation split, report on its test split; write calibration.json, ood.npz and
     reliability.png (pooled over conditions) into the run. The decision threshold of a condition that can need
     urgent care meets ``recall_floor`` on validation; the others maximise F1. The severity floor of the decision
-    rule is chosen on validation to meet ``critical_miss_target`` (:func:`choose_severity_floor`) and shipped."""
+    rule is chosen on validation to meet ``critical_miss_target`` (:func:`choose_severity_floor`), then the rule at
+    that floor (:func:`choose_multilabel_rule`), and both are shipped."""
     pres_val, _ = layout.split_targets(a.val_y)
     zv = layout.condition_logits(a.val_logits)
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(zv, pres_val)
@@ -132,9 +165,16 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
         "val": {"before": binary_calibration_report(sigmoid(zv), pres_val), "after": binary_calibration_report(pv, pres_val)},
     }
     in_val = gate.is_in_distribution(a.val_features, zv)
-    report["severity_floor"] = choose_severity_floor(cal, layout, spec, a.val_logits, a.val_y, in_val,
-                                                     critical_miss_target)
-    policy = DecisionPolicy(severity_floor=report["severity_floor"]["chosen"])
+    floor = choose_severity_floor(cal, layout, spec, a.val_logits, a.val_y, in_val, critical_miss_target)
+    report["severity_floor"] = floor
+    test = None
+    if a.has_test:
+        assert a.test_logits is not None and a.test_y is not None and a.test_features is not None
+        test = (a.test_logits, a.test_y, gate.is_in_distribution(a.test_features, layout.condition_logits(a.test_logits)))
+    rule = report["decision_rule"] = choose_multilabel_rule(cal, layout, spec, a.val_logits, a.val_y, in_val,
+                                                            severity_floor=floor["chosen"],
+                                                            target=critical_miss_target, test=test)
+    policy = DecisionPolicy(severity_floor=floor["chosen"], critical_threshold=rule["critical_threshold"])
     small = [f"{c}: {n} validation positives" for c, n in zip(spec.class_ids, pres_val.sum(0), strict=True) if n < 20]
     warnings = [w for w in (gate.shortfall(),) if w]
     if small:
@@ -142,20 +182,20 @@ def calibrate_multilabel(r: Run, a: Predictions, spec: LabelSpec, layout: Output
                         "few cases (" + "; ".join(small) + ")")
     if warnings:
         report["warnings"] = warnings
-    if a.has_test:
-        assert a.test_logits is not None and a.test_y is not None and a.test_features is not None
-        zt = layout.condition_logits(a.test_logits)
-        in_test = gate.is_in_distribution(a.test_features, zt)
-        report["test"] = multilabel_report(cal, layout, spec, a.test_logits, a.test_y, in_test, policy)
-        pres_test, _ = layout.split_targets(a.test_y)
-        pt = cal.predict_proba(zt)
+    if test is not None:
+        test_logits, test_y, in_test = test
+        report["test"] = multilabel_report(cal, layout, spec, test_logits, test_y, in_test, policy)
+        set_rule = rule["test"][0]  # the set rule's test figures, beside the shipped rule's
+        report["test"].update({f"{k}_set_rule": set_rule[k] for k in ("critical_miss_rate", "over_triage_rate")})
+        pres_test, _ = layout.split_targets(test_y)
+        pt = cal.predict_proba(layout.condition_logits(test_logits))
         rows = []
         for al in alphas:  # the price of each risk level: thresholds from validation, measured on test
             kept = pt >= risk_control_threshold(pv, pres_val, al)
-            decided = triage_levels_multilabel(cal, layout, spec, a.test_logits, in_test, kept, policy)
+            decided = triage_levels_multilabel(cal, layout, spec, test_logits, in_test, kept, policy)
             rows.append({"alpha": al, "fnr": fnr(kept, pres_test), "mean_kept": float(kept.sum(1).mean()),
-                         "critical_miss_rate": critical_miss_rate(decided, a.test_y, spec),
-                         "over_triage_rate": over_triage_rate(decided, a.test_y, spec)})
+                         "critical_miss_rate": critical_miss_rate(decided, test_y, spec),
+                         "over_triage_rate": over_triage_rate(decided, test_y, spec)})
         report["operating_points"] = {"alphas": list(alphas), "test": rows}
     section = report.get("test") or {}
     before = section.get("reliability_before") or report["val"]["before"]["reliability"]

@@ -2,7 +2,9 @@
 one JSON file (plus cached phrase embeddings). Like the image bundle, it loads without torch.
 
 Format 2 added ``decision`` (the critical-probability rule chosen on validation, as for every bundle kind): an older
-carelens refuses it rather than decide by the laxer set rule; a format-1 bundle still loads, with the set rule."""
+carelens refuses it rather than decide by the laxer set rule; a format-1 bundle still loads, with the set rule.
+Format 3 added ``integrity`` (the digest of everything else in symptoms.json, as image and signal bundles carry
+theirs), kept current when a fusion is saved into the bundle; formats 1-2 load without it."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, ConfigError, DataError, NothingRecognisedError
 from carelens.fusion import LinearModel
+from carelens.hashing import canonical_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
 from carelens.policy import (
@@ -45,7 +48,7 @@ from carelens.symptoms._vocabulary import Vocabulary
 
 __all__ = ["SymptomBundle", "build_symptom_bundle"]
 
-FORMAT = 2  # 2 added ``decision``; 1 still loads
+FORMAT = 3  # 3 added ``integrity``, 2 ``decision``; 1 and 2 still load
 
 
 def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -130,8 +133,19 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
         "prior": ((np.bincount(ytr, wtr, minlength=k) + 1.0) / (wtr.sum() + k)).tolist(),  # what the model was fitted on
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "symptoms.json").write_text(json.dumps(doc))
+    _write_sealed(out / "symptoms.json", doc)
     return metrics
+
+
+def _write_sealed(f: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``doc`` to ``f`` whole (beside it, then moved into place) with its integrity digest; return what was
+    written."""
+    plain = json.loads(json.dumps({k: v for k, v in doc.items() if k != "integrity"}))  # as it reads back
+    sealed = {**plain, "integrity": canonical_digest(plain)}
+    tmp = f.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(sealed))
+    tmp.replace(f)
+    return sealed
 
 
 @dataclass
@@ -158,6 +172,10 @@ class SymptomBundle:
         if doc.get("format") not in range(1, FORMAT + 1):
             raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads 1 to {FORMAT} (a newer "
                               "carelens wrote it: upgrade carelens)")
+        if (doc["format"] >= 3 or "integrity" in doc) and doc.get("integrity") != canonical_digest({k: v for k, v in doc.items()
+                                                                             if k != "integrity"}):
+            raise BundleError(f"{f} was modified after it was built (integrity check failed); build it again with "
+                              "`carelens symptoms build`")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
             encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if phrase_cache else MiniLMEncoder()
@@ -183,11 +201,7 @@ class SymptomBundle:
         """Keep a fitted fusion (and its test figures) in symptoms.json, replacing one for the same image model."""
         fusions = dict(self.doc.get("image_fusion") or {})
         fusions[fusion.image_model.name] = {**fusion.to_dict(), "figures": dict(figures)}
-        self.doc = {**self.doc, "image_fusion": fusions}
-        f = self.path / "symptoms.json"
-        tmp = f.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.doc))
-        tmp.replace(f)
+        self.doc = _write_sealed(self.path / "symptoms.json", {**self.doc, "image_fusion": fusions})
 
     def vector(self, symptom_ids: list[str]) -> np.ndarray:
         unknown = [s for s in symptom_ids if s not in self.vocab]

@@ -28,13 +28,14 @@ import torch
 from sklearn.metrics import balanced_accuracy_score
 
 from carelens import __version__
-from carelens.bundle import write_signal_bundle
+from carelens.bundle import DecisionParams, write_signal_bundle
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.ecg import BEAT_WINDOW, BeatSet
 from carelens.errors import ConfigError
 from carelens.labels import LabelSpec
 from carelens.models import BeatNet, RecordNet, export_onnx
-from carelens.steps import ood_classes, urgent_recall_floor
+from carelens.steps import choose_multilabel_rule, ood_classes, urgent_recall_floor
+from carelens.tasks import OutputLayout
 from carelens.train._losses import build_loss, positive_weights
 from carelens.train._runtime import configure_runtime
 
@@ -172,26 +173,34 @@ def _versions() -> dict[str, str]:
 def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                    out: Path, *, spec: LabelSpec, leads: Sequence[str], fs: float, name: str | None = None,
                    version: str = "1", alpha: float = 0.1, recall_floor: float = 0.9,
-                   metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
+                   critical_miss_target: float = 0.02, metrics: dict[str, Any] | None = None,
+                   training: dict[str, Any] | None = None) -> Path:
     """Calibrate a recording network on ``val`` as multi-label image models are calibrated (per-condition
     temperatures; decision thresholds meeting ``recall_floor`` on validation for the conditions that can need
-    urgent care, F1 for the others; conformal risk control of the share of conditions missed at ``alpha``), fit
-    the OOD gate on the network's features (``train`` as the reference), export to ONNX and write a verified
-    signal bundle (``input: record``)."""
+    urgent care, F1 for the others; conformal risk control of the share of conditions missed at ``alpha``; the
+    decision rule chosen to meet ``critical_miss_target`` at the lowest over-triage, :func:`carelens.steps.
+    choose_multilabel_rule`), fit the OOD gate on the network's features (``train`` as the reference), export to
+    ONNX and write a verified signal bundle (``input: record``) that ships the rule (``decision``) and its
+    validation figures (``metrics.decision_rule``)."""
     if len(spec.classes) != train_y.shape[1] or not spec.multilabel:
         raise ConfigError(f"label spec {spec.name!r} must be multi-label with {train_y.shape[1]} conditions")
     val_logits, val_feats = predict_records(model, val_x)
     _, train_feats = predict_records(model, train_x)
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(val_logits, val_y)
     gate = OODGate("combined", 0.95).fit(train_feats, ood_classes(train_y), val_feats, val_logits)
+    layout = OutputLayout.of(spec)
+    rule = choose_multilabel_rule(cal, layout, spec, val_logits, layout.ungraded_targets(val_y),
+                                  gate.is_in_distribution(val_feats, val_logits),
+                                  severity_floor=DecisionParams().severity_floor, target=critical_miss_target)
     sample = np.ascontiguousarray(val_x[:2])
     with tempfile.TemporaryDirectory() as tmp:  # the bundle folder is written whole, by write_signal_bundle
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(model, (torch.from_numpy(sample),), onnx_path, ["signal"], ["logits", "features"])
         return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
                                    window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
-                                   multilabel=cal, selftest={"signal": sample}, metrics=metrics or {},
-                                   training=training or {}, versions=_versions())
+                                   multilabel=cal, selftest={"signal": sample},
+                                   metrics={**(metrics or {}), "decision_rule": rule}, training=training or {},
+                                   versions=_versions(), decision=DecisionParams(critical_threshold=rule["critical_threshold"]))
 
 
 @torch.no_grad()
