@@ -287,6 +287,11 @@ def ptbxl() -> None:
                "over_triage_rate": over_triage_rate(levels, y2, spec),
                "decision_rule": rule_summary(b.spec.metrics["decision_rule"]),
                "decision_rule_val": b.spec.metrics["decision_rule"]["val"],  # every candidate, cross-fitted on fold 9
+               "decision_rule_test": [{"critical_threshold": r["critical_threshold"],  # ... and on test, for reading
+                                       "critical_miss_rate": critical_miss_rate(lv, y2, spec),
+                                       "over_triage_rate": over_triage_rate(lv, y2, spec)}
+                                      for r in b.spec.metrics["decision_rule"]["val"]
+                                      for lv in [decided(DecisionPolicy(critical_threshold=r["critical_threshold"]))]],
                "critical_miss_rate_set_rule": critical_miss_rate(set_rule, y2, spec),
                "over_triage_rate_set_rule": over_triage_rate(set_rule, y2, spec),
                "triage_agreement": level_agreement(levels, y2, spec),  # each record's level against what it needs

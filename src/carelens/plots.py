@@ -4,7 +4,7 @@ implementation each."""
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -144,18 +144,32 @@ def curves_png(history: Sequence[Mapping[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def operating_points_png(val: Sequence[Mapping[str, float]], test: Sequence[Mapping[str, float]] | None = None) -> bytes:
-    """The price of safety: critical-miss rate against over-triage rate, one point per conformal level alpha
-    (validation cross-fitted, and test), each labelled with its alpha."""
+def operating_points_png(val: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]] | None = None, *,
+                         key: str = "alpha", name: Callable[[Any], str] | None = None,
+                         labelled: Collection[Any] | None = None, shipped: Collection[Any] = ()) -> bytes:
+    """The price of safety: critical-miss rate against over-triage rate, one point per operating point (validation
+    cross-fitted, and test): by default per conformal level alpha; ``key`` names another (``critical_threshold``:
+    the decision rules, None the set rule), ``name`` writes its label, ``labelled`` limits the labels to those values
+    (all by default), ``shipped`` marks the ones a bundle ships."""
+    label = name or (lambda v: f"α={v:g}")
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    for rows, style, name in ((val, "o-", "validation (cross-fitted)"), (test or [], "s--", "test")):
+    for rows, style, legend in ((val, "o-", "validation (cross-fitted)"), (test or [], "s--", "test")):
         if not rows:
             continue
         x = [r["over_triage_rate"] for r in rows]
         y = [r["critical_miss_rate"] for r in rows]
-        ax.plot(x, y, style, label=name)
+        line = [(xi, yi) for r, xi, yi in zip(rows, x, y, strict=True) if r[key] is not None]
+        ax.plot(*zip(*line, strict=True), style, label=legend, ms=4)
+        lone = [(xi, yi) for r, xi, yi in zip(rows, x, y, strict=True) if r[key] is None]  # the set rule: no threshold
+        if lone:
+            ax.plot(*zip(*lone, strict=True), "x", ms=8, color="k" if style.startswith("o") else "0.5",
+                    label=f"set rule ({legend.split(' ')[0]})")
         for r, xi, yi in zip(rows, x, y, strict=True):
-            ax.annotate(f"α={r['alpha']:g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            if labelled is None or r[key] in labelled:
+                ax.annotate(label(r[key]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        marks = [(xi, yi) for r, xi, yi in zip(rows, x, y, strict=True) if r[key] in shipped]
+        if marks:
+            ax.plot(*zip(*marks, strict=True), "*", ms=13, color="C3", label=f"shipped ({legend.split(' ')[0]})")
     ax.set_xlabel("over-triage rate (routine cases sent to urgent care)")
     ax.set_ylabel("critical-miss rate")
     ax.set_xlim(0, 1)

@@ -547,6 +547,11 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
         empty = c.post("/v1/models/ptbxl_superclasses/predict", data={"x": "1"})
     assert served.status_code == 200, served.text
     assert served.json()["assessment"] == json.loads(a.model_dump_json())
+    # a deployment's decision settings reach record models too (CARELENS_DECISION_CRITICAL_THRESHOLD)
+    low = assess_record(b, sig, b.policy(critical_threshold=0.01))
+    with TestClient(create_app(st.model_copy(update={"decision_critical_threshold": 0.01}))) as c:
+        overridden = c.post("/v1/models/ptbxl_superclasses/predict", files=files).json()["assessment"]
+    assert overridden == json.loads(low.model_dump_json())
     assert screened.status_code == 200 and screened.json()["diagnosis"]["model"]["name"] == "ptbxl_superclasses"
     assert listed["ptbxl_superclasses"]["task"] == "signal" and len(listed["ptbxl_superclasses"]["inputs"]) == 12
     assert empty.status_code == 422 and empty.json()["error"]["type"] == "file_required"

@@ -140,5 +140,6 @@ def test_evaluate_reports_multilabel_figures(multilabel_bundle: Path, multilabel
     # each image's level given against the level its true findings need (the rates' denominators: every image)
     t = m["triage_agreement"]
     assert sum(map(sum, t["counts"])) == m["n"] and 'id="triage-agreement"' in html
+    assert 'id="decision-rule"' in html and "(shipped)" in html  # the rule chosen at calibration, beside the set rule
     assert t["below_own_level_rate"] + t["same_level_rate"] + t["above_own_level_rate"] == pytest.approx(1)
     assert "triage against each case's own level" in res.output

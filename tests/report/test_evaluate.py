@@ -87,6 +87,7 @@ def test_metrics_match_a_recomputation_from_saved_predictions(ham_report: Path, 
     page = (ham_report / "report.html").read_text()
     assert 'id="facts"' in page
     assert 'id="operating-points"' in page  # the price of safety, per alpha
+    assert 'id="decision-rule"' in page and "(shipped)" in page  # ... and per decision rule, the shipped one marked
     assert 'id="triage-agreement"' in page and f"{t['above_own_level_rate']:.3f}" in page
     floor = f"{m['critical_miss_rate_ood_at_floor']:.3f} / {m['over_triage_rate_ood_at_floor']:.3f}"
     assert "at the floor level alone" in page and floor in page

@@ -198,13 +198,47 @@ def _operating_points_section(ev: Evaluation) -> str:
         f"<tr><td>{v['alpha']:g}</td><td>{_fmt(v['critical_miss_rate'])}</td><td>{_fmt(v['over_triage_rate'])}</td>"
         f"<td>{_fmt(v['coverage'])}</td><td>{_fmt(v['mean_set_size'])}</td></tr>" for v in ops["val"])
     png = plots.operating_points_png(ops["val"], ops.get("test"))
-    return (f"<h2>Operating points: the price of safety</h2><p class=\"note\">The decision escalates to the most "
+    return (f"<h2>Operating points: the price of safety</h2><p class=\"note\">The set rule escalates to the most "
             f"urgent class in the conformal set; a smaller alpha gives larger sets, fewer missed critical cases and "
             f"more routine cases sent to urgent care. Measured at calibration (validation, cross-fitted); this bundle "
             f"ships alpha = {ev.bundle.alpha:g}. Choose with <code>carelens calibrate --alpha</code>.</p>"
             f"<div class=\"grid\"><figure>{_img_tag(png, 'operating points')}</figure>"
             f"<table id=\"operating-points\"><tr><th>alpha</th><th>critical-miss</th><th>over-triage</th>"
             f"<th>coverage</th><th>mean set size</th></tr>{rows}</table></div>")
+
+
+def _decision_rule_section(ev: Evaluation) -> str:
+    """The decision rule the bundle ships against every candidate: the set rule and each escalation threshold, their
+    critical-miss and over-triage rates on validation (cross-fitted: what chose) and test (for reading)."""
+    rule = ev.bundle.spec.calibration.get("decision_rule")
+    if not rule:
+        return ""
+    chosen = rule["critical_threshold"]
+    multilabel = ev.bundle.layout is not None
+    set_rule = ("the conditions present or kept decide" if multilabel else "the most urgent class in the set decides")
+    escalate = ("a condition that can need urgent care counts from probability" if multilabel else
+                "escalate when the serious classes' summed probability reaches")
+    how = set_rule if chosen is None else f"{escalate} {chosen:g}"
+    met = "" if rule["met_on_val"] else " No rule met the target there: the one missing fewest ships."
+    png = plots.operating_points_png(rule["val"], rule.get("test"), key="critical_threshold",
+                                     name=lambda t: "set" if t is None else f"{t:g}",
+                                     labelled={None, chosen, 0.01, 0.05, 0.1, 0.2, 0.3}, shipped={chosen})
+    test = {r["critical_threshold"]: r for r in rule.get("test", [])}
+    rows = "".join(
+        f"<tr><td>{'set rule' if v['critical_threshold'] is None else html.escape(escalate + ' ' + format(v['critical_threshold'], 'g'))}"
+        f"{' (shipped)' if v['critical_threshold'] == chosen else ''}</td><td>{_fmt(v['critical_miss_rate'])}</td>"
+        f"<td>{_fmt(v['over_triage_rate'])}</td>"
+        f"<td>{_fmt(test.get(v['critical_threshold'], {}).get('critical_miss_rate'))}</td>"
+        f"<td>{_fmt(test.get(v['critical_threshold'], {}).get('over_triage_rate'))}</td></tr>"
+        for v in rule["val"] if v["critical_threshold"] in (None, chosen))
+    return (f"<h2>Decision rule: what escalating earlier buys and costs</h2><p class=\"note\">Shipped: "
+            f"{html.escape(how)}, chosen on validation (cross-fitted) as the rule that keeps the critical-miss rate at "
+            f"or under {rule['target_critical_miss_rate']:g} with the least over-triage.{met} Each point is a "
+            f"candidate (the set rule, and each threshold); the test figures are for reading, not for choosing. "
+            f"Choose the target with <code>carelens calibrate --critical-miss-target</code>.</p>"
+            f"<div class=\"grid\"><figure>{_img_tag(png, 'decision rules')}</figure>"
+            f"<table id=\"decision-rule\"><tr><th>rule</th><th>critical-miss (val)</th><th>over-triage (val)</th>"
+            f"<th>critical-miss (test)</th><th>over-triage (test)</th></tr>{rows}</table></div>")
 
 
 def _triage_section(m: dict[str, Any]) -> str:
@@ -258,7 +292,7 @@ def _multilabel_body(ev: Evaluation) -> str:
         f"<figure>{_img_tag(plots.reliability_png(v['reliability_before'], v['reliability']), c)}"
         f"<figcaption>{html.escape(c)}</figcaption></figure>" for c, v in m["per_label_calibration"].items())
     return (f'<h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th></tr>{summary}</table>'
-            f"{_triage_section(m)}"
+            f"{_decision_rule_section(ev)}{_triage_section(m)}"
             f'<h2>Per condition</h2><table id="per-class"><tr><th>condition</th><th>support</th><th>precision</th>'
             f"<th>recall</th><th>F1</th><th>AUC</th><th>ECE</th><th>severity QWK</th></tr>{per}</table>"
             f'<h2>Reliability per condition (before / after temperature)</h2><div class="grid">{figs}</div>'
@@ -303,7 +337,7 @@ Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
 <h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
-{_facts_section(m)}{_operating_points_section(ev)}{_triage_section(m)}<h2>Figures</h2>{_figures(ev)}
+{_facts_section(m)}{_operating_points_section(ev)}{_decision_rule_section(ev)}{_triage_section(m)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
 """
     return _write_evaluation_page(ev, out, title, body)

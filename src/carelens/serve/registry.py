@@ -260,6 +260,7 @@ class ModelRegistry:
             if is_signal(path):
                 try:
                     sb = SignalBundle.load(path, threads=self.threads, trusted_keys=self.trusted)  # + signature
+                    self.signal_policy(sb)  # the deployment's overrides with its settings: an inconsistency fails here
                 except Exception as exc:  # noqa: BLE001 - report it, keep the others
                     errors[path.name] = public_reason(exc)
                     continue
@@ -315,6 +316,11 @@ class ModelRegistry:
         loaded = ({n: e.engine.bundle.version for n, e in fresh.items()} | {n: e.bundle.version for n, e in tabular.items()}
                   | {n: b.version for n, b in signal.items()})
         return {"loaded": loaded, "errors": errors}
+
+    def signal_policy(self, b: SignalBundle) -> DecisionPolicy:
+        """The decision settings a signal bundle ships, with the deployment's overrides (as image and clinical
+        models get theirs)."""
+        return b.policy(**self.decision)
 
     def get(self, name: str) -> ModelEntry | None:
         return self.models.get(name)

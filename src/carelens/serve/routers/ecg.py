@@ -42,7 +42,7 @@ async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
     diagnosis, notes = None, []
     for rm in (b for b in svc.registry.signal.values() if b.spec.input == "record"):  # the first record model that fits
         try:
-            diagnosis = await in_thread(assess_record, rm, sig)
+            diagnosis = await in_thread(assess_record, rm, sig, svc.registry.signal_policy(rm))
             break
         except DataError as exc:  # not its leads or too short: say why, screen all the same
             notes.append(str(exc))

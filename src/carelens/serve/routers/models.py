@@ -110,7 +110,7 @@ async def _predict_record(b: SignalBundle, files: list[UploadFile], svc: Service
         raise ApiError(422, "file_required", f"model {b.name!r} reads an ECG recording: send it as multipart 'file' "
                                              "fields (a WFDB record's .hea and .dat, or one .edf or .csv)")
     sig, sha = await read_record_upload(files, svc)
-    a = await in_thread(assess_record, b, sig)  # DataError (422) naming missing leads or a too-short recording
+    a = await in_thread(assess_record, b, sig, svc.registry.signal_policy(b))  # DataError (422) naming missing leads or a too-short recording
     ms = (time.perf_counter() - t) * 1000
     pid = await in_thread(lambda: svc.log.record(kind="predict", model_name=b.name, model_version=b.version,
                                                  assessment=a.model_dump(mode="json"), latency_ms=ms, input_sha256=sha,
