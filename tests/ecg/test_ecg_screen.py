@@ -554,4 +554,5 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert overridden == json.loads(low.model_dump_json())
     assert screened.status_code == 200 and screened.json()["diagnosis"]["model"]["name"] == "ptbxl_superclasses"
     assert listed["ptbxl_superclasses"]["task"] == "signal" and len(listed["ptbxl_superclasses"]["inputs"]) == 12
+    assert listed["ptbxl_superclasses"]["decision"]["critical_threshold"] == b.policy().critical_threshold  # in force
     assert empty.status_code == 422 and empty.json()["error"]["type"] == "file_required"

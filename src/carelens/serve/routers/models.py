@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
 from carelens.bundle import SignalBundle
+from carelens.policy import DecisionPolicy
 from carelens.predict import assess_record
 from carelens.serve.auth import Principal
 from carelens.serve.deps import Services, ServicesDep, in_thread, principal
@@ -48,12 +49,14 @@ def _tabular_info(name: str, entry: TabularEntry) -> ModelInfo:
         species=list(b.labels.species), care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
         inputs=[f.model_dump(mode="json") for f in b.spec.inputs],
-        metrics={k: m[k] for k in ("auc", "balanced_accuracy", "accuracy", "ece", "coverage", "mean_set_size") if k in m},
+        metrics={k: m[k] for k in ("auc", "balanced_accuracy", "accuracy", "ece", "coverage", "mean_set_size",
+                                   "critical_miss_rate", "over_triage_rate") if k in m},
         intended_use=b.spec.intended_use, decision=dataclasses.asdict(entry.policy))
 
 
-def _signal_info(name: str, b: SignalBundle) -> ModelInfo:
-    """A beat classifier (used by POST /v1/ecg) or a record model (POST /v1/models/{name}/predict, and /v1/ecg)."""
+def _signal_info(name: str, b: SignalBundle, policy: DecisionPolicy | None) -> ModelInfo:
+    """A beat classifier (used by POST /v1/ecg) or a record model (POST /v1/models/{name}/predict, and /v1/ecg;
+    ``policy``: the decision settings in force for it)."""
     m = b.spec.metrics
     use = (" Used by POST /v1/ecg to classify each beat." if b.spec.input == "beats" else
            f" Reads {b.spec.window['seconds']:g} s of the leads {', '.join(b.spec.leads)}: send the recording to "
@@ -63,14 +66,16 @@ def _signal_info(name: str, b: SignalBundle) -> ModelInfo:
         care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
         metrics={k: m[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage") if k in m},
-        intended_use=b.spec.intended_use + use, inputs=[{"name": lead, "type": "ecg_lead"} for lead in b.spec.leads] or None)
+        intended_use=b.spec.intended_use + use, inputs=[{"name": lead, "type": "ecg_lead"} for lead in b.spec.leads] or None,
+        decision=dataclasses.asdict(policy) if policy is not None else {})
 
 
 @router.get("", response_model=list[ModelInfo], responses=ERROR_RESPONSES)
 async def list_models(svc: ServicesDep, _: Annotated[Principal, Depends(principal)]) -> list[ModelInfo]:
     return ([_info(name, e) for name, e in svc.registry.models.items()]
             + [_tabular_info(name, e) for name, e in svc.registry.tabular.items()]
-            + [_signal_info(name, b) for name, b in svc.registry.signal.items()])
+            + [_signal_info(name, b, svc.registry.signal_policy(b) if b.spec.input == "record" else None)
+               for name, b in svc.registry.signal.items()])
 
 
 async def _predict_tabular(request: Request, entry: TabularEntry, svc: Services, who: Principal,
