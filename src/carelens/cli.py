@@ -873,16 +873,19 @@ def ecg_train(
         target = out or Path("models/ecg_ptbxl")
         with progress_bar("reading PTB-XL records", None):
             s = read_ptbxl(root / "ecg_ptbxl_500")
-        tr, va, _ = s.split()
+        tr, va, te = s.split()
         with progress_bar("training", n) as advance:
             rec = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=n, progress=advance)
         export_records(rec.model, tr.signals, tr.labels, va.signals, va.labels, target,
                        spec=load_spec("ptbxl_superclasses"), leads=s.leads, fs=100.0,
-                       critical_miss_target=critical_miss_target, training={"folds": PTBXL_FOLDS, "epochs": n, "best_epoch": rec.best_epoch,
+                       critical_miss_target=critical_miss_target, test=(te.signals, te.labels), training={"folds": PTBXL_FOLDS, "epochs": n, "best_epoch": rec.best_epoch,
                                  "history": rec.history})
         best = f"validation (fold 9) macro AUC {max(h['val_macro_auc'] for h in rec.history):.3f}"
-        rule = json.loads((target / "bundle.json").read_text(encoding="utf-8"))["metrics"]["decision_rule"]
-        _print_rule_table(rule, "set (conditions present or kept)", "p(urgent condition)")
+        m = json.loads((target / "bundle.json").read_text(encoding="utf-8"))["metrics"]
+        t = m["test"]
+        console.print(f"test (fold 10, {t['n']} records): macro AUC {t['macro_auc']:.3f}, false-negative rate "
+                      f"{t['fnr']:.3f} (target {t['fnr_target']:g}), ECE {t['ece']:.3f}")
+        _print_rule_table(m["decision_rule"], "set (conditions present or kept)", "p(urgent condition)")
         epoch = rec.best_epoch
     else:
         raise ConfigError(f"unknown ECG model {kind!r}; known: beats, ptbxl")

@@ -468,7 +468,7 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
         "NORM": 297, "MI": 73, "STTC": 96, "CD": 78, "HYP": 40}
     by_patient = {p: set(s.fold[s.patient == p].tolist()) for p in set(s.patient.tolist())}
     assert all(len(f) == 1 for f in by_patient.values())  # no patient in two folds
-    tr, va, _ = s.split()
+    tr, va, te = s.split()
     res = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=5, threads=2)
     logits, _ = predict_records(res.model, va.signals)
     assert logits.shape == (len(va.labels), 5) and len(res.history) == 5
@@ -476,7 +476,7 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert res.history[res.best_epoch - 1]["val_macro_auc"] > 0.7
     spec = load_spec("ptbxl_superclasses")
     out = export_records(res.model, tr.signals, tr.labels, va.signals, va.labels, tmp_path / "models" / "ecg_ptbxl",
-                         spec=spec, leads=s.leads, fs=100.0)
+                         spec=spec, leads=s.leads, fs=100.0, test=(te.signals, te.labels))
     b = SignalBundle.load(out)
     assert b.spec.input == "record" and b.spec.leads == s.leads and b.spec.window == {"fs": 100.0, "seconds": 10.0}
     proba, present, kept, ind, _ = b.classify_records(va.signals)
@@ -500,6 +500,11 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert b.spec.decision is not None and b.policy().critical_threshold == rule["critical_threshold"]
     assert chosen["critical_miss_rate"] <= by_t[None]["critical_miss_rate"]
     assert chosen["critical_miss_rate"] <= 0.02 or not rule["met_on_val"]
+    # measured on fold 10 as shipped: the rule's own test row, and the set rule's beside it
+    t = b.spec.metrics["test"]
+    shipped = next(r for r in rule["test"] if r["critical_threshold"] == rule["critical_threshold"])
+    assert t["n"] == len(te.labels) and t["critical_miss_rate"] == shipped["critical_miss_rate"]
+    assert t["critical_miss_rate_set_rule"] == rule["test"][0]["critical_miss_rate"] and 0.5 < t["macro_auc"] <= 1
     # a format-2 bundle (before `decision`) still loads, and decides by the default policy
     from carelens.hashing import canonical_digest
 
@@ -555,4 +560,5 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert screened.status_code == 200 and screened.json()["diagnosis"]["model"]["name"] == "ptbxl_superclasses"
     assert listed["ptbxl_superclasses"]["task"] == "signal" and len(listed["ptbxl_superclasses"]["inputs"]) == 12
     assert listed["ptbxl_superclasses"]["decision"]["critical_threshold"] == b.policy().critical_threshold  # in force
+    assert listed["ptbxl_superclasses"]["metrics"]["over_triage_rate"] == t["over_triage_rate"]  # with its test figures
     assert empty.status_code == 422 and empty.json()["error"]["type"] == "file_required"

@@ -34,7 +34,7 @@ from carelens.ecg import BEAT_WINDOW, BeatSet
 from carelens.errors import ConfigError
 from carelens.labels import LabelSpec
 from carelens.models import BeatNet, RecordNet, export_onnx
-from carelens.steps import choose_multilabel_rule, ood_classes, urgent_recall_floor
+from carelens.steps import choose_multilabel_rule, multilabel_report, ood_classes, urgent_recall_floor
 from carelens.tasks import OutputLayout
 from carelens.train._losses import build_loss, positive_weights
 from carelens.train._runtime import configure_runtime
@@ -173,15 +173,17 @@ def _versions() -> dict[str, str]:
 def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
                    out: Path, *, spec: LabelSpec, leads: Sequence[str], fs: float, name: str | None = None,
                    version: str = "1", alpha: float = 0.1, recall_floor: float = 0.9,
-                   critical_miss_target: float = 0.02, metrics: dict[str, Any] | None = None,
-                   training: dict[str, Any] | None = None) -> Path:
+                   critical_miss_target: float = 0.02, test: tuple[np.ndarray, np.ndarray] | None = None,
+                   metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
     """Calibrate a recording network on ``val`` as multi-label image models are calibrated (per-condition
     temperatures; decision thresholds meeting ``recall_floor`` on validation for the conditions that can need
     urgent care, F1 for the others; conformal risk control of the share of conditions missed at ``alpha``; the
     decision rule chosen to meet ``critical_miss_target`` at the lowest over-triage, :func:`carelens.steps.
     choose_multilabel_rule`), fit the OOD gate on the network's features (``train`` as the reference), export to
     ONNX and write a verified signal bundle (``input: record``) that ships the rule (``decision``) and its
-    validation figures (``metrics.decision_rule``)."""
+    validation figures (``metrics.decision_rule``). ``test``: recordings and labels measured as shipped (macro AUC,
+    false-negative rate, calibration, critical-miss beside over-triage, the set rule's beside them), into
+    ``metrics``."""
     if len(spec.classes) != train_y.shape[1] or not spec.multilabel:
         raise ConfigError(f"label spec {spec.name!r} must be multi-label with {train_y.shape[1]} conditions")
     val_logits, val_feats = predict_records(model, val_x)
@@ -189,9 +191,22 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     cal = MultilabelCalibrator(alpha, urgent_recall_floor(spec, recall_floor)).fit(val_logits, val_y)
     gate = OODGate("combined", 0.95).fit(train_feats, ood_classes(train_y), val_feats, val_logits)
     layout = OutputLayout.of(spec)
+    on_test = None
+    if test is not None:
+        test_logits, test_feats = predict_records(model, test[0])
+        on_test = (test_logits, layout.ungraded_targets(test[1]), gate.is_in_distribution(test_feats, test_logits))
+    decision = DecisionParams()
     rule = choose_multilabel_rule(cal, layout, spec, val_logits, layout.ungraded_targets(val_y),
-                                  gate.is_in_distribution(val_feats, val_logits),
-                                  severity_floor=DecisionParams().severity_floor, target=critical_miss_target)
+                                  gate.is_in_distribution(val_feats, val_logits), severity_floor=decision.severity_floor,
+                                  target=critical_miss_target, test=on_test)
+    decision = decision.model_copy(update={"critical_threshold": rule["critical_threshold"]})
+    measured = dict(metrics or {})
+    if on_test is not None:
+        report = multilabel_report(cal, layout, spec, *on_test, policy=decision.policy())
+        measured["test"] = {k: report[k] for k in ("n", "macro_auc", "per_label_auc", "macro_f1", "fnr", "fnr_target",
+                                                   "mean_kept", "mean_true", "ece", "ood_pass_rate",
+                                                   "critical_miss_rate", "over_triage_rate", "triage_agreement")}
+        measured["test"] |= {f"{k}_set_rule": rule["test"][0][k] for k in ("critical_miss_rate", "over_triage_rate")}
     sample = np.ascontiguousarray(val_x[:2])
     with tempfile.TemporaryDirectory() as tmp:  # the bundle folder is written whole, by write_signal_bundle
         onnx_path = Path(tmp) / "model.onnx"
@@ -199,8 +214,8 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
         return write_signal_bundle(out, onnx_path, gate, name=name or spec.name, version=version, spec=spec,
                                    window={"fs": float(fs), "seconds": val_x.shape[2] / fs}, leads=list(leads),
                                    multilabel=cal, selftest={"signal": sample},
-                                   metrics={**(metrics or {}), "decision_rule": rule}, training=training or {},
-                                   versions=_versions(), decision=DecisionParams(critical_threshold=rule["critical_threshold"]))
+                                   metrics={**measured, "decision_rule": rule}, training=training or {},
+                                   versions=_versions(), decision=decision)
 
 
 @torch.no_grad()

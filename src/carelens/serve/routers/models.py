@@ -65,7 +65,10 @@ def _signal_info(name: str, b: SignalBundle, policy: DecisionPolicy | None) -> M
         name=name, version=b.version, task="signal", modality=b.labels.modality or "ecg", species=list(b.labels.species),
         care_provider=b.labels.provider,
         classes=[{"id": c.id, "name": c.name, "group": c.group, "triage": c.triage} for c in b.labels.classes],
-        metrics={k: m[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage") if k in m},
+        # a record model's test figures as shipped (its decision rule's critical-miss beside over-triage)
+        metrics={k: m[k] for k in ("balanced_accuracy", "macro_auc", "ece", "coverage") if k in m}
+        | {k: m["test"][k] for k in ("macro_auc", "fnr", "ece", "critical_miss_rate", "over_triage_rate")
+           if k in m.get("test", {})},
         intended_use=b.spec.intended_use + use, inputs=[{"name": lead, "type": "ecg_lead"} for lead in b.spec.leads] or None,
         decision=dataclasses.asdict(policy) if policy is not None else {})
 
