@@ -413,8 +413,10 @@ def calibrate(
 
 def _print_multilabel_calibration(r: dict[str, Any]) -> None:
     m = r["multilabel"]
+    floor = r.get("severity_floor") or {}
     console.print(f"per-condition temperatures {', '.join(f'{t:.2f}' for t in m['temperatures'])}; risk-control "
-                  f"threshold {m['risk_threshold']:.3f} (alpha {m['alpha']:g})")
+                  f"threshold {m['risk_threshold']:.3f} (alpha {m['alpha']:g})"
+                  + (f"; severity floor {floor['chosen']:g}" if floor else ""))
     t = r.get("test")
     if t:
         table = Table("test figure", "value")
@@ -431,6 +433,13 @@ def _print_multilabel_calibration(r: dict[str, Any]) -> None:
     console.print("wrote calibration.json, ood.npz, reliability.png")
 
 
+def _bound(rule: dict[str, Any]) -> str:
+    from carelens.policy import rule_bound_text
+
+    text = rule_bound_text(rule)
+    return f"; {text}" if text else ""
+
+
 def _print_rule_table(rule: dict[str, Any] | None, set_rule: str, escalation: str) -> None:
     """The shipped decision rule beside the set rule: critical-miss and over-triage on validation (cross-fitted)
     and test."""
@@ -439,7 +448,8 @@ def _print_rule_table(rule: dict[str, Any] | None, set_rule: str, escalation: st
     met = "" if rule["met_on_val"] else "; met by no rule: the one missing fewest ships"
     table = Table("decision rule", "critical-miss (val)", "over-triage (val)", "critical-miss (test)",
                   "over-triage (test)", title=f"shipped: {rule['chosen']} (critical-miss target "
-                                              f"{rule['target_critical_miss_rate']:g} on validation{met})")
+                                              f"{rule['target_critical_miss_rate']:g} on validation{met}"
+                                              f"{_bound(rule)})")
     for j, v in enumerate(rule["val"]):
         if v["critical_threshold"] is None or v["critical_threshold"] == rule["critical_threshold"]:
             t_row = rule["test"][j] if "test" in rule else {}
@@ -939,7 +949,8 @@ def _print_rule(m: dict[str, Any], where: str) -> None:
     how = ("the most urgent outcome in the prediction set" if rule["chosen"] == "set" else
            f"escalate when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
     console.print(f"decision rule shipped: {how} (critical-miss target {rule['target_critical_miss_rate']:g}"
-                  + ("" if rule["met_on_val"] else ", met by no rule: the one missing fewest ships") + ")")
+                  + ("" if rule["met_on_val"] else ", met by no rule: the one missing fewest ships")
+                  + f"{_bound(rule)})")
     console.print(f"  {where}: critical-miss {rate('critical_miss_rate')}, over-triage {rate('over_triage_rate')}; "
                   f"the set rule alone: critical-miss {rate('critical_miss_rate_set_rule')}, over-triage "
                   f"{rate('over_triage_rate_set_rule')}")

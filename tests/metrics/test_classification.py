@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carelens.metrics import classification_metrics
+from carelens.metrics import classification_metrics, rate_upper_bound
 
 
 def test_majority_predictor_is_exposed_by_balanced_accuracy() -> None:
@@ -31,3 +31,16 @@ def test_missing_class_gives_nan_auc_with_warning() -> None:
     with pytest.warns(UserWarning, match="AUROC undefined"):
         m = classification_metrics(y, proba, ["a", "b", "c"])
     assert np.isnan(m["per_class"]["c"]["auc"]) and m["macro_auc"] == pytest.approx(1.0)
+
+
+def test_a_rate_s_upper_bound_covers_the_true_rate_as_often_as_it_says() -> None:
+    """The exact one-sided 95% bound: 0 of 30 allows 0.095 (1 - 0.05^(1/30)), every event allows 1; drawn at a
+    true rate of 0.05, the bound falls below it in at most 5% of samples (exact bounds are conservative)."""
+    assert rate_upper_bound(0, 30) == pytest.approx(1 - 0.05 ** (1 / 30))
+    assert rate_upper_bound(5, 5) == 1.0 and np.isnan(rate_upper_bound(0, 0))
+    assert rate_upper_bound(1, 30) > rate_upper_bound(0, 30) > rate_upper_bound(0, 300)
+    rng = np.random.default_rng(0)
+    misses = rng.binomial(40, 0.05, 4000)
+    assert np.mean([rate_upper_bound(int(k), 40) < 0.05 for k in misses]) <= 0.05
+    with pytest.raises(ValueError, match="events <= n"):
+        rate_upper_bound(3, 2)

@@ -21,6 +21,7 @@ from carelens.policy import (
     decide_multilabel,
     over_triage_rate,
     required_levels,
+    rule_bound_text,
 )
 from carelens.tasks import OutputLayout, encode_findings
 
@@ -175,6 +176,9 @@ def test_the_rule_chooser_meets_the_target_cheapest_else_misses_fewest() -> None
                                              for t in (None, *CRITICAL_THRESHOLDS)}
     rule = choose_rule_by_levels(levels, y, spec, target=0.02)
     assert rule["met_on_val"] and rule["critical_threshold"] == 0.05  # the highest threshold that meets it
+    # 0 misses among 3 critical cases allow a miss rate up to 0.63 (exact 95% bound), and the rule says so
+    assert rule["val_critical_cases"] == 3 and rule["critical_miss_upper95_val"] == pytest.approx(1 - 0.05 ** (1 / 3))
+    assert rule_bound_text(rule) == "3 critical cases chose it: its miss rate is at most 0.632 with 95% confidence"
     by_t = {r["critical_threshold"]: r for r in rule["val"]}
     assert by_t[None]["critical_miss_rate"] == pytest.approx(1 / 3) and by_t[0.05]["over_triage_rate"] == pytest.approx(1 / 3)
     # no rule meets 0.02: the one that misses fewest (1 of 3 at 0.01 and 0.02, 2 of 3 otherwise) ships, the cheaper

@@ -9,7 +9,13 @@ from carelens.metrics._calibration import (
     expected_calibration_error,
     reliability,
 )
-from carelens.metrics._classification import balanced_accuracy, classification_metrics, decisions, macro_auc
+from carelens.metrics._classification import (
+    balanced_accuracy,
+    classification_metrics,
+    decisions,
+    macro_auc,
+    rate_upper_bound,
+)
 from carelens.metrics._coverage import coverage_report
 from carelens.metrics._multilabel import fnr, multilabel_metrics, severity_metrics
 from carelens.metrics._probability import nll, softmax
@@ -28,6 +34,7 @@ __all__ = [
     "macro_auc",
     "multilabel_metrics",
     "nll",
+    "rate_upper_bound",
     "reliability",
     "risk_coverage",
     "severity_metrics",

@@ -17,12 +17,13 @@ import numpy as np
 
 from carelens.errors import ConfigError
 from carelens.labels import TRIAGE_LEVELS, LabelSpec, triage_rank
+from carelens.metrics import rate_upper_bound
 from carelens.policy._decision import URGENT, DecisionPolicy, decide_with_facts, triage_level
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
 __all__ = ["CRITICAL_THRESHOLDS", "URGENT", "check_target", "choose_decision_rule", "choose_rule_by_levels", "critical_miss_rate", "level_agreement",
-           "ood_at_floor", "over_triage_rate", "rule_summary", "triage_levels",
+           "ood_at_floor", "over_triage_rate", "rule_bound_text", "rule_summary", "triage_levels",
            "triage_levels_by_threshold"]
 
 
@@ -80,17 +81,23 @@ def _given_ranks(levels: Sequence[str], n: int) -> np.ndarray:
     return np.asarray([triage_rank(lv) for lv in levels], dtype=int)
 
 
+def _critical_rows(y: np.ndarray, spec: LabelSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(each case's own triage rank, the mask of critical cases: of a critical class; multi-label, whose true
+    findings need ``consultation_24`` or more)."""
+    own = _own_ranks(y, spec)
+    return own, (own >= triage_rank(URGENT) if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices))
+
+
 def critical_miss_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
     """Share of critical cases (``spec.critical_indices``; multi-label: those whose true findings need
     ``consultation_24`` or more) triaged below their own level or below ``consultation_24``, whichever is more
     urgent (DESIGN.md: "critical cases triaged below their level"); NaN if none. Below ``consultation_24`` alone
     could not see a heart attack answered within a day, nor a colic horse at risk of death answered as anything but
     an emergency."""
-    own, bar = _own_ranks(y, spec), triage_rank(URGENT)
-    rows = own >= bar if spec.multilabel else np.isin(np.asarray(y), spec.critical_indices)
+    own, rows = _critical_rows(y, spec)
     if not rows.any():
         return float("nan")
-    return float((_given_ranks(levels, len(own)) < np.maximum(own, bar))[rows].mean())
+    return float((_given_ranks(levels, len(own)) < np.maximum(own, triage_rank(URGENT)))[rows].mean())
 
 
 def over_triage_rate(levels: Sequence[str], y: np.ndarray, spec: LabelSpec) -> float:
@@ -176,7 +183,9 @@ def choose_rule_by_levels(val: Mapping[float | None, Sequence[str]], y: np.ndarr
     there is at most ``target``, the one with the lowest over-triage (the set rule on a tie); when no rule meets the
     target, the one that misses fewest critical cases (then the lowest over-triage; ``met_on_val`` says so); where
     no outcome is routine (horse colic: every outcome needs consultation_24 or more), the lowest
-    share of cases given more than their own level. ``test``: (levels per candidate, labels) of a test split,
+    share of cases given more than their own level. Each candidate's validation row also carries the exact 95%
+    upper bound of its critical-miss rate (``critical_miss_upper95``; ``val_critical_cases`` says how many critical
+    cases there were): 0 misses among 30 allows 0.095. ``test``: (levels per candidate, labels) of a test split,
     measured for the report only."""
     check_target(target)
     candidates: list[float | None] = [None, *CRITICAL_THRESHOLDS]
@@ -193,6 +202,11 @@ def choose_rule_by_levels(val: Mapping[float | None, Sequence[str]], y: np.ndarr
         return r["above_own_level_rate"] if np.isnan(r["over_triage_rate"]) else r["over_triage_rate"]
 
     on_val = rates(val, y)
+    n_critical = int(_critical_rows(y, spec)[1].sum())
+    for r in on_val.values():  # what so few critical cases still allow: 0 misses of 30 is a rate up to 0.095
+        rate = r["critical_miss_rate"]
+        r["critical_miss_upper95"] = float("nan") if np.isnan(rate) else rate_upper_bound(round(rate * n_critical),
+                                                                                           n_critical)
     meeting = [t for t in candidates if on_val[t]["critical_miss_rate"] <= target]
     if meeting:
         chosen = min(meeting, key=lambda t: (cost(on_val[t]), t is not None, -(t or 0)))
@@ -202,7 +216,8 @@ def choose_rule_by_levels(val: Mapping[float | None, Sequence[str]], y: np.ndarr
                                             -(t or 0))) if graded else None
     out: dict[str, Any] = {
         "target_critical_miss_rate": target, "chosen": "set" if chosen is None else "critical_probability",
-        "critical_threshold": chosen, "met_on_val": bool(meeting),
+        "critical_threshold": chosen, "met_on_val": bool(meeting), "val_critical_cases": n_critical,
+        "critical_miss_upper95_val": on_val[chosen]["critical_miss_upper95"],
         "val": [{"critical_threshold": t, **on_val[t]} for t in candidates],
     }
     if test is not None:
@@ -211,7 +226,17 @@ def choose_rule_by_levels(val: Mapping[float | None, Sequence[str]], y: np.ndarr
     return out
 
 
+def rule_bound_text(rule: Mapping[str, Any]) -> str:
+    """What the cases a rule was chosen on allow, in words: how many critical cases, and the shipped rule's
+    critical-miss rate at 95% confidence ("" for a rule recorded before the bound was, or without critical cases)."""
+    ub, n = rule.get("critical_miss_upper95_val"), rule.get("val_critical_cases")
+    if ub is None or n is None or np.isnan(ub):
+        return ""
+    return f"{n} critical cases chose it: its miss rate is at most {ub:.3f} with 95% confidence"
+
+
 def rule_summary(rule: dict[str, Any]) -> dict[str, Any]:
     """What a bundle records of the rule :func:`choose_decision_rule` chose: which, its threshold, the target, and
     whether any rule met it (not every candidate's figures)."""
-    return {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val")}
+    return {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val",
+                                 "val_critical_cases", "critical_miss_upper95_val") if k in rule}

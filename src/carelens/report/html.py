@@ -14,6 +14,7 @@ from PIL import Image
 
 from carelens import plots
 from carelens.ecg import EcgAssessment
+from carelens.policy import rule_bound_text
 from carelens.predict import Engine, overlay_heatmap
 from carelens.report.evaluate import Evaluation, save_predictions
 from carelens.report.tabular import TableEvaluation
@@ -220,6 +221,8 @@ def _decision_rule_section(ev: Evaluation) -> str:
                 "escalate when the serious classes' summed probability reaches")
     how = set_rule if chosen is None else f"{escalate} {chosen:g}"
     met = "" if rule["met_on_val"] else " No rule met the target there: the one missing fewest ships."
+    bound = rule_bound_text(rule)
+    met += f" {bound[0].upper()}{bound[1:]}." if bound else ""
     png = plots.operating_points_png(rule["val"], rule.get("test"), key="critical_threshold",
                                      name=lambda t: "set" if t is None else f"{t:g}",
                                      labelled={None, chosen, 0.01, 0.05, 0.1, 0.2, 0.3}, shipped={chosen})
