@@ -268,6 +268,7 @@ def test_evaluated_on_another_clinic_as_the_service_answers(heart: Path, data_di
     assert "triage against each case's own level" in r.output and 'id="triage-agreement"' in (tmp_path / "rep" / "report.html").read_text()
     page = (tmp_path / "rep" / "report.html").read_text()
     assert 'id="refused"' in page and "at build (cross-validated)" in page and "data:image/png;base64" in page
+    assert "critical cases chose it: its miss rate is at most" in page  # what the build's cases vouch for
     # a clinic that codes missing cholesterol as 0 (Switzerland): every row refused, said with the first reason
     swiss = _site_csv(data_dir, "switzerland", tmp_path / "swiss.csv")
     r = CliRunner().invoke(app, ["evaluate", str(heart), str(swiss), "--label-column", "outcome", "--out",

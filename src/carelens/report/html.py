@@ -390,6 +390,7 @@ def write_table_report(ev: TableEvaluation, out: str | Path) -> Path:
     rule = m["decision_rule"]
     how = ("the most urgent outcome in the prediction set" if rule.get("critical_threshold") is None else
            f"escalation when the serious outcomes' probability reaches {rule['critical_threshold']:g}")
+    how += f"; {rule_bound_text(rule)}" if rule_bound_text(rule) else ""
     refused = "".join(f'<tr><td>{r["row"]}</td><td style="text-align:left">{html.escape(r["reason"])}</td></tr>'
                       for r in ev.refused)
     title = f"carelens evaluation: {ev.bundle.name} {ev.bundle.version} on {ev.source}"
