@@ -17,7 +17,7 @@ EXPECTED = {
                         "TrainConfig"},
     "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process"},
     "carelens.validation": {"check_features", "check_is_fitted", "check_logits"},
-    "carelens.hashing": {"canonical_digest", "check_digests", "file_digest"},
+    "carelens.hashing": {"canonical_digest", "check_digests", "file_digest", "integrity_digest"},
     "carelens.console": {"console", "err_console", "notice", "progress_bar"},
     "carelens.plots": {"confusion_png", "curves_png", "ood_histogram_png", "operating_points_png", "reliability_png",
                        "risk_coverage_png", "roc_png", "set_size_png"},

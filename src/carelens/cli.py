@@ -888,7 +888,8 @@ def ecg_train(
             rec = train_records(tr.signals, tr.labels, va.signals, va.labels, epochs=n, progress=advance)
         export_records(rec.model, tr.signals, tr.labels, va.signals, va.labels, target,
                        spec=load_spec("ptbxl_superclasses"), leads=s.leads, fs=100.0,
-                       critical_miss_target=critical_miss_target, test=(te.signals, te.labels), training={"folds": PTBXL_FOLDS, "epochs": n, "best_epoch": rec.best_epoch,
+                       critical_miss_target=critical_miss_target, test=(te.signals, te.labels),
+                       training={"folds": PTBXL_FOLDS, "epochs": n, "best_epoch": rec.best_epoch,
                                  "history": rec.history})
         best = f"validation (fold 9) macro AUC {max(h['val_macro_auc'] for h in rec.history):.3f}"
         m = json.loads((target / "bundle.json").read_text(encoding="utf-8"))["metrics"]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_digest", "check_digests", "file_digest"]
+__all__ = ["canonical_digest", "check_digests", "file_digest", "integrity_digest"]
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
@@ -24,6 +24,12 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
 def canonical_digest(obj: Any) -> str:
     """sha256 of a JSON-able object with sorted keys and no whitespace: equal content, equal digest."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def integrity_digest(doc: Mapping[str, Any]) -> str:
+    """A manifest's integrity digest: :func:`canonical_digest` of everything in it but its own ``integrity`` field
+    (what a bundle is sealed with when written, and checked against when loaded)."""
+    return canonical_digest({k: v for k, v in doc.items() if k != "integrity"})
 
 
 def check_digests(folder: Path, digests: Mapping[str, str]) -> tuple[list[str], list[str]]:

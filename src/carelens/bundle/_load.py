@@ -28,7 +28,7 @@ from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
-from carelens.hashing import canonical_digest, check_digests
+from carelens.hashing import check_digests, integrity_digest
 from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
 from carelens.tasks import OutputLayout
@@ -217,7 +217,7 @@ def _load_folder(folder: Path, p: Path, threads: int | None, selftest: bool,
                           f"at {'.'.join(str(x) for x in exc.errors()[0]['loc'])}. Re-export the bundle.") from None
     # over the document as written (not as re-read): a bundle of an older format keeps verifying after
     # this carelens adds optional fields
-    if spec.integrity != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
+    if spec.integrity != integrity_digest(raw):
         raise BundleError(f"{manifest} was modified after export (integrity check failed). "
                           "Re-export the bundle instead of editing bundle.json.")
     signed_by = verify_signature(folder, trusted_keys) if trusted_keys is not None else None

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from carelens.hashing import canonical_digest
+from carelens.hashing import integrity_digest
 from carelens.labels import LabelSpec
 from carelens.policy import DecisionPolicy, ModelRef
 from carelens.preprocess import PreprocessConfig
@@ -227,7 +227,7 @@ class BundleSpec(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:
-        return canonical_digest({k: v for k, v in self.document().items() if k != "integrity"})
+        return integrity_digest(self.document())
 
     def write(self, folder: Path) -> Path:
         doc = self.model_copy(update={"integrity": self.digest()})

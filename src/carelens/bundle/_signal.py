@@ -34,7 +34,7 @@ from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
 from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
-from carelens.hashing import canonical_digest, file_digest
+from carelens.hashing import file_digest, integrity_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import softmax
 from carelens.policy import DecisionPolicy
@@ -105,7 +105,7 @@ class SignalBundle(Identified):
         if raw.get("task") != "signal" or raw.get("format_version") not in range(1, SIGNAL_FORMAT + 1):
             raise BundleError(f"{f} is not a signal bundle of format 1 to {SIGNAL_FORMAT} (found format "
                               f"{raw.get('format_version')!r}); a newer carelens wrote it, or it is another kind of bundle")
-        if raw.get("integrity") != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
+        if raw.get("integrity") != integrity_digest(raw):
             raise BundleError(f"{f} was modified after export (integrity check failed); re-export it")
         spec = SignalSpec.model_validate(_upgraded(raw))
         for name in FILES:
@@ -196,7 +196,7 @@ def write_signal_bundle(out: Path, onnx_path: Path, gate: OODGate, *, name: str,
             "files": {f: file_digest(folder / f) for f in FILES}, "versions": dict(versions or {}),
         }
         doc = json.loads(json.dumps(doc))
-        doc["integrity"] = canonical_digest(doc)
+        doc["integrity"] = integrity_digest(doc)
         (folder / "bundle.json").write_text(json.dumps(doc), encoding="utf-8")
         SignalBundle.load(folder)
     return out

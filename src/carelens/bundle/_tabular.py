@@ -36,7 +36,7 @@ from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel, is_missing
-from carelens.hashing import canonical_digest
+from carelens.hashing import integrity_digest
 from carelens.labels import LabelSpec, triage_rank
 from carelens.policy import Assessment, DecisionPolicy, decide
 
@@ -115,7 +115,7 @@ class TabularBundle(Identified):
         if raw.get("format_version") not in range(1, TABULAR_FORMAT + 1):
             raise BundleError(f"{f} has tabular format {raw.get('format_version')!r}; this carelens reads 1 to "
                               f"{TABULAR_FORMAT} (a newer carelens wrote it: upgrade carelens)")
-        if raw.get("integrity") != canonical_digest({k: v for k, v in raw.items() if k != "integrity"}):
+        if raw.get("integrity") != integrity_digest(raw):
             raise BundleError(f"{f} was modified after it was built (integrity check failed); rebuild it")
         spec = TabularSpec.model_validate(raw)
         b = cls(f.parent, spec, TabularModel.from_dict(spec.model), TemperatureScaler.from_dict({"temperature": spec.temperature}),
@@ -277,7 +277,7 @@ def write_tabular_bundle(out: Path, *, name: str, version: str, spec: LabelSpec,
     doc["selftest"] = {"rows": rows, "proba": temperature.predict_proba(
         model.model_.decision_function(model.encoder_.transform(rows))).tolist()}
     doc = json.loads(json.dumps(doc))  # the digest is over what is written: JSON types only
-    doc["integrity"] = canonical_digest(doc)
+    doc["integrity"] = integrity_digest(doc)
     with bundle_folder(out) as building:
         (building / "bundle.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")
     return out

@@ -285,6 +285,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         spec = cfg.spec or spec_from_labels(cfg.dataset.name, cfg.class_ids)
         files = {f: file_digest(out / f) for f in ("model.onnx", "ood.npz", HEAD_FILE)}
         facts = cal.report.get("facts")
+        scaler = cal.temperature.to_dict() if cal.temperature is not None else {}  # multi-label: per condition instead
         bundle = BundleSpec(
             **bundle_identity(name or spec.name, version),
             intended_use=INTENDED_USE,
@@ -296,9 +297,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
                              views="flips" if flips else None,
                              members=len(models) if members else None),
             task=spec.task,
-            temperature=cal.temperature.temperature_ if cal.temperature is not None else 1.0,
-            temperature_bias=cal.temperature.to_dict().get("bias") if cal.temperature is not None else None,
-            temperature_scale=cal.temperature.to_dict().get("scale") if cal.temperature is not None else None,
+            temperature=scaler.get("temperature", 1.0), temperature_bias=scaler.get("bias"),
+            temperature_scale=scaler.get("scale"),
             conformal=ConformalParams(**cal.conformal.to_dict()) if cal.conformal is not None else None,
             multilabel=MultilabelParams(severity_head=cfg.train.severity_head, severity_sizes=spec.severity_sizes,
                                         **cal.multilabel.to_dict()) if cal.multilabel is not None else None,

@@ -21,7 +21,7 @@ import numpy as np
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, ConfigError, DataError, NothingRecognisedError
 from carelens.fusion import LinearModel
-from carelens.hashing import canonical_digest
+from carelens.hashing import integrity_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
 from carelens.policy import (
@@ -140,8 +140,8 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
 def _write_sealed(f: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``doc`` to ``f`` whole (beside it, then moved into place) with its integrity digest; return what was
     written."""
-    plain = json.loads(json.dumps({k: v for k, v in doc.items() if k != "integrity"}))  # as it reads back
-    sealed = {**plain, "integrity": canonical_digest(plain)}
+    plain = json.loads(json.dumps(doc))  # as it reads back
+    sealed = {**plain, "integrity": integrity_digest(plain)}
     tmp = f.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(sealed))
     tmp.replace(f)
@@ -172,8 +172,7 @@ class SymptomBundle:
         if doc.get("format") not in range(1, FORMAT + 1):
             raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads 1 to {FORMAT} (a newer "
                               "carelens wrote it: upgrade carelens)")
-        if (doc["format"] >= 3 or "integrity" in doc) and doc.get("integrity") != canonical_digest({k: v for k, v in doc.items()
-                                                                             if k != "integrity"}):
+        if (doc["format"] >= 3 or "integrity" in doc) and doc.get("integrity") != integrity_digest(doc):
             raise BundleError(f"{f} was modified after it was built (integrity check failed); build it again with "
                               "`carelens symptoms build`")
         vocab = Vocabulary.from_dict(doc["vocabulary"])

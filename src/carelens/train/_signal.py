@@ -195,11 +195,10 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     if test is not None:
         test_logits, test_feats = predict_records(model, test[0])
         on_test = (test_logits, layout.ungraded_targets(test[1]), gate.is_in_distribution(test_feats, test_logits))
-    decision = DecisionParams()
     rule = choose_multilabel_rule(cal, layout, spec, val_logits, layout.ungraded_targets(val_y),
-                                  gate.is_in_distribution(val_feats, val_logits), severity_floor=decision.severity_floor,
-                                  target=critical_miss_target, test=on_test)
-    decision = decision.model_copy(update={"critical_threshold": rule["critical_threshold"]})
+                                  gate.is_in_distribution(val_feats, val_logits),
+                                  severity_floor=DecisionParams().severity_floor, target=critical_miss_target, test=on_test)
+    decision = DecisionParams(critical_threshold=rule["critical_threshold"])
     measured = dict(metrics or {})
     if on_test is not None:
         report = multilabel_report(cal, layout, spec, *on_test, policy=decision.policy())
