@@ -18,7 +18,7 @@ SRC = Path(carelens.__file__).resolve().parent
 # lowest first; an import may only go to an earlier line
 LAYERS: list[set[str]] = [
     {"errors"},
-    {"__init__", "validation", "hashing", "settings", "console", "labels", "preprocess"},  # shared vocabulary
+    {"__init__", "validation", "hashing", "signing", "settings", "console", "labels", "preprocess"},  # shared vocabulary
     {"config", "metrics", "tasks"},
     {"policy", "data", "calibrate", "models", "plots"},
     {"fusion", "explain", "ecg"},

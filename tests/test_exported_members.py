@@ -18,6 +18,8 @@ EXPECTED = {
     "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process"},
     "carelens.validation": {"check_features", "check_is_fitted", "check_logits"},
     "carelens.hashing": {"canonical_digest", "check_digests", "file_digest", "integrity_digest"},
+    "carelens.signing": {"SIGNATURE_FILE", "generate_keys", "key_id", "load_trusted_keys", "sign_bundle",
+                         "verify_signature"},
     "carelens.console": {"console", "err_console", "notice", "progress_bar"},
     "carelens.plots": {"confusion_png", "curves_png", "ood_histogram_png", "operating_points_png", "reliability_png",
                        "risk_coverage_png", "roc_png", "set_size_png"},

@@ -9,6 +9,7 @@ from phrases import PHRASES
 
 from carelens.errors import BundleError, ConfigError, DataError
 from carelens.fusion import LogLinearPooling, TabularModel
+from carelens.signing import generate_keys, load_trusted_keys, sign_bundle
 from carelens.symptoms import (
     DEFAULT_THRESHOLD,
     SymptomBundle,
@@ -204,3 +205,10 @@ def test_an_unsigned_phrase_cache_can_be_left_unread(symptom_bundle_dir: Path, t
     np.savez(folder / "phrases.npz", key=key, emb=np.roll(emb, 7, axis=0))  # the same key, other phrases' vectors
     assert SymptomBundle.load(folder).parser.parse(text).matches != clean  # read: the answer moves
     assert SymptomBundle.load(folder, phrase_cache=False).parser.parse(text).matches == clean
+    keys = load_trusted_keys(generate_keys(tmp_path / "keys")[1].parent)
+    with pytest.raises(BundleError, match="not signed"):
+        SymptomBundle.load(folder, trusted_keys=keys)
+    sign_bundle(folder, tmp_path / "keys" / "private.pem")
+    signed = SymptomBundle.load(folder, trusted_keys=keys)  # checked, and the cache beside it left unread
+    assert signed.signed_by == next(iter(keys)) and signed.parser.parse(text).matches == clean
+    assert SymptomBundle.load(folder).signed_by is None

@@ -21,7 +21,6 @@ from carelens.bundle._manifest import (
     bundle_identity,
 )
 from carelens.bundle._signal import SIGNAL_FORMAT, SignalBundle, SignalSpec, is_signal, write_signal_bundle
-from carelens.bundle._signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle, verify_signature
 from carelens.bundle._tabular import (
     TABULAR_FORMAT,
     Contribution,
@@ -31,6 +30,7 @@ from carelens.bundle._tabular import (
     is_tabular,
     write_tabular_bundle,
 )
+from carelens.signing import SIGNATURE_FILE, generate_keys, load_trusted_keys, sign_bundle, verify_signature
 
 __all__ = [
     "FORMAT_VERSION",

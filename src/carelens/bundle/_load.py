@@ -24,13 +24,13 @@ from carelens.bundle._manifest import (
     DecisionParams,
     Identified,
 )
-from carelens.bundle._signing import SIGNATURE_FILE, verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.fusion import FactsFusion
 from carelens.hashing import check_digests, integrity_digest
 from carelens.policy import DecisionPolicy
 from carelens.preprocess import PreprocessConfig
+from carelens.signing import SIGNATURE_FILE, verify_signature
 from carelens.tasks import OutputLayout
 
 __all__ = ["Bundle", "int8_instructions", "load_bundle", "make_session", "run_selftest", "selftest_input"]

@@ -31,13 +31,13 @@ from pydantic import Field, model_validator
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._load import make_session
 from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
-from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, MultilabelCalibrator, OODGate, TemperatureScaler
 from carelens.errors import BundleError
 from carelens.hashing import file_digest, integrity_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import softmax
 from carelens.policy import DecisionPolicy
+from carelens.signing import verify_signature
 
 __all__ = ["SIGNAL_FORMAT", "SignalBundle", "SignalSpec", "is_signal", "write_signal_bundle"]
 

@@ -32,13 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from carelens.bundle._folder import bundle_folder
 from carelens.bundle._manifest import DecisionParams, Identified, ManifestHead
-from carelens.bundle._signing import verify_signature
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, FactsError
 from carelens.fusion import TabularModel, is_missing
 from carelens.hashing import integrity_digest
 from carelens.labels import LabelSpec, triage_rank
 from carelens.policy import Assessment, DecisionPolicy, decide
+from carelens.signing import verify_signature
 
 __all__ = ["TABULAR_FORMAT", "Contribution", "InputField", "TabularBundle", "TabularSpec", "is_tabular",
            "write_tabular_bundle"]

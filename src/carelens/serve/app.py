@@ -16,7 +16,6 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from carelens import __version__
-from carelens.bundle import verify_signature
 from carelens.errors import CarelensError
 from carelens.serve.deps import Services, in_thread
 from carelens.serve.errors import install_error_handlers
@@ -33,10 +32,9 @@ def _load_symptoms(svc: Services) -> None:
     if svc.settings.symptoms_dir is None:
         return
     try:
-        trusted = svc.registry.trusted
-        if trusted is not None:  # a service that accepts only signed bundles: this one too, and no unsigned cache
-            verify_signature(svc.settings.symptoms_dir, trusted)  # beside it (the phrases are embedded at start, ~5 s)
-        sb = SymptomBundle.load(svc.settings.symptoms_dir, phrase_cache=trusted is None)
+        # a service that accepts only signed bundles: this one too, and no unsigned phrase cache beside it (the
+        # phrases are then embedded at start, ~5 s)
+        sb = SymptomBundle.load(svc.settings.symptoms_dir, trusted_keys=svc.registry.trusted)
         sb.parser.parse("warm up: fever and a cough")  # embeds the vocabulary once, at start
         svc.symptoms = sb
     except CarelensError as exc:

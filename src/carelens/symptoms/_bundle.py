@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, ConfigError, DataError, NothingRecognisedError
@@ -34,6 +35,7 @@ from carelens.policy import (
     rule_summary,
     triage_levels,
 )
+from carelens.signing import verify_signature
 from carelens.symptoms._data import (
     SymptomTable,
     load_kaggle_table,
@@ -158,16 +160,20 @@ class SymptomBundle:
     temperature: TemperatureScaler
     conformal: ConformalClassifier
     parser: SymptomParser
+    signed_by: str | None = None  # the trusted key that signed symptoms.json, when loaded with trusted keys
 
     @classmethod
-    def load(cls, path: str | Path, *, encoder: Any = "default", phrase_cache: bool = True) -> SymptomBundle:
-        """``phrase_cache``: keep the vocabulary's phrase embeddings in ``phrases.npz`` beside the bundle. A service
-        that accepts only signed bundles turns it off: the signature covers symptoms.json, not that file, and
-        embeddings read from a file nobody signed could change what the text is understood to say."""
+    def load(cls, path: str | Path, *, encoder: Any = "default", phrase_cache: bool = True,
+             trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> SymptomBundle:
+        """``trusted_keys``: when given, symptoms.json must be signed by one of them (as for every bundle kind).
+        ``phrase_cache``: keep the vocabulary's phrase embeddings in ``phrases.npz`` beside the bundle. It is never
+        read when ``trusted_keys`` is given: the signature covers symptoms.json, not that file, and embeddings read
+        from a file nobody signed could change what the text is understood to say."""
         p = Path(path)
         f = p / "symptoms.json" if p.is_dir() else p
         if not f.is_file():
             raise BundleError(f"{f} not found; build one with `carelens symptoms build`")
+        signed_by = verify_signature(f.parent, trusted_keys) if trusted_keys is not None else None
         doc = json.loads(f.read_text())
         if doc.get("format") not in range(1, FORMAT + 1):
             raise BundleError(f"{f} has format {doc.get('format')!r}; this carelens reads 1 to {FORMAT} (a newer "
@@ -177,11 +183,12 @@ class SymptomBundle:
                               "`carelens symptoms build`")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
-            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if phrase_cache else MiniLMEncoder()
+            cached = phrase_cache and trusted_keys is None
+            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if cached else MiniLMEncoder()
         ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
                    LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
-                   SymptomParser(vocab, encoder, float(doc["threshold"])))
+                   SymptomParser(vocab, encoder, float(doc["threshold"])), signed_by)
 
     @property
     def prior(self) -> np.ndarray:
