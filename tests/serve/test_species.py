@@ -6,9 +6,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from carelens.bundle import DecisionParams
 from carelens.cli import app
 from carelens.hashing import canonical_digest
 from carelens.serve import ServeSettings, create_app
@@ -73,9 +76,7 @@ def test_cli_refuses_another_species(serve_dirs: dict[str, Path], tmp_path: Path
 
 
 def test_decision_settings_ship_in_the_bundle_and_a_deployment_can_override_them(
-        serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes) -> None:
-    import pytest
-
+        serve_dirs: dict[str, Path], tmp_path: Path, xray_png: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     from carelens.errors import ConfigError
 
     doc = json.loads((serve_dirs["models"] / "chest" / "bundle.json").read_text())
@@ -95,3 +96,18 @@ def test_decision_settings_ship_in_the_bundle_and_a_deployment_can_override_them
         assert len(a["top"]) == 1 and (a["confidence"] != "likely" or a["top"][0]["probability"] >= 0.999)
     with pytest.raises(ConfigError, match="possible"):
         create_app(ServeSettings(models_dir=serve_dirs["models"], decision_possible=0.9, decision_likely=0.8))
+    # the escalation rule a bundle chose can be set (a threshold) or turned off (the set rule) per deployment
+    monkeypatch.setenv("CARELENS_DECISION_CRITICAL_THRESHOLD", "off")
+    off = ServeSettings(models_dir=serve_dirs["models"], database_url=f"sqlite:///{tmp_path / 'b.db'}")
+    assert off.decision_overrides() == {"critical_threshold": "off"}
+    with TestClient(create_app(off)) as c:
+        assert c.get("/v1/models").json()[0]["decision"]["critical_threshold"] is None
+    shipped = DecisionParams(critical_threshold=0.2)
+    assert shipped.policy(critical_threshold="off").critical_threshold is None
+    assert shipped.policy(critical_threshold=0.3).critical_threshold == 0.3 == ServeSettings(
+        decision_critical_threshold="0.3").decision_overrides()["critical_threshold"]
+    assert shipped.policy().critical_threshold == 0.2  # nothing said: the bundle's
+    for bad in ("1.5", "never"):
+        monkeypatch.setenv("CARELENS_DECISION_CRITICAL_THRESHOLD", bad)
+        with pytest.raises(ValidationError):
+            ServeSettings()

@@ -128,8 +128,12 @@ class DecisionParams(_Section):
     finding_weights: list[float] | None = None  # the class called: probability x weight (calibrate's choice)
 
     def policy(self, **overrides: Any) -> DecisionPolicy:
-        """The policy, with any non-None override applied (ConfigError for an inconsistent one)."""
-        return DecisionPolicy(**{**self.model_dump(), **{k: v for k, v in overrides.items() if v is not None}})
+        """The policy, with any non-None override applied (ConfigError for an inconsistent one);
+        ``critical_threshold="off"`` turns the critical-probability rule off: the set rule decides."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if given.get("critical_threshold") == "off":
+            given["critical_threshold"] = None
+        return DecisionPolicy(**{**self.model_dump(), **given})
 
 
 class OODParams(_Section):

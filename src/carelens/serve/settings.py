@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,9 +60,10 @@ class ServeSettings(BaseSettings):
     decision_floor_when_unsure: str | None = Field(None, description="lowest triage level for unsure input")
     decision_severity_floor: float | None = Field(None, gt=0, le=1,
                                                   description="multi-label: a grade this probable counts for triage")
-    decision_critical_threshold: float | None = Field(None, gt=0, lt=1, description=(
+    decision_critical_threshold: Annotated[float, Field(gt=0, lt=1)] | Literal["off"] | None = Field(None, description=(
         "escalate from this probability of a serious condition (multi-class: the serious classes' sum; multi-label: "
-        "any condition that can need urgent care), whatever rule the bundle chose at calibration"))
+        "any condition that can need urgent care), whatever rule the bundle chose at calibration; off: the set rule "
+        "decides (the most urgent condition present or in the set)"))
     workers: int = Field(1, ge=1, description="service processes (`carelens serve --workers`); they share the database")
     metrics_dir: Path | None = Field(None, description=(
         "folder where each worker writes its counts for /metrics to sum (set by `serve --workers` when empty)"))
