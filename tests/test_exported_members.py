@@ -66,7 +66,7 @@ EXPECTED = {
                         "embed_images"},
     "carelens.train": {"AUGMENT_PRESETS", "IMBALANCE_STRATEGIES", "FocalLoss", "MlflowTracker", "RunResult", "TrainConfig", "build_augment",
                        "Tracker", "ONNX_MIN_IMAGES", "build_loss", "class_weights", "configure_runtime", "cross_validate", "load_split", "make_tracker", "predict_logits", "train",
-                       "SignalTrainResult", "export_beats", "export_records", "predict_beats", "train_beats", "predict_records", "train_records"},
+                       "SignalTrainResult", "export_beats", "export_records", "out_of_fold_records", "predict_beats", "train_beats", "predict_records", "train_records"},
     "carelens.predict": {"HEATMAP_MAX_SIDE", "Engine", "Inference", "Result", "MAX_WINDOWS", "assess_record", "assess_recordings", "beat_classifier", "record_windows", "capped_size", "collect_inputs",
                          "overlay_heatmap", "predict_table", "write_results"},
     "carelens.symptoms": {

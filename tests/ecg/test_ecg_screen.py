@@ -475,6 +475,12 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     # measured 0.91 after 5 epochs (fold 9, 72 records; normal vs not 0.94); chance is 0.5
     assert res.history[res.best_epoch - 1]["val_macro_auc"] > 0.7
     spec = load_spec("ptbxl_superclasses")
+    # folds dealt into groups for out-of-fold predictions (`ecg-train ptbxl --rule-groups`): patients never split
+    dev = s.subset(s.fold <= 9)
+    groups = dev.fold_groups(3)
+    assert [sorted(set(dev.fold[groups == g].tolist())) for g in range(3)] == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    with pytest.raises(DataError, match="cannot be dealt"):
+        dev.fold_groups(10)
     out = export_records(res.model, tr.signals, tr.labels, va.signals, va.labels, tmp_path / "models" / "ecg_ptbxl",
                          spec=spec, leads=s.leads, fs=100.0, test=(te.signals, te.labels))
     b = SignalBundle.load(out)
@@ -500,6 +506,7 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert b.spec.decision is not None and b.policy().critical_threshold == rule["critical_threshold"]
     assert chosen["critical_miss_rate"] <= by_t[None]["critical_miss_rate"]
     assert chosen["critical_miss_rate"] <= 0.02 or not rule["met_on_val"]
+    assert rule["chosen_on"] == f"validation ({len(va.labels)} records, cross-fitted halves)"
     # measured on fold 10 as shipped: the rule's own test row, and the set rule's beside it
     t = b.spec.metrics["test"]
     shipped = next(r for r in rule["test"] if r["critical_threshold"] == rule["critical_threshold"])
@@ -562,3 +569,21 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     assert listed["ptbxl_superclasses"]["decision"]["critical_threshold"] == b.policy().critical_threshold  # in force
     assert listed["ptbxl_superclasses"]["metrics"]["over_triage_rate"] == t["over_triage_rate"]  # with its test figures
     assert empty.status_code == 422 and empty.json()["error"]["type"] == "file_required"
+
+
+def test_ecg_train_ptbxl_chooses_its_rule_out_of_fold(data_dir: Path, tmp_path: Path) -> None:
+    """`carelens ecg-train ptbxl`: the decision rule rests on folds 1-9 out of fold, said in the table; a group
+    count the folds cannot make is refused before any training."""
+    if not (data_dir / "ecg_ptbxl_500" / "ptbxl_database.csv").is_file():
+        pytest.skip(f"{data_dir / 'ecg_ptbxl_500'} is missing (PTB-XL subset)")
+    runner = CliRunner()
+    base = ["ecg-train", "ptbxl", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "ptbxl")]
+    bad = runner.invoke(app, [*base, "--rule-groups", "1"])
+    assert bad.exit_code != 0 and "cannot be dealt into 1 groups" in bad.output and not (tmp_path / "ptbxl").exists()
+    r = runner.invoke(app, [*base, "--rule-groups", "2"])
+    assert r.exit_code == 0, r.output
+    rule = json.loads((tmp_path / "ptbxl" / "bundle.json").read_text())["metrics"]["decision_rule"]
+    assert rule["chosen_on"] == "out of fold, folds 1-9 in 2 groups (424 records, cross-fitted halves)"
+    assert "out of fold, folds 1-9 in 2 groups" in " ".join(r.output.split())
+    # all 123 records of folds 1-9 with MI or ST/T change chose it, not fold 9's 30
+    assert rule["val_critical_cases"] == 123

@@ -37,6 +37,15 @@ class PtbxlSet:
         return PtbxlSet(self.signals[mask], self.labels[mask], self.fold[mask], self.patient[mask], self.ecg_id[mask],
                         self.leads)
 
+    def fold_groups(self, k: int) -> np.ndarray:
+        """Each record's group (0 to ``k`` - 1) when the folds it holds are dealt into ``k`` contiguous groups of
+        nearly equal size (folds 1-9 in 3: 1-3, 4-6, 7-9): patients stay within one, as they do within a fold."""
+        folds = np.unique(self.fold)
+        if not 2 <= k <= len(folds):
+            raise DataError(f"{len(folds)} folds cannot be dealt into {k} groups; choose 2 to {len(folds)}")
+        last = [g[-1] for g in np.array_split(folds, k)]
+        return np.searchsorted(last, self.fold)
+
     def split(self) -> tuple[PtbxlSet, PtbxlSet, PtbxlSet]:
         """(train, validation, test): the recommended ``strat_fold`` split, folds 1-8 / 9 / 10."""
         return self.subset(self.fold <= 8), self.subset(self.fold == 9), self.subset(self.fold == 10)

@@ -239,4 +239,4 @@ def rule_summary(rule: dict[str, Any]) -> dict[str, Any]:
     """What a bundle records of the rule :func:`choose_decision_rule` chose: which, its threshold, the target, and
     whether any rule met it (not every candidate's figures)."""
     return {k: rule[k] for k in ("chosen", "critical_threshold", "target_critical_miss_rate", "met_on_val",
-                                 "val_critical_cases", "critical_miss_upper95_val") if k in rule}
+                                 "val_critical_cases", "critical_miss_upper95_val", "chosen_on") if k in rule}

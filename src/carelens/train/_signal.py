@@ -39,7 +39,8 @@ from carelens.tasks import OutputLayout
 from carelens.train._losses import build_loss, positive_weights
 from carelens.train._runtime import configure_runtime
 
-__all__ = ["SignalTrainResult", "export_beats", "export_records", "predict_beats", "predict_records", "train_beats", "train_records"]
+__all__ = ["SignalTrainResult", "export_beats", "export_records", "out_of_fold_records", "predict_beats", "predict_records",
+           "train_beats", "train_records"]
 
 
 M = TypeVar("M", BeatNet, RecordNet)
@@ -174,6 +175,7 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
                    out: Path, *, spec: LabelSpec, leads: Sequence[str], fs: float, name: str | None = None,
                    version: str = "1", alpha: float = 0.1, recall_floor: float = 0.9,
                    critical_miss_target: float = 0.02, test: tuple[np.ndarray, np.ndarray] | None = None,
+                   rule_on: tuple[np.ndarray, np.ndarray, str] | None = None,
                    metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Path:
     """Calibrate a recording network on ``val`` as multi-label image models are calibrated (per-condition
     temperatures; decision thresholds meeting ``recall_floor`` on validation for the conditions that can need
@@ -183,7 +185,10 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     ONNX and write a verified signal bundle (``input: record``) that ships the rule (``decision``) and its
     validation figures (``metrics.decision_rule``). ``test``: recordings and labels measured as shipped (macro AUC,
     false-negative rate, calibration, critical-miss beside over-triage, the set rule's beside them), into
-    ``metrics``."""
+    ``metrics``. ``rule_on``: (logits, labels, what they are) the decision rule is chosen on instead of ``val``,
+    such as :func:`out_of_fold_records`' logits over many more records than one validation fold holds (the rule is
+    a threshold on calibrated probabilities, and halves of these records are calibrated and decided as ``val``'s
+    are; every record counts as in distribution: the gate is the shipped network's)."""
     if len(spec.classes) != train_y.shape[1] or not spec.multilabel:
         raise ConfigError(f"label spec {spec.name!r} must be multi-label with {train_y.shape[1]} conditions")
     val_logits, val_feats = predict_records(model, val_x)
@@ -195,9 +200,15 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
     if test is not None:
         test_logits, test_feats = predict_records(model, test[0])
         on_test = (test_logits, layout.ungraded_targets(test[1]), gate.is_in_distribution(test_feats, test_logits))
-    rule = choose_multilabel_rule(cal, layout, spec, val_logits, layout.ungraded_targets(val_y),
-                                  gate.is_in_distribution(val_feats, val_logits),
+    if rule_on is None:
+        rule_logits, rule_y, in_rule = val_logits, val_y, gate.is_in_distribution(val_feats, val_logits)
+        chosen_on = f"validation ({len(val_y)} records, cross-fitted halves)"
+    else:
+        rule_logits, rule_y, what = rule_on
+        in_rule, chosen_on = np.ones(len(rule_y), bool), f"{what} ({len(rule_y)} records, cross-fitted halves)"
+    rule = choose_multilabel_rule(cal, layout, spec, rule_logits, layout.ungraded_targets(rule_y), in_rule,
                                   severity_floor=DecisionParams().severity_floor, target=critical_miss_target, test=on_test)
+    rule["chosen_on"] = chosen_on
     decision = DecisionParams(critical_threshold=rule["critical_threshold"])
     measured = dict(metrics or {})
     if on_test is not None:
@@ -226,11 +237,12 @@ def predict_records(model: RecordNet, x: np.ndarray, batch: int = 128) -> tuple[
 
 
 def train_records(x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, *, epochs: int = 40,
-                  lr: float = 3e-3, batch: int = 32, seed: int = 0, threads: int | None = None,
+                  lr: float = 3e-3, batch: int = 32, seed: int = 0, threads: int | None = None, keep: Keep = "best",
                   progress: Callable[[int], None] | None = None) -> SignalTrainResult[RecordNet]:
     """A multi-label recording classifier: BCE with the per-label positive weights the image trainer uses
-    (:func:`positive_weights`); the epoch with the best validation macro AUC is kept. Augmentation: a random
-    circular time shift (a 10-s recording starts anywhere in the rhythm) and amplitude scaling."""
+    (:func:`positive_weights`); the epoch with the best validation macro AUC is kept (``keep="last"``: the last
+    epoch's, the validation figure only recorded). Augmentation: a random circular time shift (a 10-s recording
+    starts anywhere in the rhythm) and amplitude scaling."""
     from sklearn.metrics import roc_auc_score
 
     configure_runtime(threads)
@@ -251,4 +263,22 @@ def train_records(x: np.ndarray, y: np.ndarray, val_x: np.ndarray, val_y: np.nda
                               if 0 < val_y[:, k].sum() < len(val_y)]))
 
     return _fit(model, len(x), loss_of, score, "val_macro_auc", epochs=epochs, lr=lr, batch=batch, weight_decay=1e-3,
-                rng=rng, progress=progress)
+                rng=rng, progress=progress, keep=keep)
+
+
+def out_of_fold_records(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, epochs: int = 40, seed: int = 0,
+                        threads: int | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Logits (n, labels) for every recording from a network that never saw its group: per group, the recipe of
+    :func:`train_records` on the other groups, keeping the last epoch (no record of the held-out group chooses
+    anything). What a decision rule is chosen on when one validation fold holds too few urgent records to vouch
+    for a small critical-miss rate. ``progress`` advances once per epoch, ``epochs`` times per group."""
+    names = np.unique(groups)
+    if len(names) < 2:
+        raise ConfigError(f"out-of-fold predictions need at least 2 groups of records; got {len(names)}")
+    logits = np.zeros(y.shape, np.float32)
+    for g in names:
+        held = groups == g
+        res = train_records(x[~held], y[~held], x[held], y[held], epochs=epochs, seed=seed, threads=threads,
+                            keep="last", progress=progress)
+        logits[held] = predict_records(res.model, x[held])[0]
+    return logits
