@@ -53,7 +53,7 @@ EXPECTED = {
                            "load_scenarios", "run_scenarios", "scripted_llm", "write_scenario_report"},
     "carelens.fusion": {"FactsEncoder", "FactsFusion", "LinearModel", "LogLinearPooling", "TabularModel", "conflict",
                         "infer_fact_kinds", "is_missing", "parse_fact_pairs"},
-    "carelens.bundle": {"bundle_folder", "load_any", "verify_signature", "FORMAT_VERSION", "HEAD_FILE", "REQUIRED_FILES", "bundle_identity", "SIGNATURE_FILE", "Bundle", "int8_instructions", "BundleSpec", "ConformalParams", "DecisionParams",
+    "carelens.bundle": {"bundle_folder", "check_bundle_target", "load_any", "verify_signature", "FORMAT_VERSION", "HEAD_FILE", "REQUIRED_FILES", "bundle_identity", "SIGNATURE_FILE", "Bundle", "int8_instructions", "BundleSpec", "ConformalParams", "DecisionParams",
                         "FactsSection", "ModelIO", "MultilabelParams", "OODParams", "SelfTest", "SplitInfo", "generate_keys", "load_bundle",
                         "load_trusted_keys", "make_session", "selftest_input", "sign_bundle", "TABULAR_FORMAT", "Contribution",
                         "InputField", "TabularBundle", "TabularSpec", "is_tabular", "write_tabular_bundle", "SIGNAL_FORMAT",

@@ -858,18 +858,22 @@ def ecg_train(
 ) -> None:
     """Train an ECG network and write it as a signal bundle: the heartbeat classifier (for `carelens ecg --beats`
     and POST /v1/ecg) or the 12-lead recording model (for `carelens predict` and POST /v1/models/NAME/predict)."""
+    from carelens.bundle import check_bundle_target
     from carelens.labels import load_spec
     from carelens.policy import check_target
     from carelens.settings import data_root
 
-    check_target(critical_miss_target)  # before the training that needs it
+    if kind not in ("beats", "ptbxl"):
+        raise ConfigError(f"unknown ECG model {kind!r}; known: beats, ptbxl")
+    check_target(critical_miss_target)  # before the training that needs them
+    target = out or Path(f"models/ecg_{kind}")
+    check_bundle_target(target)
     root = data_dir or data_root()
     if kind == "beats":
         from carelens.ecg import AAMI_CLASSES, DS1, read_mitbih_beats
         from carelens.train import export_beats, train_beats
 
         n = epochs or 12
-        target = out or Path("models/ecg_beats")
         with progress_bar("reading DS1 beats", None):
             ds1 = read_mitbih_beats(root / "ecg_mitbih", DS1)
         train, val = ds1.split_late()  # validation: the last 20% (in time) of every DS1 record
@@ -879,12 +883,11 @@ def ecg_train(
                      training={"records": list(DS1), "epochs": n, "best_epoch": res.best_epoch, "history": res.history})
         best = f"validation balanced accuracy {max(h['val_balanced_accuracy'] for h in res.history):.3f}"
         epoch = res.best_epoch
-    elif kind == "ptbxl":
+    else:
         from carelens.ecg import PTBXL_FOLDS, read_ptbxl
         from carelens.train import export_records, out_of_fold_records, train_records
 
         n = epochs or 40
-        target = out or Path("models/ecg_ptbxl")
         with progress_bar("reading PTB-XL records", None):
             s = read_ptbxl(root / "ecg_ptbxl_500")
         tr, va, te = s.split()
@@ -910,8 +913,6 @@ def ecg_train(
                       f"{t['fnr']:.3f} (target {t['fnr_target']:g}), ECE {t['ece']:.3f}")
         _print_rule_table(m["decision_rule"], "set (conditions present or kept)", "p(urgent condition)")
         epoch = rec.best_epoch
-    else:
-        raise ConfigError(f"unknown ECG model {kind!r}; known: beats, ptbxl")
     console.print(f"{best} (epoch {epoch}); wrote {target}")
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -580,6 +581,12 @@ def test_ecg_train_ptbxl_chooses_its_rule_out_of_fold(data_dir: Path, tmp_path: 
     base = ["ecg-train", "ptbxl", "--data-dir", str(data_dir), "--epochs", "2", "--out", str(tmp_path / "ptbxl")]
     bad = runner.invoke(app, [*base, "--rule-groups", "1"])
     assert bad.exit_code != 0 and "cannot be dealt into 1 groups" in bad.output and not (tmp_path / "ptbxl").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    t0 = time.perf_counter()
+    wrong = runner.invoke(app, [*base[:-1], str(tmp_path / "notes")])  # a folder of other things: said before training
+    assert wrong.exit_code != 0 and "is not a bundle folder" in wrong.output and time.perf_counter() - t0 < 5
+    assert [q.name for q in (tmp_path / "notes").iterdir()] == ["a.txt"]
     r = runner.invoke(app, [*base, "--rule-groups", "2"])
     assert r.exit_code == 0, r.output
     rule = json.loads((tmp_path / "ptbxl" / "bundle.json").read_text())["metrics"]["decision_rule"]

@@ -3,7 +3,7 @@ clinical (tabular) bundles (JSON coefficients) and signal bundles (a 1-D network
 writing one from a training run is the export step (:mod:`carelens.steps.export`)."""
 
 from carelens.bundle._any import load_any
-from carelens.bundle._folder import bundle_folder
+from carelens.bundle._folder import bundle_folder, check_bundle_target
 from carelens.bundle._load import Bundle, int8_instructions, load_bundle, make_session, selftest_input
 from carelens.bundle._manifest import (
     FORMAT_VERSION,
@@ -57,6 +57,7 @@ __all__ = [
     "TabularSpec",
     "bundle_folder",
     "bundle_identity",
+    "check_bundle_target",
     "generate_keys",
     "int8_instructions",
     "is_signal",
