@@ -850,7 +850,7 @@ def ecg_train(
     data_dir: Annotated[Path | None, typer.Option(help="Folder holding ecg_mitbih / ecg_ptbxl_500 "
                                                        "(default $CARELENS_DATA).")] = None,
     critical_miss_target: Annotated[float, typer.Option(help="ptbxl: " + CRITICAL_MISS_HELP.format(
-        on="out-of-fold predictions over folds 1-9 (cross-fitted)"))] = 0.02,
+        on="out-of-fold (folds 1-9, cross-fitted; fold 9 with --rule-groups 0)"))] = 0.02,
     rule_groups: Annotated[int, typer.Option(min=0, help="ptbxl: choose the decision rule on out-of-fold predictions "
                                                          "of folds 1-9 in this many groups of folds (one extra "
                                                          "network per group; 0: on fold 9 alone, whose ~30 urgent "
