@@ -20,6 +20,15 @@ def _ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """carelens's cache (CARELENS_CACHE, e.g. PTB-XL reads) in a folder of this session: shared by its tests, never
+    the user's ~/.cache, gone with the session's temporary folders."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CARELENS_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     root = data_root()

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -463,6 +464,11 @@ def test_ptbxl_record_model_is_a_served_signal_bundle(data_dir: Path, tmp_path: 
     if not (root / "ptbxl_database.csv").is_file():
         pytest.skip(f"{root} is missing (PTB-XL subset)")
     s = read_ptbxl(root)
+    t0 = time.perf_counter()
+    again = read_ptbxl(root)  # from the cache the first read left (CARELENS_CACHE): the same arrays, at once
+    assert time.perf_counter() - t0 < 3 and again.leads == s.leads
+    for a, b in zip(dataclasses.astuple(again)[:5], dataclasses.astuple(s)[:5], strict=True):
+        np.testing.assert_array_equal(a, b)
     # SOURCES.md: 488 of 500 records have a diagnostic superclass; NORM 297, MI 73, STTC 96, CD 78, HYP 40
     assert len(s.labels) == 488 and s.signals.shape[1:] == (12, 1000) and s.leads[:2] == ["I", "II"]
     assert dict(zip(PTBXL_SUPERCLASSES, s.labels.sum(0).tolist(), strict=True)) == {
@@ -594,3 +600,43 @@ def test_ecg_train_ptbxl_chooses_its_rule_out_of_fold(data_dir: Path, tmp_path: 
     assert "out of fold, folds 1-9 in 2 groups" in " ".join(r.output.split())
     # all 123 records of folds 1-9 with MI or ST/T change chose it, not fold 9's 30
     assert rule["val_critical_cases"] == 123
+
+
+def test_ptbxl_reads_are_cached_until_a_table_or_a_record_changes(data_dir: Path, tmp_path: Path) -> None:
+    """A copy of three records: read, read from the cache, then a label edited in the table and a record rewritten
+    are both seen (the cache is keyed by the tables' bytes and each record file's size and modification time)."""
+    import csv
+
+    from carelens.ecg import read_ptbxl
+
+    root = data_dir / "ecg_ptbxl_500"
+    if not (root / "ptbxl_database.csv").is_file():
+        pytest.skip(f"{root} is missing (PTB-XL subset)")
+    mini = tmp_path / "ptbxl"
+    shutil.copytree(root, mini, ignore=shutil.ignore_patterns("records*"))
+    with (root / "ptbxl_database.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if "NORM" in r["scp_codes"]][:3]
+    with (mini / "ptbxl_database.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    for r in keep:
+        for ext in (".hea", ".dat"):
+            (mini / (r["filename_lr"] + ext)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / (r["filename_lr"] + ext), mini / (r["filename_lr"] + ext))
+    first = read_ptbxl(mini)
+    cached = sorted((Path(os.environ["CARELENS_CACHE"]) / "ptbxl").glob("*.npz"))
+    assert len(first.labels) == 3 and cached
+    np.testing.assert_array_equal(read_ptbxl(mini).signals, first.signals)
+    keep[0]["scp_codes"] = "{'IMI': 100.0}"  # now myocardial infarction, not normal
+    with (mini / "ptbxl_database.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(keep)
+    relabelled = read_ptbxl(mini)
+    assert relabelled.labels[0].tolist() == [0, 1, 0, 0, 0] and first.labels[0].tolist() == [1, 0, 0, 0, 0]
+    dat = mini / (keep[1]["filename_lr"] + ".dat")
+    dat.write_bytes(bytes(len(dat.read_bytes())))  # every sample zero: the same size, a new modification time
+    assert not read_ptbxl(mini).signals[1].any() and first.signals[1].any()
+    assert not read_ptbxl(mini, cache=False).signals[1].any()

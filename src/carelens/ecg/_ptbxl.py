@@ -9,6 +9,7 @@ code). Split: the recommended ``strat_fold`` (1-8 train, 9 validation, 10 test);
 from __future__ import annotations
 
 import ast
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,13 @@ import numpy as np
 from carelens.data import read_table
 from carelens.ecg._io import read_ecg
 from carelens.errors import DataError
+from carelens.settings import cache_dir
 
 __all__ = ["PTBXL_FOLDS", "PTBXL_SUPERCLASSES", "PtbxlSet", "read_ptbxl"]
 
 PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 PTBXL_FOLDS = {"train": "1-8", "validation": 9, "test": 10}  # the recommended strat_fold split (PtbxlSet.split)
+CACHE_VERSION = 1  # raise when what read_ptbxl returns changes: older cached reads are then left unread
 
 
 @dataclass(frozen=True)
@@ -51,28 +54,60 @@ class PtbxlSet:
         return self.subset(self.fold <= 8), self.subset(self.fold == 9), self.subset(self.fold == 10)
 
 
-def read_ptbxl(root: str | Path, *, keep_unlabelled: bool = False) -> PtbxlSet:
-    """Every record of ``root`` (records without a diagnostic superclass are left out unless ``keep_unlabelled``)."""
+def read_ptbxl(root: str | Path, *, keep_unlabelled: bool = False, cache: bool = True) -> PtbxlSet:
+    """Every record of ``root`` (records without a diagnostic superclass are left out unless ``keep_unlabelled``).
+
+    ``cache``: keep what was read under :func:`carelens.settings.cache_dir` (``ptbxl/``) and read it from there
+    next time, as long as both tables are byte for byte the same and every record file has the same size and
+    modification time (wfdb parses headers slowly: about 27 ms a record here, ten minutes for the full PTB-XL)."""
     base = Path(root)
     db, statements = base / "ptbxl_database.csv", base / "scp_statements.csv"
     if not db.is_file() or not statements.is_file():
         raise DataError(f"{base} is not a PTB-XL folder (ptbxl_database.csv and scp_statements.csv are needed)")
     classes = {(r.get("") or r.get("Unnamed: 0") or "").strip(): r["diagnostic_class"].strip()
                for r in read_table(statements, "SCP statement table") if (r.get("diagnostic") or "").strip() in ("1", "1.0")}
-    sigs, labels, folds, patients, ids = [], [], [], [], []
-    leads: list[str] = []
+    rows = []
     for r in read_table(db, "PTB-XL database"):
         codes = ast.literal_eval(r["scp_codes"])
         y = np.asarray([any(classes.get(c) == sc for c in codes) for sc in PTBXL_SUPERCLASSES], np.int64)
-        if not y.any() and not keep_unlabelled:
-            continue
+        if y.any() or keep_unlabelled:
+            rows.append((r, y))
+    cached = _cache_file(base, [r["filename_lr"] for r, _ in rows], (db, statements)) if cache else None
+    if cached is not None and cached.is_file():
+        with np.load(cached) as z:
+            return PtbxlSet(z["signals"], z["labels"], z["fold"], z["patient"], z["ecg_id"], z["leads"].tolist())
+    sigs: list[np.ndarray] = []
+    leads: list[str] = []
+    for r, _ in rows:
         sig = read_ecg(base / r["filename_lr"])
         if sig.samples.shape != (1000, 12):
             raise DataError(f"record {r['ecg_id']} has shape {sig.samples.shape}; expected 1000 samples x 12 leads")
         sigs.append(np.nan_to_num(sig.samples.T).astype(np.float32))
         leads = sig.leads
-        labels.append(y)
-        folds.append(int(r["strat_fold"]))
-        patients.append(str(r["patient_id"]))
-        ids.append(int(r["ecg_id"]))
-    return PtbxlSet(np.stack(sigs), np.stack(labels), np.asarray(folds), np.asarray(patients), np.asarray(ids), leads)
+    s = PtbxlSet(np.stack(sigs), np.stack([y for _, y in rows]), np.asarray([int(r["strat_fold"]) for r, _ in rows]),
+                 np.asarray([str(r["patient_id"]) for r, _ in rows]), np.asarray([int(r["ecg_id"]) for r, _ in rows]),
+                 leads)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cached.with_suffix(".partial.npz")
+            np.savez(tmp, signals=s.signals, labels=s.labels, fold=s.fold, patient=s.patient, ecg_id=s.ecg_id,
+                     leads=np.asarray(s.leads))
+            tmp.replace(cached)
+        except OSError:
+            pass  # a read-only cache folder: read the records again next time
+    return s
+
+
+def _cache_file(base: Path, records: list[str], tables: tuple[Path, ...]) -> Path:
+    """Where a read of these records is kept: named by a digest of the tables' bytes and each record file's name,
+    size and modification time (a changed table or record reads afresh)."""
+    h = hashlib.sha256(f"ptbxl-cache-{CACHE_VERSION}".encode())
+    for t in tables:
+        h.update(t.read_bytes())
+    for rec in records:
+        for ext in (".hea", ".dat"):
+            f = base / (rec + ext)
+            st = f.stat() if f.is_file() else None
+            h.update(f"{rec}{ext}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}\n".encode())
+    return cache_dir() / "ptbxl" / f"{h.hexdigest()[:32]}.npz"

@@ -163,12 +163,12 @@ class SymptomBundle:
     signed_by: str | None = None  # the trusted key that signed symptoms.json, when loaded with trusted keys
 
     @classmethod
-    def load(cls, path: str | Path, *, encoder: Any = "default", phrase_cache: bool = True,
+    def load(cls, path: str | Path, *, encoder: Any = "default",
              trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> SymptomBundle:
         """``trusted_keys``: when given, symptoms.json must be signed by one of them (as for every bundle kind).
-        ``phrase_cache``: keep the vocabulary's phrase embeddings in ``phrases.npz`` beside the bundle. It is never
-        read when ``trusted_keys`` is given: the signature covers symptoms.json, not that file, and embeddings read
-        from a file nobody signed could change what the text is understood to say."""
+        The vocabulary's phrase embeddings are kept in ``phrases.npz`` beside the bundle, and never read when
+        ``trusted_keys`` is given: the signature covers symptoms.json, not that file, and embeddings read from a file
+        nobody signed could change what the text is understood to say (they are embedded afresh, ~5 s)."""
         p = Path(path)
         f = p / "symptoms.json" if p.is_dir() else p
         if not f.is_file():
@@ -183,7 +183,7 @@ class SymptomBundle:
                               "`carelens symptoms build`")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
-            cached = phrase_cache and trusted_keys is None
+            cached = trusted_keys is None
             encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if cached else MiniLMEncoder()
         ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
