@@ -72,7 +72,10 @@ def read_ptbxl(root: str | Path, *, keep_unlabelled: bool = False, cache: bool =
         y = np.asarray([any(classes.get(c) == sc for c in codes) for sc in PTBXL_SUPERCLASSES], np.int64)
         if y.any() or keep_unlabelled:
             rows.append((r, y))
-    cached = _cache_file(base, [r["filename_lr"] for r, _ in rows], (db, statements)) if cache else None
+    try:
+        cached = _cache_file(base, [r["filename_lr"] for r, _ in rows], (db, statements)) if cache else None
+    except OSError:  # no cache folder can be made (a read-only home): read the records
+        cached = None
     if cached is not None and cached.is_file():
         with np.load(cached) as z:
             return PtbxlSet(z["signals"], z["labels"], z["fold"], z["patient"], z["ecg_id"], z["leads"].tolist())
