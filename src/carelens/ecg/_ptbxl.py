@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def read_ptbxl(root: str | Path, *, keep_unlabelled: bool = False, cache: bool =
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_suffix(".partial.npz")
+            tmp = cached.with_name(f"{cached.stem}.{os.getpid()}.partial.npz")  # two processes never share one
             np.savez(tmp, signals=s.signals, labels=s.labels, fold=s.fold, patient=s.patient, ecg_id=s.ecg_id,
                      leads=np.asarray(s.leads))
             tmp.replace(cached)
