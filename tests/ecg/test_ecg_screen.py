@@ -625,10 +625,15 @@ def test_ptbxl_reads_are_cached_until_a_table_or_a_record_changes(data_dir: Path
         for ext in (".hea", ".dat"):
             (mini / (r["filename_lr"] + ext)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(root / (r["filename_lr"] + ext), mini / (r["filename_lr"] + ext))
+    def kept() -> set[Path]:
+        return set((Path(os.environ["CARELENS_CACHE"]) / "ptbxl").glob("*.npz"))
+
+    before = kept()
     first = read_ptbxl(mini)
-    cached = sorted((Path(os.environ["CARELENS_CACHE"]) / "ptbxl").glob("*.npz"))
-    assert len(first.labels) == 3 and cached
+    written = kept() - before
+    assert len(first.labels) == 3 and len(written) == 1  # one cached read, and reading again adds none
     np.testing.assert_array_equal(read_ptbxl(mini).signals, first.signals)
+    assert kept() - before == written
     keep[0]["scp_codes"] = "{'IMI': 100.0}"  # now myocardial infarction, not normal
     with (mini / "ptbxl_database.csv").open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -636,6 +641,7 @@ def test_ptbxl_reads_are_cached_until_a_table_or_a_record_changes(data_dir: Path
         w.writerows(keep)
     relabelled = read_ptbxl(mini)
     assert relabelled.labels[0].tolist() == [0, 1, 0, 0, 0] and first.labels[0].tolist() == [1, 0, 0, 0, 0]
+    assert len(kept() - before) == 2  # read afresh, kept under another name
     dat = mini / (keep[1]["filename_lr"] + ".dat")
     dat.write_bytes(bytes(len(dat.read_bytes())))  # every sample zero: the same size, a new modification time
     assert not read_ptbxl(mini).signals[1].any() and first.signals[1].any()
