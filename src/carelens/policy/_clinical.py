@@ -22,9 +22,9 @@ from carelens.policy._decision import URGENT, DecisionPolicy, decide_with_facts,
 from carelens.policy._multilabel import required_levels
 from carelens.policy._schema import ModelRef
 
-__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "check_target", "choose_decision_rule", "choose_rule_by_levels", "critical_miss_rate", "level_agreement",
-           "ood_at_floor", "over_triage_rate", "rule_bound_text", "rule_summary", "triage_levels",
-           "triage_levels_by_threshold"]
+__all__ = ["CRITICAL_THRESHOLDS", "URGENT", "check_target", "choose_decision_rule", "choose_rule_by_levels",
+           "critical_miss_rate", "level_agreement", "ood_at_floor", "over_triage_rate", "rule_bound_text", "rule_summary",
+           "triage_levels", "triage_levels_by_threshold"]
 
 
 def triage_levels(proba: np.ndarray, in_set: np.ndarray, in_distribution: np.ndarray, spec: LabelSpec, *,

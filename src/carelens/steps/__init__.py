@@ -17,5 +17,6 @@ from carelens.steps.multilabel import (
 )
 from carelens.steps.run import Calibration, DatasetRef, Predictions, Run, RunConfig
 
-__all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical", "calibrate_multilabel", "calibrate_run", "choose_multilabel_rule",
-           "multilabel_report", "ood_classes", "read_clinical_table", "triage_levels_multilabel", "urgent_recall_floor"]
+__all__ = ["CLINICAL_SETS", "Calibration", "DatasetRef", "Predictions", "Run", "RunConfig", "build_clinical",
+           "calibrate_multilabel", "calibrate_run", "choose_multilabel_rule", "multilabel_report", "ood_classes",
+           "read_clinical_table", "triage_levels_multilabel", "urgent_recall_floor"]

@@ -26,8 +26,8 @@ from carelens.policy import (
 from carelens.steps.run import Calibration, Predictions, Run
 from carelens.tasks import OutputLayout, sigmoid
 
-__all__ = ["ALPHAS", "SEVERITY_FLOORS", "calibrate_multilabel", "choose_multilabel_rule", "choose_severity_floor", "multilabel_report", "ood_classes", "triage_levels_multilabel",
-           "urgent_recall_floor"]
+__all__ = ["ALPHAS", "SEVERITY_FLOORS", "calibrate_multilabel", "choose_multilabel_rule", "choose_severity_floor",
+           "multilabel_report", "ood_classes", "triage_levels_multilabel", "urgent_recall_floor"]
 
 ALPHAS = (0.05, 0.1, 0.15, 0.2)
 

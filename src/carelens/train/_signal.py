@@ -93,13 +93,15 @@ def _fit(model: M, n: int, loss_of: Callable[[np.ndarray], torch.Tensor], score:
             total += float(loss.detach()) * len(idx)
         value = score()
         result.history.append({"epoch": epoch + 1, "train_loss": total / n, metric: value})
-        if best is None or value > best[0] or keep == "last":
+        if keep == "last":  # the model as it stands at the end is the one kept: nothing to copy
+            result.best_epoch = epoch + 1
+        elif best is None or value > best[0]:
             best = (value, copy.deepcopy(model.state_dict()))
             result.best_epoch = epoch + 1
         if progress:
             progress(1)
-    assert best is not None
-    model.load_state_dict(best[1])
+    if best is not None:
+        model.load_state_dict(best[1])
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -201,14 +203,14 @@ def export_records(model: RecordNet, train_x: np.ndarray, train_y: np.ndarray, v
         test_logits, test_feats = predict_records(model, test[0])
         on_test = (test_logits, layout.ungraded_targets(test[1]), gate.is_in_distribution(test_feats, test_logits))
     if rule_on is None:
-        rule_logits, rule_y, in_rule = val_logits, val_y, gate.is_in_distribution(val_feats, val_logits)
-        chosen_on = f"validation ({len(val_y)} records, cross-fitted halves)"
+        rule_logits, rule_y, what = val_logits, val_y, "validation"
+        in_rule = gate.is_in_distribution(val_feats, val_logits)
     else:
         rule_logits, rule_y, what = rule_on
-        in_rule, chosen_on = np.ones(len(rule_y), bool), f"{what} ({len(rule_y)} records, cross-fitted halves)"
+        in_rule = np.ones(len(rule_y), bool)
     rule = choose_multilabel_rule(cal, layout, spec, rule_logits, layout.ungraded_targets(rule_y), in_rule,
                                   severity_floor=DecisionParams().severity_floor, target=critical_miss_target, test=on_test)
-    rule["chosen_on"] = chosen_on
+    rule["chosen_on"] = f"{what} ({len(rule_y)} records, cross-fitted halves)"
     decision = DecisionParams(critical_threshold=rule["critical_threshold"])
     measured = dict(metrics or {})
     if on_test is not None:
