@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -16,10 +17,32 @@ from _common import OUT, run_of, write_result
 from _ood_sets import measure_ood
 from ood_seeds import rescore
 
-from carelens.steps import calibrate_run
+from carelens.errors import ConfigError
+from carelens.steps import Run, calibrate_run
 
 OTHER = {"ham10000": ("xray", "ultrasound", "fundus"), "pneumoniamnist": ("dermoscopy", "ultrasound"),
          "busi_binary": ("dermoscopy", "xray"), "busi_3class": ("dermoscopy", "xray")}
+
+
+def pooled_figures(run_dir: Path) -> dict[str, Any]:
+    """Test figures of the sets with the non-critical classes' thresholds pooled (``*_pooled``; each critical class
+    keeps its own): coverage (overall, per class, the lowest, the lowest of a critical class), mean set size, and
+    the critical-miss and over-triage rates of the set rule and of the rule chosen with those sets. {} where the
+    spec marks no class critical (nothing to pool)."""
+    try:
+        rep = calibrate_run(run_dir, pool_noncritical=True).report
+    except ConfigError:
+        return {}
+    t, spec = rep["test"], Run(run_dir).config.spec
+    assert spec is not None
+    out = {f"{k}_pooled": t[k] for k in ("coverage", "mean_set_size", "min_class_coverage", "per_class_coverage",
+                                         "critical_miss_rate", "over_triage_rate")}
+    out["min_critical_class_coverage_pooled"] = min(t["per_class_coverage"][spec.class_ids[i]]
+                                                    for i in spec.critical_indices)
+    out |= {f"{k}_set_rule_pooled": t[f"{k}_set_rule"] for k in ("critical_miss_rate", "over_triage_rate")
+            if f"{k}_set_rule" in t}
+    out["pooled_classes"] = rep["pooled_classes"]
+    return out
 
 
 def run(case: str) -> None:
@@ -29,6 +52,7 @@ def run(case: str) -> None:
     # marginal variant first, for its coverage figure; then the class-conditional one that ships
     marginal = calibrate_run(run_dir, class_conditional=False).report["test"]
     auto = calibrate_run(run_dir, scaler="auto").report  # temperature + class biases where validation prefers them
+    pooled = pooled_figures(run_dir)  # the non-critical classes' thresholds pooled (calibrate --pool-noncritical)
     knn = calibrate_run(run_dir, ood_method="knn")
     maha = calibrate_run(run_dir, ood_method="mahalanobis")
     cal = calibrate_run(run_dir)
@@ -47,6 +71,7 @@ def run(case: str) -> None:
         "fallback_classes": cal.report["fallback_classes"],
         "scaler": cal.report["scaler"],  # the shipped one: prior-free (the temperature, or with class scales)
         "ece_scaler_auto": auto["test"]["ece"], "nll_scaler_auto": auto["test"]["nll"], "scaler_auto": auto["scaler"],
+        **pooled,
     }
     rule = cal.report.get("decision_rule")
     if rule:  # the shipped rule's test figures, beside the set rule's
@@ -71,7 +96,9 @@ def run(case: str) -> None:
                              "calibrated model would show with these probabilities on this many test images (labels "
                              "drawn from the probabilities, 200 draws: mean, 5th-95th percentiles). triage_agreement: "
                              "each test image's level at the shipped rule against its class's own level (counts[own]"
-                             "[given] over self_care ... emergency_ambulance; shares less urgent / same / more urgent).")
+                             "[given] over self_care ... emergency_ambulance; shares less urgent / same / more urgent). "
+                             "*_pooled: calibrate --pool-noncritical (the non-critical classes share one conformal "
+                             "threshold, each critical class keeps its own), not shipped by default.")
     print(res)
 
     # -- OOD --------------------------------------------------------------------------------------

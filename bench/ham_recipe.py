@@ -114,6 +114,7 @@ def main() -> None:
         metrics = {key: ens[key] for key in (*KEYS, *more)}
         metrics |= {key: ens[key] for key in ("per_class_recall", "ensemble_over_pairs", "single_over_seeds",
                                                 "ood_over_pairs", "balanced_accuracy_gain")}
+        metrics["decision_rules"] = ens.get("decision_rules", [])  # each pair's shipped rule, with its 95% bound
         facts = ens.get("facts")
         if facts is not None and facts["facts_chosen_on_validation"]:  # the shipped bundle's answer given HAM10000's facts
             metrics["image_only"] = {key: metrics[key] for key in facts["test_facts"] if key in metrics}

@@ -344,6 +344,9 @@ def calibrate(
     alpha: Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")] = 0.1,
     score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
     class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
+    pool_noncritical: Annotated[bool, typer.Option(
+        help="The non-critical classes share one threshold, each critical class keeping its own: smaller sets, "
+             "every critical class still covered at 1 - alpha, the others together.")] = False,
     ood_method: Annotated[str, typer.Option(help="combined (default), mahalanobis or knn.")] = "combined",
     ood_pass_rate: Annotated[float, typer.Option(
         help="Share of in-distribution images the OOD gate lets through.")] = 0.95,
@@ -368,7 +371,7 @@ def calibrate(
     if scaler not in ("temperature", "prior_free", "auto"):
         raise ConfigError(f"--scaler must be prior_free, auto or temperature, got {scaler!r}")
     cal = calibrate_run(run, alpha=alpha, score=cast(ConformalScore, score), class_conditional=class_conditional,
-                        ood_method=cast(OODMethod, ood_method), pass_rate=ood_pass_rate,
+                        pool_noncritical=pool_noncritical, ood_method=cast(OODMethod, ood_method), pass_rate=ood_pass_rate,
                         pass_confidence=ood_confidence or None, facts=names, critical_miss_target=critical_miss_target,
                         scaler=cast(ScalerChoice, scaler))  # each validated when it is fitted
     r = cal.report
@@ -379,6 +382,9 @@ def calibrate(
                   + (f", class scales {', '.join(f'{v:.2f}' for v in r['scale'])}" if r.get("scale") else "")
                   + (f", class biases {', '.join(f'{b:+.2f}' for b in r['bias'])}" if r.get("bias") else "")
                   + f" ({r['scaler']['chosen']})")
+    if r.get("pooled_classes"):
+        console.print(f"prediction sets: {', '.join(r['pooled_classes'])} share one threshold (covered together); "
+                      "each other class has its own")
     t = r.get("test")
     if t:
         table = Table("test figure", "value")

@@ -72,7 +72,7 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
 def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
     c = _copy(bundle_dir, tmp_path)
     doc = json.loads((c / "bundle.json").read_text())
-    assert doc["format_version"] == FORMAT_VERSION == 11 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    assert doc["format_version"] == FORMAT_VERSION == 12 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
     assert "temperature_bias" not in doc  # the default scaler is the temperature alone: nothing written
     assert doc["task"] == "multiclass" and "multilabel" not in doc
     del doc["facts"], doc["integrity"]
@@ -240,3 +240,20 @@ def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "report" / "metrics.json").read_text())["critical_classes"] == []
     assert "no class of the label spec is critical" in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_pooled_noncritical_thresholds_reach_the_bundle_and_its_facts(tiny_ham_run: Path, tmp_path: Path) -> None:
+    """`carelens calibrate --pool-noncritical`, then export: the bundle's sets (the image's and the facts-fused ones,
+    both refitted on the shipped graph's outputs) give HAM10000's non-critical classes one threshold and each critical
+    class its own; the calibration says which classes were pooled."""
+    run = _copy(tiny_ham_run, tmp_path)
+    res = CliRunner().invoke(app, ["calibrate", str(run), "--pool-noncritical"])
+    assert res.exit_code == 0, res.output
+    assert "bkl, df, nv, vasc share one threshold" in " ".join(res.output.split())
+    assert json.loads((run / "calibration.json").read_text())["pooled_classes"] == ["bkl", "df", "nv", "vasc"]
+    out = export_run(run, tmp_path / "bundle", name="derma", version="1")
+    bundle = load_bundle(out)
+    assert json.loads((out / "bundle.json").read_text())["conformal"]["pooled"] == [2, 3, 5, 6]
+    for cp in (bundle.conformal, bundle.facts.conformal_ if bundle.facts else None):
+        assert cp is not None and cp.pooled == (2, 3, 5, 6)
+        assert len(set(cp.thresholds_[[2, 3, 5, 6]])) == 1 and len(set(cp.thresholds_)) > 1

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler, conservative_rank
+from carelens.calibrate import ConformalClassifier, OODGate, TemperatureScaler, conformal_quantile, conservative_rank
 from carelens.errors import ConfigError, NotFittedError
 from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, spec_from_labels
 from carelens.metrics import coverage_report, expected_calibration_error, softmax
@@ -71,6 +71,33 @@ def test_rare_class_falls_back_to_the_marginal_threshold() -> None:
     assert cp.thresholds_[2] == cp.marginal_threshold_
     assert cp.thresholds_[0] != cp.marginal_threshold_ or cp.thresholds_[1] != cp.marginal_threshold_
     assert cp.predict_set(proba).any(1).all()  # never empty
+
+
+def test_pooled_classes_share_one_threshold_and_the_others_keep_their_own(tiny_ham_run: Path, ham_calibration) -> None:  # type: ignore[no-untyped-def]
+    """HAM10000's non-critical classes (bkl, df, nv, vasc) pooled: one threshold, the conformal quantile of their
+    scores together; each critical class (akiec, bcc, mel) keeps the threshold a class-conditional fit gives it."""
+    run = Run(tiny_ham_run)
+    a, spec = run.predictions(), run.config.spec
+    assert spec is not None and spec.critical_indices == [0, 1, 4]
+    benign = (2, 3, 5, 6)
+    pv = ham_calibration.temperature.predict_proba(a.val_logits)
+    own = ConformalClassifier(0.1).fit(pv, a.val_y)
+    pooled = ConformalClassifier(0.1, pooled=benign).fit(pv, a.val_y)
+    s = 1 - pv[np.arange(len(a.val_y)), a.val_y]
+    assert set(pooled.thresholds_[list(benign)]) == {conformal_quantile(s[np.isin(a.val_y, benign)], 0.1)}
+    assert (pooled.thresholds_[spec.critical_indices] == own.thresholds_[spec.critical_indices]).all()
+    assert len(set(own.thresholds_[list(benign)])) > 1  # without pooling they differ
+    again = ConformalClassifier.from_dict(json.loads(json.dumps(pooled.to_dict())))
+    assert again.pooled == benign and (again.predict_set(pv) == pooled.predict_set(pv)).all()
+    assert again.like(0.2).pooled == benign and again.like(0.2).alpha == 0.2
+    assert "pooled" not in own.to_dict() and ConformalClassifier.from_dict(own.to_dict()).pooled == ()
+    every = ConformalClassifier(0.1, pooled=range(7)).fit(pv, a.val_y)  # one category: the marginal threshold
+    assert (every.thresholds_ == every.marginal_threshold_).all() and every.fallback_classes_ == []
+    with pytest.raises(ConfigError, match="pooled classes must be indices in 0..6"):
+        ConformalClassifier(pooled=(7,)).fit(pv, a.val_y)
+    flat = spec_from_labels("skin", run.config.class_ids)  # a spec that marks nothing critical has nothing to pool
+    with pytest.raises(ConfigError, match="needs a label spec that marks critical classes"):
+        fit_calibration(a, run.config.class_ids, flat, pool_noncritical=True)
 
 
 def test_degenerate_inputs_are_clear_errors() -> None:

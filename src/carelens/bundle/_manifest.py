@@ -37,7 +37,7 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 11  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 12  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
@@ -47,7 +47,8 @@ FORMAT_VERSION = 11  # 2 added the optional ``facts`` section; 3 the multi-label
 # ``decision.finding_weights`` (the class called is the highest probability x weight; an older carelens would call
 # another class: it must refuse the bundle); 10 ``model_io.members`` (the graph averages that many trained models:
 # a field an older carelens does not know); 11 ``temperature_scale`` (vector scaling: a multiplier per class after
-# the temperature, which an older carelens would ignore)
+# the temperature, which an older carelens would ignore); 12 ``conformal.pooled`` (classes sharing one threshold: a
+# field an older carelens does not know)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -86,6 +87,7 @@ class ConformalParams(_Section):
     alpha: float
     score: Literal["lac", "aps"]
     class_conditional: bool
+    pooled: list[int] = []  # classes sharing one threshold (absent: each its own)
     thresholds: list[float]
     marginal_threshold: float
     fallback_classes: list[int]

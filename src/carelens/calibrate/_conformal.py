@@ -4,12 +4,18 @@ Given calibrated probabilities on held-out labelled data, a threshold per class 
 true class is in the set with probability >= 1 - alpha (marginally, or for each class). Where a class
 has fewer than (1 - alpha) / alpha calibration examples, its own quantile cannot carry the guarantee:
 the marginal threshold is used instead and the class is listed in ``fallback_classes_``.
+
+``pooled`` classes share one threshold, the quantile of their scores together (one Mondrian category
+instead of one each): the guarantee then holds for a case of that group on average, not for each class
+in it. Pooling the classes a triage may miss least (the non-critical ones) keeps every critical class's
+own guarantee and gives smaller sets: a rare benign class no longer needs a threshold low enough to
+cover each of its few examples (``carelens calibrate --pool-noncritical``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -56,12 +62,21 @@ class ConformalClassifier:
             hard inputs). APS is used without randomisation so that one input always gets one set:
             still valid, but conservative (coverage above the target, most visibly with 2 classes).
         class_conditional: one threshold per class (Mondrian), so rare classes are covered too.
+        pooled: with ``class_conditional``, classes that share one threshold (their scores pooled), each
+            other class keeping its own.
     """
 
-    def __init__(self, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True) -> None:
+    def __init__(self, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
+                 pooled: Sequence[int] = ()) -> None:
         self.alpha = alpha
         self.score = score
         self.class_conditional = class_conditional
+        self.pooled = tuple(sorted({int(c) for c in pooled}))
+
+    def like(self, alpha: float | None = None) -> ConformalClassifier:
+        """An unfitted classifier with these settings (at ``alpha`` when given)."""
+        return ConformalClassifier(self.alpha if alpha is None else alpha, self.score, self.class_conditional,
+                                   self.pooled)
 
     def fit(self, proba: np.ndarray, y: np.ndarray) -> ConformalClassifier:
         if not 0 < self.alpha < 1:
@@ -74,15 +89,19 @@ class ConformalClassifier:
         s = nonconformity(p, self.score)[np.arange(len(y)), y]
         marginal = conformal_quantile(s, self.alpha)
         need = math.ceil((1 - self.alpha) / self.alpha)
+        if any(c < 0 or c >= k for c in self.pooled):
+            raise ConfigError(f"pooled classes must be indices in 0..{k - 1}, got {list(self.pooled)}")
         thresholds = np.full(k, marginal)
         fallback: list[int] = []
         counts = np.bincount(y, minlength=k)
-        if self.class_conditional:
-            for c in range(k):
-                if counts[c] < need:
-                    fallback.append(c)
+        if self.class_conditional:  # one category per class, the pooled classes making one together
+            groups = [[c] for c in range(k) if c not in self.pooled] + ([list(self.pooled)] if self.pooled else [])
+            for group in groups:
+                if counts[group].sum() < need:
+                    fallback.extend(group)
                     continue
-                thresholds[c] = conformal_quantile(s[y == c], self.alpha)
+                thresholds[group] = conformal_quantile(s[np.isin(y, group)], self.alpha)
+            fallback.sort()
         self.marginal_threshold_ = marginal
         self.thresholds_ = thresholds
         self.fallback_classes_ = fallback
@@ -98,7 +117,7 @@ class ConformalClassifier:
         halves = (order[: len(y) // 2], order[len(y) // 2 :])
         mask = np.zeros_like(proba, dtype=bool)
         for fit, held in (halves, halves[::-1]):
-            cp = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(proba[fit], y[fit])
+            cp = self.like().fit(proba[fit], y[fit])
             mask[held] = cp.predict_set(proba[held])
         return mask
 
@@ -117,6 +136,7 @@ class ConformalClassifier:
         self._check()
         return {
             "alpha": self.alpha, "score": self.score, "class_conditional": self.class_conditional,
+            **({"pooled": list(self.pooled)} if self.pooled else {}),
             "thresholds": [float(t) for t in self.thresholds_], "marginal_threshold": float(self.marginal_threshold_),
             "fallback_classes": list(self.fallback_classes_), "min_per_class": self.min_per_class_,
             "class_counts": [int(c) for c in self.class_counts_],
@@ -124,7 +144,7 @@ class ConformalClassifier:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConformalClassifier:
-        c = cls(d["alpha"], d["score"], d["class_conditional"])
+        c = cls(d["alpha"], d["score"], d["class_conditional"], d.get("pooled", ()))
         c.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
         c.marginal_threshold_ = float(d["marginal_threshold"])
         c.fallback_classes_ = list(d["fallback_classes"])

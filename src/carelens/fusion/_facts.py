@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier, ConformalScore
+from carelens.calibrate import ConformalClassifier
 from carelens.errors import ConfigError, FactsError
 from carelens.fusion._pooling import LogLinearPooling, conflict
 from carelens.fusion._tabular import TabularModel, is_missing
@@ -75,11 +75,12 @@ class FactsFusion:
     """Facts model + pooling weights + fused conformal sets; fit on a run's train and val splits."""
 
     def __init__(self, numeric: Sequence[str] = (), categorical: Sequence[str] = (), *, C: float = 1.0,
-                 alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True) -> None:
+                 conformal: ConformalClassifier | None = None) -> None:
+        """``conformal``: the settings of the fused sets (the image model's, unfitted: ``cp.like()``)."""
         if not numeric and not categorical:
             raise ConfigError("facts fusion needs at least one fact")
         self.numeric, self.categorical = list(numeric), list(categorical)
-        self.C, self.alpha, self.score, self.class_conditional = C, alpha, score, class_conditional
+        self.C, self.conformal = C, (conformal or ConformalClassifier()).like()
 
     # -- fitting -----------------------------------------------------------------------------------
     def fit(self, train_rows: Sequence[Mapping[str, Any]], y_train: np.ndarray, val_rows: Sequence[Mapping[str, Any]],
@@ -98,7 +99,7 @@ class FactsFusion:
         sources = [val_image_proba, self.likelihood(val_rows)]
         self.pooling_ = LogLinearPooling(anchor=0).fit(sources, y_val)
         fused = self.pooling_.combine(sources)
-        self.conformal_ = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(fused, y_val)
+        self.conformal_ = self.conformal.like().fit(fused, y_val)
         return self
 
     def _fitted(self) -> None:
@@ -208,8 +209,7 @@ class FactsFusion:
     def from_dict(cls, d: Mapping[str, Any]) -> FactsFusion:
         model = TabularModel.from_dict(d["model"])
         conf = ConformalClassifier.from_dict(d["conformal"])
-        f = cls(model.numeric, model.categorical, C=float(d.get("C", 1.0)), alpha=conf.alpha, score=conf.score,
-                class_conditional=conf.class_conditional)
+        f = cls(model.numeric, model.categorical, C=float(d.get("C", 1.0)), conformal=conf)
         f.model_, f.prior_, f.conformal_ = model, np.asarray(d["prior"], float), conf
         f.ranges_ = {k: (float(v[0]), float(v[1])) for k, v in d["ranges"].items()}
         f.pooling_ = LogLinearPooling.from_dict({"weights": d["weights"], "anchor": 0})

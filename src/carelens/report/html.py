@@ -6,6 +6,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,19 +109,22 @@ def _pair(m: dict[str, Any], a: str, b: str) -> str:
     return f"{_fmt(m[a])} / {_fmt(m[b])}"
 
 
-def _per_class_table(m: dict[str, Any], class_ids: list[str]) -> str:
+def _per_class_table(m: dict[str, Any], class_ids: list[str], pooled: Sequence[int] = ()) -> str:
+    """``pooled``: classes whose sets share one threshold (covered together, not each): marked."""
     worst = set(m["worst_classes"][: 1 if len(class_ids) <= 3 else 2])  # of two classes, one is the worse
     rows = []
-    for c in class_ids:
+    for i, c in enumerate(class_ids):
         pc = m["per_class"][c]
         cls = ' class="worst"' if c in worst else ""
         rows.append(
             f"<tr{cls}><td>{html.escape(c)}{' (worst)' if c in worst else ''}</td><td>{pc['support']}</td>"
             f"<td>{_fmt(pc['precision'])}</td><td>{_fmt(pc['recall'])}</td><td>{_fmt(pc['f1'])}</td>"
-            f"<td>{_fmt(pc['auc'])}</td><td>{_fmt(m['per_class_coverage'][c])}</td></tr>"
+            f"<td>{_fmt(pc['auc'])}</td><td>{_fmt(m['per_class_coverage'][c])}{' *' if i in pooled else ''}</td></tr>"
         )
+    note = ("<p>* pooled: these classes share one set threshold, so the target coverage holds for them together, "
+            "not for each (each other class is covered on its own).</p>" if pooled else "")
     return ('<table id="per-class"><tr><th>class</th><th>support</th><th>precision</th><th>recall</th><th>F1</th>'
-            "<th>AUC</th><th>set coverage</th></tr>" + "".join(rows) + "</table>")
+            "<th>AUC</th><th>set coverage</th></tr>" + "".join(rows) + "</table>" + note)
 
 
 def _facts_section(m: dict[str, Any]) -> str:
@@ -339,7 +343,7 @@ def write_report(ev: Evaluation, out: str | Path) -> Path:
 Balanced accuracy (mean per-class recall) is the headline figure: accuracy alone rewards predicting the majority class.</p>
 {fp_note}
 <h2>Summary</h2><table id="summary"><tr><th>figure</th><th>value</th><th>published anchor</th></tr>{summary}</table>
-<h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids)}
+<h2>Per class</h2>{_per_class_table(m, ev.bundle.spec.class_ids, ev.bundle.conformal.pooled if ev.bundle.conformal else ())}
 {_facts_section(m)}{_operating_points_section(ev)}{_decision_rule_section(ev)}{_triage_section(m)}<h2>Figures</h2>{_figures(ev)}
 <h2>Most confident mistakes</h2><p class="note">Heatmaps show where the model looked for its top class.</p>{_gallery(ev)}
 """

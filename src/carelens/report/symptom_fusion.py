@@ -51,8 +51,7 @@ def fit_symptom_fusion(symptoms_dir: str | Path, bundle: Bundle, pairs: str | Pa
                         "them (cases the image model was trained on must not be in either)")
     splits = make_splits(ds)
     fusion = ImageSymptomFusion(spec.class_ids, sym.spec.class_ids, sym.prior,
-                                image_model=bundle.ref, alpha=bundle.alpha,
-                                score=bundle.conformal.score if bundle.conformal else "lac")
+                                image_model=bundle.ref, conformal=bundle.conformal)
 
     def assessed(split: str) -> tuple[Evaluation, np.ndarray, np.ndarray]:
         ev = evaluate(bundle, ds, splits, split=split, progress=progress)

@@ -19,7 +19,7 @@ from carelens.calibrate import (
     choose_finding_weights,
     choose_scaler,
 )
-from carelens.errors import DataError
+from carelens.errors import ConfigError, DataError
 from carelens.fusion import FactsFusion, infer_fact_kinds
 from carelens.labels import NO_CRITICAL_NOTE, NO_SPEC_NOTE, LabelSpec
 from carelens.metrics import balanced_accuracy, calibration_report, coverage_report, decisions, ece_noise_floor, softmax
@@ -38,17 +38,28 @@ from carelens.tasks import OutputLayout
 
 __all__ = ["ALPHAS", "calibrate_run", "fit_calibration", "operating_points"]
 
+def noncritical_classes(spec: LabelSpec | None) -> tuple[int, ...]:
+    """The classes ``pool_noncritical`` pools: those the spec does not mark critical (ConfigError without any)."""
+    if spec is None or not spec.critical_indices:
+        raise ConfigError("pooling the non-critical classes' conformal thresholds needs a label spec that marks "
+                          "critical classes (severity high or critical); without one, keep a threshold per class")
+    return tuple(i for i in range(len(spec.classes)) if i not in spec.critical_indices)
+
+
 TestOutputs = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # probabilities, set masks, OOD verdicts, labels
 
 
 def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: ConformalScore = "lac", class_conditional: bool = True,
-                  ood_method: OODMethod = "combined", pass_rate: float = 0.95, pass_confidence: float | None = 0.95,
+                  pool_noncritical: bool = False, ood_method: OODMethod = "combined", pass_rate: float = 0.95, pass_confidence: float | None = 0.95,
                   facts: Sequence[str] | None = None, critical_miss_target: float = 0.02,
                   scaler: ScalerChoice = "prior_free") -> Calibration:
     """Fit on the run's validation split; report on its test split; write calibration.json, ood.npz and
     reliability.png into the run.
 
     Args:
+        pool_noncritical: the non-critical classes share one conformal threshold (each critical class keeps its
+            own): smaller sets, every critical class still covered at 1 - alpha, the non-critical ones together
+            (:class:`carelens.calibrate.ConformalClassifier`'s ``pooled``); needs a label spec with critical classes.
         facts: clinical facts of the dataset (manifest columns such as age, sex, site) to fuse with the
             image model; ``None`` uses every fact the dataset has, ``[]`` none.
         pass_confidence: the probability, over the draw of the validation images, that the OOD gate passes
@@ -71,7 +82,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
                                     ood_method=ood_method, pass_rate=pass_rate, pass_confidence=pass_confidence,
                                     critical_miss_target=critical_miss_target)
     cal, test = fit_calibration(a, cfg.class_ids, cfg.spec, alpha=alpha, score=score,
-                                class_conditional=class_conditional, ood_method=ood_method, pass_rate=pass_rate,
+                                class_conditional=class_conditional, pool_noncritical=pool_noncritical,
+                                ood_method=ood_method, pass_rate=pass_rate,
                                 pass_confidence=pass_confidence,
                                 critical_miss_target=critical_miss_target, scaler=scaler)
     report = cal.report
@@ -93,7 +105,8 @@ def calibrate_run(run: str | Path | Run, *, alpha: float = 0.1, score: Conformal
 
 
 def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None, *, alpha: float = 0.1,
-                    score: ConformalScore = "lac", class_conditional: bool = True, ood_method: OODMethod = "combined",
+                    score: ConformalScore = "lac", class_conditional: bool = True, pool_noncritical: bool = False,
+                    ood_method: OODMethod = "combined",
                     pass_rate: float = 0.95, pass_confidence: float | None = 0.95, critical_miss_target: float = 0.02,
                     scaler: ScalerChoice = "prior_free") -> tuple[Calibration, TestOutputs | None]:
     """A multiclass model's calibration from its outputs (``calibrate_run`` without clinical facts and without
@@ -101,7 +114,8 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
     split's outputs, for what is fitted on top (the facts fusion)."""
     ts, chosen = choose_scaler(a.val_logits, a.val_y, among=scaler)  # extra parameters where they earn their place
     pv = ts.predict_proba(a.val_logits)
-    cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, a.val_y)
+    cp = ConformalClassifier(alpha, score, class_conditional, noncritical_classes(spec) if pool_noncritical else ()).fit(
+        pv, a.val_y)
     gate = OODGate(ood_method, pass_rate, confidence=pass_confidence).fit(a.train_features, a.train_y, a.val_features,
                                                                           a.val_logits)
     report: dict[str, Any] = {
@@ -111,6 +125,7 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
                 "after": calibration_report(pv, a.val_y)},
         "conformal": cp.to_dict(),
         "fallback_classes": [class_ids[i] for i in cp.fallback_classes_],
+        "pooled_classes": [class_ids[i] for i in cp.pooled],
         "ood": gate.to_dict(),
     }
     counts = np.bincount(a.train_y.astype(np.int64), minlength=len(class_ids))
@@ -133,7 +148,7 @@ def fit_calibration(a: Predictions, class_ids: list[str], spec: LabelSpec | None
         report["test"]["balanced_accuracy_most_probable"] = balanced_accuracy(yt, decisions(pt), len(class_ids))
     if spec is not None:
         in_val = gate.is_in_distribution(a.val_features, a.val_logits)
-        report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, score, class_conditional)
+        report["operating_points"] = operating_points(pv, a.val_y, in_val, test, spec, cp)
         if spec.critical_indices:
             rule = report["decision_rule"] = choose_decision_rule(pv, a.val_y, in_val, cp.cross_fitted_sets(pv, a.val_y), spec,
                                                                   test, target=critical_miss_target)
@@ -153,14 +168,14 @@ ALPHAS = (0.05, 0.1, 0.15, 0.2)
 
 
 def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: TestOutputs | None,
-                     spec: LabelSpec, score: ConformalScore, class_conditional: bool,
-                     alphas: Sequence[float] = ALPHAS, seed: int = 0) -> dict[str, Any]:
+                     spec: LabelSpec, conformal: ConformalClassifier, alphas: Sequence[float] = ALPHAS, seed: int = 0) -> dict[str, Any]:
     """Critical-miss and over-triage rates (with coverage and mean set size) of the decision policy as the
     conformal level alpha varies, so that a deployment can choose its operating point on validation data.
 
     Args:
         pv, y, in_val: calibrated validation probabilities, labels and OOD verdicts.
         test: the test split's calibrated probabilities, (unused) sets, OOD verdicts and labels, if any.
+        conformal: the sets' settings (score, conditioning; its own alpha is not used).
 
     ``val``: cross-fitted on the validation split (thresholds fitted on one half decide the other, and the
     reverse), so no case is decided by thresholds fitted on itself. ``test``: thresholds fitted on all of
@@ -168,11 +183,11 @@ def operating_points(pv: np.ndarray, y: np.ndarray, in_val: np.ndarray, test: Te
     """
     rows_val, rows_test = [], []
     for alpha in alphas:
-        mask = ConformalClassifier(alpha, score, class_conditional).cross_fitted_sets(pv, y, seed)
+        mask = conformal.like(alpha).cross_fitted_sets(pv, y, seed)
         rows_val.append(_point(alpha, pv, mask, in_val, y, spec))
         if test is not None:
             pt, _, in_test, yt = test
-            cp = ConformalClassifier(alpha, score, class_conditional).fit(pv, y)
+            cp = conformal.like(alpha).fit(pv, y)
             rows_test.append(_point(alpha, pt, cp.predict_set(pt), in_test, yt, spec))
     return {"alphas": list(alphas), "val": rows_val, **({"test": rows_test} if rows_test else {})}
 
@@ -229,7 +244,7 @@ def _fit_facts(run: Run, a: Predictions, pv: np.ndarray, cp: ConformalClassifier
 
     train_ids = [ds[i].id for i in splits.indices(ds, "train")]
     numeric, categorical = infer_fact_kinds(rows(train_ids), names)
-    fusion = FactsFusion(numeric, categorical, alpha=cp.alpha, score=cp.score, class_conditional=cp.class_conditional)
+    fusion = FactsFusion(numeric, categorical, conformal=cp)
     fusion.fit(rows(train_ids), np.asarray([cfg.class_ids.index(by_id[i].label) for i in train_ids]),
                rows(a.val_ids), pv, a.val_y)
     section: dict[str, Any] = {"fusion": fusion.to_dict(), "schema": fusion.schema()}

@@ -190,6 +190,6 @@ def _decision_rule(oof: np.ndarray, y: np.ndarray, fold: np.ndarray, mask: np.nd
         # the shipped procedure's level for each row against the row's own (escalation above it is the cost)
         "triage_agreement": level_agreement(levels, y, spec),
         "decision_rule": rule_summary(rule),
-        "operating_points": operating_points(oof, y, inside, None, spec, conformal.score, conformal.class_conditional),
+        "operating_points": operating_points(oof, y, inside, None, spec, conformal),
     }
     return DecisionParams(critical_threshold=rule["critical_threshold"]), safety

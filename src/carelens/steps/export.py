@@ -142,7 +142,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members
     conf, ood = rep["conformal"], rep["ood"]
     target = (rep.get("decision_rule") or {}).get("target_critical_miss_rate", 0.02)
     refit = calibrate_run(derived, alpha=conf["alpha"], score=conf["score"], class_conditional=conf["class_conditional"],
-                          ood_method=ood["method"], pass_rate=ood["pass_rate"],
+                          pool_noncritical=bool(conf.get("pooled")), ood_method=ood["method"], pass_rate=ood["pass_rate"],
                           pass_confidence=ood.get("confidence"), facts=None if "facts" in rep else [],
                           critical_miss_target=target,
                           scaler=_scaler_choice(rep.get("scaler") or {}))  # the scalers the run's calibration let compete

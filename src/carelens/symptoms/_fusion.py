@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from carelens.calibrate import ConformalClassifier, ConformalScore
+from carelens.calibrate import ConformalClassifier
 from carelens.errors import ConfigError
 from carelens.fusion import LogLinearPooling, conflict
 from carelens.labels import LabelSpec
@@ -36,8 +36,8 @@ class ImageSymptomFusion:
     """Fitted on paired validation cases; maps the symptom model's classes onto the image model's."""
 
     def __init__(self, image_classes: Sequence[str], symptom_classes: Sequence[str], symptom_prior: np.ndarray, *,
-                 image_model: ModelRef, alpha: float = 0.1, score: ConformalScore = "lac",
-                 class_conditional: bool = True) -> None:
+                 image_model: ModelRef, conformal: ConformalClassifier | None = None) -> None:
+        """``conformal``: the settings of the fused sets (the image model's, unfitted: ``cp.like()``)."""
         shared = [c for c in image_classes if c in symptom_classes]
         if not shared:
             raise ConfigError(f"the image model's classes ({', '.join(image_classes)}) and the symptom model's share no "
@@ -48,7 +48,7 @@ class ImageSymptomFusion:
         self.image_classes, self.symptom_classes = list(image_classes), list(symptom_classes)
         self.prior = prior / prior.sum()
         self.image_model = image_model
-        self.alpha, self.score, self.class_conditional = alpha, score, class_conditional
+        self.conformal = (conformal or ConformalClassifier()).like()
         self._cols = np.asarray([self.symptom_classes.index(c) if c in symptom_classes else -1 for c in image_classes])
 
     @property
@@ -70,8 +70,7 @@ class ImageSymptomFusion:
         """``y``: indices into the image model's classes; ``reported``: which cases have a report."""
         sources = [np.asarray(image_proba, np.float64), self.likelihood(symptom_proba, reported)]
         self.pooling_ = LogLinearPooling(anchor=0).fit(sources, y)
-        self.conformal_ = ConformalClassifier(self.alpha, self.score, self.class_conditional).fit(
-            self.pooling_.combine(sources), np.asarray(y, np.int64))
+        self.conformal_ = self.conformal.like().fit(self.pooling_.combine(sources), np.asarray(y, np.int64))
         return self
 
     @property
@@ -130,7 +129,6 @@ class ImageSymptomFusion:
     def from_dict(cls, d: Mapping[str, Any]) -> ImageSymptomFusion:
         conf = ConformalClassifier.from_dict(d["conformal"])
         f = cls(d["image_classes"], d["symptom_classes"], np.asarray(d["prior"], np.float64),
-                image_model=ModelRef.model_validate(d["image_model"]), alpha=conf.alpha, score=conf.score,
-                class_conditional=conf.class_conditional)
+                image_model=ModelRef.model_validate(d["image_model"]), conformal=conf)
         f.pooling_, f.conformal_ = LogLinearPooling.from_dict(d["pooling"]), conf
         return f

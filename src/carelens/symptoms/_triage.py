@@ -73,7 +73,7 @@ def fuse_assessments(image: Assessment, symptoms: Assessment, parsed: ParsedSymp
     extra = tuple(f for f, on in (("symptom_conflict", bool(disagree[0])),
                                   ("multi_system", _other_systems(image, parsed, bundle))) if on)
     set_ = mask[0] | (disagree[0] & np.isin(spec.class_ids, image.prediction_set))  # disagreement widens the set
-    a = decide(fused[0], set_, spec=spec, model=image.model, coverage=1 - fusion.alpha,
+    a = decide(fused[0], set_, spec=spec, model=image.model, coverage=1 - fusion.conformal.alpha,
                in_distribution=image.in_distribution, ood_score=image.ood_score, policy=policy, extra_flags=extra,
                based_on=(*image.based_on, "symptoms"))
     return _not_below_symptoms(keep_urgency(a, image, "the reported symptoms"), symptoms)
