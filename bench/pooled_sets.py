@@ -36,7 +36,7 @@ from carelens.bundle import Bundle, load_bundle
 from carelens.calibrate import ConformalClassifier
 from carelens.data import open_dataset, split_dataset
 from carelens.metrics import coverage_report
-from carelens.policy import critical_miss_rate, over_triage_rate, triage_levels
+from carelens.policy import critical_miss_rate, level_agreement, over_triage_rate, triage_levels
 from carelens.report import evaluate
 
 VARIANTS = ("class", "pooled")
@@ -66,6 +66,9 @@ def variant_figures(bundle: Bundle, val: Any, test: Any, rows: dict[str, dict[st
         levels = triage_levels(pt, image_mask, ind, spec, policy=pol, fused=(fused_test, fused_mask, disagree))
         out["facts"][f"critical_miss_rate_{rule}"] = critical_miss_rate(levels, yt, spec)
         out["facts"][f"over_triage_rate_{rule}"] = over_triage_rate(levels, yt, spec)
+        agree = level_agreement(levels, yt, spec)  # what the critical-miss line cannot see: consultation -> self care
+        out["facts"][f"below_own_level_rate_{rule}"] = agree["below_own_level_rate"]
+        out["facts"][f"above_own_level_rate_{rule}"] = agree["above_own_level_rate"]
     return out
 
 
@@ -103,7 +106,9 @@ def main() -> None:
               "widened to the image's on disagreement) fitted on validation, read on test; mean over the pairs. "
               "class: one threshold per class (calibrate's default); pooled: calibrate --pool-noncritical (bkl, df, "
               "nv, vasc share one threshold). *_shipped: the bundle's decision rule (critical probability >= its "
-              "threshold); *_set_rule: the most urgent class in the set."))
+              "threshold); *_set_rule: the most urgent class in the set; below/above_own_level_rate: the share of test cases "
+              "given a less / more urgent level than their class's own (a vascular lesion, consultation, answered self "
+              "care is below its level without being a critical miss)."))
 
 
 if __name__ == "__main__":
