@@ -129,7 +129,7 @@ def larger_ensembles(ds: Any, splits: Any, class_ids: list[str]) -> dict[str, An
 
 
 def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: list[Path] | None = None,
-             int8: bool = False) -> dict[str, Any]:
+             int8: bool = False, quarter_turns: bool = False) -> dict[str, Any]:
     """Run ``seed`` calibrated, exported (with the ``ensemble`` members) into HERE/name and measured on the test split;
     kept in HERE/name.json, so that a later sitting reads it back."""
     done = HERE / f"{name}.json"
@@ -138,7 +138,7 @@ def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: 
     calibrate_run(run_dir(seed))
     t = time.perf_counter()
     bundle = export_run(run_dir(seed), HERE / name, name=f"derma-{name.split('_')[0]}", version=name, flips=flips,
-                        ensemble=ensemble or [], int8=int8)
+                        quarter_turns=quarter_turns, ensemble=ensemble or [], int8=int8)
     row = {"seeds": [seed, *(Run(m).config.train.seed for m in ensemble or [])],
            "export_s": round(time.perf_counter() - t, 1), **bundle_figures(bundle, ds, splits),
            "decision_rule": rule_summary(load_bundle(bundle).spec.calibration["decision_rule"])}

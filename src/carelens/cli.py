@@ -483,6 +483,10 @@ def export(
                                                         "mirror images inside the model (test-time augmentation; "
                                                         "3x the model's work per image; calibration refitted on "
                                                         "its outputs).")] = False,
+    quarter_turns: Annotated[bool, typer.Option(
+        "--quarter-turns", help="With --flips: average over the 8 symmetries of the square (the mirror images, the "
+                                "quarter turns and their mirror images; 8x the model's work per image), for models "
+                                "trained with quarter turns (every mirroring augment preset).")] = False,
     ensemble: Annotated[list[Path] | None, typer.Option(
         "--ensemble", help="Another run of the same recipe (another seed, the same data and split) whose model is "
                            "averaged with RUN's inside the graph (a deep ensemble; repeat for more; each member adds "
@@ -494,13 +498,15 @@ def export(
     from carelens.bundle import sign_bundle
     from carelens.steps.export import export_run
 
-    path = export_run(run, out, name=name, version=version, int8=int8, flips=flips, ensemble=ensemble or [])
+    path = export_run(run, out, name=name, version=version, int8=int8, flips=flips, quarter_turns=quarter_turns,
+                      ensemble=ensemble or [])
     if sign is not None:
         sign_bundle(path, sign)
     doc = json.loads((path / "bundle.json").read_text())
     par = doc["parity"]
     if int8 or flips or ensemble:
-        shipped = " + ".join(k for k, on in (("int8", int8), ("flips", flips),
+        views = "8 views" if quarter_turns else "flips"
+        shipped = " + ".join(k for k, on in (("int8", int8), (views, flips),
                                              (f"ensemble of {len(ensemble or []) + 1}", ensemble)) if on)
         console.print(f"exported {doc['name']} {doc['version']} ({shipped}) to {path}: top-1 agreement with the "
                       f"trained model {par['top1_agreement']:.3f}, max probability difference "

@@ -26,8 +26,9 @@ BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "
 
 IMBALANCE_STRATEGIES = ("none", "weighted", "focal", "balanced_sampler")
 AUGMENT_PRESETS = ("none", "default", "dermoscopy", "xray", "ultrasound", "photo", "fundus", "flips")
-# the presets that mirror images left-right and top-bottom in training: a model trained with one of them has seen
-# mirror images, so averaging its answers over them at inference (export --flips) asks it nothing new
+# the presets that mirror images left-right and top-bottom and turn them by quarter turns in training: a model
+# trained with one of them has seen those views, so averaging its answers over them at inference (export --flips,
+# --quarter-turns) asks it nothing new
 MIRRORING_PRESETS = ("default", "dermoscopy", "photo", "flips")
 MONITORS = ("balanced_accuracy", "macro_auc", "macro_f1", "accuracy", "neg_log_loss")
 

@@ -48,7 +48,7 @@ FORMAT_VERSION = 12  # 2 added the optional ``facts`` section; 3 the multi-label
 # another class: it must refuse the bundle); 10 ``model_io.members`` (the graph averages that many trained models:
 # a field an older carelens does not know); 11 ``temperature_scale`` (vector scaling: a multiplier per class after
 # the temperature, which an older carelens would ignore); 12 ``conformal.pooled`` (classes sharing one threshold: a
-# field an older carelens does not know)
+# field an older carelens does not know) and ``model_io.views`` "dihedral" (a value it does not know)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -75,7 +75,8 @@ class ModelIO(_Section):
     opset: int
     features: int  # width of the pooled features
     fmap: list[int]  # (C, h, w) of the feature map; empty: none
-    views: Literal["flips"] | None = None  # flips: the graph averages each image with its two mirror images
+    # flips: the graph averages each image with its two mirror images; dihedral: over the 8 symmetries of the square
+    views: Literal["flips", "dihedral"] | None = None
     # an ensemble: the logits are the mean of this many trained models' (features: the first one's; fmap: theirs
     # stacked along the channels, read with their heads side by side, each / members); None: one model
     members: int | None = Field(None, ge=2)

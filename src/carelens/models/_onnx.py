@@ -10,6 +10,7 @@ from typing import IO
 import torch
 from torch import nn
 
+from carelens.errors import ConfigError
 from carelens.models._classifier import Classifier
 
 __all__ = ["GRAPH_OUTPUTS", "OPSET", "ShippedGraph", "export_onnx"]
@@ -23,21 +24,37 @@ class ShippedGraph(nn.Module):
 
     With ``flips``, every image is also run mirrored left-right and top-bottom (one batch of 3N views) and its logits
     and features are the mean over its three views (test-time augmentation inside the graph, so that every caller
-    gets it); the feature map stays the image's own, for its heatmap. With several ``models`` (an ensemble of runs
+    gets it); with ``quarter_turns`` too, over all 8 symmetries of the square (the three above, the half turn, the
+    transpose and its three mirror images: the quarter turns among them; 8N views); the feature map stays the image's
+    own, for its heatmap. With several ``models`` (an ensemble of runs
     trained alike), the logits are the mean over the models; the features are the first model's (the OOD gate's
     statistics live in one feature space) and the feature maps are stacked along their channels, so that the head
     weights side by side, each divided by the number of models, give the ensemble's class-activation map."""
 
-    def __init__(self, models: Sequence[Classifier], flips: bool = False) -> None:
+    def __init__(self, models: Sequence[Classifier], flips: bool = False, quarter_turns: bool = False) -> None:
         super().__init__()
+        if quarter_turns and not flips:
+            raise ConfigError("quarter turns are averaged together with the mirror images: export with flips too")
         self.models = nn.ModuleList(models)
-        self.flips = flips
+        self.flips, self.quarter_turns = flips, quarter_turns
+
+    @staticmethod
+    def views(x: torch.Tensor, flips: bool, quarter_turns: bool) -> list[torch.Tensor]:
+        """The views of a batch (N, C, S, S) the graph averages over, the image itself first."""
+        if not flips:
+            return [x]
+        views = [x, x.flip(3), x.flip(2)]
+        if quarter_turns:  # the half turn, then the transpose and its mirror images (two of them quarter turns)
+            t = x.transpose(2, 3)
+            views += [x.flip(2).flip(3), t, t.flip(3), t.flip(2), t.flip(2).flip(3)]
+        return views
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if not self.flips and len(self.models) == 1:
             return self.models[0].forward_all(x)  # type: ignore[no-any-return, operator]
-        views = 3 if self.flips else 1
-        batch = torch.cat([x, x.flip(3), x.flip(2)]) if self.flips else x
+        each = self.views(x, self.flips, self.quarter_turns)
+        views = len(each)
+        batch = torch.cat(each) if views > 1 else x
         outs = [m.forward_all(batch) for m in self.models]  # type: ignore[operator]
         logits = [lo.reshape(views, -1, lo.shape[1]).mean(0) for lo, _, _ in outs]
         feats = outs[0][1].reshape(views, -1, outs[0][1].shape[1]).mean(0)

@@ -109,10 +109,10 @@ def _scaler_choice(record: dict[str, Any]) -> ScalerChoice:
     return "auto" if "cv_nll" in record else "temperature"
 
 
-def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members: int, calibration_images: int
+def _refit(r: Run, out: Path, cal: Calibration, int8: bool, views: int, members: int, calibration_images: int
            ) -> tuple[Run, Calibration, dict[str, Any]]:
     """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
-    here with ``int8``; averaging flipped views with ``flips``; averaging ``members`` models): recompute the run's
+    here with ``int8``; averaging ``views`` views of each image (1: the image alone); averaging ``members`` models): recompute the run's
     outputs with it and refit the calibration on them, with the settings the run's calibration used. Returns the
     derived run, its calibration and the agreement of the shipped graph with the trained model (the first member)
     on the validation split."""
@@ -150,7 +150,7 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, flips: bool, members
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
     y, k = ref.val_y, len(r.config.class_ids)
     agreement: dict[str, Any] = {
-        "int8": int8, "flips": flips, "members": members, "images": len(y), "calibration_images": len(chosen),
+        "int8": int8, "flips": views > 1, "views": views, "members": members, "images": len(y), "calibration_images": len(chosen),
         "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
@@ -203,13 +203,14 @@ def _members(r: Run, ensemble: Sequence[str | Path | Run]) -> list[Run]:
 
 def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = None, version: str | None = None,
                parity_images: list[np.ndarray] | None = None, atol: float = 1e-4, int8: bool = False,
-               flips: bool = False, ensemble: Sequence[str | Path | Run] = (),
+               flips: bool = False, quarter_turns: bool = False, ensemble: Sequence[str | Path | Run] = (),
                calibration_images: int = CALIBRATION_IMAGES) -> Path:
     """Export the best model of a calibrated run to a verified bundle directory.
 
     ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`). ``flips``: ship a graph that
     averages each image's logits and features over the image and its two mirror images (3x the model's work per
-    image). ``ensemble``: other runs of the same recipe (other seeds, the same data and split) whose models the
+    image); with ``quarter_turns`` too, over the 8 symmetries of the square (8x; for models trained with quarter
+    turns, as every mirroring augment preset does; measured on HAM10000 validation, `python bench/views.py`). ``ensemble``: other runs of the same recipe (other seeds, the same data and split) whose models the
     graph averages with this run's (a deep ensemble: the logits are the mean over the models, the OOD gate reads
     this run's features; each member adds its model's work per image). With any of them, the calibration is
     refitted on the shipped graph's own outputs (without int8, on its validation and test outputs, the OOD gate's
@@ -224,6 +225,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     cfg = r.config
     members = _members(r, ensemble)
     unmirrored = sorted({m.config.train.augment for m in [r, *members]} - set(MIRRORING_PRESETS))
+    if quarter_turns and not flips:
+        raise ConfigError("--quarter-turns averages the quarter turns together with the mirror images: add --flips")
     if flips and unmirrored:
         raise ConfigError(f"--flips: this run trained with augment {unmirrored[0]!r}, which never mirrors both ways,"
                           " so a mirror image is not something the model has learned to read (in x-rays and "
@@ -238,7 +241,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         images = parity_images if parity_images is not None else _parity_images(r)
         s = pre.image_size
         dummy = torch.zeros(2, 3, s, s)
-        graph = ShippedGraph(models, flips).eval()  # what is exported, and what ONNX Runtime is checked against
+        graph = ShippedGraph(models, flips, quarter_turns).eval()  # what is exported, and what ONNX Runtime is checked against
         export_onnx(graph, (dummy,), out / "model.onnx", ["input"], GRAPH_OUTPUTS)
         weight, bias = graph.head()
         np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
@@ -265,7 +268,8 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         selftest_atol = SelfTest.model_fields["atol"].default
         scratch: Path | None = None
         if int8 or flips or members:
-            r, cal, agreement = _refit(r, out, cal, int8, flips, len(models), calibration_images)
+            views = len(ShippedGraph.views(dummy, flips, quarter_turns))
+            r, cal, agreement = _refit(r, out, cal, int8, views, len(models), calibration_images)
             scratch = r.path  # the derived run: removed once the bundle is written
             shutil.copy(r.ood_path, out / "ood.npz")
             sess = make_session(out / "model.onnx")
@@ -294,7 +298,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             preprocess=pre,
             model_io=ModelIO(input="input", outputs=GRAPH_OUTPUTS, opset=OPSET,
                              features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
-                             views="flips" if flips else None,
+                             views=("dihedral" if quarter_turns else "flips") if flips else None,
                              members=len(models) if members else None),
             task=spec.task,
             temperature=scaler.get("temperature", 1.0), temperature_bias=scaler.get("bias"),
