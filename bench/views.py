@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, resized_images, write_result
+from _common import OUT, RESULTS, resized_images, write_result
 from ensemble import HERE as ENSEMBLES
-from ensemble import PAIRS, SEEDS, facts_figures, measured, run_dir
+from ensemble import PAIRS, SEEDS, facts_figures, facts_metrics, measured, ood_figures, run_dir
 from ham_options import metrics_of, spread
 
 from carelens.calibrate import TemperatureScaler
@@ -81,6 +81,21 @@ def candidates(y: np.ndarray, logits: dict[int, np.ndarray], class_ids: list[str
     return out
 
 
+def chosen_bundles(rows: list[dict[str, Any]], oods: list[dict[str, Any]], ds: Any, splits: Any) -> dict[str, Any]:
+    """The chosen view set's pairs as bench/ham_recipe.py reads a candidate's test figures (the shape of the
+    ham10000_ensemble case): the image alone (mean over the pairs and spreads), the OOD gate, the shipped rules,
+    and the clinical facts (facts_metrics)."""
+    keys = [k for k in rows[0] if isinstance(rows[0][k], float) and k != "export_s"]
+    out: dict[str, Any] = {key: round(statistics.fmean(r[key] for r in rows), 4) for key in keys}
+    out["per_class_recall"] = {c: round(statistics.fmean(r["per_class_recall"][c] for r in rows), 4)
+                               for c in rows[0]["per_class_recall"]}
+    out["ensemble_over_pairs"] = {key: spread([r[key] for r in rows]) for key in keys}
+    out["ood_over_pairs"] = {key: spread([o[key] for o in oods]) for key in oods[0]}
+    out["decision_rules"] = [r["decision_rule"] for r in rows]
+    out["wall_s"] = json.loads((RESULTS / "ham10000_ensemble.json").read_text())["metrics"]["wall_s"]  # same training
+    return out | facts_metrics([facts_figures(f"ensemble_{k}_dihedral", ds, splits) for k in range(len(PAIRS))])
+
+
 def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -117,6 +132,8 @@ def main() -> None:
         metrics |= metrics["test_dihedral_with_facts"]
         metrics["latency_p50_ms"] = metrics["test_dihedral_image_only"]["latency_p50_ms"]
         metrics["pairs"] = rows
+        metrics["chosen_bundles"] = chosen_bundles(rows, [ood_figures(f"ensemble_{k}_dihedral", ds, splits)
+                                                          for k in range(len(PAIRS))], ds, splits)
     print(write_result(
         "ham10000_views", "ham10000", time.perf_counter() - t0, metrics,
         {"balanced_accuracy": 0.78, "accuracy": 0.85, "mean_set_size": 1.6},
