@@ -88,7 +88,7 @@ class ConformalParams(_Section):
     alpha: float
     score: Literal["lac", "aps"]
     class_conditional: bool
-    pooled: list[int] = []  # classes sharing one threshold (absent: each its own)
+    pooled: list[int] | None = None  # classes sharing one threshold (absent: each its own; format 12)
     thresholds: list[float]
     marginal_threshold: float
     fallback_classes: list[int]
@@ -231,6 +231,8 @@ class BundleSpec(BaseModel):
             absent["model_io"] = unset
         if self.ood.confidence is None:
             absent["ood"] = {"confidence"}
+        if self.conformal is not None and self.conformal.pooled is None:
+            absent["conformal"] = {"pooled"}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
 
     def digest(self) -> str:

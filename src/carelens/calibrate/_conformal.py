@@ -144,7 +144,7 @@ class ConformalClassifier:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConformalClassifier:
-        c = cls(d["alpha"], d["score"], d["class_conditional"], d.get("pooled", ()))
+        c = cls(d["alpha"], d["score"], d["class_conditional"], d.get("pooled") or ())
         c.thresholds_ = np.asarray(d["thresholds"], dtype=np.float64)
         c.marginal_threshold_ = float(d["marginal_threshold"])
         c.fallback_classes_ = list(d["fallback_classes"])

@@ -38,6 +38,7 @@ from carelens.tasks import OutputLayout
 
 __all__ = ["ALPHAS", "calibrate_run", "fit_calibration", "operating_points"]
 
+
 def noncritical_classes(spec: LabelSpec | None) -> tuple[int, ...]:
     """The classes ``pool_noncritical`` pools: those the spec does not mark critical (ConfigError without any)."""
     if spec is None or not spec.critical_indices:

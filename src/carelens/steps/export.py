@@ -112,10 +112,10 @@ def _scaler_choice(record: dict[str, Any]) -> ScalerChoice:
 def _refit(r: Run, out: Path, cal: Calibration, int8: bool, views: int, members: int, calibration_images: int
            ) -> tuple[Run, Calibration, dict[str, Any]]:
     """The graph in out/model.onnx computes other outputs than the run's predictions came from (quantised to int8
-    here with ``int8``; averaging ``views`` views of each image (1: the image alone); averaging ``members`` models): recompute the run's
-    outputs with it and refit the calibration on them, with the settings the run's calibration used. Returns the
-    derived run, its calibration and the agreement of the shipped graph with the trained model (the first member)
-    on the validation split."""
+    here with ``int8``; averaging ``views`` views of each image (1: the image alone); averaging ``members``
+    models): recompute the run's outputs with it and refit the calibration on them, with the settings the run's
+    calibration used. Returns the derived run, its calibration and the agreement of the shipped graph with the
+    trained model (the first member) on the validation split."""
     if cal.multilabel is not None:
         raise ConfigError("int8, flips and ensemble exports support multi-class models for now; export this "
                           "multi-label run without them")
@@ -150,7 +150,8 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, views: int, members:
     p_run, p_shipped = cal.temperature.predict_proba(ref.val_logits), refit.temperature.predict_proba(preds.val_logits)
     y, k = ref.val_y, len(r.config.class_ids)
     agreement: dict[str, Any] = {
-        "int8": int8, "flips": views > 1, "views": views, "members": members, "images": len(y), "calibration_images": len(chosen),
+        "int8": int8, "flips": views > 1, "views": views, "members": members, "images": len(y),
+        "calibration_images": len(chosen),
         "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
@@ -210,9 +211,10 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
     ``int8``: ship the statically quantised model (:mod:`carelens.steps.quantize`). ``flips``: ship a graph that
     averages each image's logits and features over the image and its two mirror images (3x the model's work per
     image); with ``quarter_turns`` too, over the 8 symmetries of the square (8x; for models trained with quarter
-    turns, as every mirroring augment preset does; measured on HAM10000 validation, `python bench/views.py`). ``ensemble``: other runs of the same recipe (other seeds, the same data and split) whose models the
-    graph averages with this run's (a deep ensemble: the logits are the mean over the models, the OOD gate reads
-    this run's features; each member adds its model's work per image). With any of them, the calibration is
+    turns, as every mirroring augment preset does; measured on HAM10000, `python bench/views.py`). ``ensemble``:
+    other runs of the same recipe (other seeds, the same data and split) whose models the graph averages with this
+    run's (a deep ensemble: the logits are the mean over the models, the OOD gate reads this run's features; each
+    member adds its model's work per image). With any of them, the calibration is
     refitted on the shipped graph's own outputs (without int8, on its validation and test outputs, the OOD gate's
     training features staying this run's trained model's), and the parity record adds the shipped graph's agreement
     with this run's trained model on validation.
@@ -241,7 +243,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         images = parity_images if parity_images is not None else _parity_images(r)
         s = pre.image_size
         dummy = torch.zeros(2, 3, s, s)
-        graph = ShippedGraph(models, flips, quarter_turns).eval()  # what is exported, and what ONNX Runtime is checked against
+        graph = ShippedGraph(models, flips, quarter_turns).eval()  # exported, and what ONNX Runtime is checked against
         export_onnx(graph, (dummy,), out / "model.onnx", ["input"], GRAPH_OUTPUTS)
         weight, bias = graph.head()
         np.savez(out / HEAD_FILE, weight=weight.numpy(), bias=bias.numpy())
