@@ -14,7 +14,9 @@ the two disagree, as the bundle does) and read on test: coverage overall, per cl
 critical class, mean set size, and the critical-miss and over-triage rates of the shipped decision rule and of the
 set rule (the most urgent class in the set), which is where the sets decide the level.
 
-Usage: python bench/pooled_sets.py   (about 6 minutes on 2 cores; after python bench/ensemble.py)
+Usage: python bench/pooled_sets.py [--dihedral]   (about 5 minutes on 2 cores; after python bench/ensemble.py)
+--dihedral: the same pairs exported over the 8 symmetries of the square (bench/views.py's bundles, the `ham10000`
+headline's): case `ham10000_pooled_sets_dihedral`.
 """
 
 from __future__ import annotations
@@ -73,13 +75,14 @@ def variant_figures(bundle: Bundle, val: Any, test: Any, rows: dict[str, dict[st
 
 
 def main() -> None:
+    suffix = "_dihedral" if sys.argv[1:] == ["--dihedral"] else ""
     t0 = time.perf_counter()
     ds = open_dataset("ham10000")
     splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
     rows = {e.id: dict(e.facts) for e in ds}
     pairs = []
     for k in range(len(PAIRS)):
-        bundle = load_bundle(HERE / f"ensemble_{k}")
+        bundle = load_bundle(HERE / f"ensemble_{k}{suffix}")
         val, test = evaluate(bundle, ds, splits, split="val"), evaluate(bundle, ds, splits)
         pairs.append({v: variant_figures(bundle, val, test, rows, v == "pooled") for v in VARIANTS})
     metrics: dict[str, Any] = {}
@@ -95,13 +98,13 @@ def main() -> None:
     metrics |= {"mean_set_size": head["mean_set_size"], "coverage": head["coverage"],
                 "min_critical_class_coverage": head["min_critical_class_coverage"]}
     print(write_result(
-        "ham10000_pooled_sets", "ham10000", time.perf_counter() - t0, metrics,
+        f"ham10000_pooled_sets{suffix}", "ham10000", time.perf_counter() - t0, metrics,
         {"mean_set_size": 1.6, "min_critical_class_coverage": 0.85},
         baseline={"name": "one threshold per class (the default; the ham10000 case)",
                   "metrics": {"mean_set_size": metrics["class_facts"]["mean_set_size"],
                               "coverage": metrics["class_facts"]["coverage"]}},
-        notes="command: python bench/pooled_sets.py (after python bench/ensemble.py); the two shipped ensemble bundles "
-              "(pairs s0+s1, s2+s3), each run on validation and test with carelens.report.evaluate; per variant the "
+        notes="command: python bench/pooled_sets.py (after python bench/ensemble.py; --dihedral: the same pairs over "
+              "8 views, bench/views.py's bundles); the two shipped ensemble bundles (pairs s0+s1, s2+s3), each run on validation and test with carelens.report.evaluate; per variant the "
               "image's LAC sets (alpha 0.1) and the image + facts sets (the bundle's facts fusion, its sets refitted, "
               "widened to the image's on disagreement) fitted on validation, read on test; mean over the pairs. "
               "class: one threshold per class (calibrate's default); pooled: calibrate --pool-noncritical (bkl, df, "
