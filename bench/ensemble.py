@@ -141,7 +141,7 @@ def measured(name: str, seed: int, flips: bool, ds: Any, splits: Any, ensemble: 
                         quarter_turns=quarter_turns, ensemble=ensemble or [], int8=int8)
     row = {"seeds": [seed, *(Run(m).config.train.seed for m in ensemble or [])],
            "export_s": round(time.perf_counter() - t, 1), **bundle_figures(bundle, ds, splits),
-           "decision_rule": rule_summary(load_bundle(bundle).spec.calibration["decision_rule"])}
+           "decision_rule": rule_summary(json.loads((bundle / "bundle.json").read_text())["calibration"]["decision_rule"])}
     done.write_text(json.dumps(row, indent=1))
     print(json.dumps(row), flush=True)
     return row

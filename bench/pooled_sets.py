@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_result
@@ -40,20 +42,22 @@ from carelens.data import open_dataset, split_dataset
 from carelens.metrics import coverage_report
 from carelens.policy import critical_miss_rate, level_agreement, over_triage_rate, triage_levels
 from carelens.report import evaluate
+from carelens.steps.calibrate import noncritical_classes
 
 VARIANTS = ("class", "pooled")
 
 
-def variant_figures(bundle: Bundle, val: Any, test: Any, rows: dict[str, dict[str, Any]], pooled: bool) -> dict[str, Any]:
-    """Test figures of the sets fitted on ``val`` (one threshold per class, or the non-critical classes pooled)."""
+def variant_figures(bundle: Bundle, val: Any, test: Any, fused: tuple[np.ndarray, np.ndarray, np.ndarray],
+                    pooled: bool) -> dict[str, Any]:
+    """Test figures of the sets fitted on ``val`` (one threshold per class, or the non-critical classes pooled);
+    ``fused``: the bundle's image + facts probabilities of validation and test, and test's conflicts."""
     spec, fusion, shipped = bundle.labels, bundle.facts, bundle.conformal
     assert fusion is not None and shipped is not None
-    noncritical = [i for i in range(len(spec.classes)) if i not in spec.critical_indices]
-    template = ConformalClassifier(shipped.alpha, shipped.score, shipped.class_conditional, noncritical if pooled else ())
+    template = ConformalClassifier(shipped.alpha, shipped.score, shipped.class_conditional,
+                                   noncritical_classes(spec) if pooled else ())
     pv, yv, pt, yt = val.arrays["proba"], val.arrays["y"], test.arrays["proba"], test.arrays["y"]
     image_mask = template.like().fit(pv, yv).predict_set(pt)
-    fused_val = fusion.fuse(pv, [rows[i] for i in val.ids])[0]
-    fused_test, _, disagree = fusion.fuse(pt, [rows[i] for i in test.ids])
+    fused_val, fused_test, disagree = fused
     fused_mask = fusion.widen(template.like().fit(fused_val, yv).predict_set(fused_test), image_mask, disagree)
     ind = test.arrays["in_distribution"].astype(bool)
     policy = bundle.policy()
@@ -84,7 +88,11 @@ def main() -> None:
     for k in range(len(PAIRS)):
         bundle = load_bundle(HERE / f"ensemble_{k}{suffix}")
         val, test = evaluate(bundle, ds, splits, split="val"), evaluate(bundle, ds, splits)
-        pairs.append({v: variant_figures(bundle, val, test, rows, v == "pooled") for v in VARIANTS})
+        assert bundle.facts is not None
+        fused_val = bundle.facts.fuse(val.arrays["proba"], [rows[i] for i in val.ids])[0]
+        fused_test, _, disagree = bundle.facts.fuse(test.arrays["proba"], [rows[i] for i in test.ids])
+        pairs.append({v: variant_figures(bundle, val, test, (fused_val, fused_test, disagree), v == "pooled")
+                      for v in VARIANTS})
     metrics: dict[str, Any] = {}
     for v in VARIANTS:
         for src in ("image", "facts"):

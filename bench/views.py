@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,6 +36,7 @@ from ham_options import metrics_of, spread
 from carelens.calibrate import TemperatureScaler
 from carelens.data import open_dataset, split_dataset
 from carelens.metrics import calibration_report
+from carelens.models import ShippedGraph
 from carelens.steps import Run
 from carelens.steps.export import load_run_model
 from carelens.train import predict_logits
@@ -44,11 +46,10 @@ VIEW_SETS = {"plain": [0], "flips": [0, 1, 2], "dihedral": list(range(8))}  # in
 
 
 def views(images: np.ndarray) -> list[np.ndarray]:
-    """(N, S, S, 3) images as the shipped graph orders its views (carelens.models.ShippedGraph.views): the image, its
-    left-right and top-bottom mirror images, the half turn, then the transpose and its three mirror images."""
-    t = images.transpose(0, 2, 1, 3)
-    return [images, images[:, :, ::-1], images[:, ::-1], images[:, ::-1, ::-1], t, t[:, :, ::-1], t[:, ::-1],
-            t[:, ::-1, ::-1]]
+    """(N, S, S, 3) images in the 8 views the shipped graph averages, in its order (ShippedGraph.views itself, on
+    the images as channels-first)."""
+    chw = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return [v.numpy().transpose(0, 2, 3, 1) for v in ShippedGraph.views(chw, flips=True, quarter_turns=True)]
 
 
 def val_logits(seed: int, images: np.ndarray) -> np.ndarray:
