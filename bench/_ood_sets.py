@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from carelens.bundle import load_bundle
 from carelens.data import open_dataset
 from carelens.predict import Engine
-from carelens.preprocess import preprocess
+from carelens.preprocess import preprocess_batch
 from carelens.settings import data_root
 from carelens.steps import Run
 from carelens.steps.export import export_run
@@ -100,7 +100,7 @@ def gate_scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarr
     b = engine.bundle
     out = []
     for k in range(0, len(images), 32):
-        batch = np.stack([preprocess(img, b.preprocess) for img in images[k : k + 32]])
+        batch = preprocess_batch(images[k : k + 32], b.preprocess)
         logits, feats, _ = b.run(batch)
         out.append(gate.score(feats, logits))
     return np.concatenate(out)

@@ -31,7 +31,7 @@ from ood_seeds import rescore
 
 from carelens.bundle import load_bundle
 from carelens.calibrate import OODGate
-from carelens.preprocess import preprocess
+from carelens.preprocess import preprocess_batch
 from carelens.steps import Run, calibrate_run
 from carelens.steps.export import export_run
 
@@ -46,7 +46,7 @@ def _views(run_fn: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def _outputs(run_fn: Any, images: list[np.ndarray], pre: Any) -> tuple[np.ndarray, ...]:
-    parts = [_views(run_fn, np.stack([preprocess(img, pre) for img in images[k : k + 32]]))
+    parts = [_views(run_fn, preprocess_batch(images[k : k + 32], pre))
              for k in range(0, len(images), 32)]
     return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 

@@ -12,7 +12,7 @@ EXPECTED = {
     "carelens.labels": {"SEVERITIES", "TASKS", "TRIAGE_ACTIONS", "TRIAGE_LEVELS", "Checklist", "ClassSpec", "DomainSymptom", "LabelSpec", "MergeRule", "SeverityLevel",
                         "NO_CRITICAL_NOTE", "NO_SPEC_NOTE", "builtin_specs", "label_problems", "load_spec", "spec_from_labels", "template_spec", "triage_rank"},
     "carelens.tasks": {"SEVERITY_HEADS", "OutputLayout", "encode_findings", "sigmoid"},
-    "carelens.preprocess": {"PreprocessConfig", "normalize", "preprocess", "resize_image"},
+    "carelens.preprocess": {"PreprocessConfig", "normalize", "preprocess", "preprocess_batch", "resize_image"},
     "carelens.config": {"AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MIRRORING_PRESETS", "MONITORS",
                         "TrainConfig"},
     "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process"},

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from carelens.bundle import int8_instructions, load_bundle
 from carelens.cli import app
+from carelens.metrics import balanced_accuracy
 from carelens.predict import Engine
 from carelens.steps import Run, calibrate_run
 from carelens.steps.quantize import FLOAT_CONVS
@@ -51,14 +52,15 @@ def test_int8_export_refits_calibration_and_records_agreement(tiny_pneumonia_run
     b = load_bundle(out)  # hashes and self-test
     ds, splits = Run(tiny_pneumonia_run).data()
     test = splits.indices(ds, "test")
-    images = [img for _, img in ds.iter_images(test[:64])]
+    images = [img for _, img in ds.iter_images(test)]
     results = Engine(b).assess(images)
-    # the int8 bundle answers as the refitted calibration says: its test figures are the int8 model's own
+    # the int8 bundle answers as the refitted calibration says: the test figures it records are its own answers
+    # (calibrated probabilities, which may move the argmax of the logits when the scaler learns class biases, as it
+    # does on an AVX-512 VNNI AMD host), not the fp32 model's
     pred = np.asarray([ds.spec.class_ids.index(a.top[0].id) for a, _ in results])
-    y = np.asarray([ds.spec.class_ids.index(ds[i].label) for i in test[:64]])
+    y = np.asarray([ds.spec.class_ids.index(ds[i].label) for i in test])
     assert all(a.model.name == "chest8" for a, _ in results) and (pred == y).mean() > 0.7  # measured 0.86
-    assert doc["test_metrics"]["balanced_accuracy"] == par["test_balanced_accuracy_shipped"]
-
+    assert doc["test_metrics"]["balanced_accuracy"] == balanced_accuracy(y, pred, len(ds.spec.class_ids))
 
 def test_every_branch_keeps_its_first_convolutions_in_float(tmp_path: Path) -> None:
     """In a graph of several models (an ensemble), each model's stem stays in float, whatever the node order."""

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from carelens.models._backbones import Backbone, build_backbone
-from carelens.preprocess import PreprocessConfig, preprocess
+from carelens.preprocess import PreprocessConfig, preprocess_batch
 from carelens.tasks import OutputLayout
 
 __all__ = ["Classifier", "MulticlassHead", "MultilabelHead", "build_classifier", "embed_images"]
@@ -107,6 +107,6 @@ def build_classifier(backbone: str, n_classes: int, image_size: int, *, pretrain
 def embed_images(model: Classifier, pre: PreprocessConfig, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(logits, features as in :meth:`Classifier.forward_all`) for decoded uint8 images, through the one
     preprocessing function."""
-    x = torch.from_numpy(np.stack([preprocess(img, pre) for img in images]))
+    x = torch.from_numpy(preprocess_batch(images, pre))
     logits, feats, _ = model.forward_all(x)
     return logits.numpy(), feats.numpy()

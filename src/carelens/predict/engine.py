@@ -22,7 +22,7 @@ from carelens.data import IMAGE_SUFFIXES, read_image, read_manifest
 from carelens.errors import ConfigError, DataError, FactsError, ImageReadError
 from carelens.metrics import decisions
 from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabel, decide_with_facts
-from carelens.preprocess import preprocess
+from carelens.preprocess import preprocess_batch
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ class Engine:
     def infer(self, images: list[np.ndarray]) -> Inference:
         """Every number the bundle computes for a batch of decoded uint8 images (any size)."""
         b = self.bundle
-        batch = np.stack([preprocess(img, b.preprocess) for img in images])
+        batch = preprocess_batch(images, b.preprocess)
         logits, feats, fmap = b.run(batch)
         if b.multilabel is not None and b.layout is not None:
             return self._infer_multilabel(logits, feats, fmap)

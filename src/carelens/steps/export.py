@@ -41,7 +41,7 @@ from carelens.hashing import file_digest
 from carelens.labels import spec_from_labels
 from carelens.metrics import balanced_accuracy, classification_metrics
 from carelens.models import GRAPH_OUTPUTS, OPSET, Classifier, ShippedGraph, build_classifier, export_onnx
-from carelens.preprocess import preprocess
+from carelens.preprocess import preprocess_batch
 from carelens.steps.calibrate import calibrate_run
 from carelens.steps.quantize import (
     CALIBRATION_IMAGES,
@@ -250,7 +250,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         shutil.copy(r.ood_path, out / "ood.npz")
 
         # parity: PyTorch and ONNX Runtime on real validation images
-        batch = np.stack([preprocess(img, pre) for img in images])
+        batch = preprocess_batch(images, pre)
         with torch.inference_mode():
             t_logits, t_feats, t_fmap = (a.numpy() for a in graph(torch.from_numpy(batch)))
         sess = make_session(out / "model.onnx")

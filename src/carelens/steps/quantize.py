@@ -23,7 +23,7 @@ import numpy as np
 from carelens.console import progress_bar
 from carelens.data import Dataset, Splits
 from carelens.errors import DataError
-from carelens.preprocess import PreprocessConfig, preprocess
+from carelens.preprocess import PreprocessConfig, preprocess_batch
 from carelens.steps.run import Predictions, Run
 
 __all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "calibration_indices", "derived_run",
@@ -51,12 +51,12 @@ def indexed_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batc
     buf: list[np.ndarray] = []
     for i, img in ds.iter_images(indices):
         pos.append(i)
-        buf.append(preprocess(img, pre))
+        buf.append(img)
         if len(buf) == batch:
-            yield pos, np.stack(buf)
+            yield pos, preprocess_batch(buf, pre)
             pos, buf = [], []
     if buf:
-        yield pos, np.stack(buf)
+        yield pos, preprocess_batch(buf, pre)
 
 
 def split_batches(ds: Dataset, indices: list[int], pre: PreprocessConfig, batch: int = 32) -> Iterator[np.ndarray]:
