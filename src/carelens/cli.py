@@ -599,6 +599,9 @@ def predict(
                       "NAME.parquet: a folder of parts) and resumes from it. Sources may be object-store prefixes "
                       "(s3://...).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="With --ray: scoring actors (one CPU each).")] = 2,
+    lanes: Annotated[int, typer.Option(min=1, help=(
+        "Batches in progress at once, each on cores/lanes ONNX Runtime threads (2 lanes of one thread: +20% images/s "
+        "on 2 cores); 1: one batch at a time on every core. More images than one batch only."))] = 2,
 ) -> None:
     """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), the rows
     of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row), or ECG
@@ -615,6 +618,7 @@ def predict(
         predict_table,
         write_results,
     )
+    from carelens.settings import threads_per_process
 
     fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
     if out is not None:  # checked before any work, and its folder made
@@ -638,9 +642,10 @@ def predict(
     if ray is not None:
         _predict_on_ray(bundle, inputs, out, ray, workers, batch_size, species, heatmaps)
         return
-    engine = Engine(load_bundle(bundle), batch_size=batch_size)
-    engine.bundle.labels.require_species(species, "the model")
     paths = collect_inputs(inputs)
+    lanes = max(1, min(lanes, -(-len(paths) // batch_size)))  # a lone batch gets every core
+    engine = Engine(load_bundle(bundle, threads=threads_per_process(lanes)), batch_size=batch_size, lanes=lanes)
+    engine.bundle.labels.require_species(species, "the model")
     stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
     if heatmaps:
         heatmaps.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from carelens.bundle import FORMAT_VERSION, BundleSpec, load_bundle
 from carelens.cli import app
-from carelens.errors import BundleError
+from carelens.errors import BundleError, ConfigError, NotAnImageError
 from carelens.hashing import canonical_digest
 from carelens.predict import Engine
 from carelens.preprocess import PreprocessConfig
@@ -168,6 +168,45 @@ def test_predict_cli_reports_corrupt_files_and_continues(bundle_dir: Path, tmp_p
     csv_out = tmp_path / "res.csv"
     res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(csv_out)])
     assert res.exit_code == 0 and csv_out.read_text().count("\n") == 7
+
+
+def test_lanes_answer_as_one_lane_in_order_with_bounded_memory(bundle_dir: Path, pneumonia_npz: Path) -> None:
+    """Two batches in progress at once (each decoded, run and decided in its own thread) give the same results in
+    the same order as one at a time, unreadable items in their place, and read the stream no further ahead than the
+    batches in progress."""
+    import threading
+
+    with np.load(pneumonia_npz) as z:
+        images = [z["test_images"][k] for k in range(37)]
+    bad = {3, 8, 9, 30}
+    lanes_seen: set[str] = set()
+
+    def load(k: int) -> np.ndarray:
+        lanes_seen.add(threading.current_thread().name)
+        if k in bad:
+            raise NotAnImageError(f"item{k}", "not a recognised image format")
+        return np.asarray(images[k])
+
+    read: list[int] = []
+
+    def items():  # type: ignore[no-untyped-def]
+        for k in range(len(images)):
+            read.append(k)
+            yield f"item{k}", k
+
+    bundle = load_bundle(bundle_dir, threads=1)  # as `carelens predict` loads it for two lanes on 2 cores
+    one = list(Engine(bundle, batch_size=4).predict_items(items(), load))
+    read.clear()
+    stream = Engine(bundle, batch_size=4, lanes=2).predict_items(items(), load)
+    first = next(stream)
+    assert len(read) <= 4 * 3  # the batch being answered, the one in progress and the next submitted: no more
+    two = [first, *stream]
+    assert [r.input for r in two] == [r.input for r in one] == [f"item{k}" for k in range(len(images))]
+    assert [r.error is not None for r in two] == [k in bad for k in range(len(images))]
+    assert [r.to_dict() for r in two] == [r.to_dict() for r in one]
+    assert sum(name.startswith("carelens-lane") for name in lanes_seen) == 2
+    with pytest.raises(ConfigError, match="lanes must be at least 1"):
+        Engine(load_bundle(bundle_dir), lanes=0)
 
 
 def test_prediction_runs_with_torch_unimportable(bundle_dir: Path, pneumonia_npz: Path, tmp_path: Path) -> None:

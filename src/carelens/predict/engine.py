@@ -8,7 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
@@ -75,10 +77,19 @@ class Result:
 
 
 class Engine:
-    def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 8) -> None:
+    def __init__(self, bundle: Bundle, policy: DecisionPolicy | None = None, batch_size: int = 8,
+                 lanes: int = 1) -> None:
+        """``lanes``: batches of a stream (:meth:`predict_items`) computed at once, each decoded, run and decided in
+        its own thread; for a bundle loaded with ``threads`` = cores / lanes (:func:`carelens.settings.
+        threads_per_process`). Two lanes of one ONNX Runtime thread scored 334-363 HAM10000 images/s on 2 cores
+        against 281-298 for one lane of two threads (int8, 224 px, batches of 32): one batch decodes while the other
+        is in ONNX Runtime, which releases the GIL, and one thread per run wastes nothing on synchronisation."""
+        if lanes < 1:
+            raise ConfigError(f"lanes must be at least 1, got {lanes}")
         self.bundle = bundle
         self.policy = policy or bundle.policy()  # the settings the bundle ships, unless the caller overrides them
         self.batch_size = batch_size
+        self.lanes = lanes
         self.ref = bundle.ref
         self.coverage = 1.0 - bundle.alpha
 
@@ -206,25 +217,53 @@ class Engine:
     def predict_items(self, items: Iterable[tuple[str, T]], load: Callable[[T], np.ndarray],
                       heatmaps: bool = False) -> Iterator[Result]:
         """Stream results for (name, source) pairs, in order: ``load`` decodes a source (a path, or the bytes of
-        an object-store file), batching readable ones; an ImageReadError becomes that item's error."""
-        pending: list[tuple[str, np.ndarray]] = []
+        an object-store file), ``batch_size`` items at a time, the readable ones in one model call; an ImageReadError
+        becomes that item's error. With ``lanes`` > 1 that many batches are in progress at once, and no more: memory
+        stays bounded on a stream of any length."""
+        chunks = _chunks(items, self.batch_size)
+        if self.lanes == 1:
+            for chunk in chunks:
+                yield from self._chunk_results(chunk, load, heatmaps)
+            return
+        with _one_blas_thread(), ThreadPoolExecutor(self.lanes, thread_name_prefix="carelens-lane") as pool:
+            pending: deque[Future[list[Result]]] = deque()
+            for chunk in chunks:
+                pending.append(pool.submit(self._chunk_results, chunk, load, heatmaps))
+                if len(pending) > self.lanes:
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
 
-        def flush() -> Iterator[Result]:
-            if pending:
-                yield from self._results([img for _, img in pending], [heatmaps] * len(pending),
-                                         names=[name for name, _ in pending])
-            pending.clear()
-
-        for name, source in items:
+    def _chunk_results(self, chunk: list[tuple[str, T]], load: Callable[[T], np.ndarray], heatmaps: bool
+                       ) -> list[Result]:
+        """One batch of a stream: every item decoded (an unreadable one is its error, in its place), the readable
+        ones through the model together."""
+        out: list[Result | None] = []
+        readable: list[tuple[int, str, np.ndarray]] = []
+        for name, source in chunk:
             try:
-                pending.append((name, load(source)))
+                readable.append((len(out), name, load(source)))
+                out.append(None)
             except ImageReadError as exc:
-                yield from flush()  # keep output in input order
-                yield Result(name, error=exc.reason)
-                continue
-            if len(pending) >= self.batch_size:
-                yield from flush()
-        yield from flush()
+                out.append(Result(name, error=exc.reason))
+        if readable:
+            results = self._results([img for _, _, img in readable], [heatmaps] * len(readable),
+                                    names=[name for _, name, _ in readable])
+            for (k, _, _), r in zip(readable, results, strict=True):
+                out[k] = r
+        return [r for r in out if r is not None]
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter), read lazily."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 HEATMAP_MAX_SIDE = 1024  # heatmaps and overlays: enough to see where the model looked, bounded in memory
