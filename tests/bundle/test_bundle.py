@@ -168,6 +168,14 @@ def test_predict_cli_reports_corrupt_files_and_continues(bundle_dir: Path, tmp_p
     csv_out = tmp_path / "res.csv"
     res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(csv_out)])
     assert res.exit_code == 0 and csv_out.read_text().count("\n") == 7
+    # batches of 2: three of them, scored in two lanes; the same rows in the same order
+    laned = tmp_path / "laned.jsonl"
+    res = CliRunner().invoke(app, ["predict", str(bundle_dir), str(folder), "--out", str(laned), "--batch-size", "2"])
+    assert res.exit_code == 0, res.output
+    again = [json.loads(line) for line in laned.read_text().splitlines()]
+    assert [r["input"] for r in again] == [r["input"] for r in rows]
+    assert [("error" in r, r.get("assessment", {}).get("triage", {}).get("level")) for r in again] == \
+        [("error" in r, r.get("assessment", {}).get("triage", {}).get("level")) for r in rows]
 
 
 def test_lanes_answer_as_one_lane_in_order_with_bounded_memory(bundle_dir: Path, pneumonia_npz: Path) -> None:
