@@ -108,6 +108,14 @@ def specs(
 CRITICAL_MISS_HELP = ("The {on} critical-miss rate the shipped decision rule must keep to; among the rules that do, the "
                       "one with the lowest over-triage ships.")
 
+# The prediction sets' options, the same for a model trained here (`calibrate`) and one trained elsewhere (`import`)
+AlphaOption = Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")]
+ScoreOption = Annotated[str, typer.Option(help="Conformal score: lac or aps.")]
+ClassConditionalOption = Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")]
+PoolNoncriticalOption = Annotated[bool, typer.Option(
+    help="The non-critical classes share one threshold, each critical class keeping its own: smaller sets, every "
+         "critical class still covered at 1 - alpha, the others together.")]
+
 SPEC_HEADER = """\
 # Label spec for {data}, written by `carelens specs --init`. Set, for each class, what a clinician would:
 #   severity: low | moderate | high | critical   (high and critical count as "must not miss": the critical-miss rate
@@ -341,12 +349,10 @@ def train_cmd(
 @_edge
 def calibrate(
     run: Annotated[Path, typer.Argument(help="A training run directory.")],
-    alpha: Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")] = 0.1,
-    score: Annotated[str, typer.Option(help="Conformal score: lac or aps.")] = "lac",
-    class_conditional: Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")] = True,
-    pool_noncritical: Annotated[bool, typer.Option(
-        help="The non-critical classes share one threshold, each critical class keeping its own: smaller sets, "
-             "every critical class still covered at 1 - alpha, the others together.")] = False,
+    alpha: AlphaOption = 0.1,
+    score: ScoreOption = "lac",
+    class_conditional: ClassConditionalOption = True,
+    pool_noncritical: PoolNoncriticalOption = False,
     ood_method: Annotated[str, typer.Option(help="combined (default), mahalanobis or knn.")] = "combined",
     ood_pass_rate: Annotated[float, typer.Option(
         help="Share of in-distribution images the OOD gate lets through.")] = 0.95,
@@ -542,15 +548,22 @@ def import_model(
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
     name: Annotated[str | None, typer.Option(help="Model name (default: the label spec's name).")] = None,
     version: Annotated[str | None, typer.Option(help="Model version (default: a UTC timestamp).")] = None,
-    alpha: Annotated[float, typer.Option(help="Conformal miscoverage (0.1: sets hold the truth 90% of the time).")] = 0.1,
+    alpha: AlphaOption = 0.1,
+    score: ScoreOption = "lac",
+    class_conditional: ClassConditionalOption = True,
+    pool_noncritical: PoolNoncriticalOption = False,
+    critical_miss_target: Annotated[float, typer.Option(help=CRITICAL_MISS_HELP.format(on="validation"))] = 0.02,
 ) -> None:
     """Bring your own model: wrap an ONNX classifier into a calibrated, self-testing bundle (no heatmaps)."""
+    from carelens.calibrate import ConformalScore
     from carelens.labels import load_spec
     from carelens.preprocess import PreprocessConfig
     from carelens.steps.importer import import_onnx
 
     path = import_onnx(model, out, spec=load_spec(spec), data=data, splits=splits, name=name, version=version,
-                       preprocess_config=PreprocessConfig.parse(preprocess), alpha=alpha)
+                       preprocess_config=PreprocessConfig.parse(preprocess), alpha=alpha,
+                       score=cast(ConformalScore, score), class_conditional=class_conditional,
+                       pool_noncritical=pool_noncritical, critical_miss_target=critical_miss_target)
     doc = json.loads((path / "bundle.json").read_text())
     rec, cal = doc["training_config"]["imported"], doc["calibration"]
     console.print(f"imported {model.name} as {doc['name']} {doc['version']} into {path}: outputs read as "

@@ -185,3 +185,25 @@ def test_imported_bundle_is_served_and_evaluated(imported: dict[str, Path], pneu
                                    str(Run(tiny_pneumonia_run).file(Run.SPLITS)), "--out", str(tmp_path / "report")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "metrics.json").is_file()
+
+
+def test_import_takes_the_prediction_set_options_calibrate_takes(imported: dict[str, Path], pneumonia_npz: Path,
+                                                                 tiny_pneumonia_run: Path, tmp_path: Path) -> None:
+    """The conformal score, one threshold for all classes or one per class, and the critical-miss target reach an
+    imported bundle as `carelens calibrate` applies them to a model trained here."""
+    run = Run(tiny_pneumonia_run)
+    res = CliRunner().invoke(app, ["import", str(imported["model"]), "--spec", "pneumoniamnist", "--data",
+                                   str(pneumonia_npz), "--splits", str(run.file(Run.SPLITS)),
+                                   "--preprocess", _preprocess_text(tiny_pneumonia_run), "--out", str(tmp_path / "aps"),
+                                   "--score", "aps", "--no-class-conditional", "--alpha", "0.2",
+                                   "--critical-miss-target", "0.05"])
+    assert res.exit_code == 0, res.output
+    b = load_bundle(tmp_path / "aps")
+    assert b.conformal is not None
+    got = b.conformal.to_dict()
+    assert (got["score"], got["class_conditional"], got["alpha"]) == ("aps", False, 0.2)
+    own, _ = fit_calibration(run.predictions(), run.config.class_ids, run.config.spec, alpha=0.2, score="aps",
+                             class_conditional=False, critical_miss_target=0.05)
+    assert own.conformal is not None  # the same network in PyTorch: the same threshold up to float differences
+    assert abs(got["marginal_threshold"] - own.conformal.marginal_threshold_) < 0.02
+    assert b.spec.calibration["decision_rule"]["target_critical_miss_rate"] == 0.05

@@ -37,6 +37,7 @@ from carelens.bundle import (
     make_session,
     selftest_input,
 )
+from carelens.calibrate import ConformalScore
 from carelens.console import progress_bar
 from carelens.data import Dataset, Splits, load_splits, make_splits, open_dataset
 from carelens.errors import ConfigError, DataError
@@ -168,7 +169,8 @@ def _score(session: Any, io: GraphIO, ds: Dataset, idx: list[int], pre: Preproce
 
 def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: str | Path,
                 preprocess_config: PreprocessConfig, splits: str | Path | None = None, name: str | None = None,
-                version: str | None = None, alpha: float = 0.1, critical_miss_target: float = 0.02,
+                version: str | None = None, alpha: float = 0.1, score: ConformalScore = "lac",
+                class_conditional: bool = True, pool_noncritical: bool = False, critical_miss_target: float = 0.02,
                 train_images: int = TRAIN_IMAGES, seed: int = 0) -> Path:
     """Wrap the ONNX image classifier ``model`` into a verified bundle at ``out``.
 
@@ -177,6 +179,8 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
         data: the labelled data to calibrate on (any source ``open_dataset`` reads).
         splits: a split file made for ``data`` (``carelens split``); none: a new grouped split (seed ``seed``).
             The validation split must not have been used to train the model, or its calibration is optimistic.
+        alpha, score, class_conditional, pool_noncritical, critical_miss_target: the prediction sets and the
+            decision rule, as :func:`carelens.steps.calibrate_run` fits them for a model trained here.
 
     Raises:
         ConfigError: the graph does not fit the spec or the preprocessing, or it is no better than chance on the
@@ -195,12 +199,15 @@ def import_onnx(model: str | Path, out: str | Path, *, spec: LabelSpec, data: st
     if unknown:
         raise DataError(f"the data has labels the spec does not name: {', '.join(unknown)}")
     with bundle_folder(out) as building:  # built beside it; replaces the old bundle only once this one loads
-        _import(model, building, spec, ds, sp, pre, name, version, alpha, critical_miss_target, train_images, seed)
+        _import(model, building, spec, ds, sp, pre, name, version, train_images, seed, alpha=alpha, score=score,
+                class_conditional=class_conditional, pool_noncritical=pool_noncritical,
+                critical_miss_target=critical_miss_target)
     return out
 
 
 def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pre: PreprocessConfig, name: str | None,
-            version: str | None, alpha: float, critical_miss_target: float, train_images: int, seed: int) -> None:
+            version: str | None, train_images: int, seed: int, *, alpha: float, score: ConformalScore,
+            class_conditional: bool, pool_noncritical: bool, critical_miss_target: float) -> None:
     class_ids = list(spec.class_ids)
     target = out / "model.onnx"
     shutil.copy(model, target)
@@ -242,7 +249,8 @@ def _import(model: Path, out: Path, spec: LabelSpec, ds: Dataset, sp: Splits, pr
                         val_features=va[1], val_y=va[2], val_ids=va[3],
                         **({"test_logits": te[0], "test_features": te[1], "test_y": te[2], "test_ids": te[3]}
                            if te is not None else {}))
-    cal, _ = fit_calibration(preds, class_ids, spec, alpha=alpha, critical_miss_target=critical_miss_target)
+    cal, _ = fit_calibration(preds, class_ids, spec, alpha=alpha, score=score, class_conditional=class_conditional,
+                             pool_noncritical=pool_noncritical, critical_miss_target=critical_miss_target)
     assert cal.temperature is not None and cal.conformal is not None
     cal.ood.save(out / "ood.npz")
     shape = [1, 3, pre.image_size, pre.image_size]
