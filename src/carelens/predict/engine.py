@@ -81,9 +81,10 @@ class Engine:
                  lanes: int = 1) -> None:
         """``lanes``: batches of a stream (:meth:`predict_items`) computed at once, each decoded, run and decided in
         its own thread; for a bundle loaded with ``threads`` = cores / lanes (:func:`carelens.settings.
-        threads_per_process`). Two lanes of one ONNX Runtime thread scored 334-363 HAM10000 images/s on 2 cores
-        against 281-298 for one lane of two threads (int8, 224 px, batches of 32): one batch decodes while the other
-        is in ONNX Runtime, which releases the GIL, and one thread per run wastes nothing on synchronisation."""
+        threads_per_process`). Two lanes of one ONNX Runtime thread scored 331 HAM10000 images/s on 2 cores against
+        267 for one lane of two threads (int8, 224 px, batches of 32; `python bench/inference.py inference_int8`): one
+        batch decodes while the other is in ONNX Runtime, which releases the GIL, and one thread per run wastes nothing
+        on synchronisation."""
         if lanes < 1:
             raise ConfigError(f"lanes must be at least 1, got {lanes}")
         self.bundle = bundle
