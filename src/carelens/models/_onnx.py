@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal
 
 import torch
 from torch import nn
@@ -37,6 +37,16 @@ class ShippedGraph(nn.Module):
             raise ConfigError("quarter turns are averaged together with the mirror images: export with flips too")
         self.models = nn.ModuleList(models)
         self.flips, self.quarter_turns = flips, quarter_turns
+
+    @property
+    def view_kind(self) -> Literal["flips", "dihedral"] | None:
+        """What the graph averages each image over (``bundle.json``'s ``model_io.views``): None, the image alone."""
+        return ("dihedral" if self.quarter_turns else "flips") if self.flips else None
+
+    @property
+    def n_views(self) -> int:
+        """How many views of each image the graph runs (those of :meth:`views`)."""
+        return {None: 1, "flips": 3, "dihedral": 8}[self.view_kind]
 
     @staticmethod
     def views(x: torch.Tensor, flips: bool, quarter_turns: bool) -> list[torch.Tensor]:

@@ -188,7 +188,7 @@ class AuditLog:
                 "id": pid, "created": dt.datetime.now(dt.UTC), "kind": kind, "model_name": model_name,
                 "model_version": model_version, "input_sha256": input_sha256,
                 "image_width": size[0] if size else None, "image_height": size[1] if size else None,
-                "assessment": json.loads(json.dumps(assessment)), "latency_ms": latency_ms, "api_key_id": api_key_id,
+                "assessment": assessment, "latency_ms": latency_ms, "api_key_id": api_key_id,
             }])
         return pid
 

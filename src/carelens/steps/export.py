@@ -270,8 +270,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
         selftest_atol = SelfTest.model_fields["atol"].default
         scratch: Path | None = None
         if int8 or flips or members:
-            views = len(ShippedGraph.views(dummy, flips, quarter_turns))
-            r, cal, agreement = _refit(r, out, cal, int8, views, len(models), calibration_images)
+            r, cal, agreement = _refit(r, out, cal, int8, graph.n_views, len(models), calibration_images)
             scratch = r.path  # the derived run: removed once the bundle is written
             shutil.copy(r.ood_path, out / "ood.npz")
             sess = make_session(out / "model.onnx")
@@ -300,7 +299,7 @@ def export_run(run: str | Path | Run, out: str | Path, *, name: str | None = Non
             preprocess=pre,
             model_io=ModelIO(input="input", outputs=GRAPH_OUTPUTS, opset=OPSET,
                              features=int(t_feats.shape[1]), fmap=list(t_fmap.shape[1:]),
-                             views=("dihedral" if quarter_turns else "flips") if flips else None,
+                             views=graph.view_kind,
                              members=len(models) if members else None),
             task=spec.task,
             temperature=scaler.get("temperature", 1.0), temperature_bias=scaler.get("bias"),
