@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import io
 import json
 from pathlib import Path
@@ -29,6 +30,7 @@ def client(models_copy: Path, serve_dirs: dict[str, Path], tmp_path: Path, datab
 
 def test_every_endpoint(client: TestClient, xray_png: bytes, models_copy: Path) -> None:
     assert client.get("/health").json() == {"status": "alive"}
+    assert gc.get_freeze_count() > 0  # the start-up heap is out of the collector's sight while serving
     r = client.get("/ready")
     assert r.status_code == 200 and r.json()["models"] == {"chest": "1"} and r.json()["symptoms"]
     models = client.get("/v1/models").json()
@@ -58,6 +60,7 @@ def test_every_endpoint(client: TestClient, xray_png: bytes, models_copy: Path) 
     vocab = client.get("/v1/symptoms").json()
     assert len(vocab) == 131 and {"id", "name", "group", "weight", "synonyms"} <= set(vocab[0])
     assert client.post("/v1/admin/reload").json()["loaded"] == {"chest": "1"}
+    assert gc.get_freeze_count() == 0  # thawed by the reload: the retired model can be collected
     m = client.get("/metrics").text
     assert "carelens_requests_total" in m and 'carelens_triage_total{level="' in m and "carelens_ood_rate" in m
     assert client.get("/").text.startswith("<!doctype html>")

@@ -131,7 +131,7 @@ def test_an_unexpected_error_is_a_500_with_a_request_id_and_is_counted(client_kw
         def broken(**_: Any) -> str:
             raise RuntimeError("database on fire")
 
-        c.app.state.services.log.record = broken  # type: ignore[attr-defined]
+        c.app.state.services.log.write = broken  # type: ignore[attr-defined]
         r = c.post("/v1/models/chest/predict", files={"file": ("x.png", xray_png, "image/png")},
                    headers={"X-Request-ID": "req-42"})
         assert r.status_code == 500 and r.json()["error"]["request_id"] == "req-42"

@@ -4,7 +4,9 @@ written by a newer carelens is refused with a clear message."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from carelens.serve.storage import (
     FIRST_REVISION,
     AuditLog,
     Feedback,
+    GroupWriter,
     PredictionRecord,
     alembic_config,
     head_revision,
@@ -80,3 +83,36 @@ def test_cli_upgrades_in_place_and_hides_the_password(tmp_path: Path) -> None:
     assert "already up to date" in again.output
     bad = CliRunner().invoke(app, ["audit-log", "upgrade", "--url", "postgresql+psycopg://u:s3cret@127.0.0.1:1/x"])
     assert bad.exit_code != 0 and "s3cret" not in bad.output
+
+
+def test_group_writer_commits_waiting_rows_together_and_a_bad_row_fails_alone(database_url: str) -> None:
+    log = AuditLog(database_url)
+    writer = GroupWriter(log)
+    write = log.write
+    sizes: list[int] = []
+
+    def slow_write(rows: list[dict[str, object]]) -> None:  # a slow disk: the next requests arrive meanwhile
+        if any(r["model_name"] == "bad" for r in rows):
+            raise ValueError("this row cannot be written")
+        sizes.append(len(rows))
+        time.sleep(0.05)
+        write(rows)
+
+    log.write = slow_write  # type: ignore[method-assign]
+
+    async def one(i: int) -> str:
+        await asyncio.sleep(0.01 * i)  # requests finishing 10 ms apart, each write taking 50 ms
+        return await writer.record(kind="predict", model_name="bad" if i == 7 else "m", model_version="1",
+                                   assessment={"i": i}, latency_ms=1.0)
+
+    async def many() -> list[str | BaseException]:
+        return await asyncio.gather(*(one(i) for i in range(20)), return_exceptions=True)
+
+    out = asyncio.run(many())
+    assert isinstance(out[7], ValueError)  # only the bad row's request fails
+    ids = [o for i, o in enumerate(out) if i != 7]
+    assert all(isinstance(i, str) for i in ids) and len(set(ids)) == 19
+    assert log.ids() == set(ids)  # every other row committed before its request returned
+    assert {log.get(str(i)).assessment["i"] for i in ids} == set(range(20)) - {7}  # type: ignore[union-attr]
+    assert sizes[0] == 1 and max(sizes) > 2 and sum(sizes) == 19  # the first alone at once, the waiting ones grouped
+    assert writer.rows == 20 and writer.groups < 12

@@ -4,6 +4,7 @@ registry, the key ring, the audit log, the metrics and the symptom bundle. A tes
 # No `from __future__ import annotations`: FastAPI resolves these signatures at import.
 
 import asyncio
+import gc
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from carelens.serve.errors import ApiError
 from carelens.serve.metrics import Metrics
 from carelens.serve.registry import ModelEntry, ModelRegistry
 from carelens.serve.settings import ServeSettings
-from carelens.serve.storage import AuditLog
+from carelens.serve.storage import AuditLog, GroupWriter
 from carelens.settings import threads_per_process
 from carelens.symptoms import SymptomBundle
 
@@ -37,6 +38,7 @@ class Services:
     log: AuditLog
     limiter: RateLimiter
     decode_slots: asyncio.Semaphore  # decoding is memory-hungry: a few at a time, the rest wait
+    audit: GroupWriter  # the assessments' rows, group-committed to ``log``
     metrics: Metrics = field(default_factory=Metrics)
     symptoms: SymptomBundle | None = None
     symptoms_error: str | None = None
@@ -46,6 +48,7 @@ class Services:
     def reload(self) -> dict[str, Any]:
         """Reload the bundles here; with several workers, tell the others through the database (they follow
         within ``worker_sync_s``)."""
+        gc.unfreeze()  # the retired models were frozen with the start-up heap (app.py): let the collector free them
         result = self.registry.load(wait=False)
         if self.settings.workers > 1:
             self.models_generation = self.log.bump("models")
@@ -57,6 +60,7 @@ class Services:
             self.metrics.dump(self.settings.metrics_dir)
         generation = self.log.counter("models")
         if generation != self.models_generation:
+            gc.unfreeze()
             self.registry.load(wait=True)
             self.models_generation = generation
 
@@ -77,7 +81,8 @@ class Services:
         registry = ModelRegistry(cfg.models_dir, cfg.max_batch, cfg.max_wait_ms, threads, max_queue=cfg.max_queue,
                                  in_flight=cfg.batches_in_flight,
                                  trusted_keys_dir=cfg.trusted_keys_dir, decision=cfg.decision_overrides())
-        return cls(settings=cfg, registry=registry, keys=keys, log=AuditLog(cfg.database_url),
+        log = AuditLog(cfg.database_url)
+        return cls(settings=cfg, registry=registry, keys=keys, log=log, audit=GroupWriter(log),
                    limiter=RateLimiter(cfg.rate_limit_per_s, cfg.rate_limit_burst),
                    decode_slots=asyncio.Semaphore(cfg.decode_concurrency),
                    explainer=LlmExplainer(cfg.llm) if cfg.llm.url else None)
@@ -146,15 +151,15 @@ class Services:
         return self.symptoms
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def principal(request: Request, svc: ServicesDep, x_api_key: Annotated[str | None, Header()] = None,
-              authorization: Annotated[str | None, Header()] = None) -> Principal:
+async def principal(request: Request, svc: ServicesDep, x_api_key: Annotated[str | None, Header()] = None,
+                    authorization: Annotated[str | None, Header()] = None) -> Principal:
     """The caller's key (401 without a valid one), within its rate (429 with Retry-After beyond it)."""
     key = x_api_key or (authorization[7:] if authorization and authorization.lower().startswith("bearer ") else None)
     p = svc.keys.check(key)
@@ -168,13 +173,13 @@ def principal(request: Request, svc: ServicesDep, x_api_key: Annotated[str | Non
     return p
 
 
-def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(p: Annotated[Principal, Depends(principal)]) -> Principal:
     if not p.admin:
         raise ApiError(403, "forbidden", "this endpoint needs an API key with the admin scope")
     return p
 
 
-def symptom_bundle(svc: ServicesDep) -> SymptomBundle:
+async def symptom_bundle(svc: ServicesDep) -> SymptomBundle:
     return svc.symptoms_for(None)
 
 

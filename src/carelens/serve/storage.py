@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import uuid
@@ -12,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from pydantic import BaseModel
 from sqlalchemy import (
     JSON,
     Connection,
@@ -35,7 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from carelens.errors import ConfigError
 
-__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "PredictionRecord", "ServiceState", "alembic_config", "display_url",
+__all__ = ["AuditLog", "ChatMessage", "ChatSession", "Feedback", "GroupWriter", "PredictionRecord", "ServiceState", "alembic_config", "display_url",
            "head_revision", "metadata", "migrate", "open_engine"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -177,20 +179,33 @@ class AuditLog:
         self.revision = migrate(self.engine)[1]
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def record(self, *, kind: str, model_name: str, model_version: str, assessment: dict[str, Any],
-               latency_ms: float, input_sha256: str | None = None, size: tuple[int, int] | None = None,
-               api_key_id: str | None = None) -> str:
-        pid = str(uuid.uuid4())
-        # one INSERT, without the ORM's unit of work: 0.10 ms a record against 0.29-0.56 ms through a Session (SQLite,
-        # 500 records each way, alternated), on the serving path of every request
-        with self.engine.begin() as conn:
-            conn.execute(insert(PredictionRecord), [{
-                "id": pid, "created": dt.datetime.now(dt.UTC), "kind": kind, "model_name": model_name,
+    @staticmethod
+    def new_row(*, kind: str, model_name: str, model_version: str, assessment: dict[str, Any] | BaseModel,
+                latency_ms: float, input_sha256: str | None = None, size: tuple[int, int] | None = None,
+                api_key_id: str | None = None, row_id: str | None = None) -> dict[str, Any]:
+        """One audit row for :meth:`write`, its id ``row_id`` or a new one (``row["id"]``). ``assessment``: the JSON
+        document, or a pydantic model (dumped here: in the writing thread, off the event loop)."""
+        doc = assessment.model_dump(mode="json") if isinstance(assessment, BaseModel) else assessment
+        return {"id": row_id or str(uuid.uuid4()), "created": dt.datetime.now(dt.UTC), "kind": kind, "model_name": model_name,
                 "model_version": model_version, "input_sha256": input_sha256,
                 "image_width": size[0] if size else None, "image_height": size[1] if size else None,
-                "assessment": assessment, "latency_ms": latency_ms, "api_key_id": api_key_id,
-            }])
-        return pid
+                "assessment": doc, "latency_ms": latency_ms, "api_key_id": api_key_id}
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Rows from :meth:`new_row` in one transaction, committed before returning. One Core INSERT, without the
+        ORM's unit of work: 0.10 ms a record against 0.29-0.56 ms through a Session (SQLite, 500 records each way,
+        alternated), and 0.04-0.07 ms a record for groups of 4-16 (:class:`GroupWriter`)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(PredictionRecord), rows)
+
+    def record(self, *, kind: str, model_name: str, model_version: str, assessment: dict[str, Any] | BaseModel,
+               latency_ms: float, input_sha256: str | None = None, size: tuple[int, int] | None = None,
+               api_key_id: str | None = None) -> str:
+        """Write one row now (the fields of :meth:`new_row`); its id."""
+        row = self.new_row(kind=kind, model_name=model_name, model_version=model_version, assessment=assessment,
+                           latency_ms=latency_ms, input_sha256=input_sha256, size=size, api_key_id=api_key_id)
+        self.write([row])
+        return str(row["id"])
 
     def add_feedback(self, prediction_id: str, diagnosis: str, note: str, api_key_id: str | None) -> int | None:
         with self.session() as s, s.begin():
@@ -274,6 +289,60 @@ class AuditLog:
             return int(getattr(result, "rowcount", 0) or 0)  # a CursorResult for DELETE
 
 
+class GroupWriter:
+    """Group commit of the audit log for the event loop: ``await record(...)`` returns once the row is committed, and
+    the rows of requests that finish while a write is in progress go together in the next transaction (one thread hop
+    and one commit for the group instead of one each). No waiting window: alone, a row is written at once.
+    A failed group is retried row by row, so one bad row fails only its own request."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log = log
+        self.pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.groups = 0  # transactions written (the mean group size is rows / groups)
+        self.rows = 0
+
+    async def record(self, *, kind: str, model_name: str, model_version: str,
+                     assessment: dict[str, Any] | BaseModel, latency_ms: float, input_sha256: str | None = None,
+                     size: tuple[int, int] | None = None, api_key_id: str | None = None) -> str:
+        """The fields of :meth:`AuditLog.new_row` (a pydantic ``assessment`` is dumped in the writing thread); the
+        row's id once it is committed. Raises what the write raised."""
+        pid = str(uuid.uuid4())
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        # queued, it is written even if the request goes away before the commit
+        self.pending.append(({"kind": kind, "model_name": model_name, "model_version": model_version,
+                              "assessment": assessment, "latency_ms": latency_ms, "input_sha256": input_sha256,
+                              "size": size, "api_key_id": api_key_id, "row_id": pid}, fut))
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._drain())
+        await fut
+        return pid
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            group, self.pending = self.pending, []
+            outcomes = await loop.run_in_executor(None, self._write, [r for r, _ in group])
+            self.groups += 1
+            self.rows += len(group)
+            for (_, fut), exc in zip(group, outcomes, strict=True):
+                if fut.done():
+                    continue
+                if exc is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(exc)
+
+    def _write(self, fields: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Each row's outcome: None (written) or the exception that kept it out."""
+        try:
+            self.log.write([self.log.new_row(**f) for f in fields])
+            return [None] * len(fields)
+        except Exception as exc:  # noqa: BLE001 - handed to the requests that wait on it
+            if len(fields) == 1:
+                return [exc]
+            return [self._write([f])[0] for f in fields]
 
 
 class ServiceState(_Base):

@@ -55,9 +55,9 @@ async def ecg(svc: ServicesDep, who: Annotated[Principal, Depends(principal)],
                               title=f"{sig.name} lead {a.lead}: {a.heart_rate_bpm or '?'} bpm, {shown.caption}"),
         )).decode()
     ms = (time.perf_counter() - t) * 1000
-    pid = await in_thread(lambda: svc.log.record(kind="ecg", model_name=rules.name, model_version=rules.version,
-                                                 assessment=a.model_dump(mode="json")
-                                                 | {"diagnosis": diagnosis.model_dump(mode="json") if diagnosis else None},
-                                                 latency_ms=ms, input_sha256=sha, api_key_id=who.key_id))
+    pid = await svc.audit.record(kind="ecg", model_name=rules.name, model_version=rules.version,
+                                 assessment=a.model_dump(mode="json")
+                                 | {"diagnosis": diagnosis.model_dump(mode="json") if diagnosis else None},
+                                 latency_ms=ms, input_sha256=sha, api_key_id=who.key_id)
     return EcgResponse(id=pid, assessment=a, diagnosis=diagnosis, diagnosis_notes=notes if diagnosis is None else [],
                        strip_png=png, latency_ms=round(ms, 2))

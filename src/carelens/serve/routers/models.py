@@ -101,9 +101,9 @@ async def _predict_tabular(request: Request, entry: TabularEntry, svc: Services,
     a, contributions = entry.bundle.assess(row, entry.policy)
     ms = (time.perf_counter() - t) * 1000
     svc.metrics.observe_assessment(entry.bundle.name, a.top[0].id, a.triage.level, a.in_distribution)
-    pid = await in_thread(lambda: svc.log.record(
-        kind="predict", model_name=entry.bundle.name, model_version=entry.bundle.version,
-        assessment={"assessment": a.model_dump(mode="json"), "inputs": row}, latency_ms=ms, api_key_id=who.key_id))
+    pid = await svc.audit.record(kind="predict", model_name=entry.bundle.name, model_version=entry.bundle.version,
+                                 assessment={"assessment": a.model_dump(mode="json"), "inputs": row}, latency_ms=ms,
+                                 api_key_id=who.key_id)
     return PredictResponse(id=pid, assessment=a, contributions=contributions,
                            risk_outcome=entry.bundle.labels.classes[entry.bundle.risk_outcome].id, latency_ms=round(ms, 2))
 
@@ -120,9 +120,8 @@ async def _predict_record(b: SignalBundle, files: list[UploadFile], svc: Service
     sig, sha = await read_record_upload(files, svc)
     a = await in_thread(assess_record, b, sig, svc.registry.signal_policy(b))  # DataError (422) naming missing leads or a too-short recording
     ms = (time.perf_counter() - t) * 1000
-    pid = await in_thread(lambda: svc.log.record(kind="predict", model_name=b.name, model_version=b.version,
-                                                 assessment=a.model_dump(mode="json"), latency_ms=ms, input_sha256=sha,
-                                                 api_key_id=who.key_id))
+    pid = await svc.audit.record(kind="predict", model_name=b.name, model_version=b.version, assessment=a,
+                                 latency_ms=ms, input_sha256=sha, api_key_id=who.key_id)
     return PredictResponse(id=pid, assessment=a, latency_ms=round(ms, 2))
 
 
@@ -149,7 +148,6 @@ async def predict(request: Request, name: str, svc: ServicesDep, who: Annotated[
     up = await read_upload(file[0], svc)
     a, png, mname, version = await assess_image(svc, name, up.image, heatmap, request=request, species=species)
     ms = (time.perf_counter() - t) * 1000
-    pid = await in_thread(lambda: svc.log.record(
-        kind="predict", model_name=mname, model_version=version, assessment=a.model_dump(mode="json"),
-        latency_ms=ms, input_sha256=up.sha256, size=up.size, api_key_id=who.key_id))
+    pid = await svc.audit.record(kind="predict", model_name=mname, model_version=version, assessment=a, latency_ms=ms,
+                                 input_sha256=up.sha256, size=up.size, api_key_id=who.key_id)
     return PredictResponse(id=pid, assessment=a, heatmap_png=png, latency_ms=round(ms, 2))

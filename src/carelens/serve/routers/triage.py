@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from carelens.errors import FactsError
 from carelens.policy import Assessment
 from carelens.serve.auth import Principal
-from carelens.serve.deps import Services, ServicesDep, in_thread, principal, symptom_bundle
+from carelens.serve.deps import ServicesDep, in_thread, principal, symptom_bundle
 from carelens.serve.errors import ERROR_RESPONSES, ApiError
-from carelens.serve.images import Upload, assess_image, read_upload
+from carelens.serve.images import assess_image, read_upload
 from carelens.serve.schemas import TriageResponse
 from carelens.symptoms import SymptomBundle, triage
 
@@ -66,18 +66,14 @@ async def triage_route(request: Request, svc: ServicesDep, who: Annotated[Princi
         mname, version = a.model.name, a.model.version
         svc.metrics.observe_assessment(mname, a.top[0].id, a.triage.level, a.in_distribution)
     ms = (time.perf_counter() - t) * 1000
-    pid = await in_thread(lambda: _record(svc, out, facts_obj, text, mname, version, ms, up, who))
+    # the audit row; free text is kept only with CARELENS_STORE_TEXT, the symptom ids recognised in it always are
+    kept = text if svc.settings.store_text else None
+    pid = await svc.audit.record(kind="triage", model_name=mname, model_version=version,
+                                 assessment={**out, "facts": facts_obj, "text": kept}, latency_ms=ms,
+                                 input_sha256=up.sha256 if up else None, size=up.size if up else None,
+                                 api_key_id=who.key_id)
     return TriageResponse(id=pid, assessment=a, sources=out["sources"], symptoms=out["symptoms"],
                           facts_used="facts" in a.based_on, heatmap_png=png, latency_ms=round(ms, 2))
-
-
-def _record(svc: Services, out: dict[str, Any], facts: dict[str, Any] | None, text: str | None, mname: str,
-            version: str, ms: float, up: Upload | None, who: Principal) -> str:
-    """The audit row. Free text is kept only with CARELENS_STORE_TEXT; the symptom ids recognised in it always are."""
-    kept = text if svc.settings.store_text else None
-    return svc.log.record(kind="triage", model_name=mname, model_version=version,
-                          assessment={**out, "facts": facts, "text": kept}, latency_ms=ms,
-                          input_sha256=up.sha256 if up else None, size=up.size if up else None, api_key_id=who.key_id)
 
 
 @router.get("/symptoms", responses=ERROR_RESPONSES)
