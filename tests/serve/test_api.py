@@ -60,7 +60,10 @@ def test_every_endpoint(client: TestClient, xray_png: bytes, models_copy: Path) 
     vocab = client.get("/v1/symptoms").json()
     assert len(vocab) == 131 and {"id", "name", "group", "weight", "synonyms"} <= set(vocab[0])
     assert client.post("/v1/admin/reload").json()["loaded"] == {"chest": "1"}
-    assert gc.get_freeze_count() == 0  # thawed by the reload: the retired model can be collected
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    assert gc.get_freeze_count() == 0 and svc.thawed_at is not None  # thawed by the reload: the retired model can go
+    assert not svc.settle_heap(now=svc.thawed_at + 1)  # a request may still hold the retired model
+    assert svc.settle_heap(now=svc.thawed_at + svc.settings.request_timeout_s) and gc.get_freeze_count() > 0
     m = client.get("/metrics").text
     assert "carelens_requests_total" in m and 'carelens_triage_total{level="' in m and "carelens_ood_rate" in m
     assert client.get("/").text.startswith("<!doctype html>")

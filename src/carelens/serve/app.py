@@ -55,6 +55,14 @@ async def _sync_workers(svc: Services) -> None:
             log.exception("worker sync failed")
 
 
+async def _settle_heap(svc: Services) -> None:
+    """After a reload thawed the heap: freeze it again once the retired models are out of use (Services.settle_heap)."""
+    while True:
+        await asyncio.sleep(5.0)
+        if svc.thawed_at is not None:
+            await in_thread(svc.settle_heap)
+
+
 def create_app(settings: ServeSettings | None = None) -> FastAPI:
     """The service. Raises ConfigError at once for settings it must not run with (a missing keys file)."""
     svc = Services.from_settings(settings or ServeSettings())
@@ -67,13 +75,11 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
             svc.models_generation = await in_thread(svc.log.counter, "models")  # this start's load is current
         await in_thread(svc.registry.load)
         await in_thread(_load_symptoms, svc)
-        # what start-up made (models, vocabularies, libraries) lives as long as the service: out of the garbage
-        # collector's sight, so that its full collections stop walking it (with the int8 bundle at 200 requests/s
-        # they paused every request 8 times in 25 s, up to 97 ms, 590 ms in all; frozen, 2-8 ms each)
-        gc.collect()
-        gc.freeze()
+        await in_thread(svc.freeze_heap)
+        settle = asyncio.create_task(_settle_heap(svc))
         sync = asyncio.create_task(_sync_workers(svc)) if svc.settings.workers > 1 else None
         yield
+        settle.cancel()
         if sync is not None:
             sync.cancel()
         gc.unfreeze()  # collectable again (an app in a test, a process that goes on)

@@ -6,6 +6,7 @@ registry, the key ring, the audit log, the metrics and the symptom bundle. A tes
 import asyncio
 import gc
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, TypeVar
@@ -44,11 +45,34 @@ class Services:
     symptoms_error: str | None = None
     explainer: LlmExplainer | None = None  # with CARELENS_LLM_URL; otherwise templates only
     models_generation: int = 0  # with several workers: the admin reloads this worker has caught up with
+    thawed_at: float | None = None  # when a reload last thawed the heap (time.monotonic); None: frozen or never
+
+    def freeze_heap(self) -> None:
+        """Put what is alive now (models, vocabularies, libraries: it lives as long as the service) out of the garbage
+        collector's sight, so that its full collections stop walking it. With the int8 bundle at 200 requests/s they
+        paused every request 8 times in 25 s, up to 97 ms, 590 ms in all; frozen, 2-8 ms each."""
+        gc.collect()
+        gc.freeze()
+        self.thawed_at = None
+
+    def thaw_heap(self) -> None:
+        """Before a reload: the models it retires were frozen with the rest, and could never be collected."""
+        gc.unfreeze()
+        self.thawed_at = time.monotonic()
+
+    def settle_heap(self, now: float | None = None) -> bool:
+        """Freeze again once the models a reload retired can no longer be in use (a request timeout after the
+        thaw; they are collected first); whether it did."""
+        if self.thawed_at is None or (now if now is not None else time.monotonic()) - self.thawed_at < \
+                self.settings.request_timeout_s:
+            return False
+        self.freeze_heap()
+        return True
 
     def reload(self) -> dict[str, Any]:
         """Reload the bundles here; with several workers, tell the others through the database (they follow
         within ``worker_sync_s``)."""
-        gc.unfreeze()  # the retired models were frozen with the start-up heap (app.py): let the collector free them
+        self.thaw_heap()
         result = self.registry.load(wait=False)
         if self.settings.workers > 1:
             self.models_generation = self.log.bump("models")
@@ -60,7 +84,7 @@ class Services:
             self.metrics.dump(self.settings.metrics_dir)
         generation = self.log.counter("models")
         if generation != self.models_generation:
-            gc.unfreeze()
+            self.thaw_heap()
             self.registry.load(wait=True)
             self.models_generation = generation
 
