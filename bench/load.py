@@ -136,7 +136,10 @@ def main() -> None:
                                 "a write is in progress) and the start-up heap frozen out of the garbage collector "
                                 "(full collections had paused every request up to 97 ms, 590 ms in 25 s) 170 -> 213, "
                                 "p99 330 -> 228 (4 rounds of 30 s against 9b956cf, this run)." if args.int8
-                                else ".")))
+                                else "; the dependencies as async functions, the audit rows group-committed and the "
+                                     "start-up heap frozen out of the garbage collector (see load_int8): 118 -> 132, "
+                                     "p99 440 -> 336 (4 rounds of 30 s against 9b956cf, this run, on a host slower "
+                                     "than in the run before, which measured 138 -> 169 against 65cb40b).")))
 
 
 BASELINE = {"CARELENS_BATCHES_IN_FLIGHT": "1", "CARELENS_THREADS": "2"}
