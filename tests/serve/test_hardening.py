@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import inspect
 import io
 import json
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
@@ -23,6 +25,7 @@ from carelens.cli import app as cli
 from carelens.errors import ConfigError
 from carelens.serve import ServeSettings, create_app
 from carelens.serve.registry import MicroBatcher, Overloaded
+from carelens.serve.routers import chat, ecg, feedback, models, ops, page, triage
 from carelens.serve.storage import AuditLog
 
 
@@ -206,6 +209,21 @@ def test_heatmaps_only_where_asked_and_capped(ham_bundle: Path) -> None:
     out = engine.assess([big, big[:100, :100]], heatmaps=[True, False])
     assert out[0][1] is not None and max(out[0][1].shape) == HEATMAP_MAX_SIDE and out[1][1] is None
     assert out[0][1].shape == (640, 1024)  # aspect ratio kept
+
+
+def test_no_route_dependency_costs_a_threadpool_hop() -> None:
+    """A plain ``def`` dependency runs in FastAPI's threadpool: a thread hop per request on the event loop's critical
+    path (making the key check and the services async took load_int8 from 170 to 213 requests/s with the audit log's
+    group commit and the frozen heap)."""
+    def calls(dep: Any) -> list[Any]:
+        return [d.call for d in dep.dependencies] + [c for d in dep.dependencies for c in calls(d)]
+
+    routes = [r for m in (chat, ecg, feedback, models, ops, page, triage) for r in m.router.routes]
+    assert routes and all(isinstance(r, APIRoute) for r in routes)
+    deps = {c for r in routes for c in calls(r.dependant)}  # type: ignore[attr-defined]
+    assert {"services", "principal", "admin"} <= {c.__name__ for c in deps}
+    assert all(inspect.iscoroutinefunction(c) for c in deps), [c.__name__ for c in deps
+                                                             if not inspect.iscoroutinefunction(c)]
 
 
 # -- reloads -----------------------------------------------------------------------------------------
