@@ -116,3 +116,22 @@ def test_group_writer_commits_waiting_rows_together_and_a_bad_row_fails_alone(da
     assert {log.get(str(i)).assessment["i"] for i in ids} == set(range(20)) - {7}  # type: ignore[union-attr]
     assert sizes[0] == 1 and max(sizes) > 2 and sum(sizes) == 19  # the first alone at once, the waiting ones grouped
     assert writer.rows == 20 and writer.groups < 12
+
+
+def test_group_writer_leaves_no_request_waiting_when_it_stops(tmp_path: Path) -> None:
+    log = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    writer = GroupWriter(log)
+    write = log.write
+    log.write = lambda rows: (time.sleep(0.2), write(rows))[1]  # type: ignore[method-assign]
+
+    async def go() -> str:
+        first = asyncio.create_task(writer.record(kind="predict", model_name="m", model_version="1", assessment={},
+                                                  latency_ms=1.0))
+        await asyncio.sleep(0.05)  # its write is in progress
+        assert writer.task is not None
+        writer.task.cancel()  # a shutdown, say
+        with pytest.raises(RuntimeError, match="writer stopped"):
+            await first
+        return await writer.record(kind="predict", model_name="m", model_version="1", assessment={}, latency_ms=1.0)
+
+    assert asyncio.run(go()) in log.ids()  # the next request gets a new writer

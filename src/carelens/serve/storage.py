@@ -323,16 +323,23 @@ class GroupWriter:
         loop = asyncio.get_running_loop()
         while self.pending:
             group, self.pending = self.pending, []
-            outcomes = await loop.run_in_executor(None, self._write, [r for r, _ in group])
+            try:
+                outcomes = await loop.run_in_executor(None, self._write, [r for r, _ in group])
+            except BaseException as stop:  # cancelled, or the executor shut down: no request may wait forever
+                for _, fut in [*group, *self.pending]:
+                    if not fut.done():
+                        fut.set_exception(RuntimeError(f"the audit log's writer stopped ({type(stop).__name__})"))
+                self.pending = []
+                raise
             self.groups += 1
             self.rows += len(group)
-            for (_, fut), exc in zip(group, outcomes, strict=True):
+            for (_, fut), failure in zip(group, outcomes, strict=True):
                 if fut.done():
                     continue
-                if exc is None:
+                if failure is None:
                     fut.set_result(None)
                 else:
-                    fut.set_exception(exc)
+                    fut.set_exception(failure)
 
     def _write(self, fields: list[dict[str, Any]]) -> list[BaseException | None]:
         """Each row's outcome: None (written) or the exception that kept it out."""
