@@ -109,6 +109,9 @@ CRITICAL_MISS_HELP = ("The {on} critical-miss rate the shipped decision rule mus
                       "one with the lowest over-triage ships.")
 
 # The prediction sets' options, the same for a model trained here (`calibrate`) and one trained elsewhere (`import`)
+LanesOption = Annotated[int, typer.Option(min=1, help=(
+    "Batches in progress at once, each on cores/lanes ONNX Runtime threads (2 lanes of one thread: +20% images/s on 2 "
+    "cores); 1: one batch at a time on every core. More images than one batch only."))]
 AlphaOption = Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")]
 ScoreOption = Annotated[str, typer.Option(help="Conformal score: lac or aps.")]
 ClassConditionalOption = Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")]
@@ -612,9 +615,7 @@ def predict(
                       "NAME.parquet: a folder of parts) and resumes from it. Sources may be object-store prefixes "
                       "(s3://...).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="With --ray: scoring actors (one CPU each).")] = 2,
-    lanes: Annotated[int, typer.Option(min=1, help=(
-        "Batches in progress at once, each on cores/lanes ONNX Runtime threads (2 lanes of one thread: +20% images/s "
-        "on 2 cores); 1: one batch at a time on every core. More images than one batch only."))] = 2,
+    lanes: LanesOption = 2,
 ) -> None:
     """Assess images with a bundle (one assessment per image, unreadable files reported and skipped), the rows
     of a CSV of cases with a clinical bundle (one assessment and its per-input contributions per row), or ECG
@@ -707,6 +708,7 @@ def evaluate(
     other: Annotated[str | None, typer.Option(help="Images of another modality for the edge-case table.")] = None,
     label_column: Annotated[str, typer.Option(help="A clinical bundle's DATA (a CSV of cases): its outcome column.")]
     = "label",
+    lanes: LanesOption = 2,
 ) -> None:
     """Write a self-contained HTML evaluation report and metrics.json. A clinical (tabular) bundle is measured on
     DATA, a CSV of cases it was not built from (external validation)."""
@@ -714,6 +716,7 @@ def evaluate(
     from carelens.data import open_dataset
     from carelens.report import evaluate as run_eval
     from carelens.report import resolve_splits, write_comparison, write_report
+    from carelens.settings import threads_per_process
 
     if len(args) != (3 if compare else 2):
         raise ConfigError("give BUNDLE DATA, or --compare BUNDLE_A BUNDLE_B DATA")
@@ -724,11 +727,13 @@ def evaluate(
     other_ds = open_dataset(other) if other else None
     evals = []
     for bp in bundle_paths:
-        bundle = load_bundle(bp)
+        bundle = load_bundle(bp, threads=threads_per_process(lanes))
         ds = open_dataset(data, spec if spec is not None else bundle.labels)
         ds, split_obj = resolve_splits(bundle, ds, splits)
-        with progress_bar(f"evaluating {bundle.name} on {split}", len(split_obj.indices(ds, split))) as advance:
-            evals.append(run_eval(bundle, ds, split_obj, split=split, other=other_ds, progress=advance))
+        n, batch = len(split_obj.indices(ds, split)), 32
+        with progress_bar(f"evaluating {bundle.name} on {split}", n) as advance:
+            evals.append(run_eval(bundle, ds, split_obj, split=split, other=other_ds, progress=advance,
+                                  batch_size=batch, lanes=max(1, min(lanes, -(-n // batch)))))
     path = write_comparison(evals[0], evals[1], out) if compare else write_report(evals[0], out)
     m = evals[0].metrics
     if "fnr" in m:  # multi-label

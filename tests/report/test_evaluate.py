@@ -159,3 +159,17 @@ def test_compare_mode(ham_bundle: Path, tiny_ham_run: Path, data_dir: Path, tmp_
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["a"]["balanced_accuracy"] == doc["b"]["balanced_accuracy"]
     assert "carelens comparison" in (out / "report.html").read_text()
+
+
+def test_two_lanes_evaluate_exactly_as_one(ham_bundle: Path, tiny_ham_run: Path, data_dir: Path) -> None:
+    from carelens.data import open_dataset
+    from carelens.report import evaluate, resolve_splits
+
+    bundle = load_bundle(ham_bundle, threads=1)
+    ds, splits = resolve_splits(bundle, open_dataset(data_dir / "ham10000", bundle.labels),
+                                tiny_ham_run / "splits.json")
+    one, two = (evaluate(bundle, ds, splits, batch_size=8, lanes=k) for k in (1, 2))
+    assert len(one.ids) > 3 * 8 and one.ids == two.ids  # several batches, answered in order
+    for key in ("y", "logits", "in_set", "triage_rank"):
+        assert np.array_equal(one.arrays[key], two.arrays[key]), key
+    assert one.assessments == two.assessments and one.metrics["balanced_accuracy"] == two.metrics["balanced_accuracy"]

@@ -27,6 +27,7 @@ from carelens.policy import Assessment, DecisionPolicy, decide, decide_multilabe
 from carelens.preprocess import preprocess_batch
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _BLAS: ThreadpoolController | None = None
 
@@ -221,19 +222,25 @@ class Engine:
         an object-store file), ``batch_size`` items at a time, the readable ones in one model call; an ImageReadError
         becomes that item's error. With ``lanes`` > 1 that many batches are in progress at once, and no more: memory
         stays bounded on a stream of any length."""
+        for results in self.map_batches(lambda chunk: self._chunk_results(chunk, load, heatmaps), items):
+            yield from results
+
+    def map_batches(self, fn: Callable[[list[T]], R], items: Iterable[T]) -> Iterator[R]:
+        """``fn`` of every ``batch_size`` items in turn (the last batch shorter), in order, ``items`` read lazily.
+        ``fn`` decodes its batch and runs it through the model; with ``lanes`` > 1 that many batches are in progress
+        at once, each in its own thread, and no more: memory stays bounded on a stream of any length."""
         chunks = _chunks(items, self.batch_size)
         if self.lanes == 1:
-            for chunk in chunks:
-                yield from self._chunk_results(chunk, load, heatmaps)
+            yield from map(fn, chunks)
             return
         with _one_blas_thread(), ThreadPoolExecutor(self.lanes, thread_name_prefix="carelens-lane") as pool:
-            pending: deque[Future[list[Result]]] = deque()
+            pending: deque[Future[R]] = deque()
             for chunk in chunks:
-                pending.append(pool.submit(self._chunk_results, chunk, load, heatmaps))
+                pending.append(pool.submit(fn, chunk))
                 if len(pending) > self.lanes:
-                    yield from pending.popleft().result()
+                    yield pending.popleft().result()
             while pending:
-                yield from pending.popleft().result()
+                yield pending.popleft().result()
 
     def _chunk_results(self, chunk: list[tuple[str, T]], load: Callable[[T], np.ndarray], heatmaps: bool
                        ) -> list[Result]:

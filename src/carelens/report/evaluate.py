@@ -165,12 +165,15 @@ def _edge_images(ds: Dataset, test_idx: list[int], other: Dataset | None) -> lis
 
 
 def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test", other: Dataset | None = None,
-             batch_size: int = 32, progress: Callable[[int], None] | None = None) -> Evaluation:
-    """Assess every readable image of ``split`` once and derive the metrics from those predictions."""
+             batch_size: int = 32, lanes: int = 1, progress: Callable[[int], None] | None = None) -> Evaluation:
+    """Assess every readable image of ``split`` once and derive the metrics from those predictions. ``lanes``: batches
+    in progress at once (:class:`carelens.predict.Engine`), for a bundle loaded with cores / lanes threads (the `make
+    demo` bundle, fp32, on its 1,704 HAM10000 test images: 139-144 images/s with one lane of two threads, 164 with
+    two lanes of one)."""
     class_ids = bundle.spec.class_ids
     if ds.spec is not None and ds.spec.class_ids != class_ids:
         raise DataError(f"the data's classes {ds.spec.class_ids} differ from the bundle's {class_ids}")
-    engine = Engine(bundle, batch_size=batch_size)
+    engine = Engine(bundle, batch_size=batch_size, lanes=lanes)
     idx = splits.indices(ds, split)
     if not idx:
         raise DataError(f"the {split} split of {ds.name} is empty")
@@ -180,34 +183,33 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
     def target(i: int) -> Any:
         return encode_findings(spec, dict(ds[i].findings or {})) if spec.multilabel else index[ds[i].label]
 
-    rows: dict[str, list[Any]] = {k: [] for k in ("y", "logits", "proba", "in_set", "ood_raw", "ood_p",
-                                                  "in_distribution", "triage_rank")}
+    keys = ("y", "logits", "proba", "in_set", "ood_raw", "ood_p", "in_distribution", "triage_rank")
+    rows: dict[str, list[Any]] = {k: [] for k in keys}
     ids: list[str] = []
     assessments: list[dict[str, Any]] = []
-    pending: list[tuple[int, np.ndarray]] = []
 
-    def flush() -> None:
-        if not pending:
-            return
-        inf = engine.infer([img for _, img in pending])
-        for n, (i, _) in enumerate(pending):
-            a = engine.decide(inf, n)
-            ids.append(ds[i].id)
-            rows["y"].append(target(i))
-            for key, arr in (("logits", inf.logits), ("proba", inf.proba), ("in_set", inf.in_set),
-                             ("ood_raw", inf.ood_raw), ("ood_p", inf.ood_p), ("in_distribution", inf.in_distribution)):
-                rows[key].append(arr[n])
-            rows["triage_rank"].append(triage_rank(a.triage.level))
-            assessments.append(a.model_dump(mode="json"))
+    def batch(chunk: list[int]) -> tuple[list[str], dict[str, list[Any]], list[dict[str, Any]]]:
+        """One batch of the split, decoded, run and decided (in a lane of its own with ``lanes`` > 1)."""
+        read = list(ds.iter_images(chunk))  # unreadable files are skipped with a warning
+        out: dict[str, list[Any]] = {k: [] for k in keys}
+        if not read:
+            return [], out, []
+        inf = engine.infer([img for _, img in read])
+        decided = [engine.decide(inf, n) for n in range(len(read))]
+        out["y"] = [target(i) for i, _ in read]
+        for key, arr in (("logits", inf.logits), ("proba", inf.proba), ("in_set", inf.in_set),
+                         ("ood_raw", inf.ood_raw), ("ood_p", inf.ood_p), ("in_distribution", inf.in_distribution)):
+            out[key] = list(arr)
+        out["triage_rank"] = [triage_rank(a.triage.level) for a in decided]
+        return [ds[i].id for i, _ in read], out, [a.model_dump(mode="json") for a in decided]
+
+    for done_ids, done, dumped in engine.map_batches(batch, idx):
+        ids += done_ids
+        for k in keys:
+            rows[k] += done[k]
+        assessments += dumped
         if progress:
-            progress(len(pending))
-        pending.clear()
-
-    for i, img in ds.iter_images(idx):
-        pending.append((i, img))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
+            progress(len(done_ids))
     arrays = {k: np.asarray(v) for k, v in rows.items()}
     if bundle.layout is not None:  # multi-label: uncalibrated per-condition probabilities
         arrays["proba_raw"] = sigmoid(bundle.layout.condition_logits(arrays["logits"]))
