@@ -108,10 +108,11 @@ def specs(
 CRITICAL_MISS_HELP = ("The {on} critical-miss rate the shipped decision rule must keep to; among the rules that do, the "
                       "one with the lowest over-triage ships.")
 
-# The prediction sets' options, the same for a model trained here (`calibrate`) and one trained elsewhere (`import`)
+# Scoring many images (`predict`, `evaluate`): batches in progress at once
 LanesOption = Annotated[int, typer.Option(min=1, help=(
     "Batches in progress at once, each on cores/lanes ONNX Runtime threads (2 lanes of one thread: +20% images/s on 2 "
     "cores); 1: one batch at a time on every core. More images than one batch only."))]
+# The prediction sets' options, the same for a model trained here (`calibrate`) and one trained elsewhere (`import`)
 AlphaOption = Annotated[float, typer.Option(help="Miscoverage of the prediction sets (0.1 = 90% coverage).")]
 ScoreOption = Annotated[str, typer.Option(help="Conformal score: lac or aps.")]
 ClassConditionalOption = Annotated[bool, typer.Option(help="One threshold per class (Mondrian).")]
