@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from carelens.fusion import LogLinearPooling, TabularModel
 from carelens.signing import generate_keys, load_trusted_keys, sign_bundle
 from carelens.symptoms import (
     DEFAULT_THRESHOLD,
+    MiniLMEncoder,
     SymptomBundle,
     SymptomParser,
     build_symptom_bundle,
@@ -192,14 +194,18 @@ def test_combined_triage_takes_the_more_urgent_source(kaggle: Path, tmp_path: Pa
     assert "multi_system" in a["flags"]
 
 
-def test_an_unsigned_phrase_cache_is_left_unread_by_a_signed_load(symptom_bundle_dir: Path, tmp_path: Path) -> None:
-    """phrases.npz sits beside a signed symptoms.json but is not covered by the signature: embeddings swapped in it
-    change what a text is understood to say, so a service that accepts only signed bundles does not read it."""
+def test_a_signed_load_reads_only_the_phrase_cache_sealed_at_build(symptom_bundle_dir: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """phrases.npz sits beside a signed symptoms.json, which carries its digest from the build: embeddings swapped in
+    it change what a text is understood to say, so a service that accepts only signed bundles reads it only as
+    sealed, and embeds the phrases afresh otherwise."""
     import shutil
 
     folder = shutil.copytree(symptom_bundle_dir, tmp_path / "sym")
+    sealed = (folder / "phrases.npz").read_bytes()  # made by the build
+    assert json.loads((folder / "symptoms.json").read_text())["phrases"]["sha256"] == hashlib.sha256(sealed).hexdigest()
     text = "I keep throwing up my food"  # 'my food' is matched by embedding, not by a phrase
-    clean = SymptomBundle.load(folder).parser.parse(text).matches  # writes phrases.npz
+    clean = SymptomBundle.load(folder).parser.parse(text).matches
     with np.load(folder / "phrases.npz") as z:
         key, emb = str(z["key"]), z["emb"]
     np.savez(folder / "phrases.npz", key=key, emb=np.roll(emb, 7, axis=0))  # the same key, other phrases' vectors
@@ -208,6 +214,13 @@ def test_an_unsigned_phrase_cache_is_left_unread_by_a_signed_load(symptom_bundle
     with pytest.raises(BundleError, match="not signed"):
         SymptomBundle.load(folder, trusted_keys=keys)
     sign_bundle(folder, tmp_path / "keys" / "private.pem")
-    signed = SymptomBundle.load(folder, trusted_keys=keys)  # checked, and the cache beside it left unread
+    signed = SymptomBundle.load(folder, trusted_keys=keys)  # checked, and the changed cache left unread
     assert signed.signed_by == next(iter(keys)) and signed.parser.parse(text).matches == clean
+    assert (folder / "phrases.npz").read_bytes() != sealed  # left as it was found, not rewritten
+    (folder / "phrases.npz").write_bytes(sealed)
+    asked: list[int] = []
+    encode = MiniLMEncoder.encode
+    monkeypatch.setattr(MiniLMEncoder, "encode", lambda self, texts: (asked.append(len(texts)), encode(self, texts))[1])
+    signed = SymptomBundle.load(folder, trusted_keys=keys)
+    assert signed.parser.parse(text).matches == clean and max(asked) < 50  # the sealed cache: no phrase list embedded
     assert SymptomBundle.load(folder).signed_by is None

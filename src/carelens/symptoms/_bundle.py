@@ -1,5 +1,6 @@
 """The symptom bundle: vocabulary, parser threshold, symptom model, calibration, decision rule and label spec in
-one JSON file (plus cached phrase embeddings). Like the image bundle, it loads without torch.
+one JSON file, plus the phrase embeddings (phrases.npz, made at build, its digest in the JSON as ``phrases``: a signed
+bundle's signature covers them through it). Like the image bundle, it loads without torch.
 
 Format 2 added ``decision`` (the critical-probability rule chosen on validation, as for every bundle kind): an older
 carelens refuses it rather than decide by the laxer set rule; a format-1 bundle still loads, with the set rule.
@@ -51,6 +52,7 @@ from carelens.symptoms._vocabulary import Vocabulary
 __all__ = ["SymptomBundle", "build_symptom_bundle"]
 
 FORMAT = 3  # 3 added ``integrity``, 2 ``decision``; 1 and 2 still load
+PHRASES_FILE = "phrases.npz"  # the phrase embeddings' cache; its digest is sealed in symptoms.json (``phrases``)
 
 
 def _top_k(proba: np.ndarray, y: np.ndarray, k: int) -> float:
@@ -135,6 +137,15 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
         "prior": ((np.bincount(ytr, wtr, minlength=k) + 1.0) / (wtr.sum() + k)).tolist(),  # what the model was fitted on
     }
     out.mkdir(parents=True, exist_ok=True)
+    # the phrase embeddings, made once here and sealed with symptoms.json by their digest: a signed load may read them
+    cache = out / PHRASES_FILE
+    cache.unlink(missing_ok=True)
+    try:
+        SymptomParser(t.vocab, _CachedEncoder(MiniLMEncoder(), cache), DEFAULT_THRESHOLD).phrase_embeddings()
+    except ConfigError:  # no sentence encoder here: the bundle's first load embeds them, unsealed
+        pass
+    if cache.is_file():
+        doc["phrases"] = {"file": PHRASES_FILE, "sha256": hashlib.sha256(cache.read_bytes()).hexdigest()}
     _write_sealed(out / "symptoms.json", doc)
     return metrics
 
@@ -166,9 +177,11 @@ class SymptomBundle:
     def load(cls, path: str | Path, *, encoder: Any = "default",
              trusted_keys: dict[str, Ed25519PublicKey] | None = None) -> SymptomBundle:
         """``trusted_keys``: when given, symptoms.json must be signed by one of them (as for every bundle kind).
-        The vocabulary's phrase embeddings are kept in ``phrases.npz`` beside the bundle, and never read when
-        ``trusted_keys`` is given: the signature covers symptoms.json, not that file, and embeddings read from a file
-        nobody signed could change what the text is understood to say (they are embedded afresh, ~5 s)."""
+        The vocabulary's phrase embeddings are kept in ``phrases.npz`` beside the bundle. With ``trusted_keys`` they
+        are read only when the file's digest is the one sealed in symptoms.json at build (the signature covers
+        symptoms.json): embeddings read from a file nobody signed could change what the text is understood to say.
+        Otherwise (a bundle built before the digest was kept, or a file changed since) they are embedded afresh, ~5
+        s."""
         p = Path(path)
         f = p / "symptoms.json" if p.is_dir() else p
         if not f.is_file():
@@ -183,8 +196,13 @@ class SymptomBundle:
                               "`carelens symptoms build`")
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
-            cached = trusted_keys is None
-            encoder = _CachedEncoder(MiniLMEncoder(), f.parent / "phrases.npz") if cached else MiniLMEncoder()
+            cache = f.parent / PHRASES_FILE
+            if trusted_keys is None:
+                encoder = _CachedEncoder(MiniLMEncoder(), cache)
+            elif _sealed_cache(doc, cache):  # the signature covers its digest: read, never rewritten
+                encoder = _CachedEncoder(MiniLMEncoder(), cache, write=False)
+            else:
+                encoder = MiniLMEncoder()
         ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
                    LinearModel.from_dict(doc["model"]), ts, ConformalClassifier.from_dict(doc["conformal"]),
@@ -260,11 +278,19 @@ def nothing_recognised(parsed: ParsedSymptoms) -> str:
             + ". Describe what you see in plain words, e.g. 'itching, vomiting, no fever'.")
 
 
-class _CachedEncoder:
-    """Phrase embeddings are cached next to the bundle (keyed by the phrase list)."""
+def _sealed_cache(doc: Mapping[str, Any], cache: Path) -> bool:
+    """Whether ``cache`` is the phrase-embedding file whose digest symptoms.json carries."""
+    sealed = doc.get("phrases") or {}
+    return bool(sealed.get("sha256")) and cache.is_file() and \
+        hashlib.sha256(cache.read_bytes()).hexdigest() == sealed["sha256"]
 
-    def __init__(self, inner: Any, cache: Path) -> None:
-        self.inner, self.cache = inner, cache
+
+class _CachedEncoder:
+    """Phrase embeddings are cached next to the bundle (keyed by the phrase list); ``write=False``: a cache that must
+    stay as sealed (a stale one is then recomputed, not replaced)."""
+
+    def __init__(self, inner: Any, cache: Path, write: bool = True) -> None:
+        self.inner, self.cache, self.write = inner, cache, write
 
     def words(self) -> frozenset[str]:
         return self.inner.words()  # type: ignore[no-any-return]
@@ -278,8 +304,9 @@ class _CachedEncoder:
                 if str(z["key"]) == key:
                     return z["emb"]  # type: ignore[no-any-return]
         emb = np.concatenate([self.inner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])
-        try:
-            np.savez(self.cache, key=key, emb=emb)
-        except OSError:
-            pass  # read-only bundle folder: recompute next time
+        if self.write:
+            try:
+                np.savez(self.cache, key=key, emb=emb)
+            except OSError:
+                pass  # read-only bundle folder: recompute next time
         return emb

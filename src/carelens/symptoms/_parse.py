@@ -138,7 +138,8 @@ class SymptomParser:
                           for said, with_ids in s.contexts]
         self._spelled: dict[str, str | None] = {}
 
-    def _phrase_embeddings(self) -> np.ndarray:
+    def phrase_embeddings(self) -> np.ndarray:
+        """The vocabulary's phrases embedded (once; what a text's unmatched words are compared with)."""
         if self._emb is None:
             assert self.encoder is not None
             self._emb = self.encoder.encode([p for p, _ in self._phrases])
@@ -291,7 +292,7 @@ class SymptomParser:
         if self.encoder is None:
             out.unmapped += [text[a:b].strip() for a, b, _, _ in pending]
             return
-        sims = self.encoder.encode([chunk for _, _, chunk, _ in pending]) @ self._phrase_embeddings().T
+        sims = self.encoder.encode([chunk for _, _, chunk, _ in pending]) @ self.phrase_embeddings().T
         for (a, b, chunk, neg), row in zip(pending, sims, strict=True):
             j = int(row.argmax())
             # one word alone ("tight", left from "swollen and tight") is close to many phrases: it must be closer
