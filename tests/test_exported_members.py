@@ -15,7 +15,7 @@ EXPECTED = {
     "carelens.preprocess": {"PreprocessConfig", "normalize", "preprocess", "preprocess_batch", "resize_image"},
     "carelens.config": {"AUGMENT_PRESETS", "BACKBONES", "IMBALANCE_STRATEGIES", "MIRRORING_PRESETS", "MONITORS",
                         "TrainConfig"},
-    "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process"},
+    "carelens.settings": {"DATA_ENV", "cache_dir", "data_root", "threads_per_process", "useful_lanes"},
     "carelens.validation": {"check_features", "check_is_fitted", "check_logits"},
     "carelens.hashing": {"canonical_digest", "check_digests", "file_digest", "integrity_digest"},
     "carelens.signing": {"SIGNATURE_FILE", "generate_keys", "key_id", "load_trusted_keys", "sign_bundle",

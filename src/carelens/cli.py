@@ -633,7 +633,7 @@ def predict(
         predict_table,
         write_results,
     )
-    from carelens.settings import threads_per_process
+    from carelens.settings import threads_per_process, useful_lanes
 
     fmt = "csv" if out is not None and out.suffix == ".csv" else "jsonl"
     if out is not None:  # checked before any work, and its folder made
@@ -658,7 +658,7 @@ def predict(
         _predict_on_ray(bundle, inputs, out, ray, workers, batch_size, species, heatmaps)
         return
     paths = collect_inputs(inputs)
-    lanes = max(1, min(lanes, -(-len(paths) // batch_size)))  # a lone batch gets every core
+    lanes = useful_lanes(lanes, len(paths), batch_size)
     engine = Engine(load_bundle(bundle, threads=threads_per_process(lanes)), batch_size=batch_size, lanes=lanes)
     engine.bundle.labels.require_species(species, "the model")
     stream = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
@@ -717,7 +717,7 @@ def evaluate(
     from carelens.data import open_dataset
     from carelens.report import evaluate as run_eval
     from carelens.report import resolve_splits, write_comparison, write_report
-    from carelens.settings import threads_per_process
+    from carelens.settings import threads_per_process, useful_lanes
 
     if len(args) != (3 if compare else 2):
         raise ConfigError("give BUNDLE DATA, or --compare BUNDLE_A BUNDLE_B DATA")
@@ -734,7 +734,7 @@ def evaluate(
         n, batch = len(split_obj.indices(ds, split)), 32
         with progress_bar(f"evaluating {bundle.name} on {split}", n) as advance:
             evals.append(run_eval(bundle, ds, split_obj, split=split, other=other_ds, progress=advance,
-                                  batch_size=batch, lanes=max(1, min(lanes, -(-n // batch)))))
+                                  batch_size=batch, lanes=useful_lanes(lanes, n, batch)))
     path = write_comparison(evals[0], evals[1], out) if compare else write_report(evals[0], out)
     m = evals[0].metrics
     if "fnr" in m:  # multi-label

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DATA_ENV", "cache_dir", "data_root", "threads_per_process"]
+__all__ = ["DATA_ENV", "cache_dir", "data_root", "threads_per_process", "useful_lanes"]
 
 DATA_ENV = "CARELENS_DATA"
 
@@ -37,3 +37,9 @@ def cache_dir() -> Path:
 def threads_per_process(processes: int) -> int:
     """This machine's cores shared out among ``processes`` (service workers, training processes): at least one."""
     return max(1, (os.cpu_count() or 1) // processes)
+
+
+def useful_lanes(lanes: int, items: int, batch_size: int) -> int:
+    """``lanes`` (batches in progress at once), but no more than there are batches of ``items``: a lone batch gets
+    every core."""
+    return max(1, min(lanes, -(-items // batch_size)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from carelens.calibrate import ConformalClassifier, TemperatureScaler
 from carelens.errors import BundleError, ConfigError, DataError, NothingRecognisedError
 from carelens.fusion import LinearModel
-from carelens.hashing import integrity_digest
+from carelens.hashing import file_digest, integrity_digest
 from carelens.labels import LabelSpec
 from carelens.metrics import coverage_report, nll
 from carelens.policy import (
@@ -145,7 +146,7 @@ def build_symptom_bundle(source: Path | SymptomTable, out: Path, *, seed: int = 
     except ConfigError:  # no sentence encoder here: the bundle's first load embeds them, unsealed
         pass
     if cache.is_file():
-        doc["phrases"] = {"file": PHRASES_FILE, "sha256": hashlib.sha256(cache.read_bytes()).hexdigest()}
+        doc["phrases"] = {"file": PHRASES_FILE, "sha256": file_digest(cache)}
     _write_sealed(out / "symptoms.json", doc)
     return metrics
 
@@ -197,11 +198,12 @@ class SymptomBundle:
         vocab = Vocabulary.from_dict(doc["vocabulary"])
         if encoder == "default":
             cache = f.parent / PHRASES_FILE
+            sealed = (doc.get("phrases") or {}).get("sha256")  # covered by the signature through symptoms.json
             if trusted_keys is None:
                 encoder = _CachedEncoder(MiniLMEncoder(), cache)
-            elif _sealed_cache(doc, cache):  # the signature covers its digest: read, never rewritten
-                encoder = _CachedEncoder(MiniLMEncoder(), cache, write=False)
-            else:
+            elif sealed:
+                encoder = _CachedEncoder(MiniLMEncoder(), cache, sealed)
+            else:  # a signed bundle built before the digest was kept: nothing to check the file against
                 encoder = MiniLMEncoder()
         ts = TemperatureScaler.from_dict(doc)
         return cls(f.parent, doc, LabelSpec.model_validate(doc["label_spec"]), vocab,
@@ -278,19 +280,13 @@ def nothing_recognised(parsed: ParsedSymptoms) -> str:
             + ". Describe what you see in plain words, e.g. 'itching, vomiting, no fever'.")
 
 
-def _sealed_cache(doc: Mapping[str, Any], cache: Path) -> bool:
-    """Whether ``cache`` is the phrase-embedding file whose digest symptoms.json carries."""
-    sealed = doc.get("phrases") or {}
-    return bool(sealed.get("sha256")) and cache.is_file() and \
-        hashlib.sha256(cache.read_bytes()).hexdigest() == sealed["sha256"]
-
-
 class _CachedEncoder:
-    """Phrase embeddings are cached next to the bundle (keyed by the phrase list); ``write=False``: a cache that must
-    stay as sealed (a stale one is then recomputed, not replaced)."""
+    """Phrase embeddings are cached next to the bundle (keyed by the phrase list). ``sealed``: the sha256 the file must
+    have (a signed bundle's, from symptoms.json); it is then read once, checked as read, and never rewritten (a changed
+    or stale one is recomputed)."""
 
-    def __init__(self, inner: Any, cache: Path, write: bool = True) -> None:
-        self.inner, self.cache, self.write = inner, cache, write
+    def __init__(self, inner: Any, cache: Path, sealed: str | None = None) -> None:
+        self.inner, self.cache, self.sealed = inner, cache, sealed
 
     def words(self) -> frozenset[str]:
         return self.inner.words()  # type: ignore[no-any-return]
@@ -299,12 +295,13 @@ class _CachedEncoder:
         if len(texts) < 50:
             return self.inner.encode(texts)  # type: ignore[no-any-return]
         key = hashlib.sha256("\n".join(texts).encode()).hexdigest()
-        if self.cache.is_file():
-            with np.load(self.cache) as z:
+        data = self.cache.read_bytes() if self.cache.is_file() else None
+        if data is not None and (self.sealed is None or hashlib.sha256(data).hexdigest() == self.sealed):
+            with np.load(io.BytesIO(data)) as z:
                 if str(z["key"]) == key:
                     return z["emb"]  # type: ignore[no-any-return]
         emb = np.concatenate([self.inner.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)])
-        if self.write:
+        if self.sealed is None:
             try:
                 np.savez(self.cache, key=key, emb=emb)
             except OSError:
