@@ -33,7 +33,7 @@ EXPECTED = {
                         "required_levels", "triage_grade", "triage_levels",
                         "triage_levels_by_threshold"},
     "carelens.data": {"KAGGLE_SETS", "KaggleSet", "fetch_kaggle", "kaggle_credentials", 
-        "HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "IMAGE_SUFFIXES", "MAX_PIXELS", "MEDMNIST", "SPLIT_NAMES", "AuditReport", "ClassAudit",
+        "DECODE_MIN_SIDE", "HAM10000_FORMAT", "HAM10000_KAGGLE_FORMAT", "IMAGE_SUFFIXES", "MAX_PIXELS", "MEDMNIST", "SPLIT_NAMES", "AuditReport", "ClassAudit",
         "NO_FINDING", "ODIR_GRADES", "SYNTH_CONDITIONS", "findings_label", "is_condition_folder", "odir_eye_findings",
         "read_condition_folder", "read_odir", "synthetic_skin_image", "write_synthetic_multilabel", "DOG_SKIN",
         "write_synthetic_dog_cases",

@@ -75,3 +75,47 @@ def test_truncated_jpeg_is_an_error_not_half_an_image(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ImageReadError, match="cannot open"):
         read_image(tmp_path / "nope.png")
+
+
+def _large_photo(h: int = 2048, w: int = 2200) -> Image.Image:
+    """A textured image (smooth shading, edges and fine noise) of phone-photo proportions."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = 128 + 60 * np.sin(x / 97.0) * np.cos(y / 61.0) + 40 * ((x // 160 + y // 120) % 2)
+    noise = np.random.default_rng(0).integers(-8, 9, (h, w, 3))
+    a = np.clip(base[..., None] * np.array([1.0, 0.8, 0.6]) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(a)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_model_input(tmp_path: Path) -> None:
+    from carelens.data import DECODE_MIN_SIDE
+    from carelens.preprocess import PreprocessConfig, resize_image
+
+    p = tmp_path / "photo.jpg"
+    _large_photo().save(p, quality=90)
+    reduced, full = read_image(p), read_image(p, min_side=None)
+    assert full.shape == (2048, 2200, 3)
+    assert reduced.shape == (1024, 1100, 3)  # DCT scaling by 1/2: both sides stay >= DECODE_MIN_SIDE
+    assert min(reduced.shape[:2]) >= DECODE_MIN_SIDE
+    cfg = PreprocessConfig(image_size=224)
+    diff = np.abs(resize_image(reduced, cfg).astype(int) - resize_image(full, cfg).astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.5  # what the model sees: within a few grey levels
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: applied after the reduced decode
+    rotated = tmp_path / "rotated.jpg"
+    _large_photo().save(rotated, quality=90, exif=exif.tobytes())
+    assert read_image(rotated).shape == (1100, 1024, 3)
+    png = tmp_path / "photo.png"
+    _large_photo().save(png)
+    assert read_image(png).shape == (2048, 2200, 3)  # no reduced decoding outside JPEG: every pixel read
+    # smaller than twice the limit on one side: decoded whole (the data sets here all are)
+    small = tmp_path / "small.jpg"
+    _large_photo(2047, 4000).save(small, quality=90)
+    assert read_image(small).shape == (2047, 4000, 3)
+
+
+def test_a_truncated_large_jpeg_still_fails_when_decoded_reduced(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    _large_photo().save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    with pytest.raises(ImageReadError, match="truncated|corrupt"):
+        decode_image(data[: len(data) // 2])

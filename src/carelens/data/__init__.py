@@ -2,7 +2,7 @@
 
 from carelens.data._audit import AuditReport, ClassAudit, audit_dataset
 from carelens.data._dataset import NO_FINDING, Dataset, Example, UnreadableImageWarning, findings_label
-from carelens.data._image_io import IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
+from carelens.data._image_io import DECODE_MIN_SIDE, IMAGE_SUFFIXES, MAX_PIXELS, decode_image, read_image, to_rgb_array
 from carelens.data._kaggle import KAGGLE_SETS, KaggleSet, fetch_kaggle, kaggle_credentials
 from carelens.data._medmnist import MEDMNIST, fetch_medmnist, md5sum, read_medmnist, verify_md5
 from carelens.data._multilabel import (
@@ -44,6 +44,7 @@ from carelens.data._synth import (
 )
 
 __all__ = [
+    "DECODE_MIN_SIDE",
     "DOG_SKIN",
     "HAM10000_FORMAT",
     "HAM10000_KAGGLE_FORMAT",
