@@ -281,6 +281,10 @@ def test_heatmap_finds_the_blob(tmp_path: Path) -> None:
         inside = heat[cy - 6 : cy + 6, cx - 6 : cx + 6].mean()
         hits += a.top[0].id == "blob" and inside > 1.5 * heat.mean()
     assert hits >= 8
+    # without heatmaps the feature map is not fetched, and nothing else changes
+    (plain, no_heat), = engine.assess([img])
+    assert no_heat is None and plain == a
+    assert engine.infer([img], fmap=False).fmap is None and engine.infer([img]).fmap is not None
     # the evaluation report says why a spec-less model has no critical-miss rate
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path / "bundle"), str(root), "--splits", str(run / "splits.json"),
                                    "--out", str(tmp_path / "report")])

@@ -121,13 +121,16 @@ class Bundle(Identified):
     def preprocess(self) -> PreprocessConfig:
         return self.spec.preprocess
 
-    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(logits, features, feature map or None) for a preprocessed batch (N, 3, S, S) float32."""
+    def run(self, batch: np.ndarray, fmap: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(logits, features, feature map or None) for a preprocessed batch (N, 3, S, S) float32. ``fmap=False``: the
+        feature map (heatmaps only) is not fetched, None (ONNX Runtime copies 250 KB an image less: 0.08 ms of 4.9
+        at batch 1, 0.8 ms of 96 for 32 images, int8 224 px)."""
         io = self.spec.model_io
-        names = list(dict.fromkeys(io.outputs))  # an imported model without features: its logits read twice
+        wanted = io.outputs if fmap else io.outputs[:2]
+        names = list(dict.fromkeys(wanted))  # an imported model without features: its logits read twice
         got = dict(zip(names, self.session.run(names, {io.input: np.ascontiguousarray(batch, dtype=np.float32)}),
                        strict=True))
-        return got[io.outputs[0]], got[io.outputs[1]], got[io.outputs[2]] if len(io.outputs) > 2 else None
+        return got[wanted[0]], got[wanted[1]], got[wanted[2]] if len(wanted) > 2 else None
 
 
 # A bundle zip holds a handful of files; anything far beyond this is an archive bomb or not a bundle.

@@ -95,19 +95,20 @@ class Engine:
         self.ref = bundle.ref
         self.coverage = 1.0 - bundle.alpha
 
-    def infer(self, images: list[np.ndarray]) -> Inference:
-        """Every number the bundle computes for a batch of decoded uint8 images (any size)."""
+    def infer(self, images: list[np.ndarray], fmap: bool = True) -> Inference:
+        """Every number the bundle computes for a batch of decoded uint8 images (any size); ``fmap=False``: no feature
+        map (no heatmap will be drawn from this batch)."""
         b = self.bundle
         batch = preprocess_batch(images, b.preprocess)
-        logits, feats, fmap = b.run(batch)
+        logits, feats, maps = b.run(batch, fmap=fmap)
         if b.multilabel is not None and b.layout is not None:
-            return self._infer_multilabel(logits, feats, fmap)
+            return self._infer_multilabel(logits, feats, maps)
         assert b.conformal is not None  # a multiclass bundle has one
         with _one_blas_thread():  # small matrix-vector work: BLAS threads would only fight ONNX Runtime's
             proba = b.temperature.predict_proba(logits)
             ood = b.ood.score(feats, logits)  # once; p-value and verdict derive from it
         return Inference(
-            logits=logits, features=feats, fmap=fmap, proba=proba, in_set=b.conformal.predict_set(proba),
+            logits=logits, features=feats, fmap=maps, proba=proba, in_set=b.conformal.predict_set(proba),
             ood_raw=ood, ood_p=b.ood.p_value_of(ood), in_distribution=ood <= b.ood.threshold_,
         )
 
@@ -169,7 +170,7 @@ class Engine:
                  ) -> list[Result]:
         """One batch through the model; per image its assessment and, where wanted, its heatmaps (the top
         class's, and for a multi-label model one per condition present)."""
-        inf = self.infer(images)
+        inf = self.infer(images, fmap=any(wanted))
         out = []
         for n, img in enumerate(images):
             size = capped_size(img.shape[:2])

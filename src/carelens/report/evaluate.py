@@ -194,7 +194,7 @@ def evaluate(bundle: Bundle, ds: Dataset, splits: Splits, *, split: str = "test"
         out: dict[str, list[Any]] = {k: [] for k in keys}
         if not read:
             return [], out, []
-        inf = engine.infer([img for _, img in read])
+        inf = engine.infer([img for _, img in read], fmap=False)
         decided = [engine.decide(inf, n) for n in range(len(read))]
         out["y"] = [target(i) for i, _ in read]
         for key, arr in (("logits", inf.logits), ("proba", inf.proba), ("in_set", inf.in_set),
