@@ -45,6 +45,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "lite1": {"model": "efficientnet_lite1"},
     "size160": {"image_size": 160},
     "sampler_weighted": {"imbalance": ["balanced_sampler", "weighted"]},  # square-rooted weights (build_loss)
+    # progressive resizing: the head and the last fine-tune epoch at the size shipped, the first two epochs at 128 px
+    "progressive224": {"image_size": 224, "early_image_size": 128, "final_size_epochs": 1},
+    "progressive160": {"image_size": 160, "early_image_size": 128, "final_size_epochs": 1},
     # the chosen size with the other backbone (trained for bench/mixed_pairs.py; in the table like any option once run)
     "size160_lite1": {"image_size": 160, "model": "efficientnet_lite1"},
 }

@@ -56,6 +56,11 @@ class TrainConfig:
     # with a Beta(mixup, mixup) weight)
     ema: float = 0.0
     mixup: float = 0.0
+    # progressive resizing (0 = off): the fine-tune epochs before the last `final_size_epochs` train on images of
+    # this smaller size, faster; the head phase, the last epochs, every validation and all that is shipped use the
+    # image size (Touvron et al. 2019: the last epochs at the test size mend the train-test resolution discrepancy)
+    early_image_size: int = 0
+    final_size_epochs: int = 1
     imbalance: tuple[str, ...] = ("weighted",)
     class_weights: str = "inverse"  # or "effective" (Cui et al. 2019)
     effective_beta: float = 0.999
@@ -116,10 +121,33 @@ class TrainConfig:
             problems.append(f"width applies to small_cnn only (model {self.model!r} has a fixed width)")
         if self.width < 4:
             problems.append(f"width must be >= 4 channels, got {self.width}")
+        if self.early_image_size:
+            problems += self._progressive_problems()
         if self.focal_gamma < 0:
             problems.append(f"focal_gamma must be >= 0, got {self.focal_gamma}")
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
+
+    def _progressive_problems(self) -> list[str]:
+        early, size = self.early_image_size, self.image_size
+        problems = []
+        if not 8 <= early < size:
+            problems.append(f"early_image_size must be in [8, image_size) (image size {size}), got {early}")
+        if self.model.startswith("efficientnet") and (early % 32 or size % 32):
+            # its static SAME padding is computed for the image size: the same at another size only when both are
+            # multiples of the network's total stride
+            problems.append(f"early_image_size and image_size must be multiples of 32 for {self.model} (got {early} "
+                            f"and {size})")
+        if not 1 <= self.final_size_epochs < self.finetune_epochs:
+            problems.append(f"final_size_epochs must be in [1, finetune_epochs) so that some epochs run at the early "
+                            f"size (finetune_epochs {self.finetune_epochs}), got {self.final_size_epochs}")
+        return problems
+
+    def epoch_image_size(self, epoch: int) -> int:
+        """The image size fine-tune epoch ``epoch`` (0-based) trains at: the early size before the last
+        ``final_size_epochs``, else the image size."""
+        early = self.early_image_size and epoch < self.finetune_epochs - self.final_size_epochs
+        return self.early_image_size if early else self.image_size
 
     @property
     def image_size(self) -> int:

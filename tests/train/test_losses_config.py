@@ -47,6 +47,10 @@ def test_class_weights_raise_the_cost_of_missing_a_rare_class() -> None:
         ({"mixup": -0.2}, "mixup must be a Beta concentration"),
         ({"width": 16}, "width applies to small_cnn only"),
         ({"model": "small_cnn", "width": 2}, "width must be >= 4"),
+        ({"early_image_size": 224}, r"early_image_size must be in \[8, image_size\) \(image size 224\), got 224"),
+        ({"early_image_size": 100}, "early_image_size and image_size must be multiples of 32 for efficientnet_lite0"),
+        ({"early_image_size": 128, "finetune_epochs": 2, "final_size_epochs": 2},
+         r"final_size_epochs must be in \[1, finetune_epochs\) so that some epochs run at the early size"),
     ],
 )
 def test_bad_config_fails_before_training(kwargs: dict, match: str) -> None:

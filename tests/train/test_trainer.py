@@ -102,6 +102,36 @@ def test_weight_average_and_mixup_survive_a_resume(pneumonia_small: Dataset, tmp
     assert torch.load(tmp_path / "a" / "best.pt", weights_only=True)["score"] == max(h["score"] for h in a.history)
 
 
+def test_progressive_resizing_trains_early_epochs_small_and_resumes_at_the_right_size(
+        pneumonia_small: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
+    splits = make_splits(small)
+    cfg = TrainConfig.from_dict({**CNN, "finetune_epochs": 3, "patience": 0, "early_image_size": 16})
+    assert [cfg.epoch_image_size(e) for e in range(3)] == [16, 16, 28]
+    a = train(small, splits, cfg, tmp_path / "a", evaluate_test=False)
+    assert [h["image_size"] for h in a.history] == [16, 16, 28]
+    said = " ".join(capsys.readouterr().err.split())
+    assert "loading train at 16 px" in said and "fine-tune epoch 2/3 at 16 px" in said and "epoch 3/3 at 28 px" in said
+    # the early epochs learnt on the small images (not the full-size ones): the same recipe without them differs
+    plain = train(small, splits, TrainConfig.from_dict({**CNN, "finetune_epochs": 3, "patience": 0}), tmp_path / "p",
+                  evaluate_test=False)
+    assert a.history[0]["train_loss"] != plain.history[0]["train_loss"]
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_second(epoch: int) -> None:
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=kill_after_second)
+    b = train(small, splits, cfg, tmp_path / "b", evaluate_test=False, resume=True)
+    assert [h["score"] for h in b.history] == [h["score"] for h in a.history]  # epoch 3 resumed at 28 px
+    wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
+    assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6) for k in wa)
+
+
 def test_early_stopping_says_when_it_stopped_and_which_weights_it_kept(
         pneumonia_small: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -168,6 +168,7 @@ class _Fit:
     va: LoadedSplit
     task: TrainTask
     dev: torch.device
+    tr_early: LoadedSplit | None = None  # progressive resizing: the training images at the early size
     history: list[dict[str, Any]] = field(default_factory=list)
     best: float = -math.inf
     state: dict[str, Any] = field(default_factory=lambda: {"phase": "head", "epoch": 0})
@@ -304,13 +305,20 @@ def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: Tra
     pre = config.preprocess
     tr = load_split(ds, splits.indices(ds, "train"), pre, task, "train")
     va = load_split(ds, splits.indices(ds, "val"), pre, task, "val")
+    early = None
+    if config.early_image_size:  # progressive resizing: the same images, decoded once more at the early size
+        early = load_split(ds, splits.indices(ds, "train"), replace(pre, image_size=config.early_image_size), task,
+                           f"train at {config.early_image_size} px")
     torch.manual_seed(config.seed)
     n_out = len(class_ids)
     model = build_classifier(config.model, n_out, config.image_size, pretrained=config.pretrained,
                              dropout=config.dropout, layout=task.layout, width=config.width).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss_fn = task.loss(tr.y).to(dev)
-    fit = _Fit(model, loss_fn, config, run, tr, va, task, dev)
+    if early is not None and len(early.y) != len(tr.y):
+        raise DataError(f"the training split read {len(tr.y)} images at {config.image_size} px but {len(early.y)} at "
+                        f"{config.early_image_size} px: files changed while training started; start again")
+    fit = _Fit(model, loss_fn, config, run, tr, va, task, dev, tr_early=early)
     if resume:
         ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=True)
         model.load_state_dict(ck["model"])
@@ -410,8 +418,8 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
             sched.step(score)
         improved = score > fit.best
         fit.record({"phase": "finetune", "epoch": ep + 1, "train_loss": total / n,
-                            **fit.task.summary(m), "score": score, "improved": improved,
-                            "lr": opt.param_groups[0]["lr"]})
+                    **fit.task.summary(m), "score": score, "improved": improved, "lr": opt.param_groups[0]["lr"]}
+                   | ({"image_size": cfg.epoch_image_size(ep)} if cfg.early_image_size else {}))
         if improved:
             fit.best = score
             fit.save_best(judged)
@@ -440,19 +448,22 @@ def _finetune_epoch(fit: _Fit, net: nn.Module, opt: torch.optim.Optimizer, sched
     epoch_seed = cfg.seed * 1000 + ep  # the same epoch gives the same batches after a resume
     torch.manual_seed(epoch_seed)
     gen = torch.Generator().manual_seed(epoch_seed)
-    aug = build_augment(cfg.augment, cfg.image_size, epoch_seed)
+    size = cfg.epoch_image_size(ep)
+    split = fit.tr_early if size != cfg.image_size and fit.tr_early is not None else fit.tr
+    aug = build_augment(cfg.augment, size, epoch_seed)
     mix = np.random.default_rng(epoch_seed)
     order = fit.task.order(fit.tr.y, gen)
     _train_mode(fit.model)
     total = 0.0
     d = fit.dist
-    with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}", len(order)) as advance:
+    at = f" at {size} px" if cfg.early_image_size else ""
+    with progress_bar(f"fine-tune epoch {ep + 1}/{cfg.finetune_epochs}{at}", len(order)) as advance:
         for k in range(0, len(order), cfg.batch_size):
             whole = order[k : k + cfg.batch_size]
             if len(whole) < 2 * d.world:
                 continue  # BatchNorm needs 2 per process (the same decision in every process)
             b = whole[d.rank :: d.world]
-            x = _to_tensor(augment_batch(aug, fit.tr.images[b]), fit.pre, fit.dev)
+            x = _to_tensor(augment_batch(aug, split.images[b]), fit.pre, fit.dev)  # the normalisation is size-free
             y = torch.from_numpy(fit.tr.y[b]).to(fit.dev)
             lam, perm = 1.0, None
             if cfg.mixup > 0:
