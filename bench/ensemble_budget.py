@@ -11,8 +11,9 @@ mirror images, as `carelens export --flips` ships them), argmax of the mean logi
 a three-seed recipe (and its test figures with spread over two triples) is bench/ensemble.py's job once six seeds
 exist.
 
-Usage: python bench/ensemble_budget.py [SEEDS]   (SEEDS default 0,1,2; a seed not trained yet is trained first, about
-11 minutes each at 160 px on 2 cores; nothing else should run)
+Usage: python bench/ensemble_budget.py [--option OPTION] [SEEDS]   (SEEDS default 0,1,2; a seed not trained yet is
+trained first, about 11 minutes each at 160 px on 2 cores; nothing else should run). --option: another option of
+bench/ham_options.py than size160 (case ham10000_ensemble_budget_<OPTION>), e.g. progressive224.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_result
 from ensemble import HERE as VIEWS_DIR
-from ensemble import group_logits, run_dir, train_wall_s, val_views
-from ham_options import metrics_of, one, spread
+from ensemble import group_logits, run_val_views
+from ham_options import HERE as OPTIONS_DIR
+from ham_options import OPTIONS, metrics_of, one, spread
 
 from carelens.data import open_dataset, split_dataset
 from carelens.steps import Run
@@ -37,20 +39,27 @@ BUDGET_S = 45 * 60
 
 
 def main(argv: list[str]) -> None:
+    option = "size160"
+    if argv[:1] == ["--option"]:
+        option, argv = argv[1], argv[2:]
+    if option not in OPTIONS:
+        raise SystemExit(f"unknown option {option!r}; known: {', '.join(OPTIONS)}")
     seeds = [int(s) for s in argv[0].split(",")] if argv else [0, 1, 2]
     ds = open_dataset("ham10000")
     splits = split_dataset(ds, (0.7, 0.1, 0.2), seed=0)
     t0 = time.perf_counter()
-    for s in seeds:
-        one("size160", s, ds, splits)  # trains the seeds not trained yet (bench/ensemble.py's run_dir reads them)
+    walls = {s: float(one(option, s, ds, splits)["wall_s"]) for s in seeds}  # trains the seeds not trained yet
     VIEWS_DIR.mkdir(parents=True, exist_ok=True)
-    views = {s: val_views(s, ds, splits) for s in seeds}  # (labels, logits per flip view), cached beside ensemble.py's
-    class_ids = Run(run_dir(seeds[0])).config.class_ids
+    # (labels, logits per flip view), cached beside bench/ensemble.py's (the size160 files are the ones it reads)
+    tag = "" if option == "size160" else f"{option}_"
+    views = {s: run_val_views(OPTIONS_DIR / f"{option}_s{s}" / "run", VIEWS_DIR / f"val_views_{tag}s{s}.npz", ds, splits)
+             for s in seeds}
+    class_ids = Run(OPTIONS_DIR / f"{option}_s{seeds[0]}" / "run").config.class_ids
 
     def figures(group: tuple[int, ...]) -> dict[str, Any]:
         m = metrics_of(views[group[0]][0], group_logits(views, group, flips=True), class_ids)
         return {"balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"], "macro_auc": m["macro_auc"],
-                "mel_recall": m["per_class_recall"]["mel"], "train_wall_s": sum(train_wall_s(s) for s in group)}
+                "mel_recall": m["per_class_recall"]["mel"], "train_wall_s": sum(walls[s] for s in group)}
 
     val: dict[str, Any] = {}
     for k in range(1, len(seeds) + 1):
@@ -60,7 +69,7 @@ def main(argv: list[str]) -> None:
             "members": [list(g) for g in groups], **{key: spread([r[key] for r in rows]) for key in rows[0]}}
     largest = val[f"ensemble{len(seeds)}_flips"]
     metrics = {
-        "seed_train_wall_s": {str(s): train_wall_s(s) for s in seeds},
+        "seed_train_wall_s": {str(s): walls[s] for s in seeds},
         "wall_s": largest["train_wall_s"]["max"],  # the largest ensemble's training, seeds one after another
         "fits_budget": largest["train_wall_s"]["max"] <= BUDGET_S,
         "val": val,
@@ -68,9 +77,10 @@ def main(argv: list[str]) -> None:
                                             - val["single_flips"]["balanced_accuracy"]["mean"], 4),
     }
     print(write_result(
-        "ham10000_ensemble_budget", "ham10000", time.perf_counter() - t0, metrics, {"wall_s": BUDGET_S}, split="val",
-        notes=f"command: python bench/ensemble_budget.py {','.join(map(str, seeds))}; bench/ham_options.py's "
-              f"size160 recipe (scripts/demo_ham10000.json at 160 px, 3 fine-tune epochs), seeds "
+        "ham10000_ensemble_budget" + ("" if option == "size160" else f"_{option}"), "ham10000",
+        time.perf_counter() - t0, metrics, {"wall_s": BUDGET_S}, split="val",
+        notes=f"command: python bench/ensemble_budget.py {' '.join(sys.argv[1:])}; bench/ham_options.py's "
+              f"{option} recipe (scripts/demo_ham10000.json with {OPTIONS[option]}, 3 fine-tune epochs), seeds "
               f"{seeds} each trained alone on this host (wall_s = the {len(seeds)} seeds' training summed, the "
               "45-minute budget's measure). Validation only (lesion-grouped split, seed 0): argmax of the mean logits "
               "over the members and over each image's 3 flip views; every single seed, pair and the whole set; "

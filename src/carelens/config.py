@@ -146,8 +146,9 @@ class TrainConfig:
     def epoch_image_size(self, epoch: int) -> int:
         """The image size fine-tune epoch ``epoch`` (0-based) trains at: the early size before the last
         ``final_size_epochs``, else the image size."""
-        early = self.early_image_size and epoch < self.finetune_epochs - self.final_size_epochs
-        return self.early_image_size if early else self.image_size
+        if self.early_image_size and epoch < self.finetune_epochs - self.final_size_epochs:
+            return self.early_image_size
+        return self.image_size
 
     @property
     def image_size(self) -> int:

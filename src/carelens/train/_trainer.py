@@ -309,15 +309,15 @@ def _start(ds: Dataset, splits: Splits, config: TrainConfig, run: Run, task: Tra
     if config.early_image_size:  # progressive resizing: the same images, decoded once more at the early size
         early = load_split(ds, splits.indices(ds, "train"), replace(pre, image_size=config.early_image_size), task,
                            f"train at {config.early_image_size} px")
+        if len(early.y) != len(tr.y):
+            raise DataError(f"the training split read {len(tr.y)} images at {config.image_size} px but {len(early.y)} "
+                            f"at {config.early_image_size} px: files changed while training started; start again")
     torch.manual_seed(config.seed)
     n_out = len(class_ids)
     model = build_classifier(config.model, n_out, config.image_size, pretrained=config.pretrained,
                              dropout=config.dropout, layout=task.layout, width=config.width).to(dev)
     model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss_fn = task.loss(tr.y).to(dev)
-    if early is not None and len(early.y) != len(tr.y):
-        raise DataError(f"the training split read {len(tr.y)} images at {config.image_size} px but {len(early.y)} at "
-                        f"{config.early_image_size} px: files changed while training started; start again")
     fit = _Fit(model, loss_fn, config, run, tr, va, task, dev, tr_early=early)
     if resume:
         ck = torch.load(run.last_checkpoint, map_location=dev, weights_only=True)
