@@ -7,8 +7,8 @@ truncated or not an image raises :class:`~carelens.errors.ImageReadError` naming
 
 A JPEG with both sides at least twice :data:`DECODE_MIN_SIDE` is decoded at a reduced scale (libjpeg's DCT scaling
 by 1/2, 1/4 or 1/8, the largest that keeps both sides at or above it): a phone photo is never needed at full size
-(models take 512 px at most in practice, heatmaps are drawn at 1,024 px a side at most), and decoding it whole costs
-most of a request. One rule for training, evaluation and serving alike, whatever the model; the images of the data
+(that is at least twice any model input up to 512 px, and heatmaps are drawn at 1,024 px a side at most), and
+decoding it whole costs most of a request. One rule for training, evaluation and serving alike, whatever the model; the images of the data
 sets here are smaller and decode exactly as before. Measured on a 4032x3024 JPEG (`python bench/decode.py`).
 """
 
