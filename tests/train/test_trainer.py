@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,18 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return torch.load(run / "last.pt", weights_only=True)["model"]  # type: ignore[no-any-return]
 
 
+class _Killed(Exception):
+    """Stands for the process being killed at the end of an epoch."""
+
+
+def _kill_after(n: int) -> Callable[[int], None]:
+    """An ``on_epoch_end`` that kills the training after epoch ``n``."""
+    def stop(epoch: int) -> None:
+        if epoch == n:
+            raise _Killed
+    return stop
+
+
 def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, tmp_path: Path) -> None:
     small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
     splits = make_splits(small)
@@ -62,15 +75,8 @@ def test_seed_makes_runs_identical_and_resume_matches(pneumonia_small: Dataset, 
     assert a.history == b.history
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["history"] == a.history  # returned as saved
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first(epoch: int) -> None:
-        if epoch == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(small, splits, cfg, tmp_path / "c", evaluate_test=False, on_epoch_end=kill_after_first)
+    with pytest.raises(_Killed):
+        train(small, splits, cfg, tmp_path / "c", evaluate_test=False, on_epoch_end=_kill_after(1))
     c = train(small, splits, cfg, tmp_path / "c", evaluate_test=False, resume=True)
     wc = _weights(tmp_path / "c")
     assert all(torch.allclose(wa[k].float(), wc[k].float(), atol=1e-6) for k in wa)
@@ -82,16 +88,9 @@ def test_weight_average_and_mixup_survive_a_resume(pneumonia_small: Dataset, tmp
     splits = make_splits(small)
     cfg = TrainConfig.from_dict({**CNN, "finetune_epochs": 2, "patience": 0, "ema": 0.9, "mixup": 0.4})
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_first(epoch: int) -> None:
-        if epoch == 1:
-            raise Killed
-
     a = train(small, splits, cfg, tmp_path / "a", evaluate_test=False)
-    with pytest.raises(Killed):
-        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=kill_after_first)
+    with pytest.raises(_Killed):
+        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=_kill_after(1))
     b = train(small, splits, cfg, tmp_path / "b", evaluate_test=False, resume=True)
     assert [h["score"] for h in b.history] == [h["score"] for h in a.history]  # the average was checkpointed too
     best = torch.load(tmp_path / "a" / "best.pt", weights_only=True)["model"]
@@ -117,15 +116,8 @@ def test_progressive_resizing_trains_early_epochs_small_and_resumes_at_the_right
                   evaluate_test=False)
     assert a.history[0]["train_loss"] != plain.history[0]["train_loss"]
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_second(epoch: int) -> None:
-        if epoch == 2:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=kill_after_second)
+    with pytest.raises(_Killed):
+        train(small, splits, cfg, tmp_path / "b", evaluate_test=False, on_epoch_end=_kill_after(2))
     b = train(small, splits, cfg, tmp_path / "b", evaluate_test=False, resume=True)
     assert [h["score"] for h in b.history] == [h["score"] for h in a.history]  # epoch 3 resumed at 28 px
     wa, wb = _weights(tmp_path / "a"), _weights(tmp_path / "b")
