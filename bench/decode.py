@@ -39,18 +39,19 @@ BUNDLE = OUT / "demo" / "models" / "derma"
 
 
 def make_photos(folder: Path) -> list[Path]:
-    """N_FILES HAM10000 images (seeded sample) as 12-megapixel JPEGs, made once."""
+    """N_FILES HAM10000 images (seeded sample) as 12-megapixel JPEGs, made once, all in one pass (one seeded stream
+    draws the sample and every file's noise: the same files on every host)."""
     folder.mkdir(parents=True, exist_ok=True)
     ham = open_dataset("ham10000")
     rng = np.random.default_rng(0)
-    out = []
-    for i in sorted(rng.choice(len(ham), N_FILES, replace=False).tolist()):
-        p = folder / f"{ham[i].id}.jpg"
-        if not p.exists():
-            big = np.asarray(Image.open(ham[i].path).convert("RGB").resize(SIZE, Image.Resampling.LANCZOS), np.int16)
-            noisy = np.clip(big + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
-            Image.fromarray(noisy).save(p, quality=90)
-        out.append(p)
+    chosen = sorted(rng.choice(len(ham), N_FILES, replace=False).tolist())
+    out = [folder / f"{ham[i].id}.jpg" for i in chosen]
+    if all(p.exists() for p in out):
+        return out
+    for i, p in zip(chosen, out, strict=True):
+        big = np.asarray(Image.open(ham[i].path).convert("RGB").resize(SIZE, Image.Resampling.LANCZOS), np.int16)
+        noisy = np.clip(big + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(p, quality=90)
     return out
 
 
