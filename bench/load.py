@@ -1,7 +1,8 @@
 """Load benchmark of the service (issue 8), case `load`: python bench/load.py [--clients 32] [--seconds 30];
 case `load_int8` (issue 16): python bench/load.py --int8 (the int8 bundle of bench/inference.py inference_int8);
 case `load_workers` (issue 17): python bench/load.py --workers 1,2 (the same bundle served by 1 then 2 worker
-processes, alternated over --rounds, medians reported).
+processes, alternated over --rounds, medians reported); case `load_photos`: python bench/load.py --photos
+--clients 8 --baseline-src DIR (the 12-megapixel JPEGs of bench/decode.py instead of HAM10000's 200x150 ones).
 
 Starts `carelens serve` on loopback with the 224px bundle of bench/inference.py, then N concurrent
 clients post HAM10000 images for a bounded time. Reports throughput, p50/p99 latency, errors and the
@@ -45,8 +46,11 @@ async def _client(url: str, images: list[bytes], stop: float, lat: list[float], 
             i += 1
 
 
+PHOTOS = OUT / "decode_large" / "photos"  # made by bench/decode.py
+
+
 def _measure(bundle: Path, clients: int, seconds: float, workers: int = 1,
-             settings: dict[str, str] | None = None) -> dict[str, float]:
+             settings: dict[str, str] | None = None, photos: bool = False) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp())
     shutil.copytree(bundle, tmp / "models" / "derma224")
     env = {"CARELENS_MODELS_DIR": str(tmp / "models"), "CARELENS_DATABASE_URL": f"sqlite:///{tmp}/a.db",
@@ -54,9 +58,12 @@ def _measure(bundle: Path, clients: int, seconds: float, workers: int = 1,
            "CARELENS_MAX_IN_FLIGHT": str(4 * clients),  # closed loop: every client always has one in flight
            **(settings or {})}
     with serving(env, workers) as (proc, url):
-        ds = open_dataset("ham10000")
-        idx = np.random.default_rng(0).choice(len(ds), 200, replace=False)
-        images = [Path(ds[int(i)].path).read_bytes() for i in idx]  # type: ignore[arg-type]
+        if photos:
+            images = [p.read_bytes() for p in sorted(PHOTOS.glob("*.jpg"))]
+        else:
+            ds = open_dataset("ham10000")
+            idx = np.random.default_rng(0).choice(len(ds), 200, replace=False)
+            images = [Path(ds[int(i)].path).read_bytes() for i in idx]  # type: ignore[arg-type]
         # warm up at the measured concurrency (ONNX Runtime's arena and the allocator reach their working
         # size for full micro-batches), then measure: growth after that is what would grow without bound
         lat: list[float] = []
@@ -85,6 +92,7 @@ def main() -> None:
     ap.add_argument("--int8", action="store_true", help="serve the int8 bundle (case load_int8)")
     ap.add_argument("--workers", default="", help="compare worker counts, e.g. 1,2 (case load_workers)")
     ap.add_argument("--rounds", type=int, default=2, help="alternations with the baseline (or of the worker counts)")
+    ap.add_argument("--photos", action="store_true", help="post bench/decode.py's 12 MP JPEGs (case load_photos)")
     ap.add_argument("--baseline-src", type=Path, default=None,
                     help="a checkout of an earlier carelens: its server (default settings) is the baseline, instead of "
                          "this one with one micro-batch at a time")
@@ -94,6 +102,8 @@ def main() -> None:
         raise SystemExit("run bench/inference.py first (it builds the 224px bundle; `inference_int8` the int8 one)")
     if args.workers:
         return _compare_workers(bundle, args)
+    if args.photos and not any(PHOTOS.glob("*.jpg")):
+        raise SystemExit(f"no photos in {PHOTOS}: run python bench/decode.py first")
     t0 = time.perf_counter()
     runs: dict[str, list[dict[str, float]]] = {"default": [], "baseline": []}
     if args.baseline_src is not None:
@@ -105,14 +115,16 @@ def main() -> None:
         baseline, base_name = BASELINE, ("one micro-batch at a time on both cores (CARELENS_BATCHES_IN_FLIGHT=1, "
                                          "CARELENS_THREADS=2), same run")
     for _ in range(args.rounds):  # alternated with the baseline, so that the host's drift falls on both alike
-        runs["default"].append(_measure(bundle, args.clients, args.seconds))
-        runs["baseline"].append(_measure(bundle, args.clients, args.seconds, settings=baseline))
+        runs["default"].append(_measure(bundle, args.clients, args.seconds, photos=args.photos))
+        runs["baseline"].append(_measure(bundle, args.clients, args.seconds, settings=baseline, photos=args.photos))
         print({k: v[-1] for k, v in runs.items()}, flush=True)
     wall = time.perf_counter() - t0
     metrics = _median(runs["default"]) | {"rounds": runs["default"]}
     base = _median(runs["baseline"])
     case, targets = ("load_int8", {"requests_per_s": 200, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10}) \
         if args.int8 else ("load", {"requests_per_s": 100, "latency_p99_ms": 250, "errors": 0, "rss_growth": 0.10})
+    if args.photos:
+        return _write_photos(args, wall, metrics, base, base_name)
     print(write_result(case, "ham10000", wall, metrics, targets,
                        baseline={"name": base_name, "metrics": base},
                        notes=f"command: python bench/load.py{' --int8' if args.int8 else ''} --rounds {args.rounds}"
@@ -143,6 +155,21 @@ def main() -> None:
 
 
 BASELINE = {"CARELENS_BATCHES_IN_FLIGHT": "1", "CARELENS_THREADS": "2"}
+
+
+def _write_photos(args: argparse.Namespace, wall: float, metrics: dict[str, object], base: dict[str, float],
+                  base_name: str) -> None:
+    n = len(list(PHOTOS.glob("*.jpg")))
+    print(write_result("load_photos", "ham10000", wall, metrics, {"errors": 0},
+                       baseline={"name": base_name, "metrics": base},
+                       notes=f"command: python bench/load.py --photos --clients {args.clients} --rounds {args.rounds}"
+                             + (" --baseline-src DIR (a git worktree of the baseline's commit)" if args.baseline_src
+                                else "") + f"; the {n} synthetic 12-megapixel JPEGs of bench/decode.py (4032x3024, "
+                             f"1.5-1.9 MB) posted by {args.clients} clients; medians over {args.rounds} rounds of "
+                             f"{args.seconds:.0f} s, alternated with the baseline; 224px EfficientNet-Lite0 bundle "
+                             f"({'int8' if args.int8 else 'fp32'}); clients and server share the same 2 cores; two "
+                             "decodes at a time (CARELENS_DECODE_CONCURRENCY); a JPEG this large is decoded at half "
+                             "its size since DECODE_MIN_SIDE (the baseline decodes it whole)."))
 
 
 def _median(rs: list[dict[str, float]]) -> dict[str, float]:
