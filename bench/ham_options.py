@@ -234,8 +234,8 @@ def write(rows: list[dict[str, Any]], wall: float, ds: Any, splits: Any) -> None
     print(write_result(
         "ham10000_options", "ham10000", wall, metrics, {}, split="val",
         notes="command: python bench/ham_options.py; each option is scripts/demo_ham10000.json (head + 3 fine-tune "
-              "epochs at 128 px, balanced sampler) with one change, seeds 0 and 1 (size160 and progressive224 also 2 "
-              "and 3, for the ensembles), split_dataset(ham10000, "
+              "epochs at 128 px, balanced sampler) with one change, seeds 0 and 1 (size160 and the progressive ones also "
+              "2 and 3, for the ensembles), split_dataset(ham10000, "
               "(0.7, 0.1, 0.2), seed=0) (lesion-grouped). Compared on validation (mean over seeds, min-max spread); "
               "test figures only for the chosen option. *_tta: mean logits over the image and its two flips. "
               "The demo budget, not the 45-minute recipe: a ranking at 3 epochs need not hold at 8. test_resolution "
