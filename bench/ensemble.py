@@ -59,13 +59,15 @@ BUDGET_S = 45 * 60
 QUIET_PAIR = (0, 1)  # trained with nothing else running (2026-11-27); s2 and s3 beside the test suite (2026-11-28)
 
 
-def run_dir(seed: int) -> Path:
-    return OPTIONS_DIR / f"size160_s{seed}" / "run"
+def run_dir(seed: int, option: str = "size160") -> Path:
+    """A seed's run of a bench/ham_options.py option (the chosen recipe's by default)."""
+    return OPTIONS_DIR / f"{option}_s{seed}" / "run"
 
 
-def val_views(seed: int, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+def val_views(seed: int, ds: Any, splits: Any, option: str = "size160") -> tuple[np.ndarray, list[np.ndarray]]:
     """(labels, logits per view: plain, left-right, top-bottom) of a seed's run on the validation split, cached."""
-    return run_val_views(run_dir(seed), HERE / f"val_views_s{seed}.npz", ds, splits)
+    tag = "" if option == "size160" else f"{option}_"
+    return run_val_views(run_dir(seed, option), HERE / f"val_views_{tag}s{seed}.npz", ds, splits)
 
 
 def run_val_views(run: Path, cache: Path, ds: Any, splits: Any) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_result
 from ensemble import HERE as VIEWS_DIR
-from ensemble import group_logits, run_val_views
-from ham_options import HERE as OPTIONS_DIR
+from ensemble import group_logits, run_dir, val_views
 from ham_options import OPTIONS, metrics_of, one, spread
 
 from carelens.data import open_dataset, split_dataset
@@ -50,11 +49,8 @@ def main(argv: list[str]) -> None:
     t0 = time.perf_counter()
     walls = {s: float(one(option, s, ds, splits)["wall_s"]) for s in seeds}  # trains the seeds not trained yet
     VIEWS_DIR.mkdir(parents=True, exist_ok=True)
-    # (labels, logits per flip view), cached beside bench/ensemble.py's (the size160 files are the ones it reads)
-    tag = "" if option == "size160" else f"{option}_"
-    views = {s: run_val_views(OPTIONS_DIR / f"{option}_s{s}" / "run", VIEWS_DIR / f"val_views_{tag}s{s}.npz", ds, splits)
-             for s in seeds}
-    class_ids = Run(OPTIONS_DIR / f"{option}_s{seeds[0]}" / "run").config.class_ids
+    views = {s: val_views(s, ds, splits, option) for s in seeds}  # (labels, logits per flip view), cached
+    class_ids = Run(run_dir(seeds[0], option)).config.class_ids
 
     def figures(group: tuple[int, ...]) -> dict[str, Any]:
         m = metrics_of(views[group[0]][0], group_logits(views, group, flips=True), class_ids)
