@@ -189,11 +189,14 @@ def paired_loss(y: np.ndarray, ref: np.ndarray, other: np.ndarray, k: int, draws
             "top1_agreement": round(float((ref == other).mean()), 4)}
 
 
-def all_int8_graph(src: Path, dst: Path, ds: Any, splits: Any, pre: PreprocessConfig) -> Path:
+def int8_variant(src: Path, dst: Path, ds: Any, splits: Any, pre: PreprocessConfig, *, float_convs: int,
+                 bias_correction: bool) -> Path:
     """``src`` quantised as `carelens export --int8` quantises it (the same calibration images of the training split)
-    but with every convolution in int8: the export before FLOAT_CONVS, the baseline of the mixed-precision choice."""
+    but with other choices, the baselines of the shipped ones: every convolution in int8 (``float_convs=0``: the export
+    before FLOAT_CONVS), or without the bias correction."""
     from carelens.steps.quantize import calibration_indices, quantize_onnx, split_batches
 
     chosen = calibration_indices(splits.indices(ds, "train"))
-    quantize_onnx(src, dst, list(split_batches(ds, chosen, pre, batch=16)), float_convs=0)
+    quantize_onnx(src, dst, list(split_batches(ds, chosen, pre, batch=16)), float_convs=float_convs,
+                  bias_correction=bias_correction)
     return dst

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, all_int8_graph, paired_loss, write_result
+from _common import OUT, int8_variant, paired_loss, write_result
 from ham_options import spread
 from ood_seeds import rescore
 
@@ -79,27 +79,32 @@ def measure(run_dir: Path, k: int, out_dir: Path = HERE) -> dict[str, Any]:
 
 
 def graphs_on_test(run_dir: Path, k: int) -> dict[str, Any]:
-    """The shipped int8 graph (stem and first block in float) against the same quantisation with every convolution
-    in int8 (the export before FLOAT_CONVS), both from the fp32 flips graph with the export's calibration images:
-    balanced-accuracy loss of the argmax against fp32 on the test split, with a 95% paired bootstrap interval, and
-    top-1 agreement."""
+    """The shipped int8 graph (stem and first block in float, biases corrected) against the same quantisation with
+    every convolution in int8 (all_int8) and without the bias correction (uncorrected), all from the fp32 flips graph
+    with the export's calibration images: balanced-accuracy loss of the argmax against fp32 on the test split, with a
+    95% paired bootstrap interval, top-1 agreement and the logits' root mean square difference from fp32's."""
     import numpy as np
 
     from carelens.bundle import make_session
-    from carelens.steps.quantize import split_batches
+    from carelens.steps.quantize import FLOAT_CONVS, split_batches
 
     r = Run(run_dir)
     ds, splits = r.data()
     pre = r.config.preprocess
-    all_int8 = all_int8_graph(HERE / f"flips_fp32_{k}" / "model.onnx", HERE / f"flips_all_int8_{k}.onnx", ds, splits, pre)
+    fp32 = HERE / f"flips_fp32_{k}" / "model.onnx"
+    graphs = {"fp32": fp32, "int8": HERE / f"flips_int8_{k}" / "model.onnx"}
+    for name, fc, bc in (("all_int8", 0, True), ("uncorrected", FLOAT_CONVS, False)):
+        graphs[name] = int8_variant(fp32, HERE / f"flips_{name}_{k}.onnx", ds, splits, pre, float_convs=fc,
+                                    bias_correction=bc)
     test = splits.indices(ds, "test")
     y = np.array([r.config.class_ids.index(ds[i].label) for i in test])
-    pred = {}
-    for name, path in (("fp32", HERE / f"flips_fp32_{k}" / "model.onnx"),
-                       ("int8", HERE / f"flips_int8_{k}" / "model.onnx"), ("all_int8", all_int8)):
+    logits = {}
+    for name, path in graphs.items():
         sess = make_session(path)
-        pred[name] = np.concatenate([sess.run(["logits"], {"input": b})[0] for b in split_batches(ds, test, pre)]).argmax(1)
-    return {name: paired_loss(y, pred["fp32"], pred[name], len(r.config.class_ids)) for name in ("int8", "all_int8")}
+        logits[name] = np.concatenate([sess.run(["logits"], {"input": b})[0] for b in split_batches(ds, test, pre)])
+    return {name: {**paired_loss(y, logits["fp32"].argmax(1), logits[name].argmax(1), len(r.config.class_ids)),
+                   "logit_rmse": round(float(np.sqrt(((logits[name] - logits["fp32"]) ** 2).mean())), 4)}
+            for name in graphs if name != "fp32"}
 
 
 def int8(runs: list[Path]) -> None:
@@ -134,18 +139,25 @@ def int8(runs: list[Path]) -> None:
         "balanced_accuracy_loss_all_int8": round(statistics.fmean(r["graphs_on_test"]["all_int8"]["loss"] for r in rows), 4),
         "top1_agreement_test": [r["graphs_on_test"]["int8"]["top1_agreement"] for r in rows],
         "top1_agreement_test_all_int8": [r["graphs_on_test"]["all_int8"]["top1_agreement"] for r in rows],
+        "balanced_accuracy_loss_uncorrected": round(statistics.fmean(r["graphs_on_test"]["uncorrected"]["loss"]
+                                                                     for r in rows), 4),
+        "top1_agreement_test_uncorrected": [r["graphs_on_test"]["uncorrected"]["top1_agreement"] for r in rows],
+        "logit_rmse_test": {name: [r["graphs_on_test"][name]["logit_rmse"] for r in rows]
+                            for name in ("int8", "all_int8", "uncorrected")},
         "runs": rows}
     print(write_result(
         "ham10000_int8", "ham10000", time.perf_counter() - t0, metrics, {"balanced_accuracy_loss": 0.005},
-        notes="command: python bench/flips.py --int8; the size160 runs of bench/ham_options.py (the chosen recipe, "
-              "seeds 0 and 1), each exported with --flips in fp32 and with --flips --int8 (ONNX Runtime QDQ, per-"
-              "channel int8 weights, the stem and first block left in float, calibration refitted on the int8 outputs) "
-              "and measured on the test split with carelens.report.evaluate; balanced_accuracy_loss: fp32 minus int8, "
-              "mean and worst over seeds. *_all_int8 and runs[].graphs_on_test: the same fp32 graph quantised with "
-              "every convolution in int8 (the export before this choice), argmax of the logits on the test split, "
-              "with 95% paired bootstrap intervals (2,000 resamples of images). The runs were trained again in this "
-              "sitting (python bench/ham_options.py size160), so their fp32 figures differ from earlier results. "
-              "latency_p50_ms: one image at a time end to end (160 px, 3 views), 150 test files, this shared host."))
+        notes=f"command: python bench/flips.py --int8 {' '.join(sys.argv[2:])}; runs of bench/ham_options.py "
+              f"({', '.join(str(Path(r['run']).parent.name) for r in rows)}), each exported with --flips in fp32 and "
+              "with --flips --int8 (ONNX Runtime QDQ, per-channel int8 weights, the stem and first block left in "
+              "float, the integer layers' biases corrected on the calibration images, calibration refitted on the "
+              "int8 outputs) and measured on the test split with carelens.report.evaluate; balanced_accuracy_loss: "
+              "fp32 minus int8, mean and worst over seeds. runs[].graphs_on_test: the shipped int8 graph and two "
+              "baselines from the same fp32 graph and calibration images, *_all_int8 (every convolution in int8) and "
+              "*_uncorrected (without the bias correction, the export before it), argmax of the logits on the test "
+              "split, with 95% paired bootstrap intervals (2,000 resamples of images), and the logits' root mean "
+              "square difference from fp32 (logit_rmse_test). latency_p50_ms: one image at a time end to end (3 "
+              "views), 150 test files, this shared host."))
 
 
 def over_seeds(rows: list[dict[str, Any]]) -> dict[str, Any]:

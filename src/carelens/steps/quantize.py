@@ -4,7 +4,8 @@ ONNX Runtime's static quantisation in the QDQ format (quantize/dequantize pairs 
 runtime fuses into integer kernels): weights int8 per output channel, activations uint8 (the pairing that VNNI and
 AMX instructions execute natively), the first convolutions left in float (:data:`FLOAT_CONVS`), activation ranges
 from MinMax calibration on images of the *training* split (never validation or test, which fit and measure the
-calibration). The int8 model's outputs on every split then replace the fp32 ones, so that temperature, conformal
+calibration), then each integer layer's bias corrected on the same images so that its mean output per channel is the
+float model's (:func:`correct_biases`). The int8 model's outputs on every split then replace the fp32 ones, so that temperature, conformal
 thresholds and the OOD gate are refitted on what the shipped model actually computes
 (:func:`carelens.steps.export.export_run` with ``int8=True``; the same refit serves a graph that averages flipped
 views, ``flips=True``).
@@ -20,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from carelens.bundle import make_session
 from carelens.console import progress_bar
 from carelens.data import Dataset, Splits
-from carelens.errors import DataError
+from carelens.errors import BundleError, DataError
 from carelens.preprocess import PreprocessConfig, preprocess_batch
 from carelens.steps.run import Predictions, Run
 
-__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "calibration_indices", "derived_run",
-           "quantize_onnx", "session_predictions", "split_batches"]
+__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "calibration_indices", "correct_biases",
+           "derived_run", "quantize_onnx", "session_predictions", "split_batches"]
 
 CALIBRATION_IMAGES = 128
 # The first convolutions stay in float: the stem and the first block (EfficientNet-Lite: stem, depthwise,
@@ -72,11 +74,12 @@ def calibration_indices(train_indices: list[int], n: int = CALIBRATION_IMAGES) -
 
 
 def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_name: str = "input",
-                  float_convs: int = FLOAT_CONVS) -> list[str]:
+                  float_convs: int = FLOAT_CONVS, bias_correction: bool = True) -> list[str]:
     """Write the int8 (QDQ, per-channel weights, uint8 activations) version of ``src`` to ``dst``, its activation
     ranges measured on the ``calibration`` batches; the first ``float_convs`` convolutions (graph order) stay in
     float: those with fewer than ``float_convs`` convolutions before them on any path from the input, so that in a
-    graph of several models (an ensemble) every model keeps its own first ones. Returns the names of the nodes left
+    graph of several models (an ensemble) every model keeps its own first ones; then, with ``bias_correction``, the
+    integer layers' biases corrected on the same batches (:func:`correct_biases`). Returns the names of the nodes left
     in float, in graph order."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -97,7 +100,82 @@ def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_nam
                 and before < float_convs]
         quantize_static(str(prepared), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
+        if bias_correction:
+            correct_biases(dst, prepared, calibration, input_name)
     return keep
+
+
+def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], input_name: str = "input") -> int:
+    """Empirical bias correction of the int8 graph ``model`` (QDQ, rewritten in place) against its float
+    ``reference``: each integer convolution or matrix product in turn, in graph order, gets the bias that makes the mean
+    of its output over the ``calibration`` batches, per channel, that of the float graph (Nagel et al. 2019,
+    *Data-free quantization through weight equalization and bias correction*, section 4.2, its empirical variant).
+    Rounding int8 weights and uint8 activations shifts those means (most in depthwise convolutions, whose few
+    weights per channel do not average their rounding out), and the shifts add up along the network. In order, because
+    each layer's mean depends on the corrections before it (correcting all at once from one measurement overshoots and
+    diverges). Returns how many layers were corrected."""
+    import onnx
+    from onnx import numpy_helper
+
+    q, ref = onnx.load(str(model)), onnx.load(str(reference))
+    producer = {t: n for n in q.graph.node for t in n.output}
+    inits = {i.name: i for i in q.graph.initializer}
+    targets = [n for n in q.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 2
+               and getattr(producer.get(n.input[2]), "op_type", None) == "DequantizeLinear"]
+    ref_out = {n.name: n.output[0] for n in ref.graph.node if n.op_type in ("Conv", "Gemm")}
+    missing = [n.name for n in targets if n.name not in ref_out]
+    if missing:
+        raise BundleError(f"the int8 graph's layers {missing[:3]} are not in its float reference")
+    want = _channel_means(_outputs_graph(ref, [ref_out[n.name] for n in targets]), calibration, input_name)
+    lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+    with progress_bar("int8 bias correction", len(targets)) as advance:
+        for node, mean in zip(targets, want, strict=True):
+            # the graph up to this layer only, its output the one extra: the layers before it run as they will
+            # (fused into integer kernels), and its output is the product before requantisation
+            got = _channel_means(_outputs_graph(q, [node.output[0]], prune=True), calibration, input_name)[0]
+            dq = producer[node.input[2]]  # int32 bias, scale = input scale x weight scale, zero point 0
+            bias, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
+            fixed = numpy_helper.to_array(bias).astype(np.int64) - np.round((got - mean) / scale).astype(np.int64)
+            bias.CopyFrom(numpy_helper.from_array(np.clip(fixed, lo, hi).astype(np.int32), bias.name))
+            advance(1)
+    onnx.save(q, str(model))
+    return len(targets)
+
+
+def _outputs_graph(model: Any, outputs: list[str], prune: bool = False) -> bytes:
+    """``model`` serialised with ``outputs`` as its outputs (float tensors); ``prune``: without the nodes they do not
+    depend on."""
+    from onnx import TensorProto, helper
+
+    nodes = list(model.graph.node)
+    if prune:
+        need, kept = set(outputs), []
+        for node in reversed(nodes):
+            if any(t in need for t in node.output):
+                kept.append(node)
+                need.update(node.input)
+        nodes = kept[::-1]
+    used = {t for n in nodes for t in n.input}
+    graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input),
+                              [helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in outputs],
+                              [i for i in model.graph.initializer if i.name in used])
+    made: bytes = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version).SerializeToString()
+    return made
+
+
+def _channel_means(graph: bytes, batches: list[np.ndarray], input_name: str) -> list[np.ndarray]:
+    """Each output's mean per channel (axis 1) over its rows for the images of ``batches``, in float64."""
+    session = make_session(graph)
+    sums: list[np.ndarray] = []
+    rows = np.zeros(len(session.get_outputs()))
+    for b in batches:
+        outs = session.run(None, {input_name: b})
+        # per row, the mean over every axis but the channel's (the spatial positions of a convolution's output); rows,
+        # not images: a graph that averages views runs its layers on every view of every image
+        part = [o.reshape(o.shape[0], o.shape[1], -1).astype(np.float64).mean(axis=2).sum(axis=0) for o in outs]
+        sums = part if not sums else [s + p for s, p in zip(sums, part, strict=True)]
+        rows += [o.shape[0] for o in outs]
+    return [s / r for s, r in zip(sums, rows, strict=True)]
 
 
 def _convs_before(graph: Any) -> list[tuple[Any, int]]:
