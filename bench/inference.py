@@ -219,7 +219,8 @@ def int8_case() -> None:
     int8_dir = export_run(run, case_dir / "bundle_int8", name="derma224", version="bench-int8", int8=True)
     export_s = time.perf_counter() - t
     par = json.loads((int8_dir / "bundle.json").read_text())["parity"]
-    # the baseline: every convolution in int8, same calibration images as the export's
+    # the baselines: every convolution in int8, and the shipped choice without the bias correction; same calibration
+    # images as the export's
     r = Run(run)
     ds, splits = r.data()
     all_int8, uncorrected = (int8_variant(fp32_dir / "model.onnx", case_dir / f"{name}.onnx", ds, splits,
