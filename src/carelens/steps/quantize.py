@@ -136,8 +136,9 @@ def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], 
             got = _channel_means(_outputs_graph(q, [node.output[0]], prune=True), calibration, input_name)[0]
             dq = producer[node.input[2]]  # int32 bias, scale = input scale x weight scale, zero point 0
             bias, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
-            fixed = numpy_helper.to_array(bias).astype(np.int64) - np.round((got - mean) / scale).astype(np.int64)
-            bias.CopyFrom(numpy_helper.from_array(np.clip(fixed, lo, hi).astype(np.int32), bias.name))
+            # in float64 and clipped before the cast: a dead channel's tiny scale must not overflow an integer type
+            fixed = np.clip(np.round(numpy_helper.to_array(bias) - (got - mean) / scale), lo, hi)
+            bias.CopyFrom(numpy_helper.from_array(fixed.astype(np.int32), bias.name))
             advance(1)
     onnx.save(q, str(model))
     return len(targets)
