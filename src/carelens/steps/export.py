@@ -46,6 +46,7 @@ from carelens.steps.calibrate import calibrate_run
 from carelens.steps.quantize import (
     CALIBRATION_IMAGES,
     INT8_SELFTEST_ATOL,
+    Quantized,
     calibration_indices,
     derived_run,
     quantize_onnx,
@@ -121,12 +122,12 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, views: int, members:
                           "multi-label run without them")
     ds, splits = r.data()
     chosen: list[int] = []
-    float_nodes: list[str] = []
+    quantized = Quantized([], 0)
     if int8:
         chosen = calibration_indices(splits.indices(ds, "train"), calibration_images)
         fp32 = out / "model.fp32.onnx"
         (out / "model.onnx").rename(fp32)
-        float_nodes = quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
+        quantized = quantize_onnx(fp32, out / "model.onnx", list(split_batches(ds, chosen, r.config.preprocess, batch=16)))
         fp32.unlink()
     ref = r.predictions()
     # flips alone: the gate keeps the trained model's own training features as its model of the training data (the
@@ -152,7 +153,8 @@ def _refit(r: Run, out: Path, cal: Calibration, int8: bool, views: int, members:
     agreement: dict[str, Any] = {
         "int8": int8, "flips": views > 1, "views": views, "members": members, "images": len(y),
         "calibration_images": len(chosen),
-        "float_nodes": float_nodes, "ood_training_features": "shipped graph" if int8 else "trained model",
+        "float_nodes": quantized.float_nodes, "bias_corrected_layers": quantized.bias_corrected,
+        "ood_training_features": "shipped graph" if int8 else "trained model",
         "top1_agreement": float((p_run.argmax(1) == p_shipped.argmax(1)).mean()),
         "max_probability_diff": float(np.abs(p_run - p_shipped).max()),
         "val_balanced_accuracy_trained": balanced_accuracy(y, p_run.argmax(1), k),

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,8 +28,8 @@ from carelens.errors import BundleError, DataError
 from carelens.preprocess import PreprocessConfig, preprocess_batch
 from carelens.steps.run import Predictions, Run
 
-__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "calibration_indices", "correct_biases",
-           "derived_run", "quantize_onnx", "session_predictions", "split_batches"]
+__all__ = ["CALIBRATION_IMAGES", "FLOAT_CONVS", "INT8_SELFTEST_ATOL", "Quantized", "calibration_indices",
+           "correct_biases", "derived_run", "quantize_onnx", "session_predictions", "split_batches"]
 
 CALIBRATION_IMAGES = 128
 # The first convolutions stay in float: the stem and the first block (EfficientNet-Lite: stem, depthwise,
@@ -74,14 +74,20 @@ def calibration_indices(train_indices: list[int], n: int = CALIBRATION_IMAGES) -
     return sorted(chosen.tolist())
 
 
+class Quantized(NamedTuple):
+    """What :func:`quantize_onnx` did, for the bundle's record."""
+
+    float_nodes: list[str]  # the convolutions left in float, in graph order
+    bias_corrected: int  # integer layers whose bias was corrected (0 without the correction)
+
+
 def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_name: str = "input",
-                  float_convs: int = FLOAT_CONVS, bias_correction: bool = True) -> list[str]:
+                  float_convs: int = FLOAT_CONVS, bias_correction: bool = True) -> Quantized:
     """Write the int8 (QDQ, per-channel weights, uint8 activations) version of ``src`` to ``dst``, its activation
     ranges measured on the ``calibration`` batches; the first ``float_convs`` convolutions (graph order) stay in
     float: those with fewer than ``float_convs`` convolutions before them on any path from the input, so that in a
     graph of several models (an ensemble) every model keeps its own first ones; then, with ``bias_correction``, the
-    integer layers' biases corrected on the same batches (:func:`correct_biases`). Returns the names of the nodes left
-    in float, in graph order."""
+    integer layers' biases corrected on the same batches (:func:`correct_biases`)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -101,9 +107,8 @@ def quantize_onnx(src: Path, dst: Path, calibration: list[np.ndarray], input_nam
                 and before < float_convs]
         quantize_static(str(prepared), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=keep)
-        if bias_correction:
-            correct_biases(dst, prepared, calibration, input_name)
-    return keep
+        corrected = correct_biases(dst, prepared, calibration, input_name) if bias_correction else 0
+    return Quantized(keep, corrected)
 
 
 def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], input_name: str = "input") -> int:
