@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -189,14 +189,23 @@ def paired_loss(y: np.ndarray, ref: np.ndarray, other: np.ndarray, k: int, draws
             "top1_agreement": round(float((ref == other).mean()), 4)}
 
 
-def int8_variant(src: Path, dst: Path, ds: Any, splits: Any, pre: PreprocessConfig, *, float_convs: int,
-                 bias_correction: bool) -> Path:
-    """``src`` quantised as `carelens export --int8` quantises it (the same calibration images of the training split)
-    but with other choices, the baselines of the shipped ones: every convolution in int8 (``float_convs=0``: the export
-    before FLOAT_CONVS), or without the bias correction."""
-    from carelens.steps.quantize import calibration_indices, quantize_onnx, split_batches
+def logit_comparison(y: np.ndarray, ref: np.ndarray, other: np.ndarray, k: int) -> dict[str, float]:
+    """:func:`paired_loss` of the argmax of ``other`` logits against ``ref``'s, and the root mean square difference of
+    the logits themselves."""
+    return {**paired_loss(y, ref.argmax(1), other.argmax(1), k),
+            "logit_rmse": round(float(np.sqrt(((other - ref) ** 2).mean())), 4)}
 
-    chosen = calibration_indices(splits.indices(ds, "train"))
-    quantize_onnx(src, dst, list(split_batches(ds, chosen, pre, batch=16)), float_convs=float_convs,
-                  bias_correction=bias_correction)
-    return dst
+
+def int8_baselines(src: Path, path_of: Callable[[str], Path], ds: Any, splits: Any,
+                   pre: PreprocessConfig) -> dict[str, Path]:
+    """``src`` quantised as `carelens export --int8` quantises it (the same calibration images of the training split)
+    but with other choices, the baselines of the shipped ones, written to ``path_of(name)``: ``all_int8``, every
+    convolution in int8 (the export before FLOAT_CONVS), and ``uncorrected``, without the bias correction."""
+    from carelens.steps.quantize import FLOAT_CONVS, calibration_indices, quantize_onnx, split_batches
+
+    batches = list(split_batches(ds, calibration_indices(splits.indices(ds, "train")), pre, batch=16))
+    out = {}
+    for name, float_convs, corrected in (("all_int8", 0, True), ("uncorrected", FLOAT_CONVS, False)):
+        out[name] = path_of(name)
+        quantize_onnx(src, out[name], batches, float_convs=float_convs, bias_correction=corrected)
+    return out

@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, int8_variant, paired_loss, write_result
+from _common import OUT, int8_baselines, logit_comparison, write_result
 from ham_options import spread
 from ood_seeds import rescore
 
@@ -86,24 +86,21 @@ def graphs_on_test(run_dir: Path, k: int) -> dict[str, Any]:
     import numpy as np
 
     from carelens.bundle import make_session
-    from carelens.steps.quantize import FLOAT_CONVS, split_batches
+    from carelens.steps.quantize import split_batches
 
     r = Run(run_dir)
     ds, splits = r.data()
     pre = r.config.preprocess
     fp32 = HERE / f"flips_fp32_{k}" / "model.onnx"
-    graphs = {"fp32": fp32, "int8": HERE / f"flips_int8_{k}" / "model.onnx"}
-    for name, fc, bc in (("all_int8", 0, True), ("uncorrected", FLOAT_CONVS, False)):
-        graphs[name] = int8_variant(fp32, HERE / f"flips_{name}_{k}.onnx", ds, splits, pre, float_convs=fc,
-                                    bias_correction=bc)
+    graphs = {"fp32": fp32, "int8": HERE / f"flips_int8_{k}" / "model.onnx",
+              **int8_baselines(fp32, lambda name: HERE / f"flips_{name}_{k}.onnx", ds, splits, pre)}
     test = splits.indices(ds, "test")
     y = np.array([r.config.class_ids.index(ds[i].label) for i in test])
     logits = {}
     for name, path in graphs.items():
         sess = make_session(path)
         logits[name] = np.concatenate([sess.run(["logits"], {"input": b})[0] for b in split_batches(ds, test, pre)])
-    return {name: {**paired_loss(y, logits["fp32"].argmax(1), logits[name].argmax(1), len(r.config.class_ids)),
-                   "logit_rmse": round(float(np.sqrt(((logits[name] - logits["fp32"]) ** 2).mean())), 4)}
+    return {name: logit_comparison(y, logits["fp32"], logits[name], len(r.config.class_ids))
             for name in graphs if name != "fp32"}
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import OUT, int8_variant, machine, paired_loss, write_result
+from _common import OUT, int8_baselines, logit_comparison, machine, write_result
 
 from carelens.bundle import int8_instructions, load_bundle, make_session
 from carelens.data import make_splits, open_dataset
@@ -223,9 +223,8 @@ def int8_case() -> None:
     # images as the export's
     r = Run(run)
     ds, splits = r.data()
-    all_int8, uncorrected = (int8_variant(fp32_dir / "model.onnx", case_dir / f"{name}.onnx", ds, splits,
-                                          r.config.preprocess, float_convs=fc, bias_correction=bc)
-                             for name, fc, bc in (("all_int8", 0, True), ("uncorrected", FLOAT_CONVS, False)))
+    baselines = int8_baselines(fp32_dir / "model.onnx", lambda name: case_dir / f"{name}.onnx", ds, splits,
+                               r.config.preprocess)
     b32, b8 = load_bundle(fp32_dir), load_bundle(int8_dir)
     e32, e8 = Engine(b32, batch_size=32), Engine(b8, batch_size=32)
     ham = open_dataset("ham10000")
@@ -234,8 +233,7 @@ def int8_case() -> None:
     torch.set_num_threads(2)
     tmodel = load_run_model(run)
     xt = torch.from_numpy(x1)
-    sessions = {"fp32": b32.session, "int8": b8.session, "all_int8": make_session(all_int8),
-                "uncorrected": make_session(uncorrected),
+    sessions = {"fp32": b32.session, "int8": b8.session, **{k: make_session(p) for k, p in baselines.items()},
                 "int8_saturating": make_session(int8_dir / "model.onnx", exact_int8=False)}
     single = {"fp32": [], "int8": []}  # type: ignore[var-annotated]
     model_ms = {k: [] for k in sessions}  # type: ignore[var-annotated]
@@ -262,8 +260,7 @@ def int8_case() -> None:
     for key, sess in sessions.items():
         out = [sess.run(["logits"], {"input": b})[0] for b in split_batches(ham, held, r.config.preprocess)]
         logits[key] = np.concatenate(out)
-    heldout = {key: {**paired_loss(yh, logits["fp32"].argmax(1), logits[key].argmax(1), len(classes)),
-                     "logit_rmse": round(float(np.sqrt(((logits[key] - logits["fp32"]) ** 2).mean())), 4)}
+    heldout = {key: logit_comparison(yh, logits["fp32"], logits[key], len(classes))
                for key in ("int8", "all_int8", "uncorrected", "int8_saturating")}
     med = {k: statistics.median(v) for k, v in model_ms.items()}
     tm = statistics.median(torch_ms)

@@ -122,6 +122,7 @@ def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], 
     diverges). Returns how many layers were corrected."""
     import onnx
     from onnx import numpy_helper
+    from onnx.utils import Extractor
 
     q, ref = onnx.load(str(model)), onnx.load(str(reference))
     producer = {t: n for n in q.graph.node for t in n.output}
@@ -132,13 +133,15 @@ def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], 
     missing = [n.name for n in targets if n.name not in ref_out]
     if missing:
         raise BundleError(f"the int8 graph's layers {missing[:3]} are not in its float reference")
-    want = _channel_means(_outputs_graph(ref, [ref_out[n.name] for n in targets]), calibration, input_name)
+    want = _channel_means(_subgraph(Extractor(ref), input_name, [ref_out[n.name] for n in targets]), calibration,
+                          input_name)
+    sub = Extractor(q)  # holds q's initializers themselves: the corrections below reach every later subgraph
     lo, hi = np.iinfo(np.int32).min, np.iinfo(np.int32).max
     with progress_bar("int8 bias correction", len(targets)) as advance:
         for node, mean in zip(targets, want, strict=True):
             # the graph up to this layer only, its output the one extra: the layers before it run as they will
             # (fused into integer kernels), and its output is the product before requantisation
-            got = _channel_means(_outputs_graph(q, [node.output[0]], prune=True), calibration, input_name)[0]
+            got = _channel_means(_subgraph(sub, input_name, [node.output[0]]), calibration, input_name)[0]
             dq = producer[node.input[2]]  # int32 bias, scale = input scale x weight scale, zero point 0
             bias, scale = inits[dq.input[0]], numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
             # in float64 and clipped before the cast: a dead channel's tiny scale must not overflow an integer type
@@ -149,24 +152,14 @@ def correct_biases(model: Path, reference: Path, calibration: list[np.ndarray], 
     return len(targets)
 
 
-def _outputs_graph(model: Any, outputs: list[str], prune: bool = False) -> bytes:
-    """``model`` serialised with ``outputs`` as its outputs (float tensors); ``prune``: without the nodes they do not
-    depend on."""
+def _subgraph(ex: Any, input_name: str, outputs: list[str]) -> bytes:
+    """The nodes that ``outputs`` (float tensors) need, from the model under ``ex`` (onnx's Extractor), with those as
+    the outputs, serialised."""
     from onnx import TensorProto, helper
 
-    nodes = list(model.graph.node)
-    if prune:
-        need, kept = set(outputs), []
-        for node in reversed(nodes):
-            if any(t in need for t in node.output):
-                kept.append(node)
-                need.update(node.input)
-        nodes = kept[::-1]
-    used = {t for n in nodes for t in n.input}
-    graph = helper.make_graph(nodes, model.graph.name, list(model.graph.input),
-                              [helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in outputs],
-                              [i for i in model.graph.initializer if i.name in used])
-    made: bytes = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version).SerializeToString()
+    for t in outputs:  # an output needs a declared type; a tensor between two nodes may have none
+        ex.value_infos.setdefault(t, helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    made: bytes = ex.extract_model([input_name], outputs).SerializeToString()
     return made
 
 
