@@ -58,7 +58,7 @@ LOWER_IS_BETTER = {"ece", "mce", "critical_miss_rate", "over_triage_rate", "mean
 
 
 def lower_is_better(metric: str) -> bool:
-    return metric in LOWER_IS_BETTER or metric == "wall_s" or metric.endswith(("_ms", "_mb"))
+    return metric in LOWER_IS_BETTER or metric == "wall_s" or metric.endswith(("_ms", "_mb", "_diff"))
 
 
 def judge(metrics: dict[str, Any], targets: dict[str, float]) -> dict[str, bool]:
