@@ -236,8 +236,10 @@ def main() -> None:
                              "Mix of 20: 12 predictions, "
                              "1 heatmap, 2 triage (image + text), 5 bad inputs (expected 4xx). 8 API keys, default "
                              "rate limits; 2 MB upload and 4 MP pixel limits; a reload every 30 s swaps two exports. "
-                             "The server caps glibc malloc arenas at 2 (carelens.serve.memory): with the default "
-                             "arenas the same soak grew 29% in 10 min (391 -> 504 MB, still rising). rss_growth counts "
+                             "The server caps glibc malloc arenas at 2 and fixes its mmap threshold at 128 KiB "
+                             "(carelens.serve.memory): with the default arenas the same soak grew 29% in 10 min (391 -> "
+                             "504 MB, still rising), with two arenas and glibc's moving threshold 17% (333 -> 389 MB, "
+                             "level from the third minute). rss_growth counts "
                              "from the warm-up figure; server_rss_by_minute_mb shows whether it levels off (a leak "
                              "keeps rising)."))
 

@@ -9,6 +9,8 @@ import inspect
 import io
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -343,15 +345,46 @@ def test_trusted_hosts_refuse_other_host_headers(client_kw: dict[str, Any]) -> N
         assert c.get("/health", headers={"Host": "triage.example.org"}).status_code == 200
 
 
-def test_malloc_arenas_are_capped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
+_MAPPED_AFTER_A_LARGE_FREE = """
+import ctypes, sys
+import numpy as np
+from carelens.serve.memory import tune_malloc
 
-    from carelens.serve.memory import limit_malloc_arenas
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                                "uordblks", "fordblks", "keepcost")]
 
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+applied = tune_malloc() if sys.argv[1] == "tune" else {}
+big = np.ones(8 << 20, np.uint8)
+del big  # a freed 8 MB mapped block: glibc's moving threshold rises past it
+before = libc.mallinfo2().hblks
+image = np.ones(1 << 20, np.uint8)  # a decoded image's worth
+print(sorted(applied), libc.mallinfo2().hblks - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_tuned_malloc_keeps_image_sized_blocks_mapped_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch,
+                                                                                 tmp_path: Path) -> None:
+    """With the threshold fixed, a 1 MB block after a freed 8 MB one is mapped on its own (returned to the system when
+    freed) rather than carved from the heap; settings the operator put in the environment stand."""
+    script = tmp_path / "mapped.py"
+    script.write_text(_MAPPED_AFTER_A_LARGE_FREE)
+    for var in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(mode: str) -> str:
+        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+
+    assert run("plain") == "[] 0"  # glibc's default: from the heap
+    assert run("tune") == "['arenas', 'mmap_threshold'] 1"
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_malloc_arenas() is False  # the operator's setting stands
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
-    assert limit_malloc_arenas() is sys.platform.startswith("linux")
+    assert run("tune") == "['mmap_threshold'] 1"  # the operator's arena count stands
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(16 << 20))
+    assert run("tune") == "[] 0"  # and their threshold: 1 MB is below it, from the heap
 
 
 def test_a_service_that_trusts_keys_checks_every_bundle_it_serves(models_copy: Path, serve_dirs: dict[str, Path],
