@@ -35,7 +35,10 @@ CALIBRATION_IMAGES = 128
 # The first convolutions stay in float: the stem and the first block (EfficientNet-Lite: stem, depthwise,
 # projection). Quantising them carries most of the int8 error one block can (on the `inference` bench model, logit
 # RMSE against fp32 0.096 -> 0.067 with them in float), and they are the slowest integer kernels (3 input channels;
-# 32 depthwise channels at 112x112), so the graph is no slower. On the chosen HAM10000 recipe (`python bench/flips.py
+# 32 depthwise channels at 112x112: the int8 stem took 0.45 ms against 0.36 in float, ONNX Runtime's profile, one
+# thread). The float section's conversions still cost time, by how much depends on the host: the bench model took 4.19
+# against 3.88 ms all-int8 on one AVX-512 VNNI AMD EPYC, 3.56 against 2.67 ms on another (two threads, batch 1; the
+# second is `python bench/inference.py inference_int8`'s committed result). On the chosen HAM10000 recipe (`python bench/flips.py
 # --int8`, 2 seeds, test split): balanced-accuracy loss against fp32 0.016 -> 0.005 (mean), top-1 agreement
 # 0.970 / 0.977 -> 0.978 / 0.982. With the bias correction the choice stands (progressive224 seeds, flips, test split:
 # every convolution in int8 agrees 0.954 / 0.965, this choice 0.979 / 0.971).
