@@ -171,6 +171,23 @@ def test_natural_photo_is_out_of_distribution_for_the_skin_model(tiny_ham_run: P
     assert cal.ood.is_in_distribution(a["test_features"], a["test_logits"]).mean() > 0.85
 
 
+def test_the_knn_bank_is_a_seeded_sample_of_the_training_features(tiny_pneumonia_run: Path) -> None:
+    """Beyond ``bank_max`` training features the k-NN distance reads a seeded sample of them (the same on every fit),
+    unit-normalised; within it, all of them."""
+    a = _preds(tiny_pneumonia_run)
+    args = (a["train_features"], a["train_y"], a["val_features"], a["val_logits"])
+    n = len(a["train_y"])
+    small, again = OODGate(bank_max=n // 4).fit(*args), OODGate(bank_max=n // 4).fit(*args)
+    assert small.bank_.shape == (n // 4, a["train_features"].shape[1])
+    assert np.array_equal(small.bank_, again.bank_)
+    assert np.allclose(np.linalg.norm(small.bank_, axis=1), 1.0)
+    unit = a["train_features"] / np.linalg.norm(a["train_features"], axis=1, keepdims=True)
+    assert all(np.isclose(unit @ row, 1.0).any() for row in small.bank_[:20])  # rows of the training set
+    assert OODGate(bank_max=n).fit(*args).bank_.shape[0] == n
+    with pytest.raises(ConfigError, match="bank_max must be at least k"):
+        OODGate(bank_max=5, k=10).fit(*args)
+
+
 def test_the_gate_holds_its_pass_rate_over_validation_draws_not_only_on_average() -> None:
     """Simulated validation sets (standard normal scores, so the share a threshold passes is known exactly): the
     plain 95% quantile passes under 95% of new inputs in about half the draws; the conservative rank in at most 5%."""

@@ -31,7 +31,12 @@ from carelens.validation import check_features, check_is_fitted, check_logits
 __all__ = ["OODGate", "OODMethod", "conservative_rank"]
 
 OODMethod = Literal["mahalanobis", "knn", "combined"]
-BANK_MAX = 2000  # training features kept for the k-NN distance (a seeded sample beyond this)
+# Training features kept for the k-NN distance (a seeded sample beyond this). 1,000 rather than 2,000: on 4 training
+# seeds of the chosen HAM10000 recipe the gate separates as well (worst seed: far AUROC 0.9996 either way, near 0.9986
+# against 0.9987, test pass rate 0.959 against 0.960) and reads 4 MB less per image: one image after a model run
+# 1.45 -> 1.07 ms, 1.10 -> 0.54 ms cached (`python bench/ood_bank.py`, case ood_bank_ham10000; 500: 0.88 ms, near
+# 0.9982).
+BANK_MAX = 1000
 
 
 def conservative_rank(n: int, pass_rate: float, confidence: float) -> int:
@@ -48,12 +53,13 @@ def conservative_rank(n: int, pass_rate: float, confidence: float) -> int:
 
 class OODGate:
     def __init__(self, method: OODMethod = "combined", pass_rate: float = 0.95, k: int = 10,
-                 use_energy: bool = True, confidence: float | None = 0.95) -> None:
+                 use_energy: bool = True, confidence: float | None = 0.95, bank_max: int = BANK_MAX) -> None:
         self.method = method
         self.pass_rate = pass_rate
         self.k = k
         self.use_energy = use_energy
         self.confidence = confidence  # None: the plain pass_rate quantile of the validation scores
+        self.bank_max = bank_max  # for fitting; a fitted gate's bank is what it holds
 
     # -- raw scores ----------------------------------------------------------------------------
     @property
@@ -97,6 +103,8 @@ class OODGate:
             raise ConfigError(f"pass_rate must be in (0.5, 1), got {self.pass_rate}")
         if self.confidence is not None and not 0.5 <= self.confidence < 1:
             raise ConfigError(f"confidence must be in [0.5, 1) or None, got {self.confidence}")
+        if self.bank_max < self.k:
+            raise ConfigError(f"bank_max must be at least k ({self.k}) training features, got {self.bank_max}")
         ft = check_features(train_features)
         fv = check_features(val_features)
         lv = check_logits(val_logits)
@@ -113,7 +121,8 @@ class OODGate:
             evals, evecs = np.linalg.eigh(cov)
             self.whiten_ = evecs / np.sqrt(np.maximum(evals, 1e-9))  # (d, d): cov^-1/2 up to rotation
         if self.method in ("knn", "combined"):
-            bank = ft if len(ft) <= BANK_MAX else ft[np.random.default_rng(0).choice(len(ft), BANK_MAX, replace=False)]
+            keep = self.bank_max
+            bank = ft if len(ft) <= keep else ft[np.random.default_rng(0).choice(len(ft), keep, replace=False)]
             self.bank_ = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
         self.stats_: dict[str, tuple[float, float]] = {}
         for part in self._parts:
