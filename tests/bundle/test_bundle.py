@@ -72,7 +72,7 @@ def test_future_format_is_refused_with_advice(bundle_dir: Path, tmp_path: Path) 
 def test_format_1_bundle_without_facts_still_loads(bundle_dir: Path, tmp_path: Path) -> None:
     c = _copy(bundle_dir, tmp_path)
     doc = json.loads((c / "bundle.json").read_text())
-    assert doc["format_version"] == FORMAT_VERSION == 12 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
+    assert doc["format_version"] == FORMAT_VERSION == 13 and doc["facts"] is None  # no clinical facts in PneumoniaMNIST
     assert "temperature_bias" not in doc  # the default scaler is the temperature alone: nothing written
     assert doc["task"] == "multiclass" and "multilabel" not in doc
     del doc["facts"], doc["integrity"]

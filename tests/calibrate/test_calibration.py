@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -186,6 +187,36 @@ def test_the_knn_bank_is_a_seeded_sample_of_the_training_features(tiny_pneumonia
     assert OODGate(bank_max=n).fit(*args).bank_.shape[0] == n
     with pytest.raises(ConfigError, match="bank_max must be at least k"):
         OODGate(bank_max=5, k=10).fit(*args)
+
+
+def test_the_pca_covariance_is_the_full_one_when_it_pools_a_single_direction(tiny_pneumonia_run: Path,
+                                                                             tmp_path: Path) -> None:
+    """Probabilistic PCA keeps ``components`` directions of the covariance and pools the rest at their mean variance:
+    pooling one direction changes nothing, so the distance is the full covariance's. A gate saved with the full
+    covariance (every bundle before the PCA model) still loads as it was, and a PCA gate reloads with its basis."""
+    a = _preds(tiny_pneumonia_run)
+    args = (a["train_features"], a["train_y"], a["val_features"], a["val_logits"])
+    d = a["train_features"].shape[1]
+    kw: dict[str, Any] = {"method": "mahalanobis", "use_energy": False}
+    full, one = OODGate(components=None, **kw).fit(*args), OODGate(components=d - 1, **kw).fit(*args)
+    assert hasattr(one, "basis_") and not hasattr(full, "basis_")
+    assert np.allclose(one.score(a["test_features"], a["test_logits"]),
+                       full.score(a["test_features"], a["test_logits"]), rtol=1e-6, atol=1e-6)
+    one.components = None  # fitted again with the full covariance: nothing of the PCA fit is left to score with
+    one.fit(*args)
+    assert not hasattr(one, "basis_") and np.array_equal(one.score(a["test_features"], a["test_logits"]),
+                                                         full.score(a["test_features"], a["test_logits"]))
+    shipped = OODGate().fit(*args)  # 128 of 256 directions: another distance
+    assert shipped.to_dict()["components"] == 128 and full.to_dict()["components"] is None
+    for gate, stats in ((full, "whiten"), (shipped, "basis")):
+        gate.save(tmp_path / f"{stats}.npz")
+        with np.load(tmp_path / f"{stats}.npz") as z:
+            assert stats in z.files and ({"whiten", "basis"} - {stats}).isdisjoint(z.files)
+        again = OODGate.from_dict(gate.to_dict(), tmp_path / f"{stats}.npz")  # float32 statistics, as served
+        assert np.allclose(again.score(a["test_features"], a["test_logits"]),
+                           gate.score(a["test_features"], a["test_logits"]), rtol=1e-3, atol=2e-3)
+    with pytest.raises(ConfigError, match="components must be a positive"):
+        OODGate(components=0).fit(*args)
 
 
 def test_the_gate_holds_its_pass_rate_over_validation_draws_not_only_on_average() -> None:

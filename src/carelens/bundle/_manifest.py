@@ -37,7 +37,7 @@ __all__ = [
     "bundle_identity",
 ]
 
-FORMAT_VERSION = 12  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
+FORMAT_VERSION = 13  # 2 added the optional ``facts`` section; 3 the multi-label task (``multilabel`` section); 4
 # ``decision.critical_threshold`` (a decision rule an older carelens would not apply: it must refuse the bundle);
 # 5 ``temperature_bias`` (per-class offsets after the temperature, which an older carelens would ignore); 6 models
 # without a feature map (``model_io.fmap`` empty, no ``head.npz``: an imported ONNX classifier; no heatmaps), and
@@ -48,7 +48,9 @@ FORMAT_VERSION = 12  # 2 added the optional ``facts`` section; 3 the multi-label
 # another class: it must refuse the bundle); 10 ``model_io.members`` (the graph averages that many trained models:
 # a field an older carelens does not know); 11 ``temperature_scale`` (vector scaling: a multiplier per class after
 # the temperature, which an older carelens would ignore); 12 ``conformal.pooled`` (classes sharing one threshold: a
-# field an older carelens does not know) and ``model_io.views`` "dihedral" (a value it does not know)
+# field an older carelens does not know) and ``model_io.views`` "dihedral" (a value it does not know); 13
+# ``ood.components`` (the gate's covariance modelled as probabilistic PCA of that many directions, its statistics in
+# ood.npz as ``basis``, ``inv_var`` and ``residual_var``, which an older carelens cannot read)
 OLDEST_READABLE_FORMAT = 1  # a format-1 bundle is a format-2 bundle without facts, a format-2 one is multiclass
 REQUIRED_FILES = frozenset({"model.onnx", "ood.npz"})  # every one listed in ``files`` with its sha256; and
 HEAD_FILE = "head.npz"  # the classifier head's weights, for heatmaps: required when the model gives a feature map
@@ -149,6 +151,8 @@ class OODParams(_Section):
     threshold: float
     # the probability over the validation draw that the threshold passes pass_rate (None: a plain quantile)
     confidence: float | None = None
+    # the leading directions of the covariance modelled one by one, the rest sharing one variance (None: all of them)
+    components: int | None = None
 
 
 class SplitInfo(_Section):
@@ -229,8 +233,9 @@ class BundleSpec(BaseModel):
         unset = {k for k in ("views", "members") if getattr(self.model_io, k) is None}
         if unset:
             absent["model_io"] = unset
-        if self.ood.confidence is None:
-            absent["ood"] = {"confidence"}
+        ood_unset = {k for k in ("confidence", "components") if getattr(self.ood, k) is None}
+        if ood_unset:
+            absent["ood"] = ood_unset
         if self.conformal is not None and self.conformal.pooled is None:
             absent["conformal"] = {"pooled"}
         return self.model_dump(mode="json", by_alias=True, exclude=absent or None)
