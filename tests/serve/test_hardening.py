@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from carelens.cli import app as cli
 from carelens.errors import ConfigError
 from carelens.serve import ServeSettings, create_app
+from carelens.serve import memory as serve_memory
 from carelens.serve.registry import MicroBatcher, Overloaded
 from carelens.serve.routers import chat, ecg, feedback, models, ops, page, triage
 from carelens.serve.storage import AuditLog
@@ -346,8 +347,12 @@ def test_trusted_hosts_refuse_other_host_headers(client_kw: dict[str, Any]) -> N
 
 
 _RESIDENT_AFTER_FREE = """
-import ctypes, os, sys
-from carelens.serve.memory import tune_malloc
+import ctypes, importlib.util, os, sys
+
+# the module alone, not the carelens package: importing the service would leave the heap in a state of its own
+spec = importlib.util.spec_from_file_location("memory", sys.argv[2])
+memory = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(memory)
 
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
@@ -364,7 +369,7 @@ def touched(n: int) -> int:
     return p
 
 
-applied = tune_malloc() if sys.argv[1] == "tune" else {}
+applied = memory.tune_malloc() if sys.argv[1] == "tune" else {}
 libc.free(touched(8 << 20))  # a freed 8 MB mapped block: glibc's moving threshold rises past it
 before = resident()
 images = []
@@ -389,7 +394,8 @@ def test_tuned_malloc_gives_freed_image_buffers_back_unless_the_operator_chose(m
         monkeypatch.delenv(var, raising=False)
 
     def run(mode: str) -> tuple[str, int]:
-        out = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, str(script), mode, serve_memory.__file__], capture_output=True,
+                             text=True, check=True)
         applied, mb = out.stdout.strip().rsplit(" ", 1)
         return applied, int(mb)
 
