@@ -8,6 +8,7 @@ import datetime as dt
 import inspect
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -369,6 +370,20 @@ def touched(n: int) -> int:
     return p
 
 
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                                "uordblks", "fordblks", "keepcost")]
+
+
+libc.mallinfo2.restype = Info
+
+
+def info() -> str:
+    i = libc.mallinfo2()
+    return f"heap={i.arena >> 20}MB free={i.fordblks >> 20}MB top={i.keepcost >> 20}MB mapped={i.hblks}/{i.hblkhd >> 20}MB"
+
+
+sys.stderr.write("start " + info() + " env=" + str(sorted(k for k in os.environ if "MALLOC" in k or "GLIBC" in k)) + "\\n")
 applied = memory.tune_malloc() if sys.argv[1] == "tune" else {}
 libc.free(touched(8 << 20))  # a freed 8 MB mapped block: glibc's moving threshold rises past it
 before = resident()
@@ -376,37 +391,37 @@ images = []
 for _ in range(32):  # 1 MB buffers (a decoded image's worth), each followed by a smaller block that stays live
     images.append(touched(1 << 20))
     touched(96 << 10)  # under the fixed threshold: from the heap, after the buffer
+sys.stderr.write("allocated " + info() + "\\n")
 for p in images:
     libc.free(p)
+sys.stderr.write("freed " + info() + "\\n")
 print(sorted(applied), round((resident() - before) / 2**20))
 """
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_tuned_malloc_gives_freed_image_buffers_back_unless_the_operator_chose(monkeypatch: pytest.MonkeyPatch,
-                                                                                tmp_path: Path) -> None:
+def test_tuned_malloc_gives_freed_image_buffers_back_unless_the_operator_chose(tmp_path: Path) -> None:
     """32 freed 1 MB buffers with live 96 KB blocks between them stay resident once glibc's threshold has moved past
     them (the heap cannot shrink under a live block); with the threshold fixed each was mapped and is unmapped, and
-    only the small blocks (3 MB) stay. Settings the operator put in the environment stand."""
+    only the small blocks (3 MB) stay. Settings the operator put in the environment stand. The child process gets a
+    bare environment (what earlier tests or libraries left in this one is not its business) and the module alone."""
     script = tmp_path / "resident.py"
     script.write_text(_RESIDENT_AFTER_FREE)
-    for var in ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_"):
-        monkeypatch.delenv(var, raising=False)
+    diagnostics: list[str] = []
 
-    def run(mode: str) -> tuple[str, int]:
+    def run(mode: str, **env: str) -> tuple[str, int]:
         out = subprocess.run([sys.executable, str(script), mode, serve_memory.__file__], capture_output=True,
-                             text=True, check=True)
+                             text=True, check=True, env={"PATH": os.environ.get("PATH", ""), **env})
         applied, mb = out.stdout.strip().rsplit(" ", 1)
+        diagnostics.append(f"{mode} {env}: {out.stderr.strip()}")
         return applied, int(mb)
 
     plain, tuned = run("plain"), run("tune")
-    assert plain[0] == "[]" and plain[1] >= 24  # glibc's default: still resident (MB)
-    assert tuned == ("['arenas', 'mmap_threshold']", tuned[1]) and tuned[1] <= 8
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert run("tune")[0] == "['mmap_threshold']"  # the operator's arena count stands
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", str(16 << 20))
-    operator = run("tune")
-    assert operator[0] == "[]" and operator[1] >= 24  # and their threshold: 1 MB is below it, from the heap
+    assert plain[0] == "[]" and plain[1] >= 24, diagnostics  # glibc's default: still resident (MB)
+    assert tuned == ("['arenas', 'mmap_threshold']", tuned[1]) and tuned[1] <= 8, diagnostics
+    assert run("tune", MALLOC_ARENA_MAX="4")[0] == "['mmap_threshold']"  # the operator's arena count stands
+    operator = run("tune", MALLOC_ARENA_MAX="4", MALLOC_MMAP_THRESHOLD_=str(16 << 20))
+    assert operator[0] == "[]" and operator[1] >= 24, diagnostics  # and their threshold: 1 MB is below it, from the heap
 
 
 def test_a_service_that_trusts_keys_checks_every_bundle_it_serves(models_copy: Path, serve_dirs: dict[str, Path],
