@@ -96,14 +96,18 @@ def modality(name: str, n: int = 200, seed: int = 0) -> list[np.ndarray]:
     return [img for _, img in ds.iter_images(sorted(idx.tolist()))]
 
 
-def gate_scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarray:
-    b = engine.bundle
-    out = []
+def bundle_outputs(bundle: Any, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A bundle's (features, logits) for ``images``, in batches of 32: what its OOD gate reads."""
+    feats, logits = [], []
     for k in range(0, len(images), 32):
-        batch = preprocess_batch(images[k : k + 32], b.preprocess)
-        logits, feats, _ = b.run(batch)
-        out.append(gate.score(feats, logits))
-    return np.concatenate(out)
+        lo, fe, _ = bundle.run(preprocess_batch(images[k : k + 32], bundle.preprocess))
+        feats.append(fe)
+        logits.append(lo)
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def gate_scores(engine: Engine, images: list[np.ndarray], gate: Any) -> np.ndarray:
+    return gate.score(*bundle_outputs(engine.bundle, images))  # type: ignore[no-any-return]
 
 
 def separation(s_in: np.ndarray, s_out: np.ndarray, threshold: float) -> tuple[float, float]:
