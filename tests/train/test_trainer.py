@@ -140,6 +140,22 @@ def test_early_stopping_says_when_it_stopped_and_which_weights_it_kept(
             "(patience 2); keeping fine-tune epoch 1's weights") in said
 
 
+@pytest.mark.parametrize(("schedule", "stopped_after"), [("cosine", 3), ("plateau", 2)])
+def test_early_stopping_does_not_count_the_warm_up(
+        pneumonia_small: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schedule: str,
+        stopped_after: int) -> None:
+    import carelens.train._trainer as trainer
+
+    # the one-cycle schedule's first 15% of steps raise the learning rate to its peak: of 12 epochs, the first 2
+    # start before it and may score below the head without counting (on an NVIDIA H200 a 12-epoch HAM10000 run
+    # stopped there, keeping the head's weights); the plateau schedule has no warm-up
+    monkeypatch.setattr(trainer, "_finetune_epoch", lambda *args, **kwargs: (0.0, 1))
+    small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
+    cfg = TrainConfig.from_dict({**CNN, "finetune_epochs": 12, "patience": 1, "schedule": schedule})
+    res = train(small, make_splits(small), cfg, tmp_path / "run", evaluate_test=False)
+    assert [h["improved"] for h in res.history if h["phase"] == "finetune"] == [True] + [False] * (stopped_after - 1)
+
+
 def test_a_class_missing_from_validation_is_said_before_training(
         pneumonia_small: Dataset, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     small = pneumonia_small.subset(range(0, len(pneumonia_small), 3))
