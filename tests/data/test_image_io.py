@@ -113,6 +113,22 @@ def test_a_large_jpeg_is_decoded_at_a_reduced_scale_with_the_same_model_input(tm
     assert read_image(small).shape == (2047, 4000, 3)
 
 
+def test_the_pixel_limit_bounds_what_is_decoded(tmp_path: Path) -> None:
+    from carelens.errors import ImageTooLargeError
+
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    _large_photo().save(jpeg, "JPEG", quality=90)  # 2200x2048: 4.5 megapixels, decoded at 1100x1024
+    _large_photo().save(png, "PNG")  # the same pixels, decoded whole
+    assert decode_image(jpeg.getvalue(), max_pixels=2_000_000).shape == (1024, 1100, 3)
+    with pytest.raises(ImageTooLargeError, match=r"2200x2048 pixels is over the 2,000,000 limit"):
+        decode_image(png.getvalue(), max_pixels=2_000_000)
+    with pytest.raises(ImageTooLargeError, match=r"2200x2048 \(decoded at 1100x1024\) pixels is over the 1,000,000"):
+        decode_image(jpeg.getvalue(), max_pixels=1_000_000)
+    # decoded at full size (min_side=None), every pixel counts
+    with pytest.raises(ImageTooLargeError, match="2200x2048 pixels"):
+        decode_image(jpeg.getvalue(), max_pixels=2_000_000, min_side=None)
+
+
 def test_a_truncated_large_jpeg_still_fails_when_decoded_reduced(tmp_path: Path) -> None:
     buf = io.BytesIO()
     _large_photo().save(buf, "JPEG", quality=90)

@@ -65,12 +65,18 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as img:
-                if img.width * img.height > max_pixels:
-                    raise ImageTooLargeError(
-                        name, f"{img.width}x{img.height} pixels is over the {max_pixels:,} limit"
-                    )
+                size = img.size
+                if size[0] * size[1] > MAX_PIXELS:
+                    raise ImageTooLargeError(name, f"{size[0]}x{size[1]} pixels is over the {MAX_PIXELS:,} limit")
                 if min_side is not None:
                     img.draft(None, (min_side, min_side))  # JPEG only (other formats ignore it); mode unchanged
+                # the limit bounds the pixels decoded: a 48-megapixel phone JPEG decoded at a quarter of each side
+                # is 3 megapixels in memory, while a PNG of that size is decoded whole
+                if img.width * img.height > max_pixels:
+                    shown = f"{size[0]}x{size[1]}" + (f" (decoded at {img.width}x{img.height})" if img.size != size
+                                                      else "")
+                    raise ImageTooLargeError(name, f"{shown} pixels is over the {max_pixels:,} limit; send a "
+                                                   "smaller image")
                 img.load()  # decodes fully: a truncated file fails here, not later
                 return to_rgb_array(ImageOps.exif_transpose(img), mode)
     except ImageReadError:

@@ -32,8 +32,11 @@ class ServeSettings(BaseSettings):
     store_images: bool = Field(False, description="keep uploaded images in images_dir")
     images_dir: Path = Field(Path("stored_images"), description="where stored images go")
     max_upload_bytes: int = Field(10 * 1024 * 1024, description="largest accepted upload")
-    # A 24-megapixel camera photo; the models see at most a few hundred pixels a side, so more only costs memory
-    max_pixels: int = Field(24_000_000, description="largest accepted image (width x height)")
+    # A 24-megapixel camera photo; the models see at most a few hundred pixels a side, so more only costs memory. A
+    # large JPEG counts at the reduced scale it is decoded at (carelens.data.DECODE_MIN_SIDE): a 48-megapixel phone
+    # photo is decoded at 3 megapixels and accepted
+    max_pixels: int = Field(24_000_000, description="largest image decoded (width x height; a large JPEG at its "
+                                                    "reduced decoding scale)")
     decode_concurrency: int = Field(2, ge=1, description="images decoded at the same time")
     max_queue: int = Field(64, ge=1, description="requests waiting per model before 503 (backpressure)")
     max_in_flight: int = Field(48, ge=1, description="requests in progress before 503 (backpressure at the door)")
