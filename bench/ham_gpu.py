@@ -22,7 +22,9 @@ Three steps, because the GPU machine is a different computer that sees only what
   python bench/ham_gpu.py score OUT [OUT ...] [--case ham10000_gpu_12ep]
                                           (here, on the CPU) the runs of one or more such calls together, the size
                                           and flips chosen again over all of them on validation, the chosen runs on
-                                          the test split, once, and on validation again: bench/results/ham10000_gpu.json.
+                                          the test split, once, and on validation again: bench/results/ham10000_gpu.json
+                                          (--case ham10000_gpu_12ep: the runs of SIZES=224 EPOCHS=12, 12 fine-tune
+                                          epochs instead of 3, as their own case).
 
 The recipe is scripts/demo_ham10000.json (the head, then 3 fine-tune epochs with the balanced sampler), chosen at
 160 px on the CPU by bench/ham_options.py; only the image size changes. HAM10000 here is 200x150 px, so 224 and

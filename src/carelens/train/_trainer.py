@@ -410,7 +410,7 @@ def _finetune(fit: _Fit, on_epoch_end: Callable[[int], None] | None) -> None:
         if stale >= cfg.patience > 0:
             best_ep = max((h["epoch"] for h in fit.history if h["phase"] == "finetune" and h.get("improved")), default=0)
             err_console.print(f"fine-tuning stopped early after epoch {ep} of {cfg.finetune_epochs}: the validation "
-                              f"score has not improved for {stale} epochs (patience {cfg.patience}); keeping "
+                              f"score has not improved for {stale} epoch{'s' * (stale != 1)} (patience {cfg.patience}); keeping "
                               + (f"fine-tune epoch {best_ep}'s weights" if best_ep else "the head phase's weights"))
             break
         total, n = _finetune_epoch(fit, net, opt, sched, ep, ema)
