@@ -21,7 +21,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
                                 "only there); run it on a GPU machine")
 
 
-def test_a_model_trained_on_the_gpu_answers_the_same_on_the_cpu(ham: Dataset, tmp_path: Path) -> None:
+def test_a_model_trained_on_the_gpu_answers_the_same_on_the_cpu(ham: Dataset, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     rng = np.random.default_rng(0)
     keep: list[int] = []
     for c, n in ham.class_counts().items():
@@ -31,6 +32,8 @@ def test_a_model_trained_on_the_gpu_answers_the_same_on_the_cpu(ham: Dataset, tm
     pre = PreprocessConfig(image_size=64)
     cfg = TrainConfig(preprocess=pre, head_epochs=3, finetune_epochs=2, batch_size=16, patience=0)
     res = train(ds, splits, cfg, tmp_path / "run")
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"training on cuda ({torch.cuda.get_device_name(0)}, bf16 autocast)" in said, said[:300]
     run = Run(res.run_dir)
     assert all(np.isfinite(h["train_loss"]) for h in res.history)
     state = torch.load(run.best_checkpoint, map_location="cpu", weights_only=True)["model"]

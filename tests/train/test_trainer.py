@@ -136,6 +136,7 @@ def test_early_stopping_says_when_it_stopped_and_which_weights_it_kept(
     res = train(small, make_splits(small), cfg, tmp_path / "run", evaluate_test=False)
     assert [h["improved"] for h in res.history if h["phase"] == "finetune"] == [True, False, False]
     said = " ".join(capsys.readouterr().err.split())
+    assert "training on the CPU (2 threads)" in said  # where it runs, said first (on a GPU: its name and bf16)
     assert ("fine-tuning stopped early after epoch 3 of 6: the validation score has not improved for 2 epochs "
             "(patience 2); keeping fine-tune epoch 1's weights") in said
 

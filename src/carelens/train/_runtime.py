@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-__all__ = ["autocast", "configure_runtime", "device"]
+__all__ = ["autocast", "configure_runtime", "describe", "device"]
 
 _done = False
 
@@ -34,10 +34,24 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _bf16(dev: torch.device) -> bool:
+    return dev.type == "cuda" and torch.cuda.is_bf16_supported()
+
+
 def autocast(dev: torch.device) -> contextlib.AbstractContextManager[object]:
     """bf16 mixed precision on a CUDA device that has it (Ampere and later): the matrix work in bfloat16, the losses
     and reductions in float32 (no loss scaling needed, unlike float16). On the CPU nothing changes: the weights and
     every figure measured there stay float32."""
-    if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+    if _bf16(dev):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def describe(dev: torch.device, processes: int = 1) -> str:
+    """Where training runs, in one line: the device, its forward passes' precision, and the threads or processes."""
+    if dev.type == "cuda":
+        where = f"{dev} ({torch.cuda.get_device_name(dev)}, {'bf16 autocast' if _bf16(dev) else 'float32'})"
+    else:
+        n = torch.get_num_threads()
+        where = f"the CPU ({n} thread{'s' * (n != 1)}{' a process' if processes > 1 else ''})"
+    return f"training on {where}" + (f", {processes} processes" if processes > 1 else "")

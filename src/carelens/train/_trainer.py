@@ -31,7 +31,7 @@ from carelens.settings import threads_per_process
 from carelens.steps import DatasetRef, Predictions, Run, RunConfig
 from carelens.train._augment import augment_batch, build_augment
 from carelens.train._distributed import Dist, setup, teardown
-from carelens.train._runtime import autocast, configure_runtime
+from carelens.train._runtime import autocast, configure_runtime, describe
 from carelens.train._task import TrainTask, task_for
 from carelens.train._tracking import Tracker
 
@@ -246,6 +246,7 @@ def train(
                "calibrated, without seeing how it does on them; collect more (the audit says how many) or merge them "
                "in the label spec")
     configure_runtime(config.threads or threads_per_process(dist.world))
+    err_console.print(describe(dev, dist.world))
     if dist.main:
         run.create()
         if not resume:
