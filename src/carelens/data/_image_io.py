@@ -65,9 +65,9 @@ def decode_image(data: bytes, mode: ColorMode = "RGB", *, name: str = "<bytes>",
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as img:
-                size = img.size
-                if size[0] * size[1] > MAX_PIXELS:
-                    raise ImageTooLargeError(name, f"{size[0]}x{size[1]} pixels is over the {MAX_PIXELS:,} limit")
+                size, bomb = img.size, max(MAX_PIXELS, max_pixels)  # the header's size: a decompression-bomb guard
+                if size[0] * size[1] > bomb:
+                    raise ImageTooLargeError(name, f"{size[0]}x{size[1]} pixels is over the {bomb:,} limit")
                 if min_side is not None:
                     img.draft(None, (min_side, min_side))  # JPEG only (other formats ignore it); mode unchanged
                 # the limit bounds the pixels decoded: a 48-megapixel phone JPEG decoded at a quarter of each side
