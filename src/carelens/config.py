@@ -67,6 +67,8 @@ class TrainConfig:
     focal_gamma: float = 2.0
     schedule: str = "cosine"  # or "plateau"
     monitor: str = "balanced_accuracy"
+    # fine-tune epochs without a better validation score before training stops (0: never); under the one-cycle
+    # schedule the epochs that start before the learning rate peaks do not count
     patience: int = 3
     augment: str = "default"
     severity_head: str = "softmax"  # multi-label only: "softmax" or "ordinal" (CORAL)
