@@ -59,7 +59,8 @@ def conservative_rank(n: int, pass_rate: float, confidence: float) -> int:
 
 class OODGate:
     _zm: np.ndarray | None = None  # the whitened class means (full covariance), computed once
-    _pm: np.ndarray | None = None  # the class means in the PCA basis, computed once
+    # the class means in the PCA basis, in float64, and their squared lengths, computed once
+    _pm: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __init__(self, method: OODMethod = "combined", pass_rate: float = 0.95, k: int = 10,
                  use_energy: bool = True, confidence: float | None = 0.95, bank_max: int = BANK_MAX,
@@ -104,15 +105,15 @@ class OODGate:
                 zm = self._zm = self.means_ @ self.whiten_  # (k, d)
             return (zf**2).sum(1)[:, None] - 2 * zf @ zm.T + (zm**2).sum(1)[None, :]  # type: ignore[no-any-return]
         # probabilistic PCA: the leading directions whitened one by one, the residual off them at its one variance
-        pm = self._pm
-        if pm is None:
-            pm = self._pm = (self.means_ @ self.basis_).astype(np.float64)  # (k, r)
-        m64 = self.means_.astype(np.float64)
-        proj = (f @ self.basis_).astype(np.float64)[:, None, :] - pm[None]  # (n, k, r)
+        if self._pm is None:
+            m64 = self.means_.astype(np.float64)
+            self._pm = ((self.means_ @ self.basis_).astype(np.float64), m64, (m64**2).sum(1))  # (k, r), (k, d), (k,)
+        pm, m64, m_sq = self._pm
+        proj2 = ((f @ self.basis_).astype(np.float64)[:, None, :] - pm[None]) ** 2  # (n, k, r)
         f64 = f.astype(np.float64)
-        whole = (f64**2).sum(1)[:, None] - 2 * f64 @ m64.T + (m64**2).sum(1)[None, :]  # |f - mu_c|^2
-        inside = (proj**2).sum(2)
-        return (proj**2 * self.inv_var_).sum(2) + np.maximum(whole - inside, 0.0) / self.residual_var_  # type: ignore[no-any-return]
+        whole = (f64**2).sum(1)[:, None] - 2 * f64 @ m64.T + m_sq[None, :]  # |f - mu_c|^2
+        inside = proj2.sum(2)
+        return (proj2 * self.inv_var_).sum(2) + np.maximum(whole - inside, 0.0) / self.residual_var_  # type: ignore[no-any-return]
 
     def _combined(self, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
         zs = [(self._raw(p, features, logits) - self.stats_[p][0]) / self.stats_[p][1] for p in self._parts]

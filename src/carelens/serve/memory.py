@@ -27,8 +27,6 @@ __all__ = ["MALLOC_ARENAS", "MMAP_THRESHOLD", "tune_malloc"]
 
 MALLOC_ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's own starting value, kept fixed
-# mallopt parameter numbers (malloc.h), and the environment variable glibc reads for each
-_PARAMS = {"arenas": (-8, "MALLOC_ARENA_MAX"), "mmap_threshold": (-3, "MALLOC_MMAP_THRESHOLD_")}
 
 
 def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> dict[str, int]:
@@ -41,8 +39,9 @@ def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOL
     except OSError:
         return {}
     applied: dict[str, int] = {}
-    for name, value in {"arenas": arenas, "mmap_threshold": mmap_threshold}.items():
-        param, env = _PARAMS[name]
+    # name, mallopt parameter number (malloc.h), the environment variable glibc reads for it, value
+    for name, param, env, value in (("arenas", -8, "MALLOC_ARENA_MAX", arenas),
+                                    ("mmap_threshold", -3, "MALLOC_MMAP_THRESHOLD_", mmap_threshold)):
         if env in os.environ:
             continue
         try:
